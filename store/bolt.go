@@ -1,0 +1,525 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// Layout of a store file:
+//
+//	meta/changelog   Offsets.Changelog, uint64 big-endian
+//	meta/source      Offsets.Source, uint64 big-endian
+//	meta/epoch       Offsets.Epoch, raw bytes
+//	tables/<table>/  one bucket per table; key 0x00+key holds the value
+//
+// Every table key is stored behind a 0x00 byte because bbolt rejects
+// zero-length keys and the empty key is a valid key here. The byte keeps the
+// order of keys and costs one byte per key; it makes the largest key
+// bbolt.MaxKeySize-1 bytes.
+var (
+	bucketMeta   = []byte("meta")
+	bucketTables = []byte("tables")
+	keyChangelog = []byte("changelog")
+	keySource    = []byte("source")
+	keyEpoch     = []byte("epoch")
+)
+
+// Options tune Bolt stores. A nil *Options means the defaults (the zero
+// value of every field).
+type Options struct {
+	// NoSync skips the two fsyncs bbolt makes to commit every Apply.
+	// Default false: an Apply that returned is on disk. With NoSync a crash
+	// of the process loses nothing, but an OS crash or power loss can lose
+	// the last batches or leave a file whose pages do not match its meta
+	// page, which Open does not always detect: use it only where the store
+	// is rebuilt after such a crash anyway (or in tests). Saves the fsyncs'
+	// latency, milliseconds per Apply on most disks.
+	NoSync bool
+
+	// OpenTimeout is how long Open waits for the file lock held by another
+	// holder before it returns ErrLocked. Default (zero) 1s; negative: try
+	// once. Open waits in steps of 50ms.
+	OpenTimeout time.Duration
+
+	// SkipVerify skips the consistency check of Open. Default false: Open
+	// reads every page of the file, then runs bbolt's tx.Check over it, and
+	// returns ErrCorrupt on any finding. That costs a full read of the file
+	// (about twice: once to read every key and value, once for the check),
+	// so open time grows with the file size. Even with SkipVerify, Open
+	// checks that the file is as long as its meta page says.
+	SkipVerify bool
+
+	// bbolt's freelist options stay at their defaults: the hashmap freelist
+	// and NoFreelistSync made no difference beyond noise in
+	// BenchmarkBoltApplyRandom10k (up to 500k keys, 70 MB).
+}
+
+// defaultOpenTimeout is Options.OpenTimeout's default.
+const defaultOpenTimeout = time.Second
+
+// Dir is a Provider keeping each partition in a bbolt file of one directory.
+// It holds no state besides its path and options; every Open opens the file.
+type Dir struct {
+	path string
+	opts Options
+}
+
+var _ Provider = (*Dir)(nil)
+
+// NewDir returns a Dir keeping partition files in path, which Open creates
+// (mode 0750) when missing. opts may be nil for the defaults.
+func NewDir(path string, opts *Options) *Dir {
+	d := &Dir{path: path}
+	if opts != nil {
+		d.opts = *opts
+	}
+	return d
+}
+
+// Path returns the file of partition p: <path>/partition-%04d.db.
+func (d *Dir) Path(p int) string {
+	return filepath.Join(d.path, fmt.Sprintf("partition-%04d.db", p))
+}
+
+// Open opens (creating if needed) the store of partition p. The Store is a
+// *Bolt; see OpenBolt for the errors and costs.
+func (d *Dir) Open(p int) (Store, error) {
+	if p < 0 {
+		return nil, fmt.Errorf("store: open partition %d: negative partition", p)
+	}
+	if err := os.MkdirAll(d.path, 0o750); err != nil {
+		return nil, fmt.Errorf("store: open partition %d: %w", p, err)
+	}
+	b, err := OpenBolt(d.Path(p), &d.opts)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Destroy removes the file of partition p; a missing file is not an error.
+// The store must be closed: a store still open keeps working on the removed
+// file, unseen by the next Open.
+func (d *Dir) Destroy(p int) error {
+	if err := os.Remove(d.Path(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("store: destroy partition %d: %w", p, err)
+	}
+	return nil
+}
+
+// Bolt is a Store in one bbolt file. Reads run in bbolt read transactions
+// and see the state of the last Apply that finished before they began; Apply
+// runs one write transaction. A long Scan does not block Apply, except when
+// Apply must grow the file's memory map, which waits for running reads.
+type Bolt struct {
+	db     *bolt.DB
+	path   string
+	closed atomic.Bool
+}
+
+var _ Store = (*Bolt)(nil)
+
+// OpenBolt opens (creating if needed) the store in the file at path; opts
+// may be nil for the defaults. Its errors wrap ErrLocked when another holder
+// keeps the file locked beyond opts.OpenTimeout, and ErrCorrupt when the
+// file cannot be trusted (see Options.SkipVerify for what is checked and at
+// what cost). Other errors (permissions, a missing directory) wrap the OS
+// error and say nothing of the file's content.
+func OpenBolt(path string, opts *Options) (*Bolt, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.OpenTimeout == 0 {
+		o.OpenTimeout = defaultOpenTimeout
+	}
+	var file *os.File // kept to release the lock if bolt.Open panics
+	bo := &bolt.Options{
+		Timeout: o.OpenTimeout,
+		NoSync:  o.NoSync,
+		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
+			f, err := os.OpenFile(name, flag, perm)
+			file = f
+			return f, err
+		},
+	}
+	var db *bolt.DB
+	err := guard(path, "open", nil, func() (err error) {
+		db, err = bolt.Open(path, 0o600, bo)
+		return err
+	})
+	switch {
+	case errors.Is(err, ErrCorrupt): // bolt.Open panicked
+		if file != nil {
+			_ = file.Close()
+		}
+		return nil, err
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("%w: %s: %w", ErrLocked, path, err)
+	case isOSError(err):
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	case err != nil:
+		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
+	}
+	b := &Bolt{db: db, path: path}
+	if err := b.init(!o.SkipVerify); err != nil {
+		_ = guard(path, "close", nil, db.Close)
+		return nil, err
+	}
+	return b, nil
+}
+
+// isOSError reports whether err comes from the OS (permissions, I/O,
+// resources) rather than from the content of the file.
+func isOSError(err error) bool {
+	var pe *fs.PathError
+	var errno syscall.Errno
+	return errors.As(err, &pe) || errors.As(err, &errno)
+}
+
+// init checks the file and creates the top-level buckets in a new one.
+func (b *Bolt) init(verify bool) error {
+	missing := false
+	err := guard(b.path, "verify", nil, func() error {
+		return b.db.View(func(tx *bolt.Tx) error {
+			fi, err := os.Stat(b.path)
+			if err != nil {
+				return fmt.Errorf("store: open %s: %w", b.path, err)
+			}
+			if fi.Size() < tx.Size() {
+				return fmt.Errorf("%w: %s: file has %d bytes, its meta page says %d",
+					ErrCorrupt, b.path, fi.Size(), tx.Size())
+			}
+			hasMeta, hasTables := tx.Bucket(bucketMeta) != nil, tx.Bucket(bucketTables) != nil
+			if hasMeta != hasTables {
+				return fmt.Errorf("%w: %s: one of the buckets %s and %s is missing",
+					ErrCorrupt, b.path, bucketMeta, bucketTables)
+			}
+			missing = !hasMeta
+			if verify {
+				return check(b.path, tx)
+			}
+			return nil
+		})
+	})
+	if err != nil || !missing {
+		return err
+	}
+	return b.update("init", func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketMeta, bucketTables} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// check verifies the file read by tx. tx.Check runs in a goroutine of its
+// own, where a panic or a fault on a bad page would crash the process; so
+// check first reads every page reachable from the root (every bucket, key
+// and value) in the calling goroutine, under guard, and only then runs
+// tx.Check. A bad key size or position inside a branch page can still crash
+// the process in tx.Check, since a cursor never reads the keys of branch
+// pages.
+func check(path string, tx *bolt.Tx) error {
+	var sum byte
+	var walk func(b *bolt.Bucket)
+	walk = func(b *bolt.Bucket) {
+		c := b.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			sum ^= k[0] ^ k[len(k)-1]
+			if v == nil {
+				if child := b.Bucket(k); child != nil {
+					walk(child)
+				}
+			} else if len(v) > 0 {
+				sum ^= v[0] ^ v[len(v)-1]
+			}
+		}
+	}
+	_ = tx.ForEach(func(_ []byte, b *bolt.Bucket) error { walk(b); return nil })
+	runtime.KeepAlive(sum)
+
+	var errs []error
+	for err := range tx.Check() { // drain: Check's goroutine blocks on sends
+		if len(errs) < 10 {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %s: consistency check: %w", ErrCorrupt, path, errors.Join(errs...))
+	}
+	return nil
+}
+
+// guard runs fn and turns a panic or a memory fault in it (bbolt panics on
+// bad pages, and faults on pages past the end of a truncated file) into an
+// error wrapping ErrCorrupt. A panic raised while *inUser is true comes from
+// the caller's code, not bbolt's, and is passed on.
+func guard(path, op string, inUser *bool, fn func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if inUser != nil && *inUser {
+				panic(r) // still on the panicking stack: the trace shows where
+			}
+			err = fmt.Errorf("%w: %s: %s: bbolt panicked: %v", ErrCorrupt, path, op, r)
+		}
+	}()
+	return fn()
+}
+
+// view runs fn in a read transaction, under guard.
+func (b *Bolt) view(op string, inUser *bool, fn func(tx *bolt.Tx) error) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	return b.mapClosed(guard(b.path, op, inUser, func() error { return b.db.View(fn) }))
+}
+
+// update runs fn in a write transaction, under guard.
+func (b *Bolt) update(op string, fn func(tx *bolt.Tx) error) error {
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	return b.mapClosed(guard(b.path, op, nil, func() error { return b.db.Update(fn) }))
+}
+
+func (b *Bolt) mapClosed(err error) error {
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return ErrClosed
+	}
+	return err
+}
+
+// storedKey returns key as stored: behind a 0x00 byte (see the layout at
+// the top of this file).
+func storedKey(key []byte) []byte {
+	k := make([]byte, 1+len(key))
+	copy(k[1:], key)
+	return k
+}
+
+// table returns the bucket of table name, nil when it does not exist.
+func table(tx *bolt.Tx, name string) *bolt.Bucket {
+	if name == "" {
+		return nil
+	}
+	tables := tx.Bucket(bucketTables)
+	if tables == nil {
+		return nil
+	}
+	return tables.Bucket([]byte(name))
+}
+
+// Get returns a copy of the value of key in table. Cost: one read
+// transaction and a descent of the table's B+tree.
+func (b *Bolt) Get(tableName string, key []byte) (value []byte, found bool, err error) {
+	err = b.view("get", nil, func(tx *bolt.Tx) error {
+		tb := table(tx, tableName)
+		if tb == nil {
+			return nil
+		}
+		sk := storedKey(key)
+		k, v := tb.Cursor().Seek(sk)
+		if !bytes.Equal(k, sk) {
+			return nil
+		}
+		value, found = append([]byte{}, v...), true
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return value, found, nil
+}
+
+// Scan calls fn in key order for the entries of table that start with prefix
+// and are greater than after; a nil after starts at the first entry, while a
+// non-nil empty after skips the empty key. The slices passed to fn point
+// into the memory-mapped file: fn must not modify them nor keep them after
+// it returns, and must not call the store's methods (bbolt may deadlock when
+// Apply grows the file meanwhile). Scan runs in one read transaction, so fn
+// sees one consistent state; a panic in fn is passed on to the caller.
+func (b *Bolt) Scan(tableName string, prefix, after []byte, fn func(key, value []byte) bool) error {
+	inFn := false
+	return b.view("scan", &inFn, func(tx *bolt.Tx) error {
+		tb := table(tx, tableName)
+		if tb == nil {
+			return nil
+		}
+		start, skip := prefix, false
+		if after != nil && bytes.Compare(after, prefix) >= 0 {
+			start, skip = after, true
+		}
+		c := tb.Cursor()
+		for k, v := c.Seek(storedKey(start)); k != nil; k, v = c.Next() {
+			if k[0] != 0 {
+				return fmt.Errorf("%w: %s: table %q: foreign key %x", ErrCorrupt, b.path, tableName, k)
+			}
+			key := k[1:]
+			if skip {
+				skip = false
+				if bytes.Equal(key, after) {
+					continue
+				}
+			}
+			if !bytes.HasPrefix(key, prefix) {
+				return nil
+			}
+			inFn = true
+			more := fn(key, v)
+			inFn = false
+			if !more {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// Count returns the number of keys in table. Cost: one read transaction
+// and a read of the header of every page of the table (bbolt's
+// Bucket.Stats), linear in the table's size.
+func (b *Bolt) Count(tableName string) (int, error) {
+	n := 0
+	err := b.view("count", nil, func(tx *bolt.Tx) error {
+		if tb := table(tx, tableName); tb != nil {
+			n = tb.Stats().KeyN // tables hold no nested buckets, so this is exact
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Offsets returns the offsets written by the last Apply. Cost: one read
+// transaction.
+func (b *Bolt) Offsets() (Offsets, error) {
+	var o Offsets
+	err := b.view("offsets", nil, func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			return fmt.Errorf("%w: %s: no %s bucket", ErrCorrupt, b.path, bucketMeta)
+		}
+		for _, f := range []struct {
+			key []byte
+			dst *uint64
+		}{{keyChangelog, &o.Changelog}, {keySource, &o.Source}} {
+			v := meta.Get(f.key)
+			switch len(v) {
+			case 0: // never written
+			case 8:
+				*f.dst = binary.BigEndian.Uint64(v)
+			default:
+				return fmt.Errorf("%w: %s: offset %s has %d bytes", ErrCorrupt, b.path, f.key, len(v))
+			}
+		}
+		o.Epoch = string(meta.Get(keyEpoch))
+		return nil
+	})
+	if err != nil {
+		return Offsets{}, err
+	}
+	return o, nil
+}
+
+// Apply writes the batch in one bbolt write transaction, then (unless
+// Options.NoSync) fsyncs the file. It sorts a copy of the mutations by table
+// and key first (a stable sort, so the last mutation of a key wins): sorted
+// writes descend bbolt's B+tree in key order, each page once and while it is
+// in the CPU caches, which was faster in BenchmarkBoltApplyRandom10k without
+// fsync (the pages the commit writes are the same in any order). Every
+// mutation must name a table; keys must be at most bolt.MaxKeySize-1 bytes.
+// On any error nothing of the batch is written. Apply keeps none of the
+// batch's slices after it returns.
+func (b *Bolt) Apply(batch Batch) error {
+	ms := slices.Clone(batch.Mutations)
+	slices.SortStableFunc(ms, func(x, y Mutation) int {
+		if c := strings.Compare(x.Table, y.Table); c != 0 {
+			return c
+		}
+		return bytes.Compare(x.Key, y.Key)
+	})
+	// bbolt needs the keys until commit: store them all in one allocation.
+	n := 0
+	for _, m := range ms {
+		n += 1 + len(m.Key)
+	}
+	keys := make([]byte, 0, n)
+	return b.update("apply", func(tx *bolt.Tx) error {
+		tables := tx.Bucket(bucketTables)
+		var tb *bolt.Bucket // bucket of table cur; nil if it does not exist
+		cur := ""
+		for _, m := range ms {
+			if m.Table == "" {
+				return errEmptyTable
+			}
+			if m.Table != cur {
+				cur, tb = m.Table, tables.Bucket([]byte(m.Table))
+			}
+			keys = append(append(keys, 0), m.Key...)
+			k := keys[len(keys)-1-len(m.Key):]
+			if m.Delete {
+				if tb != nil {
+					if err := tb.Delete(k); err != nil {
+						return fmt.Errorf("store: delete %.64q in table %q: %w", m.Key, m.Table, err)
+					}
+				}
+				continue
+			}
+			if tb == nil {
+				var err error
+				if tb, err = tables.CreateBucket([]byte(m.Table)); err != nil {
+					return fmt.Errorf("store: create table %q: %w", m.Table, err)
+				}
+			}
+			if err := tb.Put(k, m.Value); err != nil {
+				return fmt.Errorf("store: put %.64q in table %q: %w", m.Key, m.Table, err)
+			}
+		}
+		return putOffsets(tx.Bucket(bucketMeta), batch.Offsets)
+	})
+}
+
+func putOffsets(meta *bolt.Bucket, o Offsets) error {
+	var buf [16]byte
+	binary.BigEndian.PutUint64(buf[:8], o.Changelog)
+	binary.BigEndian.PutUint64(buf[8:], o.Source)
+	for _, kv := range [][2][]byte{
+		{keyChangelog, buf[:8]}, {keySource, buf[8:]}, {keyEpoch, []byte(o.Epoch)},
+	} {
+		if err := meta.Put(kv[0], kv[1]); err != nil {
+			return fmt.Errorf("store: put offset %s: %w", kv[0], err)
+		}
+	}
+	return nil
+}
+
+// Close closes the file and releases its lock, after the running
+// transactions end. It is idempotent; afterwards the other methods return
+// ErrClosed.
+func (b *Bolt) Close() error {
+	if b.closed.Swap(true) {
+		return nil
+	}
+	if err := guard(b.path, "close", nil, b.db.Close); err != nil {
+		return fmt.Errorf("store: close %s: %w", b.path, err)
+	}
+	return nil
+}

@@ -1,0 +1,25 @@
+package store
+
+import "errors"
+
+var (
+	// ErrCorrupt is wrapped by the errors of a store whose file cannot be
+	// trusted: Open returns it when the file is not a bbolt database, has
+	// another version, fails a checksum, is shorter than its own meta page
+	// says, or fails the consistency check; any method returns it when bbolt
+	// panicked or faulted on a bad page. The caller closes the store (if it
+	// has one), destroys it and rebuilds it from the changelog.
+	ErrCorrupt = errors.New("store: corrupt")
+
+	// ErrLocked is wrapped by the error of Open when another holder (another
+	// process, or another open store of the same file in this one) keeps the
+	// file locked beyond Options.OpenTimeout. The file is fine: callers must
+	// not destroy or rebuild it, only retry later or give up.
+	ErrLocked = errors.New("store: locked by another holder")
+
+	// ErrClosed is returned by the methods of a store after Close.
+	ErrClosed = errors.New("store: closed")
+
+	// errEmptyTable is returned by Apply for a mutation without a table name.
+	errEmptyTable = errors.New("store: mutation without table name")
+)
