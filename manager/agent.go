@@ -1,0 +1,206 @@
+package manager
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+var agentNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+
+// Agent processes the events of its subjects, as a Faust agent processes a
+// stream. Each event is processed once per agent, in the partition of the
+// event's key, by the node that owns that partition; its table writes are
+// committed together with the event's source position.
+type Agent struct {
+	// Name identifies the agent in logs, metrics and dead-letter subjects
+	// (letters, digits, '_' and '-', at most 64).
+	Name string
+	// Subjects are the NATS subjects (wildcards allowed) the agent reads.
+	// The source stream captures them.
+	Subjects []string
+	// Key returns the event's key, which picks its partition. Nil means the
+	// subject is the key. An error sends the event to the dead-letter
+	// subject.
+	Key func(e *Event) ([]byte, error)
+	// Process handles one event. Writes it made are dropped when it returns
+	// an error, and the event goes to the dead-letter subject with the
+	// error as the reason; processing goes on with the next event.
+	Process func(e *Event) error
+}
+
+func (a *Agent) validate() error {
+	if !agentNameRE.MatchString(a.Name) {
+		return fmt.Errorf("agent name %q: want letters, digits, '_' and '-', at most 64", a.Name)
+	}
+	if len(a.Subjects) == 0 {
+		return fmt.Errorf("agent %s: no subjects", a.Name)
+	}
+	for _, s := range a.Subjects {
+		if err := validSubjectFilter(s); err != nil {
+			return fmt.Errorf("agent %s: %w", a.Name, err)
+		}
+	}
+	if a.Process == nil {
+		return fmt.Errorf("agent %s: Process is nil", a.Name)
+	}
+	return nil
+}
+
+func (a *Agent) matches(subject string) bool {
+	for _, f := range a.Subjects {
+		if subjectMatches(f, subject) {
+			return true
+		}
+	}
+	return false
+}
+
+// Event is one source message as an agent sees it.
+type Event struct {
+	// Subject, Header, Data and Time are those of the source message.
+	Subject string
+	Header  map[string][]string
+	Data    []byte
+	Time    time.Time
+	// Seq is the message's sequence in the source stream.
+	Seq uint64
+	// Key and Partition are the event's key and partition.
+	Key       []byte
+	Partition int
+
+	ctx    context.Context
+	msg    *message
+	part   *partition
+	writes []write // this event's writes, in order; merged on success
+}
+
+// message is one source message shared by the events of every agent that
+// processes it, so that its JSON is decoded once.
+type message struct {
+	SourceMessage
+	decoded  map[string]any
+	parseErr error
+	parsed   bool
+}
+
+type write struct {
+	table  string
+	key    string
+	value  []byte
+	delete bool
+}
+
+// Context returns the context of the processing run.
+func (e *Event) Context() context.Context { return e.ctx }
+
+// JSON returns the payload decoded as a JSON object (decoded once per
+// message, shared by every agent; callers must not modify it). Numbers are
+// json.Number.
+func (e *Event) JSON() (map[string]any, error) {
+	m := e.msg
+	if !m.parsed {
+		m.parsed = true
+		dec := json.NewDecoder(bytes.NewReader(m.Data))
+		dec.UseNumber()
+		if err := dec.Decode(&m.decoded); err != nil {
+			m.parseErr = fmt.Errorf("payload is not a JSON object: %w", err)
+		} else if m.decoded == nil {
+			m.parseErr = fmt.Errorf("payload is not a JSON object")
+		}
+	}
+	return m.decoded, m.parseErr
+}
+
+// Token returns the n-th token (1-based) of the subject, or "" when the
+// subject has fewer tokens.
+func (e *Event) Token(n int) string { return subjectToken(e.Subject, n) }
+
+func (e *Event) get(table string, key []byte) ([]byte, bool, error) {
+	if PartitionOf(key, e.part.partitions) != e.Partition {
+		return nil, false, fmt.Errorf("table %s: key %q: %w", table, key, ErrWrongPartition)
+	}
+	k := string(key)
+	for i := len(e.writes) - 1; i >= 0; i-- {
+		if w := e.writes[i]; w.table == table && w.key == k {
+			return w.value, !w.delete, nil
+		}
+	}
+	return e.part.get(table, key)
+}
+
+func (e *Event) put(table string, key, value []byte, del bool) error {
+	if e.part == nil {
+		return fmt.Errorf("table %s: write outside an agent", table)
+	}
+	if PartitionOf(key, e.part.partitions) != e.Partition {
+		return fmt.Errorf("table %s: key %q in partition %d, event in %d: %w",
+			table, key, PartitionOf(key, e.part.partitions), e.Partition, ErrWrongPartition)
+	}
+	if _, ok := e.part.m.tables[table]; !ok {
+		return fmt.Errorf("%w: %s", ErrTableNotFound, table)
+	}
+	e.writes = append(e.writes, write{table: table, key: string(key), value: value, delete: del})
+	return nil
+}
+
+// subjectToken returns the n-th (1-based) dot-separated token of s.
+func subjectToken(s string, n int) string {
+	for i := 1; n > 0; i++ {
+		j := strings.IndexByte(s, '.')
+		if i == n {
+			if j < 0 {
+				return s
+			}
+			return s[:j]
+		}
+		if j < 0 {
+			return ""
+		}
+		s = s[j+1:]
+	}
+	return ""
+}
+
+// subjectMatches reports whether subject matches the NATS subject filter
+// (with '*' for one token and a trailing '>' for one or more).
+func subjectMatches(filter, subject string) bool {
+	for {
+		ft, frest, fmore := strings.Cut(filter, ".")
+		st, srest, smore := strings.Cut(subject, ".")
+		switch {
+		case ft == ">":
+			return st != ""
+		case ft != "*" && ft != st:
+			return false
+		}
+		if !fmore || !smore {
+			return fmore == smore
+		}
+		filter, subject = frest, srest
+	}
+}
+
+func validSubjectFilter(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty subject")
+	}
+	toks := strings.Split(s, ".")
+	for i, t := range toks {
+		switch {
+		case t == "":
+			return fmt.Errorf("subject %q: empty token", s)
+		case t == ">" && i != len(toks)-1:
+			return fmt.Errorf("subject %q: '>' must be the last token", s)
+		case strings.ContainsAny(t, " \t\r\n"):
+			return fmt.Errorf("subject %q: white space", s)
+		case len(t) > 1 && strings.ContainsAny(t, "*>"):
+			return fmt.Errorf("subject %q: wildcard inside a token", s)
+		}
+	}
+	return nil
+}

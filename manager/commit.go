@@ -1,0 +1,197 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgetables/edgetables/store"
+)
+
+// idlePersistEvery bounds how often a partition with no writes persists its
+// advancing source position (positions of idle partitions only shorten the
+// re-read after a restart, so they need not be written at every commit).
+const idlePersistEvery = 5 * time.Second
+
+// trimEvery bounds how often committed events are removed from the source.
+const trimEvery = time.Second
+
+// counters are the manager's running totals.
+type counters struct {
+	processed      atomic.Uint64
+	records        atomic.Uint64
+	commits        atomic.Uint64
+	commitNanos    atomic.Uint64
+	rebalances     atomic.Uint64
+	unknownRecords atomic.Uint64
+	deadLetters    map[string]*atomic.Uint64 // by agent; keys fixed at start
+}
+
+// commitAndAck commits every partition and then acknowledges the source up
+// to the committed floor, and trims it.
+func (m *TableManager) commitAndAck(ctx context.Context, reader SourceReader) error {
+	err := m.commit(ctx)
+	if errors.Is(err, errCrash) {
+		return err
+	}
+	floor := m.committedFloor()
+	if floor == 0 {
+		return err
+	}
+	if aerr := reader.Ack(ctx, floor); aerr != nil {
+		// Not fatal: unacked messages are redelivered and skipped by
+		// their partitions' committed positions.
+		m.log.Warn("ack source", "up_to_seq", floor, "err", aerr)
+	}
+	if !m.cfg.KeepSource && time.Since(m.lastTrim) >= trimEvery {
+		m.lastTrim = time.Now()
+		if terr := m.cfg.Source.Trim(ctx, floor+1); terr != nil {
+			m.log.Warn("trim source", "below_seq", floor+1, "err", terr)
+		}
+	}
+	return err
+}
+
+// commit writes the uncommitted state of every active partition: its
+// changelog records and commit marker first, then data and offsets in one
+// store transaction. Partitions commit in parallel; a partition whose
+// commit fails keeps its writes for the next commit.
+func (m *TableManager) commit(ctx context.Context) error {
+	start := time.Now()
+	source := m.examined
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		done = make(map[int]uint64)
+	)
+	for _, p := range m.assigned() {
+		if p.State() != StateActive {
+			continue
+		}
+		target := max(source, p.sourceSeq.Load())
+		if !p.dirty() && target == p.sourceSeq.Load() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := m.commitPartition(ctx, p, target)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("partition %d: %w", p.id, err))
+				return
+			}
+			done[p.id] = target
+		}()
+	}
+	wg.Wait()
+	if len(done) > 0 {
+		m.counters.commits.Add(1)
+		m.counters.commitNanos.Add(uint64(time.Since(start)))
+	}
+	return errors.Join(errs...)
+}
+
+// commitPartition commits p up to source sequence target.
+func (m *TableManager) commitPartition(ctx context.Context, p *partition, target uint64) error {
+	if !p.dirty() {
+		// Nothing to write: the position advances in memory, and reaches
+		// the store now and then.
+		p.sourceSeq.Store(target)
+		if target > p.lastPersist && time.Since(p.persistedAt) >= idlePersistEvery {
+			return m.OnCommitTP(ctx, p.id, target)
+		}
+		return nil
+	}
+	if p.refresh {
+		st, err := m.cfg.Changelog.State(ctx, p.id)
+		if err != nil {
+			return fmt.Errorf("changelog state: %w", err)
+		}
+		p.expectLast, p.refresh = st.Last, false
+	}
+	recs := p.records()
+	marker := CommitMarker{SourceSeq: target, Node: m.cfg.Node}
+	last, err := m.cfg.Changelog.Append(ctx, p.id, p.expectLast, recs, marker)
+	if errors.Is(err, ErrFenced) {
+		p.setState(StateFenced)
+		p.reset()
+		m.log.Error("partition fenced: another writer owns its changelog; this node stops processing it and drops its uncommitted writes",
+			"partition", p.id, "expected_last", p.expectLast, "source_seq_from", p.sourceSeq.Load()+1, "source_seq_to", target, "err", err)
+		return err
+	}
+	if err != nil {
+		p.refresh = true
+		return fmt.Errorf("append %d records: %w", len(recs), err)
+	}
+	p.expectLast = last
+	p.highWater.Store(last)
+	m.counters.records.Add(uint64(len(recs)))
+	if err := failpoint(fpAfterAppend); err != nil {
+		return err
+	}
+	m.PersistOffsetOnCommit(p.id, last)
+	if err := m.OnCommitTP(ctx, p.id, target); err != nil {
+		return err
+	}
+	return failpoint(fpAfterPersist)
+}
+
+// PersistOffsetOnCommit marks changelog offset as the one to persist for
+// partition at its next commit (Faust's persist_offset_on_commit): the
+// offset is written with the data at commit, never at send.
+func (m *TableManager) PersistOffsetOnCommit(partition int, offset uint64) {
+	p := m.partition(partition)
+	if p == nil {
+		return
+	}
+	p.pendingOffset = max(p.pendingOffset, offset)
+}
+
+// OnCommit is called when source offsets are committed: partition → last
+// committed source sequence. Each partition's uncommitted writes and
+// offsets are persisted (OnCommitTP).
+func (m *TableManager) OnCommit(ctx context.Context, offsets map[int]uint64) error {
+	var errs []error
+	for id, seq := range offsets {
+		if err := m.OnCommitTP(ctx, id, seq); err != nil {
+			errs = append(errs, fmt.Errorf("partition %d: %w", id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// OnCommitTP persists partition's uncommitted writes with the pending
+// changelog offset and source sequence seq in one store transaction. The
+// writes must already be in the changelog.
+func (m *TableManager) OnCommitTP(ctx context.Context, partition int, seq uint64) error {
+	p := m.partition(partition)
+	if p == nil {
+		return fmt.Errorf("commit partition %d: %w", partition, ErrNotOwner)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	applied := max(p.applied.Load(), p.pendingOffset)
+	var muts []store.Mutation
+	if p.dirty() {
+		muts = toMutations(p.records())
+	}
+	err := p.store.Apply(store.Batch{Mutations: muts, Offsets: store.Offsets{Changelog: applied, Source: seq, Epoch: p.epoch}})
+	if err != nil {
+		// The changelog has the records: the next start replays them.
+		p.refresh = true
+		return fmt.Errorf("persist %d writes at changelog offset %d, source seq %d: %w", len(muts), applied, seq, err)
+	}
+	p.reset()
+	p.applied.Store(applied)
+	p.sourceSeq.Store(seq)
+	p.lastPersist = seq
+	p.persistedAt = time.Now()
+	return nil
+}

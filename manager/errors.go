@@ -1,0 +1,31 @@
+package manager
+
+import "errors"
+
+// Sentinel errors of the table manager. Test for them with errors.Is.
+var (
+	// ErrFenced is returned by Changelog.Append when another writer has
+	// written to the partition's log since this writer last did: the
+	// partition now belongs to someone else.
+	ErrFenced = errors.New("edgetables: changelog fenced: another writer owns the partition")
+	// ErrTableNotFound is returned for a table name the manager does not know.
+	ErrTableNotFound = errors.New("edgetables: table not found")
+	// ErrKeyNotFound is returned by lookups of an absent key.
+	ErrKeyNotFound = errors.New("edgetables: key not found")
+	// ErrNotOwner is returned for a read or write of a partition that is
+	// not assigned to this node.
+	ErrNotOwner = errors.New("edgetables: partition not assigned to this node")
+	// ErrNotReady is returned for a read of a partition that is still
+	// recovering.
+	ErrNotReady = errors.New("edgetables: partition is recovering")
+	// ErrWrongPartition is returned when an agent writes a key that belongs
+	// to another partition than the event it is processing.
+	ErrWrongPartition = errors.New("edgetables: key belongs to another partition than the event")
+	// ErrStarted is returned by Add and AddAgent after the manager started.
+	ErrStarted = errors.New("edgetables: table manager already started")
+	// ErrDuplicate is returned by Add and AddAgent for a name in use.
+	ErrDuplicate = errors.New("edgetables: duplicate name")
+	// ErrBadEvent marks an error an agent returns for an event it cannot
+	// handle; such events go to the dead-letter subject.
+	ErrBadEvent = errors.New("edgetables: bad event")
+)

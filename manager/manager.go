@@ -1,0 +1,323 @@
+// Package manager is the table manager of edgetables: Faust's TableManager
+// rebuilt on an abstract changelog and source, with local stores.
+//
+// A TableManager owns the tables and agents of an app. It recovers the local
+// store of every partition assigned to it from the partition's changelog,
+// feeds source events to agents, and commits: the changelog records of a
+// commit are stored first, then the offsets are persisted with the data in
+// one store transaction, then the source messages are acknowledged. See
+// docs/ARCHITECTURE.md for the mapping of Faust's terms.
+//
+// The manager speaks in tables, partitions, offsets and commits; package
+// jetstream implements its Changelog, Source and DeadLetters on NATS
+// JetStream and package store its stores.
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgetables/edgetables/store"
+)
+
+// Config configures a TableManager. Zero fields take the defaults named.
+type Config struct {
+	// Node names this node in commit markers and logs. Required.
+	Node string
+	// Partitions is the number of partitions of every table (default 8).
+	// It must not change for an existing app.
+	Partitions int
+	// CommitInterval is the longest time between commits (default 100ms).
+	// Shorter means fresher reads and fewer events replayed after a crash,
+	// at the cost of more, smaller changelog writes and store transactions.
+	CommitInterval time.Duration
+	// CommitEvery commits after this many events even before the interval
+	// ends (default 10,000). It bounds the uncommitted state in memory.
+	CommitEvery int
+	// RecoveryBufferSize is the number of changelog records applied to the
+	// store in one transaction during recovery (default 10,000).
+	RecoveryBufferSize int
+	// ReadBatch is the most source messages read at a time (default 4096).
+	ReadBatch int
+	// KeepSource keeps committed events in the source stream. By default
+	// they are removed once every partition has committed them, so the
+	// stream holds only unprocessed events.
+	KeepSource bool
+	// Changelog, Source and Stores are required; DeadLetters may be nil,
+	// in which case refused events are only logged and counted.
+	Changelog   Changelog
+	Source      Source
+	DeadLetters DeadLetters
+	Stores      store.Provider
+	// Logger receives the manager's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.Node == "" {
+		return errors.New("manager config: Node is required")
+	}
+	if c.Changelog == nil || c.Source == nil || c.Stores == nil {
+		return errors.New("manager config: Changelog, Source and Stores are required")
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 8
+	}
+	if c.Partitions < 1 || c.Partitions > 1024 {
+		return fmt.Errorf("manager config: Partitions %d: want 1 to 1024", c.Partitions)
+	}
+	if c.CommitInterval == 0 {
+		c.CommitInterval = 100 * time.Millisecond
+	}
+	if c.CommitInterval < 0 {
+		return fmt.Errorf("manager config: CommitInterval %s is negative", c.CommitInterval)
+	}
+	if c.CommitEvery == 0 {
+		c.CommitEvery = 10000
+	}
+	if c.RecoveryBufferSize == 0 {
+		c.RecoveryBufferSize = 10000
+	}
+	if c.ReadBatch == 0 {
+		c.ReadBatch = 4096
+	}
+	if c.CommitEvery < 0 || c.RecoveryBufferSize < 0 || c.ReadBatch < 0 {
+		return errors.New("manager config: CommitEvery, RecoveryBufferSize and ReadBatch must not be negative")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// TableManager manages the tables and agents of one app on one node.
+type TableManager struct {
+	cfg Config
+	log *slog.Logger
+
+	tables map[string]Collection
+	agents []*Agent
+	frozen atomic.Bool
+
+	mu    sync.RWMutex // guards parts
+	parts map[int]*partition
+
+	recovery *Recovery
+	counters counters
+
+	// examined is the last source sequence dispatched. Owned by the
+	// processing goroutine.
+	examined uint64
+	// lastTrim is when the source was last trimmed.
+	lastTrim time.Time
+
+	activesReady  atomic.Bool
+	standbysReady atomic.Bool
+	running       atomic.Bool
+}
+
+// New returns a TableManager; Add tables and agents, then Run it.
+func New(cfg Config) (*TableManager, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	m := &TableManager{
+		cfg:    cfg,
+		log:    cfg.Logger.With("node", cfg.Node),
+		tables: make(map[string]Collection),
+		parts:  make(map[int]*partition),
+	}
+	m.recovery = newRecovery(m)
+	m.counters.deadLetters = make(map[string]*atomic.Uint64)
+	return m, nil
+}
+
+// Add registers a table. Tables are fixed once the manager starts
+// (ErrStarted); names are unique (ErrDuplicate).
+func (m *TableManager) Add(t Collection) error {
+	if m.frozen.Load() {
+		return fmt.Errorf("add table %s: %w", t.Name(), ErrStarted)
+	}
+	if err := t.bind(m); err != nil {
+		return err
+	}
+	if _, dup := m.tables[t.Name()]; dup {
+		return fmt.Errorf("add table %s: %w", t.Name(), ErrDuplicate)
+	}
+	m.tables[t.Name()] = t
+	return nil
+}
+
+// AddAgent registers an agent. Agents are fixed once the manager starts.
+func (m *TableManager) AddAgent(a Agent) error {
+	if m.frozen.Load() {
+		return fmt.Errorf("add agent %s: %w", a.Name, ErrStarted)
+	}
+	if err := a.validate(); err != nil {
+		return err
+	}
+	for _, b := range m.agents {
+		if b.Name == a.Name {
+			return fmt.Errorf("add agent %s: %w", a.Name, ErrDuplicate)
+		}
+	}
+	m.agents = append(m.agents, &a)
+	m.counters.deadLetters[a.Name] = new(atomic.Uint64)
+	return nil
+}
+
+// Table returns the table named name.
+func (m *TableManager) Table(name string) (Collection, error) {
+	t, ok := m.tables[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrTableNotFound, name)
+	}
+	return t, nil
+}
+
+// Tables returns the tables in name order.
+func (m *TableManager) Tables() []Collection {
+	ts := make([]Collection, 0, len(m.tables))
+	for _, t := range m.tables {
+		ts = append(ts, t)
+	}
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Name() < ts[j].Name() })
+	return ts
+}
+
+// Partitions returns the number of partitions of every table.
+func (m *TableManager) Partitions() int { return m.cfg.Partitions }
+
+// Node returns the node's name.
+func (m *TableManager) Node() string { return m.cfg.Node }
+
+// Subjects returns the subjects of every agent, for the source stream.
+func (m *TableManager) Subjects() []string {
+	agents := make([]Agent, len(m.agents))
+	for i, a := range m.agents {
+		agents[i] = *a
+	}
+	return SubjectsOf(agents)
+}
+
+// SubjectsOf returns the distinct subjects of agents, sorted.
+func SubjectsOf(agents []Agent) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, a := range agents {
+		for _, s := range a.Subjects {
+			if !seen[s] {
+				seen[s] = true
+				out = append(out, s)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ChangelogTopics returns, per table, the changelog subjects holding its
+// records (Faust's changelog_topics).
+func (m *TableManager) ChangelogTopics() map[string][]string {
+	out := make(map[string][]string, len(m.tables))
+	for name := range m.tables {
+		out[name] = m.cfg.Changelog.Subjects(name)
+	}
+	return out
+}
+
+// Recovery returns the recovery service.
+func (m *TableManager) Recovery() *Recovery { return m.recovery }
+
+// OnRebalanceStart is called when a rebalance begins: neither actives nor
+// standbys are ready until it ends.
+func (m *TableManager) OnRebalanceStart() {
+	m.activesReady.Store(false)
+	m.standbysReady.Store(false)
+	m.counters.rebalances.Add(1)
+}
+
+// OnActivesReady is called when every active partition is recovered.
+func (m *TableManager) OnActivesReady() {
+	m.activesReady.Store(true)
+	m.log.Info("actives ready", "partitions", len(m.assigned()))
+}
+
+// OnStandbysReady is called when every standby partition is up to date.
+func (m *TableManager) OnStandbysReady() { m.standbysReady.Store(true) }
+
+// Ready reports whether the manager is running and every assigned
+// partition is recovered and processing.
+func (m *TableManager) Ready() bool {
+	return m.running.Load() && m.activesReady.Load()
+}
+
+// OnPartitionsRevoked releases the revoked partitions: their uncommitted
+// writes are committed and their stores closed. It must be called from the
+// goroutine that processes events (Run calls it).
+func (m *TableManager) OnPartitionsRevoked(ctx context.Context, revoked []int) error {
+	if len(revoked) == 0 {
+		return nil
+	}
+	if err := m.commit(ctx); err != nil {
+		m.log.Warn("commit before revoke failed; uncommitted writes of revoked partitions are dropped, their events will be processed again by the new owner",
+			"partitions", revoked, "err", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, id := range revoked {
+		p := m.parts[id]
+		if p == nil {
+			continue
+		}
+		delete(m.parts, id)
+		if err := p.store.Close(); err != nil {
+			m.log.Warn("close store", "partition", id, "err", err)
+		}
+	}
+	return nil
+}
+
+// OnRebalance applies a new assignment: stores of newly assigned partitions
+// are opened (a corrupt one is rebuilt) and recovered from the changelog;
+// revoked ones must have been released by OnPartitionsRevoked. It returns
+// when every assigned partition is active, then calls OnActivesReady.
+func (m *TableManager) OnRebalance(ctx context.Context, assigned, revoked, newlyAssigned []int) error {
+	m.frozen.Store(true)
+	for _, id := range newlyAssigned {
+		if id < 0 || id >= m.cfg.Partitions {
+			return fmt.Errorf("rebalance: partition %d out of range [0,%d)", id, m.cfg.Partitions)
+		}
+	}
+	if err := m.recovery.recover(ctx, newlyAssigned); err != nil {
+		return err
+	}
+	m.OnActivesReady()
+	m.OnStandbysReady() // no standbys on a single node
+	m.log.Debug("rebalance done", "assigned", assigned, "revoked", revoked, "new", newlyAssigned)
+	return nil
+}
+
+func (m *TableManager) partition(id int) *partition {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.parts[id]
+}
+
+// assigned returns the assigned partitions in order.
+func (m *TableManager) assigned() []*partition {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	ps := make([]*partition, 0, len(m.parts))
+	for _, p := range m.parts {
+		ps = append(ps, p)
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].id < ps[j].id })
+	return ps
+}

@@ -1,0 +1,159 @@
+package manager
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgetables/edgetables/store"
+)
+
+// PartitionState is the lifecycle state of an assigned partition.
+type PartitionState string
+
+// The states of a partition.
+const (
+	// StateRecovering: the store is being brought up to the changelog's
+	// end; the partition is not processed and not read.
+	StateRecovering PartitionState = "recovering"
+	// StateActive: recovered; events are processed and reads served.
+	StateActive PartitionState = "active"
+	// StateFenced: another writer took the partition's changelog; this node
+	// stopped processing it.
+	StateFenced PartitionState = "fenced"
+)
+
+// partition is one assigned partition: its store, its uncommitted writes and
+// its offsets.
+//
+// The processing goroutine owns buf and expectLast. Offsets shown by status
+// are atomics; the store is safe for concurrent readers.
+type partition struct {
+	m          *TableManager
+	id         int
+	partitions int
+	store      store.Store
+	epoch      string
+
+	state atomic.Value // PartitionState
+
+	// applied is the last changelog sequence held by the store; highWater
+	// the changelog's last sequence when recovery started, or after this
+	// node's last commit.
+	applied   atomic.Uint64
+	highWater atomic.Uint64
+	// sourceSeq is the last source sequence committed (its effects are in
+	// the changelog and the store).
+	sourceSeq atomic.Uint64
+
+	// expectLast is the changelog sequence this writer expects the log to
+	// end at; refresh forces a State read before the next append.
+	expectLast uint64
+	refresh    bool
+
+	mu  sync.Mutex // guards buf against readers in status (sizes only)
+	buf map[string]map[string]pending
+	// pendingOffset is the changelog offset to persist at the next commit
+	// (PersistOffsetOnCommit).
+	pendingOffset uint64
+	// lastPersist is the source sequence last written to the store, at
+	// persistedAt.
+	lastPersist uint64
+	persistedAt time.Time
+}
+
+type pending struct {
+	value  []byte
+	delete bool
+}
+
+func (p *partition) State() PartitionState {
+	s, _ := p.state.Load().(PartitionState)
+	return s
+}
+
+func (p *partition) setState(s PartitionState) { p.state.Store(s) }
+
+// get returns the uncommitted value of key if there is one, else the
+// committed one.
+func (p *partition) get(table string, key []byte) ([]byte, bool, error) {
+	if t := p.buf[table]; t != nil {
+		if w, ok := t[string(key)]; ok {
+			return w.value, !w.delete, nil
+		}
+	}
+	return p.store.Get(table, key)
+}
+
+// merge adds an event's writes to the uncommitted buffer, coalescing writes
+// to the same key.
+func (p *partition) merge(ws []write) {
+	if len(ws) == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.buf == nil {
+		p.buf = make(map[string]map[string]pending)
+	}
+	for _, w := range ws {
+		t := p.buf[w.table]
+		if t == nil {
+			t = make(map[string]pending)
+			p.buf[w.table] = t
+		}
+		t[w.key] = pending{value: w.value, delete: w.delete}
+	}
+}
+
+// dirty reports whether uncommitted writes exist.
+func (p *partition) dirty() bool { return len(p.buf) > 0 }
+
+// records returns the uncommitted writes as changelog records, in table and
+// key order.
+func (p *partition) records() []Record {
+	tables := make([]string, 0, len(p.buf))
+	n := 0
+	for t, keys := range p.buf {
+		tables = append(tables, t)
+		n += len(keys)
+	}
+	sort.Strings(tables)
+	recs := make([]Record, 0, n)
+	for _, t := range tables {
+		start := len(recs)
+		for k, w := range p.buf[t] {
+			recs = append(recs, Record{Table: t, Key: []byte(k), Value: w.value, Delete: w.delete})
+		}
+		part := recs[start:]
+		sort.Slice(part, func(i, j int) bool { return string(part[i].Key) < string(part[j].Key) })
+	}
+	return recs
+}
+
+// reset drops the uncommitted writes.
+func (p *partition) reset() {
+	p.mu.Lock()
+	p.buf = nil
+	p.mu.Unlock()
+}
+
+// bufferedKeys returns the number of uncommitted keys.
+func (p *partition) bufferedKeys() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, t := range p.buf {
+		n += len(t)
+	}
+	return n
+}
+
+func toMutations(recs []Record) []store.Mutation {
+	ms := make([]store.Mutation, len(recs))
+	for i, r := range recs {
+		ms[i] = store.Mutation{Table: r.Table, Key: r.Key, Value: r.Value, Delete: r.Delete}
+	}
+	return ms
+}

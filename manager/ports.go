@@ -1,0 +1,118 @@
+package manager
+
+import (
+	"context"
+	"time"
+)
+
+// The table manager reaches the message system only through the interfaces
+// in this file. Package jetstream implements them on NATS JetStream.
+
+// Record is one change of one table key, as written to the changelog.
+// Values are absolute (never deltas), so applying a record twice is harmless.
+type Record struct {
+	Table  string
+	Key    []byte
+	Value  []byte
+	Delete bool // a tombstone: the key was removed
+}
+
+// CommitMarker closes a commit in a partition's changelog. It carries the
+// source position the partition's state corresponds to.
+type CommitMarker struct {
+	// SourceSeq is the last source sequence examined for the partition:
+	// every source message up to it has had its effect on the records
+	// before the marker.
+	SourceSeq uint64 `json:"source_seq"`
+	// Node is the name of the writer.
+	Node string `json:"node,omitempty"`
+	// Generation is the assignment generation the writer owned the
+	// partition in (0 on a single node).
+	Generation uint64 `json:"generation,omitempty"`
+}
+
+// Entry is one message read back from a partition's changelog: a record or
+// a commit marker.
+type Entry struct {
+	Seq    uint64
+	Record Record        // valid when Commit is nil
+	Commit *CommitMarker // non-nil for commit markers
+}
+
+// LogState describes a partition's changelog.
+type LogState struct {
+	// First and Last are the first and last sequences stored (0, 0 when
+	// the log has never been written; First may be Last+1 when every
+	// message was removed).
+	First, Last uint64
+	// Epoch changes when the log is deleted and created again.
+	Epoch string
+}
+
+// Changelog is the app's changelog: one ordered log per partition, holding
+// the records of every table in that partition, compacted to the last
+// record per key.
+type Changelog interface {
+	// Subjects returns the subjects (with wildcards) holding table's
+	// records, for ChangelogTopics.
+	Subjects(table string) []string
+	// State returns the state of partition p's log.
+	State(ctx context.Context, p int) (LogState, error)
+	// Append writes recs and then marker to partition p's log and returns
+	// after every message is stored, with the sequence of the marker.
+	// expectLast is the sequence the log must end at before the first
+	// message: if another writer has written since, Append returns an
+	// error wrapping ErrFenced. On any error part of the messages may be
+	// stored; the caller re-reads State before writing again.
+	Append(ctx context.Context, p int, expectLast uint64, recs []Record, marker CommitMarker) (last uint64, err error)
+	// Replay reads partition p's log from sequence from (inclusive) up to
+	// and including until, calling fn with batches of at most batchSize
+	// entries in sequence order. It returns when the entry at until (or the
+	// last one before it, in a compacted log) has been passed to fn.
+	Replay(ctx context.Context, p int, from, until uint64, batchSize int, fn func([]Entry) error) error
+}
+
+// SourceMessage is one input event as stored in the source stream.
+type SourceMessage struct {
+	Seq     uint64
+	Subject string
+	Header  map[string][]string
+	Data    []byte
+	Time    time.Time
+}
+
+// Source is the stream that captures the input events of every agent.
+type Source interface {
+	// Subjects returns the subjects the source captures.
+	Subjects() []string
+	// Open starts reading at sequence from (inclusive; earlier messages
+	// that are gone are skipped).
+	Open(ctx context.Context, from uint64) (SourceReader, error)
+	// Trim removes every message with a sequence below seq: they have been
+	// committed by every partition.
+	Trim(ctx context.Context, seq uint64) error
+}
+
+// SourceReader delivers source messages in sequence order.
+type SourceReader interface {
+	// Next returns up to max messages. It waits at most wait for the first
+	// one and returns an empty slice (no error) when none came.
+	Next(ctx context.Context, max int, wait time.Duration) ([]SourceMessage, error)
+	// Ack acknowledges every delivered message up to and including seq.
+	Ack(ctx context.Context, seq uint64) error
+	// Close stops reading.
+	Close() error
+}
+
+// DeadLetter is a source message an agent could not handle.
+type DeadLetter struct {
+	Agent   string // the agent (for built-in tables, the table) that refused it
+	Reason  string
+	Message SourceMessage
+}
+
+// DeadLetters receives the messages agents refuse.
+type DeadLetters interface {
+	// Send stores dl durably and returns after it is stored.
+	Send(ctx context.Context, dl DeadLetter) error
+}

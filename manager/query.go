@@ -1,0 +1,118 @@
+package manager
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sort"
+)
+
+// KeyValue is one entry of a table.
+type KeyValue struct {
+	Key       []byte
+	Value     []byte
+	Partition int
+}
+
+// Get returns the committed value of key (encoded) in table from this
+// node's local store, and its partition. Errors: ErrTableNotFound,
+// ErrNotOwner (the partition is not assigned here), ErrNotReady (it is
+// recovering), ErrKeyNotFound.
+func (m *TableManager) Get(ctx context.Context, table string, key []byte) ([]byte, int, error) {
+	if _, ok := m.tables[table]; !ok {
+		return nil, 0, fmt.Errorf("%w: %s", ErrTableNotFound, table)
+	}
+	id := PartitionOf(key, m.cfg.Partitions)
+	p, err := m.readable(id)
+	if err != nil {
+		return nil, id, err
+	}
+	v, found, err := p.store.Get(table, key)
+	if err != nil {
+		return nil, id, fmt.Errorf("table %s partition %d: %w", table, id, err)
+	}
+	if !found {
+		return nil, id, fmt.Errorf("%w: table %s", ErrKeyNotFound, table)
+	}
+	return v, id, nil
+}
+
+func (m *TableManager) readable(id int) (*partition, error) {
+	p := m.partition(id)
+	if p == nil || p.State() == StateFenced {
+		return nil, fmt.Errorf("partition %d: %w", id, ErrNotOwner)
+	}
+	if p.State() != StateActive {
+		return nil, fmt.Errorf("partition %d: %w", id, ErrNotReady)
+	}
+	return p, nil
+}
+
+// Scan returns up to limit committed entries of table whose key starts with
+// prefix and is greater than after, in key order, gathered from every
+// partition assigned to this node. It fails with ErrNotReady while any of
+// them recovers.
+func (m *TableManager) Scan(ctx context.Context, table string, prefix, after []byte, limit int) ([]KeyValue, error) {
+	if _, ok := m.tables[table]; !ok {
+		return nil, fmt.Errorf("%w: %s", ErrTableNotFound, table)
+	}
+	if limit <= 0 {
+		return nil, nil
+	}
+	var out []KeyValue
+	for _, p := range m.assigned() {
+		if p.State() == StateFenced {
+			continue
+		}
+		if p.State() != StateActive {
+			return nil, fmt.Errorf("partition %d: %w", p.id, ErrNotReady)
+		}
+		n := 0
+		err := p.store.Scan(table, prefix, after, func(k, v []byte) bool {
+			out = append(out, KeyValue{Key: bytes.Clone(k), Value: bytes.Clone(v), Partition: p.id})
+			n++
+			return n < limit
+		})
+		if err != nil {
+			return nil, fmt.Errorf("table %s partition %d: %w", table, p.id, err)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i].Key, out[j].Key) < 0 })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// TableInfo describes a table on this node.
+type TableInfo struct {
+	Name       string            `json:"name"`
+	Spec       map[string]string `json:"spec,omitempty"`
+	Partitions int               `json:"partitions"`
+	// Keys counts the committed keys in the partitions assigned here.
+	Keys      int      `json:"keys"`
+	Changelog []string `json:"changelog"`
+}
+
+// TableInfos describes every table, in name order.
+func (m *TableManager) TableInfos() ([]TableInfo, error) {
+	var out []TableInfo
+	for _, t := range m.Tables() {
+		ti := TableInfo{Name: t.Name(), Spec: t.Spec(), Partitions: m.cfg.Partitions, Changelog: m.cfg.Changelog.Subjects(t.Name())}
+		for _, p := range m.assigned() {
+			if p.State() != StateActive {
+				continue
+			}
+			n, err := p.store.Count(t.Name())
+			if err != nil {
+				return nil, fmt.Errorf("table %s partition %d: %w", t.Name(), p.id, err)
+			}
+			ti.Keys += n
+		}
+		out = append(out, ti)
+	}
+	return out, nil
+}

@@ -1,0 +1,82 @@
+package manager
+
+import (
+	"sort"
+	"time"
+)
+
+// Status is a snapshot of the manager for monitoring.
+type Status struct {
+	Node       string            `json:"node"`
+	Ready      bool              `json:"ready"`
+	Partitions []PartitionStatus `json:"partitions"`
+	// EventsProcessed counts events agents handled without error.
+	EventsProcessed uint64 `json:"events_processed"`
+	// ChangelogRecords counts records this node wrote to the changelog.
+	ChangelogRecords uint64 `json:"changelog_records"`
+	Commits          uint64 `json:"commits"`
+	// MeanCommit is the mean duration of a commit.
+	MeanCommit time.Duration `json:"mean_commit_ns"`
+	Rebalances uint64        `json:"rebalances"`
+	// DeadLetters counts refused events by agent.
+	DeadLetters map[string]uint64 `json:"dead_letters"`
+	// UnknownRecords counts replayed records of tables this node does not
+	// declare (skipped).
+	UnknownRecords uint64 `json:"unknown_records,omitempty"`
+}
+
+// PartitionStatus is the state of one assigned partition.
+type PartitionStatus struct {
+	Partition int            `json:"partition"`
+	State     PartitionState `json:"state"`
+	// AppliedOffset is the last changelog sequence in the local store;
+	// HighWater the changelog's end as last known.
+	AppliedOffset uint64 `json:"applied_offset"`
+	HighWater     uint64 `json:"high_water"`
+	// SourceSeq is the last committed source sequence.
+	SourceSeq uint64 `json:"source_seq"`
+	// Buffered counts uncommitted keys.
+	Buffered int `json:"buffered_keys"`
+	// Recovery is the partition's last recovery.
+	Recovery *RecoveryProgress `json:"recovery,omitempty"`
+}
+
+// Status returns a snapshot of the manager's state.
+func (m *TableManager) Status() Status {
+	st := Status{
+		Node:             m.cfg.Node,
+		Ready:            m.Ready(),
+		EventsProcessed:  m.counters.processed.Load(),
+		ChangelogRecords: m.counters.records.Load(),
+		Commits:          m.counters.commits.Load(),
+		Rebalances:       m.counters.rebalances.Load(),
+		UnknownRecords:   m.counters.unknownRecords.Load(),
+		DeadLetters:      make(map[string]uint64, len(m.counters.deadLetters)),
+	}
+	if st.Commits > 0 {
+		st.MeanCommit = time.Duration(m.counters.commitNanos.Load() / st.Commits)
+	}
+	for name, c := range m.counters.deadLetters {
+		st.DeadLetters[name] = c.Load()
+	}
+	rec := map[int]RecoveryProgress{}
+	for _, rp := range m.recovery.Progress() {
+		rec[rp.Partition] = rp
+	}
+	for _, p := range m.assigned() {
+		ps := PartitionStatus{
+			Partition:     p.id,
+			State:         p.State(),
+			AppliedOffset: p.applied.Load(),
+			HighWater:     p.highWater.Load(),
+			SourceSeq:     p.sourceSeq.Load(),
+			Buffered:      p.bufferedKeys(),
+		}
+		if rp, ok := rec[p.id]; ok {
+			ps.Recovery = &rp
+		}
+		st.Partitions = append(st.Partitions, ps)
+	}
+	sort.Slice(st.Partitions, func(i, j int) bool { return st.Partitions[i].Partition < st.Partitions[j].Partition })
+	return st
+}
