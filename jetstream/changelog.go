@@ -1,0 +1,367 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/edgetables/edgetables/manager"
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults of ChangelogConfig.
+const (
+	// DefaultMaxInFlight is the default number of publishes one Append keeps
+	// unacknowledged.
+	DefaultMaxInFlight = 1024
+	// DefaultReplayBatch is the batch size Replay uses when asked for 0.
+	DefaultReplayBatch = 1000
+)
+
+// replayPull is how many messages a replay asks the server for at a time
+// (and buffers), with a byte cap per pull request.
+const (
+	replayPull      = 8192
+	replayPullBytes = 64 << 20
+)
+
+// ChangelogConfig configures an app's changelog streams.
+type ChangelogConfig struct {
+	// App is the app name (see ValidateApp). Required.
+	App string
+	// Partitions is the number of partitions, one stream each. Required.
+	Partitions int
+	// Replicas is the replication factor of each stream. Default 1.
+	Replicas int
+	// MaxBytes caps each partition's stream in bytes; beyond it the oldest
+	// messages are dropped (Discard old), which loses data. Default -1,
+	// unlimited: compaction bounds the size by the number of live keys.
+	MaxBytes int64
+	// MaxInFlight is the number of publishes one Append keeps
+	// unacknowledged (a sliding window). Default 1024.
+	MaxInFlight int
+}
+
+// Changelog implements manager.Changelog with one JetStream stream per
+// partition (see the package documentation). It is safe for concurrent use;
+// Append and Replay of different partitions run independently.
+type Changelog struct {
+	js  natsjs.JetStream
+	cfg ChangelogConfig
+	// per partition: stream name, record subject prefix, commit subject
+	streams, prefixes, commits []string
+}
+
+var _ manager.Changelog = (*Changelog)(nil)
+
+// NewChangelog creates every partition's stream, or updates it to the
+// configuration below if it exists, so it is idempotent. Streams: file
+// storage, MaxMsgsPerSubject 1 (compaction), Discard old, AllowAtomicPublish,
+// the server's default duplicate window (2 min). It costs one request per
+// partition.
+//
+// Append pipelines publishes with js.PublishMsgAsync. The JetStream context
+// must allow MaxInFlight pending publishes per concurrent Append
+// (natsjs.WithPublishAsyncMaxPending; nats.go's default is 4000, enough for
+// 3 concurrent Appends at the default window). With fewer, publishes wait for
+// a free slot, and fail after 30 s or at ctx's deadline.
+func NewChangelog(ctx context.Context, js natsjs.JetStream, cfg ChangelogConfig) (*Changelog, error) {
+	if err := ValidateApp(cfg.App); err != nil {
+		return nil, err
+	}
+	if cfg.Partitions <= 0 {
+		return nil, fmt.Errorf("edgetables/jetstream: changelog of %s: Partitions must be > 0, got %d", cfg.App, cfg.Partitions)
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = -1
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	c := &Changelog{js: js, cfg: cfg}
+	for p := 0; p < cfg.Partitions; p++ {
+		name := ChangelogStream(cfg.App, p)
+		sc := natsjs.StreamConfig{
+			Name:               name,
+			Description:        fmt.Sprintf("edgetables changelog of app %s, partition %d", cfg.App, p),
+			Subjects:           ChangelogSubjects(cfg.App, p),
+			Retention:          natsjs.LimitsPolicy,
+			Storage:            natsjs.FileStorage,
+			Replicas:           cfg.Replicas,
+			MaxMsgs:            -1,
+			MaxBytes:           cfg.MaxBytes,
+			MaxMsgsPerSubject:  1,
+			Discard:            natsjs.DiscardOld,
+			AllowAtomicPublish: true,
+		}
+		st, err := js.CreateOrUpdateStream(ctx, sc)
+		if err != nil {
+			return nil, fmt.Errorf("edgetables/jetstream: create or update stream %s: %w", name, err)
+		}
+		if got := st.CachedInfo(); got != nil && !got.Config.AllowAtomicPublish {
+			return nil, fmt.Errorf("edgetables/jetstream: stream %s: server did not enable atomic publish", name)
+		}
+		c.streams = append(c.streams, name)
+		c.prefixes = append(c.prefixes, recordPrefix(cfg.App, p))
+		c.commits = append(c.commits, CommitSubject(cfg.App, p))
+	}
+	return c, nil
+}
+
+// Subjects returns the subjects holding table's records in every partition:
+// "<app>.changelog.*.<table>.>".
+func (c *Changelog) Subjects(table string) []string { return TableSubjects(c.cfg.App, table) }
+
+// Stream returns the name of partition p's stream.
+func (c *Changelog) Stream(p int) string { return ChangelogStream(c.cfg.App, p) }
+
+func (c *Changelog) checkPartition(p int) error {
+	if p < 0 || p >= len(c.streams) {
+		return fmt.Errorf("%w: %d of app %s (partitions: %d)", ErrBadPartition, p, c.cfg.App, len(c.streams))
+	}
+	return nil
+}
+
+// State returns partition p's first and last sequences and its epoch: the
+// stream's creation time in UTC, RFC 3339 with nanoseconds. The epoch
+// survives server restarts and changes when the stream is deleted and
+// created again. One request.
+func (c *Changelog) State(ctx context.Context, p int) (manager.LogState, error) {
+	if err := c.checkPartition(p); err != nil {
+		return manager.LogState{}, err
+	}
+	st, err := c.js.Stream(ctx, c.streams[p])
+	if err != nil {
+		return manager.LogState{}, fmt.Errorf("edgetables/jetstream: state of partition %d (stream %s): %w", p, c.streams[p], err)
+	}
+	info := st.CachedInfo()
+	return manager.LogState{
+		First: info.State.FirstSeq,
+		Last:  info.State.LastSeq,
+		Epoch: info.Created.UTC().Format(time.RFC3339Nano),
+	}, nil
+}
+
+// Append publishes recs and then marker to partition p, pipelined (at most
+// MaxInFlight unacknowledged), and returns the marker's sequence once every
+// message is stored. Message i (0-based, the marker last) carries
+// Nats-Expected-Last-Sequence expectLast+i, so the server stores it only if
+// the log ends exactly where this writer expects: a writer that lost the
+// partition gets an error wrapping manager.ErrFenced (and the server's
+// error, code 10071 or 10164). Because each message expects its
+// predecessor, what is stored after an error is always a prefix of the
+// messages. Records are checked (table name, key length) before anything is
+// published.
+func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs []manager.Record, marker manager.CommitMarker) (uint64, error) {
+	if err := c.checkPartition(p); err != nil {
+		return 0, err
+	}
+	stream := c.streams[p]
+	for i := range recs {
+		if err := ValidateToken("table", recs[i].Table); err != nil {
+			return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: record %d: %w", p, i, err)
+		}
+		if len(recs[i].Key) > MaxKeyLen {
+			return 0, fmt.Errorf("%w: append to partition %d: record %d of table %s: %d bytes (max %d)", ErrKeyTooLong, p, i, recs[i].Table, len(recs[i].Key), MaxKeyLen)
+		}
+	}
+	markerData, err := json.Marshal(marker)
+	if err != nil {
+		return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: encode marker: %w", p, err)
+	}
+	stall := 30 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		stall = max(time.Until(dl), time.Millisecond)
+	}
+	n := len(recs) + 1
+	window := min(c.cfg.MaxInFlight, n)
+	ring := make([]natsjs.PubAckFuture, window)
+	var last uint64
+	wait := func(i int) error {
+		f := ring[i%window]
+		ring[i%window] = nil
+		want := expectLast + uint64(i) + 1
+		select {
+		case ack := <-f.Ok():
+			if ack.Stream != stream || ack.Sequence != want {
+				return fmt.Errorf("edgetables/jetstream: append to partition %d: message %d stored in stream %s at %d, want %s at %d", p, i, ack.Stream, ack.Sequence, stream, want)
+			}
+			last = ack.Sequence
+			return nil
+		case err := <-f.Err():
+			return c.publishErr(p, i, want-1, err)
+		case <-ctx.Done():
+			return fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s): waiting for message %d: %w", p, stream, i, ctx.Err())
+		}
+	}
+	for i := 0; i < n; i++ {
+		if i >= window {
+			if err := wait(i - window); err != nil {
+				return 0, err
+			}
+		} else if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s): %w", p, stream, err)
+		}
+		var m *nats.Msg
+		if i < len(recs) {
+			r := &recs[i]
+			m = &nats.Msg{Subject: c.prefixes[p] + r.Table + "." + EncodeKey(r.Key), Header: make(nats.Header, 2)}
+			if r.Delete {
+				m.Header.Set(HeaderOp, OpDelete)
+			} else {
+				m.Data = r.Value
+			}
+		} else {
+			m = &nats.Msg{Subject: c.commits[p], Data: markerData}
+		}
+		f, err := c.js.PublishMsgAsync(m, natsjs.WithExpectLastSequence(expectLast+uint64(i)), natsjs.WithStallWait(stall))
+		if err != nil {
+			return 0, fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s): publish message %d of %d: %w", p, stream, i, n, err)
+		}
+		ring[i%window] = f
+	}
+	for i := max(n-window, 0); i < n; i++ {
+		if err := wait(i); err != nil {
+			return 0, err
+		}
+	}
+	return last, nil
+}
+
+// publishErr maps a failed publish of message i, expected after sequence
+// expect, to an error naming the partition; wrong-last-sequence errors also
+// wrap manager.ErrFenced.
+func (c *Changelog) publishErr(p, i int, expect uint64, err error) error {
+	var apiErr *natsjs.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequenceConstant) {
+		return fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s): message %d expected the log to end at %d: %w: %w", p, c.streams[p], i, expect, manager.ErrFenced, err)
+	}
+	return fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s): message %d (after %d): %w", p, c.streams[p], i, expect, err)
+}
+
+// Replay reads partition p from sequence from up to and including until with
+// an ordered consumer and passes the entries to fn in batches of at most
+// batchSize (DefaultReplayBatch if <= 0); fn may keep the slices. It returns
+// once the entry at until, or the last one before it, has been passed: the
+// log may have gaps (compaction) or end before until. It returns at once if
+// until < from or the log holds nothing at or after from. A message whose
+// subject is neither a record nor a marker of partition p gives an error
+// wrapping ErrBadSubject. The cost is one stream info request, one consumer
+// creation and deletion, and the messages (about 0.5 M/s measured).
+func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batchSize int, fn func([]manager.Entry) error) error {
+	if err := c.checkPartition(p); err != nil {
+		return err
+	}
+	if batchSize <= 0 {
+		batchSize = DefaultReplayBatch
+	}
+	from = max(from, 1)
+	if until < from {
+		return nil
+	}
+	stream := c.streams[p]
+	st, err := c.State(ctx, p)
+	if err != nil {
+		return err
+	}
+	if st.Last < from {
+		return nil
+	}
+	cons, err := c.js.OrderedConsumer(ctx, stream, natsjs.OrderedConsumerConfig{
+		DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
+		OptStartSeq:       from,
+		MaxResetAttempts:  3,
+		InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("edgetables/jetstream: replay partition %d (stream %s) from %d: %w", p, stream, from, err)
+	}
+	it, err := cons.Messages(natsjs.PullMaxMessagesWithBytesLimit(replayPull, replayPullBytes))
+	if err != nil {
+		return fmt.Errorf("edgetables/jetstream: replay partition %d (stream %s) from %d: %w", p, stream, from, err)
+	}
+	defer func() {
+		it.Stop()
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_ = c.js.DeleteConsumer(dctx, stream, info.Name) // else it expires after InactiveThreshold
+			cancel()
+		}
+	}()
+	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
+		return nil // the messages at and after from were removed
+	}
+	batch := make([]manager.Entry, 0, batchSize)
+	for {
+		msg, err := it.Next(natsjs.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			return fmt.Errorf("edgetables/jetstream: replay partition %d (stream %s) from %d to %d: %w", p, stream, from, until, err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("edgetables/jetstream: replay partition %d (stream %s): %w", p, stream, err)
+		}
+		seq := md.Sequence.Stream
+		if seq > until {
+			break
+		}
+		e, err := c.decode(p, seq, msg)
+		if err != nil {
+			return err
+		}
+		batch = append(batch, e)
+		if len(batch) == batchSize {
+			if err := fn(batch); err != nil {
+				return err
+			}
+			batch = make([]manager.Entry, 0, batchSize)
+		}
+		if seq >= until || md.NumPending == 0 {
+			break
+		}
+	}
+	if len(batch) > 0 {
+		return fn(batch)
+	}
+	return nil
+}
+
+// decode turns a changelog message into an Entry.
+func (c *Changelog) decode(p int, seq uint64, msg natsjs.Msg) (manager.Entry, error) {
+	subj := msg.Subject()
+	if rest, ok := strings.CutPrefix(subj, c.prefixes[p]); ok {
+		dot := strings.LastIndexByte(rest, '.')
+		if dot <= 0 || strings.IndexByte(rest[:dot], '.') >= 0 {
+			return manager.Entry{}, fmt.Errorf("%w: partition %d (stream %s) sequence %d: %q", ErrBadSubject, p, c.streams[p], seq, subj)
+		}
+		key, err := DecodeKey(rest[dot+1:])
+		if err != nil {
+			return manager.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: subject %q: %w", p, c.streams[p], seq, subj, err)
+		}
+		e := manager.Entry{Seq: seq, Record: manager.Record{Table: rest[:dot], Key: key}}
+		if h := msg.Headers(); h != nil && h.Get(HeaderOp) == OpDelete {
+			e.Record.Delete = true
+		} else {
+			e.Record.Value = msg.Data()
+		}
+		return e, nil
+	}
+	if subj == c.commits[p] {
+		var m manager.CommitMarker
+		if err := json.Unmarshal(msg.Data(), &m); err != nil {
+			return manager.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: commit marker: %w", p, c.streams[p], seq, err)
+		}
+		return manager.Entry{Seq: seq, Commit: &m}, nil
+	}
+	return manager.Entry{}, fmt.Errorf("%w: partition %d (stream %s) sequence %d: %q", ErrBadSubject, p, c.streams[p], seq, subj)
+}

@@ -1,0 +1,36 @@
+package jetstream
+
+import "errors"
+
+// Sentinel errors of this package. Test for them with errors.Is; the errors
+// returned wrap them with the stream, partition or sequence concerned.
+var (
+	// ErrBadKeyToken is returned when a subject token is not a key token
+	// written by EncodeKey: not canonical unpadded URL-safe base64 and not
+	// the empty-key token "=".
+	ErrBadKeyToken = errors.New("edgetables/jetstream: bad key token")
+	// ErrBadSubject is returned by Replay for a message whose subject is
+	// neither a record nor a commit marker subject of the partition: the
+	// stream holds data this package did not write.
+	ErrBadSubject = errors.New("edgetables/jetstream: unexpected subject in changelog")
+	// ErrBadName is returned for an app, table or agent name that cannot be
+	// used in stream names or subjects.
+	ErrBadName = errors.New("edgetables/jetstream: invalid name")
+	// ErrKeyTooLong is returned by Append for a key longer than MaxKeyLen
+	// bytes: its subject would exceed the NATS protocol's control line
+	// limit and the server would close the connection.
+	ErrKeyTooLong = errors.New("edgetables/jetstream: key too long")
+	// ErrBadPartition is returned for a partition number outside
+	// [0, Partitions).
+	ErrBadPartition = errors.New("edgetables/jetstream: partition out of range")
+	// ErrSubjectOverlap is returned by NewSource when the source subjects
+	// overlap each other in a way that cannot be merged, or overlap the
+	// subjects of another stream or of the app's own streams.
+	ErrSubjectOverlap = errors.New("edgetables/jetstream: subjects overlap")
+	// ErrReaderClosed is returned by SourceReader.Next after Close, or after
+	// the server ended the consumer (for example, it was deleted).
+	ErrReaderClosed = errors.New("edgetables/jetstream: source reader closed")
+	// ErrServerStart is returned (wrapped with the server's own message) by
+	// StartServer when the server reports a fatal startup error.
+	ErrServerStart = errors.New("edgetables/jetstream: nats-server failed to start")
+)

@@ -1,0 +1,283 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/edgetables/edgetables/manager"
+	"github.com/nats-io/nats-server/v2/server"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults and settings of the source.
+const (
+	// DefaultSourceMaxBytes is the default size limit of the source stream.
+	DefaultSourceMaxBytes = 1 << 30 // 1 GiB
+	// SourceMaxAckPending is the consumer's MaxAckPending: enough messages
+	// for a commit interval at full speed.
+	SourceMaxAckPending = 1 << 20
+	// SourceAckWait is the consumer's AckWait. The reader skips the
+	// redeliveries it causes (it delivers in sequence order only).
+	SourceAckWait = 5 * time.Minute
+)
+
+// errCodeSubjectOverlap is the server's JSStreamSubjectOverlapErr.
+const errCodeSubjectOverlap natsjs.ErrorCode = 10065
+
+// SourceConfig configures an app's source stream.
+type SourceConfig struct {
+	// App is the app name (see ValidateApp). Required.
+	App string
+	// Subjects are the input subjects to capture (wildcards allowed).
+	// Duplicates and subjects covered by another one (a.*.b under a.>) are
+	// dropped; subjects that overlap only partly (a.*.c and a.b.*) are an
+	// error, as the server refuses them. Required.
+	Subjects []string
+	// Consumer is the durable consumer's name, e.g. the node name; it is
+	// sanitized with ConsumerName. Default "edgetables".
+	Consumer string
+	// Replicas is the stream's replication factor. Default 1.
+	Replicas int
+	// MaxBytes caps the stream in bytes; -1 is unlimited. Default 1 GiB.
+	MaxBytes int64
+	// MaxAge removes messages older than this. Default 0: never.
+	MaxAge time.Duration
+	// Logger receives the reader's warnings. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Source implements manager.Source on the stream <app>_source with one
+// durable pull consumer. It is safe for concurrent use.
+type Source struct {
+	js       natsjs.JetStream
+	cfg      SourceConfig
+	stream   string
+	consumer string
+	subjects []string
+}
+
+var _ manager.Source = (*Source)(nil)
+
+// NewSource creates the stream <app>_source capturing cfg.Subjects, or
+// updates it. The stream keeps messages by limits (not by acks: trimming is
+// explicit, see Trim), in file storage, and discards new messages once
+// MaxBytes is reached, so unconsumed events are never silently dropped from
+// the stream: JetStream publishers then get an error (they can retry), but
+// core NATS publishers lose their messages without notice. Subjects that
+// overlap another stream's subjects, or the app's own changelog, commit and
+// dead-letter subjects, give an error wrapping ErrSubjectOverlap that names
+// the stream.
+func NewSource(ctx context.Context, js natsjs.JetStream, cfg SourceConfig) (*Source, error) {
+	if err := ValidateApp(cfg.App); err != nil {
+		return nil, err
+	}
+	subjects, err := normalizeSubjects(cfg.Subjects)
+	if err != nil {
+		return nil, fmt.Errorf("edgetables/jetstream: source of %s: %w", cfg.App, err)
+	}
+	for _, s := range subjects {
+		for _, r := range reservedSubjects(cfg.App) {
+			if server.SubjectsCollide(s, r) {
+				return nil, fmt.Errorf("%w: source subject %q of app %s overlaps the app's own subjects %q", ErrSubjectOverlap, s, cfg.App, r)
+			}
+		}
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = DefaultSourceMaxBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Source{js: js, cfg: cfg, stream: SourceStream(cfg.App), consumer: ConsumerName(cfg.Consumer), subjects: subjects}
+	_, err = js.CreateOrUpdateStream(ctx, natsjs.StreamConfig{
+		Name:        s.stream,
+		Description: "edgetables source of app " + cfg.App,
+		Subjects:    subjects,
+		Retention:   natsjs.LimitsPolicy,
+		Storage:     natsjs.FileStorage,
+		Replicas:    cfg.Replicas,
+		MaxMsgs:     -1,
+		MaxBytes:    cfg.MaxBytes,
+		MaxAge:      cfg.MaxAge,
+		Discard:     natsjs.DiscardNew,
+	})
+	if err != nil {
+		var apiErr *natsjs.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeSubjectOverlap {
+			return nil, fmt.Errorf("%w: stream %s: %s: %w", ErrSubjectOverlap, s.stream, s.overlapping(ctx), err)
+		}
+		return nil, fmt.Errorf("edgetables/jetstream: create or update stream %s: %w", s.stream, err)
+	}
+	return s, nil
+}
+
+// overlapping describes which other streams' subjects collide with s's.
+func (s *Source) overlapping(ctx context.Context) string {
+	var found []string
+	l := s.js.ListStreams(ctx)
+	for info := range l.Info() {
+		if info.Config.Name == s.stream {
+			continue
+		}
+		for _, theirs := range info.Config.Subjects {
+			for _, ours := range s.subjects {
+				if server.SubjectsCollide(ours, theirs) {
+					found = append(found, fmt.Sprintf("%q overlaps %q of stream %s", ours, theirs, info.Config.Name))
+				}
+			}
+		}
+	}
+	if len(found) == 0 {
+		return "subjects overlap another stream's"
+	}
+	return strings.Join(found, "; ")
+}
+
+// normalizeSubjects validates subjects, drops duplicates and subjects
+// covered by another one, and refuses partial overlaps. Order is kept.
+func normalizeSubjects(subjects []string) ([]string, error) {
+	if len(subjects) == 0 {
+		return nil, fmt.Errorf("%w: no subjects", ErrBadName)
+	}
+	var out []string
+	for i, s := range subjects {
+		if !server.IsValidSubject(s) || strings.ContainsAny(s, " \t\r\n") {
+			return nil, fmt.Errorf("%w: subject %q", ErrBadName, s)
+		}
+		covered := false
+		for j, t := range subjects {
+			if i == j {
+				continue
+			}
+			// Drop s if t covers it; of equal subjects keep the first.
+			if s == t && j < i || s != t && subjectIsSubset(s, t) {
+				covered = true
+				break
+			}
+		}
+		if !covered && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	for i, s := range out {
+		for _, t := range out[i+1:] {
+			if server.SubjectsCollide(s, t) {
+				return nil, fmt.Errorf("%w: subjects %q and %q overlap partly; list one subject covering both", ErrSubjectOverlap, s, t)
+			}
+		}
+	}
+	return out, nil
+}
+
+// subjectIsSubset reports whether every subject matching s matches t.
+func subjectIsSubset(s, t string) bool {
+	st, tt := strings.Split(s, "."), strings.Split(t, ".")
+	for i, tok := range tt {
+		if i >= len(st) {
+			return false
+		}
+		if tok == ">" {
+			return true
+		}
+		if st[i] == ">" {
+			return false
+		}
+		if tok != "*" && st[i] != tok {
+			return false
+		}
+	}
+	return len(st) == len(tt)
+}
+
+// Subjects returns the subjects the source captures, after normalization.
+func (s *Source) Subjects() []string { return slices.Clone(s.subjects) }
+
+// Stream returns the source stream's name.
+func (s *Source) Stream() string { return s.stream }
+
+// Open deletes the durable consumer if it exists and creates it afresh, a
+// pull consumer with AckAll that starts at sequence from (from the first
+// message still stored if from <= 1 or from is below it; it waits for new
+// messages if from is beyond the end). Only one reader per Source should be
+// open: opening again replaces the consumer under an older reader, which
+// then fails with ErrReaderClosed.
+func (s *Source) Open(ctx context.Context, from uint64) (manager.SourceReader, error) {
+	return s.OpenReader(ctx, from)
+}
+
+// OpenReader is Open returning the concrete reader.
+func (s *Source) OpenReader(ctx context.Context, from uint64) (*SourceReader, error) {
+	err := s.js.DeleteConsumer(ctx, s.stream, s.consumer)
+	if err != nil && !errors.Is(err, natsjs.ErrConsumerNotFound) {
+		return nil, fmt.Errorf("edgetables/jetstream: delete consumer %s of stream %s: %w", s.consumer, s.stream, err)
+	}
+	cc := natsjs.ConsumerConfig{
+		Durable:       s.consumer,
+		Description:   "edgetables source reader",
+		DeliverPolicy: natsjs.DeliverAllPolicy,
+		AckPolicy:     natsjs.AckAllPolicy,
+		AckWait:       SourceAckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: SourceMaxAckPending,
+		ReplayPolicy:  natsjs.ReplayInstantPolicy,
+	}
+	if from > 1 {
+		cc.DeliverPolicy = natsjs.DeliverByStartSequencePolicy
+		cc.OptStartSeq = from
+	}
+	cons, err := s.js.CreateConsumer(ctx, s.stream, cc)
+	if err != nil {
+		return nil, fmt.Errorf("edgetables/jetstream: create consumer %s of stream %s from %d: %w", s.consumer, s.stream, from, err)
+	}
+	r, err := newSourceReader(s.js.Conn(), cons, s.stream, s.consumer, s.cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("edgetables/jetstream: consume %s of stream %s: %w", s.consumer, s.stream, err)
+	}
+	return r, nil
+}
+
+// Trim removes every message with a sequence below seq. It uses a purge
+// with a sequence, whose server semantics (filestore compact) are: remove
+// the messages below seq; seq = 1 does nothing; seq = 0 (the field left
+// out) would purge everything; seq beyond the last sequence + 1 would also
+// move the stream's next sequence up to seq. Trim therefore ignores seq <= 1
+// and clamps seq to the last sequence + 1 (it reads the stream state
+// first), so it never renumbers the stream. Two requests.
+func (s *Source) Trim(ctx context.Context, seq uint64) error {
+	if seq <= 1 {
+		return nil
+	}
+	st, err := s.js.Stream(ctx, s.stream)
+	if err != nil {
+		return fmt.Errorf("edgetables/jetstream: trim stream %s below %d: %w", s.stream, seq, err)
+	}
+	state := st.CachedInfo().State
+	seq = min(seq, state.LastSeq+1)
+	if seq <= state.FirstSeq {
+		return nil
+	}
+	if err := st.Purge(ctx, natsjs.WithPurgeSequence(seq)); err != nil {
+		return fmt.Errorf("edgetables/jetstream: trim stream %s below %d: %w", s.stream, seq, err)
+	}
+	return nil
+}
+
+// State returns the first and last sequences stored in the source stream
+// (first = last+1 when it is empty after a trim; 0, 0 if never written).
+// One request.
+func (s *Source) State(ctx context.Context) (first, last uint64, err error) {
+	st, err := s.js.Stream(ctx, s.stream)
+	if err != nil {
+		return 0, 0, fmt.Errorf("edgetables/jetstream: state of stream %s: %w", s.stream, err)
+	}
+	state := st.CachedInfo().State
+	return state.FirstSeq, state.LastSeq, nil
+}
