@@ -1,0 +1,54 @@
+package manager_test
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/edgetables/edgetables/manager"
+)
+
+// BenchmarkPipelineCount measures events/s through a count table over 8
+// partitions: the events are in the source stream before the clock starts,
+// which stops when every event is committed. keys=N gives every event its
+// own key (no coalescing).
+func BenchmarkPipelineCount(b *testing.B) {
+	for _, keys := range []int{10000, 0} {
+		name := fmt.Sprintf("keys=%d", keys)
+		if keys == 0 {
+			name = "keys=N"
+		}
+		b.Run(name, func(b *testing.B) {
+			n := max(b.N, 1000)
+			k := keys
+			if k == 0 {
+				k = n
+			}
+			h := newHarness(b, manager.Config{Partitions: 8, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			h.newManager() // creates the streams
+			want := map[string]int64{}
+			h.publishCounts(n, k, want)
+			b.ResetTimer()
+			start := time.Now()
+			h.start()
+			waitFor(b, 10*time.Minute, "all committed", func() bool {
+				for _, p := range h.m.Status().Partitions {
+					if p.SourceSeq < uint64(n) {
+						return false
+					}
+				}
+				return true
+			})
+			el := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(float64(n)/el.Seconds(), "events/s")
+			st := h.m.Status()
+			b.ReportMetric(float64(st.ChangelogRecords)/float64(n), "records/event")
+			b.ReportMetric(float64(st.MeanCommit.Milliseconds()), "ms/commit")
+			b.ReportMetric(float64(st.Commits), "commits")
+			must(b, h.stop())
+		})
+	}
+}

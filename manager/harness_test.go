@@ -1,0 +1,224 @@
+package manager_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgetables/edgetables/jetstream"
+	"github.com/edgetables/edgetables/jetstream/jstest"
+	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/store"
+)
+
+// harness runs a table manager on a real embedded JetStream server and real
+// bbolt files, and can restart it on the same data.
+type harness struct {
+	t       testing.TB
+	app     string
+	dir     string // bbolt stores
+	nc      *nats.Conn
+	js      natsjs.JetStream
+	cfg     manager.Config
+	setup   func(m *manager.TableManager)
+	m       *manager.TableManager
+	cancel  context.CancelFunc
+	done    chan error
+	counter *manager.Table[string, int64]
+}
+
+// countSetup declares a count table "counts" fed by agent "count" on
+// subjects "ev.*", keyed by the second token.
+func countSetup(h *harness) func(m *manager.TableManager) {
+	return func(m *manager.TableManager) {
+		h.counter = manager.NewTable(manager.TableConfig[string, int64]{
+			Name: "counts", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}})
+		must(h.t, m.Add(h.counter))
+		must(h.t, m.AddAgent(manager.Agent{
+			Name: "count", Subjects: []string{"ev.*"},
+			Key: func(e *manager.Event) ([]byte, error) { return []byte(e.Token(2)), nil },
+			Process: func(e *manager.Event) error {
+				k := string(e.Key)
+				n, err := h.counter.Get(e, k)
+				if err != nil {
+					return err
+				}
+				return h.counter.Set(e, k, n+1)
+			},
+		}))
+	}
+}
+
+func newHarness(t testing.TB, cfg manager.Config) *harness {
+	t.Helper()
+	_, nc, js := jstest.Start(t)
+	h := &harness{t: t, app: "test", dir: filepath.Join(t.TempDir(), "tables"), nc: nc, js: js, cfg: cfg}
+	h.setup = countSetup(h)
+	return h
+}
+
+func (h *harness) newManager() *manager.TableManager {
+	h.t.Helper()
+	ctx := context.Background()
+	cfg := h.cfg
+	if cfg.Partitions == 0 {
+		cfg.Partitions = 4
+	}
+	cfg.Node = "n1"
+	cl, err := jetstream.NewChangelog(ctx, h.js, jetstream.ChangelogConfig{App: h.app, Partitions: cfg.Partitions})
+	must(h.t, err)
+	src, err := jetstream.NewSource(ctx, h.js, jetstream.SourceConfig{App: h.app, Subjects: []string{"ev.*", "bad.>"}, Consumer: "n1"})
+	must(h.t, err)
+	dlq, err := jetstream.NewDeadLetters(ctx, h.js, h.app, 1)
+	must(h.t, err)
+	cfg.Changelog, cfg.Source, cfg.DeadLetters = cl, src, dlq
+	cfg.Stores = store.NewDir(h.dir, nil)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	m, err := manager.New(cfg)
+	must(h.t, err)
+	h.setup(m)
+	return m
+}
+
+// start runs a new manager in the background and waits until it is ready.
+func (h *harness) start() *manager.TableManager {
+	h.t.Helper()
+	h.m = h.newManager()
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.done = make(chan error, 1)
+	m := h.m
+	go func() { h.done <- m.Run(ctx) }()
+	h.t.Cleanup(func() { h.stop() })
+	waitFor(h.t, 20*time.Second, "manager ready", func() bool { return m.Ready() })
+	return m
+}
+
+// stop stops the running manager gracefully and returns Run's error.
+func (h *harness) stop() error {
+	if h.cancel == nil {
+		return nil
+	}
+	h.cancel()
+	h.cancel = nil
+	return <-h.done
+}
+
+// wait waits for Run to return by itself (after a simulated crash).
+func (h *harness) wait() error {
+	select {
+	case err := <-h.done:
+		h.cancel = nil
+		return err
+	case <-time.After(20 * time.Second):
+		h.t.Fatal("manager did not stop")
+		return nil
+	}
+}
+
+func (h *harness) publish(subject string, data []byte) {
+	h.t.Helper()
+	if _, err := h.js.Publish(context.Background(), subject, data); err != nil {
+		h.t.Fatalf("publish %s: %v", subject, err)
+	}
+}
+
+// publishCounts publishes n events spread over keys and returns the
+// expected counts.
+func (h *harness) publishCounts(n, keys int, want map[string]int64) {
+	h.t.Helper()
+	var futs []natsjs.PubAckFuture
+	for i := 0; i < n; i++ {
+		k := fmt.Sprintf("k%d", i%keys)
+		f, err := h.js.PublishAsync("ev."+k, []byte("{}"))
+		must(h.t, err)
+		futs = append(futs, f)
+		want[k]++
+	}
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			h.t.Fatalf("publish: %v", err)
+		case <-time.After(10 * time.Second):
+			h.t.Fatal("publish ack timeout")
+		}
+	}
+}
+
+// waitCounts waits until the counts table holds exactly want.
+func (h *harness) waitCounts(want map[string]int64) {
+	h.t.Helper()
+	var last string
+	ok := poll(20*time.Second, func() bool {
+		for k, n := range want {
+			got, _, err := h.counter.Lookup(context.Background(), k)
+			if err != nil || got != n {
+				last = fmt.Sprintf("key %s: got %d, want %d (err %v)", k, got, n, err)
+				return false
+			}
+		}
+		return true
+	})
+	if !ok {
+		h.t.Fatalf("counts never matched: %s", last)
+	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func poll(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cond()
+}
+
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if !poll(d, cond) {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// testWriter sends logs to t.Log.
+type testWriter struct{ t testing.TB }
+
+var logMu sync.Mutex
+
+func (w testWriter) Write(b []byte) (int, error) {
+	logMu.Lock()
+	defer logMu.Unlock()
+	w.t.Log(string(b[:len(b)-1]))
+	return len(b), nil
+}
+
+// corrupt overwrites a file with garbage.
+func corrupt(t *testing.T, path string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte("this is not a bbolt file, not at all"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var _ = errors.Is

@@ -1,0 +1,254 @@
+package manager_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgetables/edgetables/jetstream"
+	"github.com/edgetables/edgetables/manager"
+)
+
+func TestCountsExact(t *testing.T) {
+	h := newHarness(t, manager.Config{})
+	h.start()
+	want := map[string]int64{}
+	h.publishCounts(2000, 37, want)
+	h.waitCounts(want)
+	st := h.m.Status()
+	if st.EventsProcessed != 2000 {
+		t.Errorf("events processed = %d, want 2000", st.EventsProcessed)
+	}
+	if len(st.Partitions) != 4 {
+		t.Errorf("partitions = %d, want 4", len(st.Partitions))
+	}
+}
+
+func TestCoalescing(t *testing.T) {
+	// One commit for everything: a long interval and a large batch.
+	h := newHarness(t, manager.Config{CommitInterval: time.Hour, CommitEvery: 1 << 30})
+	h.start()
+	want := map[string]int64{}
+	h.publishCounts(3000, 3, want)
+	waitFor(t, 10*time.Second, "events processed", func() bool { return h.m.Status().EventsProcessed == 3000 })
+	// Stopping commits: 3 keys, so 3 records (plus markers, not counted).
+	must(t, h.stop())
+	if got := h.m.Status().ChangelogRecords; got != 3 {
+		t.Errorf("changelog records = %d for 3000 updates of 3 keys, want 3", got)
+	}
+	h.start()
+	h.waitCounts(want)
+}
+
+func TestRestartReplaysOnlyTail(t *testing.T) {
+	h := newHarness(t, manager.Config{})
+	h.start()
+	want := map[string]int64{}
+	h.publishCounts(500, 20, want)
+	h.waitCounts(want)
+	must(t, h.stop())
+
+	// A clean restart: the stores are up to date, nothing is replayed.
+	h.start()
+	for _, rp := range h.m.Recovery().Progress() {
+		if rp.Records != 0 || rp.Rebuilt {
+			t.Errorf("partition %d: replayed %d records (rebuilt %v) after a clean stop, want 0", rp.Partition, rp.Records, rp.Rebuilt)
+		}
+	}
+	h.waitCounts(want)
+	h.publishCounts(300, 20, want)
+	h.waitCounts(want)
+}
+
+// TestCrashAfterAppend crashes after the changelog holds a commit but
+// before the store does: recovery replays the tail, takes the source
+// position from the commit marker and counts nothing twice.
+func TestCrashAfterAppend(t *testing.T) {
+	for _, fp := range []string{manager.FPAfterAppend, manager.FPAfterPersist} {
+		t.Run(fp, func(t *testing.T) {
+			h := newHarness(t, manager.Config{CommitInterval: 50 * time.Millisecond})
+			h.start()
+			want := map[string]int64{}
+			h.publishCounts(400, 10, want)
+			h.waitCounts(want)
+
+			var fired atomic.Bool
+			disable := manager.EnableFailpoint(fp, func() error {
+				fired.Store(true)
+				return manager.ErrCrash
+			})
+			h.publishCounts(250, 10, want)
+			if err := h.wait(); !errors.Is(err, manager.ErrCrash) {
+				t.Fatalf("Run = %v, want the simulated crash", err)
+			}
+			disable()
+			if !fired.Load() {
+				t.Fatal("failpoint never fired")
+			}
+			h.start()
+			h.waitCounts(want)
+			replayed := 0
+			for _, rp := range h.m.Recovery().Progress() {
+				replayed += rp.Records
+			}
+			if fp == manager.FPAfterAppend && replayed == 0 {
+				t.Error("recovery replayed nothing after a crash between changelog append and store commit")
+			}
+			// Give redelivered events a chance to be (wrongly) counted.
+			time.Sleep(300 * time.Millisecond)
+			h.waitCounts(want)
+		})
+	}
+}
+
+func TestRebuildUntrustedStore(t *testing.T) {
+	cases := []struct {
+		name   string
+		damage func(t *testing.T, h *harness)
+	}{
+		{"corrupt file", func(t *testing.T, h *harness) {
+			files, _ := filepath.Glob(filepath.Join(h.dir, "*.db"))
+			if len(files) == 0 {
+				t.Fatal("no store files")
+			}
+			for _, f := range files {
+				corrupt(t, f)
+			}
+		}},
+		{"deleted stores", func(t *testing.T, h *harness) {
+			must(t, os.RemoveAll(h.dir))
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t, manager.Config{})
+			h.start()
+			want := map[string]int64{}
+			h.publishCounts(600, 25, want)
+			h.waitCounts(want)
+			must(t, h.stop())
+			c.damage(t, h)
+			h.start()
+			h.waitCounts(want)
+			replayed := 0
+			for _, rp := range h.m.Recovery().Progress() {
+				replayed += rp.Records
+			}
+			if replayed < 25 {
+				t.Errorf("replayed %d records, want at least one per key (25)", replayed)
+			}
+		})
+	}
+}
+
+// TestChangelogRecreated: a store whose changelog was deleted and created
+// again is rebuilt (its offsets refer to another log), not trusted.
+func TestChangelogRecreated(t *testing.T) {
+	h := newHarness(t, manager.Config{Partitions: 1})
+	h.start()
+	want := map[string]int64{}
+	h.publishCounts(100, 5, want)
+	h.waitCounts(want)
+	must(t, h.stop())
+	must(t, h.js.DeleteStream(context.Background(), jetstream.ChangelogStream(h.app, 0)))
+	h.start()
+	rp := h.m.Recovery().Progress()
+	if len(rp) != 1 || !rp[0].Rebuilt {
+		t.Fatalf("recovery = %+v, want a rebuilt store", rp)
+	}
+	// The lost changelog took the counts with it; new events count from 0.
+	_, found, err := h.counter.Lookup(context.Background(), "k0")
+	if err != nil || found {
+		t.Errorf("k0 found=%v err=%v after the changelog was recreated, want absent", found, err)
+	}
+}
+
+func TestDeadLetters(t *testing.T) {
+	h := newHarness(t, manager.Config{})
+	h.setup = func(m *manager.TableManager) {
+		countSetup(h)(m)
+		must(t, m.AddAgent(manager.Agent{
+			Name: "strict", Subjects: []string{"bad.>"},
+			Process: func(e *manager.Event) error {
+				if _, err := e.JSON(); err != nil {
+					return fmt.Errorf("%w: %w", manager.ErrBadEvent, err)
+				}
+				if string(e.Data) == `{"panic":true}` {
+					panic("agent bug")
+				}
+				return nil
+			},
+		}))
+	}
+	h.start()
+	h.publish("bad.one", []byte("not json"))
+	h.publish("bad.two", []byte(`{"panic":true}`))
+	h.publish("bad.three", []byte(`{"ok":true}`))
+	waitFor(t, 10*time.Second, "two dead letters", func() bool { return h.m.Status().DeadLetters["strict"] == 2 })
+
+	cons, err := h.js.OrderedConsumer(context.Background(), jetstream.DeadLetterStream(h.app), natsjs.OrderedConsumerConfig{})
+	must(t, err)
+	batch, err := cons.Fetch(2, natsjs.FetchMaxWait(5*time.Second))
+	must(t, err)
+	var subjects []string
+	for msg := range batch.Messages() {
+		subjects = append(subjects, msg.Headers().Get("Edgetables-Source-Subject"))
+		if msg.Subject() != jetstream.DeadLetterSubject(h.app, "strict") {
+			t.Errorf("dead letter on %s", msg.Subject())
+		}
+		if msg.Headers().Get("Edgetables-Reason") == "" {
+			t.Error("dead letter without a reason")
+		}
+	}
+	if len(subjects) != 2 || subjects[0] != "bad.one" || subjects[1] != "bad.two" {
+		t.Errorf("dead letters from %v, want [bad.one bad.two]", subjects)
+	}
+	// Processing went on.
+	want := map[string]int64{}
+	h.publishCounts(10, 2, want)
+	h.waitCounts(want)
+}
+
+func TestWrongPartitionWriteRefused(t *testing.T) {
+	h := newHarness(t, manager.Config{Partitions: 8})
+	var refused atomic.Value
+	h.setup = func(m *manager.TableManager) {
+		countSetup(h)(m)
+		must(t, m.AddAgent(manager.Agent{
+			Name: "misrouted", Subjects: []string{"bad.>"},
+			Process: func(e *manager.Event) error {
+				// Write every key until one lands in another partition.
+				for i := 0; i < 64; i++ {
+					if err := h.counter.Set(e, fmt.Sprint("x", i), 1); err != nil {
+						refused.Store(err)
+						return err
+					}
+				}
+				return nil
+			},
+		}))
+	}
+	h.start()
+	h.publish("bad.x", []byte("{}"))
+	waitFor(t, 10*time.Second, "refused write", func() bool { return refused.Load() != nil })
+	if err := refused.Load().(error); !errors.Is(err, manager.ErrWrongPartition) {
+		t.Errorf("error = %v, want ErrWrongPartition", err)
+	}
+	waitFor(t, 10*time.Second, "dead letter", func() bool { return h.m.Status().DeadLetters["misrouted"] == 1 })
+}
+
+func TestAddAfterStart(t *testing.T) {
+	h := newHarness(t, manager.Config{})
+	m := h.start()
+	err := m.Add(manager.NewTable(manager.TableConfig[string, int64]{Name: "late", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}}))
+	if !errors.Is(err, manager.ErrStarted) {
+		t.Errorf("Add after start = %v, want ErrStarted", err)
+	}
+}
