@@ -1,0 +1,199 @@
+// Command edgetables runs Faust-style tables on NATS JetStream: durable,
+// queryable, partitioned key/value state built from event streams, in one
+// binary with an embedded NATS server.
+//
+//	edgetables run --table name=temps,source=sensors.*.temp,key=subject:2,agg=max,field=value
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"regexp"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/edgetables/edgetables/edge"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+// exitUsage is the exit status for invalid flags.
+const exitUsage = 2
+
+type cli struct {
+	LogLevel  string `help:"Log level: debug, info, warn, error." default:"info" enum:"debug,info,warn,error"`
+	LogFormat string `help:"Log format: text or json." default:"text" enum:"text,json"`
+
+	Run     runCmd     `cmd:"" help:"Run a node: embedded NATS server with JetStream, tables, HTTP API."`
+	Version versionCmd `cmd:"" help:"Print the version."`
+}
+
+// tableFlag is one --table value.
+type tableFlag struct{ edge.TableSpec }
+
+// UnmarshalText parses a table spec (kong reports its error under the flag).
+func (t *tableFlag) UnmarshalText(b []byte) error {
+	s, err := edge.ParseTableSpec(string(b))
+	if err != nil {
+		return err
+	}
+	t.TableSpec = s
+	return nil
+}
+
+type runCmd struct {
+	Name           string        `help:"Node name, stable across restarts (default: the host name)."`
+	App            string        `help:"Namespace of every NATS resource." default:"edgetables"`
+	DataDir        string        `help:"Directory for JetStream storage and table stores." default:"./data"`
+	NATSListen     string        `name:"nats-listen" help:"Embedded NATS server client address (port 0: any free port)." default:"127.0.0.1:4222"`
+	HTTPListen     string        `name:"http-listen" help:"HTTP API address ('off' disables it)." default:"127.0.0.1:8080"`
+	Partitions     int           `help:"Partitions of every table (fixed for an app)." default:"8"`
+	CommitInterval time.Duration `help:"Longest time between commits." default:"100ms"`
+	CommitEvery    int           `help:"Commit after this many events even before the interval ends." default:"10000"`
+	RecoveryBuffer int           `name:"recovery-buffer-size" help:"Changelog records per store transaction during recovery." default:"10000"`
+	Sync           string        `help:"JetStream fsync policy: 'always' (every write reaches the disk before it is acknowledged) or 'interval' (the server's periodic sync)." default:"interval" enum:"always,interval"`
+	KeepSource     bool          `help:"Keep committed events in the source stream (default: remove them once committed)."`
+	SourceMaxBytes int64         `help:"Largest size of the source stream in bytes; when full, JetStream publishers get errors." default:"1073741824"`
+	Table          []tableFlag   `help:"Built-in table: name=NAME,source=SUBJECT,key=subject:N|json:FIELD,agg=count|sum|min|max|avg|latest[,field=FIELD]. Repeatable." sep:"none"`
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// Validate checks what kong cannot; errors name the flag.
+func (r *runCmd) Validate() error {
+	switch {
+	case r.Name != "" && !nameRE.MatchString(r.Name):
+		return fmt.Errorf("--name %q: want letters, digits, '_' and '-', at most 64", r.Name)
+	case !nameRE.MatchString(r.App):
+		return fmt.Errorf("--app %q: want letters, digits, '_' and '-', at most 64", r.App)
+	case r.Partitions < 1 || r.Partitions > 1024:
+		return fmt.Errorf("--partitions %d: want 1 to 1024", r.Partitions)
+	case r.CommitInterval <= 0:
+		return fmt.Errorf("--commit-interval %s: must be positive", r.CommitInterval)
+	case r.CommitEvery < 1:
+		return fmt.Errorf("--commit-every %d: must be at least 1", r.CommitEvery)
+	case r.RecoveryBuffer < 1:
+		return fmt.Errorf("--recovery-buffer-size %d: must be at least 1", r.RecoveryBuffer)
+	case r.SourceMaxBytes < 1<<20:
+		return fmt.Errorf("--source-max-bytes %d: must be at least 1 MiB", r.SourceMaxBytes)
+	case len(r.Table) == 0:
+		return errors.New("--table: give at least one table")
+	}
+	seen := map[string]bool{}
+	for _, t := range r.Table {
+		if seen[t.Name] {
+			return fmt.Errorf("--table: table name %q used twice", t.Name)
+		}
+		seen[t.Name] = true
+	}
+	return nil
+}
+
+func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
+	cfg := edge.Config{
+		Name: r.Name, App: r.App, DataDir: r.DataDir, NATSListen: r.NATSListen, HTTPListen: r.HTTPListen,
+		SyncAlways: r.Sync == "always", SourceMaxBytes: r.SourceMaxBytes, Partitions: r.Partitions,
+		CommitInterval: r.CommitInterval, CommitEvery: r.CommitEvery, RecoveryBufferSize: r.RecoveryBuffer,
+		KeepSource: r.KeepSource, Logger: log,
+	}
+	for _, t := range r.Table {
+		table, agent, err := edge.Builtin(t.TableSpec)
+		if err != nil {
+			return cfg, fmt.Errorf("--table: %w", err)
+		}
+		cfg.Tables = append(cfg.Tables, table)
+		cfg.Agents = append(cfg.Agents, agent)
+	}
+	return cfg, nil
+}
+
+type versionCmd struct{}
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func main() {
+	os.Exit(realMain(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// realMain runs the command line args and returns the exit status: 0, 1 for
+// a failure while running, 2 for invalid flags.
+func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var c cli
+	exit := -1
+	parser, err := kong.New(&c,
+		kong.Name("edgetables"),
+		kong.Description("Faust-style tables on NATS JetStream, in one binary."),
+		kong.DefaultEnvars("EDGETABLES"),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { exit = code }),
+		kong.UsageOnError(),
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "edgetables: %v\n", err)
+		return 1
+	}
+	kctx, err := parser.Parse(args)
+	if exit >= 0 { // --help
+		return exit
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "edgetables: error: %v\n", err)
+		fmt.Fprintln(stderr, "Run 'edgetables --help' for usage.")
+		return exitUsage
+	}
+	log := newLogger(stderr, c.LogLevel, c.LogFormat)
+
+	switch kctx.Command() {
+	case "version":
+		fmt.Fprintln(stdout, "edgetables", versionString())
+		return 0
+	case "run":
+		cfg, err := c.Run.config(log)
+		if err != nil {
+			fmt.Fprintf(stderr, "edgetables: error: %v\n", err)
+			return exitUsage
+		}
+		node, err := edge.NewNode(cfg)
+		if err != nil {
+			fmt.Fprintf(stderr, "edgetables: error: %v\n", err)
+			return exitUsage
+		}
+		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := node.Run(ctx); err != nil {
+			log.Error("node failed", "err", err)
+			return 1
+		}
+		return 0
+	}
+	fmt.Fprintf(stderr, "edgetables: unknown command %q\n", kctx.Command())
+	return exitUsage
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(strings.ToUpper(level)))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,216 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/edgetables/edgetables/manager"
+)
+
+// Error codes of the HTTP API: stable, for clients to branch on.
+const (
+	CodeTableNotFound = "table_not_found"
+	CodeKeyNotFound   = "key_not_found"
+	CodeBadKey        = "bad_key"
+	CodeBadRequest    = "bad_request"
+	CodeNotReady      = "not_ready"
+	CodeNotOwner      = "not_owner"
+	CodeInternal      = "internal"
+)
+
+// maxListLimit caps the entries one list request returns.
+const maxListLimit = 10000
+
+// API serves the HTTP API of a node over its table manager.
+type API struct {
+	m   *manager.TableManager
+	log *slog.Logger
+	// extra adds fields to /v1/status.
+	extra func() map[string]any
+}
+
+// NewAPI returns the HTTP API over m.
+func NewAPI(m *manager.TableManager, log *slog.Logger) *API {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &API{m: m, log: log}
+}
+
+// Handler returns the API's routes:
+//
+//	GET /v1/tables                         tables with spec, partitions, key counts
+//	GET /v1/tables/{table}/keys/{key}      one value
+//	GET /v1/tables/{table}/keys?prefix=&after=&limit=   entries in key order
+//	GET /v1/status                         node and partition state
+//	GET /healthz                           the process is up
+//	GET /readyz                            200 once every partition is recovered
+func (a *API) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/tables", a.listTables)
+	mux.HandleFunc("GET /v1/tables/{table}/keys/{key}", a.getKey)
+	mux.HandleFunc("GET /v1/tables/{table}/keys", a.listKeys)
+	mux.HandleFunc("GET /v1/status", a.status)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !a.m.Ready() {
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "recovering"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	return mux
+}
+
+func (a *API) listTables(w http.ResponseWriter, r *http.Request) {
+	infos, err := a.m.TableInfos()
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if infos == nil {
+		infos = []manager.TableInfo{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tables": infos})
+}
+
+type entry struct {
+	Table     string          `json:"table,omitempty"`
+	Key       string          `json:"key"`
+	Value     json.RawMessage `json:"value"`
+	Partition int             `json:"partition"`
+}
+
+func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("table")
+	t, err := a.m.Table(name)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	key := r.PathValue("key")
+	kb, err := t.ParseKey(key)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, CodeBadKey, err.Error())
+		return
+	}
+	v, p, err := a.m.Get(r.Context(), name, kb)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	js, err := t.ValueJSON(v)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, entry{Table: name, Key: key, Value: js, Partition: p})
+}
+
+func (a *API) listKeys(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("table")
+	t, err := a.m.Table(name)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	limit := 100
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxListLimit {
+			writeError(w, http.StatusBadRequest, CodeBadRequest, "limit must be an integer from 1 to "+strconv.Itoa(maxListLimit))
+			return
+		}
+		limit = n
+	}
+	var prefix, after []byte
+	if s := q.Get("prefix"); s != "" {
+		// A prefix of a text key is a prefix of its bytes for text codecs.
+		prefix = []byte(s)
+	}
+	if s := q.Get("after"); s != "" {
+		if after, err = t.ParseKey(s); err != nil {
+			writeError(w, http.StatusBadRequest, CodeBadKey, err.Error())
+			return
+		}
+	}
+	kvs, err := a.m.Scan(r.Context(), name, prefix, after, limit)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := make([]entry, 0, len(kvs))
+	for _, kv := range kvs {
+		k, err := t.FormatKey(kv.Key)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		js, err := t.ValueJSON(kv.Value)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		out = append(out, entry{Key: k, Value: js, Partition: kv.Partition})
+	}
+	resp := map[string]any{"table": name, "entries": out}
+	if len(out) == limit {
+		resp["next"] = out[len(out)-1].Key
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (a *API) status(w http.ResponseWriter, r *http.Request) {
+	st := a.m.Status()
+	resp := map[string]any{"node": st.Node, "ready": st.Ready, "partitions": st.Partitions,
+		"events_processed": st.EventsProcessed, "changelog_records": st.ChangelogRecords,
+		"commits": st.Commits, "mean_commit_ms": float64(st.MeanCommit.Microseconds()) / 1000,
+		"rebalances": st.Rebalances, "dead_letters": st.DeadLetters}
+	if a.extra != nil {
+		for k, v := range a.extra() {
+			resp[k] = v
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// fail maps a manager error to a status code.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, manager.ErrTableNotFound):
+		writeError(w, http.StatusNotFound, CodeTableNotFound, err.Error())
+	case errors.Is(err, manager.ErrKeyNotFound):
+		writeError(w, http.StatusNotFound, CodeKeyNotFound, err.Error())
+	case errors.Is(err, manager.ErrNotReady):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, CodeNotReady, err.Error())
+	case errors.Is(err, manager.ErrNotOwner):
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, CodeNotOwner, err.Error())
+	case errors.Is(err, context.Canceled):
+		writeError(w, http.StatusServiceUnavailable, CodeNotReady, err.Error())
+	default:
+		a.log.Error("http request failed", "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, CodeInternal, err.Error())
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg, "code": code})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}

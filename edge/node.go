@@ -1,0 +1,244 @@
+// Package edge runs an edgetables node: an embedded NATS server with
+// JetStream, the table manager with its bbolt stores, and the HTTP API, in
+// one process.
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgetables/edgetables/jetstream"
+	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/store"
+)
+
+// Config configures a node. Zero fields take the defaults named.
+type Config struct {
+	// Name is the node's name, stable across restarts (default: the host
+	// name).
+	Name string
+	// App namespaces every NATS resource the node creates (default
+	// "edgetables").
+	App string
+	// DataDir holds JetStream's storage (DataDir/jetstream) and the table
+	// stores (DataDir/tables) (default "./data").
+	DataDir string
+	// NATSListen is the embedded NATS server's client address (default
+	// "127.0.0.1:4222"; port 0 picks a free port).
+	NATSListen string
+	// HTTPListen is the HTTP API's address (default "127.0.0.1:8080"; port
+	// 0 picks a free port; "off" disables the API).
+	HTTPListen string
+	// SyncAlways makes JetStream fsync every write (default: the server's
+	// periodic sync). See the README's durability section.
+	SyncAlways bool
+	// SourceMaxBytes caps the source stream (default 1 GiB); when it is
+	// full, JetStream publishers get errors rather than losing old events.
+	SourceMaxBytes int64
+	// Partitions, CommitInterval, CommitEvery, RecoveryBufferSize and
+	// KeepSource are the table manager's (see manager.Config).
+	Partitions         int
+	CommitInterval     time.Duration
+	CommitEvery        int
+	RecoveryBufferSize int
+	KeepSource         bool
+	// Tables and Agents are added to the table manager at start.
+	Tables []manager.Collection
+	Agents []manager.Agent
+	// Logger receives the node's logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.Name == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			return fmt.Errorf("node name: none given and no host name: %v", err)
+		}
+		c.Name = h
+	}
+	if c.App == "" {
+		c.App = "edgetables"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.NATSListen == "" {
+		c.NATSListen = "127.0.0.1:4222"
+	}
+	if c.HTTPListen == "" {
+		c.HTTPListen = "127.0.0.1:8080"
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 8
+	}
+	if c.SourceMaxBytes == 0 {
+		c.SourceMaxBytes = 1 << 30
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if len(c.Agents) == 0 {
+		return errors.New("node: no tables: give at least one --table (or an agent in Go)")
+	}
+	return nil
+}
+
+// Node is one edgetables process.
+type Node struct {
+	cfg Config
+	log *slog.Logger
+
+	started   chan struct{}
+	startOnce sync.Once
+
+	mu        sync.Mutex
+	clientURL string
+	httpAddr  string
+	m         *manager.TableManager
+}
+
+// NewNode checks cfg and returns a node to Run.
+func NewNode(cfg Config) (*Node, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	return &Node{cfg: cfg, log: cfg.Logger, started: make(chan struct{})}, nil
+}
+
+// Started is closed when the NATS server and the HTTP API listen (tables
+// may still be recovering; see Manager().Ready()).
+func (n *Node) Started() <-chan struct{} { return n.started }
+
+// ClientURL returns the embedded NATS server's client URL once started.
+func (n *Node) ClientURL() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.clientURL
+}
+
+// HTTPAddr returns the HTTP API's address once started ("" when off).
+func (n *Node) HTTPAddr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.httpAddr
+}
+
+// Manager returns the table manager once started (nil before).
+func (n *Node) Manager() *manager.TableManager {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.m
+}
+
+// Run starts the node and blocks until ctx ends (then it commits, stops
+// and returns nil) or a fatal error occurs.
+func (n *Node) Run(ctx context.Context) error {
+	cfg := n.cfg
+	srv, err := jetstream.StartServer(ctx, jetstream.ServerConfig{
+		Name: cfg.Name, Listen: cfg.NATSListen, StoreDir: cfg.DataDir,
+		SyncAlways: cfg.SyncAlways, Logger: n.log.With("component", "nats"),
+	})
+	if err != nil {
+		return fmt.Errorf("start NATS server: %w", err)
+	}
+	defer srv.Shutdown()
+	nc, err := srv.Connect("edgetables-" + cfg.Name)
+	if err != nil {
+		return fmt.Errorf("connect to NATS: %w", err)
+	}
+	defer nc.Close()
+	js, err := natsjs.New(nc, natsjs.WithPublishAsyncMaxPending(8192))
+	if err != nil {
+		return fmt.Errorf("JetStream context: %w", err)
+	}
+
+	m, err := n.newManager(ctx, js)
+	if err != nil {
+		return err
+	}
+
+	var api *http.Server
+	httpAddr := ""
+	if cfg.HTTPListen != "off" {
+		ln, err := net.Listen("tcp", cfg.HTTPListen)
+		if err != nil {
+			return fmt.Errorf("--http-listen %s: %w", cfg.HTTPListen, err)
+		}
+		httpAddr = ln.Addr().String()
+		a := NewAPI(m, n.log)
+		a.extra = func() map[string]any {
+			return map[string]any{"app": cfg.App, "nats_url": srv.ClientURL()}
+		}
+		api = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			if err := api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.log.Error("HTTP API stopped", "err", err)
+			}
+		}()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = api.Shutdown(sctx)
+			<-served
+		}()
+	}
+	n.mu.Lock()
+	n.clientURL, n.httpAddr, n.m = srv.ClientURL(), httpAddr, m
+	n.mu.Unlock()
+	n.startOnce.Do(func() { close(n.started) })
+	n.log.Info("node started", "name", cfg.Name, "app", cfg.App, "nats", srv.ClientURL(), "http", httpAddr,
+		"data_dir", cfg.DataDir, "partitions", m.Partitions())
+	return m.Run(ctx)
+}
+
+// newManager creates the NATS resources and the table manager.
+func (n *Node) newManager(ctx context.Context, js natsjs.JetStream) (*manager.TableManager, error) {
+	cfg := n.cfg
+	changelog, err := jetstream.NewChangelog(ctx, js, jetstream.ChangelogConfig{App: cfg.App, Partitions: cfg.Partitions})
+	if err != nil {
+		return nil, err
+	}
+	source, err := jetstream.NewSource(ctx, js, jetstream.SourceConfig{App: cfg.App, Subjects: manager.SubjectsOf(cfg.Agents),
+		Consumer: cfg.Name, MaxBytes: cfg.SourceMaxBytes})
+	if err != nil {
+		return nil, err
+	}
+	dlq, err := jetstream.NewDeadLetters(ctx, js, cfg.App, 1)
+	if err != nil {
+		return nil, err
+	}
+	m, err := manager.New(manager.Config{
+		Node: cfg.Name, Partitions: cfg.Partitions, CommitInterval: cfg.CommitInterval,
+		CommitEvery: cfg.CommitEvery, RecoveryBufferSize: cfg.RecoveryBufferSize, KeepSource: cfg.KeepSource,
+		Changelog: changelog, Source: source, DeadLetters: dlq,
+		Stores: store.NewDir(filepath.Join(cfg.DataDir, "tables"), nil),
+		Logger: n.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range cfg.Tables {
+		if err := m.Add(t); err != nil {
+			return nil, err
+		}
+	}
+	for _, a := range cfg.Agents {
+		if err := m.AddAgent(a); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
