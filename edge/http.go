@@ -28,6 +28,7 @@ const maxListLimit = 10000
 // API serves the HTTP API of a node over its table manager.
 type API struct {
 	m   *manager.TableManager
+	r   *router
 	log *slog.Logger
 	// extra adds fields to /v1/status.
 	extra func() map[string]any
@@ -38,7 +39,7 @@ func NewAPI(m *manager.TableManager, log *slog.Logger) *API {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &API{m: m, log: log}
+	return &API{m: m, r: &router{m: m}, log: log}
 }
 
 // Handler returns the API's routes:
@@ -78,6 +79,12 @@ func (a *API) listTables(w http.ResponseWriter, r *http.Request) {
 	if infos == nil {
 		infos = []manager.TableInfo{}
 	}
+	for i := range infos {
+		if infos[i].Keys, err = a.r.count(r.Context(), infos[i].Name); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"tables": infos})
 }
 
@@ -101,7 +108,7 @@ func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, CodeBadKey, err.Error())
 		return
 	}
-	v, p, err := a.m.Get(r.Context(), name, kb)
+	v, p, err := a.r.get(r.Context(), name, kb)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -142,7 +149,7 @@ func (a *API) listKeys(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	kvs, err := a.m.Scan(r.Context(), name, prefix, after, limit)
+	kvs, err := a.r.scan(r.Context(), name, prefix, after, limit)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -174,6 +181,9 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		"events_processed": st.EventsProcessed, "changelog_records": st.ChangelogRecords,
 		"commits": st.Commits, "mean_commit_ms": float64(st.MeanCommit.Microseconds()) / 1000,
 		"rebalances": st.Rebalances, "dead_letters": st.DeadLetters}
+	if cs := a.m.Cluster(); cs != nil {
+		resp["cluster"] = cs
+	}
 	if a.extra != nil {
 		for k, v := range a.extra() {
 			resp[k] = v

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/jetstream"
@@ -42,6 +43,30 @@ type Config struct {
 	// SyncAlways makes JetStream fsync every write (default: the server's
 	// periodic sync). See the README's durability section.
 	SyncAlways bool
+	// ClusterName, ClusterListen and Routes make the embedded server one
+	// node of a JetStream cluster (see jetstream.ServerConfig): the node
+	// then joins the app's consumer group and owns a share of the
+	// partitions. Name must be stable and unique in the cluster.
+	ClusterName   string
+	ClusterListen string
+	Routes        []string
+	// NATSURLs, when set, make the node a client of an existing NATS
+	// JetStream deployment instead of embedding a server; NATS holds the
+	// connection's credentials and TLS files. Such a node always joins the
+	// consumer group, alone or not.
+	NATSURLs []string
+	NATS     jetstream.ExternalOptions
+	// Replicas is the replication of every stream and bucket the node
+	// creates (default: 1 alone; in an embedded cluster, 3 when Routes name
+	// 3 or more nodes, else 1; with NATSURLs, 1).
+	Replicas int
+	// Standbys is the number of standby replicas per partition in a
+	// cluster (default 1; negative: none). They are never on the node of
+	// the partition's active.
+	Standbys int
+	// SessionTimeout bounds how long a dead member keeps its partitions
+	// (default 5s).
+	SessionTimeout time.Duration
 	// SourceMaxBytes caps the source stream (default 1 GiB); when it is
 	// full, JetStream publishers get errors rather than losing old events.
 	SourceMaxBytes int64
@@ -85,6 +110,24 @@ func (c *Config) setDefaults() error {
 	if c.SourceMaxBytes == 0 {
 		c.SourceMaxBytes = 1 << 30
 	}
+	if len(c.Routes) > 0 && c.ClusterListen == "" {
+		return errors.New("node: Routes need ClusterListen")
+	}
+	if c.ClusterListen != "" && len(c.NATSURLs) > 0 {
+		return errors.New("node: an embedded cluster (ClusterListen) and external NATS (NATSURLs) exclude each other")
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+		if n := distinct(c.Routes); c.ClusterListen != "" && n >= 3 {
+			c.Replicas = 3
+		}
+	}
+	switch {
+	case c.Standbys == 0:
+		c.Standbys = 1
+	case c.Standbys < 0:
+		c.Standbys = 0
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -92,6 +135,17 @@ func (c *Config) setDefaults() error {
 		return errors.New("node: no tables: give at least one --table (or an agent in Go)")
 	}
 	return nil
+}
+
+// clustered reports whether the node joins a consumer group.
+func (c *Config) clustered() bool { return c.ClusterListen != "" || len(c.NATSURLs) > 0 }
+
+func distinct(ss []string) int {
+	seen := map[string]bool{}
+	for _, s := range ss {
+		seen[s] = true
+	}
+	return len(seen)
 }
 
 // Node is one edgetables process.
@@ -145,42 +199,41 @@ func (n *Node) Manager() *manager.TableManager {
 // and returns nil) or a fatal error occurs.
 func (n *Node) Run(ctx context.Context) error {
 	cfg := n.cfg
-	srv, err := jetstream.StartServer(ctx, jetstream.ServerConfig{
-		Name: cfg.Name, Listen: cfg.NATSListen, StoreDir: cfg.DataDir,
-		SyncAlways: cfg.SyncAlways, Logger: n.log.With("component", "nats"),
-	})
+	nc, clientURL, stopNATS, err := n.connect(ctx)
 	if err != nil {
-		return fmt.Errorf("start NATS server: %w", err)
+		return err
 	}
-	defer srv.Shutdown()
-	nc, err := srv.Connect("edgetables-" + cfg.Name)
-	if err != nil {
-		return fmt.Errorf("connect to NATS: %w", err)
-	}
-	defer nc.Close()
+	defer stopNATS()
 	js, err := natsjs.New(nc, natsjs.WithPublishAsyncMaxPending(8192))
 	if err != nil {
 		return fmt.Errorf("JetStream context: %w", err)
 	}
+	if err := jetstream.WaitForJetStream(ctx, js); err != nil {
+		return fmt.Errorf("wait for JetStream: %w", err)
+	}
 
-	m, err := n.newManager(ctx, js)
+	var ln net.Listener
+	httpAddr := ""
+	if cfg.HTTPListen != "off" {
+		if ln, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
+			return fmt.Errorf("--http-listen %s: %w", cfg.HTTPListen, err)
+		}
+		defer ln.Close()
+		httpAddr = ln.Addr().String()
+	}
+	m, err := n.newManager(ctx, js, httpAddr)
 	if err != nil {
 		return err
 	}
-
-	var api *http.Server
-	httpAddr := ""
-	if cfg.HTTPListen != "off" {
-		ln, err := net.Listen("tcp", cfg.HTTPListen)
-		if err != nil {
-			return fmt.Errorf("--http-listen %s: %w", cfg.HTTPListen, err)
-		}
-		httpAddr = ln.Addr().String()
+	if ln != nil {
 		a := NewAPI(m, n.log)
 		a.extra = func() map[string]any {
-			return map[string]any{"app": cfg.App, "nats_url": srv.ClientURL()}
+			return map[string]any{"app": cfg.App, "nats_url": clientURL}
 		}
-		api = &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		if cfg.clustered() {
+			a.r.nc, a.r.app = nc, cfg.App
+		}
+		api := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
 		served := make(chan struct{})
 		go func() {
 			defer close(served)
@@ -195,35 +248,87 @@ func (n *Node) Run(ctx context.Context) error {
 			<-served
 		}()
 	}
+	if cfg.clustered() {
+		// Routed reads reach this node's stores over NATS.
+		r := &router{m: m, nc: nc, app: cfg.App}
+		stopQueries, err := jetstream.ServeQueries(nc, cfg.App, cfg.Name, r.serve)
+		if err != nil {
+			return fmt.Errorf("serve routed queries: %w", err)
+		}
+		defer stopQueries()
+	}
 	n.mu.Lock()
-	n.clientURL, n.httpAddr, n.m = srv.ClientURL(), httpAddr, m
+	n.clientURL, n.httpAddr, n.m = clientURL, httpAddr, m
 	n.mu.Unlock()
 	n.startOnce.Do(func() { close(n.started) })
-	n.log.Info("node started", "name", cfg.Name, "app", cfg.App, "nats", srv.ClientURL(), "http", httpAddr,
-		"data_dir", cfg.DataDir, "partitions", m.Partitions())
+	n.log.Info("node started", "name", cfg.Name, "app", cfg.App, "nats", clientURL, "http", httpAddr,
+		"data_dir", cfg.DataDir, "partitions", m.Partitions(), "clustered", cfg.clustered(), "replicas", cfg.Replicas)
 	return m.Run(ctx)
 }
 
-// newManager creates the NATS resources and the table manager.
-func (n *Node) newManager(ctx context.Context, js natsjs.JetStream) (*manager.TableManager, error) {
+// connect starts the embedded server (alone or as a cluster node) and
+// connects to it, or connects to external NATS. stop closes what it opened.
+func (n *Node) connect(ctx context.Context) (nc *nats.Conn, url string, stop func(), err error) {
 	cfg := n.cfg
-	changelog, err := jetstream.NewChangelog(ctx, js, jetstream.ChangelogConfig{App: cfg.App, Partitions: cfg.Partitions})
+	if len(cfg.NATSURLs) > 0 {
+		opts := cfg.NATS
+		if opts.Name == "" {
+			opts.Name = "edgetables-" + cfg.Name
+		}
+		if opts.Logger == nil {
+			opts.Logger = n.log.With("component", "nats")
+		}
+		nc, err = jetstream.ConnectExternal(ctx, cfg.NATSURLs, opts)
+		if err != nil {
+			return nil, "", nil, fmt.Errorf("connect to NATS at %v: %w", cfg.NATSURLs, err)
+		}
+		return nc, nc.ConnectedUrlRedacted(), nc.Close, nil
+	}
+	srv, err := jetstream.StartServer(ctx, jetstream.ServerConfig{
+		Name: cfg.Name, Listen: cfg.NATSListen, StoreDir: cfg.DataDir, SyncAlways: cfg.SyncAlways,
+		ClusterName: cfg.ClusterName, ClusterListen: cfg.ClusterListen, Routes: cfg.Routes,
+		Logger: n.log.With("component", "nats"),
+	})
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("start NATS server: %w", err)
+	}
+	nc, err = srv.Connect("edgetables-" + cfg.Name)
+	if err != nil {
+		srv.Shutdown()
+		return nil, "", nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	return nc, srv.ClientURL(), func() { nc.Close(); srv.Shutdown() }, nil
+}
+
+// newManager creates the NATS resources and the table manager.
+func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr string) (*manager.TableManager, error) {
+	cfg := n.cfg
+	changelog, err := jetstream.NewChangelog(ctx, js, jetstream.ChangelogConfig{App: cfg.App, Partitions: cfg.Partitions, Replicas: cfg.Replicas})
 	if err != nil {
 		return nil, err
 	}
 	source, err := jetstream.NewSource(ctx, js, jetstream.SourceConfig{App: cfg.App, Subjects: manager.SubjectsOf(cfg.Agents),
-		Consumer: cfg.Name, MaxBytes: cfg.SourceMaxBytes})
+		Consumer: cfg.Name, MaxBytes: cfg.SourceMaxBytes, Replicas: cfg.Replicas})
 	if err != nil {
 		return nil, err
 	}
-	dlq, err := jetstream.NewDeadLetters(ctx, js, cfg.App, 1)
+	dlq, err := jetstream.NewDeadLetters(ctx, js, cfg.App, cfg.Replicas)
 	if err != nil {
 		return nil, err
+	}
+	var coord manager.Coordinator
+	if cfg.clustered() {
+		coord, err = jetstream.NewGroup(ctx, js, jetstream.GroupConfig{App: cfg.App, Node: cfg.Name,
+			SessionTimeout: cfg.SessionTimeout, Replicas: cfg.Replicas, Logger: n.log})
+		if err != nil {
+			return nil, err
+		}
 	}
 	m, err := manager.New(manager.Config{
 		Node: cfg.Name, Partitions: cfg.Partitions, CommitInterval: cfg.CommitInterval,
 		CommitEvery: cfg.CommitEvery, RecoveryBufferSize: cfg.RecoveryBufferSize, KeepSource: cfg.KeepSource,
-		Changelog: changelog, Source: source, DeadLetters: dlq,
+		Changelog: changelog, Source: source, DeadLetters: dlq, Coordinator: coord,
+		SessionTimeout: cfg.SessionTimeout, Standbys: cfg.Standbys, HTTPAddr: httpAddr,
 		Stores: store.NewDir(filepath.Join(cfg.DataDir, "tables"), nil),
 		Logger: n.log,
 	})

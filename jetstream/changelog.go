@@ -29,6 +29,27 @@ const (
 	replayPullBytes = 64 << 20
 )
 
+// replayIdle is how long Replay waits for a message before it checks
+// whether the log still holds any it has not read.
+const replayIdle = 2 * time.Second
+
+// firstAtOrAfter returns the sequence of partition p's first stored message
+// at or after seq (0: none), with one direct get.
+func (c *Changelog) firstAtOrAfter(ctx context.Context, p int, seq uint64) (uint64, error) {
+	st, err := c.js.Stream(ctx, c.streams[p])
+	if err != nil {
+		return 0, fmt.Errorf("edgetables/jetstream: stream %s: %w", c.streams[p], err)
+	}
+	msg, err := st.GetMsg(ctx, seq, natsjs.WithGetMsgSubject(c.cfg.App+".>"))
+	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("edgetables/jetstream: stream %s: first message at or after %d: %w", c.streams[p], seq, err)
+	}
+	return msg.Sequence, nil
+}
+
 // ChangelogConfig configures an app's changelog streams.
 type ChangelogConfig struct {
 	// App is the app name (see ValidateApp). Required.
@@ -101,7 +122,7 @@ func NewChangelog(ctx context.Context, js natsjs.JetStream, cfg ChangelogConfig)
 			Discard:            natsjs.DiscardOld,
 			AllowAtomicPublish: true,
 		}
-		st, err := js.CreateOrUpdateStream(ctx, sc)
+		st, err := ensureStream(ctx, js, sc)
 		if err != nil {
 			return nil, fmt.Errorf("edgetables/jetstream: create or update stream %s: %w", name, err)
 		}
@@ -159,6 +180,11 @@ func (c *Changelog) State(ctx context.Context, p int) (manager.LogState, error) 
 // predecessor, what is stored after an error is always a prefix of the
 // messages. Records are checked (table name, key length) before anything is
 // published.
+//
+// Appends to different partitions may run concurrently; a partition has one
+// writer, and two concurrent Appends to the same partition fence each other.
+// The marker is JSON on <app>.commit.<p>; a tombstone is an empty message
+// with the header Edgetables-Op: del.
 func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs []manager.Record, marker manager.CommitMarker) (uint64, error) {
 	if err := c.checkPartition(p); err != nil {
 		return 0, err
@@ -274,6 +300,14 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 	if st.Last < from {
 		return nil
 	}
+	first, err := c.firstAtOrAfter(ctx, p, from)
+	if err != nil {
+		return err
+	}
+	if first == 0 || first > until {
+		return nil // the messages from there on were removed or superseded
+	}
+	from = first
 	cons, err := c.js.OrderedConsumer(ctx, stream, natsjs.OrderedConsumerConfig{
 		DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
 		OptStartSeq:       from,
@@ -295,12 +329,24 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 			cancel()
 		}
 	}()
-	if info := cons.CachedInfo(); info != nil && info.NumPending == 0 {
-		return nil // the messages at and after from were removed
-	}
+	// The consumer's NumPending at creation is not reliable on replicated
+	// streams, so the loop relies on the messages' own NumPending, and when
+	// nothing arrives for a while, asks the stream whether a message it has
+	// not read is left.
 	batch := make([]manager.Entry, 0, batchSize)
+	next := from
 	for {
-		msg, err := it.Next(natsjs.NextContext(ctx))
+		msg, err := it.Next(natsjs.NextMaxWait(replayIdle))
+		if errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+			left, lerr := c.firstAtOrAfter(ctx, p, next)
+			if lerr != nil {
+				return lerr
+			}
+			if left == 0 || left > until {
+				break // what remained was removed or superseded
+			}
+			return fmt.Errorf("edgetables/jetstream: replay partition %d (stream %s): no message for %s although sequence %d is stored", p, stream, replayIdle, left)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				err = ctx.Err()
@@ -315,6 +361,7 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 		if seq > until {
 			break
 		}
+		next = seq + 1
 		e, err := c.decode(p, seq, msg)
 		if err != nil {
 			return err

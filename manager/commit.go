@@ -32,21 +32,22 @@ type counters struct {
 
 // commitAndAck commits every partition and then acknowledges the source up
 // to the committed floor, and trims it.
-func (m *TableManager) commitAndAck(ctx context.Context, reader SourceReader) error {
+func (m *TableManager) commitAndAck(ctx context.Context) error {
 	err := m.commit(ctx)
 	if errors.Is(err, errCrash) {
 		return err
 	}
 	floor := m.committedFloor()
-	if floor == 0 {
+	if floor == 0 || m.reader == nil {
 		return err
 	}
-	if aerr := reader.Ack(ctx, floor); aerr != nil {
+	if aerr := m.reader.Ack(ctx, floor); aerr != nil {
 		// Not fatal: unacked messages are redelivered and skipped by
 		// their partitions' committed positions.
 		m.log.Warn("ack source", "up_to_seq", floor, "err", aerr)
 	}
-	if !m.cfg.KeepSource && time.Since(m.lastTrim) >= trimEvery {
+	// In a cluster the leader trims, knowing every partition's position.
+	if m.cfg.Coordinator == nil && !m.cfg.KeepSource && time.Since(m.lastTrim) >= trimEvery {
 		m.lastTrim = time.Now()
 		if terr := m.cfg.Source.Trim(ctx, floor+1); terr != nil {
 			m.log.Warn("trim source", "below_seq", floor+1, "err", terr)

@@ -14,7 +14,6 @@
 package manager
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,8 +42,28 @@ type Config struct {
 	// RecoveryBufferSize is the number of changelog records applied to the
 	// store in one transaction during recovery (default 10,000).
 	RecoveryBufferSize int
+	// StandbyBufferSize is the number of changelog records a standby
+	// applies in one transaction (default 1,000): a standby lags its active
+	// by at most this many records while the log grows.
+	StandbyBufferSize int
 	// ReadBatch is the most source messages read at a time (default 4096).
 	ReadBatch int
+	// Coordinator, when set, makes the node a member of a cluster: it
+	// receives its partitions from the group's assignment instead of
+	// taking all of them.
+	Coordinator Coordinator
+	// SessionTimeout bounds how long a member that stopped renewing its
+	// lease keeps its partitions (default 5s). Shorter means faster
+	// failover and more heartbeat traffic; below about 2 s, KV TTL
+	// granularity (1 s) makes leases flap.
+	SessionTimeout time.Duration
+	// Standbys is the number of standby replicas per partition in a
+	// cluster (0: none; the CLI's default is 1). Each costs a full copy of
+	// the partition's store on another node and a follower reading its
+	// changelog; in return a failover replays only the standby's lag.
+	Standbys int
+	// HTTPAddr is this node's HTTP API address, shown to other members.
+	HTTPAddr string
 	// KeepSource keeps committed events in the source stream. By default
 	// they are removed once every partition has committed them, so the
 	// stream holds only unprocessed events.
@@ -87,6 +106,18 @@ func (c *Config) setDefaults() error {
 	if c.ReadBatch == 0 {
 		c.ReadBatch = 4096
 	}
+	if c.StandbyBufferSize == 0 {
+		c.StandbyBufferSize = 1000
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = 5 * time.Second
+	}
+	if c.SessionTimeout < time.Second {
+		return fmt.Errorf("manager config: SessionTimeout %s: want at least 1s", c.SessionTimeout)
+	}
+	if c.Standbys < 0 {
+		return fmt.Errorf("manager config: Standbys %d is negative", c.Standbys)
+	}
 	if c.CommitEvery < 0 || c.RecoveryBufferSize < 0 || c.ReadBatch < 0 {
 		return errors.New("manager config: CommitEvery, RecoveryBufferSize and ReadBatch must not be negative")
 	}
@@ -111,11 +142,27 @@ type TableManager struct {
 	recovery *Recovery
 	counters counters
 
-	// examined is the last source sequence dispatched. Owned by the
-	// processing goroutine.
+	// The processing goroutine owns reader, examined (the last source
+	// sequence dispatched), gen (the generation applied) and lastTrim.
+	reader   SourceReader
 	examined uint64
-	// lastTrim is when the source was last trimmed.
 	lastTrim time.Time
+	gen      atomic.Uint64
+	// lastClusterTrim is owned by the group loop.
+	lastClusterTrim time.Time
+
+	// events from partition tasks and the group loop to the processor
+	events chan procEvent
+	// assignment handed from the group loop to the processor (latest wins)
+	assignMu      sync.Mutex
+	pendingAssign *Assignment
+	assignSignal  chan struct{}
+	// stateSignal asks the group loop to heartbeat now
+	stateSignal chan struct{}
+
+	viewMu      sync.Mutex
+	view        *GroupView
+	viewChanged chan struct{} // closed and replaced on every new view
 
 	activesReady  atomic.Bool
 	standbysReady atomic.Bool
@@ -134,6 +181,10 @@ func New(cfg Config) (*TableManager, error) {
 		parts:  make(map[int]*partition),
 	}
 	m.recovery = newRecovery(m)
+	m.events = make(chan procEvent)
+	m.assignSignal = make(chan struct{}, 1)
+	m.stateSignal = make(chan struct{}, 1)
+	m.viewChanged = make(chan struct{})
 	m.counters.deadLetters = make(map[string]*atomic.Uint64)
 	return m, nil
 }
@@ -256,52 +307,6 @@ func (m *TableManager) OnStandbysReady() { m.standbysReady.Store(true) }
 // partition is recovered and processing.
 func (m *TableManager) Ready() bool {
 	return m.running.Load() && m.activesReady.Load()
-}
-
-// OnPartitionsRevoked releases the revoked partitions: their uncommitted
-// writes are committed and their stores closed. It must be called from the
-// goroutine that processes events (Run calls it).
-func (m *TableManager) OnPartitionsRevoked(ctx context.Context, revoked []int) error {
-	if len(revoked) == 0 {
-		return nil
-	}
-	if err := m.commit(ctx); err != nil {
-		m.log.Warn("commit before revoke failed; uncommitted writes of revoked partitions are dropped, their events will be processed again by the new owner",
-			"partitions", revoked, "err", err)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, id := range revoked {
-		p := m.parts[id]
-		if p == nil {
-			continue
-		}
-		delete(m.parts, id)
-		if err := p.store.Close(); err != nil {
-			m.log.Warn("close store", "partition", id, "err", err)
-		}
-	}
-	return nil
-}
-
-// OnRebalance applies a new assignment: stores of newly assigned partitions
-// are opened (a corrupt one is rebuilt) and recovered from the changelog;
-// revoked ones must have been released by OnPartitionsRevoked. It returns
-// when every assigned partition is active, then calls OnActivesReady.
-func (m *TableManager) OnRebalance(ctx context.Context, assigned, revoked, newlyAssigned []int) error {
-	m.frozen.Store(true)
-	for _, id := range newlyAssigned {
-		if id < 0 || id >= m.cfg.Partitions {
-			return fmt.Errorf("rebalance: partition %d out of range [0,%d)", id, m.cfg.Partitions)
-		}
-	}
-	if err := m.recovery.recover(ctx, newlyAssigned); err != nil {
-		return err
-	}
-	m.OnActivesReady()
-	m.OnStandbysReady() // no standbys on a single node
-	m.log.Debug("rebalance done", "assigned", assigned, "revoked", revoked, "new", newlyAssigned)
-	return nil
 }
 
 func (m *TableManager) partition(id int) *partition {

@@ -51,6 +51,16 @@ type partition struct {
 	// end at; refresh forces a State read before the next append.
 	expectLast uint64
 	refresh    bool
+	// skipTo: source messages up to it were dispatched to this partition
+	// already (set when the source is read again from an earlier position
+	// for another partition).
+	skipTo uint64
+
+	// task is the goroutine recovering or following the partition; the
+	// processor starts and stops it. caughtUp: a standby reached its log's
+	// end once.
+	task     *task
+	caughtUp bool
 
 	mu  sync.Mutex // guards buf against readers in status (sizes only)
 	buf map[string]map[string]pending

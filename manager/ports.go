@@ -70,6 +70,11 @@ type Changelog interface {
 	// entries in sequence order. It returns when the entry at until (or the
 	// last one before it, in a compacted log) has been passed to fn.
 	Replay(ctx context.Context, p int, from, until uint64, batchSize int, fn func([]Entry) error) error
+	// Follow reads partition p's log from sequence from and keeps reading
+	// as it grows, passing batches of at most batchSize entries to fn (a
+	// batch is passed when full or when the reader has caught up), until
+	// ctx ends; then it returns nil. Standby replicas use it.
+	Follow(ctx context.Context, p int, from uint64, batchSize int, fn func([]Entry) error) error
 }
 
 // SourceMessage is one input event as stored in the source stream.

@@ -10,69 +10,104 @@ import (
 // stopTimeout bounds the final commit when Run's context ends.
 const stopTimeout = 10 * time.Second
 
+// pollEvery bounds how long a quiet source delays a rebalance or an
+// activation.
+const pollEvery = 50 * time.Millisecond
+
 // Run starts the manager and processes events until ctx ends or a fatal
-// error occurs. On a single node every partition is assigned at start,
-// through the same OnRebalance path a cluster uses. When ctx ends, the
-// uncommitted writes are committed (within 10 s) and the stores closed; Run
-// then returns nil.
+// error occurs. Alone (no Coordinator), the node assigns itself every
+// partition through the same OnRebalance path a cluster uses; in a cluster,
+// it joins the group and follows the assignments of its leader. When ctx
+// ends, the uncommitted writes are committed (within 10 s), the node leaves
+// the group and the stores are closed; Run then returns nil.
 func (m *TableManager) Run(ctx context.Context) error {
 	if !m.running.CompareAndSwap(false, true) {
 		return errors.New("table manager: Run called twice")
 	}
 	defer m.running.Store(false)
 	m.frozen.Store(true)
+	defer m.closeAll()
 
-	all := make([]int, m.cfg.Partitions)
-	for i := range all {
-		all[i] = i
-	}
-	m.OnRebalanceStart()
-	if err := m.OnPartitionsRevoked(ctx, nil); err != nil {
-		return err
-	}
-	if err := m.OnRebalance(ctx, all, nil, all); err != nil {
-		m.closeStores()
-		if ctx.Err() != nil {
-			return nil
+	stopLog := m.recovery.logProgress(ctx)
+	defer stopLog()
+
+	if m.cfg.Coordinator == nil {
+		all := Assignment{Generation: 1, Partitions: m.cfg.Partitions, Actives: make([]string, m.cfg.Partitions)}
+		for i := range all.Actives {
+			all.Actives[i] = m.cfg.Node
 		}
-		return err
+		m.setPendingAssignment(all)
+		return m.process(ctx)
 	}
-	defer m.closeStores()
-	return m.process(ctx)
+	groupCtx, stopGroup := context.WithCancel(context.WithoutCancel(ctx))
+	groupDone := make(chan struct{})
+	go func() {
+		defer close(groupDone)
+		m.runGroup(groupCtx)
+	}()
+	err := m.process(ctx)
+	// Leave after the final commit, so that the next owners find the
+	// partitions committed and released.
+	for _, p := range m.assigned() {
+		p.setState(StateFenced) // not processed any more: released
+	}
+	m.signalState()
+	stopGroup()
+	<-groupDone
+	return err
 }
 
-// process reads the source and feeds agents until ctx ends.
+// process runs the processing loop: it applies assignments, activates
+// recovered partitions, reads the source and commits.
 func (m *TableManager) process(ctx context.Context) error {
-	from := m.readPosition() + 1
-	reader, err := m.cfg.Source.Open(ctx, from)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("open source at %d: %w", from, err)
-	}
-	m.log.Info("processing", "from_source_seq", from, "agents", len(m.agents), "partitions", len(m.assigned()))
-	m.examined = from - 1
-	defer func() { _ = reader.Close() }()
-
 	var (
 		lastCommit  = time.Now()
 		sinceCommit int
 		backoff     = 100 * time.Millisecond
 	)
 	for {
-		wait := max(time.Until(lastCommit.Add(m.cfg.CommitInterval)), time.Millisecond)
-		msgs, err := reader.Next(ctx, m.cfg.ReadBatch, wait)
+		// Rebalances and activations come first; with nothing to read,
+		// wait for them.
+		var wait time.Duration
+		if m.reader == nil {
+			wait = backoff
+		}
+		handled, err := m.pollEvents(ctx, wait)
+		if err != nil {
+			return err
+		}
+		if handled {
+			continue
+		}
 		if ctx.Err() != nil {
-			return m.stop(ctx, reader)
+			return m.stop(ctx)
+		}
+		if m.reader == nil {
+			if m.activeCount() > 0 {
+				m.reposition(ctx) // a failed open is retried here
+			}
+			continue
+		}
+		// Bounded, so that rebalances and activations wait at most
+		// pollEvery while the source is quiet.
+		wait = min(max(time.Until(lastCommit.Add(m.cfg.CommitInterval)), time.Millisecond), pollEvery)
+		msgs, err := m.reader.Next(ctx, m.cfg.ReadBatch, wait)
+		if ctx.Err() != nil {
+			return m.stop(ctx)
 		}
 		if err != nil {
 			m.log.Warn("read source", "after_seq", m.examined, "err", err, "retry_in", backoff)
 			if !sleep(ctx, backoff) {
-				return m.stop(ctx, reader)
+				return m.stop(ctx)
 			}
 			backoff = min(2*backoff, 5*time.Second)
-			if reader, err = m.reopen(ctx, reader); err != nil {
+			// Resume after the last dispatched message: its effects are
+			// buffered.
+			_ = m.reader.Close()
+			if r, err := m.cfg.Source.Open(ctx, m.examined+1); err == nil {
+				m.reader = r
+			} else {
+				m.reader = nil
 				m.log.Warn("reopen source", "at_seq", m.examined+1, "err", err)
 			}
 			continue
@@ -86,7 +121,7 @@ func (m *TableManager) process(ctx context.Context) error {
 		}
 		sinceCommit += len(msgs)
 		if sinceCommit >= m.cfg.CommitEvery || time.Since(lastCommit) >= m.cfg.CommitInterval {
-			err := m.commitAndAck(ctx, reader)
+			err := m.commitAndAck(ctx)
 			if errors.Is(err, errCrash) {
 				return err
 			}
@@ -98,32 +133,69 @@ func (m *TableManager) process(ctx context.Context) error {
 	}
 }
 
-// reopen replaces a failed reader with one that resumes after the last
-// examined message (whose effects are in the uncommitted buffers).
-func (m *TableManager) reopen(ctx context.Context, old SourceReader) (SourceReader, error) {
-	_ = old.Close()
-	r, err := m.cfg.Source.Open(ctx, m.examined+1)
-	if err != nil {
-		return old, err
+// pollEvents handles a pending assignment or partition event, waiting up
+// to wait for one; it reports whether it handled one.
+func (m *TableManager) pollEvents(ctx context.Context, wait time.Duration) (bool, error) {
+	var timeout <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		timeout = t.C
+	} else {
+		closed := make(chan time.Time)
+		close(closed)
+		timeout = closed
 	}
-	return r, nil
+	select {
+	case <-m.assignSignal:
+		if a := m.takePendingAssignment(); a != nil {
+			return true, m.applyAssignment(ctx, *a)
+		}
+		return true, nil
+	case ev := <-m.events:
+		return true, m.handle(ctx, ev)
+	case <-ctx.Done():
+		return false, nil
+	case <-timeout:
+		return false, nil
+	}
+}
+
+// handle processes an event of a partition task.
+func (m *TableManager) handle(ctx context.Context, ev procEvent) error {
+	switch {
+	case ev.err != nil:
+		return ev.err
+	case ev.ready:
+		m.activate(ctx, ev.p)
+	case ev.caughtUp:
+		ev.p.caughtUp = true
+		m.checkReady()
+	}
+	return nil
+}
+
+func (m *TableManager) activeCount() int {
+	n := 0
+	for _, p := range m.assigned() {
+		if p.State() == StateActive {
+			n++
+		}
+	}
+	return n
 }
 
 // stop commits what is uncommitted with a fresh deadline and returns.
-func (m *TableManager) stop(ctx context.Context, reader SourceReader) error {
+func (m *TableManager) stop(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
 	defer cancel()
-	if err := m.commitAndAck(cctx, reader); err != nil {
+	if err := m.commitAndAck(cctx); err != nil {
 		m.log.Error("final commit failed; uncommitted events will be processed again at the next start",
 			"after_source_seq", m.committedFloor(), "err", err)
 	}
 	m.log.Info("stopped", "committed_source_seq", m.committedFloor())
 	return nil
 }
-
-// readPosition returns the source sequence processing resumes after: the
-// lowest committed position of the assigned partitions.
-func (m *TableManager) readPosition() uint64 { return m.committedFloor() }
 
 // committedFloor returns the lowest committed source sequence over the
 // active partitions: every source message up to it is committed everywhere.
@@ -154,7 +226,7 @@ func (m *TableManager) dispatch(ctx context.Context, sm *SourceMessage) {
 		if err != nil {
 			// Whoever owns the partition of the subject reports it, so
 			// that one node does it in a cluster.
-			if p := m.partition(PartitionOf([]byte(sm.Subject), m.cfg.Partitions)); p != nil && p.State() == StateActive && sm.Seq > p.sourceSeq.Load() {
+			if p := m.partition(PartitionOf([]byte(sm.Subject), m.cfg.Partitions)); p.takes(sm.Seq) {
 				m.deadLetter(ctx, a, sm, fmt.Sprintf("key: %v", err))
 			}
 			continue
@@ -162,8 +234,8 @@ func (m *TableManager) dispatch(ctx context.Context, sm *SourceMessage) {
 		e.Key = key
 		e.Partition = PartitionOf(key, m.cfg.Partitions)
 		p := m.partition(e.Partition)
-		if p == nil || p.State() != StateActive || sm.Seq <= p.sourceSeq.Load() {
-			continue // not ours, or committed before (a redelivery)
+		if !p.takes(sm.Seq) {
+			continue // not ours, or seen before
 		}
 		e.part = p
 		if err := m.runAgent(a, e); err != nil {
@@ -174,6 +246,12 @@ func (m *TableManager) dispatch(ctx context.Context, sm *SourceMessage) {
 		m.counters.processed.Add(1)
 	}
 	m.examined = sm.Seq
+}
+
+// takes reports whether p processes the source message at seq: p is active
+// here and has not seen seq.
+func (p *partition) takes(seq uint64) bool {
+	return p != nil && p.State() == StateActive && seq > p.sourceSeq.Load() && seq > p.skipTo
 }
 
 func (m *TableManager) eventKey(a *Agent, e *Event) (key []byte, err error) {
@@ -216,14 +294,14 @@ func (m *TableManager) deadLetter(ctx context.Context, a *Agent, sm *SourceMessa
 	}
 }
 
-func (m *TableManager) closeStores() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for id, p := range m.parts {
-		if err := p.store.Close(); err != nil {
-			m.log.Warn("close store", "partition", id, "err", err)
-		}
-		delete(m.parts, id)
+// closeAll stops every partition task, closes the reader and the stores.
+func (m *TableManager) closeAll() {
+	if m.reader != nil {
+		_ = m.reader.Close()
+		m.reader = nil
+	}
+	for _, p := range m.assigned() {
+		m.release(p)
 	}
 	m.activesReady.Store(false)
 }

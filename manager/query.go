@@ -61,10 +61,10 @@ func (m *TableManager) Scan(ctx context.Context, table string, prefix, after []b
 	}
 	var out []KeyValue
 	for _, p := range m.assigned() {
-		if p.State() == StateFenced {
+		switch p.State() {
+		case StateFenced, StateStandby:
 			continue
-		}
-		if p.State() != StateActive {
+		case StateRecovering:
 			return nil, fmt.Errorf("partition %d: %w", p.id, ErrNotReady)
 		}
 		n := 0
@@ -87,6 +87,26 @@ func (m *TableManager) Scan(ctx context.Context, table string, prefix, after []b
 	return out, nil
 }
 
+// Count returns the number of committed keys of table in the partitions
+// active on this node.
+func (m *TableManager) Count(table string) (int, error) {
+	if _, ok := m.tables[table]; !ok {
+		return 0, fmt.Errorf("%w: %s", ErrTableNotFound, table)
+	}
+	n := 0
+	for _, p := range m.assigned() {
+		if p.State() != StateActive {
+			continue
+		}
+		c, err := p.store.Count(table)
+		if err != nil {
+			return 0, fmt.Errorf("table %s partition %d: %w", table, p.id, err)
+		}
+		n += c
+	}
+	return n, nil
+}
+
 // TableInfo describes a table on this node.
 type TableInfo struct {
 	Name       string            `json:"name"`
@@ -102,16 +122,11 @@ func (m *TableManager) TableInfos() ([]TableInfo, error) {
 	var out []TableInfo
 	for _, t := range m.Tables() {
 		ti := TableInfo{Name: t.Name(), Spec: t.Spec(), Partitions: m.cfg.Partitions, Changelog: m.cfg.Changelog.Subjects(t.Name())}
-		for _, p := range m.assigned() {
-			if p.State() != StateActive {
-				continue
-			}
-			n, err := p.store.Count(t.Name())
-			if err != nil {
-				return nil, fmt.Errorf("table %s partition %d: %w", t.Name(), p.id, err)
-			}
-			ti.Keys += n
+		n, err := m.Count(t.Name())
+		if err != nil {
+			return nil, err
 		}
+		ti.Keys = n
 		out = append(out, ti)
 	}
 	return out, nil

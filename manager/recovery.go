@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"time"
 
@@ -73,6 +72,13 @@ func (r *Recovery) Progress() []RecoveryProgress {
 	return out
 }
 
+// forget drops the progress of a partition this node no longer holds.
+func (r *Recovery) forget(id int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.progress, id)
+}
+
 func (r *Recovery) update(id int, f func(p *RecoveryProgress)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -84,105 +90,133 @@ func (r *Recovery) update(id int, f func(p *RecoveryProgress)) {
 	f(p)
 }
 
-// recover opens and recovers the given partitions, a few at a time, and
-// registers each as active when it is done.
-func (r *Recovery) recover(ctx context.Context, ids []int) error {
-	if len(ids) == 0 {
+// recoverActive brings partition p to the end of its changelog and takes
+// the log over: it appends a commit marker expecting the log's end, which
+// fences any earlier writer (a previous owner that was paused, say). If
+// another writer appended meanwhile, the new tail is replayed and the
+// takeover tried again. p may be new (no store) or a standby (a warm store).
+// It runs in p's task goroutine; the processor activates p afterwards.
+func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64) error {
+	m := r.m
+	log := m.log.With("partition", p.id)
+	start := time.Now()
+	records := 0
+	first := true
+	for attempt := 0; ; attempt++ {
+		state, err := m.cfg.Changelog.State(ctx, p.id)
+		if err != nil {
+			return fmt.Errorf("changelog state: %w", err)
+		}
+		reason := ""
+		if p.store == nil || !r.trusted(p, state) {
+			if reason, err = r.open(p, state); err != nil {
+				return err
+			}
+		}
+		from := max(p.applied.Load()+1, state.First)
+		if first {
+			first = false
+			r.update(p.id, func(rp *RecoveryProgress) {
+				*rp = RecoveryProgress{Partition: p.id, From: from, HighWater: state.Last, Applied: p.applied.Load(),
+					Rebuilt: reason != "", Reason: reason, Started: start}
+			})
+		}
+		p.highWater.Store(state.Last)
+		if from <= state.Last {
+			log.Info("recovering partition", "from", from, "high_water", state.Last, "source_seq", p.sourceSeq.Load())
+			err = m.cfg.Changelog.Replay(ctx, p.id, from, state.Last, m.cfg.RecoveryBufferSize, func(es []Entry) error {
+				if err := r.apply(p, es); err != nil {
+					return err
+				}
+				records += len(es)
+				r.update(p.id, func(rp *RecoveryProgress) {
+					rp.Applied, rp.Records, rp.HighWater = p.applied.Load(), records, state.Last
+				})
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("replay from %d to %d: %w", from, state.Last, err)
+			}
+		}
+		marker := CommitMarker{SourceSeq: p.sourceSeq.Load(), Node: m.cfg.Node, Generation: gen}
+		last, err := m.cfg.Changelog.Append(ctx, p.id, state.Last, nil, marker)
+		if errors.Is(err, ErrFenced) && attempt < 100 {
+			log.Info("changelog grew during takeover; replaying the new tail", "expected_last", state.Last)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("take over changelog at %d: %w", state.Last, err)
+		}
+		offs := store.Offsets{Changelog: last, Source: p.sourceSeq.Load(), Epoch: p.epoch}
+		if err := p.store.Apply(store.Batch{Offsets: offs}); err != nil {
+			return fmt.Errorf("persist offsets after takeover: %w", err)
+		}
+		p.applied.Store(last)
+		p.highWater.Store(last)
+		p.expectLast = last
+		p.lastPersist, p.persistedAt = offs.Source, time.Now()
+		r.update(p.id, func(rp *RecoveryProgress) { rp.Applied = last; rp.Ended = time.Now() })
+		log.Info("partition recovered", "records_replayed", records, "applied", last,
+			"source_seq", p.sourceSeq.Load(), "generation", gen, "took", time.Since(start).Round(time.Millisecond))
 		return nil
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stopLog := r.logProgress(ctx)
-	defer stopLog()
-
-	sem := make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
-	errs := make(chan error, len(ids))
-	var wg sync.WaitGroup
-	for _, id := range ids {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			select {
-			case sem <- struct{}{}:
-			case <-ctx.Done():
-				errs <- ctx.Err()
-				return
-			}
-			defer func() { <-sem }()
-			if err := r.recoverPartition(ctx, id); err != nil {
-				errs <- fmt.Errorf("recover partition %d: %w", id, err)
-				cancel()
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	return errors.Join(collect(errs)...)
 }
 
-func collect(errs <-chan error) []error {
-	var out []error
-	for err := range errs {
-		out = append(out, err)
-	}
-	return out
-}
-
-func (r *Recovery) recoverPartition(ctx context.Context, id int) error {
+// follow keeps standby partition p up to date with its changelog until ctx
+// ends: a catch-up replay to the log's end, then following it as it grows.
+// caughtUp is called once the catch-up is done.
+func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) error {
 	m := r.m
-	log := m.log.With("partition", id)
-	start := time.Now()
-	state, err := m.cfg.Changelog.State(ctx, id)
+	state, err := m.cfg.Changelog.State(ctx, p.id)
 	if err != nil {
 		return fmt.Errorf("changelog state: %w", err)
 	}
-	st, offs, reason, err := r.openTrusted(id, state)
-	if err != nil {
-		return err
+	if p.store == nil || !r.trusted(p, state) {
+		if _, err := r.open(p, state); err != nil {
+			return err
+		}
 	}
-	p := &partition{m: m, id: id, partitions: m.cfg.Partitions, store: st, epoch: state.Epoch}
-	p.setState(StateRecovering)
+	from := max(p.applied.Load()+1, state.First)
+	if from <= state.Last {
+		err := m.cfg.Changelog.Replay(ctx, p.id, from, state.Last, m.cfg.StandbyBufferSize, func(es []Entry) error { return r.apply(p, es) })
+		if err != nil {
+			return fmt.Errorf("standby catch-up from %d to %d: %w", from, state.Last, err)
+		}
+	}
+	p.highWater.Store(state.Last)
+	caughtUp()
+	from = max(p.applied.Load()+1, state.Last+1)
+	return m.cfg.Changelog.Follow(ctx, p.id, from, m.cfg.StandbyBufferSize, func(es []Entry) error {
+		if err := r.apply(p, es); err != nil {
+			return err
+		}
+		p.highWater.Store(max(p.highWater.Load(), es[len(es)-1].Seq))
+		return nil
+	})
+}
+
+// trusted reports whether p's open store agrees with the log's state.
+func (r *Recovery) trusted(p *partition, state LogState) bool {
+	return p.applied.Load() <= state.Last && (p.applied.Load() == 0 || p.epoch == state.Epoch)
+}
+
+// open opens p's store (closing one already open), rebuilding it when it
+// cannot be trusted, and loads its offsets. reason says why it was rebuilt.
+func (r *Recovery) open(p *partition, state LogState) (reason string, err error) {
+	if p.store != nil {
+		_ = p.store.Close()
+		p.store = nil
+	}
+	var offs store.Offsets
+	p.store, offs, reason, err = r.openTrusted(p.id, state)
+	if err != nil {
+		return "", err
+	}
+	p.epoch = state.Epoch
 	p.applied.Store(offs.Changelog)
 	p.sourceSeq.Store(offs.Source)
 	p.lastPersist = offs.Source
-	p.highWater.Store(state.Last)
-	p.expectLast = state.Last
-
-	from := max(offs.Changelog+1, state.First)
-	r.update(id, func(rp *RecoveryProgress) {
-		*rp = RecoveryProgress{Partition: id, From: from, HighWater: state.Last, Applied: offs.Changelog,
-			Rebuilt: reason != "", Reason: reason, Started: start}
-	})
-	m.mu.Lock()
-	m.parts[id] = p
-	m.mu.Unlock()
-
-	records := 0
-	if from <= state.Last {
-		log.Info("recovering partition", "from", from, "high_water", state.Last, "persisted_source", offs.Source)
-		err = m.cfg.Changelog.Replay(ctx, id, from, state.Last, m.cfg.RecoveryBufferSize, func(es []Entry) error {
-			if err := r.apply(p, es); err != nil {
-				return err
-			}
-			records += len(es)
-			r.update(id, func(rp *RecoveryProgress) { rp.Applied = p.applied.Load(); rp.Records = records })
-			return nil
-		})
-		if err != nil {
-			m.mu.Lock()
-			delete(m.parts, id)
-			m.mu.Unlock()
-			_ = st.Close()
-			return fmt.Errorf("replay from %d to %d: %w", from, state.Last, err)
-		}
-	}
-	// The log ends at state.Last: nothing else writes it while we own it.
-	p.applied.Store(max(p.applied.Load(), state.Last))
-	p.setState(StateActive)
-	r.update(id, func(rp *RecoveryProgress) { rp.Applied = p.applied.Load(); rp.Ended = time.Now() })
-	log.Info("partition active", "records_replayed", records, "applied", p.applied.Load(),
-		"source_seq", p.sourceSeq.Load(), "took", time.Since(start).Round(time.Millisecond))
-	return nil
+	return reason, nil
 }
 
 // openTrusted opens partition id's store, destroying and recreating it when
@@ -198,7 +232,7 @@ func (r *Recovery) openTrusted(id int, state LogState) (store.Store, store.Offse
 	case errors.Is(err, store.ErrCorrupt):
 		reason = fmt.Sprintf("store unreadable: %v", err)
 	case err != nil:
-		return nil, offs, "", fmt.Errorf("open store: %w", err)
+		return nil, offs, "", fmt.Errorf("%w: %w", errStoreOpen, err)
 	default:
 		offs, err = st.Offsets()
 		switch {
@@ -218,11 +252,11 @@ func (r *Recovery) openTrusted(id int, state LogState) (store.Store, store.Offse
 		_ = st.Close()
 	}
 	if err := stores.Destroy(id); err != nil {
-		return nil, offs, "", fmt.Errorf("destroy untrusted store: %w", err)
+		return nil, offs, "", fmt.Errorf("%w: destroy untrusted store: %w", errStoreOpen, err)
 	}
 	st, err = stores.Open(id)
 	if err != nil {
-		return nil, offs, "", fmt.Errorf("open rebuilt store: %w", err)
+		return nil, offs, "", fmt.Errorf("%w: rebuilt store: %w", errStoreOpen, err)
 	}
 	return st, store.Offsets{}, reason, nil
 }

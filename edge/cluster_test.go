@@ -1,0 +1,255 @@
+package edge
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+// testCluster is a cluster of nodes in this process, on loopback.
+type testCluster struct {
+	t      *testing.T
+	dir    string
+	routes []string
+	listen []string
+	specs  []string
+	nodes  []*Node
+	stops  []func()
+	mu     sync.Mutex
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func newTestCluster(t *testing.T, n int, specs ...string) *testCluster {
+	c := &testCluster{t: t, dir: t.TempDir(), specs: specs, nodes: make([]*Node, n), stops: make([]func(), n)}
+	for i := 0; i < n; i++ {
+		a := freeAddr(t)
+		c.listen = append(c.listen, a)
+		c.routes = append(c.routes, "nats-route://"+a)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.start(i) }()
+	}
+	wg.Wait()
+	// Stop every node at once: stopped one by one, the last ones would
+	// lose their replicated streams' quorum and wait out timeouts.
+	t.Cleanup(func() {
+		var wg sync.WaitGroup
+		for _, stop := range c.stops {
+			if stop != nil {
+				wg.Add(1)
+				go func() { defer wg.Done(); stop() }()
+			}
+		}
+		wg.Wait()
+	})
+	c.waitAssigned()
+	return c
+}
+
+func (c *testCluster) logger(i int) *slog.Logger {
+	var w io.Writer = io.Discard
+	if os.Getenv("EDGETABLES_TEST_LOG") != "" {
+		w = os.Stderr
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test_node", i)
+}
+
+// start runs node i (again).
+func (c *testCluster) start(i int) {
+	t := c.t
+	cfg := Config{Name: fmt.Sprintf("n%d", i), DataDir: filepath.Join(c.dir, fmt.Sprint(i)), NATSListen: "127.0.0.1:0",
+		HTTPListen: "127.0.0.1:0", Partitions: 6, ClusterName: "test", ClusterListen: c.listen[i], Routes: c.routes,
+		SessionTimeout: 2 * time.Second, Logger: c.logger(i)}
+	for _, s := range c.specs {
+		spec, err := ParseTableSpec(s)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		table, agent, _ := Builtin(spec)
+		cfg.Tables = append(cfg.Tables, table)
+		cfg.Agents = append(cfg.Agents, agent)
+	}
+	n, err := NewNode(cfg)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	select {
+	case <-n.Started():
+	case err := <-done:
+		t.Errorf("node %d stopped: %v", i, err)
+		cancel()
+		return
+	case <-time.After(60 * time.Second):
+		t.Errorf("node %d did not start", i)
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("node %d: %v", i, err)
+			}
+		})
+	}
+	c.mu.Lock()
+	c.nodes[i], c.stops[i] = n, stop
+	c.mu.Unlock()
+}
+
+// stop stops node i gracefully (it commits, releases and leaves).
+func (c *testCluster) stop(i int) {
+	c.stops[i]()
+	c.mu.Lock()
+	c.nodes[i] = nil
+	c.mu.Unlock()
+}
+
+func (c *testCluster) live() []*Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*Node
+	for _, n := range c.nodes {
+		if n != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// waitAssigned waits until the live nodes agree on an assignment that
+// gives every partition to a live node, and every node is ready.
+func (c *testCluster) waitAssigned() {
+	c.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok := true
+		live := map[string]bool{}
+		for _, n := range c.live() {
+			live[n.cfg.Name] = true
+		}
+		for _, n := range c.live() {
+			m := n.Manager()
+			cs := m.Cluster()
+			if cs == nil || !m.Ready() || len(cs.Members) != len(live) || cs.Applied != cs.Generation {
+				ok = false
+				break
+			}
+			for p := 0; p < m.Partitions(); p++ {
+				if owner, serving := m.Owner(p); !serving || !live[owner] {
+					ok = false
+				}
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+			for _, n := range c.live() {
+				c.t.Logf("%s: ready=%v cluster=%+v", n.cfg.Name, n.Manager().Ready(), n.Manager().Cluster())
+			}
+			c.t.Fatal("cluster never settled")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (c *testCluster) publish(events map[string]int, subject func(k string) string) {
+	c.t.Helper()
+	nc, err := nats.Connect(c.live()[0].ClientURL())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := natsjs.New(nc)
+	for k, n := range events {
+		for j := 0; j < n; j++ {
+			if _, err := js.PublishAsync(subject(k), []byte(`{"v":1}`)); err != nil {
+				c.t.Fatal(err)
+			}
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(20 * time.Second):
+		c.t.Fatal("publish timed out")
+	}
+}
+
+// expect waits until every live node answers every key with its count.
+func (c *testCluster) expect(table string, want map[string]int) {
+	c.t.Helper()
+	for _, n := range c.live() {
+		for k, v := range want {
+			waitValue(c.t, n, table, k, fmt.Sprint(v))
+		}
+	}
+}
+
+func TestClusterExactAggregatesThroughMembershipChanges(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three-node cluster")
+	}
+	c := newTestCluster(t, 3, "name=count,source=ev.*,key=subject:2,agg=count")
+	want := map[string]int{}
+	add := func(n int) {
+		batch := map[string]int{}
+		for i := 0; i < n; i++ {
+			k := fmt.Sprintf("k%d", i%40)
+			batch[k]++
+			want[k]++
+		}
+		c.publish(batch, func(k string) string { return "ev." + k })
+	}
+	add(2000)
+	c.expect("count", want) // reads from every node, routed to the owners
+
+	// Graceful leave: the partitions move, nothing is lost or doubled.
+	start := time.Now()
+	c.stop(2)
+	c.waitAssigned()
+	t.Logf("handover after graceful leave: %s", time.Since(start).Round(time.Millisecond))
+	add(1000)
+	c.expect("count", want)
+
+	// The node comes back with its name and data and gets partitions again.
+	c.start(2)
+	c.waitAssigned()
+	add(1000)
+	c.expect("count", want)
+	if got := len(c.nodes[2].Manager().Status().Partitions); got == 0 {
+		t.Error("rejoined node holds no partitions")
+	}
+
+	code, body, _ := getJSON(t, c.nodes[0].HTTPAddr(), "/v1/tables/count/keys?limit=100")
+	if entries, _ := body["entries"].([]any); code != 200 || len(entries) != 40 {
+		t.Errorf("list over the cluster = %d, %v", code, body)
+	}
+}

@@ -1,0 +1,193 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/edgetables/edgetables/jetstream"
+	"github.com/edgetables/edgetables/manager"
+)
+
+// queryTimeout bounds one routed read.
+const queryTimeout = 3 * time.Second
+
+// router answers reads from the node that owns the key's partition: locally
+// when it is this node, else by NATS request/reply to the owner (never HTTP
+// between nodes). Alone, every read is local.
+type router struct {
+	m   *manager.TableManager
+	nc  *nats.Conn // nil alone
+	app string
+}
+
+// query is a routed read on the wire.
+type query struct {
+	Op     string `json:"op"` // get, scan, count
+	Table  string `json:"table"`
+	Key    []byte `json:"key,omitempty"`
+	Prefix []byte `json:"prefix,omitempty"`
+	After  []byte `json:"after,omitempty"`
+	Limit  int    `json:"limit,omitempty"`
+}
+
+// answer is the reply to a query. Code is one of the HTTP API's error codes
+// when the read failed.
+type answer struct {
+	Code      string             `json:"code,omitempty"`
+	Error     string             `json:"error,omitempty"`
+	Value     []byte             `json:"value,omitempty"`
+	Partition int                `json:"partition"`
+	Entries   []manager.KeyValue `json:"entries,omitempty"`
+	Count     int                `json:"count,omitempty"`
+}
+
+var codeErrors = map[string]error{
+	CodeTableNotFound: manager.ErrTableNotFound,
+	CodeKeyNotFound:   manager.ErrKeyNotFound,
+	CodeNotReady:      manager.ErrNotReady,
+	CodeNotOwner:      manager.ErrNotOwner,
+}
+
+func errCode(err error) string {
+	for code, e := range codeErrors {
+		if errors.Is(err, e) {
+			return code
+		}
+	}
+	return CodeInternal
+}
+
+// get reads key of table from its owner.
+func (r *router) get(ctx context.Context, table string, key []byte) ([]byte, int, error) {
+	p := manager.PartitionOf(key, r.m.Partitions())
+	owner, serving := r.m.Owner(p)
+	if owner == r.m.Node() || r.nc == nil {
+		return r.m.Get(ctx, table, key)
+	}
+	if owner == "" || !serving {
+		return nil, p, fmt.Errorf("partition %d is moving to %q: %w", p, owner, manager.ErrNotReady)
+	}
+	a, err := r.ask(ctx, owner, query{Op: "get", Table: table, Key: key})
+	if err != nil {
+		return nil, p, err
+	}
+	return a.Value, a.Partition, nil
+}
+
+// scan gathers the entries of table from every member, in key order.
+func (r *router) scan(ctx context.Context, table string, prefix, after []byte, limit int) ([]manager.KeyValue, error) {
+	if err := r.allServed(); err != nil {
+		return nil, err
+	}
+	var out []manager.KeyValue
+	for _, node := range r.m.Members() {
+		var kvs []manager.KeyValue
+		if node == r.m.Node() || r.nc == nil {
+			var err error
+			if kvs, err = r.m.Scan(ctx, table, prefix, after, limit); err != nil {
+				return nil, err
+			}
+		} else {
+			a, err := r.ask(ctx, node, query{Op: "scan", Table: table, Prefix: prefix, After: after, Limit: limit})
+			if err != nil {
+				return nil, err
+			}
+			kvs = a.Entries
+		}
+		out = append(out, kvs...)
+	}
+	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i].Key, out[j].Key) < 0 })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// count returns the number of keys of table over every member.
+func (r *router) count(ctx context.Context, table string) (int, error) {
+	n := 0
+	for _, node := range r.m.Members() {
+		if node == r.m.Node() || r.nc == nil {
+			c, err := r.m.Count(table)
+			if err != nil {
+				return 0, err
+			}
+			n += c
+			continue
+		}
+		a, err := r.ask(ctx, node, query{Op: "count", Table: table})
+		if err != nil {
+			return 0, err
+		}
+		n += a.Count
+	}
+	return n, nil
+}
+
+// allServed fails with ErrNotReady while any partition has no serving owner.
+func (r *router) allServed() error {
+	for p := 0; p < r.m.Partitions(); p++ {
+		if owner, serving := r.m.Owner(p); !serving {
+			return fmt.Errorf("partition %d is moving to %q: %w", p, owner, manager.ErrNotReady)
+		}
+	}
+	return nil
+}
+
+// ask sends q to node and decodes its answer.
+func (r *router) ask(ctx context.Context, node string, q query) (answer, error) {
+	req, err := json.Marshal(q)
+	if err != nil {
+		return answer{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	resp, err := jetstream.Query(ctx, r.nc, r.app, node, req)
+	if err != nil {
+		// An owner that does not answer is leaving or dead: its
+		// partitions are about to move.
+		return answer{}, fmt.Errorf("ask %s: %w: %w", node, manager.ErrNotReady, err)
+	}
+	var a answer
+	if err := json.Unmarshal(resp, &a); err != nil {
+		return answer{}, fmt.Errorf("answer of %s: %w", node, err)
+	}
+	if a.Code != "" {
+		if e, ok := codeErrors[a.Code]; ok {
+			return a, fmt.Errorf("%s (from %s): %w", a.Error, node, e)
+		}
+		return a, fmt.Errorf("%s: %s", node, a.Error)
+	}
+	return a, nil
+}
+
+// serve answers a query from another node from this node's stores.
+func (r *router) serve(ctx context.Context, req []byte) []byte {
+	var q query
+	var a answer
+	err := json.Unmarshal(req, &q)
+	if err == nil {
+		switch q.Op {
+		case "get":
+			a.Value, a.Partition, err = r.m.Get(ctx, q.Table, q.Key)
+		case "scan":
+			a.Entries, err = r.m.Scan(ctx, q.Table, q.Prefix, q.After, q.Limit)
+		case "count":
+			a.Count, err = r.m.Count(q.Table)
+		default:
+			err = fmt.Errorf("unknown query op %q", q.Op)
+		}
+	}
+	if err != nil {
+		a = answer{Code: errCode(err), Error: err.Error()}
+	}
+	b, _ := json.Marshal(a)
+	return b
+}

@@ -1,0 +1,77 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgetables/edgetables/manager"
+)
+
+// Follow reads partition p's log from sequence from (inclusive) and keeps
+// reading as it grows, calling fn with batches of at most batchSize entries
+// in sequence order. A batch is passed when it is full or when the reader
+// has caught up with the log's end, so a follower lags by at most one batch
+// while the log grows and by nothing once it is idle. Follow returns nil when
+// ctx ends, or the first error of fn or of the read. Standby replicas use it.
+// The cost is one ordered consumer for as long as Follow runs.
+func (c *Changelog) Follow(ctx context.Context, p int, from uint64, batchSize int, fn func([]manager.Entry) error) error {
+	if err := c.checkPartition(p); err != nil {
+		return err
+	}
+	if batchSize <= 0 {
+		batchSize = DefaultReplayBatch
+	}
+	stream := c.streams[p]
+	cons, err := c.js.OrderedConsumer(ctx, stream, natsjs.OrderedConsumerConfig{
+		DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
+		OptStartSeq:       max(from, 1),
+		InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("edgetables/jetstream: follow partition %d (stream %s) from %d: %w", p, stream, from, err)
+	}
+	it, err := cons.Messages(natsjs.PullMaxMessagesWithBytesLimit(replayPull, replayPullBytes))
+	if err != nil {
+		return fmt.Errorf("edgetables/jetstream: follow partition %d (stream %s) from %d: %w", p, stream, from, err)
+	}
+	defer func() {
+		it.Stop()
+		if info := cons.CachedInfo(); info != nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			_ = c.js.DeleteConsumer(dctx, stream, info.Name)
+			cancel()
+		}
+	}()
+	var batch []manager.Entry
+	for {
+		msg, err := it.Next(natsjs.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, natsjs.ErrMsgIteratorClosed) {
+				return nil
+			}
+			return fmt.Errorf("edgetables/jetstream: follow partition %d (stream %s): %w", p, stream, err)
+		}
+		md, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("edgetables/jetstream: follow partition %d (stream %s): %w", p, stream, err)
+		}
+		e, err := c.decode(p, md.Sequence.Stream, msg)
+		if err != nil {
+			return err
+		}
+		batch = append(batch, e)
+		if len(batch) >= batchSize || md.NumPending == 0 {
+			if err := fn(batch); err != nil {
+				return err
+			}
+			batch = nil
+		}
+	}
+}

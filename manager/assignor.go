@@ -1,0 +1,715 @@
+package manager
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// ErrInvalidAssignment is returned, wrapped with the partition or member at
+// fault, by Assignment.Validate for an assignment that breaks one of the
+// invariants Assign guarantees.
+var ErrInvalidAssignment = errors.New("edgetables: invalid partition assignment")
+
+// Assignment is the partition assignment of one generation.
+//
+// Partition p of every table is placed together: the assignment is of
+// partitions, not of table partitions. Each partition has one active owner,
+// which processes its events and writes its changelog, and up to S standbys,
+// which follow the changelog and are promoted first when the active moves.
+type Assignment struct {
+	Generation uint64     `json:"generation"`
+	Partitions int        `json:"partitions"`
+	Actives    []string   `json:"actives"`  // index p → member ("" = unassigned, only when there are no members)
+	Standbys   [][]string `json:"standbys"` // index p → members, sorted
+}
+
+// Assign returns the assignment of generation prev.Generation+1 for members
+// (any order, duplicates and "" ignored), partitions P and standbys S per
+// partition, starting from prev (zero value: none; a prev with another
+// partition count is ignored, and so are the names in prev that are not
+// members). A negative P or S counts as 0.
+//
+// With M members the result guarantees, in this order of priority:
+//
+//  1. Balance: every member owns ⌊P/M⌋ or ⌈P/M⌉ actives; each partition has
+//     s = min(S, M−1) distinct standbys, never its active; every member
+//     holds ⌊P·s/M⌋ or ⌈P·s/M⌉ standbys. This standby balance is always
+//     reachable once the actives are balanced. With M = 0 every active is
+//     "" and there are no standbys.
+//  2. Minimal movement: the fewest actives change owner among members present
+//     in prev and now. A member keeps every active it had but those it must
+//     give up to the balance, taken from the most loaded; a pure join moves
+//     exactly what the new members receive, a pure leave only the leavers'
+//     actives.
+//  3. Standby promotion: among the placements of minimal movement, the one
+//     where the most moving actives go to a standby of theirs in prev, so
+//     that failover finds a warm copy.
+//  4. Sticky standbys: no balanced placement keeps more of the standbys of
+//     prev that are still valid (a member, not the new active); among those,
+//     the most former owners of moved actives become their standbys, having
+//     the data. New standbys spread each member's actives over the others,
+//     so that a member's failure can promote on several members.
+//
+// The result depends only on the arguments (ties break by member name and
+// partition number), so every member can recompute the leader's result; and
+// Assign(prev, members, P, S) of a prev that is valid for those members with
+// s standbys per partition returns prev's placement with Generation+1.
+//
+// Cost: O(P·S + M) when prev is already valid for members with s standbys.
+// Otherwise a maximum flow for the actives and a minimum-cost flow for the
+// standbys over P·M edges: O(P·M) memory, and in practice a few passes over
+// those edges (about 2 MB and a few milliseconds for P = 1024, M = 16,
+// S = 1). Assign has no side effects and is safe for concurrent use.
+func Assign(prev Assignment, members []string, partitions, standbys int) Assignment {
+	names := normalizeMembers(members)
+	p := max(partitions, 0)
+	next := Assignment{
+		Generation: prev.Generation + 1,
+		Partitions: p,
+		Actives:    make([]string, p),
+		Standbys:   make([][]string, p),
+	}
+	for i := range next.Standbys {
+		next.Standbys[i] = []string{}
+	}
+	if len(names) == 0 || p == 0 {
+		return next
+	}
+	s := min(max(standbys, 0), len(names)-1)
+	if prev.Partitions == p && prev.Validate(names) == nil && len(prev.Standbys[0]) == s {
+		copy(next.Actives, prev.Actives) // what placeByFlows returns, faster
+		for i, bs := range prev.Standbys {
+			next.Standbys[i] = slices.Clone(bs)
+		}
+		return next
+	}
+	placeByFlows(&next, prev, names, s)
+	return next
+}
+
+// placeByFlows fills next (its Partitions > 0) with the actives and s
+// standbys per partition for the sorted members names (at least one),
+// starting from prev.
+func placeByFlows(next *Assignment, prev Assignment, names []string, s int) {
+	h := readPrev(prev, names, next.Partitions)
+	owners := placeActives(h, len(names))
+	backups := placeStandbys(h, owners, len(names), s)
+	for i, o := range owners {
+		next.Actives[i] = names[o]
+		next.Standbys[i] = next.Standbys[i][:0]
+		for _, b := range backups[i] {
+			next.Standbys[i] = append(next.Standbys[i], names[b])
+		}
+	}
+}
+
+// normalizeMembers returns members sorted, without duplicates and "".
+func normalizeMembers(members []string) []string {
+	names := slices.Clone(members)
+	slices.Sort(names)
+	names = slices.Compact(names)
+	if len(names) > 0 && names[0] == "" {
+		names = names[1:]
+	}
+	return names
+}
+
+// prevPlacement is prev in member indexes. owner[p] is the previous active of
+// p, -1 if none or no longer a member; standbys[p] are the previous standbys
+// of p that are still members, distinct, ascending, without p's previous
+// active.
+type prevPlacement struct {
+	owner    []int
+	standbys [][]int
+}
+
+// links returns the number of (partition, previous standby) pairs.
+func (h prevPlacement) links() int {
+	n := 0
+	for _, bs := range h.standbys {
+		n += len(bs)
+	}
+	return n
+}
+
+// readPrev translates prev for the sorted members names and p partitions.
+func readPrev(prev Assignment, names []string, p int) prevPlacement {
+	h := prevPlacement{owner: make([]int, p), standbys: make([][]int, p)}
+	for i := range h.owner {
+		h.owner[i] = -1
+	}
+	if prev.Partitions != p || len(prev.Actives) != p {
+		return h
+	}
+	index := make(map[string]int, len(names))
+	for i, n := range names {
+		index[n] = i
+	}
+	for i, a := range prev.Actives {
+		if m, ok := index[a]; ok {
+			h.owner[i] = m
+		}
+		if i >= len(prev.Standbys) {
+			continue
+		}
+		for _, b := range prev.Standbys[i] {
+			if m, ok := index[b]; ok && b != a {
+				h.standbys[i] = append(h.standbys[i], m)
+			}
+		}
+		slices.Sort(h.standbys[i])
+		h.standbys[i] = slices.Compact(h.standbys[i])
+	}
+	return h
+}
+
+// placeActives returns the active owner of every partition among m members.
+//
+// With q = ⌊P/M⌋ and k = P mod M, k members own q+1 actives and the others q.
+// The members that had more than q ("givers") keep q+1 if there are at most k
+// of them, and otherwise k of them keep q+1 and the rest q: that is the
+// minimal movement. The actives to move (orphans and the givers' surplus) go
+// first to a previous standby with room, chosen by a maximum flow so that the
+// most are promoted, then to the least loaded members.
+func placeActives(h prevPlacement, m int) []int {
+	p := len(h.owner)
+	q, k := p/m, p%m
+	owned := make([][]int, m)
+	for i, o := range h.owner {
+		if o >= 0 {
+			owned[o] = append(owned[o], i)
+		}
+	}
+	givers := 0
+	for _, ps := range owned {
+		if len(ps) > q {
+			givers++
+		}
+	}
+	// extra: givers that must come down to q although they had more; free:
+	// members that may end at q+1 although they had q or less.
+	extra, free := max(0, givers-k), max(0, k-givers)
+
+	// Nodes: source, sink, extra pool, free pool, then per member a giver
+	// node and a receiver node, then one node per partition.
+	const src, sink, xpool, fpool = 0, 1, 2, 3
+	give := func(j int) int { return 4 + j }
+	recv := func(j int) int { return 4 + m + j }
+	part := func(i int) int { return 4 + 2*m + i }
+	g := newFlowNet(4+2*m+p, 2+3*m+2*p+h.links())
+	xpoolEdge := g.addEdge(src, xpool, extra, 0)
+	fpoolEdge := g.addEdge(fpool, sink, free, 0)
+	extraEdge := make([]int, m)
+	for j, ps := range owned {
+		if len(ps) > q {
+			g.addEdge(src, give(j), len(ps)-q-1, 0)
+			extraEdge[j] = g.addEdge(xpool, give(j), 1, 0)
+			for _, i := range ps {
+				g.addEdge(give(j), part(i), 1, 0)
+			}
+			continue
+		}
+		g.addEdge(recv(j), sink, q-len(ps), 0)
+		g.addEdge(recv(j), fpool, 1, 0)
+	}
+	type promotion struct{ i, j, e int }
+	var promotions []promotion
+	for i, o := range h.owner {
+		if o < 0 {
+			g.addEdge(src, part(i), 1, 0)
+		}
+		for _, b := range h.standbys[i] {
+			if len(owned[b]) <= q {
+				promotions = append(promotions, promotion{i, b, g.addEdge(part(i), recv(b), 1, 0)})
+			}
+		}
+	}
+	g.maxFlow(src, sink)
+
+	owners := make([]int, p)
+	for i := range owners {
+		owners[i] = -1
+	}
+	count := make([]int, m)
+	for _, pr := range promotions {
+		if g.flow(pr.e) > 0 {
+			owners[pr.i] = pr.j
+			count[pr.j]++
+		}
+	}
+	release := giverReleases(owned, q, extra-g.flow(xpoolEdge), func(j int) bool { return g.flow(extraEdge[j]) > 0 })
+	for j, ps := range owned {
+		keep := len(ps) - release[j]
+		for _, i := range ps {
+			if owners[i] < 0 && keep > 0 {
+				owners[i] = j
+				count[j]++
+				keep--
+			}
+		}
+	}
+	freeLeft := free - g.flow(fpoolEdge)
+	for i := range owners {
+		if owners[i] < 0 {
+			j := leastLoadedReceiver(owned, count, q, &freeLeft)
+			owners[i] = j
+			count[j]++
+		}
+	}
+	return owners
+}
+
+// giverReleases returns how many of its previous actives each member gives
+// up: c−q−1 for a giver that had c > q, plus one for the givers that take an
+// extra release. extraUsed tells which took one in the flow; extraLeft more
+// are chosen among the others, the most loaded first, then by name.
+func giverReleases(owned [][]int, q, extraLeft int, extraUsed func(int) bool) []int {
+	release := make([]int, len(owned))
+	var rest []int
+	for j, ps := range owned {
+		if len(ps) <= q {
+			continue
+		}
+		release[j] = len(ps) - q - 1
+		if extraUsed(j) {
+			release[j]++
+		} else {
+			rest = append(rest, j)
+		}
+	}
+	slices.SortStableFunc(rest, func(a, b int) int { return len(owned[b]) - len(owned[a]) })
+	for _, j := range rest[:extraLeft] {
+		release[j]++
+	}
+	return release
+}
+
+// leastLoadedReceiver returns the non-giver with the fewest actives that has
+// room: below q, or at q while free ceil slots remain (taking one).
+func leastLoadedReceiver(owned [][]int, count []int, q int, freeLeft *int) int {
+	best := -1
+	for j, c := range count {
+		if len(owned[j]) > q || c > q || (c == q && *freeLeft == 0) {
+			continue
+		}
+		if best < 0 || c < count[best] {
+			best = j
+		}
+	}
+	if best >= 0 && count[best] == q {
+		*freeLeft--
+	}
+	return best
+}
+
+// placeStandbys returns the standbys of every partition, ascending: s per
+// partition, never its owner, and ⌊P·s/M⌋ or ⌈P·s/M⌉ per member.
+//
+// It is a minimum-cost maximum flow: partitions (s each) → members → sink
+// (⌊P·s/M⌋ each, plus one for P·s mod M of them). A standby of prev costs 0,
+// the former owner of a moved active W and any other member W+1, with W
+// above the number of standbys: the result keeps the most standbys of prev
+// that any balanced placement can, then uses the most former owners.
+// Remaining ties spread the standbys of each member's actives over the other
+// members (its k-th active prefers the k-th member after it in name order),
+// so that the actives of a member that fails can be promoted on several.
+func placeStandbys(h prevPlacement, owners []int, m, s int) [][]int {
+	p := len(owners)
+	out := make([][]int, p)
+	if s <= 0 {
+		return out
+	}
+	const src, sink, pool = 0, 1, 2
+	part := func(i int) int { return 3 + i }
+	memb := func(j int) int { return 3 + p + j }
+	g := newFlowNet(3+p+m, 1+p*(m+1)+2*m)
+	for i := range p {
+		g.reserve(part(i), m)
+		g.addEdge(src, part(i), s, 0)
+	}
+	for j := range m {
+		g.reserve(memb(j), p+2)
+		g.addEdge(memb(j), sink, p*s/m, 0)
+		g.addEdge(memb(j), pool, 1, 0)
+	}
+	g.addEdge(pool, sink, p*s%m, 0)
+	w := p*s + 1
+	seen := make([]int, m) // seen[j] == i+1: j already has an edge from i
+	rank := make([]int, m) // rank[o]: how many partitions of o came before
+	for i, o := range owners {
+		add := func(j, cost int) {
+			if j != o && seen[j] != i+1 {
+				seen[j] = i + 1
+				g.addEdge(part(i), memb(j), 1, cost)
+			}
+		}
+		for _, b := range h.standbys[i] {
+			add(b, 0)
+		}
+		if h.owner[i] >= 0 {
+			add(h.owner[i], w)
+		}
+		for r := range m - 1 {
+			add((o+1+(rank[o]+r)%(m-1))%m, w+1)
+		}
+		rank[o]++
+	}
+	g.minCostFlow(src, sink)
+	for i := range out {
+		out[i] = make([]int, 0, s)
+		for _, e := range g.adj[part(i)] {
+			if e%2 == 0 && g.flow(e) > 0 { // a forward edge to a member
+				out[i] = append(out[i], g.to[e]-memb(0))
+			}
+		}
+		slices.Sort(out[i])
+	}
+	return out
+}
+
+// ActivesOf returns the partitions whose active is member, ascending
+// (ActivesOf("") returns the unassigned ones). It costs O(P).
+func (a Assignment) ActivesOf(member string) []int {
+	var ps []int
+	for p, o := range a.Actives {
+		if o == member {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// StandbysOf returns the partitions member is a standby of, ascending. It
+// costs O(P·log S).
+func (a Assignment) StandbysOf(member string) []int {
+	var ps []int
+	for p, bs := range a.Standbys {
+		if _, ok := slices.BinarySearch(bs, member); ok {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// Owner returns the active of partition p, "" if p is out of range or
+// unassigned.
+func (a Assignment) Owner(p int) string {
+	if p < 0 || p >= len(a.Actives) {
+		return ""
+	}
+	return a.Actives[p]
+}
+
+// Equal reports whether a and b place every partition on the same active and
+// standbys, whatever their generations. A nil standby list equals an empty
+// one.
+func (a Assignment) Equal(b Assignment) bool {
+	if a.Partitions != b.Partitions || !slices.Equal(a.Actives, b.Actives) ||
+		len(a.Standbys) != len(b.Standbys) {
+		return false
+	}
+	for p := range a.Standbys {
+		if !slices.Equal(a.Standbys[p], b.Standbys[p]) {
+			return false
+		}
+	}
+	return true
+}
+
+// Validate checks that a is a balanced assignment for members (any order,
+// duplicates and "" ignored), as Assign guarantees, and returns an error
+// wrapping ErrInvalidAssignment that names the first fault otherwise:
+//
+//   - one active and one standby list per partition;
+//   - with M = 0: every active "", no standbys;
+//   - every active a member, each member owning ⌊P/M⌋ or ⌈P/M⌉ actives;
+//   - the same number s ≤ M−1 of standbys on every partition, sorted,
+//     distinct, members, never the partition's active;
+//   - each member holding ⌊P·s/M⌋ or ⌈P·s/M⌉ standbys.
+//
+// It does not check s against the configured S, which a does not carry. It
+// costs O(P·S + M).
+func (a Assignment) Validate(members []string) error {
+	if a.Partitions < 0 || len(a.Actives) != a.Partitions || len(a.Standbys) != a.Partitions {
+		return fmt.Errorf("%w: %d partitions with %d actives and %d standby lists",
+			ErrInvalidAssignment, a.Partitions, len(a.Actives), len(a.Standbys))
+	}
+	names := normalizeMembers(members)
+	index := make(map[string]int, len(names))
+	for i, n := range names {
+		index[n] = i
+	}
+	if err := a.validateActives(names, index); err != nil {
+		return err
+	}
+	return a.validateStandbys(names, index)
+}
+
+// validateActives checks the owners and their balance.
+func (a Assignment) validateActives(names []string, index map[string]int) error {
+	count := make([]int, len(names))
+	for p, o := range a.Actives {
+		j, ok := index[o]
+		if !ok && (o != "" || len(names) > 0) {
+			return fmt.Errorf("%w: partition %d: active %q is not a member", ErrInvalidAssignment, p, o)
+		}
+		if ok {
+			count[j]++
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return checkBalance("actives", names, count, a.Partitions)
+}
+
+// validateStandbys checks the standby lists and their balance.
+func (a Assignment) validateStandbys(names []string, index map[string]int) error {
+	if a.Partitions == 0 {
+		return nil
+	}
+	s := len(a.Standbys[0])
+	if s > max(len(names)-1, 0) {
+		return fmt.Errorf("%w: %d standbys per partition for %d members", ErrInvalidAssignment, s, len(names))
+	}
+	count := make([]int, len(names))
+	for p, bs := range a.Standbys {
+		if len(bs) != s {
+			return fmt.Errorf("%w: partition %d: %d standbys, partition 0 has %d", ErrInvalidAssignment, p, len(bs), s)
+		}
+		for i, b := range bs {
+			j, ok := index[b]
+			switch {
+			case !ok:
+				return fmt.Errorf("%w: partition %d: standby %q is not a member", ErrInvalidAssignment, p, b)
+			case b == a.Actives[p]:
+				return fmt.Errorf("%w: partition %d: %q is both active and standby", ErrInvalidAssignment, p, b)
+			case i > 0 && bs[i-1] >= b:
+				return fmt.Errorf("%w: partition %d: standbys not sorted and distinct: %q", ErrInvalidAssignment, p, bs)
+			}
+			count[j]++
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return checkBalance("standbys", names, count, a.Partitions*s)
+}
+
+// checkBalance checks that each member's count is ⌊total/M⌋ or ⌈total/M⌉.
+func checkBalance(what string, names []string, count []int, total int) error {
+	low := total / len(names)
+	high := low
+	if total%len(names) != 0 {
+		high++
+	}
+	for j, c := range count {
+		if c < low || c > high {
+			return fmt.Errorf("%w: member %q holds %d %s, want %d to %d",
+				ErrInvalidAssignment, names[j], c, what, low, high)
+		}
+	}
+	return nil
+}
+
+// flowNet is a flow network with edge costs. Edges are tried in the order
+// they were added, which makes results deterministic and lets callers state
+// preferences among equal choices by that order.
+type flowNet struct {
+	adj   [][]int // node → its edges, in insertion order
+	to    []int   // edge → head; edge e^1 is the reverse of e
+	cap   []int   // edge → residual capacity
+	cost  []int   // edge → cost of one unit; the reverse's is the opposite
+	pot   []int   // node → potential; when set, only edges of zero reduced cost are used
+	level []int
+	next  []int
+}
+
+// newFlowNet returns a network of nodes nodes, with room for edges edges.
+func newFlowNet(nodes, edges int) *flowNet {
+	return &flowNet{
+		adj:   make([][]int, nodes),
+		to:    make([]int, 0, 2*edges),
+		cap:   make([]int, 0, 2*edges),
+		cost:  make([]int, 0, 2*edges),
+		level: make([]int, nodes),
+		next:  make([]int, nodes),
+	}
+}
+
+// reserve makes room for n more edges at node u.
+func (g *flowNet) reserve(u, n int) { g.adj[u] = slices.Grow(g.adj[u], n) }
+
+// addEdge adds an edge u→v of capacity c and non-negative cost, and returns
+// its id.
+func (g *flowNet) addEdge(u, v, c, cost int) int {
+	e := len(g.to)
+	g.to = append(g.to, v, u)
+	g.cap = append(g.cap, c, 0)
+	g.cost = append(g.cost, cost, -cost)
+	g.adj[u] = append(g.adj[u], e)
+	g.adj[v] = append(g.adj[v], e+1)
+	return e
+}
+
+// flow returns the flow on edge e.
+func (g *flowNet) flow(e int) int { return g.cap[e^1] }
+
+// maxFlow returns a maximum flow from s to t, ignoring costs (Dinic's
+// algorithm).
+func (g *flowNet) maxFlow(s, t int) int {
+	g.pot = nil
+	return g.blockingFlows(s, t)
+}
+
+// minCostFlow returns a maximum flow from s to t of least cost (primal-dual:
+// Dijkstra on reduced costs sets node potentials, then Dinic saturates the
+// edges of zero reduced cost; costs take few distinct path lengths here, so
+// there are few rounds).
+func (g *flowNet) minCostFlow(s, t int) int {
+	g.pot = make([]int, len(g.adj))
+	total := 0
+	for {
+		dist := g.distances(s)
+		if dist[t] < 0 {
+			return total
+		}
+		for v, d := range dist {
+			if d >= 0 {
+				g.pot[v] += d
+			}
+		}
+		total += g.blockingFlows(s, t)
+	}
+}
+
+// usable reports whether edge e from u has residual capacity and, when
+// potentials are set, zero reduced cost.
+func (g *flowNet) usable(u, e int) bool {
+	return g.cap[e] > 0 && (g.pot == nil || g.cost[e]+g.pot[u]-g.pot[g.to[e]] == 0)
+}
+
+// distances returns the cheapest reduced-cost distance from s to every node
+// over edges with residual capacity, -1 for unreachable nodes (Dijkstra).
+func (g *flowNet) distances(s int) []int {
+	dist := make([]int, len(g.adj))
+	for i := range dist {
+		dist[i] = -1
+	}
+	dist[s] = 0
+	q := nodeHeap{dist: dist}
+	q.push(s)
+	done := make([]bool, len(g.adj))
+	for len(q.nodes) > 0 {
+		u := q.pop()
+		if done[u] {
+			continue
+		}
+		done[u] = true
+		for _, e := range g.adj[u] {
+			v := g.to[e]
+			if g.cap[e] <= 0 || done[v] {
+				continue
+			}
+			if d := dist[u] + g.cost[e] + g.pot[u] - g.pot[v]; dist[v] < 0 || d < dist[v] {
+				dist[v] = d
+				q.push(v)
+			}
+		}
+	}
+	return dist
+}
+
+// nodeHeap is a binary min-heap of nodes by dist; a node may be pushed more
+// than once, with a smaller distance each time.
+type nodeHeap struct {
+	nodes []int
+	dist  []int
+}
+
+func (h *nodeHeap) less(i, j int) bool { return h.dist[h.nodes[i]] < h.dist[h.nodes[j]] }
+
+func (h *nodeHeap) push(v int) {
+	h.nodes = append(h.nodes, v)
+	for i := len(h.nodes) - 1; i > 0 && h.less(i, (i-1)/2); i = (i - 1) / 2 {
+		h.nodes[i], h.nodes[(i-1)/2] = h.nodes[(i-1)/2], h.nodes[i]
+	}
+}
+
+func (h *nodeHeap) pop() int {
+	top, n := h.nodes[0], len(h.nodes)-1
+	h.nodes[0] = h.nodes[n]
+	h.nodes = h.nodes[:n]
+	for i := 0; ; {
+		c := 2*i + 1
+		if c >= n {
+			break
+		}
+		if c+1 < n && h.less(c+1, c) {
+			c++
+		}
+		if !h.less(c, i) {
+			break
+		}
+		h.nodes[i], h.nodes[c] = h.nodes[c], h.nodes[i]
+		i = c
+	}
+	return top
+}
+
+// blockingFlows augments the flow from s to t over usable edges until no
+// such path remains, and returns the amount added (Dinic's algorithm).
+func (g *flowNet) blockingFlows(s, t int) int {
+	total := 0
+	for g.levels(s, t) {
+		clear(g.next)
+		for f := g.augment(s, t, math.MaxInt); f > 0; f = g.augment(s, t, math.MaxInt) {
+			total += f
+		}
+	}
+	return total
+}
+
+// levels sets the BFS distance from s of every node over usable edges and
+// reports whether t is reachable.
+func (g *flowNet) levels(s, t int) bool {
+	for i := range g.level {
+		g.level[i] = -1
+	}
+	g.level[s] = 0
+	queue := []int{s}
+	for len(queue) > 0 {
+		u := queue[0]
+		queue = queue[1:]
+		for _, e := range g.adj[u] {
+			if v := g.to[e]; g.level[v] < 0 && g.usable(u, e) {
+				g.level[v] = g.level[u] + 1
+				queue = append(queue, v)
+			}
+		}
+	}
+	return g.level[t] >= 0
+}
+
+// augment pushes up to f units along one shortest usable path from u to t
+// and returns the amount pushed.
+func (g *flowNet) augment(u, t, f int) int {
+	if u == t {
+		return f
+	}
+	for ; g.next[u] < len(g.adj[u]); g.next[u]++ {
+		e := g.adj[u][g.next[u]]
+		v := g.to[e]
+		if g.level[v] != g.level[u]+1 || !g.usable(u, e) {
+			continue
+		}
+		if d := g.augment(v, t, min(f, g.cap[e])); d > 0 {
+			g.cap[e] -= d
+			g.cap[e^1] += d
+			return d
+		}
+	}
+	return 0
+}

@@ -1,0 +1,265 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sort"
+	"time"
+)
+
+// leaveTimeout bounds leaving the group at stop.
+const leaveTimeout = 2 * time.Second
+
+// runGroup is the node's side of the consumer group until ctx ends: it
+// renews the member lease with the node's state, campaigns for the leader
+// lease, computes and publishes assignments while it leads, trims the
+// source, and hands new assignments to the processor.
+func (m *TableManager) runGroup(ctx context.Context) {
+	c := m.cfg.Coordinator
+	log := m.log.With("component", "group")
+	views, err := c.Watch(ctx)
+	if err != nil {
+		log.Error("watch group; the node cannot take partitions", "err", err)
+		<-ctx.Done()
+		return
+	}
+	tick := time.NewTicker(m.cfg.SessionTimeout / 4)
+	defer tick.Stop()
+	leading := false
+	var last *GroupView
+	var delivered uint64
+	heartbeat := func() {
+		if err := c.Heartbeat(ctx, m.memberState()); err != nil && ctx.Err() == nil {
+			log.Warn("heartbeat failed; the lease expires unless the next one succeeds", "err", err)
+		}
+	}
+	campaign := func() {
+		ok, err := c.Campaign(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Warn("leader campaign failed", "err", err)
+			}
+			return
+		}
+		if ok != leading {
+			leading = ok
+			log.Info("leadership changed", "leader", ok)
+		}
+	}
+	heartbeat()
+	campaign()
+	for {
+		select {
+		case <-ctx.Done():
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaveTimeout)
+			// A last heartbeat shows everything released, then leave.
+			_ = c.Heartbeat(lctx, m.memberState())
+			if leading {
+				_ = c.Resign(lctx)
+			}
+			if err := c.Leave(lctx); err != nil {
+				log.Warn("leave group; the lease will expire instead", "err", err)
+			}
+			cancel()
+			return
+		case v, ok := <-views:
+			if !ok {
+				return
+			}
+			last = &v
+			m.setView(v)
+			if leading {
+				m.lead(ctx, v)
+			}
+			if a := v.Assignment; a.Generation > delivered && a.Partitions == m.cfg.Partitions {
+				delivered = a.Generation
+				m.setPendingAssignment(a)
+			}
+		case <-tick.C:
+			heartbeat()
+			campaign()
+			if leading && last != nil {
+				m.lead(ctx, *last)
+				m.trimCluster(ctx, *last)
+			}
+		case <-m.stateSignal:
+			heartbeat()
+		}
+	}
+}
+
+// lead publishes a new assignment when the live members differ from those
+// of the current one. A stale revision means another leader published
+// meanwhile: the watch brings its assignment.
+func (m *TableManager) lead(ctx context.Context, v GroupView) {
+	members := make([]string, 0, len(v.Members))
+	for name := range v.Members {
+		members = append(members, name)
+	}
+	if len(members) == 0 {
+		return
+	}
+	sort.Strings(members)
+	next := Assign(v.Assignment, members, m.cfg.Partitions, m.cfg.Standbys)
+	if v.AssignmentRev != 0 && next.Equal(v.Assignment) {
+		return
+	}
+	if _, err := m.cfg.Coordinator.PublishAssignment(ctx, next, v.AssignmentRev); err != nil {
+		if !errors.Is(err, ErrStaleAssignment) && ctx.Err() == nil {
+			m.log.Warn("publish assignment", "generation", next.Generation, "err", err)
+		}
+		return
+	}
+	m.log.Info("assignment published", "generation", next.Generation, "members", members)
+}
+
+// trimCluster removes source events every partition has committed, as
+// the members report their positions. A partition without a reported
+// position (moving, or its owner silent) stops trimming.
+func (m *TableManager) trimCluster(ctx context.Context, v GroupView) {
+	if m.cfg.KeepSource || time.Since(m.lastClusterTrim) < trimEvery {
+		return
+	}
+	m.lastClusterTrim = time.Now()
+	var floor uint64
+	for p := 0; p < m.cfg.Partitions; p++ {
+		if p >= len(v.Assignment.Actives) {
+			return
+		}
+		st, ok := v.Members[v.Assignment.Actives[p]]
+		if !ok {
+			return
+		}
+		pos, ok := st.Positions[p]
+		if !ok {
+			return
+		}
+		if p == 0 || pos < floor {
+			floor = pos
+		}
+	}
+	if floor == 0 {
+		return
+	}
+	if err := m.cfg.Source.Trim(ctx, floor+1); err != nil && ctx.Err() == nil {
+		m.log.Warn("trim source", "below_seq", floor+1, "err", err)
+	}
+}
+
+// memberState is what this node tells the group about itself.
+func (m *TableManager) memberState() MemberState {
+	st := MemberState{Node: m.cfg.Node, Generation: m.gen.Load(), HTTP: m.cfg.HTTPAddr, Positions: map[int]uint64{}}
+	for _, p := range m.assigned() {
+		switch p.State() {
+		case StateActive:
+			st.Actives = append(st.Actives, p.id)
+			st.Positions[p.id] = p.sourceSeq.Load()
+		case StateStandby:
+			st.Standbys = append(st.Standbys, p.id)
+		}
+	}
+	return st
+}
+
+// signalState asks the group loop to publish this node's state now.
+func (m *TableManager) signalState() {
+	select {
+	case m.stateSignal <- struct{}{}:
+	default:
+	}
+}
+
+// setPendingAssignment hands a to the processor, replacing an older one it
+// has not taken yet.
+func (m *TableManager) setPendingAssignment(a Assignment) {
+	m.assignMu.Lock()
+	if m.pendingAssign == nil || a.Generation > m.pendingAssign.Generation {
+		m.pendingAssign = &a
+	}
+	m.assignMu.Unlock()
+	select {
+	case m.assignSignal <- struct{}{}:
+	default:
+	}
+}
+
+func (m *TableManager) takePendingAssignment() *Assignment {
+	m.assignMu.Lock()
+	defer m.assignMu.Unlock()
+	a := m.pendingAssign
+	m.pendingAssign = nil
+	return a
+}
+
+// setView records the group's latest view and wakes its waiters.
+func (m *TableManager) setView(v GroupView) {
+	m.viewMu.Lock()
+	defer m.viewMu.Unlock()
+	m.view = &v
+	close(m.viewChanged)
+	m.viewChanged = make(chan struct{})
+}
+
+// currentView returns the latest view (nil before the first) and a channel
+// closed when a newer one arrives.
+func (m *TableManager) currentView() (*GroupView, <-chan struct{}) {
+	m.viewMu.Lock()
+	defer m.viewMu.Unlock()
+	return m.view, m.viewChanged
+}
+
+// ClusterStatus is the group as this node sees it.
+type ClusterStatus struct {
+	Leader     string        `json:"leader"`
+	Generation uint64        `json:"generation"`
+	Applied    uint64        `json:"applied_generation"`
+	Members    []MemberState `json:"members"`
+	Assignment Assignment    `json:"assignment"`
+}
+
+// Cluster returns the group as this node sees it (nil alone).
+func (m *TableManager) Cluster() *ClusterStatus {
+	v, _ := m.currentView()
+	if v == nil {
+		return nil
+	}
+	cs := &ClusterStatus{Leader: v.Leader, Generation: v.Assignment.Generation, Applied: m.gen.Load(), Assignment: v.Assignment}
+	for _, st := range v.Members {
+		cs.Members = append(cs.Members, st)
+	}
+	sort.Slice(cs.Members, func(i, j int) bool { return cs.Members[i].Node < cs.Members[j].Node })
+	return cs
+}
+
+// Owner returns the member that owns partition p in the current
+// assignment, and whether it has taken it over already (it reports p as
+// active). Alone, the owner is this node.
+func (m *TableManager) Owner(p int) (node string, serving bool) {
+	if m.cfg.Coordinator == nil {
+		part := m.partition(p)
+		return m.cfg.Node, part != nil && part.State() == StateActive
+	}
+	v, _ := m.currentView()
+	if v == nil || p >= len(v.Assignment.Actives) {
+		return "", false
+	}
+	node = v.Assignment.Actives[p]
+	st, ok := v.Members[node]
+	return node, ok && slices.Contains(st.Actives, p)
+}
+
+// Members returns the live members' names (this node alone when not in a
+// cluster).
+func (m *TableManager) Members() []string {
+	v, _ := m.currentView()
+	if m.cfg.Coordinator == nil || v == nil {
+		return []string{m.cfg.Node}
+	}
+	out := make([]string, 0, len(v.Members))
+	for name := range v.Members {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}

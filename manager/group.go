@@ -1,0 +1,66 @@
+package manager
+
+import (
+	"context"
+	"errors"
+)
+
+// The consumer group: how the members of a cluster agree on who processes
+// which partition. The protocol's meaning lives here; a Coordinator
+// (package jetstream: a JetStream KV bucket) stores its state.
+
+// ErrStaleAssignment is returned by Coordinator.PublishAssignment when the
+// stored assignment changed since the revision the leader read: another
+// leader published meanwhile.
+var ErrStaleAssignment = errors.New("edgetables: assignment changed meanwhile")
+
+// MemberState is what a member publishes about itself under its lease.
+type MemberState struct {
+	Node string `json:"node"`
+	// Generation is the assignment generation the member has applied.
+	Generation uint64 `json:"generation"`
+	// Actives are the partitions the member processes now; a partition it
+	// gave up is absent (released), so its next owner may take it.
+	Actives []int `json:"actives"`
+	// Standbys are the partitions the member keeps warm.
+	Standbys []int `json:"standbys,omitempty"`
+	// Positions is the committed source position of each active partition.
+	Positions map[int]uint64 `json:"positions,omitempty"`
+	// HTTP is the member's HTTP API address, for status displays.
+	HTTP string `json:"http,omitempty"`
+}
+
+// GroupView is the group's state as last seen.
+type GroupView struct {
+	// Members are the members whose lease is alive, by node name.
+	Members map[string]MemberState
+	// Leader is the node holding the leader lease ("" if none).
+	Leader string
+	// Assignment is the current assignment and AssignmentRev its revision
+	// in the store (0: none published yet).
+	Assignment    Assignment
+	AssignmentRev uint64
+}
+
+// Coordinator stores the group's state: member leases, the leader lease and
+// the assignment. Leases expire after the session timeout unless renewed.
+type Coordinator interface {
+	// Heartbeat publishes st under this member's lease, creating or
+	// renewing it for one session timeout.
+	Heartbeat(ctx context.Context, st MemberState) error
+	// Leave removes this member's lease at once.
+	Leave(ctx context.Context) error
+	// Campaign acquires or renews the leader lease and reports whether
+	// this member holds it.
+	Campaign(ctx context.Context) (bool, error)
+	// Resign releases the leader lease if this member holds it.
+	Resign(ctx context.Context) error
+	// PublishAssignment stores a if the stored assignment is still at
+	// revision prevRev (0: none stored), returning the new revision, or an
+	// error wrapping ErrStaleAssignment.
+	PublishAssignment(ctx context.Context, a Assignment, prevRev uint64) (uint64, error)
+	// Watch returns a channel that receives the whole view at once and then
+	// a fresh view after every change (intermediate views may be skipped),
+	// until ctx ends.
+	Watch(ctx context.Context) (<-chan GroupView, error)
+}

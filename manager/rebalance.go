@@ -1,0 +1,337 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/edgetables/edgetables/store"
+)
+
+// StateStandby: the partition's store follows its changelog on this node,
+// ready to be promoted; it is neither processed nor read.
+const StateStandby PartitionState = "standby"
+
+// procEvent is a message from a partition task to the processor.
+type procEvent struct {
+	p        *partition
+	ready    bool  // recovery finished: activate p
+	caughtUp bool  // standby caught up with its log
+	err      error // the task failed for good
+}
+
+// task is the goroutine of a partition that recovers or follows.
+type task struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// stopTask stops p's task and waits for it.
+func (p *partition) stopTask() {
+	if p.task == nil {
+		return
+	}
+	p.task.cancel()
+	<-p.task.done
+	p.task = nil
+}
+
+// retryDelay is the pause before a failed recovery or follower is retried.
+const retryDelay = time.Second
+
+// startTask runs f in p's goroutine, retrying transient failures. A store
+// that cannot be opened for a reason other than corruption (another process
+// holds it, permissions) is fatal: it is reported to the processor.
+func (m *TableManager) startTask(ctx context.Context, p *partition, what string, f func(ctx context.Context) error) {
+	ctx, cancel := context.WithCancel(ctx)
+	t := &task{cancel: cancel, done: make(chan struct{})}
+	p.task = t
+	go func() {
+		defer close(t.done)
+		for {
+			err := f(ctx)
+			if err == nil || ctx.Err() != nil {
+				return
+			}
+			if isFatal(err) {
+				m.send(ctx, procEvent{p: p, err: fmt.Errorf("%s partition %d: %w", what, p.id, err)})
+				return
+			}
+			m.log.Warn(what+" failed; retrying", "partition", p.id, "err", err, "retry_in", retryDelay)
+			if !sleep(ctx, retryDelay) {
+				return
+			}
+		}
+	}()
+}
+
+// isFatal tells errors a retry cannot fix.
+func isFatal(err error) bool {
+	return errors.Is(err, store.ErrLocked) || errors.Is(err, errStoreOpen)
+}
+
+// send delivers ev to the processor unless ctx ends first.
+func (m *TableManager) send(ctx context.Context, ev procEvent) bool {
+	select {
+	case m.events <- ev:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// OnPartitionsRevoked releases the revoked partitions: uncommitted writes
+// are committed, processing stops, and each store is closed, or kept as a
+// standby when standby says so. It runs on the processing goroutine.
+func (m *TableManager) OnPartitionsRevoked(ctx context.Context, revoked []int) error {
+	if len(revoked) == 0 {
+		return nil
+	}
+	if err := m.commit(ctx); err != nil {
+		m.log.Warn("commit before revoke failed; uncommitted writes of revoked partitions are dropped, their events will be processed again by the new owner",
+			"partitions", revoked, "err", err)
+	}
+	for _, id := range revoked {
+		if p := m.partition(id); p != nil {
+			m.release(p)
+		}
+	}
+	m.log.Info("partitions revoked", "partitions", revoked)
+	return nil
+}
+
+// release stops p's task, closes its store and forgets it.
+func (m *TableManager) release(p *partition) {
+	p.stopTask()
+	p.reset()
+	m.recovery.forget(p.id)
+	m.mu.Lock()
+	delete(m.parts, p.id)
+	m.mu.Unlock()
+	if p.store != nil {
+		if err := p.store.Close(); err != nil {
+			m.log.Warn("close store", "partition", p.id, "err", err)
+		}
+	}
+}
+
+// OnRebalance applies the new assignment's actives: newly assigned
+// partitions start recovering in the background (a standby here is
+// promoted: it replays only its lag). Each is activated by the processor
+// when its recovery ends; OnActivesReady follows when all are active.
+// Revoked partitions must have been released by OnPartitionsRevoked. It
+// runs on the processing goroutine.
+func (m *TableManager) OnRebalance(ctx context.Context, assigned, revoked, newlyAssigned []int) error {
+	m.frozen.Store(true)
+	gen := m.gen.Load()
+	for _, id := range newlyAssigned {
+		if id < 0 || id >= m.cfg.Partitions {
+			return fmt.Errorf("rebalance: partition %d out of range [0,%d)", id, m.cfg.Partitions)
+		}
+		p := m.partition(id)
+		if p == nil {
+			p = m.newPartition(id)
+		}
+		p.stopTask() // a standby's follower
+		p.setState(StateRecovering)
+		m.startTask(ctx, p, "recover", func(ctx context.Context) error {
+			if err := m.waitReleased(ctx, id); err != nil {
+				return err
+			}
+			if err := m.recovery.recoverActive(ctx, p, gen); err != nil {
+				return err
+			}
+			m.send(ctx, procEvent{p: p, ready: true})
+			return nil
+		})
+	}
+	m.log.Info("rebalance", "generation", gen, "actives", assigned, "revoked", revoked, "new", newlyAssigned)
+	m.checkReady()
+	return nil
+}
+
+func (m *TableManager) newPartition(id int) *partition {
+	p := &partition{m: m, id: id, partitions: m.cfg.Partitions}
+	p.setState(StateRecovering)
+	m.mu.Lock()
+	m.parts[id] = p
+	m.mu.Unlock()
+	return p
+}
+
+// startStandby makes p a standby and starts its follower.
+func (m *TableManager) startStandby(ctx context.Context, p *partition) {
+	p.stopTask()
+	p.setState(StateStandby)
+	p.caughtUp = false
+	m.startTask(ctx, p, "standby", func(ctx context.Context) error {
+		return m.recovery.follow(ctx, p, func() { m.send(ctx, procEvent{p: p, caughtUp: true}) })
+	})
+}
+
+// applyAssignment moves this node to assignment a: revoke, keep or demote
+// what it no longer owns, then recover what it newly owns. It runs on the
+// processing goroutine.
+func (m *TableManager) applyAssignment(ctx context.Context, a Assignment) error {
+	if a.Generation <= m.gen.Load() {
+		return nil
+	}
+	me := m.cfg.Node
+	actives, standbys := a.ActivesOf(me), a.StandbysOf(me)
+	m.OnRebalanceStart()
+
+	var revoked, demote []int
+	for _, p := range m.assigned() {
+		switch active, standby := slices.Contains(actives, p.id), slices.Contains(standbys, p.id); {
+		case p.State() == StateActive && !active, p.State() == StateFenced:
+			revoked = append(revoked, p.id)
+			if standby {
+				demote = append(demote, p.id)
+			}
+		case p.State() == StateRecovering && !active, p.State() == StateStandby && !active && !standby:
+			if standby {
+				demote = append(demote, p.id)
+				continue
+			}
+			m.release(p)
+		}
+	}
+	// Demoted partitions keep their stores: commit, then follow.
+	if err := m.commit(ctx); err != nil && len(revoked) > 0 {
+		m.log.Warn("commit before rebalance failed", "err", err)
+	}
+	var gone []int
+	for _, id := range revoked {
+		if !slices.Contains(demote, id) {
+			gone = append(gone, id)
+		}
+	}
+	if err := m.OnPartitionsRevoked(ctx, gone); err != nil {
+		return err
+	}
+	for _, id := range demote {
+		if p := m.partition(id); p != nil {
+			p.reset()
+			m.startStandby(ctx, p)
+		}
+	}
+	m.gen.Store(a.Generation)
+	m.signalState() // tell the group what we released
+
+	var newly []int
+	for _, id := range actives {
+		if p := m.partition(id); p == nil || (p.State() != StateActive && p.State() != StateRecovering) {
+			newly = append(newly, id)
+		}
+	}
+	if err := m.OnRebalance(ctx, actives, revoked, newly); err != nil {
+		return err
+	}
+	for _, id := range standbys {
+		if m.partition(id) == nil {
+			m.startStandby(ctx, m.newPartition(id))
+		}
+	}
+	if m.reader != nil && len(actives) == 0 {
+		_ = m.reader.Close()
+		m.reader = nil
+	}
+	return nil
+}
+
+// waitReleased waits until no other live member claims partition id as
+// active: its previous owner released it, or its lease expired.
+func (m *TableManager) waitReleased(ctx context.Context, id int) error {
+	if m.cfg.Coordinator == nil {
+		return nil
+	}
+	logged := false
+	for {
+		v, changed := m.currentView()
+		holder := ""
+		if v != nil {
+			for name, st := range v.Members {
+				if name != m.cfg.Node && slices.Contains(st.Actives, id) {
+					holder = name
+				}
+			}
+		}
+		if v != nil && holder == "" {
+			return nil
+		}
+		if holder != "" && !logged {
+			logged = true
+			m.log.Info("waiting for the previous owner to release the partition", "partition", id, "owner", holder)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+	}
+}
+
+// activate makes a recovered partition active. Uncommitted writes of the
+// other partitions are committed first, so that if the source must be read
+// again from an earlier position for p, they skip what they have seen.
+func (m *TableManager) activate(ctx context.Context, p *partition) {
+	if p.State() != StateRecovering || m.partition(p.id) != p {
+		return // revoked meanwhile
+	}
+	if err := m.commit(ctx); err != nil {
+		m.log.Warn("commit before activation failed", "err", err)
+	}
+	for _, q := range m.assigned() {
+		if q.State() == StateActive {
+			q.skipTo = max(q.skipTo, m.examined)
+		}
+	}
+	p.setState(StateActive)
+	if m.reader == nil || p.sourceSeq.Load() < m.examined {
+		m.reposition(ctx)
+	}
+	m.checkReady()
+	m.signalState()
+}
+
+// reposition (re)opens the source at the lowest committed position of the
+// active partitions.
+func (m *TableManager) reposition(ctx context.Context) {
+	from := m.committedFloor() + 1
+	if m.reader != nil {
+		_ = m.reader.Close()
+		m.reader = nil
+	}
+	r, err := m.cfg.Source.Open(ctx, from)
+	if err != nil {
+		m.log.Warn("open source", "at_seq", from, "err", err)
+		return // the processing loop retries
+	}
+	m.reader, m.examined = r, from-1
+	m.log.Info("reading source", "from_seq", from)
+}
+
+// checkReady calls OnActivesReady and OnStandbysReady when every assigned
+// partition is active, and every standby caught up.
+func (m *TableManager) checkReady() {
+	actives, standbys := true, true
+	for _, p := range m.assigned() {
+		switch p.State() {
+		case StateRecovering:
+			actives = false
+		case StateStandby:
+			standbys = standbys && p.caughtUp
+		}
+	}
+	if actives && !m.activesReady.Load() {
+		m.OnActivesReady()
+	}
+	if standbys && !m.standbysReady.Load() {
+		m.OnStandbysReady()
+	}
+}
+
+// errStoreOpen marks store open failures other than corruption.
+var errStoreOpen = errors.New("open store")
