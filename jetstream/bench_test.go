@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/jetstream"
@@ -105,27 +106,38 @@ func BenchmarkSourceRead(b *testing.B) {
 }
 
 // BenchmarkRawPublishAsync is the yardstick for BenchmarkAppend: 10,000
-// plain async publishes of 100 bytes to a compacted stream per operation.
+// async publishes of 100 bytes to a compacted stream per operation, plain
+// and with Nats-Expected-Last-Sequence on every message (as Append does).
 func BenchmarkRawPublishAsync(b *testing.B) {
-	_, _, js := jstest.Start(b)
-	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, natsjs.StreamConfig{Name: "raw", Subjects: []string{"raw.>"}, MaxMsgsPerSubject: 1}); err != nil {
-		b.Fatal(err)
-	}
-	subjects := make([]string, 10000)
-	for i := range subjects {
-		subjects[i] = "raw.t." + jetstream.EncodeKey(fmt.Appendf(nil, "key-%08d", i))
-	}
-	val := make([]byte, 100)
-	for b.Loop() {
-		for _, s := range subjects {
-			if _, err := js.PublishAsync(s, val); err != nil {
+	for _, expect := range []bool{false, true} {
+		b.Run(map[bool]string{false: "plain", true: "expect-last-seq"}[expect], func(b *testing.B) {
+			_, _, js := jstest.Start(b)
+			ctx := context.Background()
+			if _, err := js.CreateStream(ctx, natsjs.StreamConfig{Name: "raw", Subjects: []string{"raw.>"}, MaxMsgsPerSubject: 1}); err != nil {
 				b.Fatal(err)
 			}
-		}
-		<-js.PublishAsyncComplete()
+			subjects := make([]string, 10000)
+			for i := range subjects {
+				subjects[i] = "raw.t." + jetstream.EncodeKey(fmt.Appendf(nil, "key-%08d", i))
+			}
+			val := make([]byte, 100)
+			var seq uint64
+			for b.Loop() {
+				for _, s := range subjects {
+					opts := []natsjs.PublishOpt{natsjs.WithStallWait(time.Minute)}
+					if expect {
+						opts = append(opts, natsjs.WithExpectLastSequence(seq))
+					}
+					seq++
+					if _, err := js.PublishMsgAsync(&nats.Msg{Subject: s, Data: val}, opts...); err != nil {
+						b.Fatal(err)
+					}
+				}
+				<-js.PublishAsyncComplete()
+			}
+			b.ReportMetric(float64(b.N*len(subjects))/b.Elapsed().Seconds(), "msgs/s")
+		})
 	}
-	b.ReportMetric(float64(b.N*len(subjects))/b.Elapsed().Seconds(), "msgs/s")
 }
 
 // BenchmarkRawConsumeAckAll is the yardstick for BenchmarkSourceRead: the

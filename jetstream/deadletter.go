@@ -44,7 +44,7 @@ func NewDeadLetters(ctx context.Context, js natsjs.JetStream, app string, replic
 		replicas = 1
 	}
 	name := DeadLetterStream(app)
-	_, err := js.CreateOrUpdateStream(ctx, natsjs.StreamConfig{
+	_, err := ensureStream(ctx, js, natsjs.StreamConfig{
 		Name:        name,
 		Description: "edgetables dead letters of app " + app,
 		Subjects:    DeadLetterSubjects(app),

@@ -1,7 +1,9 @@
 // Package jetstream implements the table manager's ports (manager.Changelog,
-// manager.Source, manager.SourceReader and manager.DeadLetters) on NATS
-// JetStream, and runs the embedded nats-server. Everything specific to
-// JetStream lives here; package manager never imports it.
+// manager.Source, manager.SourceReader, manager.DeadLetters and
+// manager.Coordinator) on NATS JetStream, carries routed reads between
+// nodes (ServeQueries, Query), and runs the embedded nats-server, alone or
+// as a node of a cluster. Everything specific to JetStream lives here;
+// package manager never imports it.
 //
 // # Layout
 //
@@ -12,6 +14,8 @@
 //	<app>_changelog_<p>        <app>.changelog.<p>.>   records
 //	                           <app>.commit.<p>        commit markers
 //	<app>_dlq                  <app>.dlq.>             dead letters
+//	KV_<app>_group (KV bucket) $KV.<app>_group.>       members, leader, assignment (see Group)
+//	(core NATS, not stored)    <app>.query.<node>      routed reads to node
 //
 // A record of key k in table t of partition p has the subject
 // <app>.changelog.<p>.<t>.<token>, where token is k in unpadded URL-safe

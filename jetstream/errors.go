@@ -33,4 +33,9 @@ var (
 	// ErrServerStart is returned (wrapped with the server's own message) by
 	// StartServer when the server reports a fatal startup error.
 	ErrServerStart = errors.New("edgetables/jetstream: nats-server failed to start")
+	// ErrNoResponder is returned by Query when no node serves queries on
+	// the target node's subject: the node is down, has not called
+	// ServeQueries yet, or (in a cluster) its subscription has not reached
+	// the server the caller is connected to yet.
+	ErrNoResponder = errors.New("edgetables/jetstream: no node answers queries")
 )

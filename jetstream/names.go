@@ -20,6 +20,8 @@ const (
 	// MaxKeyLen is the longest key accepted by Append, in bytes; its token
 	// is at most 2732 characters.
 	MaxKeyLen = 2048
+	// MaxNodeLen is the longest node (group member) name accepted.
+	MaxNodeLen = 128
 )
 
 // Message headers written by this package.
@@ -77,6 +79,25 @@ func ValidateToken(kind, name string) error {
 	for _, r := range name {
 		if r == '.' || r == '*' || r == '>' || unicode.IsSpace(r) || unicode.IsControl(r) {
 			return fmt.Errorf("%w: %s %q: '.', '*', '>', spaces and control characters are not allowed", ErrBadName, kind, name)
+		}
+	}
+	return nil
+}
+
+// ValidateNode reports whether node can name a member of a group (a KV key
+// and a query subject): 1 to MaxNodeLen characters from [A-Za-z0-9_-.],
+// with no empty dot-separated part (so host names qualify).
+func ValidateNode(node string) error {
+	if node == "" || len(node) > MaxNodeLen {
+		return fmt.Errorf("%w: node %q: need 1 to %d characters", ErrBadName, node, MaxNodeLen)
+	}
+	if node[0] == '.' || node[len(node)-1] == '.' || strings.Contains(node, "..") {
+		return fmt.Errorf("%w: node %q: empty part between dots", ErrBadName, node)
+	}
+	for i := 0; i < len(node); i++ {
+		c := node[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return fmt.Errorf("%w: node %q: only A-Z, a-z, 0-9, _, - and . are allowed", ErrBadName, node)
 		}
 	}
 	return nil
@@ -148,10 +169,17 @@ func DeadLetterSubject(app, agent string) string { return app + ".dlq." + agent 
 // DeadLetterSubjects are the subjects of the app's dead-letter stream.
 func DeadLetterSubjects(app string) []string { return []string{app + ".dlq.>"} }
 
+// GroupBucket is the name of the app's consumer-group KV bucket.
+func GroupBucket(app string) string { return app + "_group" }
+
+// QuerySubject is the subject on which node answers the app's routed
+// reads: "<app>.query.<node>".
+func QuerySubject(app, node string) string { return app + ".query." + node }
+
 // reservedSubjects are the app's own subject spaces, which a source must
 // not capture.
 func reservedSubjects(app string) []string {
-	return []string{app + ".changelog.>", app + ".commit.>", app + ".dlq.>"}
+	return []string{app + ".changelog.>", app + ".commit.>", app + ".dlq.>", app + ".query.>"}
 }
 
 func recordPrefix(app string, p int) string { return app + ".changelog." + strconv.Itoa(p) + "." }

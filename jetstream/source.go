@@ -97,7 +97,7 @@ func NewSource(ctx context.Context, js natsjs.JetStream, cfg SourceConfig) (*Sou
 		cfg.Logger = slog.Default()
 	}
 	s := &Source{js: js, cfg: cfg, stream: SourceStream(cfg.App), consumer: ConsumerName(cfg.Consumer), subjects: subjects}
-	_, err = js.CreateOrUpdateStream(ctx, natsjs.StreamConfig{
+	_, err = ensureStream(ctx, js, natsjs.StreamConfig{
 		Name:        s.stream,
 		Description: "edgetables source of app " + cfg.App,
 		Subjects:    subjects,

@@ -1,0 +1,367 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgetables/edgetables/manager"
+)
+
+// Group.Watch's consumer.
+const (
+	// watchExpiry is how long one pull request lives.
+	watchExpiry = 5 * time.Second
+	// watchHeartbeat is how often an idle consumer hears from the server;
+	// two missed heartbeats make the watch start over.
+	watchHeartbeat = time.Second
+	// watchPoll is how often Watch checks whether its connection
+	// reconnected (messages may have been lost meanwhile: it starts over).
+	watchPoll = time.Second
+	// watchCreateTimeout bounds one attempt to create the consumer: a
+	// request sent while the cluster elects a meta leader gets no answer.
+	watchCreateTimeout = 2 * time.Second
+	// watchRetryWait is the pause between failed attempts.
+	watchRetryWait = 250 * time.Millisecond
+	// watchFailWait is the pause after an error that retries do not cure
+	// (the bucket is gone).
+	watchFailWait = 5 * time.Second
+)
+
+// kvOperationHeader marks KV delete and purge markers.
+const kvOperationHeader = "KV-Operation"
+
+// errWatchGap means the watch missed a message.
+var errWatchGap = errors.New("edgetables/jetstream: group watch missed a message")
+
+// Watch follows the bucket and returns a channel of group views: the first
+// once the current content is read, then one after every change (a renewal
+// that changes nothing sends nothing). The channel holds one view, always
+// the latest: an unread older view is replaced, so a slow reader skips views
+// but never delays the watcher.
+//
+// When the watch cannot trust its view to be complete (its connection
+// reconnected, its consumer was lost with a node of the cluster, a message
+// is missing) it reads the bucket again from the start on a new consumer
+// and sends the view once that is done. A lost consumer is noticed within
+// 2 s (two missed idle heartbeats), and each attempt to create one is
+// bounded by 2 s, so the view recovers a few seconds after a node failure.
+// (kv.Watch, nats.go's push ordered consumer, noticed only after 10 to 20 s
+// in the same test; nats.go's pull ordered consumer waits 10 s for the
+// answer to each re-creation request, and its iterator does not report a
+// consumer that went offline.)
+//
+// Costs: one goroutine and one ephemeral consumer per call; one heartbeat
+// message a second and one pull request every few seconds while idle; a
+// full read of the bucket (one message per member, plus two) on each start.
+//
+// The goroutine runs until ctx ends, then deletes its consumer and closes
+// the channel as its last act, so reading until the channel is closed waits
+// for it. Watch retries creating its first consumer until ctx ends, and
+// returns an error if that fails or the bucket does not exist.
+func (g *Group) Watch(ctx context.Context) (<-chan manager.GroupView, error) {
+	w, err := g.openWatch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan manager.GroupView, 1)
+	go g.watch(ctx, w, out)
+	return out, nil
+}
+
+// groupWatch is one consumer reading the whole bucket from its start.
+type groupWatch struct {
+	cons       natsjs.Consumer
+	cc         natsjs.ConsumeContext
+	events     chan watchEvent // from nats.go's callbacks
+	done       chan struct{}   // closed when the watch stops reading events
+	pending    uint64          // messages to read before the view is complete
+	reconnects uint64          // the connection's reconnect count at creation
+}
+
+// watchEvent is a message of the bucket or an error of its consumer.
+type watchEvent struct {
+	msg natsjs.Msg
+	err error
+}
+
+// openWatch creates a consumer reading the bucket from its first message,
+// retrying until ctx ends. The bucket keeps one message per key (History
+// 1), so that is reading every key's last value, then every change.
+func (g *Group) openWatch(ctx context.Context) (*groupWatch, error) {
+	cfg := natsjs.ConsumerConfig{
+		Description:       "edgetables group watch of " + g.node,
+		DeliverPolicy:     natsjs.DeliverAllPolicy,
+		AckPolicy:         natsjs.AckNonePolicy,
+		FilterSubject:     kvSubject(g.bucket, ">"),
+		InactiveThreshold: time.Minute,
+		MemoryStorage:     true,
+		Replicas:          1,
+	}
+	for attempt := 1; ; attempt++ {
+		w := &groupWatch{
+			events:     make(chan watchEvent, 64),
+			done:       make(chan struct{}),
+			reconnects: g.js.Conn().Stats().Reconnects,
+		}
+		actx, cancel := context.WithTimeout(ctx, watchCreateTimeout)
+		cons, err := g.js.CreateConsumer(actx, g.stream, cfg)
+		cancel()
+		if err == nil {
+			w.cons = cons
+			if info := cons.CachedInfo(); info != nil {
+				w.pending = info.NumPending
+			}
+			// The callbacks run on nats.go's goroutines; they hand over to
+			// the watch's goroutine, or drop what comes after it stopped.
+			w.cc, err = cons.Consume(func(m natsjs.Msg) {
+				select {
+				case w.events <- watchEvent{msg: m}:
+				case <-w.done:
+				}
+			}, natsjs.PullExpiry(watchExpiry), natsjs.PullHeartbeat(watchHeartbeat),
+				natsjs.ConsumeErrHandler(func(_ natsjs.ConsumeContext, err error) {
+					select {
+					case w.events <- watchEvent{err: err}:
+					case <-w.done:
+					}
+				}))
+			if err == nil {
+				return w, nil
+			}
+			g.deleteConsumer(cons)
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("edgetables/jetstream: watch bucket %s: %w (last error: %w)", g.bucket, ctx.Err(), err)
+		}
+		if errors.Is(err, natsjs.ErrStreamNotFound) {
+			return nil, fmt.Errorf("edgetables/jetstream: watch bucket %s: %w", g.bucket, err)
+		}
+		if attempt%20 == 0 {
+			g.log.Warn("cannot create group watch consumer; retrying", "bucket", g.bucket, "attempts", attempt, "err", err)
+		}
+		t := time.NewTimer(watchRetryWait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// stop stops w's callbacks and waits (at most 1 s) until nats.go has
+// stopped consuming.
+func (w *groupWatch) stop() {
+	close(w.done)
+	w.cc.Stop()
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-w.cc.Closed():
+	case <-t.C:
+	}
+}
+
+// deleteConsumer removes cons at once rather than after its inactivity
+// threshold (best effort, at most 1 s).
+func (g *Group) deleteConsumer(cons natsjs.Consumer) {
+	if info := cons.CachedInfo(); info != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = g.js.DeleteConsumer(ctx, g.stream, info.Name)
+		cancel()
+	}
+}
+
+// watch runs Watch's goroutine: follow w, and start over on a new consumer
+// whenever it fails, until ctx ends.
+func (g *Group) watch(ctx context.Context, w *groupWatch, out chan manager.GroupView) {
+	defer close(out)
+	for {
+		err := g.follow(ctx, w, out)
+		w.stop()
+		if ctx.Err() != nil {
+			g.deleteConsumer(w.cons)
+			return
+		}
+		g.log.Info("group watch starts over", "bucket", g.bucket, "reason", err)
+		// The old consumer is usually gone with its server; if not, its
+		// inactivity threshold removes it.
+		for {
+			if w, err = g.openWatch(ctx); err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			g.log.Error("cannot watch group bucket", "bucket", g.bucket, "err", err)
+			t := time.NewTimer(watchFailWait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}
+}
+
+// follow builds a view from w's messages and sends it to out, once
+// complete and after every change. It returns nil when ctx ends, or why w
+// can no longer be trusted: any error of its consumer (missed heartbeats,
+// the consumer gone or offline), a reconnection (messages may have been
+// lost meanwhile), or a gap in the consumer's sequence.
+func (g *Group) follow(ctx context.Context, w *groupWatch, out chan manager.GroupView) error {
+	v := viewState{view: manager.GroupView{Members: map[string]manager.MemberState{}}, raw: map[string][]byte{}}
+	complete := w.pending == 0
+	if complete {
+		send(out, v.view)
+	}
+	prefix := kvSubject(g.bucket, "")
+	poll := time.NewTicker(watchPoll)
+	defer poll.Stop()
+	var dseq uint64 // consumer sequence of the last message
+	for {
+		var ev watchEvent
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-poll.C:
+			if n := g.js.Conn().Stats().Reconnects; n != w.reconnects {
+				return errors.New("connection reconnected")
+			}
+			continue
+		case ev = <-w.events:
+		}
+		if ev.err != nil {
+			return ev.err
+		}
+		md, err := ev.msg.Metadata()
+		if err != nil {
+			return err
+		}
+		if md.Sequence.Consumer != dseq+1 {
+			return fmt.Errorf("%w: consumer sequence %d after %d", errWatchGap, md.Sequence.Consumer, dseq)
+		}
+		dseq = md.Sequence.Consumer
+		key, ok := strings.CutPrefix(ev.msg.Subject(), prefix)
+		if !ok {
+			continue
+		}
+		changed := v.apply(key, ev.msg.Data(), md.Sequence.Stream, kvRemoved(ev.msg.Headers()), g.log)
+		if !complete && md.NumPending == 0 {
+			complete, changed = true, true
+		}
+		if complete && changed {
+			send(out, v.view)
+		}
+	}
+}
+
+// send puts a copy of v in out, replacing an unread older view. The caller
+// is out's only sender, so the send never blocks.
+func send(out chan manager.GroupView, v manager.GroupView) {
+	select {
+	case <-out:
+	default:
+	}
+	out <- cloneView(v)
+}
+
+// kvRemoved reports whether a bucket message with headers h marks its key
+// removed: a delete or purge (KV-Operation), or a marker the server wrote
+// when the key's TTL ran out (Nats-Marker-Reason).
+func kvRemoved(h nats.Header) bool {
+	return h.Get(kvOperationHeader) != "" || h.Get(natsjs.MarkerReasonHeader) != ""
+}
+
+// viewState is a view being built from the bucket's messages, with the raw
+// values of the members to recognize renewals that change nothing.
+type viewState struct {
+	view manager.GroupView
+	raw  map[string][]byte
+}
+
+// apply applies the message of key at revision rev (value, or removed) and
+// reports whether the view changed.
+func (v *viewState) apply(key string, value []byte, rev uint64, removed bool, log *slog.Logger) bool {
+	switch {
+	case key == groupLeaderKey:
+		leader := string(value)
+		if removed {
+			leader = ""
+		}
+		if leader == v.view.Leader {
+			return false
+		}
+		v.view.Leader = leader
+	case key == groupAssignmentKey:
+		if removed {
+			if v.view.AssignmentRev == 0 {
+				return false
+			}
+			v.view.Assignment, v.view.AssignmentRev = manager.Assignment{}, 0
+			return true
+		}
+		var a manager.Assignment
+		if err := json.Unmarshal(value, &a); err != nil {
+			// Keep the revision so the leader can replace it.
+			log.Error("undecodable assignment in group bucket", "revision", rev, "err", err)
+			a = manager.Assignment{}
+		}
+		v.view.Assignment, v.view.AssignmentRev = a, rev
+	case strings.HasPrefix(key, groupMemberPrefix):
+		node := key[len(groupMemberPrefix):]
+		if removed {
+			if _, ok := v.view.Members[node]; !ok {
+				return false
+			}
+			delete(v.view.Members, node)
+			delete(v.raw, node)
+			return true
+		}
+		if old, ok := v.raw[node]; ok && string(old) == string(value) {
+			return false
+		}
+		var st manager.MemberState
+		if err := json.Unmarshal(value, &st); err != nil {
+			// Still a live member; its state is unknown.
+			log.Error("undecodable member state in group bucket", "key", key, "revision", rev, "err", err)
+			st = manager.MemberState{}
+		}
+		st.Node = node
+		v.view.Members[node] = st
+		v.raw[node] = value
+	default:
+		return false
+	}
+	return true
+}
+
+// cloneView returns a deep copy of v, so readers may keep and modify views.
+func cloneView(v manager.GroupView) manager.GroupView {
+	c := v
+	c.Members = make(map[string]manager.MemberState, len(v.Members))
+	for n, st := range v.Members {
+		st.Actives = slices.Clone(st.Actives)
+		st.Standbys = slices.Clone(st.Standbys)
+		st.Positions = maps.Clone(st.Positions)
+		c.Members[n] = st
+	}
+	c.Assignment.Actives = slices.Clone(v.Assignment.Actives)
+	if v.Assignment.Standbys != nil {
+		c.Assignment.Standbys = make([][]string, len(v.Assignment.Standbys))
+		for p, s := range v.Assignment.Standbys {
+			c.Assignment.Standbys[p] = slices.Clone(s)
+		}
+	}
+	return c
+}
