@@ -22,6 +22,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/edgetables/edgetables/edge"
+	"github.com/edgetables/edgetables/jetstream"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -35,6 +36,7 @@ type cli struct {
 	LogFormat string `help:"Log format: text or json." default:"text" enum:"text,json"`
 
 	Run     runCmd     `cmd:"" help:"Run a node: embedded NATS server with JetStream, tables, HTTP API."`
+	Status  statusCmd  `cmd:"" help:"Show a node's status: members, leader, generation, partitions."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 }
 
@@ -65,6 +67,21 @@ type runCmd struct {
 	KeepSource     bool          `help:"Keep committed events in the source stream (default: remove them once committed)."`
 	SourceMaxBytes int64         `help:"Largest size of the source stream in bytes; when full, JetStream publishers get errors." default:"1073741824"`
 	Table          []tableFlag   `help:"Built-in table: name=NAME,source=SUBJECT,key=subject:N|json:FIELD,agg=count|sum|min|max|avg|latest[,field=FIELD]. Repeatable." sep:"none"`
+
+	ClusterName    string        `help:"Name of the embedded NATS cluster (the same on every node)." default:"edgetables" group:"cluster"`
+	ClusterListen  string        `help:"Route address of the embedded server (host:port); makes the node a cluster member." group:"cluster"`
+	Routes         []string      `help:"Route URLs of the cluster's nodes (nats-route://host:port), comma-separated; the same list on every node." group:"cluster"`
+	Replicas       int           `help:"Replication of every stream and bucket (0: 1 alone, 3 in a cluster of 3 or more)." default:"0" group:"cluster"`
+	Standbys       int           `help:"Standby replicas per partition in a cluster." default:"1" group:"cluster"`
+	SessionTimeout time.Duration `help:"How long a member that stopped heart-beating keeps its partitions." default:"5s" group:"cluster"`
+	NATSURL        []string      `name:"nats-url" help:"Use an existing NATS JetStream deployment at these URLs instead of the embedded server." group:"external NATS"`
+	NATSCreds      string        `name:"nats-creds" help:"Credentials file for --nats-url." type:"existingfile" group:"external NATS"`
+	NATSUser       string        `name:"nats-user" help:"User for --nats-url." group:"external NATS"`
+	NATSPassword   string        `name:"nats-password" help:"Password for --nats-url." group:"external NATS"`
+	NATSToken      string        `name:"nats-token" help:"Token for --nats-url." group:"external NATS"`
+	NATSCA         string        `name:"nats-ca" help:"CA file (PEM) that verifies the NATS servers' TLS certificates." type:"existingfile" group:"external NATS"`
+	NATSCert       string        `name:"nats-cert" help:"Client certificate (PEM) for mutual TLS." type:"existingfile" group:"external NATS"`
+	NATSKey        string        `name:"nats-key" help:"Client key (PEM) for mutual TLS." type:"existingfile" group:"external NATS"`
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -88,6 +105,34 @@ func (r *runCmd) Validate() error {
 		return fmt.Errorf("--source-max-bytes %d: must be at least 1 MiB", r.SourceMaxBytes)
 	case len(r.Table) == 0:
 		return errors.New("--table: give at least one table")
+	case len(r.Routes) > 0 && r.ClusterListen == "":
+		return errors.New("--routes: needs --cluster-listen")
+	case r.ClusterListen != "" && r.Name == "":
+		return errors.New("--name: a cluster member needs a stable name")
+	case r.ClusterListen != "" && len(r.NATSURL) > 0:
+		return errors.New("--nats-url: excludes --cluster-listen (an embedded cluster)")
+	case r.Replicas < 0 || r.Replicas > 5:
+		return fmt.Errorf("--replicas %d: want 0 (automatic) to 5", r.Replicas)
+	case r.Standbys < 0:
+		return fmt.Errorf("--standbys %d: must not be negative", r.Standbys)
+	case r.SessionTimeout < time.Second:
+		return fmt.Errorf("--session-timeout %s: want at least 1s", r.SessionTimeout)
+	}
+	for _, route := range r.Routes {
+		if !strings.HasPrefix(route, "nats-route://") || !strings.Contains(route, ":") {
+			return fmt.Errorf("--routes %q: want nats-route://host:port", route)
+		}
+	}
+	for _, u := range r.NATSURL {
+		if !strings.Contains(u, "://") {
+			return fmt.Errorf("--nats-url %q: want nats://host:port or tls://host:port", u)
+		}
+	}
+	if n := btoi(r.NATSCreds != "") + btoi(r.NATSUser != "" || r.NATSPassword != "") + btoi(r.NATSToken != ""); n > 1 {
+		return errors.New("--nats-creds, --nats-user/--nats-password and --nats-token exclude each other")
+	}
+	if (r.NATSCert == "") != (r.NATSKey == "") {
+		return errors.New("--nats-cert and --nats-key go together")
 	}
 	seen := map[string]bool{}
 	for _, t := range r.Table {
@@ -105,6 +150,13 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 		SyncAlways: r.Sync == "always", SourceMaxBytes: r.SourceMaxBytes, Partitions: r.Partitions,
 		CommitInterval: r.CommitInterval, CommitEvery: r.CommitEvery, RecoveryBufferSize: r.RecoveryBuffer,
 		KeepSource: r.KeepSource, Logger: log,
+		ClusterName: r.ClusterName, ClusterListen: r.ClusterListen, Routes: r.Routes, Replicas: r.Replicas,
+		Standbys: r.Standbys, SessionTimeout: r.SessionTimeout, NATSURLs: r.NATSURL,
+		NATS: jetstream.ExternalOptions{CredsFile: r.NATSCreds, User: r.NATSUser, Password: r.NATSPassword,
+			Token: r.NATSToken, CAFile: r.NATSCA, CertFile: r.NATSCert, KeyFile: r.NATSKey},
+	}
+	if r.Standbys == 0 {
+		cfg.Standbys = -1 // edge.Config: negative means none
 	}
 	for _, t := range r.Table {
 		table, agent, err := edge.Builtin(t.TableSpec)
@@ -115,6 +167,13 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 		cfg.Agents = append(cfg.Agents, agent)
 	}
 	return cfg, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 type versionCmd struct{}
@@ -165,6 +224,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case "version":
 		fmt.Fprintln(stdout, "edgetables", versionString())
 		return 0
+	case "status":
+		return c.Status.run(ctx, stdout, stderr)
 	case "run":
 		cfg, err := c.Run.config(log)
 		if err != nil {

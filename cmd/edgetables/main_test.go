@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -113,12 +114,30 @@ type proc struct {
 	cmd  *exec.Cmd
 	http string
 	nats string
-	log  *bytes.Buffer
+	log  *lockedBuffer
+}
+
+// lockedBuffer is a bytes.Buffer a process writes while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func startProc(t *testing.T, bin, dataDir string, natsPort, httpPort int) *proc {
 	t.Helper()
-	p := &proc{http: fmt.Sprintf("127.0.0.1:%d", httpPort), nats: fmt.Sprintf("nats://127.0.0.1:%d", natsPort), log: new(bytes.Buffer)}
+	p := &proc{http: fmt.Sprintf("127.0.0.1:%d", httpPort), nats: fmt.Sprintf("nats://127.0.0.1:%d", natsPort), log: new(lockedBuffer)}
 	p.cmd = exec.Command(bin, "run", "--name=e2e", "--data-dir="+dataDir,
 		"--nats-listen="+strings.TrimPrefix(p.nats, "nats://"), "--http-listen="+p.http,
 		"--table=name=count,source=sensors.*.temp,key=subject:2,agg=count",

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+// clusterProcs runs a cluster of edgetables processes on loopback.
+type clusterProcs struct {
+	t        *testing.T
+	bin, dir string
+	nats     []int
+	http     []int
+	routes   []string
+	cluster  []int
+	procs    []*proc
+	want     map[string]int
+	sums     map[string]float64
+}
+
+func newClusterProcs(t *testing.T, n int) *clusterProcs {
+	c := &clusterProcs{t: t, bin: buildBinary(t), dir: t.TempDir(), procs: make([]*proc, n),
+		want: map[string]int{}, sums: map[string]float64{}}
+	for i := 0; i < n; i++ {
+		c.nats = append(c.nats, freePort(t))
+		c.http = append(c.http, freePort(t))
+		c.cluster = append(c.cluster, freePort(t))
+		c.routes = append(c.routes, fmt.Sprintf("nats-route://127.0.0.1:%d", c.cluster[i]))
+	}
+	return c
+}
+
+// start runs node i with extra flags and waits until it serves HTTP.
+func (c *clusterProcs) start(i int, extra ...string) *proc {
+	t := c.t
+	p := &proc{http: fmt.Sprintf("127.0.0.1:%d", c.http[i]), nats: fmt.Sprintf("nats://127.0.0.1:%d", c.nats[i]), log: new(lockedBuffer)}
+	args := []string{"run", fmt.Sprintf("--name=n%d", i), fmt.Sprintf("--data-dir=%s/n%d", c.dir, i),
+		fmt.Sprintf("--nats-listen=127.0.0.1:%d", c.nats[i]), "--http-listen=" + p.http,
+		fmt.Sprintf("--cluster-listen=127.0.0.1:%d", c.cluster[i]), "--routes=" + strings.Join(c.routes, ","),
+		"--session-timeout=2s", "--partitions=6", "--log-level=debug",
+		"--table=name=count,source=sensors.*.temp,key=subject:2,agg=count",
+		"--table=name=sum,source=sensors.*.temp,key=subject:2,agg=sum,field=value"}
+	p.cmd = exec.Command(c.bin, append(args, extra...)...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
+	c.procs[i] = p
+	return p
+}
+
+// settle waits until every running node is ready and sees the same
+// generation with every partition served by a running node.
+func (c *clusterProcs) settle(live ...int) {
+	t := c.t
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ok := true
+		for _, i := range live {
+			var st nodeStatus
+			if code := c.procs[i].tryGet("/v1/status", &st); code != 200 || !st.Ready || st.Cluster == nil ||
+				len(st.Cluster.Members) != len(live) {
+				ok = false
+				break
+			}
+			for p, owner := range st.Cluster.Assignment.Actives {
+				served := false
+				for _, m := range st.Cluster.Members {
+					served = served || (m.Node == owner && contains(m.Actives, p))
+				}
+				ok = ok && served
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, i := range live {
+				t.Logf("n%d log tail:\n%s", i, tail(c.procs[i].log.String(), 3000))
+			}
+			t.Fatalf("cluster of %v never settled", live)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (c *clusterProcs) publish(via, n int) {
+	t := c.t
+	nc, err := nats.Connect(c.procs[via].nats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := natsjs.New(nc)
+	for i := 0; i < n; i++ {
+		dev := fmt.Sprintf("d%d", i%50)
+		v := float64(i % 5)
+		if _, err := js.PublishAsync("sensors."+dev+".temp", []byte(fmt.Sprintf(`{"value":%v}`, v))); err != nil {
+			t.Fatal(err)
+		}
+		c.want[dev]++
+		c.sums[dev] += v
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		t.Fatal("publish did not complete")
+	}
+}
+
+// exact waits until node i answers every key with the exact count and sum.
+func (c *clusterProcs) exact(i int) {
+	t := c.t
+	t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		msg := c.procs[i].checkAll(t, c.want, c.sums)
+		if msg == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n%d never exact: %s\nlog tail:\n%s", i, msg, tail(c.procs[i].log.String(), 4000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestClusterCrashAndZombie runs three processes: a node killed with
+// SIGKILL loses its partitions to the others within the session timeout; a
+// node paused with SIGSTOP past the session timeout loses its partitions,
+// and when resumed its pending writes are fenced and it rejoins; every
+// count and sum stays exact throughout.
+func TestClusterCrashAndZombie(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a three-process cluster")
+	}
+	c := newClusterProcs(t, 3)
+	var wg sync.WaitGroup
+	for i := 0; i < 3; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.start(i) }()
+	}
+	wg.Wait()
+	c.settle(0, 1, 2)
+	c.publish(0, 3000)
+	c.exact(0)
+	c.exact(2)
+
+	// Crash: no leave, no final commit.
+	start := time.Now()
+	must(t, c.procs[1].cmd.Process.Signal(syscall.SIGKILL))
+	_ = c.procs[1].cmd.Wait()
+	c.publish(0, 1000)
+	c.settle(0, 2)
+	t.Logf("kill -9 to every partition active again: %s", time.Since(start).Round(time.Millisecond))
+	c.exact(0)
+	c.exact(2)
+
+	// The crashed node restarts with its name and data and gets partitions.
+	c.start(1)
+	c.settle(0, 1, 2)
+	c.publish(1, 1000)
+	c.exact(1)
+
+	// Zombie: n2 restarts with commits that wait, takes events, and is
+	// paused with them uncommitted until its lease expires.
+	must(t, c.procs[2].cmd.Process.Signal(syscall.SIGTERM))
+	_ = c.procs[2].cmd.Wait()
+	c.start(2, "--commit-interval=1h", "--commit-every=100000000")
+	c.settle(0, 1, 2)
+	c.publish(0, 1000)
+	time.Sleep(500 * time.Millisecond) // n2 buffers its share
+	must(t, c.procs[2].cmd.Process.Signal(syscall.SIGSTOP))
+	c.settle(0, 1)
+	c.exact(0) // the others processed n2's uncommitted events
+	must(t, c.procs[2].cmd.Process.Signal(syscall.SIGCONT))
+	c.settle(0, 1, 2)
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(c.procs[2].log.String(), "partition fenced") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the resumed zombie's writes were not fenced; log tail:\n%s", tail(c.procs[2].log.String(), 4000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	c.publish(1, 500)
+	must(t, c.procs[2].cmd.Process.Signal(syscall.SIGTERM)) // commits its share now
+	_ = c.procs[2].cmd.Wait()
+	c.settle(0, 1)
+	c.exact(0)
+	c.exact(1)
+}
+
+func contains(xs []int, x int) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryGet is get without failing the test on a connection error.
+func (p *proc) tryGet(path string, v any) int {
+	resp, err := http.Get("http://" + p.http + path)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return resp.StatusCode
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return 0
+	}
+	return resp.StatusCode
+}
