@@ -43,6 +43,12 @@ type Config struct {
 	// SyncAlways makes JetStream fsync every write (default: the server's
 	// periodic sync). See the README's durability section.
 	SyncAlways bool
+	// ExactlyOnce commits each partition's changelog records and commit
+	// marker as one JetStream atomic batch, so that no crash can leave a
+	// commit half written: every event counts exactly once. It costs a
+	// server-side staging store and an fsync per commit, and caps a commit
+	// at commitHeadroom fewer records than a batch holds.
+	ExactlyOnce bool
 	// ClusterName, ClusterListen and Routes make the embedded server one
 	// node of a JetStream cluster (see jetstream.ServerConfig): the node
 	// then joins the app's consumer group and owns a share of the
@@ -135,6 +141,18 @@ func (c *Config) setDefaults() error {
 		return errors.New("node: no tables: give at least one --table (or an agent in Go)")
 	}
 	return nil
+}
+
+// commitHeadroom is how many records below a full atomic batch a commit is
+// forced: an event that writes several keys cannot push it over.
+const commitHeadroom = 100
+
+// maxCommitRecords returns the manager's commit size cap.
+func maxCommitRecords(exactlyOnce bool) int {
+	if !exactlyOnce {
+		return 0
+	}
+	return jetstream.MaxAtomicBatch - commitHeadroom
 }
 
 // clustered reports whether the node joins a consumer group.
@@ -303,7 +321,8 @@ func (n *Node) connect(ctx context.Context) (nc *nats.Conn, url string, stop fun
 // newManager creates the NATS resources and the table manager.
 func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr string) (*manager.TableManager, error) {
 	cfg := n.cfg
-	changelog, err := jetstream.NewChangelog(ctx, js, jetstream.ChangelogConfig{App: cfg.App, Partitions: cfg.Partitions, Replicas: cfg.Replicas})
+	changelog, err := jetstream.NewChangelog(ctx, js, jetstream.ChangelogConfig{App: cfg.App, Partitions: cfg.Partitions,
+		Replicas: cfg.Replicas, Atomic: cfg.ExactlyOnce})
 	if err != nil {
 		return nil, err
 	}
@@ -329,8 +348,9 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 		CommitEvery: cfg.CommitEvery, RecoveryBufferSize: cfg.RecoveryBufferSize, KeepSource: cfg.KeepSource,
 		Changelog: changelog, Source: source, DeadLetters: dlq, Coordinator: coord,
 		SessionTimeout: cfg.SessionTimeout, Standbys: cfg.Standbys, HTTPAddr: httpAddr,
-		Stores: store.NewDir(filepath.Join(cfg.DataDir, "tables"), nil),
-		Logger: n.log,
+		MaxCommitRecords: maxCommitRecords(cfg.ExactlyOnce),
+		Stores:           store.NewDir(filepath.Join(cfg.DataDir, "tables"), nil),
+		Logger:           n.log,
 	})
 	if err != nil {
 		return nil, err

@@ -65,6 +65,11 @@ type ChangelogConfig struct {
 	// MaxInFlight is the number of publishes one Append keeps
 	// unacknowledged (a sliding window). Default 1024.
 	MaxInFlight int
+	// Atomic makes every Append one JetStream atomic batch (records and
+	// marker stored all or none; at most MaxAtomicBatch messages): the
+	// exactly-once mode. Each batch costs the server a staging store and an
+	// fsync, about 3 ms plus 10 µs a message on the reference machine.
+	Atomic bool
 }
 
 // Changelog implements manager.Changelog with one JetStream stream per
@@ -202,6 +207,9 @@ func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs [
 	if err != nil {
 		return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: encode marker: %w", p, err)
 	}
+	if c.cfg.Atomic {
+		return c.appendAtomic(ctx, p, expectLast, recs, marker, markerData)
+	}
 	stall := 30 * time.Second
 	if dl, ok := ctx.Deadline(); ok {
 		stall = max(time.Until(dl), time.Millisecond)
@@ -237,13 +245,7 @@ func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs [
 		}
 		var m *nats.Msg
 		if i < len(recs) {
-			r := &recs[i]
-			m = &nats.Msg{Subject: c.prefixes[p] + r.Table + "." + EncodeKey(r.Key), Header: make(nats.Header, 2)}
-			if r.Delete {
-				m.Header.Set(HeaderOp, OpDelete)
-			} else {
-				m.Data = r.Value
-			}
+			m = c.recordMsg(p, &recs[i])
 		} else {
 			m = &nats.Msg{Subject: c.commits[p], Data: markerData}
 		}
@@ -259,6 +261,17 @@ func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs [
 		}
 	}
 	return last, nil
+}
+
+// recordMsg returns the message of record r in partition p.
+func (c *Changelog) recordMsg(p int, r *manager.Record) *nats.Msg {
+	m := &nats.Msg{Subject: c.prefixes[p] + r.Table + "." + EncodeKey(r.Key), Header: make(nats.Header, 4)}
+	if r.Delete {
+		m.Header.Set(HeaderOp, OpDelete)
+	} else {
+		m.Data = r.Value
+	}
+	return m
 }
 
 // publishErr maps a failed publish of message i, expected after sequence

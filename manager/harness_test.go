@@ -29,6 +29,7 @@ type harness struct {
 	nc      *nats.Conn
 	js      natsjs.JetStream
 	cfg     manager.Config
+	atomic  bool // exactly-once: atomic changelog commits
 	setup   func(m *manager.TableManager)
 	m       *manager.TableManager
 	cancel  context.CancelFunc
@@ -74,7 +75,10 @@ func (h *harness) newManager() *manager.TableManager {
 		cfg.Partitions = 4
 	}
 	cfg.Node = "n1"
-	cl, err := jetstream.NewChangelog(ctx, h.js, jetstream.ChangelogConfig{App: h.app, Partitions: cfg.Partitions})
+	cl, err := jetstream.NewChangelog(ctx, h.js, jetstream.ChangelogConfig{App: h.app, Partitions: cfg.Partitions, Atomic: h.atomic})
+	if h.atomic {
+		cfg.MaxCommitRecords = jetstream.MaxAtomicBatch - 1
+	}
 	must(h.t, err)
 	src, err := jetstream.NewSource(ctx, h.js, jetstream.SourceConfig{App: h.app, Subjects: []string{"ev.*", "bad.>"}, Consumer: "n1"})
 	must(h.t, err)
@@ -172,7 +176,16 @@ func (h *harness) waitCounts(want map[string]int64) {
 		return true
 	})
 	if !ok {
-		h.t.Fatalf("counts never matched: %s", last)
+		bad := 0
+		parts := map[int]int{}
+		for k, n := range want {
+			got, _, _ := h.counter.Lookup(context.Background(), k)
+			if got != n {
+				bad++
+				parts[manager.PartitionOf([]byte(k), h.m.Partitions())]++
+			}
+		}
+		h.t.Fatalf("counts never matched: %s (%d keys wrong, by partition %v)", last, bad, parts)
 	}
 }
 

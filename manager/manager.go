@@ -64,6 +64,11 @@ type Config struct {
 	Standbys int
 	// HTTPAddr is this node's HTTP API address, shown to other members.
 	HTTPAddr string
+	// MaxCommitRecords commits a partition as soon as it holds this many
+	// uncommitted keys (0: no limit), so that a commit fits the changelog's
+	// largest atomic write (the exactly-once mode: 999 records and a
+	// marker in one JetStream atomic batch).
+	MaxCommitRecords int
 	// KeepSource keeps committed events in the source stream. By default
 	// they are removed once every partition has committed them, so the
 	// stream holds only unprocessed events.
@@ -118,7 +123,7 @@ func (c *Config) setDefaults() error {
 	if c.Standbys < 0 {
 		return fmt.Errorf("manager config: Standbys %d is negative", c.Standbys)
 	}
-	if c.CommitEvery < 0 || c.RecoveryBufferSize < 0 || c.ReadBatch < 0 {
+	if c.CommitEvery < 0 || c.RecoveryBufferSize < 0 || c.ReadBatch < 0 || c.MaxCommitRecords < 0 {
 		return errors.New("manager config: CommitEvery, RecoveryBufferSize and ReadBatch must not be negative")
 	}
 	if c.Logger == nil {
@@ -147,6 +152,8 @@ type TableManager struct {
 	reader   SourceReader
 	examined uint64
 	lastTrim time.Time
+	// full is set when a partition reached MaxCommitRecords.
+	full bool
 	gen      atomic.Uint64
 	// lastClusterTrim is owned by the group loop.
 	lastClusterTrim time.Time

@@ -71,9 +71,14 @@ func TestRestartReplaysOnlyTail(t *testing.T) {
 // before the store does: recovery replays the tail, takes the source
 // position from the commit marker and counts nothing twice.
 func TestCrashAfterAppend(t *testing.T) {
-	for _, fp := range []string{manager.FPAfterAppend, manager.FPAfterPersist} {
-		t.Run(fp, func(t *testing.T) {
+	for _, tc := range []struct {
+		fp     string
+		atomic bool
+	}{{manager.FPAfterAppend, false}, {manager.FPAfterPersist, false}, {manager.FPAfterAppend, true}, {manager.FPAfterPersist, true}} {
+		fp := tc.fp
+		t.Run(fmt.Sprintf("%s/atomic=%v", fp, tc.atomic), func(t *testing.T) {
 			h := newHarness(t, manager.Config{CommitInterval: 50 * time.Millisecond})
+			h.atomic = tc.atomic
 			h.start()
 			want := map[string]int64{}
 			h.publishCounts(400, 10, want)
@@ -106,6 +111,22 @@ func TestCrashAfterAppend(t *testing.T) {
 			h.waitCounts(want)
 		})
 	}
+}
+
+// TestExactlyOnceCommitsFitOneBatch: with atomic commits, a partition is
+// committed as soon as it holds 999 uncommitted keys, so no commit is ever
+// too large for one atomic batch, whatever the interval.
+func TestExactlyOnceCommitsFitOneBatch(t *testing.T) {
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: time.Hour, CommitEvery: 1 << 30})
+	h.atomic = true
+	h.start()
+	want := map[string]int64{}
+	h.publishCounts(6000, 4000, want)
+	waitFor(t, 20*time.Second, "forced commits", func() bool { return h.m.Status().ChangelogRecords >= 3000 })
+	must(t, h.stop())
+	h.cfg.CommitInterval = 50 * time.Millisecond // the rest is committed as usual
+	h.start()
+	h.waitCounts(want)
 }
 
 func TestRebuildUntrustedStore(t *testing.T) {

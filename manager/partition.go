@@ -64,6 +64,8 @@ type partition struct {
 
 	mu  sync.Mutex // guards buf against readers in status (sizes only)
 	buf map[string]map[string]pending
+	// keys counts the keys in buf.
+	keys int
 	// pendingOffset is the changelog offset to persist at the next commit
 	// (PersistOffsetOnCommit).
 	pendingOffset uint64
@@ -113,6 +115,9 @@ func (p *partition) merge(ws []write) {
 			t = make(map[string]pending)
 			p.buf[w.table] = t
 		}
+		if _, ok := t[w.key]; !ok {
+			p.keys++
+		}
 		t[w.key] = pending{value: w.value, delete: w.delete}
 	}
 }
@@ -145,7 +150,7 @@ func (p *partition) records() []Record {
 // reset drops the uncommitted writes.
 func (p *partition) reset() {
 	p.mu.Lock()
-	p.buf = nil
+	p.buf, p.keys = nil, 0
 	p.mu.Unlock()
 }
 
@@ -153,11 +158,7 @@ func (p *partition) reset() {
 func (p *partition) bufferedKeys() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	n := 0
-	for _, t := range p.buf {
-		n += len(t)
-	}
-	return n
+	return p.keys
 }
 
 func toMutations(recs []Record) []store.Mutation {

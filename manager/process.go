@@ -114,23 +114,68 @@ func (m *TableManager) process(ctx context.Context) error {
 		}
 		backoff = 100 * time.Millisecond
 		for i := range msgs {
+			if ctx.Err() != nil {
+				return m.stop(ctx) // the rest of the batch is read again next time
+			}
 			if msgs[i].Seq <= m.examined {
 				continue // redelivered: its effects are already buffered
 			}
 			m.dispatch(ctx, &msgs[i])
-		}
-		sinceCommit += len(msgs)
-		if sinceCommit >= m.cfg.CommitEvery || time.Since(lastCommit) >= m.cfg.CommitInterval {
-			err := m.commitAndAck(ctx)
-			if errors.Is(err, errCrash) {
-				return err
+			sinceCommit++
+			// A commit must fit one atomic write: commit here, in the
+			// middle of the batch if need be.
+			if m.full || sinceCommit >= m.cfg.CommitEvery {
+				if err := m.commitBlocking(ctx); err != nil {
+					return err
+				}
+				lastCommit, sinceCommit = time.Now(), 0
 			}
-			if err != nil && ctx.Err() == nil {
-				m.log.Warn("commit failed; uncommitted writes are kept and retried", "err", err)
+		}
+		if time.Since(lastCommit) >= m.cfg.CommitInterval {
+			if err := m.commitBlocking(ctx); err != nil {
+				return err
 			}
 			lastCommit, sinceCommit = time.Now(), 0
 		}
 	}
+}
+
+// commitBlocking commits and acks. A failed commit keeps its writes for the
+// next one; but while a partition holds MaxCommitRecords uncommitted keys,
+// reading on would make its next commit too large, so the commit is retried
+// until it succeeds or ctx ends. Only a simulated crash is returned.
+func (m *TableManager) commitBlocking(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := m.commitAndAck(ctx)
+		if errors.Is(err, errCrash) {
+			return err
+		}
+		m.full = m.overFull()
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		m.log.Warn("commit failed; uncommitted writes are kept and retried", "err", err, "blocking", m.full)
+		if !m.full || !sleep(ctx, backoff) {
+			return nil
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// overFull reports whether an active partition holds MaxCommitRecords
+// uncommitted keys or more.
+func (m *TableManager) overFull() bool {
+	lim := m.cfg.MaxCommitRecords
+	if lim <= 0 {
+		return false
+	}
+	for _, p := range m.assigned() {
+		if p.State() == StateActive && p.bufferedKeys() >= lim {
+			return true
+		}
+	}
+	return false
 }
 
 // pollEvents handles a pending assignment or partition event, waiting up
@@ -243,6 +288,9 @@ func (m *TableManager) dispatch(ctx context.Context, sm *SourceMessage) {
 			continue
 		}
 		p.merge(e.writes)
+		if lim := m.cfg.MaxCommitRecords; lim > 0 && p.keys >= lim {
+			m.full = true
+		}
 		m.counters.processed.Add(1)
 	}
 	m.examined = sm.Seq

@@ -64,6 +64,7 @@ type runCmd struct {
 	CommitEvery    int           `help:"Commit after this many events even before the interval ends." default:"10000"`
 	RecoveryBuffer int           `name:"recovery-buffer-size" help:"Changelog records per store transaction during recovery." default:"10000"`
 	Sync           string        `help:"JetStream fsync policy: 'always' (every write reaches the disk before it is acknowledged) or 'interval' (the server's periodic sync)." default:"interval" enum:"always,interval"`
+	Guarantee      string        `name:"processing-guarantee" help:"at-least-once, or exactly-once (each commit is one atomic JetStream batch: no event counted twice, even across crashes)." default:"at-least-once" enum:"at-least-once,exactly-once"`
 	KeepSource     bool          `help:"Keep committed events in the source stream (default: remove them once committed)."`
 	SourceMaxBytes int64         `help:"Largest size of the source stream in bytes; when full, JetStream publishers get errors." default:"1073741824"`
 	Table          []tableFlag   `help:"Built-in table: name=NAME,source=SUBJECT,key=subject:N|json:FIELD,agg=count|sum|min|max|avg|latest[,field=FIELD]. Repeatable." sep:"none"`
@@ -147,7 +148,7 @@ func (r *runCmd) Validate() error {
 func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 	cfg := edge.Config{
 		Name: r.Name, App: r.App, DataDir: r.DataDir, NATSListen: r.NATSListen, HTTPListen: r.HTTPListen,
-		SyncAlways: r.Sync == "always", SourceMaxBytes: r.SourceMaxBytes, Partitions: r.Partitions,
+		SyncAlways: r.Sync == "always", ExactlyOnce: r.Guarantee == "exactly-once", SourceMaxBytes: r.SourceMaxBytes, Partitions: r.Partitions,
 		CommitInterval: r.CommitInterval, CommitEvery: r.CommitEvery, RecoveryBufferSize: r.RecoveryBuffer,
 		KeepSource: r.KeepSource, Logger: log,
 		ClusterName: r.ClusterName, ClusterListen: r.ClusterListen, Routes: r.Routes, Replicas: r.Replicas,
