@@ -154,7 +154,7 @@ type TableManager struct {
 	lastTrim time.Time
 	// full is set when a partition reached MaxCommitRecords.
 	full bool
-	gen      atomic.Uint64
+	gen  atomic.Uint64
 	// lastClusterTrim is owned by the group loop.
 	lastClusterTrim time.Time
 
