@@ -15,11 +15,16 @@ import (
 // which stops when every event is committed. keys=N gives every event its
 // own key (no coalescing).
 func BenchmarkPipelineCount(b *testing.B) {
-	for _, keys := range []int{10000, 0} {
+	for _, bc := range []struct {
+		keys   int
+		atomic bool
+	}{{10000, false}, {0, false}, {10000, true}, {0, true}} {
+		keys := bc.keys
 		name := fmt.Sprintf("keys=%d", keys)
 		if keys == 0 {
 			name = "keys=N"
 		}
+		name += map[bool]string{false: "/at-least-once", true: "/exactly-once"}[bc.atomic]
 		b.Run(name, func(b *testing.B) {
 			n := max(b.N, 1000)
 			k := keys
@@ -27,6 +32,7 @@ func BenchmarkPipelineCount(b *testing.B) {
 				k = n
 			}
 			h := newHarness(b, manager.Config{Partitions: 8, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			h.atomic = bc.atomic
 			h.newManager() // creates the streams
 			want := map[string]int64{}
 			h.publishCounts(n, k, want)
