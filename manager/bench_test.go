@@ -16,22 +16,24 @@ import (
 // own key (no coalescing).
 func BenchmarkPipelineCount(b *testing.B) {
 	for _, bc := range []struct {
-		keys   int
-		atomic bool
-	}{{10000, false}, {0, false}, {10000, true}, {0, true}} {
+		keys         int
+		atomic, sync bool
+	}{{10000, false, false}, {0, false, false}, {10000, true, false}, {0, true, false},
+		{10000, false, true}, {10000, true, true}} {
 		keys := bc.keys
 		name := fmt.Sprintf("keys=%d", keys)
 		if keys == 0 {
 			name = "keys=N"
 		}
 		name += map[bool]string{false: "/at-least-once", true: "/exactly-once"}[bc.atomic]
+		name += map[bool]string{false: "/sync=interval", true: "/sync=always"}[bc.sync]
 		b.Run(name, func(b *testing.B) {
 			n := max(b.N, 1000)
 			k := keys
 			if k == 0 {
 				k = n
 			}
-			h := newHarness(b, manager.Config{Partitions: 8, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			h := newSyncHarness(b, manager.Config{Partitions: 8, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, bc.sync)
 			h.atomic = bc.atomic
 			h.newManager() // creates the streams
 			want := map[string]int64{}

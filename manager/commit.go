@@ -19,6 +19,12 @@ const idlePersistEvery = 5 * time.Second
 // trimEvery bounds how often committed events are removed from the source.
 const trimEvery = time.Second
 
+// commitTimeout bounds one partition's changelog append: a reply lost while
+// a stream's leader moves must not stall processing (and with it the
+// rebalances the processor applies). A timed-out commit keeps its writes
+// and is retried.
+const commitTimeout = 10 * time.Second
+
 // counters are the manager's running totals.
 type counters struct {
 	processed      atomic.Uint64
@@ -110,15 +116,19 @@ func (m *TableManager) commitPartition(ctx context.Context, p *partition, target
 		return nil
 	}
 	if p.refresh {
-		st, err := m.cfg.Changelog.State(ctx, p.id)
+		sctx, cancel := context.WithTimeout(ctx, commitTimeout)
+		st, err := m.cfg.Changelog.State(sctx, p.id)
+		cancel()
 		if err != nil {
 			return fmt.Errorf("changelog state: %w", err)
 		}
 		p.expectLast, p.refresh = st.Last, false
 	}
 	recs := p.records()
-	marker := CommitMarker{SourceSeq: target, Node: m.cfg.Node}
-	last, err := m.cfg.Changelog.Append(ctx, p.id, p.expectLast, recs, marker)
+	marker := CommitMarker{SourceSeq: target, Node: m.cfg.Node, Generation: m.gen.Load()}
+	actx, cancel := context.WithTimeout(ctx, commitTimeout)
+	defer cancel()
+	last, err := m.cfg.Changelog.Append(actx, p.id, p.expectLast, recs, marker)
 	if errors.Is(err, ErrFenced) {
 		p.setState(StateFenced)
 		p.reset()

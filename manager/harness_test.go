@@ -61,7 +61,14 @@ func countSetup(h *harness) func(m *manager.TableManager) {
 
 func newHarness(t testing.TB, cfg manager.Config) *harness {
 	t.Helper()
-	_, nc, js := jstest.Start(t)
+	return newSyncHarness(t, cfg, false)
+}
+
+// newSyncHarness is newHarness on a server that fsyncs every write when
+// syncAlways is set.
+func newSyncHarness(t testing.TB, cfg manager.Config, syncAlways bool) *harness {
+	t.Helper()
+	_, nc, js := jstest.StartSync(t, t.TempDir(), syncAlways)
 	h := &harness{t: t, app: "test", dir: filepath.Join(t.TempDir(), "tables"), nc: nc, js: js, cfg: cfg}
 	h.setup = countSetup(h)
 	return h
@@ -145,7 +152,7 @@ func (h *harness) publishCounts(n, keys int, want map[string]int64) {
 	var futs []natsjs.PubAckFuture
 	for i := 0; i < n; i++ {
 		k := fmt.Sprintf("k%d", i%keys)
-		f, err := h.js.PublishAsync("ev."+k, []byte("{}"))
+		f, err := h.js.PublishAsync("ev."+k, []byte("{}"), natsjs.WithStallWait(time.Minute))
 		must(h.t, err)
 		futs = append(futs, f)
 		want[k]++

@@ -139,7 +139,9 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64) 
 			}
 		}
 		marker := CommitMarker{SourceSeq: p.sourceSeq.Load(), Node: m.cfg.Node, Generation: gen}
-		last, err := m.cfg.Changelog.Append(ctx, p.id, state.Last, nil, marker)
+		actx, cancel := context.WithTimeout(ctx, commitTimeout)
+		last, err := m.cfg.Changelog.Append(actx, p.id, state.Last, nil, marker)
+		cancel()
 		if errors.Is(err, ErrFenced) && attempt < 100 {
 			log.Info("changelog grew during takeover; replaying the new tail", "expected_last", state.Last)
 			continue

@@ -129,6 +129,13 @@ func runChaos(t *testing.T, guarantee string, d time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
+			for i, p := range c.procs {
+				var st nodeStatus
+				p.tryGet("/v1/status", &st)
+				var b strings.Builder
+				printStatus(&b, st)
+				t.Logf("n%d:\n%s\nwarnings and errors:\n%s", i, b.String(), problems(p.log.String()))
+			}
 			t.Fatalf("%s: %d events under %v: %d keys short, %d events doubled; first: %s", guarantee, n, actions, lost, doubled, msg)
 		}
 		time.Sleep(200 * time.Millisecond)

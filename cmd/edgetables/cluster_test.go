@@ -88,7 +88,11 @@ func (c *clusterProcs) settle(live ...int) {
 		}
 		if time.Now().After(deadline) {
 			for _, i := range live {
-				t.Logf("n%d log tail:\n%s", i, tail(c.procs[i].log.String(), 3000))
+				var st nodeStatus
+				code := c.procs[i].tryGet("/v1/status", &st)
+				var b strings.Builder
+				printStatus(&b, st)
+				t.Logf("n%d: HTTP %d\n%s\nwarnings and errors:\n%s", i, code, b.String(), problems(c.procs[i].log.String()))
 			}
 			t.Fatalf("cluster of %v never settled", live)
 		}
@@ -209,6 +213,20 @@ func contains(xs []int, x int) bool {
 		}
 	}
 	return false
+}
+
+// problems returns the last warning and error lines of a log.
+func problems(log string) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if (strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR")) && !strings.Contains(l, "component=nats") {
+			out = append(out, l)
+		}
+	}
+	if len(out) > 15 {
+		out = out[len(out)-15:]
+	}
+	return strings.Join(out, "\n")
 }
 
 func tail(s string, n int) string {

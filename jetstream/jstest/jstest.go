@@ -39,6 +39,13 @@ func Start(t testing.TB) (*jetstream.Server, *nats.Conn, natsjs.JetStream) {
 // and start another on the same data.
 func StartIn(t testing.TB, dir string) (*jetstream.Server, *nats.Conn, natsjs.JetStream) {
 	t.Helper()
+	return StartSync(t, dir, false)
+}
+
+// StartSync is StartIn with the server's fsync policy: syncAlways makes it
+// fsync every write (for benchmarks of the power-loss-safe setting).
+func StartSync(t testing.TB, dir string, syncAlways bool) (*jetstream.Server, *nats.Conn, natsjs.JetStream) {
+	t.Helper()
 	var out io.Writer = io.Discard
 	if os.Getenv("EDGETABLES_TEST_LOG") != "" {
 		out = os.Stderr
@@ -46,10 +53,11 @@ func StartIn(t testing.TB, dir string) (*jetstream.Server, *nats.Conn, natsjs.Je
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	srv, err := jetstream.StartServer(ctx, jetstream.ServerConfig{
-		Name:     ServerName,
-		Listen:   "127.0.0.1:0",
-		StoreDir: dir,
-		Logger:   slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Name:       ServerName,
+		Listen:     "127.0.0.1:0",
+		StoreDir:   dir,
+		SyncAlways: syncAlways,
+		Logger:     slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	})
 	if err != nil {
 		t.Fatalf("jstest: start server in %s: %v", dir, err)
