@@ -37,6 +37,7 @@ type cli struct {
 
 	Run     runCmd     `cmd:"" help:"Run a node: embedded NATS server with JetStream, tables, HTTP API."`
 	Status  statusCmd  `cmd:"" help:"Show a node's status: members, leader, generation, partitions."`
+	Bench   benchCmd   `cmd:"" help:"Measure edgetables against raw JetStream and NATS KV in one run; prints a Markdown table."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 }
 
@@ -227,6 +228,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 0
 	case "status":
 		return c.Status.run(ctx, stdout, stderr)
+	case "bench":
+		return c.Bench.run(ctx, stdout, stderr, log)
 	case "run":
 		cfg, err := c.Run.config(log)
 		if err != nil {

@@ -1,0 +1,494 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"debug/elf"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/edgetables/edgetables/jetstream"
+)
+
+// Footprint settings and targets.
+const (
+	modulePath     = "github.com/edgetables/edgetables"
+	idleRSSTarget  = 30 << 20
+	binaryTarget   = 25 << 20
+	idleSettle     = time.Second
+	rssSampleEvery = 100 * time.Millisecond
+	footprintApp   = "benchfp"
+	footprintNode  = "bench-footprint"
+)
+
+// footprint measures the resident memory of an edgetables node (the binary,
+// started as `edgetables run` with two tables) idle and under the
+// pipeline's load, and the size of the stripped binary.
+func (e *env) footprint(ctx context.Context) ([]Result, error) {
+	var out []Result
+	if !e.cfg.NoSpawn {
+		rs, err := e.spawnFootprint(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+	}
+	r, err := e.binarySize(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, r), nil
+}
+
+// child is a spawned edgetables node.
+type child struct {
+	cmd    *exec.Cmd
+	http   string
+	client *http.Client
+	out    *tail
+	exited chan struct{} // closed when the process has been waited for
+	err    error         // Wait's error, once exited
+}
+
+// spawn starts `exe run` with args, its output kept in a tail buffer and
+// the EDGETABLES_ variables of this environment left out (the flags
+// decide). The caller stops it.
+func spawn(exe, httpAddr string, args []string) (*child, error) {
+	c := &child{http: httpAddr, client: &http.Client{Timeout: 5 * time.Second}, out: &tail{max: 8 << 10}, exited: make(chan struct{})}
+	c.cmd = exec.Command(exe, append([]string{"run"}, args...)...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "EDGETABLES_") {
+			c.cmd.Env = append(c.cmd.Env, kv)
+		}
+	}
+	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
+	if err := c.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s run: %w", exe, err)
+	}
+	go func() {
+		c.err = c.cmd.Wait()
+		close(c.exited)
+	}()
+	return c, nil
+}
+
+// alive returns an error if the process has exited.
+func (c *child) alive() error {
+	select {
+	case <-c.exited:
+		return fmt.Errorf("node exited (%v); its output ends with:\n%s", c.err, c.out)
+	default:
+		return nil
+	}
+}
+
+// waitReady waits until /readyz answers 200.
+func (c *child) waitReady(ctx context.Context) error {
+	return waitUntil(ctx, "/readyz of the spawned node", 10*time.Millisecond, func() (bool, error) {
+		if err := c.alive(); err != nil {
+			return false, err
+		}
+		resp, err := c.client.Get("http://" + c.http + "/readyz")
+		if err != nil {
+			return false, nil
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+}
+
+// stop sends SIGTERM and waits up to 15 s, then kills. It may be called
+// more than once.
+func (c *child) stop() error {
+	defer c.client.CloseIdleConnections()
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(15 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+		return fmt.Errorf("node did not stop within 15 s of SIGTERM; killed")
+	}
+	if c.err != nil {
+		return fmt.Errorf("node exited with %w; its output ends with:\n%s", c.err, c.out)
+	}
+	return nil
+}
+
+// spawnFootprint starts the node twice on one data directory: idle, for
+// its resident memory once ready; then, after the pipeline's events were
+// put into its source stream while it was stopped, for its peak resident
+// memory until it has committed them all (the pipeline scenario's load, in
+// the binary).
+func (e *env) spawnFootprint(ctx context.Context) ([]Result, error) {
+	exe := e.cfg.Executable
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("find this executable: %w", err)
+		}
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	httpAddr := "127.0.0.1:" + strconv.Itoa(port)
+	dataDir := filepath.Join(e.dir, "footprint")
+	// The pipeline's count table, and a max table over another subject
+	// that the load leaves alone.
+	args := []string{"--name=" + footprintNode, "--app=" + footprintApp, "--data-dir=" + dataDir,
+		"--nats-listen=127.0.0.1:0", "--http-listen=" + httpAddr,
+		"--partitions=" + strconv.Itoa(e.cfg.Partitions), "--log-level=warn",
+		"--table=name=counts,source=" + footprintApp + ".ev.*,key=subject:3,agg=count",
+		"--table=name=maxv,source=" + footprintApp + ".temp.*,key=subject:3,agg=max,field=value"}
+
+	e.log.Info("bench: footprint: idle node", "exe", exe)
+	c, err := spawn(exe, httpAddr, args)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = c.stop() }()
+	if err := c.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	select {
+	case <-time.After(idleSettle):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	idle, err := procStatusBytes(c.cmd.Process.Pid, "VmRSS")
+	if err != nil {
+		return nil, err
+	}
+	if err := c.stop(); err != nil {
+		return nil, err
+	}
+
+	n, keys := e.cfg.Events, e.cfg.Keys
+	e.log.Info("bench: footprint: loading the stopped node's source stream", "events", n, "keys", keys)
+	counts, last, err := e.preload(ctx, dataDir, n, keys)
+	if err != nil {
+		return nil, err
+	}
+
+	e.log.Info("bench: footprint: node under load")
+	t0 := time.Now()
+	c, err = spawn(exe, httpAddr, args)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = c.stop() }()
+	pid := c.cmd.Process.Pid
+	var sampled int64
+	sctx, stopSampling := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(rssSampleEvery)
+		defer t.Stop()
+		for {
+			if v, err := procStatusBytes(pid, "VmRSS"); err == nil {
+				sampled = max(sampled, v)
+			}
+			select {
+			case <-sctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	stopSampler := func() { stopSampling(); wg.Wait() }
+	defer stopSampler()
+	var st struct {
+		Partitions []struct {
+			SourceSeq uint64 `json:"source_seq"`
+		} `json:"partitions"`
+	}
+	err = waitUntil(ctx, "the spawned node to commit every event", 10*time.Millisecond, func() (bool, error) {
+		if err := c.alive(); err != nil {
+			return false, err
+		}
+		if err := getJSON(ctx, c.client, "http://"+c.http+"/v1/status", &st); err != nil {
+			return false, nil // not listening yet
+		}
+		for _, p := range st.Partitions {
+			if p.SourceSeq < last {
+				return false, nil
+			}
+		}
+		return len(st.Partitions) == e.cfg.Partitions, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	took := time.Since(t0)
+	peak, err := procStatusBytes(pid, "VmHWM")
+	if err != nil {
+		return nil, err
+	}
+	stopSampler()
+	e.log.Info("bench: footprint: every event committed", "took", took.Round(time.Millisecond))
+	if err := checkNode(ctx, c.client, c.http, counts); err != nil {
+		return nil, fmt.Errorf("wrong table contents in the spawned node: %w", err)
+	}
+	if err := c.stop(); err != nil {
+		return nil, err
+	}
+
+	base := filepath.Base(exe)
+	return []Result{{
+		Name: fmt.Sprintf("footprint: idle RSS, 2 tables, %d partitions", e.cfg.Partitions), Unit: "MiB", Value: mib(idle),
+		Target: "< 30 MiB", Met: ptr(idle < idleRSSTarget),
+		Note: fmt.Sprintf("VmRSS of `%s run` (a count and a max table) %s after /readyz", base, idleSettle),
+	}, {
+		Name: "footprint: peak RSS under the pipeline load", Unit: "MiB", Value: mib(peak),
+		Note: fmt.Sprintf("VmHWM of the same node restarted with %s events over %s keys for its count table in its source stream, until it committed them all: %s from the start of the process (%s events/s); highest VmRSS sampled every %s: %.1f MiB",
+			count(n), count(keys), took.Round(time.Millisecond), short(float64(n)/took.Seconds()), rssSampleEvery, mib(sampled)),
+	}}, nil
+}
+
+// preload opens the stopped node's JetStream storage in dataDir with an
+// embedded server of its own, publishes n events over keys keys into the
+// node's source stream and shuts the server down. It returns the expected
+// count of every key and the last sequence of the stream.
+func (e *env) preload(ctx context.Context, dataDir string, n, keys int) (counts []int32, last uint64, err error) {
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	srv, err := jetstream.StartServer(sctx, jetstream.ServerConfig{Name: footprintNode, Listen: "127.0.0.1:0", StoreDir: dataDir, Logger: e.plog})
+	if err != nil {
+		return nil, 0, fmt.Errorf("open the node's storage: %w", err)
+	}
+	defer srv.Shutdown()
+	nc, err := srv.Connect("edgetables-bench-preload")
+	if err != nil {
+		return nil, 0, err
+	}
+	defer nc.Close()
+	pub, err := newPublisher(nc)
+	if err != nil {
+		return nil, 0, err
+	}
+	if counts, _, err = events(ctx, pub, jetstream.SourceStream(footprintApp), footprintApp+".ev.", n, keys); err != nil {
+		return nil, 0, fmt.Errorf("publish into the node's source: %w", err)
+	}
+	st, err := pub.js.Stream(ctx, jetstream.SourceStream(footprintApp))
+	if err != nil {
+		return nil, 0, fmt.Errorf("the node's source stream: %w", err)
+	}
+	state := st.CachedInfo().State
+	if state.Msgs != uint64(n) {
+		return nil, 0, fmt.Errorf("the node's source stream holds %d messages, want %d", state.Msgs, n)
+	}
+	return counts, state.LastSeq, nil
+}
+
+// checkNode reads both tables of the spawned node over HTTP, page by page:
+// every count must be the expected one, and the max table, whose source
+// got no event, must be empty.
+func checkNode(ctx context.Context, client *http.Client, addr string, counts []int32) error {
+	want := 0
+	for _, c := range counts {
+		if c > 0 {
+			want++
+		}
+	}
+	for _, table := range []string{"counts", "maxv"} {
+		seen, after := 0, ""
+		for {
+			var page struct {
+				Entries []struct {
+					Key   string  `json:"key"`
+					Value float64 `json:"value"`
+				} `json:"entries"`
+				Next string `json:"next"`
+			}
+			u := "http://" + addr + "/v1/tables/" + table + "/keys?limit=10000"
+			if after != "" {
+				u += "&after=" + url.QueryEscape(after)
+			}
+			if err := getJSON(ctx, client, u, &page); err != nil {
+				return err
+			}
+			for _, en := range page.Entries {
+				k, err := strconv.Atoi(strings.TrimPrefix(en.Key, "k"))
+				if table != "counts" || err != nil || k < 0 || k >= len(counts) || keyName(k) != en.Key {
+					return fmt.Errorf("table %s: unexpected key %q", table, en.Key)
+				}
+				if w := float64(counts[k]); en.Value != w || w == 0 {
+					return fmt.Errorf("table %s: key %s = %v, want %v", table, en.Key, en.Value, w)
+				}
+				seen++
+			}
+			if page.Next == "" {
+				break
+			}
+			after = page.Next
+		}
+		if table == "counts" && seen != want {
+			return fmt.Errorf("table %s holds %d keys, want %d", table, seen, want)
+		}
+	}
+	return nil
+}
+
+func getJSON(ctx context.Context, client *http.Client, u string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("GET %s: %w", u, err)
+	}
+	return nil
+}
+
+// binarySize builds the stripped binary when the go command and the
+// edgetables module are at hand, and otherwise reports the running
+// executable's size, saying whether it is stripped.
+func (e *env) binarySize(ctx context.Context) (Result, error) {
+	dir := e.cfg.ModuleDir
+	if dir == "" {
+		dir = findModule(ctx)
+	}
+	if dir != "" && dir != "-" {
+		bin := filepath.Join(e.dir, "edgetables-stripped")
+		e.log.Info("bench: footprint: building the stripped binary", "module", dir)
+		cmd := exec.CommandContext(ctx, "go", "build", "-ldflags=-s -w", "-o", bin, "./cmd/edgetables")
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return Result{}, fmt.Errorf("go build -ldflags='-s -w' in %s: %w\n%s", dir, err, out)
+		}
+		fi, err := os.Stat(bin)
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{
+			Name: "footprint: binary size, stripped", Unit: "MiB", Value: mib(fi.Size()),
+			Target: "< 25 MiB", Met: ptr(fi.Size() < binaryTarget),
+			Note: fmt.Sprintf("go build -ldflags='-s -w' ./cmd/edgetables in %s: %s bytes", dir, count(int(fi.Size()))),
+		}, nil
+	}
+	exe := e.cfg.Executable
+	if exe == "" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return Result{}, fmt.Errorf("find this executable: %w", err)
+		}
+	}
+	fi, err := os.Stat(exe)
+	if err != nil {
+		return Result{}, err
+	}
+	stripped := false
+	if f, err := elf.Open(exe); err == nil {
+		stripped = f.Section(".symtab") == nil
+		_ = f.Close()
+	}
+	r := Result{
+		Name: "footprint: binary size of the running executable, not stripped", Unit: "MiB", Value: mib(fi.Size()),
+		Target: "< 25 MiB stripped",
+		Note:   fmt.Sprintf("no stripped build (no Go toolchain or edgetables module found, or the build was skipped); %s: %s bytes", exe, count(int(fi.Size()))),
+	}
+	switch {
+	case stripped:
+		r.Name = "footprint: binary size of the running executable, stripped"
+		r.Met = ptr(fi.Size() < binaryTarget)
+	case fi.Size() < binaryTarget: // stripping only makes it smaller
+		r.Met = ptr(true)
+	}
+	return r, nil
+}
+
+// findModule returns the root of the edgetables module holding the working
+// directory, or "" when there is none or no go command.
+func findModule(ctx context.Context) string {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return ""
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return ""
+	}
+	f, err := os.Open(gomod)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if mod, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "module "); ok {
+			if strings.Trim(strings.TrimSpace(mod), `"`) == modulePath {
+				return filepath.Dir(gomod)
+			}
+			return ""
+		}
+	}
+	return ""
+}
+
+// procStatusBytes returns a "kB" field of /proc/<pid>/status in bytes.
+func procStatusBytes(pid int, field string) (int64, error) {
+	v := procField(fmt.Sprintf("/proc/%d/status", pid), field)
+	kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(v, "kB")), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s of process %d: %q: %w", field, pid, v, errors.Join(err, errNoProc))
+	}
+	return kb << 10, nil
+}
+
+var errNoProc = errors.New("no /proc status (Linux only)")
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// tail keeps the last max bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}

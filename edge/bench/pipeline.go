@@ -1,0 +1,326 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgetables/edgetables/jetstream"
+	"github.com/edgetables/edgetables/manager"
+)
+
+// deliveryMode is the delivery guarantee a pipeline run is measured with.
+type deliveryMode string
+
+const atLeastOnce deliveryMode = "at-least-once"
+
+// pipelineModes are the modes the pipeline scenario measures.
+//
+// Exactly-once goes here once the manager commits each partition's records
+// and marker as one atomic batch (docs/ARCHITECTURE.md, "What comes next"):
+// add an exactlyOnce mode, configure the manager for it in pipelineRun (the
+// one place that builds the measured manager), and list it here. The raw
+// baseline and the correctness check stay as they are; the check becomes
+// stricter in that mode only in that a redelivery must never count twice,
+// which the exact counts already demand.
+var pipelineModes = []deliveryMode{atLeastOnce}
+
+// pipelineSeed seeds the key choice of the events.
+const pipelineSeed = 1
+
+// pipeline measures events/s from "N events in the source stream" to "all
+// committed", through a built-in count table, against a raw loop over the
+// same events; once with Keys keys and once with every event on its own key
+// (no coalescing possible).
+func (e *env) pipeline(ctx context.Context) ([]Result, error) {
+	cases := []struct {
+		keys   int
+		target float64
+	}{{e.cfg.Keys, 1.0}, {e.cfg.Events, 0.7}}
+	if e.cfg.Keys == e.cfg.Events {
+		cases = cases[1:]
+	}
+	var out []Result
+	for _, mode := range pipelineModes {
+		for _, c := range cases {
+			r, err := e.pipelineRun(ctx, mode, c.keys, c.target)
+			if err != nil {
+				return nil, fmt.Errorf("K=%d, %s: %w", c.keys, mode, err)
+			}
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// events loads n events over keys keys into stream with pub: event i goes
+// to <prefix>k<key> with payload(i); with keys == n event i has key i, else
+// a key drawn uniformly. It returns per key the number of events and 1 +
+// the index of its last event (0: none).
+func events(ctx context.Context, pub *publisher, stream, prefix string, n, keys int) (counts, last []int32, err error) {
+	counts, last = make([]int32, keys), make([]int32, keys)
+	rng := rand.New(rand.NewPCG(pipelineSeed, uint64(keys)))
+	err = pub.publish(ctx, stream, n, func(i int) (string, []byte) {
+		k := i
+		if keys != n {
+			k = rng.IntN(keys)
+		}
+		counts[k]++
+		last[k] = int32(i + 1)
+		return prefix + keyName(k), payload(i)
+	})
+	return counts, last, err
+}
+
+func (e *env) pipelineRun(ctx context.Context, mode deliveryMode, keys int, target float64) (Result, error) {
+	n := e.cfg.Events
+	app := e.app("pipe")
+	name := fmt.Sprintf("pipeline, K=%s (%s)", count(keys), mode)
+	if keys == n {
+		name = fmt.Sprintf("pipeline, K=N=%s (%s)", count(keys), mode)
+	}
+	phase := fmt.Sprintf("pipeline-k%d-%s", keys, mode)
+	table, agent, err := builtin(fmt.Sprintf("name=counts,source=%s.ev.*,key=subject:3,agg=count", app))
+	if err != nil {
+		return Result{}, err
+	}
+	counter, ok := table.(*manager.Table[string, int64])
+	if !ok {
+		return Result{}, fmt.Errorf("built-in count table is a %T, want *manager.Table[string, int64]", table)
+	}
+	nc, js, err := e.connect(app)
+	if err != nil {
+		return Result{}, err
+	}
+	defer nc.Close()
+	p, err := newPorts(ctx, js, app, e.cfg.Partitions, []manager.Agent{agent})
+	if err != nil {
+		return Result{}, err
+	}
+
+	e.log.Info("bench: publishing source events", "run", name, "events", n)
+	t0 := time.Now()
+	want, _, err := events(ctx, e.pub, p.source.Stream(), app+".ev.", n, keys)
+	if err != nil {
+		return Result{}, fmt.Errorf("publish source events: %w", err)
+	}
+	pubRate := float64(n) / time.Since(t0).Seconds()
+	first, last, err := p.source.State(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	if last-first+1 != uint64(n) {
+		return Result{}, fmt.Errorf("source stream holds sequences %d..%d, want %d events", first, last, n)
+	}
+
+	e.log.Info("bench: raw baseline", "run", name)
+	var raw time.Duration
+	otherRaw, err := e.phase(phase+"-raw", func() (err error) {
+		raw, err = e.rawPipeline(ctx, app, p.source.Stream(), n, last)
+		return err
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("raw baseline: %w", err)
+	}
+
+	e.log.Info("bench: edgetables", "run", name)
+	m, err := e.newManager(p, filepath.Join(e.dir, app, "tables"), []manager.Collection{table}, []manager.Agent{agent})
+	if err != nil {
+		return Result{}, err
+	}
+	var took time.Duration
+	var st manager.Status
+	r := run(ctx, m)
+	otherEdge, err := e.phase(phase+"-edgetables", func() error {
+		at, err := r.waitCommitted(ctx, last)
+		took = at.Sub(r.start)
+		st = m.Status()
+		return err
+	})
+	if err != nil {
+		_ = r.stop()
+		return Result{}, err
+	}
+	verr := checkCounts(ctx, m, counter, want)
+	if err := r.stop(); err != nil && verr == nil {
+		verr = err
+	}
+	if verr != nil {
+		return Result{}, fmt.Errorf("wrong table contents: %w", verr)
+	}
+	if dl := deadLetters(st); dl > 0 {
+		return Result{}, fmt.Errorf("%d events were dead-lettered", dl)
+	}
+
+	rate, rawRate := float64(n)/took.Seconds(), float64(n)/raw.Seconds()
+	res := Result{
+		Name: name, Unit: "events/s", Value: rate,
+		Baseline:      "raw loop: AckAll consume + async publish per event",
+		BaselineValue: rawRate, Ratio: rate / rawRate,
+		Target: fmt.Sprintf("≥ %.1f× raw", target),
+		Note: fmt.Sprintf("%s events of %d B on %d partitions: edgetables %s, raw %s; %d commits (mean %s), %.3f changelog records/event; source loaded at %s/s; other processes used %s of the CPUs during the edgetables run, %s during the raw run",
+			count(n), payloadSize, e.cfg.Partitions, took.Round(time.Millisecond), raw.Round(time.Millisecond),
+			st.Commits, st.MeanCommit.Round(10*time.Microsecond), float64(st.ChangelogRecords)/float64(n), short(pubRate),
+			otherNote(otherEdge), otherNote(otherRaw)),
+	}
+	res.Met = ptr(res.Ratio >= target)
+	res.OtherCPU = otherMax(otherEdge, otherRaw)
+	return res, nil
+}
+
+// checkCounts checks that the count of every key is the expected one and
+// that the table holds no other key.
+func checkCounts(ctx context.Context, m *manager.TableManager, t *manager.Table[string, int64], want []int32) error {
+	present := 0
+	for k, w := range want {
+		got, found, err := t.Lookup(ctx, keyName(k))
+		if err != nil {
+			return fmt.Errorf("lookup %s: %w", keyName(k), err)
+		}
+		if got != int64(w) || found != (w > 0) {
+			return fmt.Errorf("key %s: count %d (found %v), want %d", keyName(k), got, found, w)
+		}
+		if found {
+			present++
+		}
+	}
+	infos, err := m.TableInfos()
+	if err != nil {
+		return err
+	}
+	for _, ti := range infos {
+		if ti.Name == t.Name() && ti.Keys != present {
+			return fmt.Errorf("table holds %d keys, want %d", ti.Keys, present)
+		}
+	}
+	return nil
+}
+
+// rawPipeline is the baseline: a durable AckAll pull consumer reads the n
+// events of stream (acking every 1000th and the last), and for each it
+// counts in a map and async-publishes the new count of the event's key to a
+// compacted stream (one subject per key, as the changelog). The time runs from the
+// consumer's creation until every publish is acknowledged and the
+// consumer's ack floor is at last.
+func (e *env) rawPipeline(ctx context.Context, app, stream string, n int, last uint64) (time.Duration, error) {
+	nc, _, err := e.connect(app + "-raw")
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	var pubErrs errCount
+	js, err := natsjs.New(nc, natsjs.WithPublishAsyncMaxPending(productWindow),
+		natsjs.WithPublishAsyncErrHandler(func(_ natsjs.JetStream, _ *nats.Msg, err error) { pubErrs.add(err) }))
+	if err != nil {
+		return 0, fmt.Errorf("JetStream context: %w", err)
+	}
+	outPrefix := app + ".raw."
+	_, err = js.CreateStream(ctx, natsjs.StreamConfig{
+		Name: app + "_raw", Subjects: []string{outPrefix + ">"}, Storage: natsjs.FileStorage,
+		MaxMsgsPerSubject: 1, Discard: natsjs.DiscardOld,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("create output stream: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, phaseTimeout)
+	defer cancel()
+
+	start := time.Now()
+	cons, err := js.CreateConsumer(ctx, stream, natsjs.ConsumerConfig{
+		Durable: "raw", AckPolicy: natsjs.AckAllPolicy, MaxAckPending: jetstream.SourceMaxAckPending,
+		AckWait: jetstream.SourceAckWait, DeliverPolicy: natsjs.DeliverAllPolicy,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("create consumer: %w", err)
+	}
+	// A Consume callback, as the product's reader: a slow iterator over
+	// Messages would overflow its channel and drop messages. mu guards
+	// the loop's state against a callback still running after Stop.
+	inPrefix := app + ".ev."
+	counts := make(map[string]int64)
+	var (
+		mu      sync.Mutex
+		got     int
+		loopErr error
+		done    = make(chan struct{})
+	)
+	fail := func(err error) {
+		if loopErr == nil {
+			loopErr = err
+			close(done)
+		}
+	}
+	cc, err := cons.Consume(func(msg natsjs.Msg) {
+		mu.Lock()
+		defer mu.Unlock()
+		if loopErr != nil || got == n {
+			return
+		}
+		key, ok := strings.CutPrefix(msg.Subject(), inPrefix)
+		if !ok {
+			fail(fmt.Errorf("unexpected subject %q", msg.Subject()))
+			return
+		}
+		counts[key]++
+		if _, err := js.PublishAsync(outPrefix+key, strconv.AppendInt(nil, counts[key], 10), natsjs.WithStallWait(time.Minute)); err != nil {
+			fail(fmt.Errorf("publish: %w", err))
+			return
+		}
+		got++
+		if got%1000 == 0 || got == n {
+			if err := msg.Ack(); err != nil {
+				fail(fmt.Errorf("ack: %w", err))
+				return
+			}
+		}
+		if got == n {
+			close(done)
+		}
+	}, natsjs.PullMaxMessagesWithBytesLimit(4096, 64<<20))
+	if err != nil {
+		return 0, fmt.Errorf("consume: %w", err)
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	cc.Stop()
+	mu.Lock()
+	consumed, cerr := got, loopErr
+	mu.Unlock()
+	if cerr != nil {
+		return 0, cerr
+	}
+	if consumed != n {
+		return 0, fmt.Errorf("consumed %d of %d messages: %w", consumed, n, ctx.Err())
+	}
+	if err := waitPublished(ctx, js); err != nil {
+		return 0, err
+	}
+	err = waitUntil(ctx, "the raw consumer's ack floor", time.Millisecond, func() (bool, error) {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return false, err
+		}
+		return info.AckFloor.Stream >= last, nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	took := time.Since(start)
+	if err := pubErrs.err(); err != nil {
+		return 0, fmt.Errorf("publish: %w", err)
+	}
+	if err := js.DeleteConsumer(ctx, stream, "raw"); err != nil {
+		return 0, fmt.Errorf("delete consumer: %w", err)
+	}
+	return took, nil
+}

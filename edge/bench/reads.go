@@ -1,0 +1,252 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgetables/edgetables/edge"
+	"github.com/edgetables/edgetables/manager"
+)
+
+// Reads settings.
+const (
+	readsSeed = 3
+	// warmup is the number of unmeasured reads before each measured loop
+	// (connections, caches).
+	warmup = 200
+	// inProcessTargetX and inProcessP50 are the reads' targets: Lookup at
+	// least 20× as many ops/s as KV Get, and a median under 5 µs.
+	inProcessTargetX = 20
+	inProcessP50     = 5 * time.Microsecond
+)
+
+// readValue is the count key k holds in the reads' table and bucket.
+func readValue(k int) int64 { return int64(k)*7 + 1 }
+
+// reads measures random-key reads of a Keys-key count table: Table.Lookup
+// in process and GET over the HTTP API with a keep-alive client, against
+// NATS KV Get from a bucket holding the same keys and values. Every value
+// read is checked.
+func (e *env) reads(ctx context.Context) ([]Result, error) {
+	keys, n := e.cfg.Keys, e.cfg.Reads
+	app := e.app("reads")
+	table, agent, err := builtin(fmt.Sprintf("name=counts,source=%s.ev.*,key=subject:3,agg=count", app))
+	if err != nil {
+		return nil, err
+	}
+	counter, ok := table.(*manager.Table[string, int64])
+	if !ok {
+		return nil, fmt.Errorf("built-in count table is a %T, want *manager.Table[string, int64]", table)
+	}
+	nc, js, err := e.connect(app)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	p, err := newPorts(ctx, js, app, e.cfg.Partitions, []manager.Agent{agent})
+	if err != nil {
+		return nil, err
+	}
+
+	// The table: one changelog record per key, recovered by a manager.
+	names := make([]string, keys)
+	values := make([][]byte, keys)
+	batches := make([][]manager.Record, e.cfg.Partitions)
+	for k := range names {
+		names[k] = keyName(k)
+		values[k] = strconv.AppendInt(nil, readValue(k), 10)
+		part := manager.PartitionOf([]byte(names[k]), e.cfg.Partitions)
+		batches[part] = append(batches[part], manager.Record{Table: table.Name(), Key: []byte(names[k]), Value: values[k]})
+	}
+	for part, recs := range batches {
+		var expect uint64
+		for len(recs) > 0 {
+			b := recs[:min(len(recs), appendBatch)]
+			recs = recs[len(b):]
+			if expect, err = p.changelog.Append(ctx, part, expect, b, manager.CommitMarker{Node: nodeName}); err != nil {
+				return nil, fmt.Errorf("write changelog: %w", err)
+			}
+		}
+	}
+	m, err := e.newManager(p, filepath.Join(e.dir, app, "tables"), []manager.Collection{table}, []manager.Agent{agent})
+	if err != nil {
+		return nil, err
+	}
+	r := run(ctx, m)
+	defer func() { _ = r.stop() }()
+	if err := r.waitReady(ctx); err != nil {
+		return nil, err
+	}
+
+	// The bucket.
+	bucket := app
+	kv, err := js.CreateKeyValue(ctx, natsjs.KeyValueConfig{Bucket: bucket, Storage: natsjs.FileStorage, History: 1})
+	if err != nil {
+		return nil, fmt.Errorf("create KV bucket: %w", err)
+	}
+	err = e.pub.publish(ctx, "KV_"+bucket, keys, func(k int) (string, []byte) { return "$KV." + bucket + "." + names[k], values[k] })
+	if err != nil {
+		return nil, fmt.Errorf("fill KV bucket: %w", err)
+	}
+
+	// The HTTP API.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("HTTP listener: %w", err)
+	}
+	api := &http.Server{Handler: edge.NewAPI(m, e.plog).Handler(), ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = api.Serve(ln)
+	}()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = api.Shutdown(sctx)
+		<-served
+	}()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	urlPrefix := "http://" + ln.Addr().String() + "/v1/tables/" + table.Name() + "/keys/"
+
+	rng := rand.New(rand.NewPCG(readsSeed, uint64(keys)))
+	order := make([]int, n+warmup)
+	for i := range order {
+		order[i] = rng.IntN(keys)
+	}
+	lookup := func(k int) error {
+		v, found, err := counter.Lookup(ctx, names[k])
+		if err != nil {
+			return err
+		}
+		if !found || v != readValue(k) {
+			return fmt.Errorf("key %s: %d (found %v), want %d", names[k], v, found, readValue(k))
+		}
+		return nil
+	}
+	var body bytes.Buffer
+	get := func(k int) error {
+		resp, err := client.Get(urlPrefix + names[k])
+		if err != nil {
+			return err
+		}
+		body.Reset()
+		_, err = body.ReadFrom(resp.Body)
+		_ = resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s: %s", names[k], resp.Status, body.Bytes())
+		}
+		var got struct{ Value int64 }
+		if err := json.Unmarshal(body.Bytes(), &got); err != nil {
+			return fmt.Errorf("GET %s: %w", names[k], err)
+		}
+		if got.Value != readValue(k) {
+			return fmt.Errorf("GET %s: value %d, want %d", names[k], got.Value, readValue(k))
+		}
+		return nil
+	}
+	kvGet := func(k int) error {
+		en, err := kv.Get(ctx, names[k])
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(en.Value(), values[k]) {
+			return fmt.Errorf("KV key %s: %q, want %q", names[k], en.Value(), values[k])
+		}
+		return nil
+	}
+
+	var lk, ht, kvs readStats
+	for _, x := range []struct {
+		name string
+		fn   func(int) error
+		st   *readStats
+	}{{"lookup", lookup, &lk}, {"http", get, &ht}, {"kv", kvGet, &kvs}} {
+		e.log.Info("bench: reads", "kind", x.name, "reads", n)
+		other, err := e.phase("reads-"+x.name, func() (err error) {
+			*x.st, err = measureReads(ctx, order, x.fn)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("reads %s: %w", x.name, err)
+		}
+		x.st.other = other
+	}
+
+	sizes := fmt.Sprintf("%s random reads of %s keys, one caller", count(n), count(keys))
+	return []Result{{
+		Name: "reads: Table.Lookup in process", Unit: "ops/s", Value: lk.rate,
+		Baseline: "NATS KV Get (same keys and values)", BaselineValue: kvs.rate, Ratio: lk.rate / kvs.rate,
+		Target: fmt.Sprintf("≥ %d× KV Get", inProcessTargetX), Met: ptr(lk.rate/kvs.rate >= inProcessTargetX), OtherCPU: otherMax(lk.other, kvs.other),
+		Note: fmt.Sprintf("%s; p50 %s, p99 %s; KV Get p50 %s, p99 %s", sizes, us(lk.p50), us(lk.p99), us(kvs.p50), us(kvs.p99)),
+	}, {
+		Name: "reads: Table.Lookup p50 latency", Unit: "µs", Value: micros(lk.p50),
+		Baseline: "NATS KV Get p50", BaselineValue: micros(kvs.p50), Ratio: micros(kvs.p50) / micros(lk.p50),
+		Target: "< 5 µs", Met: ptr(lk.p50 < inProcessP50), OtherCPU: otherMax(lk.other, kvs.other),
+	}, {
+		Name: "reads: HTTP GET /v1/tables/{t}/keys/{k}, keep-alive", Unit: "ops/s", Value: ht.rate,
+		Baseline: "NATS KV Get (same keys and values)", BaselineValue: kvs.rate, Ratio: ht.rate / kvs.rate, OtherCPU: otherMax(ht.other, kvs.other),
+		Note: fmt.Sprintf("%s, client and server in one process; p50 %s, p99 %s (request, response body and JSON decode)", sizes, us(ht.p50), us(ht.p99)),
+	}}, nil
+}
+
+// readStats are the outcome of one read loop.
+type readStats struct {
+	rate     float64 // ops/s over the whole loop
+	p50, p99 time.Duration
+	other    float64 // other processes' share of the CPUs meanwhile
+}
+
+// measureReads calls read for each key of order, the first warmup ones
+// unmeasured, and times each call. Any error ends the loop.
+func measureReads(ctx context.Context, order []int, read func(int) error) (readStats, error) {
+	for _, k := range order[:warmup] {
+		if err := read(k); err != nil {
+			return readStats{}, err
+		}
+	}
+	order = order[warmup:]
+	lat := make([]time.Duration, len(order))
+	start := time.Now()
+	for i, k := range order {
+		t := time.Now()
+		err := read(k)
+		lat[i] = time.Since(t)
+		if err != nil {
+			return readStats{}, err
+		}
+		if i%4096 == 0 && ctx.Err() != nil {
+			return readStats{}, ctx.Err()
+		}
+	}
+	took := time.Since(start)
+	if len(lat) == 0 {
+		return readStats{}, errors.New("no reads")
+	}
+	slices.Sort(lat)
+	return readStats{
+		rate: float64(len(lat)) / took.Seconds(),
+		p50:  lat[len(lat)/2],
+		p99:  lat[min(len(lat)-1, len(lat)*99/100)],
+	}, nil
+}
+
+func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+func us(d time.Duration) string { return fmt.Sprintf("%.1f µs", micros(d)) }
