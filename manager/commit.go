@@ -53,7 +53,10 @@ func (m *TableManager) commitAndAck(ctx context.Context) error {
 		m.log.Warn("ack source", "up_to_seq", floor, "err", aerr)
 	}
 	// In a cluster the leader trims, knowing every partition's position.
-	if m.cfg.Coordinator == nil && !m.cfg.KeepSource && time.Since(m.lastTrim) >= trimEvery {
+	// Alone, only while no assigned partition is still recovering: its
+	// position is not in floor, and the events it has yet to process must
+	// stay.
+	if m.cfg.Coordinator == nil && !m.cfg.KeepSource && !m.anyRecovering() && time.Since(m.lastTrim) >= trimEvery {
 		m.lastTrim = time.Now()
 		if terr := m.cfg.Source.Trim(ctx, floor+1); terr != nil {
 			m.log.Warn("trim source", "below_seq", floor+1, "err", terr)
@@ -205,4 +208,14 @@ func (m *TableManager) OnCommitTP(ctx context.Context, partition int, seq uint64
 	p.lastPersist = seq
 	p.persistedAt = time.Now()
 	return nil
+}
+
+// anyRecovering reports whether an assigned partition is not active yet.
+func (m *TableManager) anyRecovering() bool {
+	for _, p := range m.assigned() {
+		if p.State() == StateRecovering {
+			return true
+		}
+	}
+	return false
 }
