@@ -356,16 +356,20 @@ type minLevel struct {
 	min slog.Level
 }
 
+// Enabled implements slog.Handler.
 func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= m.min && m.h.Enabled(ctx, l)
 }
 
+// Handle implements slog.Handler.
 func (m minLevel) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
 
+// WithAttrs implements slog.Handler.
 func (m minLevel) WithAttrs(as []slog.Attr) slog.Handler {
 	return minLevel{h: m.h.WithAttrs(as), min: m.min}
 }
 
+// WithGroup implements slog.Handler.
 func (m minLevel) WithGroup(name string) slog.Handler {
 	return minLevel{h: m.h.WithGroup(name), min: m.min}
 }
