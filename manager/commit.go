@@ -150,7 +150,7 @@ func (m *TableManager) commitPartition(ctx context.Context, p *partition, target
 		return err
 	}
 	m.PersistOffsetOnCommit(p.id, last)
-	if err := m.OnCommitTP(ctx, p.id, target); err != nil {
+	if err := m.persist(ctx, p, target, recs); err != nil {
 		return err
 	}
 	return failpoint(fpAfterPersist)
@@ -191,11 +191,21 @@ func (m *TableManager) OnCommitTP(ctx context.Context, partition int, seq uint64
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	applied := max(p.applied.Load(), p.pendingOffset)
-	var muts []store.Mutation
+	var recs []Record
 	if p.dirty() {
-		muts = toMutations(p.records())
+		recs = p.records()
 	}
+	return m.persist(ctx, p, seq, recs)
+}
+
+// persist writes recs (p's uncommitted writes, as records) with the pending
+// changelog offset and source sequence seq in one store transaction.
+func (m *TableManager) persist(ctx context.Context, p *partition, seq uint64, recs []Record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	applied := max(p.applied.Load(), p.pendingOffset)
+	muts := toMutations(recs)
 	err := p.store.Apply(store.Batch{Mutations: muts, Offsets: store.Offsets{Changelog: applied, Source: seq, Epoch: p.epoch}})
 	if err != nil {
 		// The changelog has the records: the next start replays them.

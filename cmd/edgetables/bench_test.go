@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +26,7 @@ func TestBenchTiny(t *testing.T) {
 	if testing.Short() {
 		b.NoSpawn = true
 	} else {
-		b.Executable = buildBenchBinary(t)
+		b.Executable = buildBinary(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -127,15 +125,4 @@ func TestBenchFlags(t *testing.T) {
 			t.Errorf("%v: no error", args)
 		}
 	}
-}
-
-// buildBenchBinary builds edgetables into a temp dir for the footprint.
-func buildBenchBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "edgetables")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }
