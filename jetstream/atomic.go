@@ -15,7 +15,7 @@ import (
 
 // MaxAtomicBatch is the most messages one atomic batch may hold (the
 // server's default max_batch_size). An atomic Append holds a commit's
-// records plus its marker.
+// records plus its marker; other Appends take as many batches as needed.
 const MaxAtomicBatch = 1000
 
 // Headers of JetStream atomic batch publish (ADR-50).
@@ -43,27 +43,18 @@ type batchReply struct {
 	} `json:"error"`
 }
 
-// appendAtomic writes recs and marker to partition p as one atomic batch:
-// the server stores all of them or none, so a crash or a fence can never
-// leave a commit's records without its marker. The first message expects
-// the log to end at expectLast (checked at commit, against the stream as it
-// is then), which fences other writers. Cost: one request for the first
-// message, plain publishes, one request for the commit; the server stages
-// the batch and fsyncs it once.
-func (c *Changelog) appendAtomic(ctx context.Context, p int, expectLast uint64, recs []manager.Record, marker manager.CommitMarker, markerData []byte) (uint64, error) {
-	n := len(recs) + 1
-	if n > MaxAtomicBatch {
-		return 0, fmt.Errorf("%w: partition %d: %d messages (max %d)", ErrBatchTooLarge, p, n, MaxAtomicBatch)
-	}
+// appendBatch writes msgs (at most MaxAtomicBatch) to partition p as one
+// atomic batch: the server stores all of them or none. The first message
+// expects the log to end at expectLast (checked at commit, against the
+// stream as it is then), which fences other writers. Cost: one request for
+// the first message, plain publishes, one request for the commit; the
+// server stages the batch and fsyncs it once. It returns the batch's last
+// sequence.
+func (c *Changelog) appendBatch(ctx context.Context, p int, expectLast uint64, msgs []*nats.Msg) (uint64, error) {
+	n := len(msgs)
 	nc := c.js.Conn()
 	id := nuid.Next()
-	for i := 0; i < n; i++ {
-		var m *nats.Msg
-		if i < len(recs) {
-			m = c.recordMsg(p, &recs[i])
-		} else {
-			m = &nats.Msg{Subject: c.commits[p], Data: markerData, Header: nats.Header{}}
-		}
+	for i, m := range msgs {
 		m.Header.Set(headerBatchID, id)
 		m.Header.Set(headerBatchSeq, strconv.Itoa(i+1))
 		if i == 0 {
@@ -75,23 +66,23 @@ func (c *Changelog) appendAtomic(ctx context.Context, p int, expectLast uint64, 
 		}
 		if i != 0 && !last {
 			if err := nc.PublishMsg(m); err != nil {
-				return 0, fmt.Errorf("edgetables/jetstream: atomic append to partition %d: message %d: %w", p, i+1, err)
+				return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: message %d: %w", p, i+1, err)
 			}
 			continue
 		}
 		resp, err := nc.RequestMsgWithContext(ctx, m)
 		if err != nil {
-			return 0, fmt.Errorf("edgetables/jetstream: atomic append to partition %d (stream %s): message %d: %w", p, c.streams[p], i+1, err)
+			return 0, fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s, after %d): message %d of %d: %w", p, c.streams[p], expectLast, i+1, n, err)
 		}
 		if len(resp.Data) == 0 {
 			continue // staged
 		}
 		var r batchReply
 		if err := json.Unmarshal(resp.Data, &r); err != nil {
-			return 0, fmt.Errorf("edgetables/jetstream: atomic append to partition %d: reply %q: %w", p, resp.Data, err)
+			return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: reply %q: %w", p, resp.Data, err)
 		}
 		if r.Error != nil {
-			err := fmt.Errorf("edgetables/jetstream: atomic append to partition %d (stream %s, expected last %d): %s (code %d)",
+			err := fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s, expected last %d): %s (code %d)",
 				p, c.streams[p], expectLast, r.Error.Description, r.Error.ErrCode)
 			if r.Error.ErrCode == 10071 || r.Error.ErrCode == 10164 {
 				return 0, fmt.Errorf("%w: %w", manager.ErrFenced, err)
@@ -100,11 +91,11 @@ func (c *Changelog) appendAtomic(ctx context.Context, p int, expectLast uint64, 
 		}
 		if last {
 			if r.Count != n || r.Seq != expectLast+uint64(n) {
-				return 0, fmt.Errorf("edgetables/jetstream: atomic append to partition %d: committed %d messages ending at %d, want %d ending at %d",
+				return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: committed %d messages ending at %d, want %d ending at %d",
 					p, r.Count, r.Seq, n, expectLast+uint64(n))
 			}
 			return r.Seq, nil
 		}
 	}
-	return 0, fmt.Errorf("edgetables/jetstream: atomic append to partition %d: no commit reply", p)
+	return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: no commit reply", p)
 }

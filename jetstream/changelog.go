@@ -15,9 +15,6 @@ import (
 
 // Defaults of ChangelogConfig.
 const (
-	// DefaultMaxInFlight is the default number of publishes one Append keeps
-	// unacknowledged.
-	DefaultMaxInFlight = 1024
 	// DefaultReplayBatch is the batch size Replay uses when asked for 0.
 	DefaultReplayBatch = 1000
 )
@@ -62,13 +59,12 @@ type ChangelogConfig struct {
 	// messages are dropped (Discard old), which loses data. Default -1,
 	// unlimited: compaction bounds the size by the number of live keys.
 	MaxBytes int64
-	// MaxInFlight is the number of publishes one Append keeps
-	// unacknowledged (a sliding window). Default 1024.
-	MaxInFlight int
 	// Atomic makes every Append one JetStream atomic batch (records and
 	// marker stored all or none; at most MaxAtomicBatch messages): the
-	// exactly-once mode. Each batch costs the server a staging store and an
-	// fsync, about 3 ms plus 10 µs a message on the reference machine.
+	// exactly-once mode. Without it, a large commit takes several batches,
+	// and a failure may leave the first ones stored without the marker.
+	// Each batch costs the server a staging store and an fsync, about 3 ms
+	// plus 10 µs a message on the reference machine.
 	Atomic bool
 }
 
@@ -89,12 +85,7 @@ var _ manager.Changelog = (*Changelog)(nil)
 // storage, MaxMsgsPerSubject 1 (compaction), Discard old, AllowAtomicPublish,
 // the server's default duplicate window (2 min). It costs one request per
 // partition.
-//
-// Append pipelines publishes with js.PublishMsgAsync. The JetStream context
-// must allow MaxInFlight pending publishes per concurrent Append
-// (natsjs.WithPublishAsyncMaxPending; nats.go's default is 4000, enough for
-// 3 concurrent Appends at the default window). With fewer, publishes wait for
-// a free slot, and fail after 30 s or at ctx's deadline.
+
 func NewChangelog(ctx context.Context, js natsjs.JetStream, cfg ChangelogConfig) (*Changelog, error) {
 	if err := ValidateApp(cfg.App); err != nil {
 		return nil, err
@@ -107,9 +98,6 @@ func NewChangelog(ctx context.Context, js natsjs.JetStream, cfg ChangelogConfig)
 	}
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = -1
-	}
-	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = DefaultMaxInFlight
 	}
 	c := &Changelog{js: js, cfg: cfg}
 	for p := 0; p < cfg.Partitions; p++ {
@@ -175,16 +163,23 @@ func (c *Changelog) State(ctx context.Context, p int) (manager.LogState, error) 
 	}, nil
 }
 
-// Append publishes recs and then marker to partition p, pipelined (at most
-// MaxInFlight unacknowledged), and returns the marker's sequence once every
-// message is stored. Message i (0-based, the marker last) carries
-// Nats-Expected-Last-Sequence expectLast+i, so the server stores it only if
-// the log ends exactly where this writer expects: a writer that lost the
-// partition gets an error wrapping manager.ErrFenced (and the server's
-// error, code 10071 or 10164). Because each message expects its
-// predecessor, what is stored after an error is always a prefix of the
-// messages. Records are checked (table name, key length) before anything is
-// published.
+// Append writes recs and then marker to partition p and returns the
+// marker's sequence. The messages go as JetStream atomic batches of at most
+// MaxAtomicBatch messages, one after the other: the first message of each
+// batch carries Nats-Expected-Last-Sequence, the end of the log as this
+// writer expects it (expectLast, then the end of the previous batch), and
+// the server checks it when it commits the batch, against the stream as it
+// is then. A writer that lost the partition (another wrote meanwhile) gets
+// an error wrapping manager.ErrFenced, and none of its batch is stored.
+//
+// Each batch waits for its predecessor's acknowledgement, so what is stored
+// after an error is a prefix of whole batches, and never lands after
+// another writer's messages: pipelined single messages could not promise
+// that (a paused writer's later messages, each expecting a sequence, may
+// match a log another writer has grown meanwhile). With Atomic set, the
+// whole commit must fit one batch (else ErrBatchTooLarge): a commit's
+// records are then stored all together with their marker, or not at all.
+// Records are checked (table name, key length) before anything is sent.
 //
 // Appends to different partitions may run concurrently; a partition has one
 // writer, and two concurrent Appends to the same partition fence each other.
@@ -194,7 +189,6 @@ func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs [
 	if err := c.checkPartition(p); err != nil {
 		return 0, err
 	}
-	stream := c.streams[p]
 	for i := range recs {
 		if err := ValidateToken("table", recs[i].Table); err != nil {
 			return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: record %d: %w", p, i, err)
@@ -203,61 +197,27 @@ func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs [
 			return 0, fmt.Errorf("%w: append to partition %d: record %d of table %s: %d bytes (max %d)", ErrKeyTooLong, p, i, recs[i].Table, len(recs[i].Key), MaxKeyLen)
 		}
 	}
+	n := len(recs) + 1
+	if c.cfg.Atomic && n > MaxAtomicBatch {
+		return 0, fmt.Errorf("%w: partition %d: %d messages (max %d)", ErrBatchTooLarge, p, n, MaxAtomicBatch)
+	}
 	markerData, err := json.Marshal(marker)
 	if err != nil {
 		return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: encode marker: %w", p, err)
 	}
-	if c.cfg.Atomic {
-		return c.appendAtomic(ctx, p, expectLast, recs, marker, markerData)
-	}
-	stall := 30 * time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		stall = max(time.Until(dl), time.Millisecond)
-	}
-	n := len(recs) + 1
-	window := min(c.cfg.MaxInFlight, n)
-	ring := make([]natsjs.PubAckFuture, window)
-	var last uint64
-	wait := func(i int) error {
-		f := ring[i%window]
-		ring[i%window] = nil
-		want := expectLast + uint64(i) + 1
-		select {
-		case ack := <-f.Ok():
-			if ack.Stream != stream || ack.Sequence != want {
-				return fmt.Errorf("edgetables/jetstream: append to partition %d: message %d stored in stream %s at %d, want %s at %d", p, i, ack.Stream, ack.Sequence, stream, want)
-			}
-			last = ack.Sequence
-			return nil
-		case err := <-f.Err():
-			return c.publishErr(p, i, want-1, err)
-		case <-ctx.Done():
-			return fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s): waiting for message %d: %w", p, stream, i, ctx.Err())
-		}
-	}
+	msgs := make([]*nats.Msg, 0, min(n, MaxAtomicBatch))
+	last := expectLast
 	for i := 0; i < n; i++ {
-		if i >= window {
-			if err := wait(i - window); err != nil {
+		if i < len(recs) {
+			msgs = append(msgs, c.recordMsg(p, &recs[i]))
+		} else {
+			msgs = append(msgs, &nats.Msg{Subject: c.commits[p], Data: markerData, Header: make(nats.Header, 4)})
+		}
+		if len(msgs) == MaxAtomicBatch || i == n-1 {
+			if last, err = c.appendBatch(ctx, p, last, msgs); err != nil {
 				return 0, err
 			}
-		} else if err := ctx.Err(); err != nil {
-			return 0, fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s): %w", p, stream, err)
-		}
-		var m *nats.Msg
-		if i < len(recs) {
-			m = c.recordMsg(p, &recs[i])
-		} else {
-			m = &nats.Msg{Subject: c.commits[p], Data: markerData}
-		}
-		f, err := c.js.PublishMsgAsync(m, natsjs.WithExpectLastSequence(expectLast+uint64(i)), natsjs.WithStallWait(stall))
-		if err != nil {
-			return 0, fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s): publish message %d of %d: %w", p, stream, i, n, err)
-		}
-		ring[i%window] = f
-	}
-	for i := max(n-window, 0); i < n; i++ {
-		if err := wait(i); err != nil {
-			return 0, err
+			msgs = msgs[:0]
 		}
 	}
 	return last, nil
@@ -272,17 +232,6 @@ func (c *Changelog) recordMsg(p int, r *manager.Record) *nats.Msg {
 		m.Data = r.Value
 	}
 	return m
-}
-
-// publishErr maps a failed publish of message i, expected after sequence
-// expect, to an error naming the partition; wrong-last-sequence errors also
-// wrap manager.ErrFenced.
-func (c *Changelog) publishErr(p, i int, expect uint64, err error) error {
-	var apiErr *natsjs.APIError
-	if errors.As(err, &apiErr) && (apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequenceConstant) {
-		return fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s): message %d expected the log to end at %d: %w: %w", p, c.streams[p], i, expect, manager.ErrFenced, err)
-	}
-	return fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s): message %d (after %d): %w", p, c.streams[p], i, expect, err)
 }
 
 // Replay reads partition p from sequence from up to and including until with

@@ -135,6 +135,7 @@ func (m *TableManager) commitPartition(ctx context.Context, p *partition, target
 	if errors.Is(err, ErrFenced) {
 		p.setState(StateFenced)
 		p.reset()
+		m.fenced.Store(true)
 		m.log.Error("partition fenced: another writer owns its changelog; this node stops processing it and drops its uncommitted writes",
 			"partition", p.id, "expected_last", p.expectLast, "source_seq_from", p.sourceSeq.Load()+1, "source_seq_to", target, "err", err)
 		return err

@@ -155,6 +155,10 @@ type TableManager struct {
 	// full is set when a partition reached MaxCommitRecords.
 	full bool
 	gen  atomic.Uint64
+	// actives are this node's actives in the applied assignment.
+	actives []int
+	// fenced is set when a commit found a partition fenced.
+	fenced atomic.Bool
 	// lastClusterTrim is owned by the group loop.
 	lastClusterTrim time.Time
 

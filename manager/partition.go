@@ -61,6 +61,9 @@ type partition struct {
 	// end once.
 	task     *task
 	caughtUp bool
+	// stale: recovery found a newer owner; p stays fenced until an
+	// assignment moves it.
+	stale bool
 
 	mu  sync.Mutex // guards buf against readers in status (sizes only)
 	buf map[string]map[string]pending

@@ -79,6 +79,7 @@ func (m *TableManager) process(ctx context.Context) error {
 		if handled {
 			continue
 		}
+		m.retakeFenced(ctx)
 		if ctx.Err() != nil {
 			return m.stop(ctx)
 		}
@@ -213,6 +214,13 @@ func (m *TableManager) handle(ctx context.Context, ev procEvent) error {
 		return ev.err
 	case ev.ready:
 		m.activate(ctx, ev.p)
+	case ev.stale:
+		if ev.p.State() == StateRecovering && m.partition(ev.p.id) == ev.p {
+			ev.p.setState(StateFenced)
+			ev.p.stale = true
+			m.checkReady()
+			m.signalState()
+		}
 	case ev.caughtUp:
 		ev.p.caughtUp = true
 		m.checkReady()

@@ -18,6 +18,7 @@ const StateStandby PartitionState = "standby"
 type procEvent struct {
 	p        *partition
 	ready    bool  // recovery finished: activate p
+	stale    bool  // recovery found a newer owner: wait for its assignment
 	caughtUp bool  // standby caught up with its log
 	err      error // the task failed for good
 }
@@ -125,7 +126,6 @@ func (m *TableManager) release(p *partition) {
 // runs on the processing goroutine.
 func (m *TableManager) OnRebalance(ctx context.Context, assigned, revoked, newlyAssigned []int) error {
 	m.frozen.Store(true)
-	gen := m.gen.Load()
 	for _, id := range newlyAssigned {
 		if id < 0 || id >= m.cfg.Partitions {
 			return fmt.Errorf("rebalance: partition %d out of range [0,%d)", id, m.cfg.Partitions)
@@ -134,22 +134,56 @@ func (m *TableManager) OnRebalance(ctx context.Context, assigned, revoked, newly
 		if p == nil {
 			p = m.newPartition(id)
 		}
-		p.stopTask() // a standby's follower
-		p.setState(StateRecovering)
-		m.startTask(ctx, p, "recover", func(ctx context.Context) error {
-			if err := m.waitReleased(ctx, id); err != nil {
-				return err
-			}
-			if err := m.recovery.recoverActive(ctx, p, gen); err != nil {
-				return err
-			}
-			m.send(ctx, procEvent{p: p, ready: true})
-			return nil
-		})
+		m.startRecovery(ctx, p, false)
 	}
-	m.log.Info("rebalance", "generation", gen, "actives", assigned, "revoked", revoked, "new", newlyAssigned)
+	m.log.Info("rebalance", "generation", m.gen.Load(), "actives", assigned, "revoked", revoked, "new", newlyAssigned)
 	m.checkReady()
 	return nil
+}
+
+// startRecovery starts p's recovery task: wait for the previous owner to
+// release p, replay the tail, take the changelog over; the processor
+// activates p afterwards. A standby's follower is stopped first.
+func (m *TableManager) startRecovery(ctx context.Context, p *partition, retake bool) {
+	gen := m.gen.Load()
+	p.stopTask()
+	p.stale = false
+	p.setState(StateRecovering)
+	m.startTask(ctx, p, "recover", func(ctx context.Context) error {
+		if err := m.waitReleased(ctx, p.id); err != nil {
+			return err
+		}
+		err := m.recovery.recoverActive(ctx, p, gen, retake)
+		if errors.Is(err, errStale) {
+			m.log.Warn("partition not taken over: its changelog has a newer owner; waiting for the assignment that says so",
+				"partition", p.id, "generation", gen, "err", err)
+			m.send(ctx, procEvent{p: p, stale: true})
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		m.send(ctx, procEvent{p: p, ready: true})
+		return nil
+	})
+}
+
+// retakeFenced recovers again the partitions that were fenced while the
+// applied assignment still makes this node their active: the other writer
+// was a previous owner or a late write of this node's own. Their recovery
+// replays what the other writer appended and takes the log over again,
+// unless it finds a newer owner.
+func (m *TableManager) retakeFenced(ctx context.Context) {
+	if !m.fenced.Swap(false) {
+		return
+	}
+	for _, p := range m.assigned() {
+		if p.State() == StateFenced && !p.stale && slices.Contains(m.actives, p.id) {
+			m.log.Info("taking over the fenced partition again", "partition", p.id, "generation", m.gen.Load())
+			m.startRecovery(ctx, p, true)
+		}
+	}
+	m.checkReady()
 }
 
 func (m *TableManager) newPartition(id int) *partition {
@@ -218,6 +252,7 @@ func (m *TableManager) applyAssignment(ctx context.Context, a Assignment) error 
 		}
 	}
 	m.gen.Store(a.Generation)
+	m.actives = actives
 	m.signalState() // tell the group what we released
 
 	var newly []int

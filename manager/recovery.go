@@ -96,13 +96,21 @@ func (r *Recovery) update(id int, f func(p *RecoveryProgress)) {
 // another writer appended meanwhile, the new tail is replayed and the
 // takeover tried again. p may be new (no store) or a standby (a warm store).
 // It runs in p's task goroutine; the processor activates p afterwards.
-func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64) error {
+//
+// A writer that appended a commit marker of a newer generation than gen
+// owns the log by a newer assignment: recoverActive then returns errStale
+// instead of fencing it, and p waits for that assignment. Markers are
+// checked in the tail that grew during the takeover, and, when retake is
+// set (p was fenced while this node still owned it), in the whole tail.
+func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, retake bool) error {
 	m := r.m
 	log := m.log.With("partition", p.id)
 	start := time.Now()
 	records := 0
 	first := true
 	for attempt := 0; ; attempt++ {
+		check := retake || attempt > 0
+		var newer *CommitMarker
 		state, err := m.cfg.Changelog.State(ctx, p.id)
 		if err != nil {
 			return fmt.Errorf("changelog state: %w", err)
@@ -128,6 +136,9 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64) 
 				if err := r.apply(p, es); err != nil {
 					return err
 				}
+				if check && newer == nil {
+					newer = newerMarker(es, gen)
+				}
 				records += len(es)
 				r.update(p.id, func(rp *RecoveryProgress) {
 					rp.Applied, rp.Records, rp.HighWater = p.applied.Load(), records, state.Last
@@ -137,6 +148,10 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64) 
 			if err != nil {
 				return fmt.Errorf("replay from %d to %d: %w", from, state.Last, err)
 			}
+		}
+		if newer != nil {
+			return fmt.Errorf("%w: %s wrote a commit marker of generation %d, this node holds generation %d",
+				errStale, newer.Node, newer.Generation, gen)
 		}
 		marker := CommitMarker{SourceSeq: p.sourceSeq.Load(), Node: m.cfg.Node, Generation: gen}
 		actx, cancel := context.WithTimeout(ctx, commitTimeout)
@@ -162,6 +177,21 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64) 
 			"source_seq", p.sourceSeq.Load(), "generation", gen, "took", time.Since(start).Round(time.Millisecond))
 		return nil
 	}
+}
+
+// errStale: a newer owner writes the partition's changelog; this node's
+// assignment is out of date.
+var errStale = errors.New("a newer owner writes the changelog")
+
+// newerMarker returns the first commit marker in es of a generation above
+// gen, or nil.
+func newerMarker(es []Entry, gen uint64) *CommitMarker {
+	for _, e := range es {
+		if e.Commit != nil && e.Commit.Generation > gen {
+			return e.Commit
+		}
+	}
+	return nil
 }
 
 // follow keeps standby partition p up to date with its changelog until ctx

@@ -139,9 +139,6 @@ func runChaos(t *testing.T, guarantee string, d time.Duration) {
 				var b strings.Builder
 				printStatus(&b, st)
 				t.Logf("n%d:\n%s\nwarnings and errors:\n%s", i, b.String(), problems(p.log.String()))
-				if dir := os.Getenv("EDGETABLES_CHAOS_LOGS"); dir != "" {
-					_ = os.WriteFile(fmt.Sprintf("%s/n%d.log", dir, i), []byte(p.log.String()), 0o644)
-				}
 			}
 			t.Fatalf("%s: %d events under %v: %d keys short, %d events doubled; first: %s", guarantee, n, actions, lost, doubled, msg)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -53,6 +54,16 @@ func (c *clusterProcs) start(i int, extra ...string) *proc {
 		"--table=name=sum,source=sensors.*.temp,key=subject:2,agg=sum,field=value"}
 	p.cmd = exec.Command(c.bin, append(args, extra...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if dir := os.Getenv("EDGETABLES_CHAOS_LOGS"); dir != "" {
+		// Every incarnation of node i, appended to one file.
+		f, err := os.OpenFile(fmt.Sprintf("%s/n%d.log", dir, i), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = f.Close() })
+		w := io.MultiWriter(p.log, f)
+		p.cmd.Stdout, p.cmd.Stderr = w, w
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -21,9 +21,9 @@ import (
 const ServerName = "jstest"
 
 // MaxPending is the publish-async window of the JetStream contexts returned
-// (natsjs.WithPublishAsyncMaxPending), enough for 16 concurrent Appends at
-// the default window.
-const MaxPending = 16 * jetstream.DefaultMaxInFlight
+// (natsjs.WithPublishAsyncMaxPending), for tests that publish source
+// events asynchronously.
+const MaxPending = 16 * 1024
 
 // Start starts an embedded server on 127.0.0.1 at a random port with a
 // store in t.TempDir(), and returns it with a connection and a JetStream
