@@ -15,6 +15,11 @@ const leaveTimeout = 2 * time.Second
 // renews the member lease with the node's state, campaigns for the leader
 // lease, computes and publishes assignments while it leads, trims the
 // source, and hands new assignments to the processor.
+//
+// Heartbeats run on their own goroutine: a slow request of the others (a
+// campaign read that waits for a replica on a paused node, say) must never
+// delay the lease renewal, or the member would drop out of the group while
+// alive. Every group request is bounded by half the session timeout.
 func (m *TableManager) runGroup(ctx context.Context) {
 	c := m.cfg.Coordinator
 	log := m.log.With("component", "group")
@@ -24,18 +29,40 @@ func (m *TableManager) runGroup(ctx context.Context) {
 		<-ctx.Done()
 		return
 	}
-	tick := time.NewTicker(m.cfg.SessionTimeout / 4)
-	defer tick.Stop()
-	leading := false
-	var last *GroupView
-	var delivered uint64
+	step := m.cfg.SessionTimeout / 4
+	bounded := func(f func(ctx context.Context) error) error {
+		rctx, cancel := context.WithTimeout(ctx, 2*step)
+		defer cancel()
+		return f(rctx)
+	}
 	heartbeat := func() {
-		if err := c.Heartbeat(ctx, m.memberState()); err != nil && ctx.Err() == nil {
+		err := bounded(func(ctx context.Context) error { return c.Heartbeat(ctx, m.memberState()) })
+		if err != nil && ctx.Err() == nil {
 			log.Warn("heartbeat failed; the lease expires unless the next one succeeds", "err", err)
 		}
 	}
+	heartbeat()
+	beats := make(chan struct{})
+	go func() {
+		defer close(beats)
+		tick := time.NewTicker(step)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				heartbeat()
+			case <-m.stateSignal:
+				heartbeat()
+			}
+		}
+	}()
+
+	leading := false
 	campaign := func() {
-		ok, err := c.Campaign(ctx)
+		var ok bool
+		err := bounded(func(ctx context.Context) (err error) { ok, err = c.Campaign(ctx); return err })
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Warn("leader campaign failed", "err", err)
@@ -47,11 +74,15 @@ func (m *TableManager) runGroup(ctx context.Context) {
 			log.Info("leadership changed", "leader", ok)
 		}
 	}
-	heartbeat()
 	campaign()
+	tick := time.NewTicker(step)
+	defer tick.Stop()
+	var last *GroupView
+	var delivered uint64
 	for {
 		select {
 		case <-ctx.Done():
+			<-beats
 			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaveTimeout)
 			// A last heartbeat shows everything released, then leave.
 			_ = c.Heartbeat(lctx, m.memberState())
@@ -65,7 +96,8 @@ func (m *TableManager) runGroup(ctx context.Context) {
 			return
 		case v, ok := <-views:
 			if !ok {
-				return
+				<-ctx.Done()
+				continue
 			}
 			last = &v
 			m.setView(v)
@@ -77,14 +109,11 @@ func (m *TableManager) runGroup(ctx context.Context) {
 				m.setPendingAssignment(a)
 			}
 		case <-tick.C:
-			heartbeat()
 			campaign()
 			if leading && last != nil {
 				m.lead(ctx, *last)
 				m.trimCluster(ctx, *last)
 			}
-		case <-m.stateSignal:
-			heartbeat()
 		}
 	}
 }
@@ -105,7 +134,9 @@ func (m *TableManager) lead(ctx context.Context, v GroupView) {
 	if v.AssignmentRev != 0 && next.Equal(v.Assignment) {
 		return
 	}
-	if _, err := m.cfg.Coordinator.PublishAssignment(ctx, next, v.AssignmentRev); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, m.cfg.SessionTimeout/2)
+	defer cancel()
+	if _, err := m.cfg.Coordinator.PublishAssignment(pctx, next, v.AssignmentRev); err != nil {
 		if !errors.Is(err, ErrStaleAssignment) && ctx.Err() == nil {
 			m.log.Warn("publish assignment", "generation", next.Generation, "err", err)
 		}
@@ -142,7 +173,9 @@ func (m *TableManager) trimCluster(ctx context.Context, v GroupView) {
 	if floor == 0 {
 		return
 	}
-	if err := m.cfg.Source.Trim(ctx, floor+1); err != nil && ctx.Err() == nil {
+	tctx, cancel := context.WithTimeout(ctx, m.cfg.SessionTimeout/2)
+	defer cancel()
+	if err := m.cfg.Source.Trim(tctx, floor+1); err != nil && ctx.Err() == nil {
 		m.log.Warn("trim source", "below_seq", floor+1, "err", err)
 	}
 }

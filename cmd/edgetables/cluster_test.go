@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,6 +29,8 @@ type clusterProcs struct {
 	procs    []*proc
 	want     map[string]int
 	sums     map[string]float64
+	// published counts the events published, for their message ids.
+	published int
 }
 
 func newClusterProcs(t *testing.T, n int) *clusterProcs {
@@ -123,6 +126,10 @@ func (c *clusterProcs) settle(live ...int) {
 	}
 }
 
+// publish stores n more events through node via. Each carries a message
+// id; one whose publish failed (a stream electing its leader after a node
+// died) is sent again until it is stored once, so the expected aggregates
+// hold exactly what the source holds.
 func (c *clusterProcs) publish(via, n int) {
 	t := c.t
 	nc, err := nats.Connect(c.procs[via].nats)
@@ -131,19 +138,50 @@ func (c *clusterProcs) publish(via, n int) {
 	}
 	defer nc.Close()
 	js, _ := natsjs.New(nc)
-	for i := 0; i < n; i++ {
-		dev := fmt.Sprintf("d%d", i%50)
-		v := float64(i % 5)
-		if _, err := js.PublishAsync("sensors."+dev+".temp", []byte(fmt.Sprintf(`{"value":%v}`, v))); err != nil {
+	msgs := make([]*nats.Msg, n)
+	futs := make([]natsjs.PubAckFuture, n)
+	for i := range msgs {
+		k := c.published + i
+		dev := fmt.Sprintf("d%d", k%50)
+		v := float64(k % 5)
+		msgs[i] = &nats.Msg{Subject: "sensors." + dev + ".temp", Data: []byte(fmt.Sprintf(`{"value":%v}`, v)), Header: nats.Header{}}
+		msgs[i].Header.Set(nats.MsgIdHdr, fmt.Sprint("ev-", k))
+		if futs[i], err = js.PublishMsgAsync(msgs[i]); err != nil {
 			t.Fatal(err)
 		}
 		c.want[dev]++
 		c.sums[dev] += v
 	}
+	c.published += n
 	select {
 	case <-js.PublishAsyncComplete():
 	case <-time.After(30 * time.Second):
 		t.Fatal("publish did not complete")
+	}
+	retried := 0
+	for i, f := range futs {
+		select {
+		case <-f.Ok():
+			continue
+		default:
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			pctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, err := js.PublishMsg(pctx, msgs[i])
+			cancel()
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("event %d not stored after 30 s: %v", i, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		retried++
+	}
+	if retried > 0 {
+		t.Logf("%d of %d events published again after a failed publish", retried, n)
 	}
 }
 
