@@ -297,6 +297,9 @@ func (r *SourceReader) Ack(ctx context.Context, seq uint64) error {
 	return nil
 }
 
+// Consumer returns the name of the reader's consumer.
+func (r *SourceReader) Consumer() string { return r.consumer }
+
 // Close stops reading and waits (up to 5 s) until nats.go has stopped
 // delivering to the reader. The durable consumer stays on the server. Close
 // is idempotent.

@@ -7,11 +7,13 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/edgetables/edgetables/manager"
 	"github.com/nats-io/nats-server/v2/server"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // Defaults and settings of the source.
@@ -59,9 +61,20 @@ type Source struct {
 	stream   string
 	consumer string
 	subjects []string
+
+	mu   sync.Mutex
+	last string // the consumer of the last reader opened
 }
 
 var _ manager.Source = (*Source)(nil)
+
+// readerIdle is how long a reader's consumer lives on the server once
+// nobody pulls from it (a node that died or moved on).
+const readerIdle = time.Minute
+
+// dropTimeout bounds deleting a reader's consumer: a consumer whose leader
+// is on a paused node may not answer, and it is removed when idle anyway.
+const dropTimeout = time.Second
 
 // NewSource creates the stream <app>_source capturing cfg.Subjects, or
 // updates it. The stream keeps messages by limits (not by acks: trimming is
@@ -203,31 +216,50 @@ func (s *Source) Subjects() []string { return slices.Clone(s.subjects) }
 // Stream returns the source stream's name.
 func (s *Source) Stream() string { return s.stream }
 
-// Open deletes the durable consumer if it exists and creates it afresh, a
-// pull consumer with AckAll that starts at sequence from (from the first
-// message still stored if from <= 1 or from is below it; it waits for new
-// messages if from is beyond the end). Only one reader per Source should be
-// open: opening again replaces the consumer under an older reader, which
-// then fails with ErrReaderClosed.
+// Open starts a reader at sequence from (from the first message still
+// stored if from <= 1 or from is below it; it waits for new messages if
+// from is beyond the end). Each reader has a consumer of its own: a pull
+// consumer with AckAll named <consumer>_<unique id>, one replica in memory,
+// removed by the server after a minute without pulls. Opening deletes the
+// previous reader's consumer (best effort, bounded by a second), after which
+// the older reader fails with ErrReaderClosed; only one reader per Source
+// should be open.
+//
+// Creating a consumer needs no leader but the meta leader's: neither
+// deleting nor recreating a replicated durable consumer (which waits for the
+// consumer's own leader, possibly on a paused node) is on the path of a
+// reposition.
 func (s *Source) Open(ctx context.Context, from uint64) (manager.SourceReader, error) {
 	return s.OpenReader(ctx, from)
 }
 
 // OpenReader is Open returning the concrete reader.
 func (s *Source) OpenReader(ctx context.Context, from uint64) (*SourceReader, error) {
-	err := s.js.DeleteConsumer(ctx, s.stream, s.consumer)
-	if err != nil && !errors.Is(err, natsjs.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("edgetables/jetstream: delete consumer %s of stream %s: %w", s.consumer, s.stream, err)
+	s.mu.Lock()
+	prev := s.last
+	s.mu.Unlock()
+	if prev == "" {
+		prev = s.consumer // the durable consumer of earlier versions
 	}
+	dctx, cancel := context.WithTimeout(ctx, dropTimeout)
+	err := s.js.DeleteConsumer(dctx, s.stream, prev)
+	cancel()
+	if err != nil && !errors.Is(err, natsjs.ErrConsumerNotFound) && ctx.Err() == nil {
+		s.cfg.Logger.Debug("delete the previous reader's consumer; it expires when idle", "stream", s.stream, "consumer", prev, "err", err)
+	}
+	name := s.consumer + "_" + nuid.Next()
 	cc := natsjs.ConsumerConfig{
-		Durable:       s.consumer,
-		Description:   "edgetables source reader",
-		DeliverPolicy: natsjs.DeliverAllPolicy,
-		AckPolicy:     natsjs.AckAllPolicy,
-		AckWait:       SourceAckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: SourceMaxAckPending,
-		ReplayPolicy:  natsjs.ReplayInstantPolicy,
+		Name:              name,
+		Description:       "edgetables source reader",
+		DeliverPolicy:     natsjs.DeliverAllPolicy,
+		AckPolicy:         natsjs.AckAllPolicy,
+		AckWait:           SourceAckWait,
+		MaxDeliver:        -1,
+		MaxAckPending:     SourceMaxAckPending,
+		ReplayPolicy:      natsjs.ReplayInstantPolicy,
+		InactiveThreshold: readerIdle,
+		Replicas:          1,
+		MemoryStorage:     true,
 	}
 	if from > 1 {
 		cc.DeliverPolicy = natsjs.DeliverByStartSequencePolicy
@@ -235,11 +267,14 @@ func (s *Source) OpenReader(ctx context.Context, from uint64) (*SourceReader, er
 	}
 	cons, err := s.js.CreateConsumer(ctx, s.stream, cc)
 	if err != nil {
-		return nil, fmt.Errorf("edgetables/jetstream: create consumer %s of stream %s from %d: %w", s.consumer, s.stream, from, err)
+		return nil, fmt.Errorf("edgetables/jetstream: create consumer %s of stream %s from %d: %w", name, s.stream, from, err)
 	}
-	r, err := newSourceReader(s.js.Conn(), cons, s.stream, s.consumer, s.cfg.Logger)
+	s.mu.Lock()
+	s.last = name
+	s.mu.Unlock()
+	r, err := newSourceReader(s.js.Conn(), cons, s.stream, name, s.cfg.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("edgetables/jetstream: consume %s of stream %s: %w", s.consumer, s.stream, err)
+		return nil, fmt.Errorf("edgetables/jetstream: consume %s of stream %s: %w", name, s.stream, err)
 	}
 	return r, nil
 }

@@ -186,7 +186,7 @@ func TestSourceAckThenReopen(t *testing.T) {
 	if err := r.Ack(ctx, 5); err != nil {
 		t.Fatal(err)
 	}
-	cons, err := js.Consumer(ctx, src.Stream(), "node_1")
+	cons, err := js.Consumer(ctx, src.Stream(), r.(*jetstream.SourceReader).Consumer())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +363,7 @@ func TestSourceConcurrentNextAck(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	cons, _ := js.Consumer(ctx, src.Stream(), "node_1")
+	cons, _ := js.Consumer(ctx, src.Stream(), r.(*jetstream.SourceReader).Consumer())
 	if info, _ := cons.Info(ctx); info.AckFloor.Stream != n || info.NumAckPending != 0 {
 		t.Errorf("ack floor %d, pending %d", info.AckFloor.Stream, info.NumAckPending)
 	}
