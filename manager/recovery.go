@@ -280,7 +280,8 @@ func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) (e
 
 // trusted reports whether p's open store agrees with the log's state.
 func (r *Recovery) trusted(p *partition, state LogState) bool {
-	return p.applied.Load() <= state.Last && (p.applied.Load() == 0 || p.epoch == state.Epoch)
+	a := p.applied.Load()
+	return a <= state.Last && (a == 0 || (p.epoch == state.Epoch && a+1 >= state.First))
 }
 
 // open opens p's store (closing one already open), rebuilding it when it
@@ -325,6 +326,14 @@ func (r *Recovery) openTrusted(id int, state LogState) (store.Store, store.Offse
 			reason = fmt.Sprintf("persisted changelog offset %d is beyond the changelog's end %d", offs.Changelog, state.Last)
 		case offs.Changelog > 0 && offs.Epoch != state.Epoch:
 			reason = fmt.Sprintf("changelog was recreated (epoch %q, store has %q)", state.Epoch, offs.Epoch)
+		case offs.Changelog > 0 && offs.Changelog+1 < state.First:
+			// The sequences between were removed: superseded (then the
+			// replay from First brings every key up to date) or purged or
+			// discarded by a limit (then records and tombstones are gone,
+			// and the store would keep keys the log deleted). The replay
+			// reads the whole log either way, so a rebuild costs the same.
+			reason = fmt.Sprintf("persisted changelog offset %d is behind the changelog's first sequence %d: records between them were removed, so deletes among them cannot be replayed",
+				offs.Changelog, state.First)
 		}
 	}
 	if reason == "" {
