@@ -156,6 +156,12 @@ func (c *Changelog) State(ctx context.Context, p int) (manager.LogState, error) 
 		return manager.LogState{}, fmt.Errorf("edgetables/jetstream: state of partition %d (stream %s): %w", p, c.streams[p], err)
 	}
 	info := st.CachedInfo()
+	if info.Cluster != nil && info.Cluster.Leader == "" {
+		// A replica answers for a leaderless group with its own state,
+		// which may lag: a recovery would stop short of the log's end,
+		// or rebuild a good store.
+		return manager.LogState{}, fmt.Errorf("%w: state of partition %d (stream %s)", ErrLeaderless, p, c.streams[p])
+	}
 	return manager.LogState{
 		First: info.State.FirstSeq,
 		Last:  info.State.LastSeq,

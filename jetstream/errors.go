@@ -38,4 +38,9 @@ var (
 	// ServeQueries yet, or (in a cluster) its subscription has not reached
 	// the server the caller is connected to yet.
 	ErrNoResponder = errors.New("edgetables/jetstream: no node answers queries")
+
+	// ErrLeaderless is returned when a replicated stream has no leader
+	// (an election is under way): a replica's own state may lag the
+	// stream's, so it is not used. Retry shortly.
+	ErrLeaderless = errors.New("edgetables/jetstream: stream has no leader")
 )

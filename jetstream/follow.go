@@ -37,7 +37,8 @@ func (c *Changelog) Follow(ctx context.Context, p int, from uint64, batchSize in
 		}
 		return fmt.Errorf("edgetables/jetstream: follow partition %d (stream %s) from %d: %w", p, stream, from, err)
 	}
-	it, err := cons.Messages(natsjs.PullMaxMessagesWithBytesLimit(replayPull, replayPullBytes))
+	it, err := cons.Messages(natsjs.PullMaxMessagesWithBytesLimit(replayPull, replayPullBytes),
+		natsjs.PullExpiry(pullExpiry), natsjs.PullHeartbeat(pullHeartbeat))
 	if err != nil {
 		return fmt.Errorf("edgetables/jetstream: follow partition %d (stream %s) from %d: %w", p, stream, from, err)
 	}

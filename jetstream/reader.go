@@ -23,6 +23,19 @@ const (
 	closeWait       = 5 * time.Second
 )
 
+// A pull request lives pullExpiry and the server sends a heartbeat every
+// pullHeartbeat while it has nothing to deliver. Two missed heartbeats make
+// the client pull again: that is how a reader notices that the consumer's
+// leader died (nats.go's defaults, 30 s and 15 s, left a reader idle for
+// half a minute after a node failed).
+const (
+	pullExpiry    = 5 * time.Second
+	pullHeartbeat = time.Second
+)
+
+// ackTimeout bounds an Ack whose context has no deadline.
+const ackTimeout = 5 * time.Second
+
 var ackBody = []byte("+ACK")
 
 // SourceReader implements manager.SourceReader on a durable pull consumer.
@@ -76,6 +89,7 @@ func newSourceReader(nc *nats.Conn, cons natsjs.Consumer, stream, consumer strin
 	}
 	cc, err := cons.Consume(r.handle,
 		natsjs.PullMaxMessagesWithBytesLimit(sourcePull, sourcePullBytes),
+		natsjs.PullExpiry(pullExpiry), natsjs.PullHeartbeat(pullHeartbeat),
 		natsjs.ConsumeErrHandler(r.consumeErr))
 	if err != nil {
 		return nil, err
@@ -268,6 +282,12 @@ func (r *SourceReader) Ack(ctx context.Context, seq uint64) error {
 		r.handles = append([]ackHandle(nil), r.handles...)
 	}
 	r.ackMu.Unlock()
+	if _, ok := ctx.Deadline(); !ok {
+		// A consumer whose leader is gone (a paused node) never answers.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, ackTimeout)
+		defer cancel()
+	}
 	if _, err := r.nc.RequestWithContext(ctx, h.reply, ackBody); err != nil {
 		r.ackMu.Lock()
 		r.handles = append([]ackHandle{h}, r.handles...) // so a retry acks it again

@@ -88,9 +88,10 @@ type ServerConfig struct {
 
 // Server is an embedded nats-server with JetStream enabled.
 type Server struct {
-	ns   *server.Server
-	log  *slog.Logger
-	once sync.Once
+	ns        *server.Server
+	log       *slog.Logger
+	once      sync.Once
+	clustered bool
 }
 
 // StartServer starts an embedded nats-server and returns when it accepts
@@ -161,7 +162,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	debug := log.Enabled(ctx, slog.LevelDebug)
 	ns.SetLoggerV2(adapter, debug, false, false)
 
-	s := &Server{ns: ns, log: log}
+	s := &Server{ns: ns, log: log, clustered: cfg.ClusterListen != ""}
 	fail := func(err error) (*Server, error) {
 		s.Shutdown()
 		return nil, err
@@ -283,12 +284,37 @@ func (s *Server) ClientURL() string { return s.ns.ClientURL() }
 // NATSServer returns the underlying nats-server, for monitoring and tests.
 func (s *Server) NATSServer() *server.Server { return s.ns }
 
+// leaderHandoff bounds how long Shutdown waits for a cluster node's raft
+// groups to elect leaders elsewhere (the server waits 1 s after asking).
+const leaderHandoff = 2 * time.Second
+
 // Shutdown stops the server and waits until it has stopped. It is
 // idempotent and safe for concurrent use.
+//
+// A cluster node first hands the leadership of its streams, consumers and
+// the JetStream meta group to the other nodes (the server's lame duck
+// mode, cut short after leaderHandoff): without it, the others wait for
+// an election timeout (seconds) before they can write to the streams this
+// node led.
 func (s *Server) Shutdown() {
 	s.once.Do(func() {
+		var ldm chan struct{}
+		if s.clustered {
+			ldm = make(chan struct{})
+			go func() {
+				defer close(ldm)
+				s.ns.LameDuckShutdown()
+			}()
+			select {
+			case <-ldm:
+			case <-time.After(leaderHandoff):
+			}
+		}
 		s.ns.Shutdown()
 		s.ns.WaitForShutdown()
+		if ldm != nil {
+			<-ldm // returns once the server has quit
+		}
 	})
 }
 

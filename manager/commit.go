@@ -25,6 +25,10 @@ const trimEvery = time.Second
 // and is retried.
 const commitTimeout = 10 * time.Second
 
+// ackTimeout bounds acknowledging the source: a reply that never comes (the
+// consumer's leader is a paused node) must not stall processing.
+const ackTimeout = 5 * time.Second
+
 // counters are the manager's running totals.
 type counters struct {
 	processed      atomic.Uint64
@@ -47,7 +51,10 @@ func (m *TableManager) commitAndAck(ctx context.Context) error {
 	if floor == 0 || m.reader == nil {
 		return err
 	}
-	if aerr := m.reader.Ack(ctx, floor); aerr != nil {
+	actx, cancel := context.WithTimeout(ctx, ackTimeout)
+	aerr := m.reader.Ack(actx, floor)
+	cancel()
+	if aerr != nil {
 		// Not fatal: unacked messages are redelivered and skipped by
 		// their partitions' committed positions.
 		m.log.Warn("ack source", "up_to_seq", floor, "err", aerr)

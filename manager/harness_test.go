@@ -35,6 +35,8 @@ type harness struct {
 	cancel  context.CancelFunc
 	done    chan error
 	counter *manager.Table[string, int64]
+	// wrapSource, if set, wraps the source the manager reads.
+	wrapSource func(manager.Source) manager.Source
 }
 
 // countSetup declares a count table "counts" fed by agent "count" on
@@ -92,6 +94,9 @@ func (h *harness) newManager() *manager.TableManager {
 	dlq, err := jetstream.NewDeadLetters(ctx, h.js, h.app, 1)
 	must(h.t, err)
 	cfg.Changelog, cfg.Source, cfg.DeadLetters = cl, src, dlq
+	if h.wrapSource != nil {
+		cfg.Source = h.wrapSource(src)
+	}
 	cfg.Stores = store.NewDir(h.dir, nil)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelInfo}))

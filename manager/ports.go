@@ -96,6 +96,8 @@ type Source interface {
 	// Trim removes every message with a sequence below seq: they have been
 	// committed by every partition.
 	Trim(ctx context.Context, seq uint64) error
+	// State returns the first and last sequences stored.
+	State(ctx context.Context) (first, last uint64, err error)
 }
 
 // SourceReader delivers source messages in sequence order.

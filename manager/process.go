@@ -14,6 +14,12 @@ const stopTimeout = 10 * time.Second
 // activation.
 const pollEvery = 50 * time.Millisecond
 
+// stallAfter is how long a reader may deliver nothing before the source is
+// asked whether it holds messages the reader has not delivered; if it does,
+// the reader is reopened. A consumer whose leader died can stay silent for
+// a while even though the stream goes on.
+const stallAfter = 3 * time.Second
+
 // Run starts the manager and processes events until ctx ends or a fatal
 // error occurs. Alone (no Coordinator), the node assigns itself every
 // partition through the same OnRebalance path a cluster uses; in a cluster,
@@ -64,6 +70,7 @@ func (m *TableManager) process(ctx context.Context) error {
 		lastCommit  = time.Now()
 		sinceCommit int
 		backoff     = 100 * time.Millisecond
+		lastRead    = time.Now() // the last delivery, or stall check
 	)
 	for {
 		// Rebalances and activations come first; with nothing to read,
@@ -102,18 +109,16 @@ func (m *TableManager) process(ctx context.Context) error {
 				return m.stop(ctx)
 			}
 			backoff = min(2*backoff, 5*time.Second)
-			// Resume after the last dispatched message: its effects are
-			// buffered.
-			_ = m.reader.Close()
-			if r, err := m.cfg.Source.Open(ctx, m.examined+1); err == nil {
-				m.reader = r
-			} else {
-				m.reader = nil
-				m.log.Warn("reopen source", "at_seq", m.examined+1, "err", err)
-			}
+			m.reopen(ctx)
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		if len(msgs) > 0 {
+			lastRead = time.Now()
+		} else if time.Since(lastRead) >= stallAfter {
+			lastRead = time.Now()
+			m.checkStall(ctx)
+		}
 		for i := range msgs {
 			if ctx.Err() != nil {
 				return m.stop(ctx) // the rest of the batch is read again next time
@@ -139,6 +144,40 @@ func (m *TableManager) process(ctx context.Context) error {
 			lastCommit, sinceCommit = time.Now(), 0
 		}
 	}
+}
+
+// checkStall reopens the reader after the last examined message when the
+// source holds messages beyond it that the reader did not deliver.
+func (m *TableManager) checkStall(ctx context.Context) {
+	sctx, cancel := context.WithTimeout(ctx, stallAfter)
+	_, last, err := m.cfg.Source.State(sctx)
+	cancel()
+	if err != nil || last <= m.examined || m.reader == nil {
+		return
+	}
+	m.log.Warn("source reader delivered nothing although the source holds more; reopening it",
+		"after_seq", m.examined, "source_last_seq", last, "silent_for", stallAfter)
+	m.reopen(ctx)
+}
+
+// reopen reopens the reader after the last examined message: the effects
+// of the messages up to it are buffered or committed. If that fails, the
+// processing loop repositions at the committed floor later; every active
+// partition then skips what it has seen.
+func (m *TableManager) reopen(ctx context.Context) {
+	_ = m.reader.Close()
+	r, err := m.cfg.Source.Open(ctx, m.examined+1)
+	if err == nil {
+		m.reader = r
+		return
+	}
+	m.reader = nil
+	for _, p := range m.assigned() {
+		if p.State() == StateActive {
+			p.skipTo = max(p.skipTo, m.examined)
+		}
+	}
+	m.log.Warn("reopen source", "at_seq", m.examined+1, "err", err)
 }
 
 // commitBlocking commits and acks. A failed commit keeps its writes for the

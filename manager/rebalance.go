@@ -148,6 +148,9 @@ func (m *TableManager) startRecovery(ctx context.Context, p *partition, retake b
 	gen := m.gen.Load()
 	p.stopTaskFor(SuspendPromoted)
 	p.stale = false
+	// Its uncommitted writes are gone (released, fenced or demoted): what
+	// it takes next is decided by its recovered position alone.
+	p.skipTo = 0
 	p.setState(StateRecovering)
 	m.startTask(ctx, p, "recover", func(ctx context.Context) error {
 		if err := m.waitReleased(ctx, p.id); err != nil {
@@ -200,6 +203,7 @@ func (m *TableManager) startStandby(ctx context.Context, p *partition) {
 	p.stopTaskFor(SuspendDemoted)
 	p.setState(StateStandby)
 	p.caughtUp = false
+	p.skipTo = 0
 	m.startTask(ctx, p, "standby", func(ctx context.Context) error {
 		return m.recovery.follow(ctx, p, func() { m.send(ctx, procEvent{p: p, caughtUp: true}) })
 	})

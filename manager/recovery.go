@@ -185,6 +185,12 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 			if err != nil {
 				return fmt.Errorf("replay from %d to %d: %w", from, state.Last, err)
 			}
+			// The log's last message is never compacted away: a replay
+			// that did not reach it read a lagging replica. Taking over
+			// now would drop the records it missed.
+			if got := p.applied.Load(); got < state.Last {
+				return fmt.Errorf("replay from %d stopped at %d, before the log's end %d", from, got, state.Last)
+			}
 		}
 		if newer != nil {
 			return fmt.Errorf("%w: %s wrote a commit marker of generation %d, this node holds generation %d",
@@ -262,6 +268,9 @@ func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) (e
 		})
 		if err != nil {
 			return fmt.Errorf("standby catch-up from %d to %d: %w", from, state.Last, err)
+		}
+		if got := p.applied.Load(); got < state.Last {
+			return fmt.Errorf("standby catch-up from %d stopped at %d, before the log's end %d", from, got, state.Last)
 		}
 	}
 	p.highWater.Store(state.Last)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgetables/edgetables/manager"
 )
 
 // chaosDuration is how long the chaos phase runs: EDGETABLES_CHAOS, a Go
@@ -148,8 +150,14 @@ func runChaos(t *testing.T, guarantee string, d time.Duration) {
 
 // compare reads every key's count and sum from node 0 and returns the
 // number of keys that lack events, the number of doubled events, and the
-// first difference.
+// first difference with the wrong keys by partition.
 func (c *clusterProcs) compare() (lost, doubled int, first string) {
+	wrong := map[int]int{} // partition (of 6) → keys
+	defer func() {
+		if first != "" {
+			first += fmt.Sprintf("; wrong keys by partition: %v", wrong)
+		}
+	}()
 	for k, n := range c.want {
 		var cnt, sum struct{ Value float64 }
 		code := c.procs[0].tryGet("/v1/tables/count/keys/"+k, &cnt)
@@ -165,6 +173,7 @@ func (c *clusterProcs) compare() (lost, doubled int, first string) {
 		default:
 			continue
 		}
+		wrong[manager.PartitionOf([]byte(k), 6)]++
 		if first == "" {
 			first = fmt.Sprintf("%s: count %d (HTTP %d), sum %v; want %d, %v", k, got, code, sum.Value, n, c.sums[k])
 		}

@@ -68,6 +68,17 @@ func (c *clusterProcs) start(i int, extra ...string) *proc {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
+	if os.Getenv("EDGETABLES_CHAOS_LOGS") != "" {
+		// After a failure, a goroutine dump of every live node into its
+		// log (Go's SIGQUIT handler), before the kill above.
+		t.Cleanup(func() {
+			if t.Failed() && p.cmd.ProcessState == nil {
+				_ = p.cmd.Process.Signal(syscall.SIGCONT)
+				_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+				time.Sleep(time.Second)
+			}
+		})
+	}
 	c.procs[i] = p
 	return p
 }
