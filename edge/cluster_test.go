@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgetables/edgetables/manager"
 )
 
 // testCluster is a cluster of nodes in this process, on loopback.
@@ -251,5 +253,51 @@ func TestClusterExactAggregatesThroughMembershipChanges(t *testing.T) {
 	code, body, _ := getJSON(t, c.nodes[0].HTTPAddr(), "/v1/tables/count/keys?limit=100")
 	if entries, _ := body["entries"].([]any); code != 200 || len(entries) != 40 {
 		t.Errorf("list over the cluster = %d, %v", code, body)
+	}
+	checkStandbyMetrics(t, c)
+}
+
+// checkStandbyMetrics: every node's /metrics reports its standbys, each
+// with a lag that reaches 0 once it follows its changelog, and the
+// generation it applied.
+func checkStandbyMetrics(t *testing.T, c *testCluster) {
+	t.Helper()
+	standbys := 0
+	for i, n := range c.nodes {
+		st := n.Manager().Status()
+		var mine []int
+		for _, p := range st.Partitions {
+			if p.State == manager.StateStandby {
+				mine = append(mine, p.Partition)
+			}
+		}
+		standbys += len(mine)
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			fams := scrape(t, n)
+			lagging := 0
+			for _, p := range mine {
+				if value(t, fams, "edgetables_standby_lag_records", "partition", fmt.Sprint(p)) > 0 {
+					lagging++
+				}
+			}
+			if got := value(t, fams, "edgetables_partitions", "state", "standby"); got != float64(len(mine)) {
+				t.Errorf("node %d: standby partitions metric %v, status has %d", i, got, len(mine))
+			}
+			if g := value(t, fams, "edgetables_assignment_generation"); g < 2 {
+				t.Errorf("node %d: generation %v after membership changes", i, g)
+			}
+			if lagging == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("node %d: %d standbys still lag", i, lagging)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if standbys == 0 {
+		t.Error("no standby in a three-node cluster with one standby per partition")
 	}
 }

@@ -50,8 +50,10 @@ func NewAPI(m *manager.TableManager, log *slog.Logger) *API {
 //	GET /v1/status                         node and partition state
 //	GET /healthz                           the process is up
 //	GET /readyz                            200 once every partition is recovered
+//	GET /metrics                           Prometheus metrics (text format)
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metricsHandler(a.m, a.log))
 	mux.HandleFunc("GET /v1/tables", a.listTables)
 	mux.HandleFunc("GET /v1/tables/{table}/keys/{key}", a.getKey)
 	mux.HandleFunc("GET /v1/tables/{table}/keys", a.listKeys)
@@ -180,7 +182,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	resp := map[string]any{"node": st.Node, "ready": st.Ready, "partitions": st.Partitions,
 		"events_processed": st.EventsProcessed, "changelog_records": st.ChangelogRecords,
 		"commits": st.Commits, "mean_commit_ms": float64(st.MeanCommit.Microseconds()) / 1000,
-		"rebalances": st.Rebalances, "dead_letters": st.DeadLetters}
+		"rebalances": st.Rebalances, "generation": st.Generation, "dead_letters": st.DeadLetters}
 	if cs := a.m.Cluster(); cs != nil {
 		resp["cluster"] = cs
 	}

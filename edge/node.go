@@ -86,6 +86,9 @@ type Config struct {
 	// Tables and Agents are added to the table manager at start.
 	Tables []manager.Collection
 	Agents []manager.Agent
+	// RecoveryHooks observe the recovery of actives and standbys (see
+	// manager.RecoveryHooks); they must not block.
+	RecoveryHooks manager.RecoveryHooks
 	// Logger receives the node's logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -349,6 +352,7 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 		Changelog: changelog, Source: source, DeadLetters: dlq, Coordinator: coord,
 		SessionTimeout: cfg.SessionTimeout, Standbys: cfg.Standbys, HTTPAddr: httpAddr,
 		MaxCommitRecords: maxCommitRecords(cfg.ExactlyOnce),
+		RecoveryHooks:    cfg.RecoveryHooks,
 		Stores:           store.NewDir(filepath.Join(cfg.DataDir, "tables"), nil),
 		Logger:           n.log,
 	})

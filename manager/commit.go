@@ -110,6 +110,7 @@ func (m *TableManager) commit(ctx context.Context) error {
 	if len(done) > 0 {
 		m.counters.commits.Add(1)
 		m.counters.commitNanos.Add(uint64(time.Since(start)))
+		m.commitLatency.observe(time.Since(start))
 	}
 	return errors.Join(errs...)
 }

@@ -79,6 +79,10 @@ type Config struct {
 	Source      Source
 	DeadLetters DeadLetters
 	Stores      store.Provider
+	// RecoveryHooks observe the recovery of actives and standbys (start,
+	// batches, end, suspension); the zero value observes nothing. They
+	// run on the partitions' recovery goroutines and must not block.
+	RecoveryHooks RecoveryHooks
 	// Logger receives the manager's logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -146,6 +150,8 @@ type TableManager struct {
 
 	recovery *Recovery
 	counters counters
+	// commitLatency observes every commit's duration.
+	commitLatency latencyHistogram
 
 	// The processing goroutine owns reader, examined (the last source
 	// sequence dispatched), gen (the generation applied) and lastTrim.

@@ -61,6 +61,9 @@ type partition struct {
 	// end once.
 	task     *task
 	caughtUp bool
+	// stopReason tells the task why the processor stops it (a
+	// SuspendReason; see stopTaskFor).
+	stopReason atomic.Value
 	// stale: recovery found a newer owner; p stays fenced until an
 	// assignment moves it.
 	stale bool

@@ -14,11 +14,11 @@ const stopTimeout = 10 * time.Second
 // activation.
 const pollEvery = 50 * time.Millisecond
 
-// stallAfter is how long a reader may deliver nothing before the source is
+// readerStallAfter is how long a reader may deliver nothing before the source is
 // asked whether it holds messages the reader has not delivered; if it does,
 // the reader is reopened. A consumer whose leader died can stay silent for
 // a while even though the stream goes on.
-const stallAfter = 3 * time.Second
+const readerStallAfter = 3 * time.Second
 
 // Run starts the manager and processes events until ctx ends or a fatal
 // error occurs. Alone (no Coordinator), the node assigns itself every
@@ -115,7 +115,7 @@ func (m *TableManager) process(ctx context.Context) error {
 		backoff = 100 * time.Millisecond
 		if len(msgs) > 0 {
 			lastRead = time.Now()
-		} else if time.Since(lastRead) >= stallAfter {
+		} else if time.Since(lastRead) >= readerStallAfter {
 			lastRead = time.Now()
 			m.checkStall(ctx)
 		}
@@ -149,14 +149,14 @@ func (m *TableManager) process(ctx context.Context) error {
 // checkStall reopens the reader after the last examined message when the
 // source holds messages beyond it that the reader did not deliver.
 func (m *TableManager) checkStall(ctx context.Context) {
-	sctx, cancel := context.WithTimeout(ctx, stallAfter)
+	sctx, cancel := context.WithTimeout(ctx, readerStallAfter)
 	_, last, err := m.cfg.Source.State(sctx)
 	cancel()
 	if err != nil || last <= m.examined || m.reader == nil {
 		return
 	}
 	m.log.Warn("source reader delivered nothing although the source holds more; reopening it",
-		"after_seq", m.examined, "source_last_seq", last, "silent_for", stallAfter)
+		"after_seq", m.examined, "source_last_seq", last, "silent_for", readerStallAfter)
 	m.reopen(ctx)
 }
 

@@ -105,7 +105,7 @@ func (m *TableManager) OnPartitionsRevoked(ctx context.Context, revoked []int) e
 
 // release stops p's task, closes its store and forgets it.
 func (m *TableManager) release(p *partition) {
-	p.stopTask()
+	p.stopTaskFor(SuspendRevoked)
 	p.reset()
 	m.recovery.forget(p.id)
 	m.mu.Lock()
@@ -146,7 +146,7 @@ func (m *TableManager) OnRebalance(ctx context.Context, assigned, revoked, newly
 // activates p afterwards. A standby's follower is stopped first.
 func (m *TableManager) startRecovery(ctx context.Context, p *partition, retake bool) {
 	gen := m.gen.Load()
-	p.stopTask()
+	p.stopTaskFor(SuspendPromoted)
 	p.stale = false
 	// Its uncommitted writes are gone (released, fenced or demoted): what
 	// it takes next is decided by its recovered position alone.
@@ -200,7 +200,7 @@ func (m *TableManager) newPartition(id int) *partition {
 
 // startStandby makes p a standby and starts its follower.
 func (m *TableManager) startStandby(ctx context.Context, p *partition) {
-	p.stopTask()
+	p.stopTaskFor(SuspendDemoted)
 	p.setState(StateStandby)
 	p.caughtUp = false
 	p.skipTo = 0
@@ -286,6 +286,7 @@ func (m *TableManager) waitReleased(ctx context.Context, id int) error {
 	if m.cfg.Coordinator == nil {
 		return nil
 	}
+	m.recovery.setPhase(id, PhaseWaitingRelease)
 	logged := false
 	for {
 		v, changed := m.currentView()

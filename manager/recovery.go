@@ -23,11 +23,20 @@ type Recovery struct {
 
 	mu       sync.Mutex
 	progress map[int]*RecoveryProgress
+
+	// logEvery and stallAfter override the progress log's timing (tests).
+	logEvery, stallAfter time.Duration
 }
 
-// RecoveryProgress is the state of one partition's recovery.
+// RecoveryProgress is the state of one partition's recovery (of an
+// active, or of a standby's catch-up).
 type RecoveryProgress struct {
 	Partition int `json:"partition"`
+	// Standby is set for a standby's catch-up.
+	Standby bool `json:"standby,omitempty"`
+	// Phase says what the recovery does or waits for (the Phase*
+	// constants; a failure adds its error).
+	Phase string `json:"phase"`
 	// From is the first changelog sequence replayed; HighWater the last
 	// (the log's end when recovery started).
 	From      uint64 `json:"from"`
@@ -36,11 +45,20 @@ type RecoveryProgress struct {
 	// entries applied.
 	Applied uint64 `json:"applied"`
 	Records int    `json:"records"`
+	// RecordsRemaining estimates the sequences left to replay
+	// (Remaining); RatePerSecond is the entries applied per second since
+	// the start; ETASeconds the time left at that rate (absent while the
+	// rate is unknown). Progress computes them.
+	RecordsRemaining uint64  `json:"remaining"`
+	RatePerSecond    float64 `json:"rate_per_s"`
+	ETASeconds       float64 `json:"eta_s,omitempty"`
 	// Rebuilt is set, with Reason, when the store was discarded and rebuilt.
 	Rebuilt bool      `json:"rebuilt"`
 	Reason  string    `json:"reason,omitempty"`
 	Started time.Time `json:"started"`
 	Ended   time.Time `json:"ended"` // zero while running
+	// LastProgress is when a batch was last applied or the phase changed.
+	LastProgress time.Time `json:"last_progress"`
 }
 
 // Remaining estimates the sequences left to replay.
@@ -54,6 +72,22 @@ func (p RecoveryProgress) Remaining() uint64 {
 	return p.HighWater - p.Applied
 }
 
+// withRates fills the computed fields as of now.
+func (p RecoveryProgress) withRates(now time.Time) RecoveryProgress {
+	p.RecordsRemaining = p.Remaining()
+	if !p.Ended.IsZero() {
+		now = p.Ended
+	}
+	if el := now.Sub(p.Started).Seconds(); el > 0 && !p.Started.IsZero() {
+		p.RatePerSecond = float64(p.Records) / el
+	}
+	p.ETASeconds = 0
+	if p.RatePerSecond > 0 && p.Ended.IsZero() {
+		p.ETASeconds = float64(p.RecordsRemaining) / p.RatePerSecond
+	}
+	return p
+}
+
 func newRecovery(m *TableManager) *Recovery {
 	return &Recovery{m: m, progress: make(map[int]*RecoveryProgress)}
 }
@@ -64,9 +98,10 @@ func (r *Recovery) Progress() []RecoveryProgress {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]RecoveryProgress, 0, len(r.progress))
+	now := time.Now()
 	for i := 0; i < r.m.cfg.Partitions; i++ {
 		if p := r.progress[i]; p != nil {
-			out = append(out, *p)
+			out = append(out, p.withRates(now))
 		}
 	}
 	return out
@@ -102,11 +137,12 @@ func (r *Recovery) update(id int, f func(p *RecoveryProgress)) {
 // instead of fencing it, and p waits for that assignment. Markers are
 // checked in the tail that grew during the takeover, and, when retake is
 // set (p was fenced while this node still owned it), in the whole tail.
-func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, retake bool) error {
+func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, retake bool) (err error) {
 	m := r.m
 	log := m.log.With("partition", p.id)
-	start := time.Now()
-	records := 0
+	rs := r.newRestore(p, RecoveryActive)
+	defer func() { rs.finish(ctx, err) }()
+	r.setPhase(p.id, PhaseOpening)
 	first := true
 	for attempt := 0; ; attempt++ {
 		check := retake || attempt > 0
@@ -124,9 +160,13 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 		from := max(p.applied.Load()+1, state.First)
 		if first {
 			first = false
+			rs.begin(from, state.Last, reason)
+		} else {
 			r.update(p.id, func(rp *RecoveryProgress) {
-				*rp = RecoveryProgress{Partition: p.id, From: from, HighWater: state.Last, Applied: p.applied.Load(),
-					Rebuilt: reason != "", Reason: reason, Started: start}
+				rp.Phase, rp.LastProgress = PhaseReplaying, time.Now()
+				if reason != "" {
+					rp.Rebuilt, rp.Reason = true, reason
+				}
 			})
 		}
 		p.highWater.Store(state.Last)
@@ -139,10 +179,7 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 				if check && newer == nil {
 					newer = newerMarker(es, gen)
 				}
-				records += len(es)
-				r.update(p.id, func(rp *RecoveryProgress) {
-					rp.Applied, rp.Records, rp.HighWater = p.applied.Load(), records, state.Last
-				})
+				rs.batch(len(es))
 				return nil
 			})
 			if err != nil {
@@ -159,6 +196,7 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 			return fmt.Errorf("%w: %s wrote a commit marker of generation %d, this node holds generation %d",
 				errStale, newer.Node, newer.Generation, gen)
 		}
+		r.setPhase(p.id, PhaseTakingOver)
 		marker := CommitMarker{SourceSeq: p.sourceSeq.Load(), Node: m.cfg.Node, Generation: gen}
 		actx, cancel := context.WithTimeout(ctx, commitTimeout)
 		last, err := m.cfg.Changelog.Append(actx, p.id, state.Last, nil, marker)
@@ -178,9 +216,9 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 		p.highWater.Store(last)
 		p.expectLast = last
 		p.lastPersist, p.persistedAt = offs.Source, time.Now()
-		r.update(p.id, func(rp *RecoveryProgress) { rp.Applied = last; rp.Ended = time.Now() })
-		log.Info("partition recovered", "records_replayed", records, "applied", last,
-			"source_seq", p.sourceSeq.Load(), "generation", gen, "took", time.Since(start).Round(time.Millisecond))
+		rs.end()
+		log.Info("partition recovered", "records_replayed", rs.records, "applied", last,
+			"source_seq", p.sourceSeq.Load(), "generation", gen, "took", time.Since(rs.start).Round(time.Millisecond))
 		return nil
 	}
 }
@@ -203,20 +241,31 @@ func newerMarker(es []Entry, gen uint64) *CommitMarker {
 // follow keeps standby partition p up to date with its changelog until ctx
 // ends: a catch-up replay to the log's end, then following it as it grows.
 // caughtUp is called once the catch-up is done.
-func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) error {
+func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) (err error) {
 	m := r.m
+	rs := r.newRestore(p, RecoveryStandby)
+	defer func() { rs.finish(ctx, err) }()
+	r.setPhase(p.id, PhaseOpening)
 	state, err := m.cfg.Changelog.State(ctx, p.id)
 	if err != nil {
 		return fmt.Errorf("changelog state: %w", err)
 	}
+	reason := ""
 	if p.store == nil || !r.trusted(p, state) {
-		if _, err := r.open(p, state); err != nil {
+		if reason, err = r.open(p, state); err != nil {
 			return err
 		}
 	}
 	from := max(p.applied.Load()+1, state.First)
+	rs.begin(from, state.Last, reason)
 	if from <= state.Last {
-		err := m.cfg.Changelog.Replay(ctx, p.id, from, state.Last, m.cfg.StandbyBufferSize, func(es []Entry) error { return r.apply(p, es) })
+		err := m.cfg.Changelog.Replay(ctx, p.id, from, state.Last, m.cfg.StandbyBufferSize, func(es []Entry) error {
+			if err := r.apply(p, es); err != nil {
+				return err
+			}
+			rs.batch(len(es))
+			return nil
+		})
 		if err != nil {
 			return fmt.Errorf("standby catch-up from %d to %d: %w", from, state.Last, err)
 		}
@@ -225,6 +274,7 @@ func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) er
 		}
 	}
 	p.highWater.Store(state.Last)
+	rs.end()
 	caughtUp()
 	from = max(p.applied.Load()+1, state.Last+1)
 	return m.cfg.Changelog.Follow(ctx, p.id, from, m.cfg.StandbyBufferSize, func(es []Entry) error {
@@ -232,13 +282,15 @@ func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) er
 			return err
 		}
 		p.highWater.Store(max(p.highWater.Load(), es[len(es)-1].Seq))
+		rs.batch(len(es))
 		return nil
 	})
 }
 
 // trusted reports whether p's open store agrees with the log's state.
 func (r *Recovery) trusted(p *partition, state LogState) bool {
-	return p.applied.Load() <= state.Last && (p.applied.Load() == 0 || p.epoch == state.Epoch)
+	a := p.applied.Load()
+	return a <= state.Last && (a == 0 || (p.epoch == state.Epoch && a+1 >= state.First))
 }
 
 // open opens p's store (closing one already open), rebuilding it when it
@@ -283,6 +335,14 @@ func (r *Recovery) openTrusted(id int, state LogState) (store.Store, store.Offse
 			reason = fmt.Sprintf("persisted changelog offset %d is beyond the changelog's end %d", offs.Changelog, state.Last)
 		case offs.Changelog > 0 && offs.Epoch != state.Epoch:
 			reason = fmt.Sprintf("changelog was recreated (epoch %q, store has %q)", state.Epoch, offs.Epoch)
+		case offs.Changelog > 0 && offs.Changelog+1 < state.First:
+			// The sequences between were removed: superseded (then the
+			// replay from First brings every key up to date) or purged or
+			// discarded by a limit (then records and tombstones are gone,
+			// and the store would keep keys the log deleted). The replay
+			// reads the whole log either way, so a rebuild costs the same.
+			reason = fmt.Sprintf("persisted changelog offset %d is behind the changelog's first sequence %d: records between them were removed, so deletes among them cannot be replayed",
+				offs.Changelog, state.First)
 		}
 	}
 	if reason == "" {
@@ -332,31 +392,54 @@ func (r *Recovery) apply(p *partition, es []Entry) error {
 	return nil
 }
 
-// logProgress logs the recovery's progress every 5 s until stopped.
+// logProgress logs the progress of every running recovery every 5 s until
+// stopped, and warns about a partition that made no progress for 30 s,
+// naming what it does or waits for.
 func (r *Recovery) logProgress(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
+	every, stall := logEvery, stallAfter
+	if r.logEvery > 0 {
+		every, stall = r.logEvery, r.stallAfter
+	}
+	tables := make([]string, 0, len(r.m.tables))
+	for _, t := range r.m.Tables() {
+		tables = append(tables, t.Name())
+	}
 	go func() {
 		defer close(done)
-		t := time.NewTicker(5 * time.Second)
+		t := time.NewTicker(every)
 		defer t.Stop()
+		warned := map[int]time.Time{} // partition → last stall warning
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				now := time.Now()
 				for _, p := range r.Progress() {
 					if !p.Ended.IsZero() {
 						continue
 					}
-					el := time.Since(p.Started).Seconds()
-					rate := float64(p.Records) / max(el, 0.001)
-					eta := "unknown"
-					if rate > 0 {
-						eta = time.Duration(float64(p.Remaining()) / rate * float64(time.Second)).Round(time.Second).String()
+					kind := RecoveryActive
+					if p.Standby {
+						kind = RecoveryStandby
 					}
-					r.m.log.Info("still recovering", "partition", p.Partition, "remaining", p.Remaining(),
-						"rate_per_s", int(rate), "eta", eta)
+					eta := "unknown"
+					if p.ETASeconds > 0 {
+						eta = time.Duration(p.ETASeconds * float64(time.Second)).Round(time.Second).String()
+					}
+					attrs := []any{"partition", p.Partition, "kind", kind, "tables", tables,
+						"remaining", p.RecordsRemaining, "rate_per_s", int(p.RatePerSecond), "eta", eta}
+					idle := now.Sub(p.LastProgress)
+					w, ok := warned[p.Partition]
+					if idle >= stall && (!ok || w.Before(p.LastProgress) || now.Sub(w) >= stall) {
+						warned[p.Partition] = now
+						r.m.log.Warn("recovery stalled: partition made no progress", append(attrs, "for", idle.Round(time.Second),
+							"waiting_for", p.Phase, "applied", p.Applied, "high_water", p.HighWater)...)
+						continue
+					}
+					r.m.log.Info("still recovering", append(attrs, "phase", p.Phase)...)
 				}
 			}
 		}

@@ -17,7 +17,11 @@ type Status struct {
 	Commits          uint64 `json:"commits"`
 	// MeanCommit is the mean duration of a commit.
 	MeanCommit time.Duration `json:"mean_commit_ns"`
-	Rebalances uint64        `json:"rebalances"`
+	// CommitLatency is the distribution of commit durations.
+	CommitLatency Histogram `json:"commit_latency"`
+	Rebalances    uint64    `json:"rebalances"`
+	// Generation is the assignment generation this node applied (1 alone).
+	Generation uint64 `json:"generation"`
 	// DeadLetters counts refused events by agent.
 	DeadLetters map[string]uint64 `json:"dead_letters"`
 	// UnknownRecords counts replayed records of tables this node does not
@@ -50,6 +54,8 @@ func (m *TableManager) Status() Status {
 		ChangelogRecords: m.counters.records.Load(),
 		Commits:          m.counters.commits.Load(),
 		Rebalances:       m.counters.rebalances.Load(),
+		Generation:       m.gen.Load(),
+		CommitLatency:    m.commitLatency.snapshot(),
 		UnknownRecords:   m.counters.unknownRecords.Load(),
 		DeadLetters:      make(map[string]uint64, len(m.counters.deadLetters)),
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -15,9 +16,11 @@ import (
 )
 
 type statusCmd struct {
-	HTTP    string        `help:"HTTP API of any node." default:"http://127.0.0.1:8080"`
-	Timeout time.Duration `help:"How long to wait for the answer." default:"5s"`
-	JSON    bool          `help:"Print the raw JSON of /v1/status."`
+	HTTP     string        `help:"HTTP API of any node." default:"http://127.0.0.1:8080"`
+	Timeout  time.Duration `help:"How long to wait for each answer." default:"5s"`
+	JSON     bool          `help:"Print the raw JSON of /v1/status."`
+	Watch    bool          `help:"Refresh until every partition of the node is active."`
+	Interval time.Duration `help:"Time between refreshes with --watch." default:"1s"`
 }
 
 // nodeStatus is the part of /v1/status the command shows.
@@ -32,39 +35,89 @@ type nodeStatus struct {
 }
 
 func (s *statusCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
-	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
-	defer cancel()
 	url := strings.TrimSuffix(s.HTTP, "/")
 	if !strings.Contains(url, "://") {
 		url = "http://" + url
 	}
+	if s.Interval <= 0 {
+		fmt.Fprintf(stderr, "edgetables: error: --interval %s: must be positive\n", s.Interval)
+		return exitUsage
+	}
+	tty := isTerminal(stdout)
+	for i := 0; ; i++ {
+		body, code := s.fetch(ctx, url, stderr)
+		if code >= 0 {
+			return code
+		}
+		var st nodeStatus
+		if err := json.Unmarshal(body, &st); err != nil {
+			fmt.Fprintf(stderr, "edgetables: status: %v\n", err)
+			return 1
+		}
+		switch {
+		case s.Watch && tty:
+			fmt.Fprint(stdout, "\033[H\033[2J") // clear the screen
+		case s.Watch && i > 0:
+			fmt.Fprintf(stdout, "\n--- %s\n", time.Now().Format(time.TimeOnly))
+		}
+		if s.JSON {
+			_, _ = stdout.Write(body)
+		} else {
+			printStatus(stdout, st)
+		}
+		if !s.Watch || allActive(st) {
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+			return 1
+		case <-time.After(s.Interval):
+		}
+	}
+}
+
+// fetch gets /v1/status; code is the exit status on failure, else -1.
+func (s *statusCmd) fetch(ctx context.Context, url string, stderr io.Writer) (body []byte, code int) {
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/status", nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "edgetables: error: --http %q: %v\n", s.HTTP, err)
-		return exitUsage
+		return nil, exitUsage
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fmt.Fprintf(stderr, "edgetables: status: %v\n", err)
-		return 1
+		return nil, 1
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	body, err = io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		fmt.Fprintf(stderr, "edgetables: status: HTTP %d %s %v\n", resp.StatusCode, body, err)
-		return 1
+		return nil, 1
 	}
-	if s.JSON {
-		_, _ = stdout.Write(body)
-		return 0
+	return body, -1
+}
+
+// allActive reports whether the node is ready and none of its partitions
+// is recovering.
+func allActive(st nodeStatus) bool {
+	for _, p := range st.Partitions {
+		if p.State == manager.StateRecovering {
+			return false
+		}
 	}
-	var st nodeStatus
-	if err := json.Unmarshal(body, &st); err != nil {
-		fmt.Fprintf(stderr, "edgetables: status: %v\n", err)
-		return 1
+	return st.Ready
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
 	}
-	printStatus(stdout, st)
-	return 0
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // printStatus writes the status as tables.
@@ -106,6 +159,7 @@ func printStatus(w io.Writer, st nodeStatus) {
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\n", p.Partition, p.State, p.AppliedOffset, p.HighWater, lag, p.SourceSeq, p.Buffered)
 	}
 	_ = tw.Flush()
+	printRecoveries(w, st.Partitions, time.Now())
 }
 
 func sum(m map[string]uint64) uint64 {

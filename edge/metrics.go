@@ -1,0 +1,129 @@
+package edge
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/edgetables/edgetables/manager"
+)
+
+// standbyLagTimeout bounds the changelog requests a scrape makes to measure
+// the standbys' lag.
+const standbyLagTimeout = 2 * time.Second
+
+// Metrics is a Prometheus collector of a table manager's figures. It reads
+// manager.Status (and, for standbys, the changelogs' ends) at scrape time,
+// so it adds nothing to the processing path. The metrics are documented in
+// the README.
+type Metrics struct {
+	m   *manager.TableManager
+	log *slog.Logger
+
+	events, records, commits, commitSeconds, rebalances, generation, ready,
+	deadLetters, unknown, partitions, remaining, standbyLag *prometheus.Desc
+}
+
+// NewMetrics returns the collector of m's metrics.
+func NewMetrics(m *manager.TableManager, log *slog.Logger) *Metrics {
+	if log == nil {
+		log = slog.Default()
+	}
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("edgetables_"+name, help, labels, nil)
+	}
+	return &Metrics{m: m, log: log,
+		events:        d("events_processed_total", "Events the agents handled without error."),
+		records:       d("changelog_records_written_total", "Changelog records this node wrote (commit markers not counted)."),
+		commits:       d("commits_total", "Commits that wrote at least one partition."),
+		commitSeconds: d("commit_duration_seconds", "Duration of a commit: changelog append and store transaction of every partition."),
+		rebalances:    d("rebalances_total", "Rebalances applied (a single node applies one at start)."),
+		generation:    d("assignment_generation", "Assignment generation this node applied."),
+		ready:         d("ready", "1 when every active partition is recovered and processing, else 0."),
+		deadLetters:   d("dead_letters_total", "Events refused by an agent and sent to the dead-letter subject.", "agent"),
+		unknown:       d("unknown_records_total", "Replayed changelog records of tables this node does not declare (skipped)."),
+		partitions:    d("partitions", "Partitions assigned to this node, by state.", "state"),
+		remaining:     d("recovery_records_remaining", "Changelog sequences a partition's recovery has left to replay (0 once recovered).", "partition"),
+		standbyLag:    d("standby_lag_records", "Changelog sequences a standby partition's store is behind the log's end.", "partition"),
+	}
+}
+
+// Describe sends the descriptions of every metric.
+func (c *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.events, c.records, c.commits, c.commitSeconds, c.rebalances, c.generation,
+		c.ready, c.deadLetters, c.unknown, c.partitions, c.remaining, c.standbyLag} {
+		ch <- d
+	}
+}
+
+// Collect reads the manager's status and sends the metrics. It costs one
+// changelog state request per standby partition, bounded by 2 s.
+func (c *Metrics) Collect(ch chan<- prometheus.Metric) {
+	st := c.m.Status()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter(c.events, st.EventsProcessed)
+	counter(c.records, st.ChangelogRecords)
+	counter(c.commits, st.Commits)
+	h := st.CommitLatency
+	ch <- prometheus.MustNewConstHistogram(c.commitSeconds, h.Count, h.Sum.Seconds(), h.Cumulative())
+	counter(c.rebalances, st.Rebalances)
+	gauge(c.generation, float64(st.Generation))
+	gauge(c.ready, b2f(st.Ready))
+	for agent, n := range st.DeadLetters {
+		counter(c.deadLetters, n, agent)
+	}
+	counter(c.unknown, st.UnknownRecords)
+
+	states := map[manager.PartitionState]int{manager.StateRecovering: 0, manager.StateActive: 0,
+		manager.StateStandby: 0, manager.StateFenced: 0}
+	for _, p := range st.Partitions {
+		states[p.State]++
+		left := uint64(0)
+		if rp := p.Recovery; rp != nil && rp.Ended.IsZero() {
+			left = rp.RecordsRemaining
+		}
+		if p.State != manager.StateStandby {
+			gauge(c.remaining, float64(left), strconv.Itoa(p.Partition))
+		}
+	}
+	for s, n := range states {
+		gauge(c.partitions, float64(n), string(s))
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), standbyLagTimeout)
+	defer cancel()
+	lags, err := c.m.StandbyLags(ctx)
+	if err != nil {
+		c.log.Warn("metrics: standby lag of some partitions unknown", "err", err)
+	}
+	for p, lag := range lags {
+		gauge(c.standbyLag, float64(lag), strconv.Itoa(p))
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// metricsHandler serves m's metrics with the Go runtime's and the
+// process's, in the Prometheus text format.
+func metricsHandler(m *manager.TableManager, log *slog.Logger) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewMetrics(m, log), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
