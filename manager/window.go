@@ -86,6 +86,13 @@ func (ws Windows) withDefaults() (Windows, error) {
 	return ws, nil
 }
 
+// Validate checks ws as adding its table would: Size at least 1ms, Step
+// from 0 to Size, Expires not negative, at most 64 overlapping windows.
+func (ws Windows) Validate() error {
+	_, err := ws.withDefaults()
+	return err
+}
+
 // Hopping reports whether windows overlap.
 func (ws Windows) Hopping() bool { return ws.Step != 0 && ws.Step != ws.Size }
 
