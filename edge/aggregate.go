@@ -1,9 +1,11 @@
 package edge
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/edgetables/edgetables/manager"
@@ -16,9 +18,14 @@ type Average struct {
 	Avg   float64 `json:"avg"`
 }
 
+// maxSetMembers caps the members of a set table's value (and of a
+// windowed set's window).
+const maxSetMembers = 10000
+
 // Builtin returns the table and the agent of a built-in table spec. The
 // agent is an ordinary manager.Agent: built-in tables use the same agent
-// API a Go user does.
+// API a Go user does. With a window, the table is a manager.WindowedTable
+// whose every window folds the events it holds as the plain table would.
 func Builtin(s TableSpec) (manager.Collection, manager.Agent, error) {
 	if err := s.validate(); err != nil {
 		return nil, manager.Agent{}, fmt.Errorf("%w %q: %w", ErrSpec, s, err)
@@ -27,76 +34,139 @@ func Builtin(s TableSpec) (manager.Collection, manager.Agent, error) {
 	if s.Field != "" {
 		spec["field"] = s.Field
 	}
+	if s.Window != 0 {
+		ws := s.Windows()
+		spec["window"] = ws.Size.String()
+		if ws.Hopping() {
+			spec["hop"] = ws.Step.String()
+		}
+		spec["expires"] = s.Expires.String()
+		if s.Expires == 0 {
+			spec["expires"] = ws.Size.String()
+		}
+		spec["time"] = s.Time.String()
+	}
 	agent := manager.Agent{Name: s.Name, Subjects: []string{s.Source}, Key: keyFunc(s.Key)}
 	var table manager.Collection
 	switch s.Agg {
 	case AggCount:
-		t := manager.NewTable(manager.TableConfig[string, int64]{
-			Name: s.Name, Keys: manager.StringCodec{}, Values: manager.JSONCodec[int64]{}, Spec: spec})
-		agent.Process = func(e *manager.Event) error {
-			k := string(e.Key)
-			n, err := t.Get(e, k)
-			if err != nil {
-				return err
-			}
-			return t.Set(e, k, n+1)
-		}
-		table = t
+		table = builtinTable(s, spec, &agent, manager.JSONCodec[int64]{}, func(_ *manager.Event, n int64, _ bool) (int64, error) {
+			return n + 1, nil
+		})
 	case AggSum, AggMin, AggMax:
-		t := manager.NewTable(manager.TableConfig[string, float64]{
-			Name: s.Name, Keys: manager.StringCodec{}, Values: manager.JSONCodec[float64]{}, Spec: spec})
 		fold := map[string]func(a, b float64) float64{
 			AggSum: func(a, b float64) float64 { return a + b },
 			AggMin: math.Min,
 			AggMax: math.Max,
 		}[s.Agg]
-		agent.Process = func(e *manager.Event) error {
+		table = builtinTable(s, spec, &agent, manager.JSONCodec[float64]{}, func(e *manager.Event, cur float64, found bool) (float64, error) {
 			x, err := numberField(e, s.Field)
 			if err != nil {
-				return err
+				return 0, err
 			}
+			if found {
+				x = fold(cur, x)
+			}
+			return x, nil
+		})
+	case AggAvg:
+		table = builtinTable(s, spec, &agent, manager.JSONCodec[Average]{}, func(e *manager.Event, a Average, _ bool) (Average, error) {
+			x, err := numberField(e, s.Field)
+			if err != nil {
+				return a, err
+			}
+			a.Count++
+			a.Sum += x
+			a.Avg = a.Sum / float64(a.Count)
+			return a, nil
+		})
+	case AggLatest:
+		table = builtinTable(s, spec, &agent, manager.JSONCodec[json.RawMessage]{}, func(e *manager.Event, _ json.RawMessage, _ bool) (json.RawMessage, error) {
+			if !json.Valid(e.Data) {
+				return nil, fmt.Errorf("%w: payload is not JSON", manager.ErrBadEvent)
+			}
+			return json.RawMessage(e.Data), nil
+		})
+	case AggSet:
+		table = setTable(s, spec, &agent)
+	}
+	return table, agent, nil
+}
+
+// builtinTable returns a table of V values computed by fold from the
+// current value of the event's key (found false: none yet) and sets the
+// agent's Process: a plain table, or, with a window, a windowed table
+// folding each window the event falls in.
+func builtinTable[V any](s TableSpec, spec map[string]string, agent *manager.Agent, values manager.Codec[V],
+	fold func(e *manager.Event, cur V, found bool) (V, error)) manager.Collection {
+	if s.Window == 0 {
+		t := manager.NewTable(manager.TableConfig[string, V]{Name: s.Name, Keys: manager.StringCodec{}, Values: values, Spec: spec})
+		agent.Process = func(e *manager.Event) error {
 			k := string(e.Key)
 			cur, found, err := t.Find(e, k)
 			if err != nil {
 				return err
 			}
-			if found {
-				x = fold(cur, x)
-			}
-			return t.Set(e, k, x)
-		}
-		table = t
-	case AggAvg:
-		t := manager.NewTable(manager.TableConfig[string, Average]{
-			Name: s.Name, Keys: manager.StringCodec{}, Values: manager.JSONCodec[Average]{}, Spec: spec})
-		agent.Process = func(e *manager.Event) error {
-			x, err := numberField(e, s.Field)
+			v, err := fold(e, cur, found)
 			if err != nil {
 				return err
 			}
-			k := string(e.Key)
-			a, err := t.Get(e, k)
-			if err != nil {
-				return err
-			}
-			a.Count++
-			a.Sum += x
-			a.Avg = a.Sum / float64(a.Count)
-			return t.Set(e, k, a)
+			return t.Set(e, k, v)
 		}
-		table = t
-	case AggLatest:
-		t := manager.NewTable(manager.TableConfig[string, json.RawMessage]{
-			Name: s.Name, Keys: manager.StringCodec{}, Values: manager.JSONCodec[json.RawMessage]{}, Spec: spec})
-		agent.Process = func(e *manager.Event) error {
-			if !json.Valid(e.Data) {
-				return fmt.Errorf("%w: payload is not JSON", manager.ErrBadEvent)
-			}
-			return t.Set(e, string(e.Key), json.RawMessage(e.Data))
-		}
-		table = t
+		return t
 	}
-	return table, agent, nil
+	t := manager.NewWindowedTable(manager.WindowedTableConfig[string, V]{Name: s.Name, Keys: manager.StringCodec{},
+		Values: values, Spec: spec, Windows: s.Windows(), Time: s.Time})
+	agent.Process = func(e *manager.Event) error {
+		return t.Update(e, string(e.Key), func(_ manager.Window, cur V, found bool) (V, error) {
+			return fold(e, cur, found)
+		})
+	}
+	return t
+}
+
+// setTable returns the table of an agg=set spec: a manager.SetTable of the
+// field's distinct JSON values or, with a window, a windowed table whose
+// values are sorted JSON arrays of them.
+func setTable(s TableSpec, spec map[string]string, agent *manager.Agent) manager.Collection {
+	member := func(e *manager.Event) (string, error) {
+		v, err := jsonField(e, s.Field)
+		if err != nil {
+			return "", err
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return "", fmt.Errorf("%w: field %q: %w", manager.ErrBadEvent, s.Field, err)
+		}
+		return string(b), nil
+	}
+	if s.Window == 0 {
+		t := manager.NewSetTable(manager.SetTableConfig[string, string]{Name: s.Name, Keys: manager.StringCodec{},
+			Members: manager.RawJSONCodec{}, MaxMembers: maxSetMembers, Spec: spec})
+		agent.Process = func(e *manager.Event) error {
+			m, err := member(e)
+			if err != nil {
+				return err
+			}
+			return t.Add(e, string(e.Key), m)
+		}
+		return t
+	}
+	return builtinTable(s, spec, agent, manager.JSONCodec[[]json.RawMessage]{},
+		func(e *manager.Event, set []json.RawMessage, _ bool) ([]json.RawMessage, error) {
+			m, err := member(e)
+			if err != nil {
+				return nil, err
+			}
+			i, found := slices.BinarySearchFunc(set, json.RawMessage(m), func(a, b json.RawMessage) int { return bytes.Compare(a, b) })
+			if found {
+				return set, nil
+			}
+			if len(set) >= maxSetMembers {
+				return nil, fmt.Errorf("table %s key %q: %d members: %w", s.Name, e.Key, len(set), manager.ErrSetFull)
+			}
+			return slices.Insert(set, i, json.RawMessage(m)), nil
+		})
 }
 
 // keyFunc returns the agent key function of a key spec.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/edgetables/edgetables/manager"
 )
@@ -46,6 +48,7 @@ func NewAPI(m *manager.TableManager, log *slog.Logger) *API {
 //
 //	GET /v1/tables                         tables with spec, partitions, key counts
 //	GET /v1/tables/{table}/keys/{key}      one value
+//	GET /v1/tables/{table}/keys/{key}?window=now|all|TIME   windows of a windowed table
 //	GET /v1/tables/{table}/keys?prefix=&after=&limit=   entries in key order
 //	GET /v1/status                         node and partition state
 //	GET /healthz                           the process is up
@@ -110,6 +113,14 @@ func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, CodeBadKey, err.Error())
 		return
 	}
+	if wc, ok := t.(manager.WindowedCollection); ok {
+		a.getWindows(w, r, wc, key, kb)
+		return
+	}
+	if r.URL.Query().Has("window") {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "table "+name+" is not windowed: window= does not apply")
+		return
+	}
 	v, p, err := a.r.get(r.Context(), name, kb)
 	if err != nil {
 		a.fail(w, r, err)
@@ -121,6 +132,58 @@ func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, entry{Table: name, Key: key, Value: js, Partition: p})
+}
+
+// windowJSON is one window of a key in the HTTP API.
+type windowJSON struct {
+	Start time.Time       `json:"start"`
+	End   time.Time       `json:"end"`
+	Value json.RawMessage `json:"value"`
+}
+
+// getWindows answers a key of a windowed table: ?window=now (the default)
+// or an RFC 3339 time gives the most recent window containing that instant,
+// {"table", "key", "window": {"start", "end"}, "value", "partition"};
+// ?window=all gives every open window, oldest first, {"table", "key",
+// "windows": [{"start", "end", "value"}], "partition"}. A key without such
+// windows is 404 key_not_found.
+func (a *API) getWindows(w http.ResponseWriter, r *http.Request, t manager.WindowedCollection, key string, kb []byte) {
+	var q manager.WindowQuery
+	switch sel := r.URL.Query().Get("window"); sel {
+	case "", "now":
+	case "all":
+		q.All = true
+	default:
+		at, err := time.Parse(time.RFC3339Nano, sel)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, CodeBadRequest, "window "+strconv.Quote(sel)+": want now, all or an RFC 3339 time")
+			return
+		}
+		q.At = at
+	}
+	es, p, err := a.r.windows(r.Context(), t.Name(), kb, q)
+	if err == nil && len(es) == 0 {
+		err = fmt.Errorf("%w: table %s has no open window of key %q there", manager.ErrKeyNotFound, t.Name(), key)
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	out := make([]windowJSON, 0, len(es))
+	for _, e := range es {
+		js, err := t.ValueJSON(e.Value)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		out = append(out, windowJSON{Start: e.Start, End: e.End, Value: js})
+	}
+	if q.All {
+		writeJSON(w, http.StatusOK, map[string]any{"table": t.Name(), "key": key, "windows": out, "partition": p})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"table": t.Name(), "key": key, "partition": p,
+		"window": map[string]time.Time{"start": out[0].Start, "end": out[0].End}, "value": out[0].Value})
 }
 
 func (a *API) listKeys(w http.ResponseWriter, r *http.Request) {
@@ -146,7 +209,11 @@ func (a *API) listKeys(w http.ResponseWriter, r *http.Request) {
 		prefix = []byte(s)
 	}
 	if s := q.Get("after"); s != "" {
-		if after, err = t.ParseKey(s); err != nil {
+		parse := t.ParseKey
+		if wc, ok := t.(manager.WindowedCollection); ok {
+			parse = wc.ParseStoreKey // listings show windows as KEY@START
+		}
+		if after, err = parse(s); err != nil {
 			writeError(w, http.StatusBadRequest, CodeBadKey, err.Error())
 			return
 		}

@@ -35,17 +35,21 @@ type query struct {
 	Prefix []byte `json:"prefix,omitempty"`
 	After  []byte `json:"after,omitempty"`
 	Limit  int    `json:"limit,omitempty"`
+	// All and At select windows (op windows).
+	All bool       `json:"all,omitempty"`
+	At  *time.Time `json:"at,omitempty"`
 }
 
 // answer is the reply to a query. Code is one of the HTTP API's error codes
 // when the read failed.
 type answer struct {
-	Code      string             `json:"code,omitempty"`
-	Error     string             `json:"error,omitempty"`
-	Value     []byte             `json:"value,omitempty"`
-	Partition int                `json:"partition"`
-	Entries   []manager.KeyValue `json:"entries,omitempty"`
-	Count     int                `json:"count,omitempty"`
+	Code      string                `json:"code,omitempty"`
+	Error     string                `json:"error,omitempty"`
+	Value     []byte                `json:"value,omitempty"`
+	Partition int                   `json:"partition"`
+	Entries   []manager.KeyValue    `json:"entries,omitempty"`
+	Count     int                   `json:"count,omitempty"`
+	Windows   []manager.WindowEntry `json:"windows,omitempty"`
 }
 
 var codeErrors = map[string]error{
@@ -79,6 +83,27 @@ func (r *router) get(ctx context.Context, table string, key []byte) ([]byte, int
 		return nil, p, err
 	}
 	return a.Value, a.Partition, nil
+}
+
+// windows reads the windows of key of a windowed table from its owner.
+func (r *router) windows(ctx context.Context, table string, key []byte, wq manager.WindowQuery) ([]manager.WindowEntry, int, error) {
+	p := manager.PartitionOf(key, r.m.Partitions())
+	owner, serving := r.m.Owner(p)
+	if owner == r.m.Node() || r.nc == nil {
+		return r.m.Windows(ctx, table, key, wq)
+	}
+	if owner == "" || !serving {
+		return nil, p, fmt.Errorf("partition %d is moving to %q: %w", p, owner, manager.ErrNotReady)
+	}
+	q := query{Op: "windows", Table: table, Key: key, All: wq.All}
+	if !wq.At.IsZero() {
+		q.At = &wq.At
+	}
+	a, err := r.ask(ctx, owner, q)
+	if err != nil {
+		return nil, p, err
+	}
+	return a.Windows, a.Partition, nil
 }
 
 // scan gathers the entries of table from every member, in key order.
@@ -181,6 +206,12 @@ func (r *router) serve(ctx context.Context, req []byte) []byte {
 			a.Entries, err = r.m.Scan(ctx, q.Table, q.Prefix, q.After, q.Limit)
 		case "count":
 			a.Count, err = r.m.Count(q.Table)
+		case "windows":
+			wq := manager.WindowQuery{All: q.All}
+			if q.At != nil {
+				wq.At = *q.At
+			}
+			a.Windows, a.Partition, err = r.m.Windows(ctx, q.Table, q.Key, wq)
 		default:
 			err = fmt.Errorf("unknown query op %q", q.Op)
 		}

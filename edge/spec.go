@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/edgetables/edgetables/manager"
 )
 
 // Aggregations a built-in table can compute.
@@ -15,9 +18,11 @@ const (
 	AggMax    = "max"
 	AggAvg    = "avg"
 	AggLatest = "latest"
+	// AggSet keeps the distinct values of a JSON field, as a JSON array.
+	AggSet = "set"
 )
 
-var aggs = []string{AggCount, AggSum, AggMin, AggMax, AggAvg, AggLatest}
+var aggs = []string{AggCount, AggSum, AggMin, AggMax, AggAvg, AggLatest, AggSet}
 
 // ErrSpec is wrapped by every error of ParseTableSpec.
 var ErrSpec = errors.New("invalid table spec")
@@ -25,6 +30,10 @@ var ErrSpec = errors.New("invalid table spec")
 // TableSpec declares a built-in table, as given to `edgetables run --table`:
 //
 //	name=NAME,source=SUBJECT,key=KEYSPEC,agg=AGG[,field=FIELD]
+//	  [,window=DURATION[,hop=DURATION][,expires=DURATION][,time=json:FIELD|header:NAME|stream|now]]
+//
+// With window the table is windowed (manager.WindowedTable): tumbling
+// windows of that size, or hopping ones starting every hop.
 type TableSpec struct {
 	// Name is the table's name.
 	Name string
@@ -32,12 +41,20 @@ type TableSpec struct {
 	Source string
 	// Key picks the event's key: the N-th subject token or a JSON field.
 	Key KeySpec
-	// Agg is one of count, sum, min, max, avg, latest.
+	// Agg is one of count, sum, min, max, avg, latest, set.
 	Agg string
 	// Field is the JSON field (dot path) holding the number for sum, min,
-	// max and avg.
+	// max and avg, and the value for set.
 	Field string
-	raw   string
+	// Window, when not zero, makes the table windowed: windows of this
+	// size. Hop is the time between window starts (0: Window, tumbling),
+	// Expires how long a window stays open after its end (0: Window), Time
+	// where an event's time comes from (default: the stream's time).
+	Window  time.Duration
+	Hop     time.Duration
+	Expires time.Duration
+	Time    manager.TimeSource
+	raw     string
 }
 
 // KeySpec says where an event's key comes from: the Token-th subject token
@@ -64,7 +81,24 @@ func (s TableSpec) String() string {
 	if s.Field != "" {
 		out += ",field=" + s.Field
 	}
+	if s.Window != 0 {
+		out += ",window=" + s.Window.String()
+		if s.Hop != 0 {
+			out += ",hop=" + s.Hop.String()
+		}
+		if s.Expires != 0 {
+			out += ",expires=" + s.Expires.String()
+		}
+		if s.Time.Kind != "" {
+			out += ",time=" + s.Time.String()
+		}
+	}
 	return out
+}
+
+// Windows returns the spec's windows (meaningful when Window is set).
+func (s TableSpec) Windows() manager.Windows {
+	return manager.Windows{Size: s.Window, Step: s.Hop, Expires: s.Expires}
 }
 
 // ParseTableSpec parses a --table value. Its errors wrap ErrSpec and name
@@ -98,8 +132,27 @@ func ParseTableSpec(v string) (TableSpec, error) {
 			s.Agg = val
 		case "field":
 			s.Field = val
+		case "window", "hop", "expires":
+			d, err := time.ParseDuration(val)
+			if err != nil || d <= 0 {
+				return s, fmt.Errorf("%w %q: %s %q: want a positive duration such as 30s, 5m or 1h", ErrSpec, v, k, val)
+			}
+			switch k {
+			case "window":
+				s.Window = d
+			case "hop":
+				s.Hop = d
+			default:
+				s.Expires = d
+			}
+		case "time":
+			ts, err := manager.ParseTimeSource(val)
+			if err != nil {
+				return s, fmt.Errorf("%w %q: %w", ErrSpec, v, err)
+			}
+			s.Time = ts
 		default:
-			return s, fmt.Errorf("%w %q: unknown part %q (want name, source, key, agg, field)", ErrSpec, v, k)
+			return s, fmt.Errorf("%w %q: unknown part %q (want name, source, key, agg, field, window, hop, expires, time)", ErrSpec, v, k)
 		}
 	}
 	for _, req := range []string{"name", "source", "key", "agg"} {
@@ -122,6 +175,10 @@ func (s TableSpec) validate() error {
 		if s.Field == "" {
 			return fmt.Errorf("agg %s needs field=FIELD (the JSON number to aggregate)", s.Agg)
 		}
+	case AggSet:
+		if s.Field == "" {
+			return fmt.Errorf("agg set needs field=FIELD (the JSON value whose distinct values it keeps)")
+		}
 	default:
 		if s.Field != "" {
 			return fmt.Errorf("agg %s takes no field", s.Agg)
@@ -129,6 +186,9 @@ func (s TableSpec) validate() error {
 	}
 	if err := validPath(s.Field); s.Field != "" && err != nil {
 		return fmt.Errorf("field: %w", err)
+	}
+	if err := s.validateWindow(); err != nil {
+		return err
 	}
 	toks := strings.Split(s.Source, ".")
 	for i, t := range toks {
@@ -138,6 +198,30 @@ func (s TableSpec) validate() error {
 	}
 	if s.Key.Token > len(toks) && toks[len(toks)-1] != ">" {
 		return fmt.Errorf("key subject:%d: source %q has only %d tokens", s.Key.Token, s.Source, len(toks))
+	}
+	return nil
+}
+
+// validateWindow checks the window parts.
+func (s TableSpec) validateWindow() error {
+	if s.Window == 0 {
+		switch {
+		case s.Hop != 0:
+			return errors.New("hop needs window=DURATION")
+		case s.Expires != 0:
+			return errors.New("expires needs window=DURATION")
+		case s.Time.Kind != "":
+			return errors.New("time needs window=DURATION")
+		}
+		return nil
+	}
+	if err := s.Windows().Validate(); err != nil {
+		return fmt.Errorf("window=%s,hop=%s: %w", s.Window, s.Hop, err)
+	}
+	if s.Time.Kind != "" {
+		if _, err := manager.ParseTimeSource(s.Time.String()); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/edgetables/edgetables/manager"
 )
 
 func TestParseTableSpec(t *testing.T) {
@@ -17,6 +20,19 @@ func TestParseTableSpec(t *testing.T) {
 			TableSpec{Name: "c", Source: "ev.>", Key: KeySpec{Field: "device.id"}, Agg: "count"}},
 		{"agg=latest, name=l ,source=a.b,key=subject:1",
 			TableSpec{Name: "l", Source: "a.b", Key: KeySpec{Token: 1}, Agg: "latest"}},
+		{"name=s,source=a.*,key=subject:2,agg=set,field=user",
+			TableSpec{Name: "s", Source: "a.*", Key: KeySpec{Token: 2}, Agg: "set", Field: "user"}},
+		{"name=w,source=a.*,key=subject:2,agg=count,window=1m",
+			TableSpec{Name: "w", Source: "a.*", Key: KeySpec{Token: 2}, Agg: "count", Window: time.Minute}},
+		{"name=w,source=a.*,key=subject:2,agg=avg,field=v,window=10m,hop=1m,expires=1h,time=json:at.ts",
+			TableSpec{Name: "w", Source: "a.*", Key: KeySpec{Token: 2}, Agg: "avg", Field: "v", Window: 10 * time.Minute,
+				Hop: time.Minute, Expires: time.Hour, Time: manager.TimeSource{Kind: manager.TimeField, Name: "at.ts"}}},
+		{"name=w,source=a.*,key=subject:2,agg=set,field=v,window=30s,time=now",
+			TableSpec{Name: "w", Source: "a.*", Key: KeySpec{Token: 2}, Agg: "set", Field: "v", Window: 30 * time.Second,
+				Time: manager.TimeSource{Kind: manager.TimeNow}}},
+		{"name=w,source=a.*,key=subject:2,agg=count,window=1h,time=header:Ts,expires=5m",
+			TableSpec{Name: "w", Source: "a.*", Key: KeySpec{Token: 2}, Agg: "count", Window: time.Hour, Expires: 5 * time.Minute,
+				Time: manager.TimeSource{Kind: manager.TimeHeader, Name: "Ts"}}},
 	}
 	for _, c := range good {
 		got, err := ParseTableSpec(c.in)
@@ -42,6 +58,16 @@ func TestParseTableSpec(t *testing.T) {
 		{"name=a,name=b,source=x.y,key=subject:1,agg=count", "given twice"},
 		{"name=a,source=x.y,key=subject:1,agg=count,color=red", `unknown part "color"`},
 		{"name=a,source", "not key=value"},
+		{"name=a,source=x.y,key=subject:1,agg=set", "set needs field"},
+		{"name=a,source=x.y,key=subject:1,agg=count,window=soon", `window "soon": want a positive duration`},
+		{"name=a,source=x.y,key=subject:1,agg=count,window=-1m", "positive duration"},
+		{"name=a,source=x.y,key=subject:1,agg=count,hop=1m", "hop needs window"},
+		{"name=a,source=x.y,key=subject:1,agg=count,expires=1m", "expires needs window"},
+		{"name=a,source=x.y,key=subject:1,agg=count,time=now", "time needs window"},
+		{"name=a,source=x.y,key=subject:1,agg=count,window=1m,hop=2m", "step 2m0s"},
+		{"name=a,source=x.y,key=subject:1,agg=count,window=1h,hop=1s", "overlapping windows"},
+		{"name=a,source=x.y,key=subject:1,agg=count,window=1m,time=wall", `time "wall"`},
+		{"name=a,source=x.y,key=subject:1,agg=count,window=1m,time=json:a..b", "empty segment"},
 	}
 	for _, c := range bad {
 		_, err := ParseTableSpec(c.in)
@@ -58,6 +84,7 @@ func TestParseTableSpec(t *testing.T) {
 func FuzzParseTableSpec(f *testing.F) {
 	f.Add("name=temps,source=sensors.*.temp,key=subject:2,agg=max,field=value")
 	f.Add("name=c,source=ev.>,key=json:a.b,agg=count")
+	f.Add("name=w,source=a.*,key=subject:2,agg=set,field=v,window=10m,hop=1m,expires=1h,time=json:ts")
 	f.Fuzz(func(t *testing.T, s string) {
 		spec, err := ParseTableSpec(s)
 		if err != nil {

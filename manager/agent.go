@@ -121,8 +121,20 @@ func (e *Event) JSON() (map[string]any, error) {
 func (e *Event) Token(n int) string { return subjectToken(e.Subject, n) }
 
 func (e *Event) get(table string, key []byte) ([]byte, bool, error) {
+	if e.part == nil {
+		return nil, false, fmt.Errorf("table %s: read outside an agent", table)
+	}
 	if PartitionOf(key, e.part.partitions) != e.Partition {
 		return nil, false, fmt.Errorf("table %s: key %q: %w", table, key, ErrWrongPartition)
+	}
+	return e.getStored(table, key)
+}
+
+// getStored is get of a store key whose partition the caller checked (a
+// window key lives in the partition of its plain key).
+func (e *Event) getStored(table string, key []byte) ([]byte, bool, error) {
+	if e.part == nil {
+		return nil, false, fmt.Errorf("table %s: read outside an agent", table)
 	}
 	k := string(key)
 	for i := len(e.writes) - 1; i >= 0; i-- {
@@ -140,6 +152,14 @@ func (e *Event) put(table string, key, value []byte, del bool) error {
 	if PartitionOf(key, e.part.partitions) != e.Partition {
 		return fmt.Errorf("table %s: key %q in partition %d, event in %d: %w",
 			table, key, PartitionOf(key, e.part.partitions), e.Partition, ErrWrongPartition)
+	}
+	return e.putStored(table, key, value, del)
+}
+
+// putStored is put of a store key whose partition the caller checked.
+func (e *Event) putStored(table string, key, value []byte, del bool) error {
+	if e.part == nil {
+		return fmt.Errorf("table %s: write outside an agent", table)
 	}
 	if _, ok := e.part.m.tables[table]; !ok {
 		return fmt.Errorf("%w: %s", ErrTableNotFound, table)

@@ -33,3 +33,17 @@ var (
 	// invariants Assign guarantees.
 	ErrInvalidAssignment = errors.New("edgetables: invalid partition assignment")
 )
+
+// Sentinel errors of windowed and set tables.
+var (
+	// ErrWindowClosed is returned by a windowed table's Update and Set when
+	// every window holding the event's time is closed (its end plus
+	// Expires has passed): the event is too late and changes nothing.
+	ErrWindowClosed = errors.New("edgetables: window closed")
+	// ErrNotWindowed is returned by TableManager.Windows for a table that is
+	// not a windowed table.
+	ErrNotWindowed = errors.New("edgetables: table is not windowed")
+	// ErrSetFull is returned by SetTable.Add when a set would exceed the
+	// table's MaxMembers.
+	ErrSetFull = errors.New("edgetables: set is full")
+)

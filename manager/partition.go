@@ -37,6 +37,9 @@ type partition struct {
 	epoch      string
 
 	state atomic.Value // PartitionState
+	// activations counts the times p became active, so that what tables
+	// remember about an active partition is dropped when it recovers again.
+	activations atomic.Uint64
 
 	// applied is the last changelog sequence held by the store; highWater
 	// the changelog's last sequence when recovery started, or after this

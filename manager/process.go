@@ -138,6 +138,7 @@ func (m *TableManager) process(ctx context.Context) error {
 			}
 		}
 		if time.Since(lastCommit) >= m.cfg.CommitInterval {
+			m.closeWindows(ctx)
 			if err := m.commitBlocking(ctx); err != nil {
 				return err
 			}

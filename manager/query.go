@@ -59,6 +59,7 @@ func (m *TableManager) Scan(ctx context.Context, table string, prefix, after []b
 	if limit <= 0 {
 		return nil, nil
 	}
+	hidden, _ := m.tables[table].(hiddenKeys)
 	var out []KeyValue
 	for _, p := range m.assigned() {
 		switch p.State() {
@@ -69,6 +70,9 @@ func (m *TableManager) Scan(ctx context.Context, table string, prefix, after []b
 		}
 		n := 0
 		err := p.store.Scan(table, prefix, after, func(k, v []byte) bool {
+			if hidden != nil && hidden.hiddenKey(k) {
+				return true
+			}
 			out = append(out, KeyValue{Key: bytes.Clone(k), Value: bytes.Clone(v), Partition: p.id})
 			n++
 			return n < limit
@@ -88,7 +92,7 @@ func (m *TableManager) Scan(ctx context.Context, table string, prefix, after []b
 }
 
 // Count returns the number of committed keys of table in the partitions
-// active on this node.
+// active on this node (for a windowed table: its windows).
 func (m *TableManager) Count(table string) (int, error) {
 	if _, ok := m.tables[table]; !ok {
 		return 0, fmt.Errorf("%w: %s", ErrTableNotFound, table)
@@ -102,7 +106,11 @@ func (m *TableManager) Count(table string) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("table %s partition %d: %w", table, p.id, err)
 		}
-		n += c
+		h, err := hiddenCount(m.tables[table], p.store)
+		if err != nil {
+			return 0, fmt.Errorf("table %s partition %d: %w", table, p.id, err)
+		}
+		n += c - h
 	}
 	return n, nil
 }

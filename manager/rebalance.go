@@ -328,6 +328,7 @@ func (m *TableManager) activate(ctx context.Context, p *partition) {
 			q.skipTo = max(q.skipTo, m.examined)
 		}
 	}
+	p.activations.Add(1)
 	p.setState(StateActive)
 	if m.reader == nil || p.sourceSeq.Load() < m.examined {
 		m.reposition(ctx)

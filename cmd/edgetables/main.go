@@ -68,7 +68,7 @@ type runCmd struct {
 	Guarantee      string        `name:"processing-guarantee" help:"at-least-once, or exactly-once (each commit is one atomic JetStream batch: no event counted twice, even across crashes)." default:"at-least-once" enum:"at-least-once,exactly-once"`
 	KeepSource     bool          `help:"Keep committed events in the source stream (default: remove them once committed)."`
 	SourceMaxBytes int64         `help:"Largest size of the source stream in bytes; when full, JetStream publishers get errors." default:"1073741824"`
-	Table          []tableFlag   `help:"Built-in table: name=NAME,source=SUBJECT,key=subject:N|json:FIELD,agg=count|sum|min|max|avg|latest[,field=FIELD]. Repeatable." sep:"none"`
+	Table          []tableFlag   `help:"Built-in table: name=NAME,source=SUBJECT,key=subject:N|json:FIELD,agg=count|sum|min|max|avg|latest|set[,field=FIELD][,window=DURATION[,hop=DURATION][,expires=DURATION][,time=json:FIELD|header:NAME|stream|now]]. Repeatable." sep:"none"`
 
 	ClusterName    string        `help:"Name of the embedded NATS cluster (the same on every node)." default:"edgetables" group:"cluster"`
 	ClusterListen  string        `help:"Route address of the embedded server (host:port); makes the node a cluster member." group:"cluster"`

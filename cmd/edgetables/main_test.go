@@ -40,6 +40,11 @@ func TestFlagErrors(t *testing.T) {
 		{"duplicate table", []string{"run", table, table}, nil, "used twice"},
 		{"env partitions", []string{"run", table}, map[string]string{"EDGETABLES_PARTITIONS": "5000"}, "--partitions"},
 		{"env table", []string{"run"}, map[string]string{"EDGETABLES_TABLE": "name=c,source=a.*,key=nope,agg=count"}, "--table"},
+		{"bad window", []string{"run", "--table=name=c,source=a.*,key=subject:2,agg=count,window=soon"}, nil, "--table"},
+		{"hop over window", []string{"run", "--table=name=c,source=a.*,key=subject:2,agg=count,window=1m,hop=5m"}, nil, "--table"},
+		{"hop without window", []string{"run", "--table=name=c,source=a.*,key=subject:2,agg=count,hop=5m"}, nil, "hop needs window"},
+		{"bad time", []string{"run", "--table=name=c,source=a.*,key=subject:2,agg=count,window=1m,time=wall"}, nil, "--table"},
+		{"set without field", []string{"run", "--table=name=c,source=a.*,key=subject:2,agg=set"}, nil, "set needs field"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

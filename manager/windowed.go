@@ -1,0 +1,522 @@
+package manager
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/edgetables/edgetables/store"
+)
+
+// WindowedTableConfig declares a windowed table.
+type WindowedTableConfig[K, V any] struct {
+	// Name, Keys, Values, Default and Spec are as in TableConfig.
+	Name    string
+	Keys    Codec[K]
+	Values  Codec[V]
+	Default func() V
+	Spec    map[string]string
+	// Windows cuts time into windows (Tumbling or Hopping). Required.
+	Windows Windows
+	// Time says where an event's time comes from (default: the stream's
+	// time, Event.Time).
+	Time TimeSource
+	// OnWindowClose, when set, is called once for every window that
+	// closes, with its final value, on the partition's active owner. It
+	// runs on the processing goroutine with an Event of the key's
+	// partition: table writes made through that Event are committed
+	// together with the window's removal, so that (with the exactly-once
+	// processing guarantee) they happen exactly once even across crashes
+	// and failovers. Effects outside tables happen once per call: a crash
+	// after the call and before the commit calls it again for the same
+	// window on the next owner. An error (or a panic) drops the call's
+	// writes, keeps the window, and retries it a second later; it is
+	// logged with table, partition, key and window.
+	OnWindowClose func(e *Event, key K, w Window, v V) error
+	// Clock is the table's clock: it closes windows and is "now" for
+	// TimeNow and for reads of the current window (default time.Now).
+	Clock func() time.Time
+}
+
+// WindowValue is the value of one window of a key.
+type WindowValue[V any] struct {
+	Window Window
+	Value  V
+}
+
+// WindowedTable is a table whose values are kept per time window, like
+// Faust's tumbling and hopping tables: a write updates every window that
+// contains the event's time.
+//
+// Storage: window w of key k is stored under k's encoding followed by w's
+// start (8 bytes, big-endian), so that a key's windows are adjacent and in
+// time order, and in the partition of k itself (PartitionOf the plain
+// encoded key): the windows of a key live where the key's events are
+// processed.
+//
+// Closing. A window is closed when the table's clock reaches its end plus
+// Windows.Expires. The partition's owner checks for closed windows at every
+// commit interval (cheaply: it knows the earliest closing time it has not
+// reached); for each closed window it calls OnWindowClose and writes a
+// tombstone, committed like every write, so the window leaves the store and
+// the changelog. Windows restored by recovery close the same way: the check
+// reads the store, not a memory of past writes. With each batch of closes
+// the partition records its closing horizon (the clock reading that closed
+// them) in the changelog; later writes to any window at or before the
+// horizon are refused, even on a new owner whose clock is behind, so a
+// window once closed never comes back and is never closed twice.
+type WindowedTable[K, V any] struct {
+	cfg WindowedTableConfig[K, V]
+	ws  Windows
+	m   *TableManager
+
+	mu    sync.Mutex
+	marks map[int]closeMark // by partition; see closeWindows
+}
+
+// closeMark is the earliest closing time among the windows of one
+// partition, valid while that partition stays active (same activation).
+type closeMark struct {
+	p           *partition
+	activations uint64
+	at          time.Time
+}
+
+// horizonKey is the store key of a partition's closing horizon: empty, so
+// it cannot be a window key (at least 8 bytes).
+var horizonKey = []byte{}
+
+// NewWindowedTable returns a windowed table to Add to a TableManager.
+func NewWindowedTable[K, V any](cfg WindowedTableConfig[K, V]) *WindowedTable[K, V] {
+	return &WindowedTable[K, V]{cfg: cfg, marks: make(map[int]closeMark)}
+}
+
+// Name returns the table's name.
+func (t *WindowedTable[K, V]) Name() string { return t.cfg.Name }
+
+// Spec implements Collection.
+func (t *WindowedTable[K, V]) Spec() map[string]string { return t.cfg.Spec }
+
+// Windows returns the table's windows, with defaults filled in.
+func (t *WindowedTable[K, V]) Windows() Windows {
+	if ws, err := t.cfg.Windows.withDefaults(); err == nil {
+		return ws
+	}
+	return t.cfg.Windows
+}
+
+func (t *WindowedTable[K, V]) bind(m *TableManager) error {
+	if !tableNameRE.MatchString(t.cfg.Name) {
+		return fmt.Errorf("table name %q: want lower-case letters, digits, '_' and '-', at most 64", t.cfg.Name)
+	}
+	if t.cfg.Keys == nil || t.cfg.Values == nil {
+		return fmt.Errorf("table %q: Keys and Values codecs are required", t.cfg.Name)
+	}
+	ws, err := t.cfg.Windows.withDefaults()
+	if err != nil {
+		return fmt.Errorf("table %q: %w", t.cfg.Name, err)
+	}
+	if err := t.cfg.Time.validate(); err != nil {
+		return fmt.Errorf("table %q: %w", t.cfg.Name, err)
+	}
+	if t.m != nil && t.m != m {
+		return fmt.Errorf("table %q: already added to another manager", t.cfg.Name)
+	}
+	t.ws, t.m = ws, m
+	return nil
+}
+
+func (t *WindowedTable[K, V]) now() time.Time {
+	if t.cfg.Clock != nil {
+		return t.cfg.Clock()
+	}
+	return time.Now()
+}
+
+func (t *WindowedTable[K, V]) missing() V {
+	if t.cfg.Default != nil {
+		return t.cfg.Default()
+	}
+	var zero V
+	return zero
+}
+
+func (t *WindowedTable[K, V]) encodeKey(k K) ([]byte, error) {
+	b, err := t.cfg.Keys.Encode(k)
+	if err != nil {
+		return nil, fmt.Errorf("table %s: encode key: %w", t.cfg.Name, err)
+	}
+	if len(b) > MaxKeySize {
+		return nil, fmt.Errorf("table %s: key of %d bytes exceeds %d: %w", t.cfg.Name, len(b), MaxKeySize, ErrBadEvent)
+	}
+	return b, nil
+}
+
+// eventKey encodes k and checks that it belongs to e's partition.
+func (t *WindowedTable[K, V]) eventKey(e *Event, k K) ([]byte, error) {
+	kb, err := t.encodeKey(k)
+	if err != nil {
+		return nil, err
+	}
+	if e.part == nil {
+		return nil, fmt.Errorf("table %s: outside an agent", t.cfg.Name)
+	}
+	if p := PartitionOf(kb, e.part.partitions); p != e.Partition {
+		return nil, fmt.Errorf("table %s: key %q in partition %d, event in %d: %w", t.cfg.Name, kb, p, e.Partition, ErrWrongPartition)
+	}
+	return kb, nil
+}
+
+// Time returns the time of e as this table reads it.
+func (t *WindowedTable[K, V]) Time(e *Event) (time.Time, error) {
+	return t.cfg.Time.eventTime(e, t.now())
+}
+
+// Update applies f to every open window of k that contains the event's
+// time, in start order, and writes what it returns (found is false for a
+// window without a value yet, v then being the default). Windows already
+// closed are skipped; if all are, Update returns ErrWindowClosed and
+// writes nothing.
+func (t *WindowedTable[K, V]) Update(e *Event, k K, f func(w Window, v V, found bool) (V, error)) error {
+	kb, err := t.eventKey(e, k)
+	if err != nil {
+		return err
+	}
+	ts, err := t.Time(e)
+	if err != nil {
+		return fmt.Errorf("table %s: %w", t.cfg.Name, err)
+	}
+	horizon, err := t.horizon(e.getStored)
+	if err != nil {
+		return err
+	}
+	now := later(t.now(), horizon)
+	open := 0
+	for _, w := range t.ws.Containing(ts) {
+		if t.ws.Closed(w, now) {
+			continue
+		}
+		open++
+		sk := windowKey(kb, w.Start)
+		cur, found := t.missing(), false
+		b, ok, err := e.getStored(t.cfg.Name, sk)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if cur, err = t.decodeValue(b); err != nil {
+				return err
+			}
+			found = true
+		}
+		nv, err := f(w, cur, found)
+		if err != nil {
+			return err
+		}
+		vb, err := t.cfg.Values.Encode(nv)
+		if err != nil {
+			return fmt.Errorf("table %s: encode value: %w", t.cfg.Name, err)
+		}
+		if err := e.putStored(t.cfg.Name, sk, vb, false); err != nil {
+			return err
+		}
+		t.noteWindow(e.part, t.ws.closeAt(w))
+	}
+	if open == 0 {
+		return fmt.Errorf("table %s: event time %s: every window holding it closed by %s: %w",
+			t.cfg.Name, ts.UTC().Format(time.RFC3339Nano), now.UTC().Format(time.RFC3339Nano), ErrWindowClosed)
+	}
+	return nil
+}
+
+// Set writes v to every open window of k that contains the event's time
+// (see Update).
+func (t *WindowedTable[K, V]) Set(e *Event, k K, v V) error {
+	return t.Update(e, k, func(Window, V, bool) (V, error) { return v, nil })
+}
+
+// Current returns k's value in the most recent window containing the
+// event's time, as the agent processing e sees it (its own writes first).
+func (t *WindowedTable[K, V]) Current(e *Event, k K) (V, bool, error) {
+	ts, err := t.Time(e)
+	if err != nil {
+		return t.missing(), false, fmt.Errorf("table %s: %w", t.cfg.Name, err)
+	}
+	return t.GetAt(e, k, ts)
+}
+
+// GetAt returns k's value in the most recent window containing ts, as the
+// agent processing e sees it. A missing or closed window gives the default.
+func (t *WindowedTable[K, V]) GetAt(e *Event, k K, ts time.Time) (V, bool, error) {
+	kb, err := t.eventKey(e, k)
+	if err != nil {
+		return t.missing(), false, err
+	}
+	horizon, err := t.horizon(e.getStored)
+	if err != nil {
+		return t.missing(), false, err
+	}
+	w := t.ws.Current(ts)
+	if t.ws.Closed(w, later(t.now(), horizon)) {
+		return t.missing(), false, nil
+	}
+	b, ok, err := e.getStored(t.cfg.Name, windowKey(kb, w.Start))
+	if err != nil || !ok {
+		return t.missing(), false, err
+	}
+	v, err := t.decodeValue(b)
+	return v, err == nil, err
+}
+
+// LookupAt returns the committed value of k in the most recent window
+// containing ts, from this node's local store; found is false when that
+// window has no value or is closed. Errors as Table.Lookup.
+func (t *WindowedTable[K, V]) LookupAt(ctx context.Context, k K, ts time.Time) (WindowValue[V], bool, error) {
+	ws, err := t.lookup(ctx, k, WindowQuery{At: ts})
+	if err != nil || len(ws) == 0 {
+		return WindowValue[V]{Window: t.ws.Current(ts), Value: t.missing()}, false, err
+	}
+	return ws[0], true, nil
+}
+
+// LookupNow is LookupAt the table's clock: the current window.
+func (t *WindowedTable[K, V]) LookupNow(ctx context.Context, k K) (WindowValue[V], bool, error) {
+	return t.LookupAt(ctx, k, t.now())
+}
+
+// LookupDelta is LookupAt d before the table's clock (Faust's delta).
+func (t *WindowedTable[K, V]) LookupDelta(ctx context.Context, k K, d time.Duration) (WindowValue[V], bool, error) {
+	return t.LookupAt(ctx, k, t.now().Add(-d))
+}
+
+// LookupAll returns every open window of k with a committed value, oldest
+// first. Cost: a scan of the stored keys that start with k's encoding.
+func (t *WindowedTable[K, V]) LookupAll(ctx context.Context, k K) ([]WindowValue[V], error) {
+	return t.lookup(ctx, k, WindowQuery{All: true})
+}
+
+func (t *WindowedTable[K, V]) lookup(ctx context.Context, k K, q WindowQuery) ([]WindowValue[V], error) {
+	if t.m == nil {
+		return nil, fmt.Errorf("table %s: not added to a manager", t.cfg.Name)
+	}
+	kb, err := t.encodeKey(k)
+	if err != nil {
+		return nil, err
+	}
+	es, _, err := t.m.Windows(ctx, t.cfg.Name, kb, q)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]WindowValue[V], 0, len(es))
+	for _, e := range es {
+		v, err := t.decodeValue(e.Value)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, WindowValue[V]{Window: e.Window, Value: v})
+	}
+	return out, nil
+}
+
+func (t *WindowedTable[K, V]) decodeValue(b []byte) (V, error) {
+	v, err := t.cfg.Values.Decode(b)
+	if err != nil {
+		return v, fmt.Errorf("table %s: decode value: %w", t.cfg.Name, err)
+	}
+	return v, nil
+}
+
+// horizon reads the partition's closing horizon with get (zero: none).
+func (t *WindowedTable[K, V]) horizon(get func(table string, key []byte) ([]byte, bool, error)) (time.Time, error) {
+	b, ok, err := get(t.cfg.Name, horizonKey)
+	if err != nil || !ok {
+		return time.Time{}, err
+	}
+	return decodeHorizon(t.cfg.Name, b)
+}
+
+func decodeHorizon(table string, b []byte) (time.Time, error) {
+	if len(b) != 8 {
+		return time.Time{}, fmt.Errorf("table %s: closing horizon of %d bytes, want 8", table, len(b))
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(b))).UTC(), nil
+}
+
+func encodeHorizon(t time.Time) []byte {
+	return binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// WindowQuery selects windows of a key: All open windows, or the most
+// recent window containing At (the table's clock when At is zero).
+type WindowQuery struct {
+	All bool
+	At  time.Time
+}
+
+// WindowEntry is one committed window of a key, its value encoded.
+type WindowEntry struct {
+	Window
+	Value []byte `json:"value"`
+}
+
+// WindowedCollection is a Collection whose values live in time windows (a
+// WindowedTable), whatever its key and value types.
+type WindowedCollection interface {
+	Collection
+	// Windows returns how the table cuts time.
+	Windows() Windows
+	// ParseStoreKey parses the text form of a stored window key, KEY@START
+	// (START in RFC 3339), as listings show them.
+	ParseStoreKey(s string) ([]byte, error)
+
+	readWindows(st store.Store, key []byte, q WindowQuery) ([]WindowEntry, error)
+}
+
+// Windows returns the committed windows of key (encoded) in the windowed
+// table named table, from this node's store, with key's partition. Errors:
+// ErrTableNotFound, ErrNotWindowed, ErrNotOwner, ErrNotReady.
+func (m *TableManager) Windows(ctx context.Context, table string, key []byte, q WindowQuery) ([]WindowEntry, int, error) {
+	c, ok := m.tables[table]
+	if !ok {
+		return nil, 0, fmt.Errorf("%w: %s", ErrTableNotFound, table)
+	}
+	wc, ok := c.(WindowedCollection)
+	if !ok {
+		return nil, 0, fmt.Errorf("%w: %s", ErrNotWindowed, table)
+	}
+	id := PartitionOf(key, m.cfg.Partitions)
+	p, err := m.readable(id)
+	if err != nil {
+		return nil, id, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, id, err
+	}
+	es, err := wc.readWindows(p.store, key, q)
+	if err != nil {
+		return nil, id, fmt.Errorf("table %s partition %d: %w", table, id, err)
+	}
+	return es, id, nil
+}
+
+// readWindows reads key's committed open windows from st.
+func (t *WindowedTable[K, V]) readWindows(st store.Store, key []byte, q WindowQuery) ([]WindowEntry, error) {
+	horizon, err := t.horizon(st.Get)
+	if err != nil {
+		return nil, err
+	}
+	now := t.now()
+	at := q.At
+	if at.IsZero() {
+		at = now
+	}
+	now = later(now, horizon)
+	if !q.All {
+		w := t.ws.Current(at)
+		if t.ws.Closed(w, now) {
+			return nil, nil
+		}
+		v, ok, err := st.Get(t.cfg.Name, windowKey(key, w.Start))
+		if err != nil || !ok {
+			return nil, err
+		}
+		return []WindowEntry{{Window: w, Value: v}}, nil
+	}
+	var out []WindowEntry
+	err = st.Scan(t.cfg.Name, key, nil, func(sk, v []byte) bool {
+		k, start, ok := splitWindowKey(sk)
+		if !ok || !bytes.Equal(k, key) {
+			return true // a longer key with the same prefix
+		}
+		if w := t.ws.window(start); !t.ws.Closed(w, now) {
+			out = append(out, WindowEntry{Window: w, Value: bytes.Clone(v)})
+		}
+		return true
+	})
+	return out, err
+}
+
+// ParseKey implements Collection: the text form of a key (not of a window).
+func (t *WindowedTable[K, V]) ParseKey(s string) ([]byte, error) {
+	tc, ok := t.cfg.Keys.(TextCodec[K])
+	if !ok {
+		return nil, fmt.Errorf("table %s: keys have no text form", t.cfg.Name)
+	}
+	k, err := tc.ParseText(s)
+	if err != nil {
+		return nil, fmt.Errorf("table %s: parse key %q: %w", t.cfg.Name, s, err)
+	}
+	return t.encodeKey(k)
+}
+
+// ParseStoreKey implements WindowedCollection.
+func (t *WindowedTable[K, V]) ParseStoreKey(s string) ([]byte, error) {
+	i := strings.LastIndexByte(s, '@')
+	if i < 0 {
+		return nil, fmt.Errorf("table %s: window key %q: want KEY@START", t.cfg.Name, s)
+	}
+	start, err := time.Parse(time.RFC3339Nano, s[i+1:])
+	if err != nil {
+		return nil, fmt.Errorf("table %s: window key %q: start: %w", t.cfg.Name, s, err)
+	}
+	kb, err := t.ParseKey(s[:i])
+	if err != nil {
+		return nil, err
+	}
+	return windowKey(kb, start), nil
+}
+
+// FormatKey implements Collection: a stored window key reads KEY@START,
+// START in RFC 3339 (UTC).
+func (t *WindowedTable[K, V]) FormatKey(b []byte) (string, error) {
+	tc, ok := t.cfg.Keys.(TextCodec[K])
+	if !ok {
+		return "", fmt.Errorf("table %s: keys have no text form", t.cfg.Name)
+	}
+	kb, start, ok := splitWindowKey(b)
+	if !ok {
+		return "", fmt.Errorf("table %s: stored key of %d bytes is not a window key", t.cfg.Name, len(b))
+	}
+	k, err := tc.Decode(kb)
+	if err != nil {
+		return "", fmt.Errorf("table %s: decode key: %w", t.cfg.Name, err)
+	}
+	return tc.FormatText(k) + "@" + time.Unix(0, start).UTC().Format(time.RFC3339Nano), nil
+}
+
+// ValueJSON implements Collection.
+func (t *WindowedTable[K, V]) ValueJSON(b []byte) (json.RawMessage, error) {
+	if _, ok := t.cfg.Values.(jsonCodec); ok && json.Valid(b) {
+		return json.RawMessage(b), nil
+	}
+	v, err := t.decodeValue(b)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
+}
+
+// hiddenKey implements hiddenKeys: the closing horizon is not an entry.
+func (t *WindowedTable[K, V]) hiddenKey(k []byte) bool { return len(k) == 0 }
+
+// hiddenIn implements hiddenKeys.
+func (t *WindowedTable[K, V]) hiddenIn(st store.Store) (int, error) {
+	_, ok, err := st.Get(t.cfg.Name, horizonKey)
+	if ok {
+		return 1, err
+	}
+	return 0, err
+}
