@@ -35,9 +35,19 @@ func (p *partition) stopTask() {
 		return
 	}
 	p.task.cancel()
-	<-p.task.done
+	select {
+	case <-p.task.done:
+	case <-time.After(taskStopWarn):
+		p.m.log.Warn("waiting for the partition's recovery or standby task to stop; rebalances wait too",
+			"partition", p.id, "waited", taskStopWarn)
+		<-p.task.done
+	}
 	p.task = nil
 }
+
+// taskStopWarn is how long stopping a partition task may take before a
+// warning says what the processor waits for.
+const taskStopWarn = 5 * time.Second
 
 // retryDelay is the pause before a failed recovery or follower is retried.
 const retryDelay = time.Second
