@@ -289,7 +289,11 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 	if err != nil {
 		return fmt.Errorf("edgetables/jetstream: replay partition %d (stream %s) from %d: %w", p, stream, from, err)
 	}
+	// Next does not watch ctx while the ordered consumer recreates itself;
+	// stopping the iterator ends that too.
+	unwatch := context.AfterFunc(ctx, it.Stop)
 	defer func() {
+		unwatch()
 		it.Stop()
 		if info := cons.CachedInfo(); info != nil {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)

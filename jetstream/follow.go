@@ -30,6 +30,10 @@ func (c *Changelog) Follow(ctx context.Context, p int, from uint64, batchSize in
 		DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
 		OptStartSeq:       max(from, 1),
 		InactiveThreshold: time.Minute,
+		// Unlimited by default: a consumer that cannot be recreated (no
+		// meta leader) would keep Next, and so the standby's task, busy
+		// for ever. The task retries instead, watching its context.
+		MaxResetAttempts: 3,
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -42,7 +46,11 @@ func (c *Changelog) Follow(ctx context.Context, p int, from uint64, batchSize in
 	if err != nil {
 		return fmt.Errorf("edgetables/jetstream: follow partition %d (stream %s) from %d: %w", p, stream, from, err)
 	}
+	// Next does not watch ctx while the ordered consumer recreates itself;
+	// stopping the iterator ends that too.
+	unwatch := context.AfterFunc(ctx, it.Stop)
 	defer func() {
+		unwatch()
 		it.Stop()
 		if info := cons.CachedInfo(); info != nil {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -255,12 +256,20 @@ func (m *TableManager) handle(ctx context.Context, ev procEvent) error {
 	case ev.ready:
 		m.activate(ctx, ev.p)
 	case ev.stale:
-		if ev.p.State() == StateRecovering && m.partition(ev.p.id) == ev.p {
-			ev.p.setState(StateFenced)
-			ev.p.stale = true
-			m.checkReady()
-			m.signalState()
+		if ev.p.State() != StateRecovering || m.partition(ev.p.id) != ev.p {
+			return nil
 		}
+		if m.gen.Load() >= ev.newerGen && slices.Contains(m.actives, ev.p.id) {
+			// The assignment that made the other writer owner has been
+			// followed by one, applied meanwhile, that makes this node
+			// owner again: recover for it.
+			m.startRecovery(ctx, ev.p, true)
+			return nil
+		}
+		ev.p.setState(StateFenced)
+		ev.p.stale = true
+		m.checkReady()
+		m.signalState()
 	case ev.caughtUp:
 		ev.p.caughtUp = true
 		m.checkReady()

@@ -17,10 +17,11 @@ const StateStandby PartitionState = "standby"
 // procEvent is a message from a partition task to the processor.
 type procEvent struct {
 	p        *partition
-	ready    bool  // recovery finished: activate p
-	stale    bool  // recovery found a newer owner: wait for its assignment
-	caughtUp bool  // standby caught up with its log
-	err      error // the task failed for good
+	ready    bool   // recovery finished: activate p
+	stale    bool   // recovery found a newer owner: wait for its assignment
+	newerGen uint64 // with stale: the newer owner's generation
+	caughtUp bool   // standby caught up with its log
+	err      error  // the task failed for good
 }
 
 // task is the goroutine of a partition that recovers or follows.
@@ -35,9 +36,19 @@ func (p *partition) stopTask() {
 		return
 	}
 	p.task.cancel()
-	<-p.task.done
+	select {
+	case <-p.task.done:
+	case <-time.After(taskStopWarn):
+		p.m.log.Warn("waiting for the partition's recovery or standby task to stop; rebalances wait too",
+			"partition", p.id, "waited", taskStopWarn)
+		<-p.task.done
+	}
 	p.task = nil
 }
+
+// taskStopWarn is how long stopping a partition task may take before a
+// warning says what the processor waits for.
+const taskStopWarn = 5 * time.Second
 
 // retryDelay is the pause before a failed recovery or follower is retried.
 const retryDelay = time.Second
@@ -157,10 +168,10 @@ func (m *TableManager) startRecovery(ctx context.Context, p *partition, retake b
 			return err
 		}
 		err := m.recovery.recoverActive(ctx, p, gen, retake)
-		if errors.Is(err, errStale) {
+		if se := (*staleError)(nil); errors.As(err, &se) {
 			m.log.Warn("partition not taken over: its changelog has a newer owner; waiting for the assignment that says so",
 				"partition", p.id, "generation", gen, "err", err)
-			m.send(ctx, procEvent{p: p, stale: true})
+			m.send(ctx, procEvent{p: p, stale: true, newerGen: se.gen})
 			return nil
 		}
 		if err != nil {

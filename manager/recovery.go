@@ -193,8 +193,7 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 			}
 		}
 		if newer != nil {
-			return fmt.Errorf("%w: %s wrote a commit marker of generation %d, this node holds generation %d",
-				errStale, newer.Node, newer.Generation, gen)
+			return &staleError{node: newer.Node, gen: newer.Generation, mine: gen}
 		}
 		r.setPhase(p.id, PhaseTakingOver)
 		marker := CommitMarker{SourceSeq: p.sourceSeq.Load(), Node: m.cfg.Node, Generation: gen}
@@ -226,6 +225,18 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 // errStale: a newer owner writes the partition's changelog; this node's
 // assignment is out of date.
 var errStale = errors.New("a newer owner writes the changelog")
+
+// staleError is errStale with the marker that showed it.
+type staleError struct {
+	node      string
+	gen, mine uint64
+}
+
+func (e *staleError) Error() string {
+	return fmt.Sprintf("%v: %s wrote a commit marker of generation %d, the recovery ran for generation %d", errStale, e.node, e.gen, e.mine)
+}
+
+func (e *staleError) Unwrap() error { return errStale }
 
 // newerMarker returns the first commit marker in es of a generation above
 // gen, or nil.
