@@ -126,10 +126,10 @@ func (c *clusterProcs) settle(live ...int) {
 	}
 }
 
-// publish stores n more events through node via. Each carries a message
-// id; one whose publish failed (a stream electing its leader after a node
-// died) is sent again until it is stored once, so the expected aggregates
-// hold exactly what the source holds.
+// publish stores n more events through node via, one at a time. Each
+// carries a message id and is published again until it is stored (a
+// stream electing its leader after a node died refuses writes for a
+// while), so the expected aggregates hold exactly what the source holds.
 func (c *clusterProcs) publish(via, n int) {
 	t := c.t
 	nc, err := nats.Connect(c.procs[via].nats)
@@ -138,50 +138,33 @@ func (c *clusterProcs) publish(via, n int) {
 	}
 	defer nc.Close()
 	js, _ := natsjs.New(nc)
-	msgs := make([]*nats.Msg, n)
-	futs := make([]natsjs.PubAckFuture, n)
-	for i := range msgs {
+	retried := 0
+	for i := 0; i < n; i++ {
 		k := c.published + i
 		dev := fmt.Sprintf("d%d", k%50)
 		v := float64(k % 5)
-		msgs[i] = &nats.Msg{Subject: "sensors." + dev + ".temp", Data: []byte(fmt.Sprintf(`{"value":%v}`, v)), Header: nats.Header{}}
-		msgs[i].Header.Set(nats.MsgIdHdr, fmt.Sprint("ev-", k))
-		if futs[i], err = js.PublishMsgAsync(msgs[i]); err != nil {
-			t.Fatal(err)
-		}
-		c.want[dev]++
-		c.sums[dev] += v
-	}
-	c.published += n
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-time.After(30 * time.Second):
-		t.Fatal("publish did not complete")
-	}
-	retried := 0
-	for i, f := range futs {
-		select {
-		case <-f.Ok():
-			continue
-		default:
-		}
+		msg := &nats.Msg{Subject: "sensors." + dev + ".temp", Data: []byte(fmt.Sprintf(`{"value":%v}`, v)), Header: nats.Header{}}
+		msg.Header.Set(nats.MsgIdHdr, fmt.Sprint("ev-", k))
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			pctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_, err := js.PublishMsg(pctx, msgs[i])
+			_, err := js.PublishMsg(pctx, msg)
 			cancel()
 			if err == nil {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("event %d not stored after 30 s: %v", i, err)
+				t.Fatalf("event %d not stored after 30 s: %v", k, err)
 			}
+			retried++
 			time.Sleep(100 * time.Millisecond)
 		}
-		retried++
+		c.want[dev]++
+		c.sums[dev] += v
 	}
+	c.published += n
 	if retried > 0 {
-		t.Logf("%d of %d events published again after a failed publish", retried, n)
+		t.Logf("%d publishes of %d events retried", retried, n)
 	}
 }
 
