@@ -80,14 +80,7 @@ func (t *SetTable[K, M]) bind(m *TableManager) error {
 }
 
 func (t *SetTable[K, M]) encodeKey(k K) ([]byte, error) {
-	b, err := t.cfg.Keys.Encode(k)
-	if err != nil {
-		return nil, fmt.Errorf("table %s: encode key: %w", t.cfg.Name, err)
-	}
-	if len(b) > MaxKeySize {
-		return nil, fmt.Errorf("table %s: key of %d bytes exceeds %d: %w", t.cfg.Name, len(b), MaxKeySize, ErrBadEvent)
-	}
-	return b, nil
+	return keyCodec[K]{t.cfg.Name, t.cfg.Keys}.encode(k)
 }
 
 // encodeSet writes members (sorted, distinct) as a sequence of
@@ -246,28 +239,12 @@ func (t *SetTable[K, M]) decodeMembers(set [][]byte) ([]M, error) {
 
 // ParseKey implements Collection.
 func (t *SetTable[K, M]) ParseKey(s string) ([]byte, error) {
-	tc, ok := t.cfg.Keys.(TextCodec[K])
-	if !ok {
-		return nil, fmt.Errorf("table %s: keys have no text form", t.cfg.Name)
-	}
-	k, err := tc.ParseText(s)
-	if err != nil {
-		return nil, fmt.Errorf("table %s: parse key %q: %w", t.cfg.Name, s, err)
-	}
-	return t.encodeKey(k)
+	return keyCodec[K]{t.cfg.Name, t.cfg.Keys}.parse(s)
 }
 
 // FormatKey implements Collection.
 func (t *SetTable[K, M]) FormatKey(b []byte) (string, error) {
-	tc, ok := t.cfg.Keys.(TextCodec[K])
-	if !ok {
-		return "", fmt.Errorf("table %s: keys have no text form", t.cfg.Name)
-	}
-	k, err := tc.Decode(b)
-	if err != nil {
-		return "", fmt.Errorf("table %s: decode key: %w", t.cfg.Name, err)
-	}
-	return tc.FormatText(k), nil
+	return keyCodec[K]{t.cfg.Name, t.cfg.Keys}.format(b)
 }
 
 // ValueJSON implements Collection: a set is a JSON array of its members.

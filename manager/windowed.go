@@ -147,14 +147,7 @@ func (t *WindowedTable[K, V]) missing() V {
 }
 
 func (t *WindowedTable[K, V]) encodeKey(k K) ([]byte, error) {
-	b, err := t.cfg.Keys.Encode(k)
-	if err != nil {
-		return nil, fmt.Errorf("table %s: encode key: %w", t.cfg.Name, err)
-	}
-	if len(b) > MaxKeySize {
-		return nil, fmt.Errorf("table %s: key of %d bytes exceeds %d: %w", t.cfg.Name, len(b), MaxKeySize, ErrBadEvent)
-	}
-	return b, nil
+	return keyCodec[K]{t.cfg.Name, t.cfg.Keys}.encode(k)
 }
 
 // eventKey encodes k and checks that it belongs to e's partition.
@@ -451,15 +444,7 @@ func (t *WindowedTable[K, V]) readWindows(st store.Store, key []byte, q WindowQu
 
 // ParseKey implements Collection: the text form of a key (not of a window).
 func (t *WindowedTable[K, V]) ParseKey(s string) ([]byte, error) {
-	tc, ok := t.cfg.Keys.(TextCodec[K])
-	if !ok {
-		return nil, fmt.Errorf("table %s: keys have no text form", t.cfg.Name)
-	}
-	k, err := tc.ParseText(s)
-	if err != nil {
-		return nil, fmt.Errorf("table %s: parse key %q: %w", t.cfg.Name, s, err)
-	}
-	return t.encodeKey(k)
+	return keyCodec[K]{t.cfg.Name, t.cfg.Keys}.parse(s)
 }
 
 // ParseStoreKey implements WindowedCollection.
@@ -482,19 +467,15 @@ func (t *WindowedTable[K, V]) ParseStoreKey(s string) ([]byte, error) {
 // FormatKey implements Collection: a stored window key reads KEY@START,
 // START in RFC 3339 (UTC).
 func (t *WindowedTable[K, V]) FormatKey(b []byte) (string, error) {
-	tc, ok := t.cfg.Keys.(TextCodec[K])
-	if !ok {
-		return "", fmt.Errorf("table %s: keys have no text form", t.cfg.Name)
-	}
 	kb, start, ok := splitWindowKey(b)
 	if !ok {
 		return "", fmt.Errorf("table %s: stored key of %d bytes is not a window key", t.cfg.Name, len(b))
 	}
-	k, err := tc.Decode(kb)
+	k, err := keyCodec[K]{t.cfg.Name, t.cfg.Keys}.format(kb)
 	if err != nil {
-		return "", fmt.Errorf("table %s: decode key: %w", t.cfg.Name, err)
+		return "", err
 	}
-	return tc.FormatText(k) + "@" + time.Unix(0, start).UTC().Format(time.RFC3339Nano), nil
+	return k + "@" + time.Unix(0, start).UTC().Format(time.RFC3339Nano), nil
 }
 
 // ValueJSON implements Collection.

@@ -1,0 +1,48 @@
+package manager
+
+import "fmt"
+
+// keyCodec encodes, parses and formats the keys of one table; every table
+// kind uses it, so that keys are checked and named in errors alike.
+type keyCodec[K any] struct {
+	table string
+	codec Codec[K]
+}
+
+// encode encodes k, refusing keys longer than MaxKeySize.
+func (c keyCodec[K]) encode(k K) ([]byte, error) {
+	b, err := c.codec.Encode(k)
+	if err != nil {
+		return nil, fmt.Errorf("table %s: encode key: %w", c.table, err)
+	}
+	if len(b) > MaxKeySize {
+		return nil, fmt.Errorf("table %s: key of %d bytes exceeds %d: %w", c.table, len(b), MaxKeySize, ErrBadEvent)
+	}
+	return b, nil
+}
+
+// parse turns the text form of a key into its encoding.
+func (c keyCodec[K]) parse(s string) ([]byte, error) {
+	tc, ok := c.codec.(TextCodec[K])
+	if !ok {
+		return nil, fmt.Errorf("table %s: keys have no text form", c.table)
+	}
+	k, err := tc.ParseText(s)
+	if err != nil {
+		return nil, fmt.Errorf("table %s: parse key %q: %w", c.table, s, err)
+	}
+	return c.encode(k)
+}
+
+// format turns an encoded key into its text form.
+func (c keyCodec[K]) format(b []byte) (string, error) {
+	tc, ok := c.codec.(TextCodec[K])
+	if !ok {
+		return "", fmt.Errorf("table %s: keys have no text form", c.table)
+	}
+	k, err := tc.Decode(b)
+	if err != nil {
+		return "", fmt.Errorf("table %s: decode key: %w", c.table, err)
+	}
+	return tc.FormatText(k), nil
+}
