@@ -50,7 +50,7 @@ type batchReply struct {
 // the first message, plain publishes, one request for the commit; the
 // server stages the batch and fsyncs it once. It returns the batch's last
 // sequence.
-func (c *Changelog) appendBatch(ctx context.Context, p int, expectLast uint64, msgs []*nats.Msg) (uint64, error) {
+func (c *Changelog) appendBatch(ctx context.Context, p, batch int, expectLast uint64, msgs []*nats.Msg) (uint64, error) {
 	n := len(msgs)
 	nc := c.js.Conn()
 	id := nuid.Next()
@@ -63,6 +63,11 @@ func (c *Changelog) appendBatch(ctx context.Context, p int, expectLast uint64, m
 		last := i == n-1
 		if last {
 			m.Header.Set(headerBatchCommit, "1")
+		}
+		if last && c.cfg.BeforeCommit != nil {
+			if err := c.cfg.BeforeCommit(p, batch); err != nil {
+				return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: batch %d abandoned before its commit: %w", p, batch, err)
+			}
 		}
 		if i != 0 && !last {
 			if err := nc.PublishMsg(m); err != nil {

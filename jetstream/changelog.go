@@ -66,6 +66,11 @@ type ChangelogConfig struct {
 	// Each batch costs the server a staging store and an fsync, about 3 ms
 	// plus 10 µs a message on the reference machine.
 	Atomic bool
+	// BeforeCommit, if set, is called before the commit message of each
+	// atomic batch of an Append (batch counts from 0 within the Append): a
+	// failure injection point. An error abandons the batch, which the
+	// server then never stores, and ends the Append with that error.
+	BeforeCommit func(p, batch int) error
 }
 
 // Changelog implements manager.Changelog with one JetStream stream per
@@ -212,7 +217,7 @@ func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs [
 		return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: encode marker: %w", p, err)
 	}
 	msgs := make([]*nats.Msg, 0, min(n, MaxAtomicBatch))
-	last := expectLast
+	last, batch := expectLast, 0
 	for i := 0; i < n; i++ {
 		if i < len(recs) {
 			msgs = append(msgs, c.recordMsg(p, &recs[i]))
@@ -220,10 +225,11 @@ func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs [
 			msgs = append(msgs, &nats.Msg{Subject: c.commits[p], Data: markerData, Header: make(nats.Header, 4)})
 		}
 		if len(msgs) == MaxAtomicBatch || i == n-1 {
-			if last, err = c.appendBatch(ctx, p, last, msgs); err != nil {
+			if last, err = c.appendBatch(ctx, p, batch, last, msgs); err != nil {
 				return 0, err
 			}
 			msgs = msgs[:0]
+			batch++
 		}
 	}
 	return last, nil

@@ -35,6 +35,8 @@ type harness struct {
 	cancel  context.CancelFunc
 	done    chan error
 	counter *manager.Table[string, int64]
+	// beforeCommit is the changelog's failure injection point.
+	beforeCommit func(p, batch int) error
 	// wrapSource, if set, wraps the source the manager reads.
 	wrapSource func(manager.Source) manager.Source
 }
@@ -84,7 +86,8 @@ func (h *harness) newManager() *manager.TableManager {
 		cfg.Partitions = 4
 	}
 	cfg.Node = "n1"
-	cl, err := jetstream.NewChangelog(ctx, h.js, jetstream.ChangelogConfig{App: h.app, Partitions: cfg.Partitions, Atomic: h.atomic})
+	cl, err := jetstream.NewChangelog(ctx, h.js, jetstream.ChangelogConfig{App: h.app, Partitions: cfg.Partitions, Atomic: h.atomic,
+		BeforeCommit: h.beforeCommit})
 	if h.atomic {
 		cfg.MaxCommitRecords = jetstream.MaxAtomicBatch - 1
 	}
