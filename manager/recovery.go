@@ -330,7 +330,7 @@ func (r *Recovery) openTrusted(id int, state LogState) (store.Store, store.Offse
 	log := r.m.log.With("partition", id)
 	stores := r.m.cfg.Stores
 	st, err := stores.Open(id)
-	reason := ""
+	reason, behind := "", false
 	var offs store.Offsets
 	switch {
 	case errors.Is(err, store.ErrCorrupt):
@@ -352,14 +352,21 @@ func (r *Recovery) openTrusted(id int, state LogState) (store.Store, store.Offse
 			// discarded by a limit (then records and tombstones are gone,
 			// and the store would keep keys the log deleted). The replay
 			// reads the whole log either way, so a rebuild costs the same.
-			reason = fmt.Sprintf("persisted changelog offset %d is behind the changelog's first sequence %d: records between them were removed, so deletes among them cannot be replayed",
+			reason = fmt.Sprintf("persisted changelog offset %d is behind the changelog's first sequence %d: the log was compacted or trimmed past it, so the whole log is replayed into a new store",
 				offs.Changelog, state.First)
+			behind = true
 		}
 	}
 	if reason == "" {
 		return st, offs, "", nil
 	}
-	log.Warn("rebuilding store from the changelog", "reason", reason)
+	if behind {
+		// Routine after a long absence: compaction moves the first
+		// sequence on.
+		log.Info("rebuilding store from the changelog", "reason", reason)
+	} else {
+		log.Warn("rebuilding store from the changelog", "reason", reason)
+	}
 	if st != nil {
 		_ = st.Close()
 	}
