@@ -16,6 +16,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgetables/edgetables/manager"
 )
 
 // clusterProcs runs a cluster of edgetables processes on loopback.
@@ -159,6 +161,54 @@ func (c *clusterProcs) publish(via, n int) {
 	}
 }
 
+// standbyOffsets returns, for each of the nodes, the changelog offset each
+// of its standby partitions has applied.
+func (c *clusterProcs) standbyOffsets(nodes ...int) map[int]map[int]uint64 {
+	out := map[int]map[int]uint64{}
+	for _, i := range nodes {
+		var st nodeStatus
+		if code := c.procs[i].tryGet("/v1/status", &st); code != 200 {
+			c.t.Fatalf("n%d status: HTTP %d", i, code)
+		}
+		out[i] = map[int]uint64{}
+		for _, p := range st.Partitions {
+			if p.State == manager.StateStandby {
+				out[i][p.Partition] = p.AppliedOffset
+			}
+		}
+	}
+	return out
+}
+
+// checkPromoted checks, from the recovery counters, that every partition a
+// node took over since start from its own standby was replayed from the
+// standby's position (the tail), not rebuilt, and that there was one.
+func (c *clusterProcs) checkPromoted(standby map[int]map[int]uint64, start time.Time) {
+	t := c.t
+	promoted := 0
+	for i, offsets := range standby {
+		var st nodeStatus
+		c.procs[i].tryGet("/v1/status", &st)
+		for _, p := range st.Partitions {
+			applied, was := offsets[p.Partition]
+			rp := p.Recovery
+			if !was || p.State != manager.StateActive || rp == nil || rp.Standby || rp.Started.Before(start) {
+				continue
+			}
+			promoted++
+			if rp.Rebuilt || rp.From <= applied {
+				t.Errorf("n%d partition %d: promoted standby (applied %d) recovered from %d, rebuilt %v (%s)",
+					i, p.Partition, applied, rp.From, rp.Rebuilt, rp.Reason)
+			}
+			t.Logf("n%d partition %d: standby promoted in %s, replayed %d records (from %d to %d; it had applied %d)",
+				i, p.Partition, rp.Ended.Sub(rp.Started).Round(time.Millisecond), rp.Records, rp.From, rp.HighWater, applied)
+		}
+	}
+	if promoted == 0 {
+		t.Errorf("no standby was promoted after the crash")
+	}
+}
+
 // publishStored publishes msg until it is stored or the deadline passes,
 // and returns the attempts made. msg carries a message id, so that an
 // attempt whose reply was lost is not stored twice.
@@ -212,13 +262,16 @@ func TestClusterCrashAndZombie(t *testing.T) {
 	c.exact(0)
 	c.exact(2)
 
-	// Crash: no leave, no final commit.
+	// Crash: no leave, no final commit. The crashed node's partitions go
+	// to their standbys, which replay only what they had not applied.
+	standby := c.standbyOffsets(0, 2)
 	start := time.Now()
 	must(t, c.procs[1].cmd.Process.Signal(syscall.SIGKILL))
 	_ = c.procs[1].cmd.Wait()
 	c.publish(0, 1000)
 	c.settle(0, 2)
 	t.Logf("kill -9 to every partition active again: %s", time.Since(start).Round(time.Millisecond))
+	c.checkPromoted(standby, start)
 	c.exact(0)
 	c.exact(2)
 
