@@ -22,7 +22,7 @@ import (
 
 // clusterProcs runs a cluster of edgetables processes on loopback.
 type clusterProcs struct {
-	t        *testing.T
+	t        testing.TB
 	bin, dir string
 	nats     []int
 	http     []int
@@ -35,7 +35,7 @@ type clusterProcs struct {
 	published int
 }
 
-func newClusterProcs(t *testing.T, n int) *clusterProcs {
+func newClusterProcs(t testing.TB, n int) *clusterProcs {
 	c := &clusterProcs{t: t, bin: buildBinary(t), dir: t.TempDir(), procs: make([]*proc, n),
 		want: map[string]int{}, sums: map[string]float64{}}
 	for i := 0; i < n; i++ {
@@ -349,7 +349,7 @@ func tail(s string, n int) string {
 	return s
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

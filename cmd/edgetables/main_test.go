@@ -94,7 +94,7 @@ func TestRunStopsOnContextEnd(t *testing.T) {
 }
 
 // freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -105,7 +105,7 @@ func freePort(t *testing.T) int {
 }
 
 // buildBinary builds edgetables into a temp dir.
-func buildBinary(t *testing.T) string {
+func buildBinary(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "edgetables")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
@@ -168,7 +168,7 @@ func startProc(t *testing.T, bin, dataDir string, natsPort, httpPort int) *proc 
 	}
 }
 
-func (p *proc) get(t *testing.T, path string, v any) int {
+func (p *proc) get(t testing.TB, path string, v any) int {
 	t.Helper()
 	resp, err := http.Get("http://" + p.http + path)
 	if err != nil {
@@ -182,7 +182,7 @@ func (p *proc) get(t *testing.T, path string, v any) int {
 }
 
 // checkAll reports the first key whose count or sum differs from want.
-func (p *proc) checkAll(t *testing.T, counts map[string]int, sums map[string]float64) string {
+func (p *proc) checkAll(t testing.TB, counts map[string]int, sums map[string]float64) string {
 	for k, n := range counts {
 		var c, s struct{ Value float64 }
 		if code := p.get(t, "/v1/tables/count/keys/"+k, &c); code != 200 || int(c.Value) != n {
