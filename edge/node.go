@@ -76,12 +76,14 @@ type Config struct {
 	// SourceMaxBytes caps the source stream (default 1 GiB); when it is
 	// full, JetStream publishers get errors rather than losing old events.
 	SourceMaxBytes int64
-	// Partitions, CommitInterval, CommitEvery, RecoveryBufferSize and
-	// KeepSource are the table manager's (see manager.Config).
+	// Partitions, CommitInterval, CommitEvery, RecoveryBufferSize,
+	// StandbyBufferSize and KeepSource are the table manager's (see
+	// manager.Config).
 	Partitions         int
 	CommitInterval     time.Duration
 	CommitEvery        int
 	RecoveryBufferSize int
+	StandbyBufferSize  int
 	KeepSource         bool
 	// Tables and Agents are added to the table manager at start.
 	Tables []manager.Collection
@@ -348,8 +350,9 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 	}
 	m, err := manager.New(manager.Config{
 		Node: cfg.Name, Partitions: cfg.Partitions, CommitInterval: cfg.CommitInterval,
-		CommitEvery: cfg.CommitEvery, RecoveryBufferSize: cfg.RecoveryBufferSize, KeepSource: cfg.KeepSource,
-		Changelog: changelog, Source: source, DeadLetters: dlq, Coordinator: coord,
+		CommitEvery: cfg.CommitEvery, RecoveryBufferSize: cfg.RecoveryBufferSize, StandbyBufferSize: cfg.StandbyBufferSize,
+		KeepSource: cfg.KeepSource,
+		Changelog:  changelog, Source: source, DeadLetters: dlq, Coordinator: coord,
 		SessionTimeout: cfg.SessionTimeout, Standbys: cfg.Standbys, HTTPAddr: httpAddr,
 		MaxCommitRecords: maxCommitRecords(cfg.ExactlyOnce),
 		RecoveryHooks:    cfg.RecoveryHooks,

@@ -64,6 +64,7 @@ type runCmd struct {
 	CommitInterval time.Duration `help:"Longest time between commits." default:"100ms"`
 	CommitEvery    int           `help:"Commit after this many events even before the interval ends." default:"10000"`
 	RecoveryBuffer int           `name:"recovery-buffer-size" help:"Changelog records per store transaction during recovery." default:"10000"`
+	StandbyBuffer  int           `name:"standby-buffer-size" help:"Changelog records per store transaction of a standby (it lags its active by at most this many while the log grows)." default:"1000"`
 	Sync           string        `help:"JetStream fsync policy: 'always' (every write reaches the disk before it is acknowledged) or 'interval' (the server's periodic sync)." default:"interval" enum:"always,interval"`
 	Guarantee      string        `name:"processing-guarantee" help:"at-least-once, or exactly-once (each commit is one atomic JetStream batch: no event counted twice, even across crashes)." default:"at-least-once" enum:"at-least-once,exactly-once"`
 	KeepSource     bool          `help:"Keep committed events in the source stream (default: remove them once committed)."`
@@ -103,6 +104,8 @@ func (r *runCmd) Validate() error {
 		return fmt.Errorf("--commit-every %d: must be at least 1", r.CommitEvery)
 	case r.RecoveryBuffer < 1:
 		return fmt.Errorf("--recovery-buffer-size %d: must be at least 1", r.RecoveryBuffer)
+	case r.StandbyBuffer < 1:
+		return fmt.Errorf("--standby-buffer-size %d: must be at least 1", r.StandbyBuffer)
 	case r.SourceMaxBytes < 1<<20:
 		return fmt.Errorf("--source-max-bytes %d: must be at least 1 MiB", r.SourceMaxBytes)
 	case len(r.Table) == 0:
@@ -151,7 +154,7 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 		Name: r.Name, App: r.App, DataDir: r.DataDir, NATSListen: r.NATSListen, HTTPListen: r.HTTPListen,
 		SyncAlways: r.Sync == "always", ExactlyOnce: r.Guarantee == "exactly-once", SourceMaxBytes: r.SourceMaxBytes, Partitions: r.Partitions,
 		CommitInterval: r.CommitInterval, CommitEvery: r.CommitEvery, RecoveryBufferSize: r.RecoveryBuffer,
-		KeepSource: r.KeepSource, Logger: log,
+		StandbyBufferSize: r.StandbyBuffer, KeepSource: r.KeepSource, Logger: log,
 		ClusterName: r.ClusterName, ClusterListen: r.ClusterListen, Routes: r.Routes, Replicas: r.Replicas,
 		Standbys: r.Standbys, SessionTimeout: r.SessionTimeout, NATSURLs: r.NATSURL,
 		NATS: jetstream.ExternalOptions{CredsFile: r.NATSCreds, User: r.NATSUser, Password: r.NATSPassword,
