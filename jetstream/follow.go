@@ -6,9 +6,18 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/manager"
+)
+
+// followFlush is how long Follow waits for a message before it applies
+// the entries it holds; followStall how long it waits before it asks the
+// log whether it missed something.
+const (
+	followFlush = 200 * time.Millisecond
+	followStall = 5 * time.Second
 )
 
 // Follow reads partition p's log from sequence from (inclusive) and keeps
@@ -59,8 +68,31 @@ func (c *Changelog) Follow(ctx context.Context, p int, from uint64, batchSize in
 		}
 	}()
 	var batch []manager.Entry
+	next := max(from, 1)  // the sequence the follower waits for
+	lastMsg := time.Now() // when a message last came, or the log was checked
 	for {
-		msg, err := it.Next(natsjs.NextContext(ctx))
+		msg, err := it.Next(natsjs.NextMaxWait(followFlush))
+		if errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+			// Quiet log: apply what was read (a message's NumPending is
+			// not reliable on replicated streams, so the batch may not
+			// have been passed when its last message came).
+			if len(batch) > 0 {
+				if err := fn(batch); err != nil {
+					return err
+				}
+				batch = nil
+			}
+			// A consumer lost with a node can stay silent although the
+			// log grows: then end, and the caller follows afresh.
+			if time.Since(lastMsg) >= followStall {
+				lastMsg = time.Now()
+				if st, err := c.State(ctx, p); err == nil && st.Last >= next {
+					return fmt.Errorf("edgetables/jetstream: follow partition %d (stream %s): nothing came for %s although the log holds %d (waiting for %d)",
+						p, stream, followStall, st.Last, next)
+				}
+			}
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, natsjs.ErrMsgIteratorClosed) {
 				return nil
@@ -75,6 +107,7 @@ func (c *Changelog) Follow(ctx context.Context, p int, from uint64, batchSize in
 		if err != nil {
 			return err
 		}
+		next, lastMsg = md.Sequence.Stream+1, time.Now()
 		batch = append(batch, e)
 		if len(batch) >= batchSize || md.NumPending == 0 {
 			if err := fn(batch); err != nil {

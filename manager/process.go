@@ -19,7 +19,7 @@ const pollEvery = 50 * time.Millisecond
 // asked whether it holds messages the reader has not delivered; if it does,
 // the reader is reopened. A consumer whose leader died can stay silent for
 // a while even though the stream goes on.
-const readerStallAfter = 3 * time.Second
+const readerStallAfter = 2 * time.Second
 
 // Run starts the manager and processes events until ctx ends or a fatal
 // error occurs. Alone (no Coordinator), the node assigns itself every
