@@ -161,23 +161,53 @@ func (c *clusterProcs) publish(via, n int) {
 	}
 }
 
-// standbyOffsets returns, for each of the nodes, the changelog offset each
-// of its standby partitions has applied.
-func (c *clusterProcs) standbyOffsets(nodes ...int) map[int]map[int]uint64 {
-	out := map[int]map[int]uint64{}
-	for _, i := range nodes {
-		var st nodeStatus
-		if code := c.procs[i].tryGet("/v1/status", &st); code != 200 {
-			c.t.Fatalf("n%d status: HTTP %d", i, code)
-		}
-		out[i] = map[int]uint64{}
-		for _, p := range st.Partitions {
-			if p.State == manager.StateStandby {
-				out[i][p.Partition] = p.AppliedOffset
+// standbyOffsets waits until every standby of the nodes has applied its
+// changelog up to where the partition's active owner (any of live) has
+// written it, and returns, for each of the nodes, the offset each of its
+// standbys applied. A standby that does not catch up with an idle log
+// within 30 s fails the test.
+func (c *clusterProcs) standbyOffsets(live []int, nodes ...int) map[int]map[int]uint64 {
+	t := c.t
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ends := map[int]uint64{} // partition → the active owner's applied offset
+		for _, i := range live {
+			var st nodeStatus
+			c.procs[i].tryGet("/v1/status", &st)
+			for _, p := range st.Partitions {
+				if p.State == manager.StateActive {
+					ends[p.Partition] = p.AppliedOffset
+				}
 			}
 		}
+		out := map[int]map[int]uint64{}
+		behind := ""
+		for _, i := range nodes {
+			var st nodeStatus
+			if code := c.procs[i].tryGet("/v1/status", &st); code != 200 {
+				t.Fatalf("n%d status: HTTP %d", i, code)
+			}
+			out[i] = map[int]uint64{}
+			for _, p := range st.Partitions {
+				if p.State != manager.StateStandby {
+					continue
+				}
+				out[i][p.Partition] = p.AppliedOffset
+				if end, ok := ends[p.Partition]; !ok || p.AppliedOffset < end {
+					behind = fmt.Sprintf("n%d's standby of partition %d applied %d, its active wrote up to %d (known: %v)",
+						i, p.Partition, p.AppliedOffset, end, ok)
+				}
+			}
+		}
+		if behind == "" {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("standbys did not catch up with an idle log in 30 s: %s", behind)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return out
 }
 
 // checkPromoted checks, from the recovery counters, that every partition a
@@ -264,7 +294,7 @@ func TestClusterCrashAndZombie(t *testing.T) {
 
 	// Crash: no leave, no final commit. The crashed node's partitions go
 	// to their standbys, which replay only what they had not applied.
-	standby := c.standbyOffsets(0, 2)
+	standby := c.standbyOffsets([]int{0, 1, 2}, 0, 2)
 	start := time.Now()
 	must(t, c.procs[1].cmd.Process.Signal(syscall.SIGKILL))
 	_ = c.procs[1].cmd.Wait()

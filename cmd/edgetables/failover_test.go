@@ -32,7 +32,7 @@ func BenchmarkStandbyFailover(b *testing.B) {
 		c.settle(0, 1, 2)
 		loadKeys(b, c, keys)
 		waitCommitted(b, c, keys, 0, 1, 2)
-		standby := c.standbyOffsets(0, 2)
+		standby := c.standbyOffsets([]int{0, 1, 2}, 0, 2)
 
 		b.ResetTimer()
 		start := time.Now()
