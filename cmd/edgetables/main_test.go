@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -94,15 +95,30 @@ func TestRunStopsOnContextEnd(t *testing.T) {
 	}
 }
 
-// freePort returns a loopback port that was free a moment ago.
+// pickedPorts holds the ports freePort handed out.
+var pickedPorts sync.Map
+
+// freePort returns a loopback port that was free a moment ago. It is
+// picked below Linux's ephemeral range (32768 and up), where the kernel
+// does not hand ports to outgoing connections: a node's routes and clients
+// connect for seconds before it binds its HTTP port, and one of them could
+// otherwise take the port first.
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		port := 20000 + rand.IntN(12000)
+		if _, taken := pickedPorts.LoadOrStore(port, true); taken {
+			continue // handed out already in this test process
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		_ = ln.Close()
+		return port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free loopback port between 20000 and 32000")
+	return 0
 }
 
 // buildBinary builds edgetables into a temp dir.
