@@ -1,6 +1,9 @@
 package manager
 
-import "fmt"
+import (
+	"encoding/json"
+	"fmt"
+)
 
 // keyCodec encodes, parses and formats the keys of one table; every table
 // kind uses it, so that keys are checked and named in errors alike.
@@ -45,4 +48,17 @@ func (c keyCodec[K]) format(b []byte) (string, error) {
 		return "", fmt.Errorf("table %s: decode key: %w", c.table, err)
 	}
 	return tc.FormatText(k), nil
+}
+
+// valueJSON returns a stored value as JSON: as it is when the codec stores
+// JSON, else decoded and marshalled.
+func valueJSON[V any](values Codec[V], b []byte, decode func([]byte) (V, error)) (json.RawMessage, error) {
+	if _, ok := values.(jsonCodec); ok && json.Valid(b) {
+		return json.RawMessage(b), nil
+	}
+	v, err := decode(b)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(v)
 }

@@ -480,14 +480,7 @@ func (t *WindowedTable[K, V]) FormatKey(b []byte) (string, error) {
 
 // ValueJSON implements Collection.
 func (t *WindowedTable[K, V]) ValueJSON(b []byte) (json.RawMessage, error) {
-	if _, ok := t.cfg.Values.(jsonCodec); ok && json.Valid(b) {
-		return json.RawMessage(b), nil
-	}
-	v, err := t.decodeValue(b)
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(v)
+	return valueJSON(t.cfg.Values, b, t.decodeValue)
 }
 
 // hiddenKey implements hiddenKeys: the closing horizon is not an entry.
