@@ -26,9 +26,11 @@ type testCluster struct {
 	routes []string
 	listen []string
 	specs  []string
-	nodes  []*Node
-	stops  []func()
-	mu     sync.Mutex
+	// configure, if set, adjusts node i's configuration at every start.
+	configure func(i int, cfg *Config)
+	nodes     []*Node
+	stops     []func()
+	mu        sync.Mutex
 }
 
 func freeAddr(t *testing.T) string {
@@ -42,7 +44,13 @@ func freeAddr(t *testing.T) string {
 }
 
 func newTestCluster(t *testing.T, n int, specs ...string) *testCluster {
-	c := &testCluster{t: t, dir: t.TempDir(), specs: specs, nodes: make([]*Node, n), stops: make([]func(), n)}
+	return newConfiguredCluster(t, n, nil, specs...)
+}
+
+// newConfiguredCluster is newTestCluster with configure called on each
+// node's configuration before it starts.
+func newConfiguredCluster(t *testing.T, n int, configure func(i int, cfg *Config), specs ...string) *testCluster {
+	c := &testCluster{t: t, dir: t.TempDir(), specs: specs, configure: configure, nodes: make([]*Node, n), stops: make([]func(), n)}
 	for i := 0; i < n; i++ {
 		a := freeAddr(t)
 		c.listen = append(c.listen, a)
@@ -93,6 +101,9 @@ func (c *testCluster) start(i int) {
 		table, agent, _ := Builtin(spec)
 		cfg.Tables = append(cfg.Tables, table)
 		cfg.Agents = append(cfg.Agents, agent)
+	}
+	if c.configure != nil {
+		c.configure(i, &cfg)
 	}
 	n, err := NewNode(cfg)
 	if err != nil {

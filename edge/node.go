@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,8 +32,9 @@ type Config struct {
 	// App namespaces every NATS resource the node creates (default
 	// "edgetables").
 	App string
-	// DataDir holds JetStream's storage (DataDir/jetstream) and the table
-	// stores (DataDir/tables) (default "./data").
+	// DataDir holds JetStream's storage (DataDir/jetstream), the table
+	// stores (DataDir/tables) and the global tables' store (DataDir/global)
+	// (default "./data").
 	DataDir string
 	// NATSListen is the embedded NATS server's client address (default
 	// "127.0.0.1:4222"; port 0 picks a free port).
@@ -348,6 +350,14 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 			return nil, err
 		}
 	}
+	var global manager.GlobalLog // nil without global tables: no stream
+	if slices.ContainsFunc(cfg.Tables, manager.IsGlobalTable) {
+		gl, err := jetstream.NewGlobalLog(ctx, js, jetstream.GlobalConfig{App: cfg.App, Replicas: cfg.Replicas})
+		if err != nil {
+			return nil, err
+		}
+		global = gl
+	}
 	m, err := manager.New(manager.Config{
 		Node: cfg.Name, Partitions: cfg.Partitions, CommitInterval: cfg.CommitInterval,
 		CommitEvery: cfg.CommitEvery, RecoveryBufferSize: cfg.RecoveryBufferSize, StandbyBufferSize: cfg.StandbyBufferSize,
@@ -357,6 +367,8 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 		MaxCommitRecords: maxCommitRecords(cfg.ExactlyOnce),
 		RecoveryHooks:    cfg.RecoveryHooks,
 		Stores:           store.NewDir(filepath.Join(cfg.DataDir, "tables"), nil),
+		Global:           global,
+		GlobalStores:     store.NewDir(filepath.Join(cfg.DataDir, "global"), nil),
 		Logger:           n.log,
 	})
 	if err != nil {

@@ -72,7 +72,7 @@ func errCode(err error) string {
 func (r *router) get(ctx context.Context, table string, key []byte) ([]byte, int, error) {
 	p := manager.PartitionOf(key, r.m.Partitions())
 	owner, serving := r.m.Owner(p)
-	if owner == r.m.Node() || r.nc == nil {
+	if owner == r.m.Node() || r.nc == nil || r.m.IsGlobal(table) {
 		return r.m.Get(ctx, table, key)
 	}
 	if owner == "" || !serving {
@@ -108,6 +108,9 @@ func (r *router) windows(ctx context.Context, table string, key []byte, wq manag
 
 // scan gathers the entries of table from every member, in key order.
 func (r *router) scan(ctx context.Context, table string, prefix, after []byte, limit int) ([]manager.KeyValue, error) {
+	if r.m.IsGlobal(table) {
+		return r.m.Scan(ctx, table, prefix, after, limit) // every node holds all of it
+	}
 	if err := r.allServed(); err != nil {
 		return nil, err
 	}
@@ -137,6 +140,9 @@ func (r *router) scan(ctx context.Context, table string, prefix, after []byte, l
 
 // count returns the number of keys of table over every member.
 func (r *router) count(ctx context.Context, table string) (int, error) {
+	if r.m.IsGlobal(table) {
+		return r.m.Count(table)
+	}
 	n := 0
 	for _, node := range r.m.Members() {
 		if node == r.m.Node() || r.nc == nil {

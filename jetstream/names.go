@@ -176,10 +176,26 @@ func GroupBucket(app string) string { return app + "_group" }
 // reads: "<app>.query.<node>".
 func QuerySubject(app, node string) string { return app + ".query." + node }
 
+// GlobalStream is the name of the stream of the app's global tables.
+func GlobalStream(app string) string { return app + "_global" }
+
+// GlobalSubject is the subject of the record of key in global table:
+// "<app>.global.<table>.<keytoken>".
+func GlobalSubject(app, table string, key []byte) string {
+	return globalPrefix(app) + table + "." + EncodeKey(key)
+}
+
+// GlobalTableSubjects are the subjects holding global table's records.
+func GlobalTableSubjects(app, table string) []string {
+	return []string{globalPrefix(app) + table + ".>"}
+}
+
+func globalPrefix(app string) string { return app + ".global." }
+
 // reservedSubjects are the app's own subject spaces, which a source must
 // not capture.
 func reservedSubjects(app string) []string {
-	return []string{app + ".changelog.>", app + ".commit.>", app + ".dlq.>", app + ".query.>"}
+	return []string{app + ".changelog.>", app + ".commit.>", app + ".dlq.>", app + ".query.>", app + ".global.>"}
 }
 
 func recordPrefix(app string, p int) string { return app + ".changelog." + strconv.Itoa(p) + "." }

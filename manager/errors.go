@@ -47,3 +47,14 @@ var (
 	// table's MaxMembers.
 	ErrSetFull = errors.New("edgetables: set is full")
 )
+
+// Sentinel errors of global tables.
+var (
+	// ErrConflict is returned by GlobalLog.Put when the key's last record
+	// is not at the sequence the writer expected: another write to the key
+	// came first. GlobalTable.Update retries on it.
+	ErrConflict = errors.New("edgetables: global table key changed meanwhile")
+	// ErrNoGlobalLog is returned by Run when a global table was added but
+	// Config.Global or Config.GlobalStores is nil.
+	ErrNoGlobalLog = errors.New("edgetables: global table without a global log")
+)

@@ -101,6 +101,12 @@ func (h *harness) newManager() *manager.TableManager {
 		cfg.Source = h.wrapSource(src)
 	}
 	cfg.Stores = store.NewDir(h.dir, nil)
+	if cfg.Global == nil {
+		gl, err := jetstream.NewGlobalLog(ctx, h.js, jetstream.GlobalConfig{App: h.app})
+		must(h.t, err)
+		cfg.Global = gl
+	}
+	cfg.GlobalStores = store.NewDir(h.globalDir(), nil)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
@@ -123,6 +129,9 @@ func (h *harness) start() *manager.TableManager {
 	waitFor(h.t, 20*time.Second, "manager ready", func() bool { return m.Ready() })
 	return m
 }
+
+// globalDir is where the global tables' store is.
+func (h *harness) globalDir() string { return filepath.Join(filepath.Dir(h.dir), "global") }
 
 // stop stops the running manager gracefully and returns Run's error.
 func (h *harness) stop() error {

@@ -79,6 +79,12 @@ type Config struct {
 	Source      Source
 	DeadLetters DeadLetters
 	Stores      store.Provider
+	// Global and GlobalStores hold the global tables (see GlobalTable):
+	// the log every node writes and follows, and the provider of this
+	// node's store of it (its store 0). Both are required once a global
+	// table is added, and unused otherwise.
+	Global       GlobalLog
+	GlobalStores store.Provider
 	// RecoveryHooks observe the recovery of actives and standbys (start,
 	// batches, end, suspension); the zero value observes nothing. They
 	// run on the partitions' recovery goroutines and must not block.
@@ -149,6 +155,8 @@ type TableManager struct {
 	parts map[int]*partition
 
 	recovery *Recovery
+	// global is this node's copy of the global tables (nil without any).
+	global   *globalReplica
 	counters counters
 	// commitLatency observes every commit's duration.
 	commitLatency latencyHistogram
@@ -219,7 +227,19 @@ func (m *TableManager) Add(t Collection) error {
 		return fmt.Errorf("add table %s: %w", t.Name(), ErrDuplicate)
 	}
 	m.tables[t.Name()] = t
+	if _, ok := t.(globalTable); ok && m.global == nil {
+		m.global = newGlobalReplica(m)
+	}
 	return nil
+}
+
+// IsGlobal reports whether table is a global table (see GlobalTable).
+func (m *TableManager) IsGlobal(table string) bool { return IsGlobalTable(m.tables[table]) }
+
+// IsGlobalTable reports whether t is a global table (see GlobalTable).
+func IsGlobalTable(t Collection) bool {
+	_, ok := t.(globalTable)
+	return ok
 }
 
 // AddAgent registers an agent. Agents are fixed once the manager starts.
@@ -295,9 +315,17 @@ func SubjectsOf(agents []Agent) []string {
 func (m *TableManager) ChangelogTopics() map[string][]string {
 	out := make(map[string][]string, len(m.tables))
 	for name := range m.tables {
-		out[name] = m.cfg.Changelog.Subjects(name)
+		out[name] = m.subjects(name)
 	}
 	return out
+}
+
+// subjects returns the changelog subjects of table.
+func (m *TableManager) subjects(table string) []string {
+	if m.IsGlobal(table) {
+		return m.cfg.Global.Subjects(table)
+	}
+	return m.cfg.Changelog.Subjects(table)
 }
 
 // Recovery returns the recovery service.
@@ -323,7 +351,7 @@ func (m *TableManager) OnStandbysReady() { m.standbysReady.Store(true) }
 // Ready reports whether the manager is running and every assigned
 // partition is recovered and processing.
 func (m *TableManager) Ready() bool {
-	return m.running.Load() && m.activesReady.Load()
+	return m.running.Load() && m.activesReady.Load() && (m.global == nil || m.global.ready.Load())
 }
 
 func (m *TableManager) partition(id int) *partition {

@@ -123,3 +123,23 @@ type DeadLetters interface {
 	// Send stores dl durably and returns after it is stored.
 	Send(ctx context.Context, dl DeadLetter) error
 }
+
+// GlobalLog is the changelog of the app's global tables: one log holding
+// every global table's records, compacted to the last record per key,
+// written by every node and read by every node. Its entries are records
+// only (no commit markers).
+type GlobalLog interface {
+	// Subjects returns the subjects (with wildcards) holding table's
+	// records, for ChangelogTopics.
+	Subjects(table string) []string
+	// State returns the log's state.
+	State(ctx context.Context) (LogState, error)
+	// Put appends rec and returns its sequence once it is stored. With
+	// expect non-nil, the key's last record must be at sequence *expect
+	// (0: the key was never written), else Put stores nothing and fails
+	// with an error wrapping ErrConflict.
+	Put(ctx context.Context, rec Record, expect *uint64) (uint64, error)
+	// Replay and Follow are Changelog's, for the one global log.
+	Replay(ctx context.Context, from, until uint64, batchSize int, fn func([]Entry) error) error
+	Follow(ctx context.Context, from uint64, batchSize int, fn func([]Entry) error) error
+}

@@ -37,6 +37,11 @@ func (m *TableManager) Run(ctx context.Context) error {
 
 	stopLog := m.recovery.logProgress(ctx)
 	defer stopLog()
+	stopGlobal, err := m.startGlobal(ctx)
+	if err != nil || stopGlobal == nil {
+		return err // nil: stopped while the global tables recovered
+	}
+	defer stopGlobal()
 
 	if m.cfg.Coordinator == nil {
 		all := Assignment{Generation: 1, Partitions: m.cfg.Partitions, Actives: make([]string, m.cfg.Partitions)}
@@ -52,7 +57,7 @@ func (m *TableManager) Run(ctx context.Context) error {
 		defer close(groupDone)
 		m.runGroup(groupCtx)
 	}()
-	err := m.process(ctx)
+	err = m.process(ctx)
 	// Leave after the final commit, so that the next owners find the
 	// partitions committed and released.
 	for _, p := range m.assigned() {

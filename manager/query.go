@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"sort"
+
+	"github.com/edgetables/edgetables/store"
 )
 
 // KeyValue is one entry of a table.
@@ -23,6 +25,13 @@ func (m *TableManager) Get(ctx context.Context, table string, key []byte) ([]byt
 		return nil, 0, fmt.Errorf("%w: %s", ErrTableNotFound, table)
 	}
 	id := PartitionOf(key, m.cfg.Partitions)
+	if m.IsGlobal(table) {
+		v, found, _, err := m.global.get(table, key)
+		if err == nil && !found {
+			err = fmt.Errorf("%w: table %s", ErrKeyNotFound, table)
+		}
+		return v, id, err
+	}
 	p, err := m.readable(id)
 	if err != nil {
 		return nil, id, err
@@ -59,6 +68,9 @@ func (m *TableManager) Scan(ctx context.Context, table string, prefix, after []b
 	if limit <= 0 {
 		return nil, nil
 	}
+	if m.IsGlobal(table) {
+		return m.scanGlobal(ctx, table, prefix, after, limit)
+	}
 	hidden, _ := m.tables[table].(hiddenKeys)
 	var out []KeyValue
 	for _, p := range m.assigned() {
@@ -92,10 +104,22 @@ func (m *TableManager) Scan(ctx context.Context, table string, prefix, after []b
 }
 
 // Count returns the number of committed keys of table in the partitions
-// active on this node (for a windowed table: its windows).
+// active on this node (for a windowed table: its windows; for a global
+// table: all its keys).
 func (m *TableManager) Count(table string) (int, error) {
 	if _, ok := m.tables[table]; !ok {
 		return 0, fmt.Errorf("%w: %s", ErrTableNotFound, table)
+	}
+	if m.IsGlobal(table) {
+		n := 0
+		err := m.global.read(func(st store.Store) (err error) {
+			n, err = st.Count(table)
+			return err
+		})
+		if err != nil {
+			return 0, fmt.Errorf("table %s: %w", table, err)
+		}
+		return n, nil
 	}
 	n := 0
 	for _, p := range m.assigned() {
@@ -121,7 +145,9 @@ type TableInfo struct {
 	Spec       map[string]string `json:"spec,omitempty"`
 	Partitions int               `json:"partitions"`
 	// Keys counts the committed keys in the partitions assigned here.
-	Keys      int      `json:"keys"`
+	Keys int `json:"keys"`
+	// Global is set for global tables: every node holds all of it.
+	Global    bool     `json:"global,omitempty"`
 	Changelog []string `json:"changelog"`
 }
 
@@ -129,13 +155,31 @@ type TableInfo struct {
 func (m *TableManager) TableInfos() ([]TableInfo, error) {
 	var out []TableInfo
 	for _, t := range m.Tables() {
-		ti := TableInfo{Name: t.Name(), Spec: t.Spec(), Partitions: m.cfg.Partitions, Changelog: m.cfg.Changelog.Subjects(t.Name())}
+		ti := TableInfo{Name: t.Name(), Spec: t.Spec(), Partitions: m.cfg.Partitions, Changelog: m.subjects(t.Name()), Global: m.IsGlobal(t.Name())}
 		n, err := m.Count(t.Name())
 		if err != nil {
 			return nil, err
 		}
 		ti.Keys = n
 		out = append(out, ti)
+	}
+	return out, nil
+}
+
+// scanGlobal is Scan of a global table: this node's copy holds all of it.
+func (m *TableManager) scanGlobal(ctx context.Context, table string, prefix, after []byte, limit int) ([]KeyValue, error) {
+	var out []KeyValue
+	err := m.global.read(func(st store.Store) error {
+		return st.Scan(table, prefix, after, func(k, v []byte) bool {
+			out = append(out, KeyValue{Key: bytes.Clone(k), Value: bytes.Clone(v), Partition: PartitionOf(k, m.cfg.Partitions)})
+			return len(out) < limit && ctx.Err() == nil
+		})
+	})
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("table %s: %w", table, err)
 	}
 	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -327,8 +328,13 @@ func (r *Recovery) open(p *partition, state LogState) (reason string, err error)
 // its content cannot be trusted against the changelog's state. reason says
 // why it was rebuilt ("" when it was kept).
 func (r *Recovery) openTrusted(id int, state LogState) (store.Store, store.Offsets, string, error) {
-	log := r.m.log.With("partition", id)
-	stores := r.m.cfg.Stores
+	return openTrusted(r.m.log.With("partition", id), r.m.cfg.Stores, id, state)
+}
+
+// openTrusted opens store id of stores, destroying and recreating it when
+// its content cannot be trusted against its log's state; log names the
+// store. reason says why it was rebuilt ("" when it was kept).
+func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState) (store.Store, store.Offsets, string, error) {
 	st, err := stores.Open(id)
 	reason, behind := "", false
 	var offs store.Offsets

@@ -27,6 +27,9 @@ type Status struct {
 	// UnknownRecords counts replayed records of tables this node does not
 	// declare (skipped).
 	UnknownRecords uint64 `json:"unknown_records,omitempty"`
+	// Global is this node's replica of the global tables (nil without
+	// any).
+	Global *GlobalStatus `json:"global,omitempty"`
 }
 
 // PartitionStatus is the state of one assigned partition.
@@ -58,6 +61,9 @@ func (m *TableManager) Status() Status {
 		CommitLatency:    m.commitLatency.snapshot(),
 		UnknownRecords:   m.counters.unknownRecords.Load(),
 		DeadLetters:      make(map[string]uint64, len(m.counters.deadLetters)),
+	}
+	if m.global != nil {
+		st.Global = m.global.status()
 	}
 	if st.Commits > 0 {
 		st.MeanCommit = time.Duration(m.counters.commitNanos.Load() / st.Commits)
