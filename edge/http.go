@@ -50,6 +50,8 @@ func NewAPI(m *manager.TableManager, log *slog.Logger) *API {
 //	GET /v1/tables/{table}/keys/{key}      one value
 //	GET /v1/tables/{table}/keys/{key}?window=now|all|TIME   windows of a windowed table
 //	GET /v1/tables/{table}/keys?prefix=&after=&limit=   entries in key order
+//	PUT /v1/tables/{table}/keys/{key}      write a global table's key (JSON body; If-Match: REVISION)
+//	DELETE /v1/tables/{table}/keys/{key}   delete a global table's key (If-Match: REVISION)
 //	GET /v1/status                         node and partition state
 //	GET /healthz                           the process is up
 //	GET /readyz                            200 once every partition is recovered
@@ -60,6 +62,8 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/tables", a.listTables)
 	mux.HandleFunc("GET /v1/tables/{table}/keys/{key}", a.getKey)
 	mux.HandleFunc("GET /v1/tables/{table}/keys", a.listKeys)
+	mux.HandleFunc("PUT /v1/tables/{table}/keys/{key}", a.putKey)
+	mux.HandleFunc("DELETE /v1/tables/{table}/keys/{key}", a.deleteKey)
 	mux.HandleFunc("GET /v1/status", a.status)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -121,10 +125,22 @@ func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, CodeBadRequest, "table "+name+" is not windowed: window= does not apply")
 		return
 	}
+	var rev uint64
+	if wt, ok := t.(manager.WritableCollection); ok {
+		// Read before the value: a write in between makes the revision
+		// older than the value, so a conditional write fails safely.
+		if rev, err = wt.Revision(kb); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	}
 	v, p, err := a.r.get(r.Context(), name, kb)
 	if err != nil {
 		a.fail(w, r, err)
 		return
+	}
+	if rev > 0 {
+		w.Header().Set("ETag", strconv.Quote(strconv.FormatUint(rev, 10)))
 	}
 	js, err := t.ValueJSON(v)
 	if err != nil {

@@ -35,6 +35,12 @@ func startNode(t *testing.T, dataDir string, specs ...string) (*Node, func()) {
 		cfg.Tables = append(cfg.Tables, table)
 		cfg.Agents = append(cfg.Agents, agent)
 	}
+	return runNode(t, cfg)
+}
+
+// runNode runs a node with cfg and returns it once it is ready.
+func runNode(t *testing.T, cfg Config) (*Node, func()) {
+	t.Helper()
 	n, err := NewNode(cfg)
 	if err != nil {
 		t.Fatal(err)

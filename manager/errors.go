@@ -54,6 +54,9 @@ var (
 	// is not at the sequence the writer expected: another write to the key
 	// came first. GlobalTable.Update retries on it.
 	ErrConflict = errors.New("edgetables: global table key changed meanwhile")
+	// ErrBadValue is returned by WritableCollection.PutJSON for a value
+	// that is not JSON or does not fit the table's value type.
+	ErrBadValue = errors.New("edgetables: bad value")
 	// ErrNoGlobalLog is returned by Run when a global table was added but
 	// Config.Global or Config.GlobalStores is nil.
 	ErrNoGlobalLog = errors.New("edgetables: global table without a global log")

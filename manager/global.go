@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -281,12 +282,30 @@ func (g *globalReplica) get(table string, key []byte) (value []byte, found bool,
 
 // put writes rec to the global log, conditionally when expect is set, and
 // waits until this node's store holds it.
-func (g *globalReplica) put(ctx context.Context, rec Record, expect *uint64) error {
+func (g *globalReplica) put(ctx context.Context, rec Record, expect *uint64) (uint64, error) {
 	seq, err := g.m.cfg.Global.Put(ctx, rec, expect)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return g.waitApplied(ctx, seq)
+	return seq, g.waitApplied(ctx, seq)
+}
+
+// WritableCollection is a table any node may write outside agents (a
+// GlobalTable); the HTTP API's PUT and DELETE use it. Keys are encoded
+// (ParseKey); expect, when set, makes the write conditional: on the key's
+// revision, or with 0 on the key not existing (never written or deleted);
+// ErrConflict otherwise. Writes return the new revision: the sequence of
+// the key's record in the global log.
+type WritableCollection interface {
+	Collection
+	// PutJSON writes value, given as JSON in the form ValueJSON returns,
+	// under key. An unusable value gives an error wrapping ErrBadValue.
+	PutJSON(ctx context.Context, key []byte, value json.RawMessage, expect *uint64) (uint64, error)
+	// DeleteKey removes key.
+	DeleteKey(ctx context.Context, key []byte, expect *uint64) (uint64, error)
+	// Revision returns the sequence of key's last record in this node's
+	// copy (0: never written; a deleted key's is its tombstone's).
+	Revision(key []byte) (uint64, error)
 }
 
 // startGlobal starts this node's global replica, if there are global

@@ -84,6 +84,17 @@ func TestGlobalTableReadsWritesAndAgents(t *testing.T) {
 	if _, err := limits.Update(ctx, "k1", func(int64, bool) (int64, error) { return 0, errBoom }); !errors.Is(err, errBoom) {
 		t.Fatalf("Update whose function fails = %v, want its error", err)
 	}
+	if _, err := limits.PutJSON(ctx, []byte("k7"), []byte("12"), nil); err != nil {
+		t.Fatalf("PutJSON: %v", err)
+	}
+	if v, err := limits.Get("k7"); err != nil || v != 12 {
+		t.Fatalf("after PutJSON 12: %d, %v", v, err)
+	}
+	for _, bad := range []string{`"12"`, `1.5`, `{"n": 1}`, `12 13`} {
+		if _, err := limits.PutJSON(ctx, []byte("k7"), []byte(bad), nil); !errors.Is(err, manager.ErrBadValue) {
+			t.Errorf("PutJSON %s = %v, want ErrBadValue", bad, err)
+		}
+	}
 	if n, err := m.Count("limits"); err != nil || n != 8 {
 		t.Fatalf("Count = %d, %v; want 8", n, err)
 	}

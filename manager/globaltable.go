@@ -59,8 +59,8 @@ func (t *GlobalTable[K, V]) Spec() map[string]string { return t.cfg.Spec }
 func (t *GlobalTable[K, V]) global() {}
 
 func (t *GlobalTable[K, V]) bind(m *TableManager) error {
-	if !tableNameRE.MatchString(t.cfg.Name) {
-		return fmt.Errorf("table name %q: want lower-case letters, digits, '_' and '-', at most 64", t.cfg.Name)
+	if err := ValidateTableName(t.cfg.Name); err != nil {
+		return err
 	}
 	if t.cfg.Keys == nil || t.cfg.Values == nil {
 		return fmt.Errorf("table %q: Keys and Values codecs are required", t.cfg.Name)
@@ -143,22 +143,83 @@ func (t *GlobalTable[K, V]) Delete(ctx context.Context, k K) error {
 }
 
 func (t *GlobalTable[K, V]) write(ctx context.Context, k K, vb []byte, del bool, expect *uint64) error {
-	g, err := t.replica()
-	if err != nil {
-		return err
-	}
 	kb, err := keyCodec[K]{t.cfg.Name, t.cfg.Keys}.encode(k)
 	if err != nil {
 		return err
 	}
+	_, err = t.writeKey(ctx, kb, vb, del, expect)
+	return err
+}
+
+// writeKey writes the record of encoded key kb and returns its sequence.
+func (t *GlobalTable[K, V]) writeKey(ctx context.Context, kb, vb []byte, del bool, expect *uint64) (uint64, error) {
+	g, err := t.replica()
+	if err != nil {
+		return 0, err
+	}
 	if err := g.waitReady(ctx); err != nil {
-		return fmt.Errorf("global table %s: %w", t.cfg.Name, err)
+		return 0, fmt.Errorf("global table %s: %w", t.cfg.Name, err)
 	}
 	rec := Record{Table: t.cfg.Name, Key: kb, Value: vb, Delete: del}
-	if err := g.put(ctx, rec, expect); err != nil {
-		return fmt.Errorf("global table %s: %w", t.cfg.Name, err)
+	seq, err := g.put(ctx, rec, expect)
+	if err != nil {
+		return 0, fmt.Errorf("global table %s: %w", t.cfg.Name, err)
 	}
-	return nil
+	return seq, nil
+}
+
+// PutJSON implements WritableCollection: value is JSON as ValueJSON shows
+// values (for RawJSONCodec, any JSON).
+func (t *GlobalTable[K, V]) PutJSON(ctx context.Context, key []byte, value json.RawMessage, expect *uint64) (uint64, error) {
+	vb, err := valueFromJSON(t.cfg.Values, value)
+	if err != nil {
+		return 0, fmt.Errorf("global table %s: %w", t.cfg.Name, err)
+	}
+	if expect, err = t.absent(key, expect); err != nil {
+		return 0, err
+	}
+	return t.writeKey(ctx, key, vb, false, expect)
+}
+
+// DeleteKey implements WritableCollection.
+func (t *GlobalTable[K, V]) DeleteKey(ctx context.Context, key []byte, expect *uint64) (uint64, error) {
+	expect, err := t.absent(key, expect)
+	if err != nil {
+		return 0, err
+	}
+	return t.writeKey(ctx, key, nil, true, expect)
+}
+
+// absent gives an expected revision of 0 its meaning for WritableCollection
+// ("the key must not exist"): for a key this node's copy holds deleted, the
+// revision of its tombstone. If the copy is stale, the log refuses the
+// write (ErrConflict), as it should.
+func (t *GlobalTable[K, V]) absent(key []byte, expect *uint64) (*uint64, error) {
+	if expect == nil || *expect != 0 {
+		return expect, nil
+	}
+	g, err := t.replica()
+	if err != nil {
+		return nil, err
+	}
+	_, found, seq, err := g.get(t.cfg.Name, key)
+	if err != nil {
+		return nil, err
+	}
+	if !found && seq > 0 {
+		return &seq, nil
+	}
+	return expect, nil
+}
+
+// Revision implements WritableCollection.
+func (t *GlobalTable[K, V]) Revision(key []byte) (uint64, error) {
+	g, err := t.replica()
+	if err != nil {
+		return 0, err
+	}
+	_, _, seq, err := g.get(t.cfg.Name, key)
+	return seq, err
 }
 
 // Update replaces the value of k by f's result, atomically: f gets the

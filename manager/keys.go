@@ -62,3 +62,26 @@ func valueJSON[V any](values Codec[V], b []byte, decode func([]byte) (V, error))
 	}
 	return json.Marshal(v)
 }
+
+// valueFromJSON turns a value given as JSON, in the form valueJSON returns,
+// into its encoded bytes.
+func valueFromJSON[V any](values Codec[V], raw json.RawMessage) ([]byte, error) {
+	if !json.Valid(raw) {
+		return nil, fmt.Errorf("%w: not JSON", ErrBadValue)
+	}
+	var v V
+	if _, ok := any(values).(RawJSONCodec); ok {
+		if s, ok := any(&v).(*string); ok {
+			*s = string(raw) // stored as it is
+			return values.Encode(v)
+		}
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadValue, err)
+	}
+	b, err := values.Encode(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadValue, err)
+	}
+	return b, nil
+}

@@ -63,8 +63,8 @@ func (t *SetTable[K, M]) Name() string { return t.cfg.Name }
 func (t *SetTable[K, M]) Spec() map[string]string { return t.cfg.Spec }
 
 func (t *SetTable[K, M]) bind(m *TableManager) error {
-	if !tableNameRE.MatchString(t.cfg.Name) {
-		return fmt.Errorf("table name %q: want lower-case letters, digits, '_' and '-', at most 64", t.cfg.Name)
+	if err := ValidateTableName(t.cfg.Name); err != nil {
+		return err
 	}
 	if t.cfg.Keys == nil || t.cfg.Members == nil {
 		return fmt.Errorf("table %q: Keys and Members codecs are required", t.cfg.Name)

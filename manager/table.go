@@ -13,6 +13,15 @@ const MaxKeySize = 1024
 
 var tableNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
+// ValidateTableName checks a table name: lower-case letters, digits, '_'
+// and '-', starting with a letter or digit, at most 64 characters.
+func ValidateTableName(name string) error {
+	if !tableNameRE.MatchString(name) {
+		return fmt.Errorf("table name %q: want lower-case letters, digits, '_' and '-', at most 64", name)
+	}
+	return nil
+}
+
 // Collection is what the manager knows of a table whatever its key and value
 // types: its name and how to show its keys and values as text and JSON.
 // Tables are made with NewTable; the interface is closed to other types.
@@ -71,8 +80,8 @@ func (t *Table[K, V]) Name() string { return t.cfg.Name }
 func (t *Table[K, V]) Spec() map[string]string { return t.cfg.Spec }
 
 func (t *Table[K, V]) bind(m *TableManager) error {
-	if !tableNameRE.MatchString(t.cfg.Name) {
-		return fmt.Errorf("table name %q: want lower-case letters, digits, '_' and '-', at most 64", t.cfg.Name)
+	if err := ValidateTableName(t.cfg.Name); err != nil {
+		return err
 	}
 	if t.cfg.Keys == nil || t.cfg.Values == nil {
 		return fmt.Errorf("table %q: Keys and Values codecs are required", t.cfg.Name)

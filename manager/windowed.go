@@ -111,8 +111,8 @@ func (t *WindowedTable[K, V]) Windows() Windows {
 }
 
 func (t *WindowedTable[K, V]) bind(m *TableManager) error {
-	if !tableNameRE.MatchString(t.cfg.Name) {
-		return fmt.Errorf("table name %q: want lower-case letters, digits, '_' and '-', at most 64", t.cfg.Name)
+	if err := ValidateTableName(t.cfg.Name); err != nil {
+		return err
 	}
 	if t.cfg.Keys == nil || t.cfg.Values == nil {
 		return fmt.Errorf("table %q: Keys and Values codecs are required", t.cfg.Name)

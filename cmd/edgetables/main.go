@@ -23,6 +23,7 @@ import (
 
 	"github.com/edgetables/edgetables/edge"
 	"github.com/edgetables/edgetables/jetstream"
+	"github.com/edgetables/edgetables/manager"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -54,22 +55,35 @@ func (t *tableFlag) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// globalTableFlag is one --global-table value: a table name.
+type globalTableFlag struct{ name string }
+
+// UnmarshalText checks the name (kong reports its error under the flag).
+func (g *globalTableFlag) UnmarshalText(b []byte) error {
+	if err := manager.ValidateTableName(string(b)); err != nil {
+		return err
+	}
+	g.name = string(b)
+	return nil
+}
+
 type runCmd struct {
-	Name           string        `help:"Node name, stable across restarts (default: the host name)."`
-	App            string        `help:"Namespace of every NATS resource." default:"edgetables"`
-	DataDir        string        `help:"Directory for JetStream storage and table stores." default:"./data"`
-	NATSListen     string        `name:"nats-listen" help:"Embedded NATS server client address (port 0: any free port)." default:"127.0.0.1:4222"`
-	HTTPListen     string        `name:"http-listen" help:"HTTP API address ('off' disables it)." default:"127.0.0.1:8080"`
-	Partitions     int           `help:"Partitions of every table (fixed for an app)." default:"8"`
-	CommitInterval time.Duration `help:"Longest time between commits." default:"100ms"`
-	CommitEvery    int           `help:"Commit after this many events even before the interval ends." default:"10000"`
-	RecoveryBuffer int           `name:"recovery-buffer-size" help:"Changelog records per store transaction during recovery." default:"10000"`
-	StandbyBuffer  int           `name:"standby-buffer-size" help:"Changelog records per store transaction of a standby (it lags its active by at most this many while the log grows)." default:"1000"`
-	Sync           string        `help:"JetStream fsync policy: 'always' (every write reaches the disk before it is acknowledged) or 'interval' (the server's periodic sync)." default:"interval" enum:"always,interval"`
-	Guarantee      string        `name:"processing-guarantee" help:"at-least-once, or exactly-once (each commit is one atomic JetStream batch: no event counted twice, even across crashes)." default:"at-least-once" enum:"at-least-once,exactly-once"`
-	KeepSource     bool          `help:"Keep committed events in the source stream (default: remove them once committed)."`
-	SourceMaxBytes int64         `help:"Largest size of the source stream in bytes; when full, JetStream publishers get errors." default:"1073741824"`
-	Table          []tableFlag   `help:"Built-in table: name=NAME,source=SUBJECT,key=subject:N|json:FIELD,agg=count|sum|min|max|avg|latest|set[,field=FIELD][,window=DURATION[,hop=DURATION][,expires=DURATION][,time=json:FIELD|header:NAME|stream|now]]. Repeatable." sep:"none"`
+	Name           string            `help:"Node name, stable across restarts (default: the host name)."`
+	App            string            `help:"Namespace of every NATS resource." default:"edgetables"`
+	DataDir        string            `help:"Directory for JetStream storage and table stores." default:"./data"`
+	NATSListen     string            `name:"nats-listen" help:"Embedded NATS server client address (port 0: any free port)." default:"127.0.0.1:4222"`
+	HTTPListen     string            `name:"http-listen" help:"HTTP API address ('off' disables it)." default:"127.0.0.1:8080"`
+	Partitions     int               `help:"Partitions of every table (fixed for an app)." default:"8"`
+	CommitInterval time.Duration     `help:"Longest time between commits." default:"100ms"`
+	CommitEvery    int               `help:"Commit after this many events even before the interval ends." default:"10000"`
+	RecoveryBuffer int               `name:"recovery-buffer-size" help:"Changelog records per store transaction during recovery." default:"10000"`
+	StandbyBuffer  int               `name:"standby-buffer-size" help:"Changelog records per store transaction of a standby (it lags its active by at most this many while the log grows)." default:"1000"`
+	Sync           string            `help:"JetStream fsync policy: 'always' (every write reaches the disk before it is acknowledged) or 'interval' (the server's periodic sync)." default:"interval" enum:"always,interval"`
+	Guarantee      string            `name:"processing-guarantee" help:"at-least-once, or exactly-once (each commit is one atomic JetStream batch: no event counted twice, even across crashes)." default:"at-least-once" enum:"at-least-once,exactly-once"`
+	KeepSource     bool              `help:"Keep committed events in the source stream (default: remove them once committed)."`
+	SourceMaxBytes int64             `help:"Largest size of the source stream in bytes; when full, JetStream publishers get errors." default:"1073741824"`
+	Table          []tableFlag       `help:"Built-in table: name=NAME,source=SUBJECT,key=subject:N|json:FIELD,agg=count|sum|min|max|avg|latest|set[,field=FIELD][,window=DURATION[,hop=DURATION][,expires=DURATION][,time=json:FIELD|header:NAME|stream|now]]. Repeatable." sep:"none"`
+	GlobalTable    []globalTableFlag `name:"global-table" help:"Global table NAME: every node holds all of it; JSON values written with PUT/DELETE /v1/tables/NAME/keys/KEY on any node. Repeatable." placeholder:"NAME"`
 
 	ClusterName    string        `help:"Name of the embedded NATS cluster (the same on every node)." default:"edgetables" group:"cluster"`
 	ClusterListen  string        `help:"Route address of the embedded server (host:port); makes the node a cluster member." group:"cluster"`
@@ -146,6 +160,12 @@ func (r *runCmd) Validate() error {
 		}
 		seen[t.Name] = true
 	}
+	for _, g := range r.GlobalTable {
+		if seen[g.name] {
+			return fmt.Errorf("--global-table: table name %q used twice", g.name)
+		}
+		seen[g.name] = true
+	}
 	return nil
 }
 
@@ -170,6 +190,13 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 		}
 		cfg.Tables = append(cfg.Tables, table)
 		cfg.Agents = append(cfg.Agents, agent)
+	}
+	for _, g := range r.GlobalTable {
+		table, err := edge.GlobalJSONTable(g.name)
+		if err != nil {
+			return cfg, fmt.Errorf("--global-table: %w", err)
+		}
+		cfg.Tables = append(cfg.Tables, table)
 	}
 	return cfg, nil
 }

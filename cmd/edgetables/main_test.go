@@ -47,6 +47,8 @@ func TestFlagErrors(t *testing.T) {
 		{"hop without window", []string{"run", "--table=name=c,source=a.*,key=subject:2,agg=count,hop=5m"}, nil, "hop needs window"},
 		{"bad time", []string{"run", "--table=name=c,source=a.*,key=subject:2,agg=count,window=1m,time=wall"}, nil, "--table"},
 		{"set without field", []string{"run", "--table=name=c,source=a.*,key=subject:2,agg=set"}, nil, "set needs field"},
+		{"bad global table", []string{"run", table, "--global-table=Config"}, nil, "--global-table"},
+		{"global table clash", []string{"run", table, "--global-table=c"}, nil, "--global-table"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -32,6 +32,7 @@ type nodeStatus struct {
 	DeadLetter map[string]uint64         `json:"dead_letters"`
 	Partitions []manager.PartitionStatus `json:"partitions"`
 	Cluster    *manager.ClusterStatus    `json:"cluster"`
+	Global     *manager.GlobalStatus     `json:"global"`
 }
 
 func (s *statusCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
@@ -159,6 +160,9 @@ func printStatus(w io.Writer, st nodeStatus) {
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%d\n", p.Partition, p.State, p.AppliedOffset, p.HighWater, lag, p.SourceSeq, p.Buffered)
 	}
 	_ = tw.Flush()
+	if g := st.Global; g != nil {
+		fmt.Fprintf(w, "global tables: ready %v  applied %d  high water %d\n", g.Ready, g.AppliedOffset, g.HighWater)
+	}
 	printRecoveries(w, st.Partitions, time.Now())
 }
 
