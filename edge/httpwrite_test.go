@@ -106,6 +106,13 @@ func TestHTTPWritesToGlobalTable(t *testing.T) {
 			}
 		})
 	}
+	fams := scrape(t, n)
+	if applied := value(t, fams, "edgetables_global_applied_offset"); applied != 4 {
+		t.Errorf("global applied offset = %v, want 4 (the writes that landed)", applied)
+	}
+	if lag := value(t, fams, "edgetables_global_lag_records"); lag != 0 {
+		t.Errorf("global lag = %v, want 0", lag)
+	}
 	code, body, _ = getJSON(t, base, "/v1/tables/config/keys")
 	if entries := body["entries"].([]any); code != http.StatusOK || len(entries) != 1 || entries[0].(map[string]any)["value"] != "back" {
 		t.Fatalf("listing = %d %v", code, body)

@@ -27,7 +27,7 @@ type Metrics struct {
 	log *slog.Logger
 
 	events, records, commits, commitSeconds, rebalances, generation, ready,
-	deadLetters, unknown, partitions, remaining, standbyLag *prometheus.Desc
+	deadLetters, unknown, partitions, remaining, standbyLag, globalApplied, globalLag *prometheus.Desc
 }
 
 // NewMetrics returns the collector of m's metrics.
@@ -51,19 +51,22 @@ func NewMetrics(m *manager.TableManager, log *slog.Logger) *Metrics {
 		partitions:    d("partitions", "Partitions assigned to this node, by state.", "state"),
 		remaining:     d("recovery_records_remaining", "Changelog sequences a partition's recovery has left to replay (0 once recovered).", "partition"),
 		standbyLag:    d("standby_lag_records", "Changelog sequences a standby partition's store is behind the log's end.", "partition"),
+		globalApplied: d("global_applied_offset", "Last global log sequence in this node's copy of the global tables."),
+		globalLag:     d("global_lag_records", "Global log sequences this node's copy of the global tables is behind the log's end."),
 	}
 }
 
 // Describe sends the descriptions of every metric.
 func (c *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.events, c.records, c.commits, c.commitSeconds, c.rebalances, c.generation,
-		c.ready, c.deadLetters, c.unknown, c.partitions, c.remaining, c.standbyLag} {
+		c.ready, c.deadLetters, c.unknown, c.partitions, c.remaining, c.standbyLag, c.globalApplied, c.globalLag} {
 		ch <- d
 	}
 }
 
 // Collect reads the manager's status and sends the metrics. It costs one
-// changelog state request per standby partition, bounded by 2 s.
+// changelog state request per standby partition (and one for the global
+// log), bounded by 2 s.
 func (c *Metrics) Collect(ch chan<- prometheus.Metric) {
 	st := c.m.Status()
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
@@ -109,6 +112,14 @@ func (c *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for p, lag := range lags {
 		gauge(c.standbyLag, float64(lag), strconv.Itoa(p))
+	}
+	if st.Global != nil {
+		gauge(c.globalApplied, float64(st.Global.AppliedOffset))
+		if lag, err := c.m.GlobalLag(ctx); err != nil {
+			c.log.Warn("metrics: global tables' lag unknown", "err", err)
+		} else {
+			gauge(c.globalLag, float64(lag))
+		}
 	}
 }
 

@@ -331,3 +331,20 @@ func (m *TableManager) startGlobal(ctx context.Context) (stop func(), err error)
 	}
 	return stop, nil
 }
+
+// GlobalLag returns how many sequences this node's copy of the global
+// tables is behind the global log's end (one request). It fails without
+// global tables.
+func (m *TableManager) GlobalLag(ctx context.Context) (uint64, error) {
+	if m.global == nil {
+		return 0, errors.New("no global tables")
+	}
+	state, err := m.cfg.Global.State(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("global log state: %w", err)
+	}
+	if a := m.global.applied.Load(); a < state.Last {
+		return state.Last - a, nil
+	}
+	return 0, nil
+}
