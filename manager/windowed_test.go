@@ -50,6 +50,9 @@ type windowRig struct {
 
 	// tombstoneTTL is the tables' TombstoneTTL (0: the default).
 	tombstoneTTL time.Duration
+	// failClose, if set, makes OnWindowClose of wcount fail for the keys
+	// it returns true for.
+	failClose func(key string) bool
 
 	mu     sync.Mutex
 	closes map[string]int // "key@start" → OnWindowClose calls
@@ -68,6 +71,10 @@ func newWindowRig(h *harness) *windowRig {
 			TombstoneTTL: r.tombstoneTTL,
 			OnWindowClose: func(e *manager.Event, k string, w manager.Window, v int64) error {
 				r.mu.Lock()
+				if r.failClose != nil && r.failClose(k) {
+					r.mu.Unlock()
+					return errors.New("failing on purpose")
+				}
 				r.closes[k+"@"+w.Start.Format("15:04")]++
 				r.mu.Unlock()
 				n, err := r.finals.Get(e, k)

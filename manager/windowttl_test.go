@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -173,5 +174,58 @@ func TestExpiredTombstoneStaleStore(t *testing.T) {
 				t.Errorf("OnWindowClose called %d times in all, want 1", got)
 			}
 		})
+	}
+}
+
+// TestFailingCloseKeepsLaterTombstones: while OnWindowClose of a window
+// fails, the windows closing after it get permanent tombstones (no record
+// vouches for them yet: a store that missed one would close it again),
+// while those before it get the TTL; once it closes, the next ones get the
+// TTL again.
+func TestFailingCloseKeepsLaterTombstones(t *testing.T) {
+	h := newHarness(t, manager.Config{Partitions: 1})
+	r := newWindowRig(h)
+	r.tombstoneTTL = time.Second
+	var failing sync.Map
+	failing.Store("b", true)
+	r.failClose = func(k string) bool { _, ok := failing.Load(k); return ok }
+	h.start()
+	ctx := context.Background()
+	for _, k := range []string{"a", "b", "c"} { // closing order: a, b, c
+		h.publish("ev."+k, tsEvent(t0.Add(10*time.Second)))
+	}
+	waitWindows(t, r.wcount, "c", "00:00=1")
+	r.clock.Set(t0.Add(2 * time.Minute))
+	waitFor(t, 10*time.Second, "a and c closed", func() bool {
+		a, _, _ := r.finals.Lookup(ctx, "a")
+		c, _, _ := r.finals.Lookup(ctx, "c")
+		return a == 1 && c == 1
+	})
+	waitFor(t, 15*time.Second, "a's tombstone expired", func() bool { return len(windowMessages(t, h, "wcount", "a")) == 0 })
+	if got := windowMessages(t, h, "wcount", "c"); fmt.Sprint(got) != "[00:00 del]" {
+		t.Errorf("changelog of wcount/c = %v, want its permanent tombstone", got)
+	}
+	if got := windowMessages(t, h, "wcount", "b"); fmt.Sprint(got) != "[00:00 value]" {
+		t.Errorf("changelog of wcount/b = %v, want its value (not closed yet)", got)
+	}
+
+	failing.Delete("b")
+	r.clock.Set(t0.Add(2*time.Minute + 2*time.Second)) // past the retry
+	waitFor(t, 10*time.Second, "b closed", func() bool {
+		n, _, _ := r.finals.Lookup(ctx, "b")
+		return n == 1
+	})
+	waitFor(t, 15*time.Second, "b's tombstone expired", func() bool { return len(windowMessages(t, h, "wcount", "b")) == 0 })
+	h.publish("ev.d", tsEvent(t0.Add(2*time.Minute)))
+	waitWindows(t, r.wcount, "d", "00:02=1")
+	r.clock.Set(t0.Add(4 * time.Minute))
+	waitFor(t, 15*time.Second, "d closed and its tombstone expired", func() bool {
+		n, _, _ := r.finals.Lookup(ctx, "d")
+		return n == 1 && len(windowMessages(t, h, "wcount", "d")) == 0
+	})
+	for k, start := range map[string]time.Time{"a": t0, "b": t0, "c": t0, "d": t0.Add(2 * time.Minute)} {
+		if got := r.closeCount(k, start); got != 1 {
+			t.Errorf("OnWindowClose of %s called %d times, want 1", k, got)
+		}
 	}
 }
