@@ -195,15 +195,13 @@ func (t *WindowedTable[K, V]) closeWindows(ctx context.Context, p *partition) {
 	next := time.Unix(1<<62, 0) // far future: nothing to close
 	var due []dueWindow
 	truncated := false // due windows were left out of due
-	seen := map[string]bool{}
 	consider := func(sk []byte) {
 		_, start, ok := splitWindowKey(sk)
-		if !ok || seen[string(sk)] {
+		if !ok {
 			return
 		}
 		c := t.ws.closeAt(t.ws.window(start))
 		if !now.Before(c) {
-			seen[string(sk)] = true
 			due = append(due, dueWindow{at: c, sk: bytes.Clone(sk)})
 			if len(due) >= 2*maxClosesPerPass { // keep the earliest
 				sortDue(due)
@@ -230,6 +228,8 @@ func (t *WindowedTable[K, V]) closeWindows(ctx context.Context, p *partition) {
 		}
 	}
 	sortDue(due)
+	// A window both stored and written since the last commit is there twice.
+	due = slices.CompactFunc(due, func(a, b dueWindow) bool { return bytes.Equal(a.sk, b.sk) })
 	if len(due) > maxClosesPerPass {
 		due, truncated = due[:maxClosesPerPass], true
 	}
