@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -88,9 +89,11 @@ var _ manager.Changelog = (*Changelog)(nil)
 // NewChangelog creates every partition's stream, or updates it to the
 // configuration below if it exists, so it is idempotent. Streams: file
 // storage, MaxMsgsPerSubject 1 (compaction), Discard old, AllowAtomicPublish,
-// the server's default duplicate window (2 min). It costs one request per
-// partition.
-
+// AllowMsgTTL (records with a TTL carry Nats-TTL), the server's default
+// duplicate window (2 min). A stream created by an older version, without
+// AllowMsgTTL, gets it by the update: the server allows enabling it in place
+// (it only refuses disabling it again). No SubjectDeleteMarkerTTL: an expired
+// tombstone leaves nothing behind. It costs one request per partition.
 func NewChangelog(ctx context.Context, js natsjs.JetStream, cfg ChangelogConfig) (*Changelog, error) {
 	if err := ValidateApp(cfg.App); err != nil {
 		return nil, err
@@ -119,6 +122,7 @@ func NewChangelog(ctx context.Context, js natsjs.JetStream, cfg ChangelogConfig)
 			MaxMsgsPerSubject:  1,
 			Discard:            natsjs.DiscardOld,
 			AllowAtomicPublish: true,
+			AllowMsgTTL:        true,
 		}
 		st, err := ensureStream(ctx, js, sc)
 		if err != nil {
@@ -126,6 +130,9 @@ func NewChangelog(ctx context.Context, js natsjs.JetStream, cfg ChangelogConfig)
 		}
 		if got := st.CachedInfo(); got != nil && !got.Config.AllowAtomicPublish {
 			return nil, fmt.Errorf("edgetables/jetstream: stream %s: server did not enable atomic publish", name)
+		}
+		if got := st.CachedInfo(); got != nil && !got.Config.AllowMsgTTL {
+			return nil, fmt.Errorf("edgetables/jetstream: stream %s: server did not enable per-message TTLs (needs nats-server 2.11 or later)", name)
 		}
 		c.streams = append(c.streams, name)
 		c.prefixes = append(c.prefixes, recordPrefix(cfg.App, p))
@@ -195,7 +202,9 @@ func (c *Changelog) State(ctx context.Context, p int) (manager.LogState, error) 
 // Appends to different partitions may run concurrently; a partition has one
 // writer, and two concurrent Appends to the same partition fence each other.
 // The marker is JSON on <app>.commit.<p>; a tombstone is an empty message
-// with the header Edgetables-Op: del.
+// with the header Edgetables-Op: del. A record with a TTL carries Nats-TTL
+// (its TTL in whole seconds, rounded up), in atomic batches too: the server
+// removes it once the TTL has passed.
 func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs []manager.Record, marker manager.CommitMarker) (uint64, error) {
 	if err := c.checkPartition(p); err != nil {
 		return 0, err
@@ -203,6 +212,9 @@ func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs [
 	for i := range recs {
 		if err := ValidateToken("table", recs[i].Table); err != nil {
 			return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: record %d: %w", p, i, err)
+		}
+		if recs[i].TTL < 0 {
+			return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: record %d of table %s: negative TTL %s", p, i, recs[i].Table, recs[i].TTL)
 		}
 		if len(recs[i].Key) > MaxKeyLen {
 			return 0, fmt.Errorf("%w: append to partition %d: record %d of table %s: %d bytes (max %d)", ErrKeyTooLong, p, i, recs[i].Table, len(recs[i].Key), MaxKeyLen)
@@ -243,7 +255,16 @@ func (c *Changelog) recordMsg(p int, r *manager.Record) *nats.Msg {
 	} else {
 		m.Data = r.Value
 	}
+	if r.TTL > 0 {
+		m.Header.Set(natsjs.MsgTTLHeader, ttlHeader(r.TTL))
+	}
 	return m
+}
+
+// ttlHeader returns the Nats-TTL value of ttl: whole seconds, rounded up,
+// at least 1 (the server's minimum).
+func ttlHeader(ttl time.Duration) string {
+	return strconv.FormatInt(max(int64((ttl+time.Second-1)/time.Second), 1), 10)
 }
 
 // Replay reads partition p from sequence from up to and including until with
@@ -374,7 +395,10 @@ func (c *Changelog) decode(p int, seq uint64, msg natsjs.Msg) (manager.Entry, er
 			return manager.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: subject %q: %w", p, c.streams[p], seq, subj, err)
 		}
 		e := manager.Entry{Seq: seq, Record: manager.Record{Table: rest[:dot], Key: key}}
-		if h := msg.Headers(); h != nil && h.Get(HeaderOp) == OpDelete {
+		// A subject delete marker (left by the server when a TTL or MaxAge
+		// removes a subject's last message, if SubjectDeleteMarkerTTL is
+		// set on the stream by hand) says the key is gone: a tombstone.
+		if h := msg.Headers(); h != nil && (h.Get(HeaderOp) == OpDelete || h.Get(natsjs.MarkerReasonHeader) != "") {
 			e.Record.Delete = true
 		} else {
 			e.Record.Value = msg.Data()

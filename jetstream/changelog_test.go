@@ -447,7 +447,7 @@ func TestNewChangelogIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := info.CachedInfo().Config
-	if !c.AllowAtomicPublish || c.MaxMsgsPerSubject != 1 || c.Storage != natsjs.FileStorage || c.Discard != natsjs.DiscardOld {
+	if !c.AllowAtomicPublish || !c.AllowMsgTTL || c.SubjectDeleteMarkerTTL != 0 || c.MaxMsgsPerSubject != 1 || c.Storage != natsjs.FileStorage || c.Discard != natsjs.DiscardOld {
 		t.Errorf("stream config = %+v", c)
 	}
 	if _, err := jetstream.NewChangelog(ctx, js, jetstream.ChangelogConfig{App: "bad.app", Partitions: 1}); !errors.Is(err, jetstream.ErrBadName) {

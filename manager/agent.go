@@ -93,6 +93,7 @@ type write struct {
 	key    string
 	value  []byte
 	delete bool
+	ttl    time.Duration // Record.TTL
 }
 
 // Context returns the context of the processing run.

@@ -87,6 +87,7 @@ type partition struct {
 type pending struct {
 	value  []byte
 	delete bool
+	ttl    time.Duration // Record.TTL
 }
 
 func (p *partition) State() PartitionState {
@@ -127,7 +128,7 @@ func (p *partition) merge(ws []write) {
 		if _, ok := t[w.key]; !ok {
 			p.keys++
 		}
-		t[w.key] = pending{value: w.value, delete: w.delete}
+		t[w.key] = pending{value: w.value, delete: w.delete, ttl: w.ttl}
 	}
 }
 
@@ -135,7 +136,10 @@ func (p *partition) merge(ws []write) {
 func (p *partition) dirty() bool { return len(p.buf) > 0 }
 
 // records returns the uncommitted writes as changelog records, in table and
-// key order.
+// key order, except that records of empty keys come last: a windowed
+// table's closing horizon is then stored only after the tombstones it
+// vouches for, even when a commit takes several batches and only the first
+// ones are stored.
 func (p *partition) records() []Record {
 	tables := make([]string, 0, len(p.buf))
 	n := 0
@@ -148,11 +152,13 @@ func (p *partition) records() []Record {
 	for _, t := range tables {
 		start := len(recs)
 		for k, w := range p.buf[t] {
-			recs = append(recs, Record{Table: t, Key: []byte(k), Value: w.value, Delete: w.delete})
+			recs = append(recs, Record{Table: t, Key: []byte(k), Value: w.value, Delete: w.delete, TTL: w.ttl})
 		}
 		part := recs[start:]
 		sort.Slice(part, func(i, j int) bool { return string(part[i].Key) < string(part[j].Key) })
 	}
+	// Stable: empty keys keep their table order among themselves.
+	sort.SliceStable(recs, func(i, j int) bool { return len(recs[i].Key) != 0 && len(recs[j].Key) == 0 })
 	return recs
 }
 

@@ -15,6 +15,14 @@ type Record struct {
 	Key    []byte
 	Value  []byte
 	Delete bool // a tombstone: the key was removed
+	// TTL, when positive, lets the changelog forget the record once TTL has
+	// passed since it was written (whole seconds, rounded up, at least
+	// one): a reader that starts before the record is replayed from then
+	// on never sees it. Zero keeps the record until a later record of the
+	// same key supersedes it. Windowed tables set it on the tombstones of
+	// closed windows (WindowedTableConfig.TombstoneTTL); everything else
+	// is kept.
+	TTL time.Duration
 }
 
 // CommitMarker closes a commit in a partition's changelog. It carries the

@@ -3,7 +3,6 @@ package manager
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -41,7 +40,25 @@ type WindowedTableConfig[K, V any] struct {
 	// Clock is the table's clock: it closes windows and is "now" for
 	// TimeNow and for reads of the current window (default time.Now).
 	Clock func() time.Time
+	// TombstoneTTL is how long the changelog keeps the tombstone of a
+	// closed window (0: DefaultTombstoneTTL; negative: for ever, like the
+	// tombstones of plain tables; rounded up to whole seconds). Longer
+	// keeps more tombstones in the changelog, one per window closed within
+	// the TTL, and so lengthens recovery; shorter makes it likelier that a
+	// store recovering from an older offset misses a tombstone, which
+	// costs a removal at the owner's next closing pass and nothing else
+	// (see WindowedTable).
+	TombstoneTTL time.Duration
 }
+
+// DefaultTombstoneTTL is the default WindowedTableConfig.TombstoneTTL. The
+// stores that may still hold a window when it closes read its tombstone
+// within seconds (the owner writes it; standbys follow the log as it
+// grows) or within a restart (a node that was down replays from its
+// offset); an hour covers those with a wide margin, while the changelog
+// keeps only the last hour of closes (1,000 keys with one-minute windows:
+// 60,000 tombstones, where permanent ones grew by 1.44 million a day).
+const DefaultTombstoneTTL = time.Hour
 
 // WindowValue is the value of one window of a key.
 type WindowValue[V any] struct {
@@ -70,6 +87,19 @@ type WindowValue[V any] struct {
 // them) in the changelog; later writes to any window at or before the
 // horizon are refused, even on a new owner whose clock is behind, so a
 // window once closed never comes back and is never closed twice.
+//
+// Tombstones of closed windows expire from the changelog after
+// TombstoneTTL, so that the log does not grow by one message per window
+// ever closed. A store that was behind when a window closed and replays
+// the log only after its tombstone expired (a node down for longer than
+// the TTL) keeps the window: a remnant. It is harmless. Readers do not see
+// it: the closing horizon, a permanent record that the replay does read,
+// is at or past its closing time. Nor is it closed twice: the horizon
+// record also carries how far closing is complete (every window up to a
+// closing time and key has been closed), a tombstone gets its TTL only if
+// the record written with it covers its window, and the owner's closing
+// pass removes the windows that record covers without calling
+// OnWindowClose.
 type WindowedTable[K, V any] struct {
 	cfg WindowedTableConfig[K, V]
 	ws  Windows
@@ -326,22 +356,17 @@ func (t *WindowedTable[K, V]) decodeValue(b []byte) (V, error) {
 
 // horizon reads the partition's closing horizon with get (zero: none).
 func (t *WindowedTable[K, V]) horizon(get func(table string, key []byte) ([]byte, bool, error)) (time.Time, error) {
+	c, err := t.closing(get)
+	return c.horizon, err
+}
+
+// closing reads the partition's closing state with get (zero: none).
+func (t *WindowedTable[K, V]) closing(get func(table string, key []byte) ([]byte, bool, error)) (closingState, error) {
 	b, ok, err := get(t.cfg.Name, horizonKey)
 	if err != nil || !ok {
-		return time.Time{}, err
+		return closingState{}, err
 	}
-	return decodeHorizon(t.cfg.Name, b)
-}
-
-func decodeHorizon(table string, b []byte) (time.Time, error) {
-	if len(b) != 8 {
-		return time.Time{}, fmt.Errorf("table %s: closing horizon of %d bytes, want 8", table, len(b))
-	}
-	return time.Unix(0, int64(binary.BigEndian.Uint64(b))).UTC(), nil
-}
-
-func encodeHorizon(t time.Time) []byte {
-	return binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))
+	return decodeClosing(t.cfg.Name, b)
 }
 
 // later returns the later of a and b.

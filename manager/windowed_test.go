@@ -48,6 +48,12 @@ type windowRig struct {
 	whop   *manager.WindowedTable[string, int64]
 	finals *manager.Table[string, int64]
 
+	// tombstoneTTL is the tables' TombstoneTTL (0: the default).
+	tombstoneTTL time.Duration
+	// failClose, if set, makes OnWindowClose of wcount fail for the keys
+	// it returns true for.
+	failClose func(key string) bool
+
 	mu     sync.Mutex
 	closes map[string]int // "key@start" → OnWindowClose calls
 }
@@ -59,11 +65,16 @@ func newWindowRig(h *harness) *windowRig {
 			Name: "finals", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}})
 		r.wcount = manager.NewWindowedTable(manager.WindowedTableConfig[string, int64]{
 			Name: "wcount", Keys: manager.StringCodec{}, Values: manager.Int64Codec{},
-			Windows: manager.Tumbling(time.Minute, time.Minute),
-			Time:    manager.TimeSource{Kind: manager.TimeField, Name: "ts"},
-			Clock:   r.clock.Now,
+			Windows:      manager.Tumbling(time.Minute, time.Minute),
+			Time:         manager.TimeSource{Kind: manager.TimeField, Name: "ts"},
+			Clock:        r.clock.Now,
+			TombstoneTTL: r.tombstoneTTL,
 			OnWindowClose: func(e *manager.Event, k string, w manager.Window, v int64) error {
 				r.mu.Lock()
+				if r.failClose != nil && r.failClose(k) {
+					r.mu.Unlock()
+					return errors.New("failing on purpose")
+				}
 				r.closes[k+"@"+w.Start.Format("15:04")]++
 				r.mu.Unlock()
 				n, err := r.finals.Get(e, k)
@@ -75,9 +86,10 @@ func newWindowRig(h *harness) *windowRig {
 		})
 		r.whop = manager.NewWindowedTable(manager.WindowedTableConfig[string, int64]{
 			Name: "whop", Keys: manager.StringCodec{}, Values: manager.Int64Codec{},
-			Windows: manager.Hopping(2*time.Minute, time.Minute, time.Minute),
-			Time:    manager.TimeSource{Kind: manager.TimeField, Name: "ts"},
-			Clock:   r.clock.Now,
+			Windows:      manager.Hopping(2*time.Minute, time.Minute, time.Minute),
+			Time:         manager.TimeSource{Kind: manager.TimeField, Name: "ts"},
+			Clock:        r.clock.Now,
+			TombstoneTTL: r.tombstoneTTL,
 		})
 		must(h.t, m.Add(r.finals))
 		must(h.t, m.Add(r.wcount))
