@@ -19,6 +19,7 @@ func TestGlobalTableConvergence(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster")
 	}
+	skipUnderRace(t)
 	const nodes, writes = 3, 20
 	var (
 		mu     sync.Mutex

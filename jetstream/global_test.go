@@ -97,6 +97,7 @@ func TestGlobalLogConflictReplicated(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster")
 	}
+	skipUnderRace(t)
 	nodes := jstest.StartCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
