@@ -160,7 +160,10 @@ type TableManager struct {
 	lastTrim time.Time
 	// full is set when a partition reached MaxCommitRecords.
 	full bool
-	gen  atomic.Uint64
+	// commitWG counts the running commit goroutines (pipeline.go); the
+	// processing goroutine starts them and waits for them before it ends.
+	commitWG sync.WaitGroup
+	gen      atomic.Uint64
 	// actives are this node's actives in the applied assignment.
 	actives []int
 	// fenced is set when a commit found a partition fenced.
