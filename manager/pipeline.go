@@ -238,6 +238,15 @@ func (m *TableManager) waitCommits(ctx context.Context) ([]*commitJob, error) {
 	return m.reap()
 }
 
+// settle waits for p's running commit, if any (it ends within its
+// timeouts), and reaps it, so that p's offsets are those of what it wrote.
+func (m *TableManager) settle(p *partition) {
+	if j := p.inflight; j.running() {
+		<-j.done
+		_ = m.finish(p, j) // logged there
+	}
+}
+
 // drainCommits waits for every commit started to end (each ends within
 // its timeouts), whatever their outcome: nothing may write a store after
 // the processing loop returned.

@@ -118,9 +118,7 @@ func (m *TableManager) OnPartitionsRevoked(ctx context.Context, revoked []int) e
 // still running (its revocation's commit timed out) is waited for first.
 func (m *TableManager) release(p *partition) {
 	p.stopTaskFor(SuspendRevoked)
-	if j := p.inflight; j.running() {
-		<-j.done
-	}
+	m.settle(p)
 	p.reset()
 	m.recovery.forget(p.id)
 	m.mu.Lock()
@@ -266,9 +264,7 @@ func (m *TableManager) applyAssignment(ctx context.Context, a Assignment) error 
 	}
 	for _, id := range demote {
 		if p := m.partition(id); p != nil {
-			if j := p.inflight; j.running() {
-				<-j.done
-			}
+			m.settle(p)
 			p.reset()
 			m.startStandby(ctx, p)
 		}
