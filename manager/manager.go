@@ -37,7 +37,10 @@ type Config struct {
 	// at the cost of more, smaller changelog writes and store transactions.
 	CommitInterval time.Duration
 	// CommitEvery commits after this many events even before the interval
-	// ends (default 10,000). It bounds the uncommitted state in memory.
+	// ends (default 10,000). A partition whose previous commit is still
+	// being written keeps buffering; processing waits for that commit once
+	// the partition buffers this many keys. It bounds the uncommitted
+	// state in memory.
 	CommitEvery int
 	// RecoveryBufferSize is the number of changelog records applied to the
 	// store in one transaction during recovery (default 10,000).
@@ -64,8 +67,9 @@ type Config struct {
 	Standbys int
 	// HTTPAddr is this node's HTTP API address, shown to other members.
 	HTTPAddr string
-	// MaxCommitRecords commits a partition as soon as it holds this many
-	// uncommitted keys (0: no limit), so that a commit fits the changelog's
+	// MaxCommitRecords commits a partition as soon as its buffer holds
+	// this many keys (0: no limit), waiting for its previous commit if that
+	// is still being written, so that a commit fits the changelog's
 	// largest atomic write (the exactly-once mode: 999 records and a
 	// marker in one JetStream atomic batch).
 	MaxCommitRecords int
