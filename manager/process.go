@@ -29,8 +29,10 @@ const readerStallAfter = 2 * time.Second
 // error occurs. Alone (no Coordinator), the node assigns itself every
 // partition through the same OnRebalance path a cluster uses; in a cluster,
 // it joins the group and follows the assignments of its leader. When ctx
-// ends, the uncommitted writes are committed (within 10 s), the node leaves
-// the group and the stores are closed; Run then returns nil.
+// ends, the commits in flight end and the uncommitted writes are committed
+// (within 10 s; a commit in flight whose changelog does not answer ends at
+// its own 10 s timeout), the node leaves the group and the stores are
+// closed; Run then returns nil.
 func (m *TableManager) Run(ctx context.Context) error {
 	if !m.running.CompareAndSwap(false, true) {
 		return errors.New("table manager: Run called twice")
