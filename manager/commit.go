@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,16 +39,23 @@ type counters struct {
 	deadLetters    map[string]*atomic.Uint64 // by agent; keys fixed at start
 }
 
-// commitAndAck commits every partition and then acknowledges the source up
-// to the committed floor, and trims it.
+// commitAndAck commits every partition, waiting for the commits, then
+// acknowledges the source up to the committed floor, and trims it.
 func (m *TableManager) commitAndAck(ctx context.Context) error {
 	err := m.commit(ctx)
 	if errors.Is(err, errCrash) {
 		return err
 	}
+	m.ackCommitted(ctx)
+	return err
+}
+
+// ackCommitted acknowledges the source up to the committed floor, and
+// trims it: only positions whose commits ended (changelog and store) count.
+func (m *TableManager) ackCommitted(ctx context.Context) {
 	floor := m.committedFloor()
 	if floor == 0 || m.reader == nil {
-		return err
+		return
 	}
 	actx, cancel := context.WithTimeout(ctx, ackTimeout)
 	aerr := m.reader.Ack(actx, floor)
@@ -69,100 +75,56 @@ func (m *TableManager) commitAndAck(ctx context.Context) error {
 			m.log.Warn("trim source", "below_seq", floor+1, "err", terr)
 		}
 	}
-	return err
 }
 
-// commit writes the uncommitted state of every active partition: its
-// changelog records and commit marker first, then data and offsets in one
-// store transaction. Partitions commit in parallel; a partition whose
-// commit fails keeps its writes for the next commit.
+// commit writes the uncommitted state of every active partition and waits
+// for it: first the commits in flight end, then the partitions commit what
+// is left, in parallel (a commit in flight that had failed is written
+// again first). Each commit appends the changelog records and commit
+// marker, then writes data and offsets in one store transaction. A
+// partition whose commit fails keeps its writes for a later commit. It
+// returns when every partition's commits ended, or ctx ended.
 func (m *TableManager) commit(ctx context.Context) error {
-	start := time.Now()
-	source := m.examined
 	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-		done = make(map[int]uint64)
+		errs  []error
+		mine  = make(map[*commitJob]bool) // started by this call
+		given = make(map[*partition]bool) // failed in this call: not retried
 	)
-	for _, p := range m.assigned() {
-		if p.State() != StateActive {
-			continue
+	for {
+		failed, err := m.waitCommits(ctx)
+		if errors.Is(err, errCrash) {
+			return err
 		}
-		target := max(source, p.sourceSeq.Load())
-		if !p.dirty() && target == p.sourceSeq.Load() {
-			continue
+		// Commits that failed before this call are written again now;
+		// those started by it are given up for this call.
+		for _, j := range failed {
+			if mine[j] {
+				given[j.part] = true
+				errs = append(errs, fmt.Errorf("partition %d: %w", j.part.id, j.err))
+			}
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := m.commitPartition(ctx, p, target)
-			mu.Lock()
-			defer mu.Unlock()
+		if ctx.Err() != nil {
+			return errors.Join(append(errs, ctx.Err())...)
+		}
+		r := &commitRound{start: time.Now()}
+		started := false
+		for _, p := range m.assigned() {
+			if given[p] {
+				continue
+			}
+			ok, err := m.startCommit(ctx, p, r)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("partition %d: %w", p.id, err))
-				return
 			}
-			done[p.id] = target
-		}()
-	}
-	wg.Wait()
-	if len(done) > 0 {
-		m.counters.commits.Add(1)
-		m.counters.commitNanos.Add(uint64(time.Since(start)))
-		m.commitLatency.observe(time.Since(start))
-	}
-	return errors.Join(errs...)
-}
-
-// commitPartition commits p up to source sequence target.
-func (m *TableManager) commitPartition(ctx context.Context, p *partition, target uint64) error {
-	if !p.dirty() {
-		// Nothing to write: the position advances in memory, and reaches
-		// the store now and then.
-		p.sourceSeq.Store(target)
-		if target > p.lastPersist && time.Since(p.persistedAt) >= idlePersistEvery {
-			return m.OnCommitTP(ctx, p.id, target)
+			if ok {
+				started = true
+				mine[p.inflight] = true
+			}
 		}
-		return nil
-	}
-	if p.refresh {
-		sctx, cancel := context.WithTimeout(ctx, commitTimeout)
-		st, err := m.cfg.Changelog.State(sctx, p.id)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("changelog state: %w", err)
+		if !started {
+			return errors.Join(errs...)
 		}
-		p.expectLast, p.refresh = st.Last, false
 	}
-	recs := p.records()
-	marker := CommitMarker{SourceSeq: target, Node: m.cfg.Node, Generation: m.gen.Load()}
-	actx, cancel := context.WithTimeout(ctx, commitTimeout)
-	defer cancel()
-	last, err := m.cfg.Changelog.Append(actx, p.id, p.expectLast, recs, marker)
-	if errors.Is(err, ErrFenced) {
-		p.setState(StateFenced)
-		p.reset()
-		m.fenced.Store(true)
-		m.log.Error("partition fenced: another writer owns its changelog; this node stops processing it and drops its uncommitted writes",
-			"partition", p.id, "expected_last", p.expectLast, "source_seq_from", p.sourceSeq.Load()+1, "source_seq_to", target, "err", err)
-		return err
-	}
-	if err != nil {
-		p.refresh = true
-		return fmt.Errorf("append %d records: %w", len(recs), err)
-	}
-	p.expectLast = last
-	p.highWater.Store(last)
-	m.counters.records.Add(uint64(len(recs)))
-	if err := failpoint(fpAfterAppend); err != nil {
-		return err
-	}
-	m.PersistOffsetOnCommit(p.id, last)
-	if err := m.persist(ctx, p, target, recs); err != nil {
-		return err
-	}
-	return failpoint(fpAfterPersist)
 }
 
 // PersistOffsetOnCommit marks changelog offset as the one to persist for
@@ -191,7 +153,8 @@ func (m *TableManager) OnCommit(ctx context.Context, offsets map[int]uint64) err
 
 // OnCommitTP persists partition's uncommitted writes with the pending
 // changelog offset and source sequence seq in one store transaction. The
-// writes must already be in the changelog.
+// writes must already be in the changelog, and no commit of partition may
+// be in flight.
 func (m *TableManager) OnCommitTP(ctx context.Context, partition int, seq uint64) error {
 	p := m.partition(partition)
 	if p == nil {
@@ -221,7 +184,9 @@ func (m *TableManager) persist(ctx context.Context, p *partition, seq uint64, re
 		p.refresh = true
 		return fmt.Errorf("persist %d writes at changelog offset %d, source seq %d: %w", len(muts), applied, seq, err)
 	}
-	p.reset()
+	p.mu.Lock()
+	p.buf, p.keys = nil, 0
+	p.mu.Unlock()
 	p.applied.Store(applied)
 	p.sourceSeq.Store(seq)
 	p.lastPersist = seq

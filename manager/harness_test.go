@@ -39,6 +39,8 @@ type harness struct {
 	beforeCommit func(p, batch int) error
 	// wrapSource, if set, wraps the source the manager reads.
 	wrapSource func(manager.Source) manager.Source
+	// wrapChangelog, if set, wraps the changelog the manager writes.
+	wrapChangelog func(manager.Changelog) manager.Changelog
 }
 
 // countSetup declares a count table "counts" fed by agent "count" on
@@ -99,6 +101,9 @@ func (h *harness) newManager() *manager.TableManager {
 	cfg.Changelog, cfg.Source, cfg.DeadLetters = cl, src, dlq
 	if h.wrapSource != nil {
 		cfg.Source = h.wrapSource(src)
+	}
+	if h.wrapChangelog != nil {
+		cfg.Changelog = h.wrapChangelog(cl)
 	}
 	cfg.Stores = store.NewDir(h.dir, nil)
 	if cfg.Global == nil {

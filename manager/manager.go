@@ -37,7 +37,10 @@ type Config struct {
 	// at the cost of more, smaller changelog writes and store transactions.
 	CommitInterval time.Duration
 	// CommitEvery commits after this many events even before the interval
-	// ends (default 10,000). It bounds the uncommitted state in memory.
+	// ends (default 10,000). A partition whose previous commit is still
+	// being written keeps buffering; processing waits for that commit once
+	// the partition buffers this many keys. It bounds the uncommitted
+	// state in memory.
 	CommitEvery int
 	// RecoveryBufferSize is the number of changelog records applied to the
 	// store in one transaction during recovery (default 10,000).
@@ -64,8 +67,9 @@ type Config struct {
 	Standbys int
 	// HTTPAddr is this node's HTTP API address, shown to other members.
 	HTTPAddr string
-	// MaxCommitRecords commits a partition as soon as it holds this many
-	// uncommitted keys (0: no limit), so that a commit fits the changelog's
+	// MaxCommitRecords commits a partition as soon as its buffer holds
+	// this many keys (0: no limit), waiting for its previous commit if that
+	// is still being written, so that a commit fits the changelog's
 	// largest atomic write (the exactly-once mode: 999 records and a
 	// marker in one JetStream atomic batch).
 	MaxCommitRecords int
@@ -168,7 +172,10 @@ type TableManager struct {
 	lastTrim time.Time
 	// full is set when a partition reached MaxCommitRecords.
 	full bool
-	gen  atomic.Uint64
+	// commitWG counts the running commit goroutines (pipeline.go); the
+	// processing goroutine starts them and waits for them before it ends.
+	commitWG sync.WaitGroup
+	gen      atomic.Uint64
 	// actives are this node's actives in the applied assignment.
 	actives []int
 	// fenced is set when a commit found a partition fenced.

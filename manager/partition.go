@@ -27,8 +27,11 @@ const (
 // partition is one assigned partition: its store, its uncommitted writes and
 // its offsets.
 //
-// The processing goroutine owns buf and expectLast. Offsets shown by status
-// are atomics; the store is safe for concurrent readers.
+// The processing goroutine owns buf, inflight and due, and expectLast,
+// refresh and pendingOffset while no commit of p is in flight; a commit in
+// flight owns those three until the processing goroutine reaps it (see
+// pipeline.go). Offsets shown by status are atomics; the store is safe for
+// concurrent readers and one writer.
 type partition struct {
 	m          *TableManager
 	id         int
@@ -71,10 +74,17 @@ type partition struct {
 	// assignment moves it.
 	stale bool
 
-	mu  sync.Mutex // guards buf against readers in status (sizes only)
+	mu  sync.Mutex // guards buf, keys and inflight against status (sizes only)
 	buf map[string]map[string]pending
 	// keys counts the keys in buf.
 	keys int
+	// inflight is p's commit being written, or failed and waiting to be
+	// written again: its writes are sealed, newer writes go to buf. Reads
+	// look at buf, then inflight, then the store.
+	inflight *commitJob
+	// due: a commit of buf was asked for while inflight was running; it
+	// starts as soon as inflight ends.
+	due bool
 	// pendingOffset is the changelog offset to persist at the next commit
 	// (PersistOffsetOnCommit).
 	pendingOffset uint64
@@ -97,11 +107,16 @@ func (p *partition) State() PartitionState {
 
 func (p *partition) setState(s PartitionState) { p.state.Store(s) }
 
-// get returns the uncommitted value of key if there is one, else the
-// committed one.
+// get returns the uncommitted value of key if there is one (the newest:
+// buf, then the commit in flight), else the committed one.
 func (p *partition) get(table string, key []byte) ([]byte, bool, error) {
 	if t := p.buf[table]; t != nil {
 		if w, ok := t[string(key)]; ok {
+			return w.value, !w.delete, nil
+		}
+	}
+	if j := p.inflight; j != nil {
+		if w, ok := j.buf[table][string(key)]; ok {
 			return w.value, !w.delete, nil
 		}
 	}
@@ -135,15 +150,19 @@ func (p *partition) merge(ws []write) {
 // dirty reports whether uncommitted writes exist.
 func (p *partition) dirty() bool { return len(p.buf) > 0 }
 
-// records returns the uncommitted writes as changelog records, in table and
+// records returns the uncommitted writes as changelog records; see
+// recordsOf.
+func (p *partition) records() []Record { return recordsOf(p.buf) }
+
+// recordsOf returns the writes of buf as changelog records, in table and
 // key order, except that records of empty keys come last: a windowed
 // table's closing horizon is then stored only after the tombstones it
 // vouches for, even when a commit takes several batches and only the first
 // ones are stored.
-func (p *partition) records() []Record {
-	tables := make([]string, 0, len(p.buf))
+func recordsOf(buf map[string]map[string]pending) []Record {
+	tables := make([]string, 0, len(buf))
 	n := 0
-	for t, keys := range p.buf {
+	for t, keys := range buf {
 		tables = append(tables, t)
 		n += len(keys)
 	}
@@ -151,7 +170,7 @@ func (p *partition) records() []Record {
 	recs := make([]Record, 0, n)
 	for _, t := range tables {
 		start := len(recs)
-		for k, w := range p.buf[t] {
+		for k, w := range buf[t] {
 			recs = append(recs, Record{Table: t, Key: []byte(k), Value: w.value, Delete: w.delete, TTL: w.ttl})
 		}
 		part := recs[start:]
@@ -162,18 +181,50 @@ func (p *partition) records() []Record {
 	return recs
 }
 
-// reset drops the uncommitted writes.
+// reset drops the uncommitted writes: buf and a commit that is not
+// running (one that failed). No commit of p may be running.
 func (p *partition) reset() {
 	p.mu.Lock()
+	p.buf, p.keys, p.inflight = nil, 0, nil
+	p.mu.Unlock()
+	p.due = false
+}
+
+// seal makes buf the commit in flight, up to source position target, and
+// starts a fresh buf. p must have no commit in flight.
+func (p *partition) seal(target uint64) *commitJob {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inflight = &commitJob{part: p, buf: p.buf, keys: p.keys, target: target}
 	p.buf, p.keys = nil, 0
+	return p.inflight
+}
+
+// setInflight replaces the commit in flight (nil: it ended).
+func (p *partition) setInflight(j *commitJob) {
+	p.mu.Lock()
+	p.inflight = j
 	p.mu.Unlock()
 }
 
-// bufferedKeys returns the number of uncommitted keys.
+// bufferedKeys returns the number of keys in buf: the writes not yet in a
+// commit.
 func (p *partition) bufferedKeys() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.keys
+}
+
+// uncommittedKeys returns the number of keys in buf and in the commit in
+// flight.
+func (p *partition) uncommittedKeys() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := p.keys
+	if p.inflight != nil {
+		n += p.inflight.keys
+	}
+	return n
 }
 
 func toMutations(recs []Record) []store.Mutation {

@@ -15,6 +15,10 @@ const stopTimeout = 10 * time.Second
 // activation.
 const pollEvery = 50 * time.Millisecond
 
+// pumpEvery is how many messages of a batch are dispatched between two
+// looks at the commits in flight.
+const pumpEvery = 512
+
 // readerStallAfter is how long a reader may deliver nothing before the source is
 // asked whether it holds messages the reader has not delivered; if it does,
 // the reader is reopened. A consumer whose leader died can stay silent for
@@ -25,8 +29,10 @@ const readerStallAfter = 2 * time.Second
 // error occurs. Alone (no Coordinator), the node assigns itself every
 // partition through the same OnRebalance path a cluster uses; in a cluster,
 // it joins the group and follows the assignments of its leader. When ctx
-// ends, the uncommitted writes are committed (within 10 s), the node leaves
-// the group and the stores are closed; Run then returns nil.
+// ends, the commits in flight end and the uncommitted writes are committed
+// (within 10 s; a commit in flight whose changelog does not answer ends at
+// its own 10 s timeout), the node leaves the group and the stores are
+// closed; Run then returns nil.
 func (m *TableManager) Run(ctx context.Context) error {
 	if !m.running.CompareAndSwap(false, true) {
 		return errors.New("table manager: Run called twice")
@@ -78,7 +84,13 @@ func (m *TableManager) process(ctx context.Context) error {
 		backoff     = 100 * time.Millisecond
 		lastRead    = time.Now() // the last delivery, or stall check
 	)
+	// Every return path has waited for the commits it needs (stop, a
+	// rebalance); a crash or a fatal error leaves some running.
+	defer m.drainCommits()
 	for {
+		if err := m.pump(ctx); err != nil {
+			return err
+		}
 		// Rebalances and activations come first; with nothing to read,
 		// wait for them.
 		var wait time.Duration
@@ -134,10 +146,16 @@ func (m *TableManager) process(ctx context.Context) error {
 			}
 			m.dispatch(ctx, &msgs[i])
 			sinceCommit++
+			if i%pumpEvery == pumpEvery-1 {
+				// Commits that ended start their partitions' next.
+				if err := m.pump(ctx); err != nil {
+					return err
+				}
+			}
 			// A commit must fit one atomic write: commit here, in the
 			// middle of the batch if need be.
 			if m.full || sinceCommit >= m.cfg.CommitEvery {
-				if err := m.commitBlocking(ctx); err != nil {
+				if err := m.commitTick(ctx); err != nil {
 					return err
 				}
 				lastCommit, sinceCommit = time.Now(), 0
@@ -145,7 +163,7 @@ func (m *TableManager) process(ctx context.Context) error {
 		}
 		if time.Since(lastCommit) >= m.cfg.CommitInterval {
 			m.closeWindows(ctx)
-			if err := m.commitBlocking(ctx); err != nil {
+			if err := m.commitTick(ctx); err != nil {
 				return err
 			}
 			lastCommit, sinceCommit = time.Now(), 0
@@ -187,33 +205,10 @@ func (m *TableManager) reopen(ctx context.Context) {
 	m.log.Warn("reopen source", "at_seq", m.examined+1, "err", err)
 }
 
-// commitBlocking commits and acks. A failed commit keeps its writes for the
-// next one; but while a partition holds MaxCommitRecords uncommitted keys,
-// reading on would make its next commit too large, so the commit is retried
-// until it succeeds or ctx ends. Only a simulated crash is returned.
-func (m *TableManager) commitBlocking(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
-	for {
-		err := m.commitAndAck(ctx)
-		if errors.Is(err, errCrash) {
-			return err
-		}
-		m.full = m.overFull()
-		if err == nil || ctx.Err() != nil {
-			return nil
-		}
-		m.log.Warn("commit failed; uncommitted writes are kept and retried", "err", err, "blocking", m.full)
-		if !m.full || !sleep(ctx, backoff) {
-			return nil
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
-}
-
-// overFull reports whether an active partition holds MaxCommitRecords
-// uncommitted keys or more.
+// overFull reports whether an active partition holds commitLimit keys or
+// more in its buffer.
 func (m *TableManager) overFull() bool {
-	lim := m.cfg.MaxCommitRecords
+	lim := m.commitLimit()
 	if lim <= 0 {
 		return false
 	}

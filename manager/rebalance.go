@@ -114,9 +114,11 @@ func (m *TableManager) OnPartitionsRevoked(ctx context.Context, revoked []int) e
 	return nil
 }
 
-// release stops p's task, closes its store and forgets it.
+// release stops p's task, closes its store and forgets it. A commit of p
+// still running (its revocation's commit timed out) is waited for first.
 func (m *TableManager) release(p *partition) {
 	p.stopTaskFor(SuspendRevoked)
+	m.settle(p)
 	p.reset()
 	m.recovery.forget(p.id)
 	m.mu.Lock()
@@ -262,6 +264,7 @@ func (m *TableManager) applyAssignment(ctx context.Context, a Assignment) error 
 	}
 	for _, id := range demote {
 		if p := m.partition(id); p != nil {
+			m.settle(p)
 			p.reset()
 			m.startStandby(ctx, p)
 		}

@@ -42,7 +42,8 @@ type PartitionStatus struct {
 	HighWater     uint64 `json:"high_water"`
 	// SourceSeq is the last committed source sequence.
 	SourceSeq uint64 `json:"source_seq"`
-	// Buffered counts uncommitted keys.
+	// Buffered counts uncommitted keys (a key written both before and
+	// after the commit in flight started counts twice).
 	Buffered int `json:"buffered_keys"`
 	// Recovery is the partition's last recovery.
 	Recovery *RecoveryProgress `json:"recovery,omitempty"`
@@ -82,7 +83,7 @@ func (m *TableManager) Status() Status {
 			AppliedOffset: p.applied.Load(),
 			HighWater:     p.highWater.Load(),
 			SourceSeq:     p.sourceSeq.Load(),
-			Buffered:      p.bufferedKeys(),
+			Buffered:      p.uncommittedKeys(),
 		}
 		if rp, ok := rec[p.id]; ok {
 			ps.Recovery = &rp

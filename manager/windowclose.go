@@ -221,10 +221,17 @@ func (t *WindowedTable[K, V]) closeWindows(ctx context.Context, p *partition) {
 		log.Error("closing windows: store scan failed; retrying at the next commit", "err", err)
 		return
 	}
-	// Windows written since the last commit are not in the store yet.
-	for k, w := range p.buf[t.cfg.Name] {
-		if !w.delete {
-			consider([]byte(k))
+	// Windows written since the last commit, and those of the commit in
+	// flight, are not in the store yet.
+	bufs := []map[string]pending{p.buf[t.cfg.Name]}
+	if j := p.inflight; j != nil {
+		bufs = append(bufs, j.buf[t.cfg.Name])
+	}
+	for _, b := range bufs {
+		for k, w := range b {
+			if !w.delete {
+				consider([]byte(k))
+			}
 		}
 	}
 	sortDue(due)
