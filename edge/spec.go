@@ -30,7 +30,8 @@ var ErrSpec = errors.New("invalid table spec")
 // TableSpec declares a built-in table, as given to `edgetables run --table`:
 //
 //	name=NAME,source=SUBJECT,key=KEYSPEC,agg=AGG[,field=FIELD]
-//	  [,window=DURATION[,hop=DURATION][,expires=DURATION][,time=json:FIELD|header:NAME|stream|now]]
+//	  [,window=DURATION[,hop=DURATION][,expires=DURATION][,time=json:FIELD|header:NAME|stream|now]
+//	  [,tombstone-ttl=DURATION|forever]]
 //
 // With window the table is windowed (manager.WindowedTable): tumbling
 // windows of that size, or hopping ones starting every hop.
@@ -54,7 +55,11 @@ type TableSpec struct {
 	Hop     time.Duration
 	Expires time.Duration
 	Time    manager.TimeSource
-	raw     string
+	// TombstoneTTL is how long the changelog keeps a closed window's
+	// tombstone: manager.WindowedTableConfig.TombstoneTTL (0: the default,
+	// negative: for ever).
+	TombstoneTTL time.Duration
+	raw          string
 }
 
 // KeySpec says where an event's key comes from: the Token-th subject token
@@ -91,6 +96,12 @@ func (s TableSpec) String() string {
 		}
 		if s.Time.Kind != "" {
 			out += ",time=" + s.Time.String()
+		}
+		switch {
+		case s.TombstoneTTL < 0:
+			out += ",tombstone-ttl=forever"
+		case s.TombstoneTTL > 0:
+			out += ",tombstone-ttl=" + s.TombstoneTTL.String()
 		}
 	}
 	return out
@@ -145,6 +156,16 @@ func ParseTableSpec(v string) (TableSpec, error) {
 			default:
 				s.Expires = d
 			}
+		case "tombstone-ttl":
+			if val == "forever" {
+				s.TombstoneTTL = -1
+				break
+			}
+			d, err := time.ParseDuration(val)
+			if err != nil || d < time.Second {
+				return s, fmt.Errorf("%w %q: tombstone-ttl %q: want forever or a duration of at least 1s, such as 10m or 24h", ErrSpec, v, val)
+			}
+			s.TombstoneTTL = d
 		case "time":
 			ts, err := manager.ParseTimeSource(val)
 			if err != nil {
@@ -152,7 +173,7 @@ func ParseTableSpec(v string) (TableSpec, error) {
 			}
 			s.Time = ts
 		default:
-			return s, fmt.Errorf("%w %q: unknown part %q (want name, source, key, agg, field, window, hop, expires, time)", ErrSpec, v, k)
+			return s, fmt.Errorf("%w %q: unknown part %q (want name, source, key, agg, field, window, hop, expires, time, tombstone-ttl)", ErrSpec, v, k)
 		}
 	}
 	for _, req := range []string{"name", "source", "key", "agg"} {
@@ -212,6 +233,8 @@ func (s TableSpec) validateWindow() error {
 			return errors.New("expires needs window=DURATION")
 		case s.Time.Kind != "":
 			return errors.New("time needs window=DURATION")
+		case s.TombstoneTTL != 0:
+			return errors.New("tombstone-ttl needs window=DURATION")
 		}
 		return nil
 	}

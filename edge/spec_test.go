@@ -33,6 +33,10 @@ func TestParseTableSpec(t *testing.T) {
 		{"name=w,source=a.*,key=subject:2,agg=count,window=1h,time=header:Ts,expires=5m",
 			TableSpec{Name: "w", Source: "a.*", Key: KeySpec{Token: 2}, Agg: "count", Window: time.Hour, Expires: 5 * time.Minute,
 				Time: manager.TimeSource{Kind: manager.TimeHeader, Name: "Ts"}}},
+		{"name=w,source=a.*,key=subject:2,agg=count,window=1m,tombstone-ttl=24h",
+			TableSpec{Name: "w", Source: "a.*", Key: KeySpec{Token: 2}, Agg: "count", Window: time.Minute, TombstoneTTL: 24 * time.Hour}},
+		{"name=w,source=a.*,key=subject:2,agg=count,window=1m,tombstone-ttl=forever",
+			TableSpec{Name: "w", Source: "a.*", Key: KeySpec{Token: 2}, Agg: "count", Window: time.Minute, TombstoneTTL: -1}},
 	}
 	for _, c := range good {
 		got, err := ParseTableSpec(c.in)
@@ -64,6 +68,9 @@ func TestParseTableSpec(t *testing.T) {
 		{"name=a,source=x.y,key=subject:1,agg=count,hop=1m", "hop needs window"},
 		{"name=a,source=x.y,key=subject:1,agg=count,expires=1m", "expires needs window"},
 		{"name=a,source=x.y,key=subject:1,agg=count,time=now", "time needs window"},
+		{"name=a,source=x.y,key=subject:1,agg=count,tombstone-ttl=1h", "tombstone-ttl needs window"},
+		{"name=a,source=x.y,key=subject:1,agg=count,window=1m,tombstone-ttl=500ms", `tombstone-ttl "500ms": want forever or a duration of at least 1s`},
+		{"name=a,source=x.y,key=subject:1,agg=count,window=1m,tombstone-ttl=never", `tombstone-ttl "never"`},
 		{"name=a,source=x.y,key=subject:1,agg=count,window=1m,hop=2m", "step 2m0s"},
 		{"name=a,source=x.y,key=subject:1,agg=count,window=1h,hop=1s", "overlapping windows"},
 		{"name=a,source=x.y,key=subject:1,agg=count,window=1m,time=wall", `time "wall"`},
