@@ -78,6 +78,14 @@ func TestMetrics(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// Reads see a commit's writes while it is in flight: wait until one
+	// has ended and been counted.
+	for n.Manager().Status().Commits == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no commit ended")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	fams := scrape(t, n)
 
 	if v := value(t, fams, "edgetables_events_processed_total"); v < 20 || v > 41 {
