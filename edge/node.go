@@ -154,8 +154,9 @@ func (c *Config) setDefaults() error {
 // forced: an event that writes several keys cannot push it over.
 const commitHeadroom = 100
 
-// maxCommitRecords returns the manager's commit size cap.
-func maxCommitRecords(exactlyOnce bool) int {
+// MaxCommitRecords returns the manager.Config.MaxCommitRecords a node
+// uses: none at least once, a full atomic batch less a headroom exactly once.
+func MaxCommitRecords(exactlyOnce bool) int {
 	if !exactlyOnce {
 		return 0
 	}
@@ -364,7 +365,7 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 		KeepSource: cfg.KeepSource,
 		Changelog:  changelog, Source: source, DeadLetters: dlq, Coordinator: coord,
 		SessionTimeout: cfg.SessionTimeout, Standbys: cfg.Standbys, HTTPAddr: httpAddr,
-		MaxCommitRecords: maxCommitRecords(cfg.ExactlyOnce),
+		MaxCommitRecords: MaxCommitRecords(cfg.ExactlyOnce),
 		RecoveryHooks:    cfg.RecoveryHooks,
 		Stores:           store.NewDir(filepath.Join(cfg.DataDir, "tables"), nil),
 		Global:           global,

@@ -26,9 +26,10 @@ type ports struct {
 }
 
 // newPorts creates (or updates) app's changelog, source and dead-letter
-// streams, as edge.Node does.
-func newPorts(ctx context.Context, js natsjs.JetStream, app string, partitions int, agents []manager.Agent) (ports, error) {
-	cl, err := jetstream.NewChangelog(ctx, js, jetstream.ChangelogConfig{App: app, Partitions: partitions})
+// streams, as edge.Node does for mode.
+func newPorts(ctx context.Context, js natsjs.JetStream, app string, partitions int, agents []manager.Agent, mode deliveryMode) (ports, error) {
+	cl, err := jetstream.NewChangelog(ctx, js, jetstream.ChangelogConfig{App: app, Partitions: partitions,
+		Atomic: mode == exactlyOnce})
 	if err != nil {
 		return ports{}, err
 	}
@@ -54,10 +55,10 @@ func builtin(spec string) (manager.Collection, manager.Agent, error) {
 }
 
 // newManager returns a table manager over p with its stores in storeDir,
-// configured as edge.Node configures it by default.
-func (e *env) newManager(p ports, storeDir string, tables []manager.Collection, agents []manager.Agent) (*manager.TableManager, error) {
+// configured as edge.Node configures it by default for mode.
+func (e *env) newManager(p ports, storeDir string, tables []manager.Collection, agents []manager.Agent, mode deliveryMode) (*manager.TableManager, error) {
 	m, err := manager.New(manager.Config{
-		Node: nodeName, Partitions: e.cfg.Partitions,
+		Node: nodeName, Partitions: e.cfg.Partitions, MaxCommitRecords: edge.MaxCommitRecords(mode == exactlyOnce),
 		Changelog: p.changelog, Source: p.source, DeadLetters: p.dlq,
 		Stores: store.NewDir(storeDir, nil), Logger: e.plog,
 	})

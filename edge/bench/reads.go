@@ -55,7 +55,8 @@ func (e *env) reads(ctx context.Context) ([]Result, error) {
 		return nil, err
 	}
 	defer nc.Close()
-	p, err := newPorts(ctx, js, app, e.cfg.Partitions, []manager.Agent{agent})
+	defer e.dropStreams(js, app)
+	p, err := newPorts(ctx, js, app, e.cfg.Partitions, []manager.Agent{agent}, atLeastOnce)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +81,7 @@ func (e *env) reads(ctx context.Context) ([]Result, error) {
 			}
 		}
 	}
-	m, err := e.newManager(p, filepath.Join(e.dir, app, "tables"), []manager.Collection{table}, []manager.Agent{agent})
+	m, err := e.newManager(p, filepath.Join(e.dir, app, "tables"), []manager.Collection{table}, []manager.Agent{agent}, atLeastOnce)
 	if err != nil {
 		return nil, err
 	}

@@ -44,7 +44,8 @@ func (e *env) recovery(ctx context.Context) ([]Result, error) {
 		return nil, err
 	}
 	defer nc.Close()
-	p, err := newPorts(ctx, js, app, e.cfg.Partitions, []manager.Agent{agent})
+	defer e.dropStreams(js, app)
+	p, err := newPorts(ctx, js, app, e.cfg.Partitions, []manager.Agent{agent}, atLeastOnce)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +189,7 @@ func (e *env) recoverOnce(ctx context.Context, p ports, rep int, spec string, la
 		return recoveryRun{}, fmt.Errorf("built-in latest table is a %T, want *manager.Table[string, json.RawMessage]", table)
 	}
 	dir := filepath.Join(e.dir, fmt.Sprintf("recovery-%d", rep))
-	m, err := e.newManager(p, dir, []manager.Collection{table}, []manager.Agent{agent})
+	m, err := e.newManager(p, dir, []manager.Collection{table}, []manager.Agent{agent}, atLeastOnce)
 	if err != nil {
 		return recoveryRun{}, err
 	}
