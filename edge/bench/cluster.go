@@ -22,6 +22,9 @@ import (
 // does not get there in this time is broken, not slow.
 const clusterWait = 2 * time.Minute
 
+// outputShown is how much of each node's output a failed wait shows.
+const outputShown = 2 << 10
+
 // nodeStatus is the part of a node's /v1/status the failover scenario
 // reads.
 type nodeStatus struct {
@@ -206,9 +209,22 @@ func (c *cluster) waitSettled(ctx context.Context, what string, live []int, minG
 		return why == "" && err == nil, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w (last: %s)", err, why)
+		return nil, fmt.Errorf("%w (last: %s)%s", err, why, c.outputs(live))
 	}
 	return sts, nil
+}
+
+// outputs returns the end of the output of the nodes of live, for errors.
+func (c *cluster) outputs(live []int) string {
+	var b strings.Builder
+	for _, i := range live {
+		out := c.nodes[i].out.String()
+		if len(out) > outputShown {
+			out = "…" + out[len(out)-outputShown:]
+		}
+		fmt.Fprintf(&b, "\nnode %s's output ends with:\n%s", c.nodes[i].name, out)
+	}
+	return b.String()
 }
 
 // index returns the index of the node named name among the statuses.

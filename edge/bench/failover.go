@@ -89,7 +89,9 @@ type failoverOutcome struct {
 //   - the longest recovery of a moved partition, from its start to the
 //     partition serving (with a standby: the promotion, which replays only
 //     the standby's lag, unless the assignment gave the partition to
-//     another node than its standby).
+//     another node than its standby). A recovery retried after a failed
+//     attempt (a replay that stalled while its changelog stream elected a
+//     new leader) counts from its last attempt.
 //   - kill → active: from the SIGKILL until the last moved partition
 //     serves, the session timeout, the detection and JetStream's elections
 //     of new stream leaders included.
@@ -143,7 +145,8 @@ func (e *env) failover(ctx context.Context) ([]Result, error) {
 		Baseline:      "no standby (same scenario)",
 		BaselineValue: ms(without.longest),
 		Note: "the new owner's recovery record (Started → Ended): a promoted standby replays only its lag; " +
-			"the time between the detection and the start of the recoveries is not in it",
+			"neither the time between the detection and the start of the recoveries nor a failed attempt of a " +
+			"recovery that was retried is in it (see detection → serving)",
 	}
 	for _, r := range []*Result{&promo, &longest} {
 		if r.Value > 0 {
@@ -199,9 +202,10 @@ func (e *env) failoverRun(ctx context.Context, exe string, standbys int) (out fa
 	}
 	// Committed everywhere, and every standby caught up: the failover
 	// starts from a quiet, warm cluster.
-	standbyOf := map[int][]string{} // partition → the nodes holding it as standby
+	var standbyOf map[int][]string // partition → the nodes holding it as standby
 	sts, err := c.waitSettled(ctx, "every partition to commit the load", all, 0, 50*time.Millisecond, nil,
 		func(sts map[int]*nodeStatus, asg manager.Assignment) (string, error) {
+			standbyOf = map[int][]string{}
 			for p, owner := range asg.Actives {
 				i, _ := index(sts, owner)
 				act := sts[i].partition(p)
@@ -223,9 +227,7 @@ func (e *env) failoverRun(ctx context.Context, exe string, standbys int) (out fa
 					if sb == nil || sb.State != manager.StateStandby || sb.AppliedOffset < act.AppliedOffset {
 						return fmt.Sprintf("partition %d's standby on %s has not applied offset %d", p, name, act.AppliedOffset), nil
 					}
-					if !slices.Contains(standbyOf[p], name) {
-						standbyOf[p] = append(standbyOf[p], name)
-					}
+					standbyOf[p] = append(standbyOf[p], name)
 				}
 			}
 			return "", nil
