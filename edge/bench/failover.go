@@ -98,8 +98,9 @@ type failoverOutcome struct {
 //
 // Every key is then read back over HTTP from node 0 (which routes a key it
 // does not own to its owner): every count must be 1, or the scenario
-// fails. The run without standbys is the baseline of the run with them:
-// its new owners replay the moved partitions' changelogs from the start.
+// fails. The run without standbys is the baseline of the longest
+// recovery: its new owners replay the moved partitions' changelogs from
+// the start.
 // The other-CPU column stays empty: the nodes are other processes.
 func (e *env) failover(ctx context.Context) ([]Result, error) {
 	exe, err := e.executable()
@@ -132,11 +133,14 @@ func (e *env) failover(ctx context.Context) ([]Result, error) {
 				o.observed.Round(time.Millisecond)),
 		}
 	}
+	// Detection → serving has no baseline: what it waits for besides the
+	// recoveries (JetStream electing leaders for the streams the dead node
+	// led) varies from run to run far more than the recoveries differ, so
+	// a ratio against the run without standbys would say nothing about
+	// standbys. The longest recovery shows what a standby saves.
 	promo := Result{
 		Name: serving(with), Value: ms(with.serve), Unit: "ms",
-		Baseline:      "no standby: the new owners replay the changelogs (same scenario)",
-		BaselineValue: ms(without.serve),
-		Target:        "< 1 s", Met: ptr(with.serve < failoverTarget),
+		Target: "< 1 s", Met: ptr(with.serve < failoverTarget),
 		Note: with.note(e.cfg.Keys),
 	}
 	longest := Result{
@@ -148,10 +152,8 @@ func (e *env) failover(ctx context.Context) ([]Result, error) {
 			"neither the time between the detection and the start of the recoveries nor a failed attempt of a " +
 			"recovery that was retried is in it (see detection → serving)",
 	}
-	for _, r := range []*Result{&promo, &longest} {
-		if r.Value > 0 {
-			r.Ratio = r.BaselineValue / r.Value
-		}
+	if longest.Value > 0 {
+		longest.Ratio = longest.BaselineValue / longest.Value
 	}
 	return []Result{promo, longest, active(with),
 		{Name: serving(without), Value: ms(without.serve), Unit: "ms", Note: without.note(e.cfg.Keys)},
