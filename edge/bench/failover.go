@@ -101,7 +101,9 @@ type failoverOutcome struct {
 // fails. The run without standbys is the baseline of the longest
 // recovery: its new owners replay the moved partitions' changelogs from
 // the start.
-// The other-CPU column stays empty: the nodes are other processes.
+//
+// The other-CPU column stays empty (the nodes are other processes), and
+// --profile-dir gets no profile of it.
 func (e *env) failover(ctx context.Context) ([]Result, error) {
 	exe, err := e.executable()
 	if err != nil {
