@@ -28,8 +28,8 @@ type benchCmd struct {
 	JSON            bool     `name:"json" help:"Print JSON instead of Markdown."`
 	Dir             string   `help:"Directory for the bench's data, kept afterwards (default: a temporary directory, removed)."`
 	ProfileDir      string   `name:"profile-dir" help:"Write one CPU profile per measured phase into this directory."`
-	Executable      string   `help:"edgetables binary the footprint scenario starts (default: this one)."`
-	NoSpawn         bool     `name:"no-spawn" hidden:"" help:"Skip the footprint measurements that start the binary."`
+	Executable      string   `help:"edgetables binary the footprint and failover scenarios start (default: this one)."`
+	NoSpawn         bool     `name:"no-spawn" hidden:"" help:"Skip what starts the binary: the footprint's RSS and the failover scenario."`
 	ModuleDir       string   `name:"module-dir" hidden:"" help:"edgetables module to build the stripped binary from ('-': do not build)."`
 }
 

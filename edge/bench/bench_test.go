@@ -50,7 +50,7 @@ func TestMarkdown(t *testing.T) {
 			{Name: "reads p50", Unit: "µs", Value: 1.25, Target: "< 5 µs", Met: ptr(false)},
 			{Name: "idle RSS", Unit: "MiB", Value: 21.04},
 		},
-		NotRun: []NotRun{{Name: "failover", Reason: "not run (clustering not implemented)"}},
+		NotRun: []NotRun{{Name: "failover", Reason: "not run (no spawn)"}},
 		Took:   "1s",
 	}
 	var b bytes.Buffer
@@ -62,7 +62,7 @@ func TestMarkdown(t *testing.T) {
 		"| pipeline, K=10 | 150k events/s | raw \\| loop | 100k events/s | 1.50× | ≥ 1.0× raw | met | 3% |",
 		"| reads p50 | 1.25 µs | — | — | — | < 5 µs | **missed** | — |",
 		"| idle RSS | 21.0 MiB | — | — | — | — | — | — |",
-		"| failover | not run (clustering not implemented) |",
+		"| failover | not run (no spawn) |",
 		"- pipeline, K=10: fast",
 		"2 CPUs (GOMAXPROCS 2)",
 	} {

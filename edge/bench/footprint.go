@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"context"
 	"debug/elf"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/edgetables/edgetables/jetstream"
@@ -52,93 +49,15 @@ func (e *env) footprint(ctx context.Context) ([]Result, error) {
 	return append(out, r), nil
 }
 
-// child is a spawned edgetables node.
-type child struct {
-	cmd    *exec.Cmd
-	http   string
-	client *http.Client
-	out    *tail
-	exited chan struct{} // closed when the process has been waited for
-	err    error         // Wait's error, once exited
-}
-
-// spawn starts `exe run` with args, its output kept in a tail buffer and
-// the EDGETABLES_ variables of this environment left out (the flags
-// decide). The caller stops it.
-func spawn(exe, httpAddr string, args []string) (*child, error) {
-	c := &child{http: httpAddr, client: &http.Client{Timeout: 5 * time.Second}, out: &tail{max: 8 << 10}, exited: make(chan struct{})}
-	c.cmd = exec.Command(exe, append([]string{"run"}, args...)...)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "EDGETABLES_") {
-			c.cmd.Env = append(c.cmd.Env, kv)
-		}
-	}
-	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
-	if err := c.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s run: %w", exe, err)
-	}
-	go func() {
-		c.err = c.cmd.Wait()
-		close(c.exited)
-	}()
-	return c, nil
-}
-
-// alive returns an error if the process has exited.
-func (c *child) alive() error {
-	select {
-	case <-c.exited:
-		return fmt.Errorf("node exited (%v); its output ends with:\n%s", c.err, c.out)
-	default:
-		return nil
-	}
-}
-
-// waitReady waits until /readyz answers 200.
-func (c *child) waitReady(ctx context.Context) error {
-	return waitUntil(ctx, "/readyz of the spawned node", 10*time.Millisecond, func() (bool, error) {
-		if err := c.alive(); err != nil {
-			return false, err
-		}
-		resp, err := c.client.Get("http://" + c.http + "/readyz")
-		if err != nil {
-			return false, nil
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	})
-}
-
-// stop sends SIGTERM and waits up to 15 s, then kills. It may be called
-// more than once.
-func (c *child) stop() error {
-	defer c.client.CloseIdleConnections()
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.exited:
-	case <-time.After(15 * time.Second):
-		_ = c.cmd.Process.Kill()
-		<-c.exited
-		return fmt.Errorf("node did not stop within 15 s of SIGTERM; killed")
-	}
-	if c.err != nil {
-		return fmt.Errorf("node exited with %w; its output ends with:\n%s", c.err, c.out)
-	}
-	return nil
-}
-
 // spawnFootprint starts the node twice on one data directory: idle, for
 // its resident memory once ready; then, after the pipeline's events were
 // put into its source stream while it was stopped, for its peak resident
 // memory until it has committed them all (the pipeline scenario's load, in
 // the binary).
 func (e *env) spawnFootprint(ctx context.Context) ([]Result, error) {
-	exe := e.cfg.Executable
-	if exe == "" {
-		var err error
-		if exe, err = os.Executable(); err != nil {
-			return nil, fmt.Errorf("find this executable: %w", err)
-		}
+	exe, err := e.executable()
+	if err != nil {
+		return nil, err
 	}
 	port, err := freePort()
 	if err != nil {
@@ -155,7 +74,7 @@ func (e *env) spawnFootprint(ctx context.Context) ([]Result, error) {
 		"--table=name=maxv,source=" + footprintApp + ".temp.*,key=subject:3,agg=max,field=value"}
 
 	e.log.Info("bench: footprint: idle node", "exe", exe)
-	c, err := spawn(exe, httpAddr, args)
+	c, err := spawn(footprintNode, exe, httpAddr, args)
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +104,7 @@ func (e *env) spawnFootprint(ctx context.Context) ([]Result, error) {
 
 	e.log.Info("bench: footprint: node under load")
 	t0 := time.Now()
-	c, err = spawn(exe, httpAddr, args)
+	c, err = spawn(footprintNode, exe, httpAddr, args)
 	if err != nil {
 		return nil, err
 	}
@@ -344,25 +263,6 @@ func checkNode(ctx context.Context, client *http.Client, addr string, counts []i
 	return nil
 }
 
-func getJSON(ctx context.Context, client *http.Client, u string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", u, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", u, resp.Status)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		return fmt.Errorf("GET %s: %w", u, err)
-	}
-	return nil
-}
-
 // binarySize builds the stripped binary when the go command and the
 // edgetables module are at hand, and otherwise reports the running
 // executable's size, saying whether it is stripped.
@@ -389,12 +289,9 @@ func (e *env) binarySize(ctx context.Context) (Result, error) {
 			Note: fmt.Sprintf("go build -ldflags='-s -w' ./cmd/edgetables in %s: %s bytes", dir, count(int(fi.Size()))),
 		}, nil
 	}
-	exe := e.cfg.Executable
-	if exe == "" {
-		var err error
-		if exe, err = os.Executable(); err != nil {
-			return Result{}, fmt.Errorf("find this executable: %w", err)
-		}
+	exe, err := e.executable()
+	if err != nil {
+		return Result{}, err
 	}
 	fi, err := os.Stat(exe)
 	if err != nil {
@@ -459,38 +356,3 @@ func procStatusBytes(pid int, field string) (int64, error) {
 }
 
 var errNoProc = errors.New("no /proc status (Linux only)")
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// tail keeps the last max bytes written to it.
-type tail struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-// Write implements io.Writer.
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-// String returns what is kept.
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
-}

@@ -1,0 +1,192 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The spawned edgetables nodes of the footprint and failover scenarios.
+
+// stopTimeout is how long stop waits after SIGTERM before it kills.
+const stopTimeout = 15 * time.Second
+
+// child is a spawned edgetables node.
+type child struct {
+	name   string // for errors and logs
+	cmd    *exec.Cmd
+	http   string
+	client *http.Client
+	out    *tail
+	exited chan struct{} // closed when the process has been waited for
+	err    error         // Wait's error, once exited
+	killed bool          // kill sent SIGKILL: its exit is expected
+}
+
+// executable returns the edgetables binary to start: Config.Executable, or
+// this program.
+func (e *env) executable() (string, error) {
+	if e.cfg.Executable != "" {
+		return e.cfg.Executable, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find this executable: %w", err)
+	}
+	return exe, nil
+}
+
+// spawn starts `exe run` with args, its output kept in a tail buffer and
+// the EDGETABLES_ variables of this environment left out (the flags
+// decide). The caller stops it.
+func spawn(name, exe, httpAddr string, args []string) (*child, error) {
+	c := &child{name: name, http: httpAddr, client: &http.Client{Timeout: 5 * time.Second}, out: &tail{max: 8 << 10}, exited: make(chan struct{})}
+	c.cmd = exec.Command(exe, append([]string{"run"}, args...)...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "EDGETABLES_") {
+			c.cmd.Env = append(c.cmd.Env, kv)
+		}
+	}
+	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
+	if err := c.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s run (node %s): %w", exe, name, err)
+	}
+	go func() {
+		c.err = c.cmd.Wait()
+		close(c.exited)
+	}()
+	return c, nil
+}
+
+// alive returns an error if the process has exited.
+func (c *child) alive() error {
+	select {
+	case <-c.exited:
+		return fmt.Errorf("node %s exited (%v); its output ends with:\n%s", c.name, c.err, c.out)
+	default:
+		return nil
+	}
+}
+
+// waitReady waits until /readyz answers 200.
+func (c *child) waitReady(ctx context.Context) error {
+	return waitUntil(ctx, "/readyz of node "+c.name, 10*time.Millisecond, func() (bool, error) {
+		if err := c.alive(); err != nil {
+			return false, err
+		}
+		resp, err := c.client.Get("http://" + c.http + "/readyz")
+		if err != nil {
+			return false, nil
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+}
+
+// kill sends SIGKILL and waits until the process is gone.
+func (c *child) kill() error {
+	c.killed = true
+	if err := c.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		select {
+		case <-c.exited: // gone already
+		default:
+			return fmt.Errorf("kill node %s: %w", c.name, err)
+		}
+	}
+	<-c.exited
+	return nil
+}
+
+// stop sends SIGTERM and waits up to stopTimeout, then kills. It may be
+// called more than once; a node stopped by kill stops without error.
+func (c *child) stop() error {
+	defer c.client.CloseIdleConnections()
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.exited:
+	case <-time.After(stopTimeout):
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+		return fmt.Errorf("node %s did not stop within %s of SIGTERM; killed; its output ends with:\n%s", c.name, stopTimeout, c.out)
+	}
+	if c.err != nil && !c.killed {
+		return fmt.Errorf("node %s exited with %w; its output ends with:\n%s", c.name, c.err, c.out)
+	}
+	return nil
+}
+
+func getJSON(ctx context.Context, client *http.Client, u string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", u, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("GET %s: %w", u, err)
+	}
+	return nil
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort() (int, error) {
+	ps, err := freePorts(1)
+	if err != nil {
+		return 0, err
+	}
+	return ps[0], nil
+}
+
+// freePorts returns n distinct loopback TCP ports that were free a moment
+// ago (all held open together while they are picked).
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		defer ln.Close()
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// tail keeps the last max bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+// Write implements io.Writer.
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+// String returns what is kept.
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}
