@@ -68,7 +68,7 @@ func TestBenchTiny(t *testing.T) {
 	}
 	want := []string{
 		"pipeline, K=100 (at-least-once)", "pipeline, K=N=2,000 (at-least-once)",
-		"pipeline, K=100 (exactly-once)", "pipeline, K=N=2,000 (exactly-once)", "recovery, ", "reads: Table.Lookup in process",
+		"pipeline, K=100 (exactly-once)", "recovery, ", "reads: Table.Lookup in process",
 		"reads: Table.Lookup p50", "reads: HTTP GET", "footprint: binary size",
 	}
 	if !testing.Short() {

@@ -103,16 +103,26 @@ func startCluster(ctx context.Context, cfg clusterConfig) (*cluster, error) {
 	return c, nil
 }
 
-// stop stops every node still running, all at once, and returns their
-// errors (a node stopped with kill has none).
+// stop ends every node still running and returns an error for each node
+// that had exited on its own. The nodes are killed, not stopped: the
+// measurement is over and their data directories are thrown away, and a
+// graceful leave of the last nodes of a cluster waits out JetStream's
+// quorum timeouts (seconds each run).
 func (c *cluster) stop() error {
 	errs := make([]error, len(c.nodes))
 	var wg sync.WaitGroup
 	for i, n := range c.nodes {
+		if n.killed {
+			continue
+		}
+		if err := n.alive(); err != nil {
+			errs[i] = fmt.Errorf("node %s: %w", n.name, err)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = n.stop()
+			errs[i] = n.kill()
 		}()
 	}
 	wg.Wait()
