@@ -19,7 +19,7 @@ import (
 // Markdown table (or JSON).
 type benchCmd struct {
 	Events          int      `help:"Source events of the pipeline and of the footprint's load." default:"1000000"`
-	Keys            int      `help:"Distinct keys of the pipeline's and the reads' tables (the pipeline also runs with one key per event)." default:"10000"`
+	Keys            int      `help:"Distinct keys of the pipeline's and the reads' tables (the pipeline runs them at least once and exactly once, and also at least once with one key per event)." default:"10000"`
 	Partitions      int      `help:"Partitions of every table." default:"8"`
 	RecoveryRecords int      `name:"recovery-records" help:"Records written to the recovery changelog (0: --events)." default:"0"`
 	RecoveryKeys    int      `name:"recovery-keys" help:"Keys of the recovery changelog (0: 10 × --keys, at most the records)." default:"0"`
