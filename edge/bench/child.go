@@ -48,7 +48,7 @@ func (e *env) executable() (string, error) {
 // the EDGETABLES_ variables of this environment left out (the flags
 // decide). The caller stops it.
 func spawn(name, exe, httpAddr string, args []string) (*child, error) {
-	c := &child{name: name, http: httpAddr, client: &http.Client{Timeout: 5 * time.Second}, out: &tail{max: 8 << 10}, exited: make(chan struct{})}
+	c := &child{name: name, http: httpAddr, client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * readBackWorkers}}, out: &tail{max: 8 << 10}, exited: make(chan struct{})}
 	c.cmd = exec.Command(exe, append([]string{"run"}, args...)...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "EDGETABLES_") {

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -363,14 +365,51 @@ func loadKeys(ctx context.Context, url string, keys int) (uint64, error) {
 	return uint64(keys), nil
 }
 
+// readBackWorkers is how many reads readBack keeps in flight.
+const readBackWorkers = 8
+
 // readBack reads every key of the count table from node n over HTTP
-// (a key of another node's partition is routed to its owner) and returns
-// how many it read: each must count 1. A read answered 503 (the node's
-// view of the owners still moving) is retried for up to readRetry.
+// (a key of another node's partition is routed to its owner),
+// readBackWorkers at a time, and returns how many it read: each must
+// count 1. A read answered 503 (the node's view of the owners still
+// moving) is retried for up to readRetry.
 func readBack(ctx context.Context, n *child, keys int) (int, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	deadline := time.Now().Add(readRetry)
-	for k := 0; k < keys; {
-		key := keyName(k)
+	var (
+		read atomic.Int64
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		werr error
+	)
+	for w := range readBackWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := w; k < keys; k += readBackWorkers {
+				if err := readKey(ctx, n, k, deadline); err != nil {
+					mu.Lock()
+					if werr == nil {
+						werr = err
+					}
+					mu.Unlock()
+					cancel()
+					return
+				}
+				read.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return int(read.Load()), werr
+}
+
+// readKey reads key k from node n and checks that it counts 1, retrying a
+// 503 until deadline.
+func readKey(ctx context.Context, n *child, k int, deadline time.Time) error {
+	key := keyName(k)
+	for {
 		var got struct {
 			Key       string          `json:"key"`
 			Value     json.RawMessage `json:"value"`
@@ -379,22 +418,21 @@ func readBack(ctx context.Context, n *child, keys int) (int, error) {
 		code, err := getStatus(ctx, n.client, "http://"+n.http+"/v1/tables/counts/keys/"+key, &got)
 		switch {
 		case err != nil:
-			return k, err
+			return err
 		case code == http.StatusServiceUnavailable && time.Now().Before(deadline):
 			select {
 			case <-ctx.Done():
-				return k, ctx.Err()
+				return ctx.Err()
 			case <-time.After(50 * time.Millisecond):
 			}
 			continue
 		case code != http.StatusOK:
-			return k, fmt.Errorf("GET key %s from %s: HTTP %d", key, n.name, code)
+			return fmt.Errorf("GET key %s from %s: HTTP %d", key, n.name, code)
 		case got.Key != key || string(got.Value) != "1":
-			return k, fmt.Errorf("key %s read from %s: %s = %s, want 1 (partition %d)", key, n.name, got.Key, got.Value, got.Partition)
+			return fmt.Errorf("key %s read from %s: %s = %s, want 1 (partition %d)", key, n.name, got.Key, got.Value, got.Partition)
 		}
-		k++
+		return nil
 	}
-	return keys, nil
 }
 
 // getStatus is getJSON that returns the status code instead of an error
