@@ -31,6 +31,41 @@ const (
 // whether the log still holds any it has not read.
 const replayIdle = 2 * time.Second
 
+// stateAttempts are the timeouts of State's requests, each sent when the
+// one before went unanswered. A request sent while the stream has no
+// leader (its leader's node died and the others elect one, which takes
+// seconds) is never answered, even once a leader is elected; short
+// timeouts send the next one soon after the election, which is when a
+// promoted standby can serve. The last ones are long enough for a busy
+// server.
+var stateAttempts = []time.Duration{
+	500 * time.Millisecond, 500 * time.Millisecond, 500 * time.Millisecond, 500 * time.Millisecond,
+	500 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second,
+}
+
+// consumerDropTimeout bounds the deletion of a replay's or follower's
+// ordered consumer.
+const consumerDropTimeout = 2 * time.Second
+
+// dropConsumer deletes cons, an ordered consumer of stream that a replay or
+// a follower is done with, in the background: its caller does not wait for
+// the answer, which does not come while the stream has no leader (after
+// its leader's node died, when standbys are promoted), and would hold up a
+// promotion for consumerDropTimeout. The goroutine ends with that timeout,
+// or at once when the connection closes. A consumer not deleted expires
+// after its InactiveThreshold.
+func (c *Changelog) dropConsumer(stream string, cons natsjs.Consumer) {
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), consumerDropTimeout)
+		defer cancel()
+		_ = c.js.DeleteConsumer(ctx, stream, info.Name)
+	}()
+}
+
 // firstAtOrAfter returns the sequence of partition p's first stored message
 // at or after seq (0: none), with one direct get.
 func (c *Changelog) firstAtOrAfter(ctx context.Context, p int, seq uint64) (uint64, error) {
@@ -163,7 +198,18 @@ func (c *Changelog) State(ctx context.Context, p int) (manager.LogState, error) 
 	if err := c.checkPartition(p); err != nil {
 		return manager.LogState{}, err
 	}
-	st, err := c.js.Stream(ctx, c.streams[p])
+	var (
+		st  natsjs.Stream
+		err error
+	)
+	for _, d := range stateAttempts {
+		actx, cancel := context.WithTimeout(ctx, d)
+		st, err = c.js.Stream(actx, c.streams[p])
+		cancel()
+		if err == nil || ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+			break
+		}
+	}
 	if err != nil {
 		return manager.LogState{}, fmt.Errorf("edgetables/jetstream: state of partition %d (stream %s): %w", p, c.streams[p], err)
 	}
@@ -322,11 +368,7 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 	defer func() {
 		unwatch()
 		it.Stop()
-		if info := cons.CachedInfo(); info != nil {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			_ = c.js.DeleteConsumer(dctx, stream, info.Name) // else it expires after InactiveThreshold
-			cancel()
-		}
+		c.dropConsumer(stream, cons)
 	}()
 	// The consumer's NumPending at creation is not reliable on replicated
 	// streams, so the loop relies on the messages' own NumPending, and when

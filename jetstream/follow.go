@@ -61,11 +61,7 @@ func (c *Changelog) Follow(ctx context.Context, p int, from uint64, batchSize in
 	defer func() {
 		unwatch()
 		it.Stop()
-		if info := cons.CachedInfo(); info != nil {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			_ = c.js.DeleteConsumer(dctx, stream, info.Name)
-			cancel()
-		}
+		c.dropConsumer(stream, cons)
 	}()
 	var batch []manager.Entry
 	next := max(from, 1)  // the sequence the follower waits for
