@@ -119,8 +119,8 @@ func (m *TableManager) runGroup(ctx context.Context) {
 }
 
 // lead publishes a new assignment when the live members differ from those
-// of the current one. A stale revision means another leader published
-// meanwhile: the watch brings its assignment.
+// of the current one, and applies it. A stale revision means another
+// leader published meanwhile: the watch brings its assignment.
 func (m *TableManager) lead(ctx context.Context, v GroupView) {
 	members := make([]string, 0, len(v.Members))
 	for name := range v.Members {
@@ -143,6 +143,13 @@ func (m *TableManager) lead(ctx context.Context, v GroupView) {
 		return
 	}
 	m.log.Info("assignment published", "generation", next.Generation, "members", members)
+	// Apply it here now rather than when the watch brings it back: after a
+	// member died, the group's stream may be electing a leader, and the
+	// watch then delivers seconds late (measured: 4 s). The watch's copy
+	// of the same generation is ignored.
+	if next.Partitions == m.cfg.Partitions {
+		m.setPendingAssignment(next)
+	}
 }
 
 // trimCluster removes source events every partition has committed, as
