@@ -1,11 +1,17 @@
 package edge
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgetables/edgetables/jetstream"
 )
 
 // TestHTTPWindows runs a windowed count and a set table built from specs
@@ -103,4 +109,61 @@ func TestHTTPWindows(t *testing.T) {
 	if len(infos) != 2 || infos[1].Name != "wc" || infos[1].Keys != 2 || infos[1].Spec["window"] != "24h0m0s" || infos[1].Spec["time"] != "json:ts" {
 		t.Errorf("tables: %+v, want wc with 2 windows of 24h", infos)
 	}
+}
+
+// TestSpecTombstoneTTL: a spec's tombstone-ttl reaches the changelog: the
+// tombstone of a closed window carries it as its Nats-TTL.
+func TestSpecTombstoneTTL(t *testing.T) {
+	for _, c := range []struct {
+		ttl, want string
+	}{{"tombstone-ttl=90s", "90"}, {"tombstone-ttl=forever", ""}} {
+		t.Run(c.ttl, func(t *testing.T) {
+			n, _ := startNode(t, t.TempDir(), "name=w,source=t.*,key=subject:2,agg=count,window=1s,expires=1s,time=now,"+c.ttl)
+			publish(t, n, "t.k1", `{}`)
+			nc, err := nats.Connect(n.ClientURL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			js, _ := natsjs.New(nc)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			for {
+				if tomb := findTombstone(ctx, t, js, n.cfg.App, n.cfg.Partitions); tomb != nil {
+					if got := tomb.Header.Get("Nats-TTL"); got != c.want {
+						t.Fatalf("tombstone %s has Nats-TTL %q, want %q", tomb.Subject, got, c.want)
+					}
+					return
+				}
+				select {
+				case <-ctx.Done():
+					t.Fatal("no tombstone of the closed window in the changelog")
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+		})
+	}
+}
+
+// findTombstone returns the first tombstone record in app's changelog
+// streams, or nil.
+func findTombstone(ctx context.Context, t *testing.T, js natsjs.JetStream, app string, partitions int) *natsjs.RawStreamMsg {
+	t.Helper()
+	for p := range partitions {
+		st, err := js.Stream(ctx, jetstream.ChangelogStream(app, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := st.CachedInfo()
+		for seq := info.State.FirstSeq; seq <= info.State.LastSeq && seq > 0; seq++ {
+			m, err := st.GetMsg(ctx, seq)
+			if err != nil {
+				continue // removed by compaction
+			}
+			if m.Header.Get("Edgetables-Op") == "del" {
+				return m
+			}
+		}
+	}
+	return nil
 }
