@@ -186,6 +186,8 @@ type Node struct {
 	clientURL string
 	httpAddr  string
 	m         *manager.TableManager
+
+	changelog *jetstream.Changelog // set by newManager, for Run's end
 }
 
 // NewNode checks cfg and returns a node to Run.
@@ -248,6 +250,9 @@ func (n *Node) Run(ctx context.Context) error {
 		httpAddr = ln.Addr().String()
 	}
 	m, err := n.newManager(ctx, js, httpAddr)
+	if n.changelog != nil {
+		defer n.changelog.Close() // before the connection closes
+	}
 	if err != nil {
 		return err
 	}
@@ -334,6 +339,7 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 	if err != nil {
 		return nil, err
 	}
+	n.changelog = changelog
 	source, err := jetstream.NewSource(ctx, js, jetstream.SourceConfig{App: cfg.App, Subjects: manager.SubjectsOf(cfg.Agents),
 		Consumer: cfg.Name, MaxBytes: cfg.SourceMaxBytes, Replicas: cfg.Replicas})
 	if err != nil {

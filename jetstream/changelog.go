@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/edgetables/edgetables/manager"
@@ -51,19 +52,26 @@ const consumerDropTimeout = 2 * time.Second
 // a follower is done with, in the background: its caller does not wait for
 // the answer, which does not come while the stream has no leader (after
 // its leader's node died, when standbys are promoted), and would hold up a
-// promotion for consumerDropTimeout. The goroutine ends with that timeout,
-// or at once when the connection closes. A consumer not deleted expires
-// after its InactiveThreshold.
+// promotion for consumerDropTimeout. The deletion ends with that timeout,
+// or at once when the connection closes; Close waits for it. A consumer
+// not deleted expires after its InactiveThreshold.
 func (c *Changelog) dropConsumer(stream string, cons natsjs.Consumer) {
 	info := cons.CachedInfo()
 	if info == nil {
 		return
 	}
-	go func() {
+	c.drops.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), consumerDropTimeout)
 		defer cancel()
 		_ = c.js.DeleteConsumer(ctx, stream, info.Name)
-	}()
+	})
+}
+
+// Close waits for the deletions of replay and follower consumers still in
+// flight (each at most consumerDropTimeout). Call it when no Replay or
+// Follow runs any more, before closing the connection.
+func (c *Changelog) Close() {
+	c.drops.Wait()
 }
 
 // firstAtOrAfter returns the sequence of partition p's first stored message
@@ -117,6 +125,7 @@ type Changelog struct {
 	cfg ChangelogConfig
 	// per partition: stream name, record subject prefix, commit subject
 	streams, prefixes, commits []string
+	drops                      sync.WaitGroup // consumer deletions in flight
 }
 
 var _ manager.Changelog = (*Changelog)(nil)
