@@ -238,13 +238,26 @@ func (g *globalReplica) waitApplied(ctx context.Context, seq uint64) error {
 }
 
 // catchUp waits until the store holds everything the log held when it was
-// called.
+// called. The log's state is asked again, backing off up to a second,
+// while it cannot be read (a replicated log electing its leader, after a
+// node died or came back), until ctx ends.
 func (g *globalReplica) catchUp(ctx context.Context) error {
-	state, err := g.m.cfg.Global.State(ctx)
-	if err != nil {
-		return fmt.Errorf("global log state: %w", err)
+	backoff := 50 * time.Millisecond
+	for {
+		state, err := g.m.cfg.Global.State(ctx)
+		if err == nil {
+			return g.waitApplied(ctx, state.Last)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("global log state: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("global log state: %w (%w)", err, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
 	}
-	return g.waitApplied(ctx, state.Last)
 }
 
 // read runs fn on the store once the replica is ready.

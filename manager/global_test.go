@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -226,5 +228,53 @@ func TestGlobalTableNeedsLog(t *testing.T) {
 	}
 	if _, err := g.Get("k"); err == nil {
 		t.Fatal("Get on an unbound global table succeeded")
+	}
+}
+
+// unreadableState is a GlobalLog whose State fails while failing is above
+// zero (counting down at each call), as a replicated log's does while it
+// elects a leader.
+type unreadableState struct {
+	manager.GlobalLog
+	failing atomic.Int32
+}
+
+func (u *unreadableState) State(ctx context.Context) (manager.LogState, error) {
+	if u.failing.Add(-1) >= 0 {
+		return manager.LogState{}, errors.New("stream has no leader")
+	}
+	return u.GlobalLog.State(ctx)
+}
+
+// TestGlobalSyncWaitsForTheLog: Sync and Update wait while the log's state
+// cannot be read, and Sync fails with the last error when ctx ends first.
+func TestGlobalSyncWaitsForTheLog(t *testing.T) {
+	h := newHarness(t, manager.Config{})
+	gl, err := jetstream.NewGlobalLog(context.Background(), h.js, jetstream.GlobalConfig{App: h.app})
+	must(t, err)
+	log := &unreadableState{GlobalLog: gl}
+	h.cfg.Global = log
+	var limits *manager.GlobalTable[string, int64]
+	h.setup = globalSetup(h, &limits)
+	h.start()
+	ctx := context.Background()
+	must(t, limits.Set(ctx, "k", 1))
+
+	log.failing.Store(3)
+	if err := limits.Sync(ctx); err != nil {
+		t.Fatalf("Sync while the state is unreadable three times: %v", err)
+	}
+	if n := log.failing.Load(); n >= 0 {
+		t.Fatalf("Sync returned with %d failures of State left", n+1)
+	}
+	log.failing.Store(1 << 30)
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := limits.Sync(short); err == nil || !strings.Contains(err.Error(), "no leader") || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Sync until ctx ends = %v, want the state's error and the deadline", err)
+	}
+	log.failing.Store(0)
+	if v, err := limits.Get("k"); err != nil || v != 1 {
+		t.Fatalf("Get = %d, %v", v, err)
 	}
 }

@@ -271,7 +271,9 @@ func (t *GlobalTable[K, V]) Update(ctx context.Context, k K, f func(v V, found b
 
 // Sync waits until this node's copy holds every write the global log held
 // when Sync was called: a Get after Sync sees every write that completed
-// (on any node) before Sync began.
+// (on any node) before Sync began. While the log's state cannot be read (a
+// replicated log electing its leader) Sync waits; it fails with the last
+// error when ctx ends first.
 func (t *GlobalTable[K, V]) Sync(ctx context.Context) error {
 	g, err := t.replica()
 	if err != nil {
