@@ -248,9 +248,6 @@ func (g *globalReplica) catchUp(ctx context.Context) error {
 		if err == nil {
 			return g.waitApplied(ctx, state.Last)
 		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("global log state: %w", err)
-		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("global log state: %w (%w)", err, ctx.Err())
