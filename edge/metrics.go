@@ -27,7 +27,7 @@ type Metrics struct {
 	log *slog.Logger
 
 	events, records, commits, commitSeconds, rebalances, generation, ready,
-	deadLetters, unknown, partitions, remaining, standbyLag, globalApplied, globalLag *prometheus.Desc
+	deadLetters, unknown, sourceGaps, markerRegressions, partitions, remaining, standbyLag, globalApplied, globalLag *prometheus.Desc
 }
 
 // NewMetrics returns the collector of m's metrics.
@@ -39,27 +39,29 @@ func NewMetrics(m *manager.TableManager, log *slog.Logger) *Metrics {
 		return prometheus.NewDesc("edgetables_"+name, help, labels, nil)
 	}
 	return &Metrics{m: m, log: log,
-		events:        d("events_processed_total", "Events the agents handled without error."),
-		records:       d("changelog_records_written_total", "Changelog records this node wrote (commit markers not counted)."),
-		commits:       d("commits_total", "Commits that wrote at least one partition."),
-		commitSeconds: d("commit_duration_seconds", "Duration of a commit: changelog append and store transaction of every partition."),
-		rebalances:    d("rebalances_total", "Rebalances applied (a single node applies one at start)."),
-		generation:    d("assignment_generation", "Assignment generation this node applied."),
-		ready:         d("ready", "1 when every active partition is recovered and processing, else 0."),
-		deadLetters:   d("dead_letters_total", "Events refused by an agent and sent to the dead-letter subject.", "agent"),
-		unknown:       d("unknown_records_total", "Replayed changelog records of tables this node does not declare (skipped)."),
-		partitions:    d("partitions", "Partitions assigned to this node, by state.", "state"),
-		remaining:     d("recovery_records_remaining", "Changelog sequences a partition's recovery has left to replay (0 once recovered).", "partition"),
-		standbyLag:    d("standby_lag_records", "Changelog sequences a standby partition's store is behind the log's end.", "partition"),
-		globalApplied: d("global_applied_offset", "Last global log sequence in this node's copy of the global tables."),
-		globalLag:     d("global_lag_records", "Global log sequences this node's copy of the global tables is behind the log's end."),
+		events:            d("events_processed_total", "Events the agents handled without error."),
+		records:           d("changelog_records_written_total", "Changelog records this node wrote (commit markers not counted)."),
+		commits:           d("commits_total", "Commits that wrote at least one partition."),
+		commitSeconds:     d("commit_duration_seconds", "Duration of a commit: changelog append and store transaction of every partition."),
+		rebalances:        d("rebalances_total", "Rebalances applied (a single node applies one at start)."),
+		generation:        d("assignment_generation", "Assignment generation this node applied."),
+		ready:             d("ready", "1 when every active partition is recovered and processing, else 0."),
+		deadLetters:       d("dead_letters_total", "Events refused by an agent and sent to the dead-letter subject.", "agent"),
+		unknown:           d("unknown_records_total", "Replayed changelog records of tables this node does not declare (skipped)."),
+		sourceGaps:        d("source_gap_events_total", "Source events removed before a partition processed them (their effects are lost; must stay 0)."),
+		markerRegressions: d("changelog_marker_regressions_total", "Replayed commit markers whose source position went back (a writer that was not fenced; must stay 0)."),
+		partitions:        d("partitions", "Partitions assigned to this node, by state.", "state"),
+		remaining:         d("recovery_records_remaining", "Changelog sequences a partition's recovery has left to replay (0 once recovered).", "partition"),
+		standbyLag:        d("standby_lag_records", "Changelog sequences a standby partition's store is behind the log's end.", "partition"),
+		globalApplied:     d("global_applied_offset", "Last global log sequence in this node's copy of the global tables."),
+		globalLag:         d("global_lag_records", "Global log sequences this node's copy of the global tables is behind the log's end."),
 	}
 }
 
 // Describe sends the descriptions of every metric.
 func (c *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.events, c.records, c.commits, c.commitSeconds, c.rebalances, c.generation,
-		c.ready, c.deadLetters, c.unknown, c.partitions, c.remaining, c.standbyLag, c.globalApplied, c.globalLag} {
+		c.ready, c.deadLetters, c.unknown, c.sourceGaps, c.markerRegressions, c.partitions, c.remaining, c.standbyLag, c.globalApplied, c.globalLag} {
 		ch <- d
 	}
 }
@@ -87,6 +89,8 @@ func (c *Metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(c.deadLetters, n, agent)
 	}
 	counter(c.unknown, st.UnknownRecords)
+	counter(c.sourceGaps, st.SourceGaps)
+	counter(c.markerRegressions, st.MarkerRegressions)
 
 	states := map[manager.PartitionState]int{manager.StateRecovering: 0, manager.StateActive: 0,
 		manager.StateStandby: 0, manager.StateFenced: 0}

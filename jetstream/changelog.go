@@ -236,6 +236,31 @@ func (c *Changelog) State(ctx context.Context, p int) (manager.LogState, error) 
 	}, nil
 }
 
+// LastCommit returns the last commit marker in partition p's log and its
+// sequence (ok false when the log holds none). The stream's leader answers
+// (a lagging replica cannot): every source event up to the marker's
+// SourceSeq has its effects in the log. Two requests.
+func (c *Changelog) LastCommit(ctx context.Context, p int) (marker manager.CommitMarker, seq uint64, ok bool, err error) {
+	if err := c.checkPartition(p); err != nil {
+		return marker, 0, false, err
+	}
+	st, err := c.js.Stream(ctx, c.streams[p])
+	if err != nil {
+		return marker, 0, false, fmt.Errorf("edgetables/jetstream: last commit of partition %d (stream %s): %w", p, c.streams[p], err)
+	}
+	msg, err := st.GetLastMsgForSubject(ctx, c.commits[p])
+	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		return marker, 0, false, nil
+	}
+	if err != nil {
+		return marker, 0, false, fmt.Errorf("edgetables/jetstream: last commit of partition %d (stream %s): %w", p, c.streams[p], err)
+	}
+	if err := json.Unmarshal(msg.Data, &marker); err != nil {
+		return marker, 0, false, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: commit marker: %w", p, c.streams[p], msg.Sequence, err)
+	}
+	return marker, msg.Sequence, true, nil
+}
+
 // Append writes recs and then marker to partition p and returns the
 // marker's sequence. The messages go as JetStream atomic batches of at most
 // MaxAtomicBatch messages, one after the other: the first message of each

@@ -71,6 +71,7 @@ func (m *TableManager) runGroup(ctx context.Context) {
 		}
 		if ok != leading {
 			leading = ok
+			m.leading.Store(ok)
 			log.Info("leadership changed", "leader", ok)
 		}
 	}
@@ -112,7 +113,6 @@ func (m *TableManager) runGroup(ctx context.Context) {
 			campaign()
 			if leading && last != nil {
 				m.lead(ctx, *last)
-				m.trimCluster(ctx, *last)
 			}
 		}
 	}
@@ -149,41 +149,6 @@ func (m *TableManager) lead(ctx context.Context, v GroupView) {
 	// of the same generation is ignored.
 	if next.Partitions == m.cfg.Partitions {
 		m.setPendingAssignment(next)
-	}
-}
-
-// trimCluster removes source events every partition has committed, as
-// the members report their positions. A partition without a reported
-// position (moving, or its owner silent) stops trimming.
-func (m *TableManager) trimCluster(ctx context.Context, v GroupView) {
-	if m.cfg.KeepSource || time.Since(m.lastClusterTrim) < trimEvery {
-		return
-	}
-	m.lastClusterTrim = time.Now()
-	var floor uint64
-	for p := 0; p < m.cfg.Partitions; p++ {
-		if p >= len(v.Assignment.Actives) {
-			return
-		}
-		st, ok := v.Members[v.Assignment.Actives[p]]
-		if !ok {
-			return
-		}
-		pos, ok := st.Positions[p]
-		if !ok {
-			return
-		}
-		if p == 0 || pos < floor {
-			floor = pos
-		}
-	}
-	if floor == 0 {
-		return
-	}
-	tctx, cancel := context.WithTimeout(ctx, m.cfg.SessionTimeout/2)
-	defer cancel()
-	if err := m.cfg.Source.Trim(tctx, floor+1); err != nil && ctx.Err() == nil {
-		m.log.Warn("trim source", "below_seq", floor+1, "err", err)
 	}
 }
 

@@ -10,13 +10,11 @@ import (
 	"github.com/edgetables/edgetables/store"
 )
 
-// idlePersistEvery bounds how often a partition with no writes persists its
-// advancing source position (positions of idle partitions only shorten the
-// re-read after a restart, so they need not be written at every commit).
+// idlePersistEvery bounds how often a partition with no writes commits its
+// advancing source position (a commit marker alone): the source trim goes
+// by the changelogs' markers, and an idle partition must not hold it back
+// for long.
 const idlePersistEvery = 5 * time.Second
-
-// trimEvery bounds how often committed events are removed from the source.
-const trimEvery = time.Second
 
 // commitTimeout bounds one partition's changelog append: a reply lost while
 // a stream's leader moves must not stall processing (and with it the
@@ -36,7 +34,12 @@ type counters struct {
 	commitNanos    atomic.Uint64
 	rebalances     atomic.Uint64
 	unknownRecords atomic.Uint64
-	deadLetters    map[string]*atomic.Uint64 // by agent; keys fixed at start
+	// sourceGaps counts source events removed before a partition
+	// processed them; markerRegressions counts replayed commit markers
+	// whose source position went back. Both mean lost or doubled effects.
+	sourceGaps        atomic.Uint64
+	markerRegressions atomic.Uint64
+	deadLetters       map[string]*atomic.Uint64 // by agent; keys fixed at start
 }
 
 // commitAndAck commits every partition, waiting for the commits, then
@@ -50,8 +53,9 @@ func (m *TableManager) commitAndAck(ctx context.Context) error {
 	return err
 }
 
-// ackCommitted acknowledges the source up to the committed floor, and
-// trims it: only positions whose commits ended (changelog and store) count.
+// ackCommitted acknowledges the source up to the committed floor: only
+// positions whose commits ended (changelog and store) count. The source is
+// trimmed elsewhere (runTrim), by the changelogs.
 func (m *TableManager) ackCommitted(ctx context.Context) {
 	floor := m.committedFloor()
 	if floor == 0 || m.reader == nil {
@@ -64,16 +68,6 @@ func (m *TableManager) ackCommitted(ctx context.Context) {
 		// Not fatal: unacked messages are redelivered and skipped by
 		// their partitions' committed positions.
 		m.log.Warn("ack source", "up_to_seq", floor, "err", aerr)
-	}
-	// In a cluster the leader trims, knowing every partition's position.
-	// Alone, only while no assigned partition is still recovering: its
-	// position is not in floor, and the events it has yet to process must
-	// stay.
-	if m.cfg.Coordinator == nil && !m.cfg.KeepSource && !m.anyRecovering() && time.Since(m.lastTrim) >= trimEvery {
-		m.lastTrim = time.Now()
-		if terr := m.cfg.Source.Trim(ctx, floor+1); terr != nil {
-			m.log.Warn("trim source", "below_seq", floor+1, "err", terr)
-		}
 	}
 }
 
@@ -192,14 +186,4 @@ func (m *TableManager) persist(ctx context.Context, p *partition, seq uint64, re
 	p.lastPersist = seq
 	p.persistedAt = time.Now()
 	return nil
-}
-
-// anyRecovering reports whether an assigned partition is not active yet.
-func (m *TableManager) anyRecovering() bool {
-	for _, p := range m.assigned() {
-		if p.State() == StateRecovering {
-			return true
-		}
-	}
-	return false
 }

@@ -15,6 +15,13 @@ import (
 // partition's current writer.
 func (h *harness) intruder(p int, gen uint64, key string, value int64) {
 	h.t.Helper()
+	h.intruderAt(p, gen, key, value, 0)
+}
+
+// intruderAt is intruder with a marker carrying source position source; it
+// returns the marker's sequence.
+func (h *harness) intruderAt(p int, gen uint64, key string, value int64, source uint64) uint64 {
+	h.t.Helper()
 	ctx := context.Background()
 	cl, err := jetstream.NewChangelog(ctx, h.js, jetstream.ChangelogConfig{App: h.app, Partitions: h.m.Partitions()})
 	must(h.t, err)
@@ -23,9 +30,11 @@ func (h *harness) intruder(p int, gen uint64, key string, value int64) {
 	v, err := manager.Int64Codec{}.Encode(value)
 	must(h.t, err)
 	rec := manager.Record{Table: "counts", Key: []byte(key), Value: v}
-	if _, err := cl.Append(ctx, p, st.Last, []manager.Record{rec}, manager.CommitMarker{Node: "intruder", Generation: gen}); err != nil {
+	last, err := cl.Append(ctx, p, st.Last, []manager.Record{rec}, manager.CommitMarker{SourceSeq: source, Node: "intruder", Generation: gen})
+	if err != nil {
 		h.t.Fatalf("intruder append: %v", err)
 	}
+	return last
 }
 
 // keyIn returns a key of the counts table in partition p.

@@ -165,11 +165,10 @@ type TableManager struct {
 	// commitLatency observes every commit's duration.
 	commitLatency latencyHistogram
 
-	// The processing goroutine owns reader, examined (the last source
-	// sequence dispatched), gen (the generation applied) and lastTrim.
+	// The processing goroutine owns reader and examined (the last source
+	// sequence dispatched).
 	reader   SourceReader
 	examined uint64
-	lastTrim time.Time
 	// full is set when a partition reached MaxCommitRecords.
 	full bool
 	// commitWG counts the running commit goroutines (pipeline.go); the
@@ -180,8 +179,8 @@ type TableManager struct {
 	actives []int
 	// fenced is set when a commit found a partition fenced.
 	fenced atomic.Bool
-	// lastClusterTrim is owned by the group loop.
-	lastClusterTrim time.Time
+	// leading is set while this node holds the group's leader lease.
+	leading atomic.Bool
 
 	// events from partition tasks and the group loop to the processor
 	events chan procEvent

@@ -53,14 +53,23 @@ type partition struct {
 	// the changelog and the store).
 	sourceSeq atomic.Uint64
 
+	// logSource is the SourceSeq of the last commit marker replayed from
+	// or written to the changelog (a check: markers never go back).
+	logSource uint64
+
 	// expectLast is the changelog sequence this writer expects the log to
 	// end at; refresh forces a State read before the next append.
 	expectLast uint64
 	refresh    bool
-	// skipTo: source messages up to it were dispatched to this partition
-	// already (set when the source is read again from an earlier position
-	// for another partition).
-	skipTo uint64
+	// covered: every source message of p up to it has been dispatched to
+	// p (its effects are in buf, the commit in flight or the store). While
+	// attached, the reader delivers every message after m.examined, so p
+	// covers m.examined as well; covered catches up with m.examined when p
+	// is detached (the reader closes, fails or moves back). Only what p
+	// covers may go into its commit marker: a position past it would skip
+	// events never applied, one short of it would apply events twice.
+	covered  uint64
+	attached bool
 
 	// task is the goroutine recovering or following the partition; the
 	// processor starts and stops it. caughtUp: a standby reached its log's
@@ -182,12 +191,24 @@ func recordsOf(buf map[string]map[string]pending) []Record {
 }
 
 // reset drops the uncommitted writes: buf and a commit that is not
-// running (one that failed). No commit of p may be running.
+// running (one that failed), and with them what p covers beyond its
+// committed position. No commit of p may be running.
 func (p *partition) reset() {
 	p.mu.Lock()
 	p.buf, p.keys, p.inflight = nil, 0, nil
 	p.mu.Unlock()
 	p.due = false
+	p.covered, p.attached = 0, false
+}
+
+// position returns the last source sequence whose effects p holds,
+// committed or not.
+func (p *partition) position(examined uint64) uint64 {
+	pos := max(p.sourceSeq.Load(), p.covered)
+	if p.attached {
+		pos = max(pos, examined)
+	}
+	return pos
 }
 
 // seal makes buf the commit in flight, up to source position target, and

@@ -92,16 +92,16 @@ func (m *TableManager) startCommit(ctx context.Context, p *partition, r *commitR
 		p.due = true
 		return false, nil
 	case j == nil:
-		target := max(m.examined, p.sourceSeq.Load())
-		if !p.dirty() {
-			if target == p.sourceSeq.Load() {
-				return false, nil
-			}
+		// Only what p covers: a reader that failed or moved back must
+		// not carry p's position past events it never applied, nor
+		// leave it short of events its writes hold.
+		target := p.position(m.examined)
+		if !p.dirty() && (target <= p.lastPersist || time.Since(p.persistedAt) < idlePersistEvery) {
 			// Nothing to write: the position advances in memory, and
-			// reaches the store now and then.
-			p.sourceSeq.Store(target)
-			if target > p.lastPersist && time.Since(p.persistedAt) >= idlePersistEvery {
-				return false, m.OnCommitTP(ctx, p.id, target)
+			// now and then by a commit of the marker alone, so that
+			// the source trim, which goes by the changelogs, moves on.
+			if target > p.sourceSeq.Load() {
+				p.sourceSeq.Store(target)
 			}
 			return false, nil
 		}
@@ -129,13 +129,24 @@ func (m *TableManager) startCommit(ctx context.Context, p *partition, r *commitR
 func (m *TableManager) writeCommit(ctx context.Context, p *partition, j *commitJob) error {
 	ctx = context.WithoutCancel(ctx)
 	if p.refresh {
+		// An earlier append failed without an answer: some of it may be
+		// stored, or another writer may have taken the log meanwhile. The
+		// log must still end where this writer left it; a writer that
+		// expected the log's new end instead would write its stale
+		// records after another owner's newer ones. If it does not end
+		// there, the partition is fenced and taken back by a recovery,
+		// which replays whatever was stored.
 		sctx, cancel := context.WithTimeout(ctx, commitTimeout)
 		st, err := m.cfg.Changelog.State(sctx, p.id)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("changelog state: %w", err)
 		}
-		p.expectLast, p.refresh = st.Last, false
+		if st.Last != p.expectLast {
+			return fmt.Errorf("%w: the log ends at %d, not at %d where this writer's last answered append left it",
+				ErrFenced, st.Last, p.expectLast)
+		}
+		p.refresh = false
 	}
 	recs := recordsOf(j.buf)
 	marker := CommitMarker{SourceSeq: j.target, Node: m.cfg.Node, Generation: j.gen}
@@ -207,6 +218,7 @@ func (m *TableManager) finish(p *partition, j *commitJob) error {
 		p.highWater.Store(j.last)
 		p.applied.Store(j.applied)
 		p.sourceSeq.Store(j.target)
+		p.logSource = j.target
 		p.lastPersist, p.persistedAt = j.target, j.ended
 		return nil
 	case errors.Is(err, ErrFenced):

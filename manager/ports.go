@@ -70,9 +70,18 @@ type Changelog interface {
 	// after every message is stored, with the sequence of the marker.
 	// expectLast is the sequence the log must end at before the first
 	// message: if another writer has written since, Append returns an
-	// error wrapping ErrFenced. On any error part of the messages may be
-	// stored; the caller re-reads State before writing again.
+	// error wrapping ErrFenced. On any other error part of the messages
+	// may be stored: the caller must never append again expecting an end
+	// it did not see itself write (that would write after another
+	// writer's messages); it reads State, and appends again only if the
+	// log still ends at expectLast.
 	Append(ctx context.Context, p int, expectLast uint64, recs []Record, marker CommitMarker) (last uint64, err error)
+	// LastCommit returns the last commit marker in partition p's log, as
+	// its writer's stream leader holds it, with its sequence; ok is false
+	// when the log has none. Its SourceSeq is the partition's committed
+	// source position, whichever node wrote it: the cluster-wide truth
+	// that the source trim goes by.
+	LastCommit(ctx context.Context, p int) (marker CommitMarker, seq uint64, ok bool, err error)
 	// Replay reads partition p's log from sequence from (inclusive) up to
 	// and including until, calling fn with batches of at most batchSize
 	// entries in sequence order. It returns when the entry at until (or the

@@ -49,6 +49,14 @@ func (m *TableManager) Run(ctx context.Context) error {
 	}
 	defer stopGlobal()
 
+	trimCtx, stopTrim := context.WithCancel(ctx)
+	trimDone := make(chan struct{})
+	go func() {
+		defer close(trimDone)
+		m.runTrim(trimCtx)
+	}()
+	defer func() { stopTrim(); <-trimDone }()
+
 	if m.cfg.Coordinator == nil {
 		all := Assignment{Generation: 1, Partitions: m.cfg.Partitions, Actives: make([]string, m.cfg.Partitions)}
 		for i := range all.Actives {
@@ -144,6 +152,9 @@ func (m *TableManager) process(ctx context.Context) error {
 			if msgs[i].Seq <= m.examined {
 				continue // redelivered: its effects are already buffered
 			}
+			if msgs[i].Seq > m.examined+1 {
+				m.checkGap(m.examined+1, msgs[i].Seq-1)
+			}
 			m.dispatch(ctx, &msgs[i])
 			sinceCommit++
 			if i%pumpEvery == pumpEvery-1 {
@@ -186,9 +197,10 @@ func (m *TableManager) checkStall(ctx context.Context) {
 }
 
 // reopen reopens the reader after the last examined message: the effects
-// of the messages up to it are buffered or committed. If that fails, the
-// processing loop repositions at the committed floor later; every active
-// partition then skips what it has seen.
+// of the messages up to it are buffered or committed, so the partitions
+// attached to the reader stay attached. If that fails, the partitions are
+// detached (each keeps what it covers) and the processing loop repositions
+// later; every active partition then skips what it covers.
 func (m *TableManager) reopen(ctx context.Context) {
 	_ = m.reader.Close()
 	r, err := m.cfg.Source.Open(ctx, m.examined+1)
@@ -196,13 +208,43 @@ func (m *TableManager) reopen(ctx context.Context) {
 		m.reader = r
 		return
 	}
+	m.detach()
 	m.reader = nil
+	m.log.Warn("reopen source", "at_seq", m.examined+1, "err", err)
+}
+
+// checkGap reports source sequences from..to that the reader skipped
+// because the source no longer holds them, if an active partition had not
+// processed them: their events were removed before that partition
+// committed them (the trim never does that; an operator's purge or a
+// MaxAge limit can), so their effects are lost. A gap below every active
+// partition's position (events trimmed after every partition committed
+// them) is normal.
+func (m *TableManager) checkGap(from, to uint64) {
+	var behind []int
 	for _, p := range m.assigned() {
-		if p.State() == StateActive {
-			p.skipTo = max(p.skipTo, m.examined)
+		if p.State() == StateActive && p.position(m.examined) < to {
+			behind = append(behind, p.id)
 		}
 	}
-	m.log.Warn("reopen source", "at_seq", m.examined+1, "err", err)
+	if len(behind) == 0 {
+		return
+	}
+	m.counters.sourceGaps.Add(to - from + 1)
+	m.log.Error("source events were removed before every partition processed them; their effects are lost",
+		"from_seq", from, "to_seq", to, "partitions", behind)
+}
+
+// detach records, for every partition attached to the reader, that it
+// covers the messages examined so far, and detaches it: the reader is
+// about to close, fail or move.
+func (m *TableManager) detach() {
+	for _, p := range m.assigned() {
+		if p.attached {
+			p.covered = max(p.covered, m.examined)
+			p.attached = false
+		}
+	}
 }
 
 // overFull reports whether an active partition holds commitLimit keys or
@@ -356,7 +398,7 @@ func (m *TableManager) dispatch(ctx context.Context, sm *SourceMessage) {
 // takes reports whether p processes the source message at seq: p is active
 // here and has not seen seq.
 func (p *partition) takes(seq uint64) bool {
-	return p != nil && p.State() == StateActive && seq > p.sourceSeq.Load() && seq > p.skipTo
+	return p != nil && p.State() == StateActive && seq > p.sourceSeq.Load() && seq > p.covered
 }
 
 func (m *TableManager) eventKey(a *Agent, e *Event) (key []byte, err error) {

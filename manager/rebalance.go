@@ -163,7 +163,7 @@ func (m *TableManager) startRecovery(ctx context.Context, p *partition, retake b
 	p.stale = false
 	// Its uncommitted writes are gone (released, fenced or demoted): what
 	// it takes next is decided by its recovered position alone.
-	p.skipTo = 0
+	p.covered, p.attached = 0, false
 	p.setState(StateRecovering)
 	m.startTask(ctx, p, "recover", func(ctx context.Context) error {
 		if err := m.waitReleased(ctx, p.id); err != nil {
@@ -216,7 +216,7 @@ func (m *TableManager) startStandby(ctx context.Context, p *partition) {
 	p.stopTaskFor(SuspendDemoted)
 	p.setState(StateStandby)
 	p.caughtUp = false
-	p.skipTo = 0
+	p.covered, p.attached = 0, false
 	m.startTask(ctx, p, "standby", func(ctx context.Context) error {
 		return m.recovery.follow(ctx, p, func() { m.send(ctx, procEvent{p: p, caughtUp: true}) })
 	})
@@ -288,6 +288,7 @@ func (m *TableManager) applyAssignment(ctx context.Context, a Assignment) error 
 		}
 	}
 	if m.reader != nil && len(actives) == 0 {
+		m.detach()
 		_ = m.reader.Close()
 		m.reader = nil
 	}
@@ -327,9 +328,10 @@ func (m *TableManager) waitReleased(ctx context.Context, id int) error {
 	}
 }
 
-// activate makes a recovered partition active. Uncommitted writes of the
-// other partitions are committed first, so that if the source must be read
-// again from an earlier position for p, they skip what they have seen.
+// activate makes a recovered partition active. If the reader has gone
+// past p's recovered position (or there is none), the source is read again
+// from the lowest position of the active partitions, and each of the others
+// skips what it covers; else p attaches to the reader as it is.
 func (m *TableManager) activate(ctx context.Context, p *partition) {
 	if p.State() != StateRecovering || m.partition(p.id) != p {
 		return // revoked meanwhile
@@ -337,34 +339,50 @@ func (m *TableManager) activate(ctx context.Context, p *partition) {
 	if err := m.commit(ctx); err != nil {
 		m.log.Warn("commit before activation failed", "err", err)
 	}
-	for _, q := range m.assigned() {
-		if q.State() == StateActive {
-			q.skipTo = max(q.skipTo, m.examined)
-		}
-	}
 	p.activations.Add(1)
+	p.covered, p.attached = 0, false
 	p.setState(StateActive)
-	if m.reader == nil || p.sourceSeq.Load() < m.examined {
+	if m.reader != nil && p.sourceSeq.Load() >= m.examined {
+		p.attached = true
+	} else {
 		m.reposition(ctx)
 	}
 	m.checkReady()
 	m.signalState()
 }
 
-// reposition (re)opens the source at the lowest committed position of the
-// active partitions.
+// reposition (re)opens the source after the lowest position of the active
+// partitions (what each holds, committed or not) and attaches them all to
+// the new reader. If the open fails, none is attached and the processing
+// loop tries again.
 func (m *TableManager) reposition(ctx context.Context) {
-	from := m.committedFloor() + 1
+	m.detach()
 	if m.reader != nil {
 		_ = m.reader.Close()
 		m.reader = nil
 	}
+	var floor uint64
+	first := true
+	for _, p := range m.assigned() {
+		if p.State() != StateActive {
+			continue
+		}
+		if pos := p.position(m.examined); first || pos < floor {
+			floor, first = pos, false
+		}
+	}
+	from := floor + 1
 	r, err := m.cfg.Source.Open(ctx, from)
 	if err != nil {
 		m.log.Warn("open source", "at_seq", from, "err", err)
 		return // the processing loop retries
 	}
 	m.reader, m.examined = r, from-1
+	for _, p := range m.assigned() {
+		if p.State() == StateActive {
+			p.attached = true
+		}
+	}
 	m.log.Info("reading source", "from_seq", from)
 }
 

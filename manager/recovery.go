@@ -215,6 +215,7 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 		p.applied.Store(last)
 		p.highWater.Store(last)
 		p.expectLast = last
+		p.logSource = marker.SourceSeq
 		p.lastPersist, p.persistedAt = offs.Source, time.Now()
 		rs.end()
 		log.Info("partition recovered", "records_replayed", rs.records, "applied", last,
@@ -318,6 +319,7 @@ func (r *Recovery) open(p *partition, state LogState) (reason string, err error)
 		return "", err
 	}
 	p.epoch = state.Epoch
+	p.logSource = 0
 	p.applied.Store(offs.Changelog)
 	p.sourceSeq.Store(offs.Source)
 	p.lastPersist = offs.Source
@@ -396,6 +398,16 @@ func (r *Recovery) apply(p *partition, es []Entry) error {
 	source := p.sourceSeq.Load()
 	for _, e := range es {
 		if e.Commit != nil {
+			if e.Commit.SourceSeq < p.logSource {
+				// Every writer appends after replaying the whole log,
+				// so markers never go back; one that does was written
+				// by a writer that was not fenced.
+				r.m.counters.markerRegressions.Add(1)
+				r.m.log.Error("changelog commit marker goes back: a stale writer's records are in the log",
+					"partition", p.id, "seq", e.Seq, "source_seq", e.Commit.SourceSeq, "earlier_source_seq", p.logSource,
+					"node", e.Commit.Node, "generation", e.Commit.Generation)
+			}
+			p.logSource = e.Commit.SourceSeq
 			source = max(source, e.Commit.SourceSeq)
 			continue
 		}

@@ -27,6 +27,13 @@ type Status struct {
 	// UnknownRecords counts replayed records of tables this node does not
 	// declare (skipped).
 	UnknownRecords uint64 `json:"unknown_records,omitempty"`
+	// SourceGaps counts source events that were removed before a
+	// partition processed them (their effects are lost); MarkerRegressions
+	// counts replayed commit markers whose source position went back
+	// below an earlier one (a writer that was not fenced). Both must stay
+	// zero; each is also logged as an error.
+	SourceGaps        uint64 `json:"source_gaps,omitempty"`
+	MarkerRegressions uint64 `json:"marker_regressions,omitempty"`
 	// Global is this node's replica of the global tables (nil without
 	// any).
 	Global *GlobalStatus `json:"global,omitempty"`
@@ -52,16 +59,18 @@ type PartitionStatus struct {
 // Status returns a snapshot of the manager's state.
 func (m *TableManager) Status() Status {
 	st := Status{
-		Node:             m.cfg.Node,
-		Ready:            m.Ready(),
-		EventsProcessed:  m.counters.processed.Load(),
-		ChangelogRecords: m.counters.records.Load(),
-		Commits:          m.counters.commits.Load(),
-		Rebalances:       m.counters.rebalances.Load(),
-		Generation:       m.gen.Load(),
-		CommitLatency:    m.commitLatency.snapshot(),
-		UnknownRecords:   m.counters.unknownRecords.Load(),
-		DeadLetters:      make(map[string]uint64, len(m.counters.deadLetters)),
+		Node:              m.cfg.Node,
+		Ready:             m.Ready(),
+		EventsProcessed:   m.counters.processed.Load(),
+		ChangelogRecords:  m.counters.records.Load(),
+		Commits:           m.counters.commits.Load(),
+		Rebalances:        m.counters.rebalances.Load(),
+		Generation:        m.gen.Load(),
+		CommitLatency:     m.commitLatency.snapshot(),
+		UnknownRecords:    m.counters.unknownRecords.Load(),
+		SourceGaps:        m.counters.sourceGaps.Load(),
+		MarkerRegressions: m.counters.markerRegressions.Load(),
+		DeadLetters:       make(map[string]uint64, len(m.counters.deadLetters)),
 	}
 	if m.global != nil {
 		st.Global = m.global.status()

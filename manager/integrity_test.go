@@ -1,0 +1,230 @@
+package manager_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/edgetables/edgetables/manager"
+)
+
+// The committed source position of a partition must never pass an event
+// whose effects are not in the same commit, nor stay short of events whose
+// effects are: each test below drives one interleaving that broke it.
+
+// flakySource lets a test fail the reader and the opening of readers, and
+// make new readers deliver nothing, as a source stream electing a leader
+// (JetStream 503) or a consumer on a dead node would.
+type flakySource struct {
+	manager.Source
+	failOpens atomic.Int32 // the next Opens that fail
+	failed    atomic.Int32 // Opens failed
+	opens     atomic.Int32 // Opens that succeeded
+	deaf      atomic.Bool  // readers opened while set deliver nothing
+	breakNext atomic.Bool  // the reader's next Next fails
+}
+
+func (s *flakySource) Open(ctx context.Context, from uint64) (manager.SourceReader, error) {
+	for {
+		n := s.failOpens.Load()
+		if n <= 0 {
+			break
+		}
+		if s.failOpens.CompareAndSwap(n, n-1) {
+			s.failed.Add(1)
+			return nil, errors.New("injected: open failed (JetStream 503 during an election)")
+		}
+	}
+	r, err := s.Source.Open(ctx, from)
+	if err != nil {
+		return r, err
+	}
+	s.opens.Add(1)
+	return &flakyReader{SourceReader: r, s: s, deaf: s.deaf.Load()}, nil
+}
+
+type flakyReader struct {
+	manager.SourceReader
+	s    *flakySource
+	deaf bool
+}
+
+func (r *flakyReader) Next(ctx context.Context, max int, wait time.Duration) ([]manager.SourceMessage, error) {
+	if r.s.breakNext.CompareAndSwap(true, false) {
+		return nil, errors.New("injected: reader failed")
+	}
+	if r.deaf {
+		return deafReader{r.SourceReader}.Next(ctx, max, wait)
+	}
+	return r.SourceReader.Next(ctx, max, wait)
+}
+
+// waitProcessed waits until the manager processed n events in all.
+func (h *harness) waitProcessed(n uint64) {
+	h.t.Helper()
+	waitFor(h.t, 20*time.Second, fmt.Sprintf("%d events processed", n), func() bool { return h.m.Status().EventsProcessed >= n })
+}
+
+// waitNothingUncommitted waits until no partition holds uncommitted writes.
+func (h *harness) waitNothingUncommitted() {
+	h.t.Helper()
+	waitFor(h.t, 20*time.Second, "every write committed", func() bool {
+		for _, ps := range h.m.Status().Partitions {
+			if ps.Buffered > 0 || ps.State != manager.StateActive {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// TestReaderReopenFailureKeepsWhatIsBuffered: the reader fails while
+// partitions hold uncommitted writes up to the last examined event, and so
+// does reopening it; the source is then read again from the committed
+// floor, by a reader that delivers nothing for a while. The buffered
+// writes must be committed with the position they cover: committed with the
+// (lower) position the reader moved back to, their events were processed
+// again after a restart and counted twice.
+func TestReaderReopenFailureKeepsWhatIsBuffered(t *testing.T) {
+	gc := &gatedChangelog{}
+	src := &flakySource{}
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
+	h.atomic = true
+	h.wrapChangelog = func(c manager.Changelog) manager.Changelog { gc.Changelog = c; return gc }
+	h.wrapSource = func(s manager.Source) manager.Source { src.Source = s; return src }
+	h.start()
+	want := map[string]int64{}
+	h.publishCounts(100, 10, want)
+	h.waitCounts(want)
+
+	// Commits are held: a commit is in flight, and the events after it
+	// stay in the partitions' buffers.
+	gc.close()
+	h.publishCounts(10, 10, want)
+	waitFor(t, 20*time.Second, "a commit held", func() bool { return gc.held.Load() > 0 })
+	h.publishCounts(100, 10, want)
+	h.waitProcessed(210)
+
+	opens := src.opens.Load()
+	src.deaf.Store(true)
+	src.failOpens.Store(1)
+	src.breakNext.Store(true)
+	waitFor(t, 20*time.Second, "the reader failed, a reopen failed and a new reader opened", func() bool {
+		return src.failed.Load() >= 1 && src.opens.Load() > opens
+	})
+	gc.open()
+	h.waitNothingUncommitted()
+	must(t, h.stop())
+
+	src.deaf.Store(false)
+	h.start()
+	h.waitCounts(want)
+	h.publishCounts(50, 10, want)
+	h.waitCounts(want)
+}
+
+// TestActivationWithoutReaderSkipsNothing: two partitions are fenced and
+// taken back while opening the source fails. The first one activated has
+// no reader; the second one's activation commits every active partition.
+// The first one's position must stay where its recovery put it: moved to
+// the last event examined by the old reader (far ahead, and its events
+// since dropped with the fenced writes), it skipped them for good.
+func TestActivationWithoutReaderSkipsNothing(t *testing.T) {
+	gc := &gatedChangelog{}
+	src := &flakySource{}
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
+	h.wrapChangelog = func(c manager.Changelog) manager.Changelog { gc.Changelog = c; return gc }
+	h.wrapSource = func(s manager.Source) manager.Source { src.Source = s; return src }
+	h.start()
+	want := map[string]int64{}
+	h.publishCounts(100, 10, want)
+	h.waitCounts(want)
+
+	gc.close()
+	h.publishCounts(200, 10, want)
+	h.waitProcessed(300)
+	// Another writer (older generation) appends to both logs: the held
+	// commits are fenced and both partitions are taken back.
+	h.intruder(0, 0, keyIn(0, 2, "intruded"), 1)
+	h.intruder(1, 0, keyIn(1, 2, "intruded"), 1)
+	src.failOpens.Store(1 << 20)
+	failed := src.failed.Load()
+	gc.open()
+	waitFor(t, 20*time.Second, "both partitions active again, with no reader", func() bool {
+		return partitionState(h.m, 0) == manager.StateActive && partitionState(h.m, 1) == manager.StateActive &&
+			src.failed.Load() >= failed+2
+	})
+	time.Sleep(200 * time.Millisecond) // commits of the active partitions, while no reader reads
+	src.failOpens.Store(0)
+	h.waitCounts(want)
+	h.publishCounts(50, 10, want)
+	h.waitCounts(want)
+	if n := h.m.Status().SourceGaps; n != 0 {
+		t.Errorf("SourceGaps = %d; want 0", n)
+	}
+}
+
+// lossyChangelog loses the appends of one partition while armed: each
+// fails with a timeout and stores nothing, as a request to a paused or
+// partitioned stream leader would.
+type lossyChangelog struct {
+	manager.Changelog
+	partition int
+	armed     atomic.Bool
+	lost      atomic.Int32
+}
+
+func (c *lossyChangelog) Append(ctx context.Context, p int, expectLast uint64, recs []manager.Record, marker manager.CommitMarker) (uint64, error) {
+	if p == c.partition && c.armed.Load() {
+		c.lost.Add(1)
+		return 0, fmt.Errorf("injected: %w", nats.ErrTimeout)
+	}
+	return c.Changelog.Append(ctx, p, expectLast, recs, marker)
+}
+
+// TestUnansweredAppendNeverLandsAfterAnotherWriter: a partition's appends
+// go unanswered while another writer appends to its log (a new owner took
+// it from this paused node). When the appends go through again, this
+// writer's retry must not be written after the other's messages, as if it
+// still owned the log: it is fenced, replays what the other wrote and takes
+// the log over with a marker before writing anything. (The markers share
+// one subject per partition, so compaction keeps only the last: the test
+// checks what the other's record became instead of the log's layout.)
+func TestUnansweredAppendNeverLandsAfterAnotherWriter(t *testing.T) {
+	lc := &lossyChangelog{partition: 0}
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
+	h.wrapChangelog = func(c manager.Changelog) manager.Changelog { lc.Changelog = c; return lc }
+	h.start()
+	want := map[string]int64{}
+	h.publishCounts(100, 10, want)
+	h.waitCounts(want)
+
+	lc.armed.Store(true)
+	before := h.m.Status().EventsProcessed
+	h.publishCounts(100, 10, want)
+	h.waitProcessed(before + 100)
+	waitFor(t, 20*time.Second, "an append of partition 0 lost", func() bool { return lc.lost.Load() > 0 })
+	// The other writer resumes from the position committed before.
+	intruded := keyIn(0, 2, "intruded")
+	intruderEnd := h.intruderAt(0, 0, intruded, 42, committed(h.m)[0])
+	lc.armed.Store(false)
+
+	h.waitCounts(want)
+	// Written after the other writer's messages, the retry would leave
+	// the other's record out of this node's store for good.
+	ctx := context.Background()
+	if got, ok, err := h.counter.Lookup(ctx, intruded); err != nil || !ok || got != 42 {
+		t.Errorf("the other writer's record: got %d, %v, %v; want 42, replayed after the fence", got, ok, err)
+	}
+	if rp := h.m.Status().Partitions[0].Recovery; rp == nil || rp.From > intruderEnd || rp.Records == 0 {
+		t.Errorf("partition 0's last recovery: %+v; want a takeover replaying the other writer's messages (up to %d)", rp, intruderEnd)
+	}
+	if n := h.m.Status().MarkerRegressions; n != 0 {
+		t.Errorf("MarkerRegressions = %d; want 0", n)
+	}
+}
