@@ -150,17 +150,16 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// commitHeadroom is how many records below a full atomic batch a commit is
-// forced: an event that writes several keys cannot push it over.
-const commitHeadroom = 100
-
 // MaxCommitRecords returns the manager.Config.MaxCommitRecords a node
 // uses: none at least once, a full atomic batch less a headroom exactly once.
-func MaxCommitRecords(exactlyOnce bool) int {
+func MaxCommitRecords(exactlyOnce bool) int { return jetstream.MaxCommitRecords(exactlyOnce) }
+
+// commitCapacity returns the manager.Config.CommitCapacity of a node.
+func commitCapacity(exactlyOnce bool) int {
 	if !exactlyOnce {
 		return 0
 	}
-	return jetstream.MaxAtomicBatch - commitHeadroom
+	return jetstream.CommitCapacity
 }
 
 // clustered reports whether the node joins a consumer group.
@@ -372,6 +371,8 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 		Changelog:  changelog, Source: source, DeadLetters: dlq, Coordinator: coord,
 		SessionTimeout: cfg.SessionTimeout, Standbys: cfg.Standbys, HTTPAddr: httpAddr,
 		MaxCommitRecords: MaxCommitRecords(cfg.ExactlyOnce),
+		CommitCapacity:   commitCapacity(cfg.ExactlyOnce),
+		MaxRecordBytes:   jetstream.MaxRecordBytes(js.Conn()),
 		RecoveryHooks:    cfg.RecoveryHooks,
 		Stores:           store.NewDir(filepath.Join(cfg.DataDir, "tables"), nil),
 		Global:           global,

@@ -18,6 +18,35 @@ import (
 // records plus its marker; other Appends take as many batches as needed.
 const MaxAtomicBatch = 1000
 
+// CommitCapacity is the most records one exactly-once commit can hold:
+// one atomic batch less its commit marker (manager.Config.CommitCapacity).
+const CommitCapacity = MaxAtomicBatch - 1
+
+// commitHeadroom is how many records below a full atomic batch an
+// exactly-once commit is started, so that most events that write several
+// keys still fit the buffer without forcing a commit first.
+const commitHeadroom = 100
+
+// MaxCommitRecords returns the manager.Config.MaxCommitRecords of a node:
+// none at least once, a full atomic batch less a headroom exactly once.
+func MaxCommitRecords(exactlyOnce bool) int {
+	if !exactlyOnce {
+		return 0
+	}
+	return MaxAtomicBatch - commitHeadroom
+}
+
+// recordHeaderRoom is what a changelog record's message needs besides its
+// value: its headers (TTL, tombstone, atomic batch and fencing headers).
+const recordHeaderRoom = 1024
+
+// MaxRecordBytes returns the largest record value a changelog message can
+// carry on nc (manager.Config.MaxRecordBytes): the server's max_payload
+// less room for the headers.
+func MaxRecordBytes(nc *nats.Conn) int {
+	return max(int(nc.MaxPayload())-recordHeaderRoom, 0)
+}
+
 // Headers of JetStream atomic batch publish (ADR-50).
 const (
 	headerBatchID     = "Nats-Batch-Id"

@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -92,7 +93,15 @@ func (d *DeadLetters) Send(ctx context.Context, dl manager.DeadLetter) error {
 	h.Set(HeaderSourceSeq, seq)
 	subj := DeadLetterSubject(d.app, dl.Agent)
 	m := &nats.Msg{Subject: subj, Header: h, Data: dl.Message.Data}
-	if _, err := d.js.PublishMsg(ctx, m, natsjs.WithMsgID(dl.Agent+"-"+seq)); err != nil {
+	_, err := d.js.PublishMsg(ctx, m, natsjs.WithMsgID(dl.Agent+"-"+seq))
+	if errors.Is(err, nats.ErrMaxPayload) {
+		// An event refused for its size may not fit with the dead
+		// letter's headers: the reason and origin go without the data.
+		h.Set(HeaderDataOmitted, strconv.Itoa(len(dl.Message.Data)))
+		m.Data = nil
+		_, err = d.js.PublishMsg(ctx, m, natsjs.WithMsgID(dl.Agent+"-"+seq))
+	}
+	if err != nil {
 		return fmt.Errorf("edgetables/jetstream: dead letter of source sequence %d to %s: %w", dl.Message.Seq, subj, err)
 	}
 	return nil

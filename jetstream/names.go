@@ -38,6 +38,10 @@ const (
 	HeaderSourceSubject = "Edgetables-Source-Subject"
 	// HeaderSourceSeq is the dead letter's sequence in the source stream.
 	HeaderSourceSeq = "Edgetables-Source-Seq"
+	// HeaderDataOmitted, on a dead letter without data, gives the size in
+	// bytes of the event's data, left out because it did not fit the
+	// server's max_payload with the dead letter's headers.
+	HeaderDataOmitted = "Edgetables-Data-Omitted"
 	// HeaderOrigPrefix prefixes the original message's own Nats-* headers
 	// in a dead letter (they would otherwise steer the dead-letter publish).
 	HeaderOrigPrefix = "Edgetables-Orig-"

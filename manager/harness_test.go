@@ -91,8 +91,11 @@ func (h *harness) newManager() *manager.TableManager {
 	cl, err := jetstream.NewChangelog(ctx, h.js, jetstream.ChangelogConfig{App: h.app, Partitions: cfg.Partitions, Atomic: h.atomic,
 		BeforeCommit: h.beforeCommit})
 	if h.atomic {
-		cfg.MaxCommitRecords = jetstream.MaxAtomicBatch - 1
+		// The binary's limits.
+		cfg.MaxCommitRecords = jetstream.MaxCommitRecords(true)
+		cfg.CommitCapacity = jetstream.CommitCapacity
 	}
+	cfg.MaxRecordBytes = jetstream.MaxRecordBytes(h.nc)
 	must(h.t, err)
 	src, err := jetstream.NewSource(ctx, h.js, jetstream.SourceConfig{App: h.app, Subjects: []string{"ev.*", "bad.>"}, Consumer: "n1"})
 	must(h.t, err)

@@ -73,6 +73,17 @@ type Config struct {
 	// largest atomic write (the exactly-once mode: 999 records and a
 	// marker in one JetStream atomic batch).
 	MaxCommitRecords int
+	// CommitCapacity is the most records one commit can hold (exactly
+	// once: the changelog's atomic batch limit less the marker); 0 means
+	// MaxCommitRecords. An event whose writes would take its partition's
+	// buffer past it commits the buffer first; an event that alone writes
+	// more keys goes to the dead-letter subject with its writes dropped.
+	CommitCapacity int
+	// MaxRecordBytes is the largest value a changelog record can carry
+	// (the NATS max_payload less room for headers); 0: no limit. An event
+	// that writes a larger value goes to the dead-letter subject with its
+	// writes dropped: its record could never be committed.
+	MaxRecordBytes int
 	// KeepSource keeps committed events in the source stream. By default
 	// they are removed once every partition has committed them, so the
 	// stream holds only unprocessed events.
@@ -137,8 +148,11 @@ func (c *Config) setDefaults() error {
 	if c.Standbys < 0 {
 		return fmt.Errorf("manager config: Standbys %d is negative", c.Standbys)
 	}
-	if c.CommitEvery < 0 || c.RecoveryBufferSize < 0 || c.ReadBatch < 0 || c.MaxCommitRecords < 0 {
-		return errors.New("manager config: CommitEvery, RecoveryBufferSize and ReadBatch must not be negative")
+	if c.CommitEvery < 0 || c.RecoveryBufferSize < 0 || c.ReadBatch < 0 || c.MaxCommitRecords < 0 || c.CommitCapacity < 0 || c.MaxRecordBytes < 0 {
+		return errors.New("manager config: CommitEvery, RecoveryBufferSize, ReadBatch, MaxCommitRecords, CommitCapacity and MaxRecordBytes must not be negative")
+	}
+	if c.CommitCapacity == 0 {
+		c.CommitCapacity = c.MaxCommitRecords
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

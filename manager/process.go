@@ -386,6 +386,13 @@ func (m *TableManager) dispatch(ctx context.Context, sm *SourceMessage) {
 			m.deadLetter(ctx, a, sm, err.Error())
 			continue
 		}
+		if reason := m.uncommittable(p, e.writes); reason != "" {
+			m.deadLetter(ctx, a, sm, reason)
+			continue
+		}
+		if !m.makeRoom(ctx, p, e.writes) {
+			continue // p was fenced, or the node stops: read again later
+		}
 		p.merge(e.writes)
 		if lim := m.cfg.MaxCommitRecords; lim > 0 && p.keys >= lim {
 			m.full = true

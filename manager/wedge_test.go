@@ -1,0 +1,99 @@
+package manager_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgetables/edgetables/manager"
+)
+
+// fanSetup adds to the count setup a table "fan" written by agent "fan" on
+// "bad.fan.<key>": an event whose data is a number n writes n keys of its
+// partition; any other data is stored as the value of the event's key.
+func fanSetup(h *harness) func(m *manager.TableManager) {
+	count := countSetup(h)
+	return func(m *manager.TableManager) {
+		count(m)
+		fan := manager.NewTable(manager.TableConfig[string, string]{Name: "fan", Keys: manager.StringCodec{}, Values: manager.StringCodec{}})
+		must(h.t, m.Add(fan))
+		must(h.t, m.AddAgent(manager.Agent{
+			Name: "fan", Subjects: []string{"bad.fan.*"},
+			Key: func(e *manager.Event) ([]byte, error) { return []byte(e.Token(3)), nil },
+			Process: func(e *manager.Event) error {
+				n, err := strconv.Atoi(string(e.Data))
+				if err != nil {
+					return fan.Set(e, string(e.Key), string(e.Data))
+				}
+				for i, j := 0, 0; i < n; j++ {
+					k := fmt.Sprintf("%s/%d", e.Key, j)
+					if manager.PartitionOf([]byte(k), m.Partitions()) != e.Partition {
+						continue
+					}
+					if err := fan.Set(e, k, "x"); err != nil {
+						return err
+					}
+					i++
+				}
+				return nil
+			},
+		}))
+	}
+}
+
+// TestOneEventNeverWedgesAPartition runs with the binary's exactly-once
+// limits. An event writing more keys than one commit can hold, and one
+// writing a value larger than a changelog record can carry, go to the
+// dead-letter subject with the reason, their writes dropped; an event that
+// fits only an empty buffer commits the buffer first. Every partition goes
+// on processing.
+func TestOneEventNeverWedgesAPartition(t *testing.T) {
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 50 * time.Millisecond})
+	h.atomic = true
+	h.setup = fanSetup(h)
+	h.start()
+	want := map[string]int64{}
+	h.publishCounts(100, 10, want)
+	h.waitCounts(want)
+
+	h.publish("bad.fan.big", []byte("1200"))                          // more keys than a commit holds
+	h.publish("bad.fan.huge", []byte(strings.Repeat("v", 1<<20-200))) // fits a publish, not a record
+	h.publish("bad.fan.wide", []byte("850"))                          // below the commit trigger
+	h.publish("bad.fan.wider", []byte("600"))                         // fits only after a commit
+	h.publishCounts(300, 10, want)
+	h.waitCounts(want)
+
+	dl := h.m.Status().DeadLetters["fan"]
+	if dl != 2 {
+		t.Errorf("fan dead letters = %d; want 2 (the 1,200-key event and the 1 MiB value)", dl)
+	}
+	ctx := context.Background()
+	c, err := h.m.Table("fan")
+	must(t, err)
+	fan := c.(*manager.Table[string, string])
+	for _, c := range []struct {
+		key   string
+		found bool
+	}{{"big/0", false}, {"big/1", false}, {"huge", false}} {
+		if _, ok, err := fan.Lookup(ctx, c.key); err != nil || ok != c.found {
+			t.Errorf("fan[%s]: found %v, err %v; want found %v", c.key, ok, err, c.found)
+		}
+	}
+	wide := func() int {
+		n := 0
+		for _, k := range []string{"wide", "wider"} {
+			for j := 0; j < 3000; j++ {
+				if _, ok, _ := fan.Lookup(ctx, fmt.Sprintf("%s/%d", k, j)); ok {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	if !poll(10*time.Second, func() bool { return wide() == 850+600 }) {
+		t.Errorf("fan keys of the wide events = %d; want 1450", wide())
+	}
+}
