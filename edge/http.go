@@ -54,7 +54,7 @@ func NewAPI(m *manager.TableManager, log *slog.Logger) *API {
 //	DELETE /v1/tables/{table}/keys/{key}   delete a global table's key (If-Match: REVISION)
 //	GET /v1/status                         node and partition state
 //	GET /healthz                           the process is up
-//	GET /readyz                            200 once every partition is recovered
+//	GET /readyz                            200 while every assigned partition is served; 503 with the reasons
 //	GET /metrics                           Prometheus metrics (text format)
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -69,9 +69,9 @@ func (a *API) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !a.m.Ready() {
+		if ready, reasons := a.m.Readiness(); !ready {
 			w.Header().Set("Retry-After", "1")
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "recovering"})
+			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "reasons": reasons})
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

@@ -21,6 +21,10 @@ var (
 	// ErrWrongPartition is returned when an agent writes a key that belongs
 	// to another partition than the event it is processing.
 	ErrWrongPartition = errors.New("edgetables: key belongs to another partition than the event")
+	// ErrFinalCommit is returned by Run when the commit of what was
+	// uncommitted at shutdown failed: those events are processed again at
+	// the next start (by this node or the partitions' next owners).
+	ErrFinalCommit = errors.New("edgetables: final commit at shutdown failed")
 	// ErrStarted is returned by Add and AddAgent after the manager started.
 	ErrStarted = errors.New("edgetables: table manager already started")
 	// ErrDuplicate is returned by Add and AddAgent for a name in use.

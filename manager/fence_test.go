@@ -3,6 +3,7 @@ package manager_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -104,5 +105,8 @@ func TestFencedByNewerOwnerWaits(t *testing.T) {
 	}
 	if s := partitionState(h.m, 1); s != manager.StateActive {
 		t.Errorf("partition 1 is %s; the other partition must go on", s)
+	}
+	if ready, reasons := h.m.Readiness(); ready || len(reasons) != 1 || !strings.Contains(reasons[0], "partition 0: fenced by a newer owner") {
+		t.Errorf("Readiness() = %v, %q; want not ready because partition 0 is fenced", ready, reasons)
 	}
 }

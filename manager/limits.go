@@ -84,3 +84,60 @@ func (m *TableManager) makeRoom(ctx context.Context, p *partition, ws []write) b
 		}
 	}
 }
+
+// commitFailingAfter is how long a partition's commits may fail in a row
+// before the node reports itself not ready.
+const commitFailingAfter = 2 * time.Second
+
+// commitFailure is a partition's current streak of failed commits.
+type commitFailure struct {
+	since time.Time
+	err   string
+}
+
+// noteCommit records the outcome of one of p's commits.
+func (p *partition) noteCommit(err error) {
+	if err == nil {
+		p.failing.Store(nil)
+		return
+	}
+	f := &commitFailure{since: time.Now(), err: err.Error()}
+	if old := p.failing.Load(); old != nil {
+		f.since = old.since
+	}
+	p.failing.Store(f)
+}
+
+// Readiness reports whether the node serves every partition it was
+// assigned, and if not, why: partitions recovering or being taken back,
+// fenced, or whose commits have failed for a while, and a global tables'
+// copy still catching up. /readyz and the status show the reasons.
+func (m *TableManager) Readiness() (ready bool, reasons []string) {
+	if !m.running.Load() {
+		return false, []string{"not running"}
+	}
+	now := time.Now()
+	for _, p := range m.assigned() {
+		switch p.State() {
+		case StateRecovering:
+			reasons = append(reasons, fmt.Sprintf("partition %d: recovering", p.id))
+		case StateFenced:
+			if p.stale {
+				reasons = append(reasons, fmt.Sprintf("partition %d: fenced by a newer owner; waiting for the assignment that says so", p.id))
+			} else {
+				reasons = append(reasons, fmt.Sprintf("partition %d: fenced; being taken back", p.id))
+			}
+		case StateActive:
+			if f := p.failing.Load(); f != nil && now.Sub(f.since) >= commitFailingAfter {
+				reasons = append(reasons, fmt.Sprintf("partition %d: commits failing for %s: %s", p.id, now.Sub(f.since).Round(time.Second), f.err))
+			}
+		}
+	}
+	if m.global != nil && !m.global.ready.Load() {
+		reasons = append(reasons, "global tables: catching up with their log")
+	}
+	if len(reasons) == 0 && !m.activesReady.Load() {
+		reasons = append(reasons, "partitions not all active yet")
+	}
+	return len(reasons) == 0, reasons
+}

@@ -53,6 +53,10 @@ type partition struct {
 	// the changelog and the store).
 	sourceSeq atomic.Uint64
 
+	// failing is the current streak of failed commits (nil: the last
+	// one succeeded); written by the processing goroutine, read by status.
+	failing atomic.Pointer[commitFailure]
+
 	// logSource is the SourceSeq of the last commit marker replayed from
 	// or written to the changelog (a check: markers never go back).
 	logSource uint64

@@ -212,6 +212,9 @@ func (m *TableManager) finish(p *partition, j *commitJob) error {
 		m.counters.commitNanos.Add(uint64(d))
 		m.commitLatency.observe(d)
 	}
+	if !errors.Is(j.err, errCrash) {
+		p.noteCommit(j.err)
+	}
 	switch err := j.err; {
 	case err == nil:
 		p.setInflight(nil)

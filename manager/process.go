@@ -32,7 +32,8 @@ const readerStallAfter = 2 * time.Second
 // ends, the commits in flight end and the uncommitted writes are committed
 // (within 10 s; a commit in flight whose changelog does not answer ends at
 // its own 10 s timeout), the node leaves the group and the stores are
-// closed; Run then returns nil.
+// closed; Run then returns nil, or an error wrapping ErrFinalCommit if
+// that commit failed.
 func (m *TableManager) Run(ctx context.Context) error {
 	if !m.running.CompareAndSwap(false, true) {
 		return errors.New("table manager: Run called twice")
@@ -186,9 +187,11 @@ func (m *TableManager) process(ctx context.Context) error {
 // source holds messages beyond it that the reader did not deliver.
 func (m *TableManager) checkStall(ctx context.Context) {
 	sctx, cancel := context.WithTimeout(ctx, readerStallAfter)
-	_, last, err := m.cfg.Source.State(sctx)
+	first, last, err := m.cfg.Source.State(sctx)
 	cancel()
-	if err != nil || last <= m.examined || m.reader == nil {
+	// Nothing to deliver: nothing past examined, or the source is empty
+	// (everything up to last was trimmed, committed by every partition).
+	if err != nil || last <= m.examined || first > last || m.reader == nil {
 		return
 	}
 	m.log.Warn("source reader delivered nothing although the source holds more; reopening it",
@@ -336,6 +339,7 @@ func (m *TableManager) stop(ctx context.Context) error {
 	if err := m.commitAndAck(cctx); err != nil {
 		m.log.Error("final commit failed; uncommitted events will be processed again at the next start",
 			"after_source_seq", m.committedFloor(), "err", err)
+		return fmt.Errorf("%w: %w", ErrFinalCommit, err)
 	}
 	m.log.Info("stopped", "committed_source_seq", m.committedFloor())
 	return nil

@@ -7,8 +7,11 @@ import (
 
 // Status is a snapshot of the manager for monitoring.
 type Status struct {
-	Node       string            `json:"node"`
-	Ready      bool              `json:"ready"`
+	Node  string `json:"node"`
+	Ready bool   `json:"ready"`
+	// NotReady says why Ready is false: partitions recovering, fenced or
+	// failing their commits, global tables catching up.
+	NotReady   []string          `json:"not_ready,omitempty"`
 	Partitions []PartitionStatus `json:"partitions"`
 	// EventsProcessed counts events agents handled without error.
 	EventsProcessed uint64 `json:"events_processed"`
@@ -60,7 +63,6 @@ type PartitionStatus struct {
 func (m *TableManager) Status() Status {
 	st := Status{
 		Node:              m.cfg.Node,
-		Ready:             m.Ready(),
 		EventsProcessed:   m.counters.processed.Load(),
 		ChangelogRecords:  m.counters.records.Load(),
 		Commits:           m.counters.commits.Load(),
@@ -72,6 +74,7 @@ func (m *TableManager) Status() Status {
 		MarkerRegressions: m.counters.markerRegressions.Load(),
 		DeadLetters:       make(map[string]uint64, len(m.counters.deadLetters)),
 	}
+	st.Ready, st.NotReady = m.Readiness()
 	if m.global != nil {
 		st.Global = m.global.status()
 	}

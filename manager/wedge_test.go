@@ -2,6 +2,7 @@ package manager_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -96,4 +97,30 @@ func TestOneEventNeverWedgesAPartition(t *testing.T) {
 	if !poll(10*time.Second, func() bool { return wide() == 850+600 }) {
 		t.Errorf("fan keys of the wide events = %d; want 1450", wide())
 	}
+}
+
+// TestFailedFinalCommitIsReturned: while a partition's commits fail, the
+// node says it is not ready and why; a final commit at shutdown that fails
+// makes Run return an error wrapping ErrFinalCommit (the process exits
+// non-zero), and the events it held are counted after the next start.
+func TestFailedFinalCommitIsReturned(t *testing.T) {
+	lc := &lossyChangelog{partition: 0}
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 100 * time.Millisecond})
+	h.wrapChangelog = func(c manager.Changelog) manager.Changelog { lc.Changelog = c; return lc }
+	h.start()
+	want := map[string]int64{}
+	h.publishCounts(100, 10, want)
+	h.waitCounts(want)
+	lc.armed.Store(true)
+	h.publishCounts(10, 10, want)
+	waitFor(t, 20*time.Second, "not ready while partition 0's commits fail", func() bool {
+		ready, reasons := h.m.Readiness()
+		return !ready && len(reasons) == 1 && strings.Contains(reasons[0], "partition 0: commits failing")
+	})
+	if err := h.stop(); !errors.Is(err, manager.ErrFinalCommit) {
+		t.Fatalf("Run returned %v; want an error wrapping ErrFinalCommit", err)
+	}
+	lc.armed.Store(false)
+	h.start()
+	h.waitCounts(want)
 }

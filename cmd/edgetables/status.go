@@ -27,6 +27,7 @@ type statusCmd struct {
 type nodeStatus struct {
 	Node       string                    `json:"node"`
 	Ready      bool                      `json:"ready"`
+	NotReady   []string                  `json:"not_ready"`
 	Events     uint64                    `json:"events_processed"`
 	Records    uint64                    `json:"changelog_records"`
 	DeadLetter map[string]uint64         `json:"dead_letters"`
@@ -125,6 +126,9 @@ func isTerminal(w io.Writer) bool {
 func printStatus(w io.Writer, st nodeStatus) {
 	fmt.Fprintf(w, "node %s  ready %v  events %d  changelog records %d  dead letters %d\n",
 		st.Node, st.Ready, st.Events, st.Records, sum(st.DeadLetter))
+	for _, r := range st.NotReady {
+		fmt.Fprintf(w, "  not ready: %s\n", r)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if cs := st.Cluster; cs != nil {
 		fmt.Fprintf(w, "\ncluster: leader %s  generation %d  members %d\n", cs.Leader, cs.Generation, len(cs.Members))
