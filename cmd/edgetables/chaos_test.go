@@ -76,7 +76,7 @@ func runChaos(t *testing.T, guarantee string, d time.Duration) {
 			key, v := fmt.Sprintf("k%d", n%1000), n%7
 			msg := &nats.Msg{Subject: "sensors." + key + ".temp", Data: []byte(fmt.Sprintf(`{"value":%d}`, v)), Header: nats.Header{}}
 			msg.Header.Set(nats.MsgIdHdr, fmt.Sprint("ev-", n))
-			if _, err := publishStored(js, msg, time.Now().Add(time.Hour)); err != nil {
+			if _, _, err := publishStored(js, msg, time.Now().Add(time.Hour)); err != nil {
 				return
 			}
 			c.want[key]++
