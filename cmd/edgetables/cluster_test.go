@@ -179,7 +179,9 @@ func (c *clusterProcs) publish(via, n int) {
 		v := float64(k % 5)
 		msg := &nats.Msg{Subject: "sensors." + dev + ".temp", Data: []byte(fmt.Sprintf(`{"value":%v}`, v)), Header: nats.Header{}}
 		msg.Header.Set(nats.MsgIdHdr, fmt.Sprint("ev-", k))
-		_, tries, err := publishStored(js, msg, time.Now().Add(30*time.Second))
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, tries, err := publishStored(ctx, js, msg)
+		cancel()
 		if err != nil {
 			t.Fatalf("event %d not stored after 30 s: %v", k, err)
 		}
@@ -271,20 +273,24 @@ func (c *clusterProcs) checkPromoted(standby map[int]map[int]uint64, start time.
 	}
 }
 
-// publishStored publishes msg until it is stored or the deadline passes,
-// and returns the stream's acknowledgement and the attempts made. msg
-// carries a message id, so that an attempt whose reply was lost is not
-// stored twice (the retry's acknowledgement is then a duplicate's, with
-// the sequence of the stored message).
-func publishStored(js natsjs.JetStream, msg *nats.Msg, deadline time.Time) (*natsjs.PubAck, int, error) {
+// publishStored publishes msg until it is stored or ctx ends, and returns
+// the stream's acknowledgement and the attempts made. msg carries a
+// message id, so that an attempt whose reply was lost is not stored twice
+// (the retry's acknowledgement is then a duplicate's, with the sequence of
+// the stored message).
+func publishStored(ctx context.Context, js natsjs.JetStream, msg *nats.Msg) (*natsjs.PubAck, int, error) {
 	for tries := 1; ; tries++ {
-		pctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		ack, err := js.PublishMsg(pctx, msg)
 		cancel()
-		if err == nil || time.Now().After(deadline) {
-			return ack, tries, err
+		if err == nil {
+			return ack, tries, nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return nil, tries, fmt.Errorf("%w (last attempt: %w)", ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
