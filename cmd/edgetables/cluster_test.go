@@ -33,12 +33,29 @@ type clusterProcs struct {
 	sums     map[string]float64
 	// published counts the events published, for their message ids.
 	published int
+	// flags are the flags of every node beside its name and addresses:
+	// defaultFlags unless the test sets its own before starting nodes.
+	flags []string
+	// logs is the directory of every node's log file, n<i>.log (every
+	// incarnation appended), or "" for none: EDGETABLES_CHAOS_LOGS unless
+	// the test sets another.
+	logs string
+	// history holds every incarnation's output of each node, in order.
+	history []*lockedBuffer
 }
+
+// defaultFlags are the nodes' flags in the cluster tests: a short session
+// timeout, 6 partitions, and a count and a sum table over sensors.*.temp.
+var defaultFlags = []string{"--session-timeout=2s", "--partitions=6", "--log-level=debug",
+	"--table=name=count,source=sensors.*.temp,key=subject:2,agg=count",
+	"--table=name=sum,source=sensors.*.temp,key=subject:2,agg=sum,field=value"}
 
 func newClusterProcs(t testing.TB, n int) *clusterProcs {
 	c := &clusterProcs{t: t, bin: buildBinary(t), dir: t.TempDir(), procs: make([]*proc, n),
-		want: map[string]int{}, sums: map[string]float64{}}
+		want: map[string]int{}, sums: map[string]float64{}, flags: defaultFlags,
+		logs: os.Getenv("EDGETABLES_CHAOS_LOGS")}
 	for i := 0; i < n; i++ {
+		c.history = append(c.history, new(lockedBuffer))
 		c.nats = append(c.nats, freePort(t))
 		c.http = append(c.http, freePort(t))
 		c.cluster = append(c.cluster, freePort(t))
@@ -47,33 +64,33 @@ func newClusterProcs(t testing.TB, n int) *clusterProcs {
 	return c
 }
 
-// start runs node i with extra flags and waits until it serves HTTP.
+// start starts node i with c.flags and extra flags (it does not wait for
+// the node: settle does).
 func (c *clusterProcs) start(i int, extra ...string) *proc {
 	t := c.t
 	p := &proc{http: fmt.Sprintf("127.0.0.1:%d", c.http[i]), nats: fmt.Sprintf("nats://127.0.0.1:%d", c.nats[i]), log: new(lockedBuffer)}
 	args := []string{"run", fmt.Sprintf("--name=n%d", i), fmt.Sprintf("--data-dir=%s/n%d", c.dir, i),
 		fmt.Sprintf("--nats-listen=127.0.0.1:%d", c.nats[i]), "--http-listen=" + p.http,
-		fmt.Sprintf("--cluster-listen=127.0.0.1:%d", c.cluster[i]), "--routes=" + strings.Join(c.routes, ","),
-		"--session-timeout=2s", "--partitions=6", "--log-level=debug",
-		"--table=name=count,source=sensors.*.temp,key=subject:2,agg=count",
-		"--table=name=sum,source=sensors.*.temp,key=subject:2,agg=sum,field=value"}
-	p.cmd = exec.Command(c.bin, append(args, extra...)...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	if dir := os.Getenv("EDGETABLES_CHAOS_LOGS"); dir != "" {
+		fmt.Sprintf("--cluster-listen=127.0.0.1:%d", c.cluster[i]), "--routes=" + strings.Join(c.routes, ",")}
+	args = append(append(args, c.flags...), extra...)
+	p.cmd = exec.Command(c.bin, args...)
+	w := io.MultiWriter(p.log, c.history[i])
+	if c.logs != "" {
 		// Every incarnation of node i, appended to one file.
-		f, err := os.OpenFile(fmt.Sprintf("%s/n%d.log", dir, i), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		f, err := os.OpenFile(fmt.Sprintf("%s/n%d.log", c.logs, i), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { _ = f.Close() })
-		w := io.MultiWriter(p.log, f)
-		p.cmd.Stdout, p.cmd.Stderr = w, w
+		w = io.MultiWriter(w, f)
 	}
+	c.note(i, "=== test: start %s", strings.Join(args, " "))
+	p.cmd.Stdout, p.cmd.Stderr = w, w
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
-	if os.Getenv("EDGETABLES_CHAOS_LOGS") != "" {
+	if c.logs != "" {
 		// After a failure, a goroutine dump of every live node into its
 		// log (Go's SIGQUIT handler), before the kill above.
 		t.Cleanup(func() {
@@ -86,6 +103,21 @@ func (c *clusterProcs) start(i int, extra ...string) *proc {
 	}
 	c.procs[i] = p
 	return p
+}
+
+// note writes a line of the test's own into node i's log file, if any
+// (the node's output goes there too: the line marks where, for instance,
+// the test killed it).
+func (c *clusterProcs) note(i int, format string, args ...any) {
+	if c.logs == "" {
+		return
+	}
+	f, err := os.OpenFile(fmt.Sprintf("%s/n%d.log", c.logs, i), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s %s\n", time.Now().Format(time.RFC3339Nano), fmt.Sprintf(format, args...))
 }
 
 // settle waits until every running node is ready and sees the same
@@ -147,7 +179,9 @@ func (c *clusterProcs) publish(via, n int) {
 		v := float64(k % 5)
 		msg := &nats.Msg{Subject: "sensors." + dev + ".temp", Data: []byte(fmt.Sprintf(`{"value":%v}`, v)), Header: nats.Header{}}
 		msg.Header.Set(nats.MsgIdHdr, fmt.Sprint("ev-", k))
-		tries, err := publishStored(js, msg, time.Now().Add(30*time.Second))
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, tries, err := publishStored(ctx, js, msg)
+		cancel()
 		if err != nil {
 			t.Fatalf("event %d not stored after 30 s: %v", k, err)
 		}
@@ -239,18 +273,24 @@ func (c *clusterProcs) checkPromoted(standby map[int]map[int]uint64, start time.
 	}
 }
 
-// publishStored publishes msg until it is stored or the deadline passes,
-// and returns the attempts made. msg carries a message id, so that an
-// attempt whose reply was lost is not stored twice.
-func publishStored(js natsjs.JetStream, msg *nats.Msg, deadline time.Time) (int, error) {
+// publishStored publishes msg until it is stored or ctx ends, and returns
+// the stream's acknowledgement and the attempts made. msg carries a
+// message id, so that an attempt whose reply was lost is not stored twice
+// (the retry's acknowledgement is then a duplicate's, with the sequence of
+// the stored message).
+func publishStored(ctx context.Context, js natsjs.JetStream, msg *nats.Msg) (*natsjs.PubAck, int, error) {
 	for tries := 1; ; tries++ {
-		pctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_, err := js.PublishMsg(pctx, msg)
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ack, err := js.PublishMsg(pctx, msg)
 		cancel()
-		if err == nil || time.Now().After(deadline) {
-			return tries, err
+		if err == nil {
+			return ack, tries, nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return nil, tries, fmt.Errorf("%w (last attempt: %w)", ctx.Err(), err)
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
@@ -358,16 +398,19 @@ func contains(xs []int, x int) bool {
 	return false
 }
 
-// problems returns the last warning and error lines of a log.
-func problems(log string) string {
+// problems returns the last 15 warning and error lines of a log.
+func problems(log string) string { return lastProblems(log, 15) }
+
+// lastProblems returns the last n warning and error lines of a log.
+func lastProblems(log string, n int) string {
 	var out []string
 	for _, l := range strings.Split(log, "\n") {
 		if (strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR")) && !strings.Contains(l, "component=nats") {
 			out = append(out, l)
 		}
 	}
-	if len(out) > 15 {
-		out = out[len(out)-15:]
+	if len(out) > n {
+		out = out[len(out)-n:]
 	}
 	return strings.Join(out, "\n")
 }
