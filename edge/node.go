@@ -162,6 +162,16 @@ func commitCapacity(exactlyOnce bool) int {
 	return jetstream.CommitCapacity
 }
 
+// Bounds of the HTTP server: a slow or idle client must not hold a
+// connection or a goroutine for ever. Reads of a key take milliseconds;
+// the write timeout leaves room for a list routed to every member.
+const (
+	httpReadTimeout    = 10 * time.Second
+	httpWriteTimeout   = 30 * time.Second
+	httpIdleTimeout    = 2 * time.Minute
+	httpMaxHeaderBytes = 64 << 10
+)
+
 // clustered reports whether the node joins a consumer group.
 func (c *Config) clustered() bool { return c.ClusterListen != "" || len(c.NATSURLs) > 0 }
 
@@ -263,7 +273,8 @@ func (n *Node) Run(ctx context.Context) error {
 		if cfg.clustered() {
 			a.r.nc, a.r.app = nc, cfg.App
 		}
-		api := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		api := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: httpReadTimeout,
+			WriteTimeout: httpWriteTimeout, IdleTimeout: httpIdleTimeout, MaxHeaderBytes: httpMaxHeaderBytes}
 		served := make(chan struct{})
 		go func() {
 			defer close(served)

@@ -52,7 +52,11 @@ type answer struct {
 	Windows   []manager.WindowEntry `json:"windows,omitempty"`
 }
 
+// errBadQuery marks a query a node refuses as malformed.
+var errBadQuery = errors.New("bad query")
+
 var codeErrors = map[string]error{
+	CodeBadRequest:    errBadQuery,
 	CodeTableNotFound: manager.ErrTableNotFound,
 	CodeKeyNotFound:   manager.ErrKeyNotFound,
 	CodeNotReady:      manager.ErrNotReady,
@@ -209,6 +213,12 @@ func (r *router) serve(ctx context.Context, req []byte) []byte {
 		case "get":
 			a.Value, a.Partition, err = r.m.Get(ctx, q.Table, q.Key)
 		case "scan":
+			// The same bound as the HTTP API's: a query from any
+			// client must not make this node answer a whole table.
+			if q.Limit <= 0 || q.Limit > maxListLimit {
+				err = fmt.Errorf("%w: limit must be from 1 to %d, got %d", errBadQuery, maxListLimit, q.Limit)
+				break
+			}
 			a.Entries, err = r.m.Scan(ctx, q.Table, q.Prefix, q.After, q.Limit)
 		case "count":
 			a.Count, err = r.m.Count(q.Table)
