@@ -176,6 +176,8 @@ type TableManager struct {
 	// global is this node's copy of the global tables (nil without any).
 	global   *globalReplica
 	counters counters
+	// dlq sends refused events to the dead letters.
+	dlq *deadLetterSender
 	// commitLatency observes every commit's duration.
 	commitLatency latencyHistogram
 
@@ -231,6 +233,7 @@ func New(cfg Config) (*TableManager, error) {
 	m.stateSignal = make(chan struct{}, 1)
 	m.viewChanged = make(chan struct{})
 	m.counters.deadLetters = make(map[string]*atomic.Uint64)
+	m.dlq = newDeadLetterSender(m)
 	return m, nil
 }
 

@@ -148,6 +148,11 @@ func (m *TableManager) writeCommit(ctx context.Context, p *partition, j *commitJ
 		}
 		p.refresh = false
 	}
+	// The dead letters of the events the marker covers go first.
+	if !m.dlq.flush(commitTimeout) {
+		m.log.Warn("dead letters not stored within the commit timeout; committing anyway, they are still being sent",
+			"partition", p.id, "source_seq", j.target)
+	}
 	recs := recordsOf(j.buf)
 	marker := CommitMarker{SourceSeq: j.target, Node: m.cfg.Node, Generation: j.gen}
 	actx, cancel := context.WithTimeout(ctx, commitTimeout)

@@ -50,6 +50,14 @@ func (m *TableManager) Run(ctx context.Context) error {
 	}
 	defer stopGlobal()
 
+	dlqDone := make(chan struct{})
+	go func() {
+		defer close(dlqDone)
+		m.dlq.run()
+	}()
+	// After the final commit: the dead letters queued are sent first.
+	defer func() { m.dlq.close(); <-dlqDone }()
+
 	trimCtx, stopTrim := context.WithCancel(ctx)
 	trimDone := make(chan struct{})
 	go func() {
@@ -441,15 +449,14 @@ func (m *TableManager) runAgent(a *Agent, e *Event) (err error) {
 
 func (m *TableManager) deadLetter(ctx context.Context, a *Agent, sm *SourceMessage, reason string) {
 	m.counters.deadLetters[a.Name].Add(1)
-	m.log.Warn("event refused, sent to the dead-letter subject", "agent", a.Name, "subject", sm.Subject,
-		"source_seq", sm.Seq, "reason", reason)
+	if ok, held := m.dlq.logs.allow(a.Name + "\x00" + reasonKind(reason)); ok {
+		m.log.Warn("event refused, sent to the dead-letter subject", "agent", a.Name, "subject", sm.Subject,
+			"source_seq", sm.Seq, "reason", reason, "similar_not_logged", held)
+	}
 	if m.cfg.DeadLetters == nil {
 		return
 	}
-	if err := m.cfg.DeadLetters.Send(ctx, DeadLetter{Agent: a.Name, Reason: reason, Message: *sm}); err != nil {
-		m.log.Error("dead-letter publish failed: the refused event is only in this log line and the source stream",
-			"agent", a.Name, "subject", sm.Subject, "source_seq", sm.Seq, "err", err)
-	}
+	m.dlq.enqueue(ctx, DeadLetter{Agent: a.Name, Reason: reason, Message: *sm})
 }
 
 // closeAll stops every partition task, closes the reader and the stores.
