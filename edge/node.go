@@ -34,7 +34,8 @@ type Config struct {
 	App string
 	// DataDir holds JetStream's storage (DataDir/jetstream), the table
 	// stores (DataDir/tables) and the global tables' store (DataDir/global)
-	// (default "./data").
+	// (default "./data"); with NATSURLs, only the stores. A running node
+	// holds the lock of DataDir/LOCK: one node per directory.
 	DataDir string
 	// NATSListen is the embedded NATS server's client address (default
 	// "127.0.0.1:4222"; port 0 picks a free port).
@@ -233,9 +234,17 @@ func (n *Node) Manager() *manager.TableManager {
 }
 
 // Run starts the node and blocks until ctx ends (then it commits, stops
-// and returns nil) or a fatal error occurs.
+// and returns nil) or a fatal error occurs. It first locks the data
+// directory, before it touches anything in it, and holds the lock until it
+// returns: while another node holds it, Run returns an error wrapping
+// ErrDataDirLocked at once.
 func (n *Node) Run(ctx context.Context) error {
 	cfg := n.cfg
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock() // last: after the server and the stores are closed
 	nc, clientURL, stopNATS, err := n.connect(ctx)
 	if err != nil {
 		return err

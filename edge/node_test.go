@@ -21,6 +21,13 @@ import (
 // in dataDir and returns it once it is ready.
 func startNode(t *testing.T, dataDir string, specs ...string) (*Node, func()) {
 	t.Helper()
+	return runNode(t, testConfig(t, dataDir, specs...))
+}
+
+// testConfig returns the config of a node named n1 with the given table
+// specs on random loopback ports in dataDir, logging nowhere.
+func testConfig(t *testing.T, dataDir string, specs ...string) Config {
+	t.Helper()
 	cfg := Config{Name: "n1", DataDir: dataDir, NATSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
 		Partitions: 4, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, s := range specs {
@@ -35,7 +42,7 @@ func startNode(t *testing.T, dataDir string, specs ...string) (*Node, func()) {
 		cfg.Tables = append(cfg.Tables, table)
 		cfg.Agents = append(cfg.Agents, agent)
 	}
-	return runNode(t, cfg)
+	return cfg
 }
 
 // runNode runs a node with cfg and returns it once it is ready.

@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -58,11 +57,15 @@ type Options struct {
 	OpenTimeout time.Duration
 
 	// SkipVerify skips the consistency check of Open. Default false: Open
-	// reads every page of the file, then runs bbolt's tx.Check over it, and
+	// reads every page of the file, checking that each names itself and
+	// holds its keys and values, then runs bbolt's tx.Check over it, and
 	// returns ErrCorrupt on any finding. That costs a full read of the file
-	// (about twice: once to read every key and value, once for the check),
-	// so open time grows with the file size. Even with SkipVerify, Open
-	// checks that the file is as long as its meta page says.
+	// (about twice: once for the pages, once for the check), so open time
+	// grows with the file size. Even with SkipVerify, Open checks the meta
+	// pages, that the file is as long as its meta page says, and the
+	// freelist page (which bbolt reads as it opens): a few pages. With it,
+	// damage elsewhere shows later, as ErrCorrupt from the method that
+	// reads it.
 	SkipVerify bool
 
 	// bbolt's freelist options stay at their defaults: the hashmap freelist
@@ -140,7 +143,13 @@ var _ Store = (*Bolt)(nil)
 // keeps the file locked beyond opts.OpenTimeout, and ErrCorrupt when the
 // file cannot be trusted (see Options.SkipVerify for what is checked and at
 // what cost). Other errors (permissions, a missing directory) wrap the OS
-// error and say nothing of the file's content.
+// error and say nothing of the file's content. On any error the file is
+// closed and its lock released.
+//
+// Open takes the file's lock before it reads anything, then reads the file
+// with checkFile before bbolt maps it: bbolt trusts the pages it maps and
+// panics or faults on damaged ones, and does so in tx.Check's own goroutine,
+// where a panic cannot be recovered and ends the process.
 func OpenBolt(path string, opts *Options) (*Bolt, error) {
 	var o Options
 	if opts != nil {
@@ -149,26 +158,42 @@ func OpenBolt(path string, opts *Options) (*Bolt, error) {
 	if o.OpenTimeout == 0 {
 		o.OpenTimeout = defaultOpenTimeout
 	}
-	var file *os.File // kept to release the lock if bolt.Open panics
+	file, err := lockFile(path, o.OpenTimeout)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := file.Stat()
+	if err == nil {
+		err = checkFile(file, fi.Size(), !o.SkipVerify)
+	}
+	if err != nil {
+		_ = file.Close()
+		if isOSError(err) {
+			return nil, fmt.Errorf("store: open %s: %w", path, err)
+		}
+		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
+	}
+	handed := false
 	bo := &bolt.Options{
 		Timeout: o.OpenTimeout,
 		NoSync:  o.NoSync,
+		// bbolt uses the file already locked and checked.
 		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
-			f, err := os.OpenFile(name, flag, perm)
-			file = f
-			return f, err
+			if handed || name != path {
+				return nil, fmt.Errorf("store: bbolt opened %s again", name)
+			}
+			handed = true
+			return file, nil
 		},
 	}
 	var db *bolt.DB
-	err := guard(path, "open", nil, func() (err error) {
+	err = guard(path, "open", nil, func() (err error) {
 		db, err = bolt.Open(path, 0o600, bo)
 		return err
 	})
 	switch {
-	case errors.Is(err, ErrCorrupt): // bolt.Open panicked
-		if file != nil {
-			_ = file.Close()
-		}
+	case errors.Is(err, ErrCorrupt): // bolt.Open panicked: the file is still open
+		_ = file.Close()
 		return nil, err
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("%w: %s: %w", ErrLocked, path, err)
@@ -185,6 +210,35 @@ func OpenBolt(path string, opts *Options) (*Bolt, error) {
 	return b, nil
 }
 
+// lockRetry is how often lockFile tries a lock held by another holder.
+const lockRetry = 50 * time.Millisecond
+
+// lockFile opens (creating, mode 0600) the file at path for reading and
+// writing and takes its exclusive lock, trying every lockRetry until
+// timeout has passed (a negative timeout: once). The lock is the one bbolt
+// takes (flock): other processes and other opens in this one wait for it.
+func lockFile(path string, timeout time.Duration) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := tryLock(f)
+		switch {
+		case err != nil:
+			_ = f.Close()
+			return nil, fmt.Errorf("store: lock %s: %w", path, err)
+		case ok:
+			return f, nil
+		case !time.Now().Add(lockRetry).Before(deadline):
+			_ = f.Close()
+			return nil, fmt.Errorf("%w: %s: held beyond %v", ErrLocked, path, timeout)
+		}
+		time.Sleep(lockRetry) // flock has no wake-up with a deadline
+	}
+}
+
 // isOSError reports whether err comes from the OS (permissions, I/O,
 // resources) rather than from the content of the file.
 func isOSError(err error) bool {
@@ -198,14 +252,6 @@ func (b *Bolt) init(verify bool) error {
 	missing := false
 	err := guard(b.path, "verify", nil, func() error {
 		return b.db.View(func(tx *bolt.Tx) error {
-			fi, err := os.Stat(b.path)
-			if err != nil {
-				return fmt.Errorf("store: open %s: %w", b.path, err)
-			}
-			if fi.Size() < tx.Size() {
-				return fmt.Errorf("%w: %s: file has %d bytes, its meta page says %d",
-					ErrCorrupt, b.path, fi.Size(), tx.Size())
-			}
 			hasMeta, hasTables := tx.Bucket(bucketMeta) != nil, tx.Bucket(bucketTables) != nil
 			if hasMeta != hasTables {
 				return fmt.Errorf("%w: %s: one of the buckets %s and %s is missing",
@@ -231,32 +277,12 @@ func (b *Bolt) init(verify bool) error {
 	})
 }
 
-// check verifies the file read by tx. tx.Check runs in a goroutine of its
-// own, where a panic or a fault on a bad page would crash the process; so
-// check first reads every page reachable from the root (every bucket, key
-// and value) in the calling goroutine, under guard, and only then runs
-// tx.Check. A bad key size or position inside a branch page can still crash
-// the process in tx.Check, since a cursor never reads the keys of branch
-// pages.
+// check runs bbolt's tx.Check over the file read by tx: freed pages,
+// unreachable pages, key order. tx.Check runs in a goroutine of its own,
+// where a panic or a fault on a damaged page would end the process; Open
+// runs it only on a file that checkFile walked, where every page tx.Check
+// reads names itself and holds its keys.
 func check(path string, tx *bolt.Tx) error {
-	var sum byte
-	var walk func(b *bolt.Bucket)
-	walk = func(b *bolt.Bucket) {
-		c := b.Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			sum ^= k[0] ^ k[len(k)-1]
-			if v == nil {
-				if child := b.Bucket(k); child != nil {
-					walk(child)
-				}
-			} else if len(v) > 0 {
-				sum ^= v[0] ^ v[len(v)-1]
-			}
-		}
-	}
-	_ = tx.ForEach(func(_ []byte, b *bolt.Bucket) error { walk(b); return nil })
-	runtime.KeepAlive(sum)
-
 	var errs []error
 	for err := range tx.Check() { // drain: Check's goroutine blocks on sends
 		if len(errs) < 10 {

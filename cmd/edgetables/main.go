@@ -70,7 +70,7 @@ func (g *globalTableFlag) UnmarshalText(b []byte) error {
 type runCmd struct {
 	Name           string            `help:"Node name, stable across restarts (default: the host name)."`
 	App            string            `help:"Namespace of every NATS resource." default:"edgetables"`
-	DataDir        string            `help:"Directory for JetStream storage and table stores." default:"./data"`
+	DataDir        string            `help:"Directory for JetStream storage and table stores; one node per directory (a second one exits)." default:"./data"`
 	NATSListen     string            `name:"nats-listen" help:"Embedded NATS server client address (port 0: any free port)." default:"127.0.0.1:4222"`
 	HTTPListen     string            `name:"http-listen" help:"HTTP API address ('off' disables it)." default:"127.0.0.1:8080"`
 	Partitions     int               `help:"Partitions of every table (fixed for an app)." default:"8"`
