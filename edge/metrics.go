@@ -27,7 +27,7 @@ type Metrics struct {
 	log *slog.Logger
 
 	events, records, commits, commitSeconds, rebalances, generation, ready,
-	deadLetters, unknown, sourceGaps, markerRegressions, partitions, remaining, standbyLag, globalApplied, globalLag *prometheus.Desc
+	deadLetters, deadLetterReasons, commitFailures, takenBack, uncommitted, pending, unknown, sourceGaps, markerRegressions, partitions, remaining, standbyLag, globalApplied, globalLag *prometheus.Desc
 }
 
 // NewMetrics returns the collector of m's metrics.
@@ -47,6 +47,11 @@ func NewMetrics(m *manager.TableManager, log *slog.Logger) *Metrics {
 		generation:        d("assignment_generation", "Assignment generation this node applied."),
 		ready:             d("ready", "1 when every active partition is recovered and processing, else 0."),
 		deadLetters:       d("dead_letters_total", "Events refused by an agent and sent to the dead-letter subject.", "agent"),
+		deadLetterReasons: d("dead_letters_by_reason_total", "Events refused, by kind of reason: key (no key), agent (the agent failed), limit (writes too large to commit).", "reason"),
+		commitFailures:    d("commit_failures_total", "Failed partition commits: fenced (another writer owns the changelog) or other (retried).", "reason"),
+		takenBack:         d("partitions_taken_back_total", "Partitions taken back by a replay after a fence."),
+		uncommitted:       d("source_uncommitted_events", "Source sequences an active partition has been read past but not committed (examined less committed position).", "partition"),
+		pending:           d("source_pending_events", "Source sequences stored but not yet read by this node (one request per scrape)."),
 		unknown:           d("unknown_records_total", "Replayed changelog records of tables this node does not declare (skipped)."),
 		sourceGaps:        d("source_gap_events_total", "Source events removed before a partition processed them (their effects are lost; must stay 0)."),
 		markerRegressions: d("changelog_marker_regressions_total", "Replayed commit markers whose source position went back (a writer that was not fenced; must stay 0)."),
@@ -61,7 +66,7 @@ func NewMetrics(m *manager.TableManager, log *slog.Logger) *Metrics {
 // Describe sends the descriptions of every metric.
 func (c *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.events, c.records, c.commits, c.commitSeconds, c.rebalances, c.generation,
-		c.ready, c.deadLetters, c.unknown, c.sourceGaps, c.markerRegressions, c.partitions, c.remaining, c.standbyLag, c.globalApplied, c.globalLag} {
+		c.ready, c.deadLetters, c.deadLetterReasons, c.commitFailures, c.takenBack, c.uncommitted, c.pending, c.unknown, c.sourceGaps, c.markerRegressions, c.partitions, c.remaining, c.standbyLag, c.globalApplied, c.globalLag} {
 		ch <- d
 	}
 }
@@ -88,6 +93,12 @@ func (c *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for agent, n := range st.DeadLetters {
 		counter(c.deadLetters, n, agent)
 	}
+	for kind, n := range st.DeadLetterReasons {
+		counter(c.deadLetterReasons, n, kind)
+	}
+	counter(c.commitFailures, st.CommitsFenced, "fenced")
+	counter(c.commitFailures, st.CommitsFailed, "other")
+	counter(c.takenBack, st.TakenBack)
 	counter(c.unknown, st.UnknownRecords)
 	counter(c.sourceGaps, st.SourceGaps)
 	counter(c.markerRegressions, st.MarkerRegressions)
@@ -103,6 +114,9 @@ func (c *Metrics) Collect(ch chan<- prometheus.Metric) {
 		if p.State != manager.StateStandby {
 			gauge(c.remaining, float64(left), strconv.Itoa(p.Partition))
 		}
+		if p.State == manager.StateActive {
+			gauge(c.uncommitted, float64(st.ExaminedSeq-min(p.SourceSeq, st.ExaminedSeq)), strconv.Itoa(p.Partition))
+		}
 	}
 	for s, n := range states {
 		gauge(c.partitions, float64(n), string(s))
@@ -116,6 +130,11 @@ func (c *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for p, lag := range lags {
 		gauge(c.standbyLag, float64(lag), strconv.Itoa(p))
+	}
+	if n, err := c.m.SourcePending(ctx); err != nil {
+		c.log.Warn("metrics: source events pending unknown", "err", err)
+	} else {
+		gauge(c.pending, float64(n))
 	}
 	if st.Global != nil {
 		gauge(c.globalApplied, float64(st.Global.AppliedOffset))

@@ -105,6 +105,27 @@ func TestMetrics(t *testing.T) {
 	if v := value(t, fams, "edgetables_dead_letters_total", "agent", "sum"); v != 1 {
 		t.Errorf("dead letters of sum = %v, want 1", v)
 	}
+	for reason, want := range map[string]float64{"agent": 1, "key": 0, "limit": 0} {
+		if v := value(t, fams, "edgetables_dead_letters_by_reason_total", "reason", reason); v != want {
+			t.Errorf("dead letters for reason %s = %v, want %v", reason, v, want)
+		}
+	}
+	for _, reason := range []string{"fenced", "other"} {
+		if v := value(t, fams, "edgetables_commit_failures_total", "reason", reason); v != 0 {
+			t.Errorf("commit failures (%s) = %v, want 0", reason, v)
+		}
+	}
+	if v := value(t, fams, "edgetables_partitions_taken_back_total"); v != 0 {
+		t.Errorf("partitions taken back = %v, want 0", v)
+	}
+	if v := value(t, fams, "edgetables_source_pending_events"); v != 0 {
+		t.Errorf("source events pending = %v, want 0 (every event read)", v)
+	}
+	for p := 0; p < 4; p++ {
+		if v := value(t, fams, "edgetables_source_uncommitted_events", "partition", string(rune('0'+p))); v < 0 || v > 21 {
+			t.Errorf("partition %d: uncommitted source events = %v, want 0 to 21", p, v)
+		}
+	}
 	if v := value(t, fams, "edgetables_partitions", "state", "active"); v != 4 {
 		t.Errorf("active partitions = %v, want 4", v)
 	}

@@ -40,6 +40,15 @@ type counters struct {
 	sourceGaps        atomic.Uint64
 	markerRegressions atomic.Uint64
 	deadLetters       map[string]*atomic.Uint64 // by agent; keys fixed at start
+	// deadLetterReasons counts refused events by kind of reason
+	// (DeadLetterReasons); keys fixed at start.
+	deadLetterReasons map[string]*atomic.Uint64
+	// commitsFenced and commitsFailed count failed commits (fenced, or
+	// any other failure); takenBack counts partitions taken back after a
+	// fence.
+	commitsFenced atomic.Uint64
+	commitsFailed atomic.Uint64
+	takenBack     atomic.Uint64
 }
 
 // commitAndAck commits every partition, waiting for the commits, then

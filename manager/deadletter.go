@@ -18,6 +18,20 @@ import (
 // timeout (then it is logged, and the queue keeps trying). Logs are
 // rate-limited per agent and kind of reason, with counts.
 
+// The kinds of reason a dead letter has, as counted in the status.
+const (
+	// ReasonKey: the event's key could not be computed.
+	ReasonKey = "key"
+	// ReasonAgent: the agent returned an error or panicked.
+	ReasonAgent = "agent"
+	// ReasonLimit: the event's writes could never be committed (too many
+	// keys, a value or key too large).
+	ReasonLimit = "limit"
+)
+
+// DeadLetterReasons lists the kinds of reason, for the status.
+var DeadLetterReasons = []string{ReasonKey, ReasonAgent, ReasonLimit}
+
 // Sizes of the dead-letter sender.
 const (
 	deadLetterQueue   = 1024

@@ -83,6 +83,9 @@ func TestFencedPartitionIsTakenBack(t *testing.T) {
 	}
 	h.publishCounts(100, 10, want)
 	h.waitCounts(want)
+	if st := h.m.Status(); st.CommitsFenced == 0 || st.TakenBack == 0 {
+		t.Errorf("status: %d commits fenced, %d partitions taken back; want both counted", st.CommitsFenced, st.TakenBack)
+	}
 }
 
 // TestFencedByNewerOwnerWaits: a writer of a newer generation owns the

@@ -182,9 +182,10 @@ type TableManager struct {
 	commitLatency latencyHistogram
 
 	// The processing goroutine owns reader and examined (the last source
-	// sequence dispatched).
+	// sequence dispatched); seen is examined for the status.
 	reader   SourceReader
 	examined uint64
+	seen     atomic.Uint64
 	// full is set when a partition reached MaxCommitRecords.
 	full bool
 	// commitWG counts the running commit goroutines (pipeline.go); the
@@ -233,6 +234,10 @@ func New(cfg Config) (*TableManager, error) {
 	m.stateSignal = make(chan struct{}, 1)
 	m.viewChanged = make(chan struct{})
 	m.counters.deadLetters = make(map[string]*atomic.Uint64)
+	m.counters.deadLetterReasons = make(map[string]*atomic.Uint64)
+	for _, r := range DeadLetterReasons {
+		m.counters.deadLetterReasons[r] = new(atomic.Uint64)
+	}
 	m.dlq = newDeadLetterSender(m)
 	return m, nil
 }

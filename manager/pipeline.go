@@ -230,6 +230,7 @@ func (m *TableManager) finish(p *partition, j *commitJob) error {
 		p.lastPersist, p.persistedAt = j.target, j.ended
 		return nil
 	case errors.Is(err, ErrFenced):
+		m.counters.commitsFenced.Add(1)
 		p.setState(StateFenced)
 		p.reset()
 		m.fenced.Store(true)
@@ -239,6 +240,7 @@ func (m *TableManager) finish(p *partition, j *commitJob) error {
 	case errors.Is(err, errCrash):
 		return err
 	default:
+		m.counters.commitsFailed.Add(1)
 		m.log.Warn("commit failed; uncommitted writes are kept and retried", "partition", p.id, "source_seq", j.target, "err", err)
 		return err
 	}

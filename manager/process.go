@@ -383,7 +383,7 @@ func (m *TableManager) dispatch(ctx context.Context, sm *SourceMessage) {
 			// Whoever owns the partition of the subject reports it, so
 			// that one node does it in a cluster.
 			if p := m.partition(PartitionOf([]byte(sm.Subject), m.cfg.Partitions)); p.takes(sm.Seq) {
-				m.deadLetter(ctx, a, sm, fmt.Sprintf("key: %v", err))
+				m.deadLetter(ctx, a, sm, ReasonKey, fmt.Sprintf("key: %v", err))
 			}
 			continue
 		}
@@ -395,11 +395,11 @@ func (m *TableManager) dispatch(ctx context.Context, sm *SourceMessage) {
 		}
 		e.part = p
 		if err := m.runAgent(a, e); err != nil {
-			m.deadLetter(ctx, a, sm, err.Error())
+			m.deadLetter(ctx, a, sm, ReasonAgent, err.Error())
 			continue
 		}
 		if reason := m.uncommittable(p, e.writes); reason != "" {
-			m.deadLetter(ctx, a, sm, reason)
+			m.deadLetter(ctx, a, sm, ReasonLimit, reason)
 			continue
 		}
 		if !m.makeRoom(ctx, p, e.writes) {
@@ -412,6 +412,7 @@ func (m *TableManager) dispatch(ctx context.Context, sm *SourceMessage) {
 		m.counters.processed.Add(1)
 	}
 	m.examined = sm.Seq
+	m.seen.Store(sm.Seq)
 }
 
 // takes reports whether p processes the source message at seq: p is active
@@ -447,8 +448,9 @@ func (m *TableManager) runAgent(a *Agent, e *Event) (err error) {
 	return a.Process(e)
 }
 
-func (m *TableManager) deadLetter(ctx context.Context, a *Agent, sm *SourceMessage, reason string) {
+func (m *TableManager) deadLetter(ctx context.Context, a *Agent, sm *SourceMessage, kind, reason string) {
 	m.counters.deadLetters[a.Name].Add(1)
+	m.counters.deadLetterReasons[kind].Add(1)
 	if ok, held := m.dlq.logs.allow(a.Name + "\x00" + reasonKind(reason)); ok {
 		m.log.Warn("event refused, sent to the dead-letter subject", "agent", a.Name, "subject", sm.Subject,
 			"source_seq", sm.Seq, "reason", reason, "similar_not_logged", held)

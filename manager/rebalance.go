@@ -196,6 +196,7 @@ func (m *TableManager) retakeFenced(ctx context.Context) {
 	for _, p := range m.assigned() {
 		if p.State() == StateFenced && !p.stale && slices.Contains(m.actives, p.id) {
 			m.log.Info("taking over the fenced partition again", "partition", p.id, "generation", m.gen.Load())
+			m.counters.takenBack.Add(1)
 			m.startRecovery(ctx, p, true)
 		}
 	}
@@ -378,6 +379,7 @@ func (m *TableManager) reposition(ctx context.Context) {
 		return // the processing loop retries
 	}
 	m.reader, m.examined = r, from-1
+	m.seen.Store(m.examined)
 	for _, p := range m.assigned() {
 		if p.State() == StateActive {
 			p.attached = true

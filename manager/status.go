@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"context"
 	"sort"
 	"time"
 )
@@ -35,7 +36,18 @@ type Status struct {
 	// counts replayed commit markers whose source position went back
 	// below an earlier one (a writer that was not fenced). Both must stay
 	// zero; each is also logged as an error.
-	SourceGaps        uint64 `json:"source_gaps,omitempty"`
+	SourceGaps uint64 `json:"source_gaps,omitempty"`
+	// DeadLetterReasons counts refused events by kind of reason
+	// (ReasonKey, ReasonAgent, ReasonLimit).
+	DeadLetterReasons map[string]uint64 `json:"dead_letter_reasons"`
+	// CommitsFenced counts commits refused because another writer owned
+	// the partition's changelog; CommitsFailed other failed commits
+	// (retried); TakenBack the partitions taken back after a fence.
+	CommitsFenced uint64 `json:"commits_fenced"`
+	CommitsFailed uint64 `json:"commits_failed"`
+	TakenBack     uint64 `json:"partitions_taken_back"`
+	// ExaminedSeq is the last source sequence this node's reader examined.
+	ExaminedSeq       uint64 `json:"examined_seq"`
 	MarkerRegressions uint64 `json:"marker_regressions,omitempty"`
 	// Global is this node's replica of the global tables (nil without
 	// any).
@@ -71,6 +83,11 @@ func (m *TableManager) Status() Status {
 		CommitLatency:     m.commitLatency.snapshot(),
 		UnknownRecords:    m.counters.unknownRecords.Load(),
 		SourceGaps:        m.counters.sourceGaps.Load(),
+		DeadLetterReasons: make(map[string]uint64, len(DeadLetterReasons)),
+		CommitsFenced:     m.counters.commitsFenced.Load(),
+		CommitsFailed:     m.counters.commitsFailed.Load(),
+		TakenBack:         m.counters.takenBack.Load(),
+		ExaminedSeq:       m.seen.Load(),
 		MarkerRegressions: m.counters.markerRegressions.Load(),
 		DeadLetters:       make(map[string]uint64, len(m.counters.deadLetters)),
 	}
@@ -80,6 +97,9 @@ func (m *TableManager) Status() Status {
 	}
 	if st.Commits > 0 {
 		st.MeanCommit = time.Duration(m.counters.commitNanos.Load() / st.Commits)
+	}
+	for kind, c := range m.counters.deadLetterReasons {
+		st.DeadLetterReasons[kind] = c.Load()
 	}
 	for name, c := range m.counters.deadLetters {
 		st.DeadLetters[name] = c.Load()
@@ -104,4 +124,17 @@ func (m *TableManager) Status() Status {
 	}
 	sort.Slice(st.Partitions, func(i, j int) bool { return st.Partitions[i].Partition < st.Partitions[j].Partition })
 	return st
+}
+
+// SourcePending returns how many source sequences lie beyond the last one
+// this node's reader examined: events stored and not yet read. One request.
+func (m *TableManager) SourcePending(ctx context.Context) (uint64, error) {
+	_, last, err := m.cfg.Source.State(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if seen := m.seen.Load(); last > seen {
+		return last - seen, nil
+	}
+	return 0, nil
 }
