@@ -101,6 +101,7 @@ func ConnectExternal(ctx context.Context, urls []string, opts ExternalOptions) (
 	if opts.CertFile != "" {
 		nopts = append(nopts, nats.ClientCert(opts.CertFile, opts.KeyFile))
 	}
+	failures := 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("edgetables/jetstream: connect %s to %s: %w", opts.Name, servers, err)
@@ -118,7 +119,9 @@ func ConnectExternal(ctx context.Context, urls []string, opts ExternalOptions) (
 		if !errors.Is(err, nats.ErrNoServers) && !errors.As(err, &nerr) {
 			return nil, fmt.Errorf("edgetables/jetstream: connect %s to %s: %w", opts.Name, servers, err)
 		}
-		opts.Logger.Debug("nats servers unreachable, retrying", "servers", servers, "err", err)
+		if failures++; failures == 1 || failures%20 == 0 {
+			opts.Logger.Warn("waiting for NATS: servers unreachable; retrying", "servers", servers, "attempts", failures, "err", err)
+		}
 		t := time.NewTimer(connectRetryWait)
 		select {
 		case <-ctx.Done():

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -77,6 +78,11 @@ func retry(ctx context.Context, what string, f func() error) error {
 		}
 		if !retryable(err) || ctx.Err() != nil || attempt == 20 {
 			return fmt.Errorf("edgetables/jetstream: %s (attempt %d): %w", what, attempt, err)
+		}
+		if attempt == 1 || attempt%5 == 0 {
+			// Say what start-up waits for, rather than nothing for a
+			// minute.
+			slog.Default().Warn("waiting for JetStream; retrying", "what", what, "attempt", attempt, "err", err)
 		}
 		t := time.NewTimer(delay)
 		select {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"regexp"
@@ -143,9 +144,17 @@ func (r *runCmd) Validate() error {
 		}
 	}
 	for _, u := range r.NATSURL {
-		if !strings.Contains(u, "://") {
-			return fmt.Errorf("--nats-url %q: want nats://host:port or tls://host:port", u)
+		if err := checkNATSURL(u); err != nil {
+			return fmt.Errorf("--nats-url %q: %w", u, err)
 		}
+	}
+	// Streams of more replicas than the cluster has servers cannot be
+	// created: say so now rather than after a minute of retries.
+	switch servers := len(r.Routes) + 1; {
+	case len(r.NATSURL) == 0 && r.ClusterListen == "" && r.Replicas > 1:
+		return fmt.Errorf("--replicas %d: a single node (no --cluster-listen, no --nats-url) keeps one copy; use --replicas 1 or 0", r.Replicas)
+	case r.ClusterListen != "" && r.Replicas > servers:
+		return fmt.Errorf("--replicas %d: more than the %d servers --routes names (with this one)", r.Replicas, servers)
 	}
 	if n := btoi(r.NATSCreds != "") + btoi(r.NATSUser != "" || r.NATSPassword != "") + btoi(r.NATSToken != ""); n > 1 {
 		return errors.New("--nats-creds, --nats-user/--nats-password and --nats-token exclude each other")
@@ -165,6 +174,23 @@ func (r *runCmd) Validate() error {
 			return fmt.Errorf("--global-table: table name %q used twice", g.name)
 		}
 		seen[g.name] = true
+	}
+	return nil
+}
+
+// checkNATSURL refuses a server URL that nats.go could never dial.
+func checkNATSURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("want nats://host:port or tls://host:port: %w", err)
+	}
+	switch u.Scheme {
+	case "nats", "tls", "ws", "wss":
+	default:
+		return fmt.Errorf("scheme %q: want nats://, tls://, ws:// or wss://", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return errors.New("no host: want nats://host:port")
 	}
 	return nil
 }

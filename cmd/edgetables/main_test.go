@@ -49,6 +49,11 @@ func TestFlagErrors(t *testing.T) {
 		{"set without field", []string{"run", "--table=name=c,source=a.*,key=subject:2,agg=set"}, nil, "set needs field"},
 		{"bad global table", []string{"run", table, "--global-table=Config"}, nil, "--global-table"},
 		{"global table clash", []string{"run", table, "--global-table=c"}, nil, "--global-table"},
+		{"nats url with a space", []string{"run", table, "--nats-url=ht tp://x"}, nil, "--nats-url"},
+		{"nats url scheme", []string{"run", table, "--nats-url=http://localhost:4222"}, nil, "--nats-url"},
+		{"nats url without host", []string{"run", table, "--nats-url=nats://:4222"}, nil, "--nats-url"},
+		{"replicas alone", []string{"run", table, "--replicas=5"}, nil, "--replicas 5: a single node"},
+		{"replicas over routes", []string{"run", table, "--name=a", "--cluster-listen=127.0.0.1:6222", "--routes=nats-route://127.0.0.1:6222", "--replicas=3"}, nil, "--replicas 3"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
