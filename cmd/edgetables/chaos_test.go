@@ -195,6 +195,7 @@ func soakChaos(t *testing.T, w chaosWorkload, seed uint64, runs int) {
 
 // chaosAction is one step of the schedule, for the failure report.
 type chaosAction struct {
+	when time.Time
 	at   time.Duration // since the chaos began
 	seq  uint64        // the last source sequence acknowledged by then
 	what string
@@ -304,7 +305,7 @@ func runChaos(t *testing.T, w chaosWorkload, r *chaosResult) {
 		return
 	}
 	c.dumpNodes(t)
-	t.Errorf("%s: %d events under %v (seed %d): %d lost, %d doubled (the worst node's counts)\n%s\n%s\nschedule (time into the chaos, last source sequence acknowledged):\n%s",
+	t.Errorf("%s: %d events under %v (seed %d): %d lost, %d doubled (the worst node's counts)\n%s\n%s\nschedule (time into the chaos, UTC as in the node logs, last source sequence acknowledged):\n%s",
 		w.guarantee, r.events, r.actions, w.seed, v.lost, v.doubled, src, v.report, formatTimeline(timeline))
 }
 
@@ -317,9 +318,9 @@ func (c *clusterProcs) chaos(t *testing.T, w chaosWorkload, pub *chaosPublisher,
 	var timeline []chaosAction
 	start := time.Now()
 	act := func(format string, args ...any) {
-		a := chaosAction{at: time.Since(start), seq: pub.last.Load(), what: fmt.Sprintf(format, args...)}
+		a := chaosAction{when: time.Now(), at: time.Since(start), seq: pub.last.Load(), what: fmt.Sprintf(format, args...)}
 		timeline = append(timeline, a)
-		t.Logf("chaos %6.1fs (source seq %d): %s", a.at.Seconds(), a.seq, a.what)
+		t.Logf("chaos %6.1fs (%s UTC, source seq %d): %s", a.at.Seconds(), a.when.UTC().Format("15:04:05.000"), a.seq, a.what)
 	}
 	for {
 		// Every draw is made whatever the action, so the seed alone
@@ -394,7 +395,7 @@ func startHogs(t *testing.T, n int) (stop func()) {
 func formatTimeline(tl []chaosAction) string {
 	var b strings.Builder
 	for _, a := range tl {
-		fmt.Fprintf(&b, "  %6.1fs  seq %-7d %s\n", a.at.Seconds(), a.seq, a.what)
+		fmt.Fprintf(&b, "  %6.1fs  %s  seq %-7d %s\n", a.at.Seconds(), a.when.UTC().Format("15:04:05.000"), a.seq, a.what)
 	}
 	return b.String()
 }
