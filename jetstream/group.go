@@ -81,6 +81,8 @@ type Group struct {
 	log                   *slog.Logger
 	mu                    sync.Mutex // guards leaderRev, held across Campaign and Resign
 	leaderRev             uint64     // revision of our leader lease; 0: we do not hold it
+	beatMu                sync.Mutex // guards memberRev, held across Heartbeat
+	memberRev             uint64     // revision of our last heartbeat; 0: none yet
 }
 
 var _ manager.Coordinator = (*Group)(nil)
@@ -155,17 +157,72 @@ func (g *Group) SessionTimeout() time.Duration { return g.ttl }
 // Heartbeat writes st (with st.Node set to this member) to member.<node>
 // with a lease of SessionTimeout, creating or renewing it. One publish.
 // Renew at least every SessionTimeout/2 to survive one lost heartbeat.
+//
+// Every heartbeat after the first expects the key to be at the revision
+// this member's previous heartbeat left. If it is not, someone else wrote
+// it (or the lease expired): the key is read, and
+//   - gone, or written by this same instance (an answer that was lost):
+//     the heartbeat is written;
+//   - written by another instance of this name that started earlier: it
+//     returns an error wrapping manager.ErrDuplicateNode (this one must
+//     stop), without writing;
+//   - written by one that started later: the heartbeat is written over it,
+//     and that one gets the error at its next heartbeat.
+//
+// So two live instances of a name are told apart within two heartbeats,
+// the later one stops, and a node restarted after a crash takes its old
+// lease over, since its dead instance writes no more.
 func (g *Group) Heartbeat(ctx context.Context, st manager.MemberState) error {
 	st.Node = g.node
 	data, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("edgetables/jetstream: bucket %s key %s: encode member state: %w", g.bucket, g.memberKey, err)
 	}
+	g.beatMu.Lock()
+	defer g.beatMu.Unlock()
 	// kv.Put carries no TTL: a key renewed with it would never expire.
 	msg := &nats.Msg{Subject: g.memberSubj, Data: data}
-	if _, err := g.js.PublishMsg(ctx, msg, natsjs.WithMsgTTL(g.ttl)); err != nil {
+	opts := []natsjs.PublishOpt{natsjs.WithMsgTTL(g.ttl)}
+	if g.memberRev != 0 {
+		opts = append(opts, natsjs.WithExpectLastSequencePerSubject(g.memberRev))
+	}
+	ack, err := g.js.PublishMsg(ctx, msg, opts...)
+	if isWrongLastSequence(err) {
+		if err := g.checkOtherInstance(ctx, st); err != nil {
+			return err
+		}
+		// A fresh message: the first one carries the expectation header.
+		msg = &nats.Msg{Subject: g.memberSubj, Data: data}
+		ack, err = g.js.PublishMsg(ctx, msg, natsjs.WithMsgTTL(g.ttl))
+	}
+	if err != nil {
 		return fmt.Errorf("edgetables/jetstream: heartbeat of %s: bucket %s key %s: %w", g.node, g.bucket, g.memberKey, err)
 	}
+	g.memberRev = ack.Sequence
+	return nil
+}
+
+// checkOtherInstance reads member.<node> after a heartbeat found it
+// written by someone else, and returns an error wrapping
+// manager.ErrDuplicateNode if an instance that started before st's holds it.
+func (g *Group) checkOtherInstance(ctx context.Context, st manager.MemberState) error {
+	e, err := g.kv.Get(ctx, g.memberKey)
+	if errors.Is(err, natsjs.ErrKeyNotFound) {
+		return nil // the lease expired (a pause): take it again
+	}
+	if err != nil {
+		return fmt.Errorf("edgetables/jetstream: heartbeat of %s: read bucket %s key %s: %w", g.node, g.bucket, g.memberKey, err)
+	}
+	var other manager.MemberState
+	if err := json.Unmarshal(e.Value(), &other); err != nil || other.Instance == "" || other.Instance == st.Instance {
+		return nil // ours, or an older version's: write over it
+	}
+	if other.Started.Before(st.Started) || other.Started.Equal(st.Started) && other.Instance < st.Instance {
+		return fmt.Errorf("%w: %s (instance %s, started %s) also runs as %s, since %s; stop one of them, or give each its own --name",
+			manager.ErrDuplicateNode, g.node, other.Instance, other.Started.Format(time.RFC3339), g.node, st.Started.Format(time.RFC3339))
+	}
+	g.log.Error("another instance runs under this node's name; it started later and stops at its next heartbeat",
+		"other_instance", other.Instance, "other_started", other.Started, "http", other.HTTP)
 	return nil
 }
 

@@ -3,8 +3,10 @@ package manager
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,10 +37,27 @@ func (m *TableManager) runGroup(ctx context.Context) {
 		defer cancel()
 		return f(rctx)
 	}
+	// joined is closed once two heartbeats in a row went through: no other
+	// live instance holds this node's name (the second would have found
+	// its write). Until then the node neither campaigns nor applies
+	// assignments, so a duplicate never touches a partition.
+	joined := make(chan struct{})
+	beatsOK := 0
+	var duplicate atomic.Bool
 	heartbeat := func() {
 		err := bounded(func(ctx context.Context) error { return c.Heartbeat(ctx, m.memberState()) })
-		if err != nil && ctx.Err() == nil {
+		switch {
+		case errors.Is(err, ErrDuplicateNode):
+			duplicate.Store(true)
+			log.Error("this node's name is held by another live instance; stopping", "err", err)
+			m.send(ctx, procEvent{err: fmt.Errorf("join the group: %w", err)})
+		case err != nil && ctx.Err() == nil:
+			beatsOK = 0
 			log.Warn("heartbeat failed; the lease expires unless the next one succeeds", "err", err)
+		case err == nil:
+			if beatsOK++; beatsOK == 2 {
+				close(joined)
+			}
 		}
 	}
 	heartbeat()
@@ -47,7 +66,7 @@ func (m *TableManager) runGroup(ctx context.Context) {
 		defer close(beats)
 		tick := time.NewTicker(step)
 		defer tick.Stop()
-		for {
+		for !duplicate.Load() {
 			select {
 			case <-ctx.Done():
 				return
@@ -58,6 +77,10 @@ func (m *TableManager) runGroup(ctx context.Context) {
 			}
 		}
 	}()
+	select {
+	case <-joined:
+	case <-ctx.Done():
+	}
 
 	leading := false
 	campaign := func() {
@@ -84,6 +107,9 @@ func (m *TableManager) runGroup(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			<-beats
+			if duplicate.Load() {
+				return // the lease is the other instance's: leave it alone
+			}
 			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaveTimeout)
 			// A last heartbeat shows everything released, then leave.
 			_ = c.Heartbeat(lctx, m.memberState())
@@ -154,7 +180,8 @@ func (m *TableManager) lead(ctx context.Context, v GroupView) {
 
 // memberState is what this node tells the group about itself.
 func (m *TableManager) memberState() MemberState {
-	st := MemberState{Node: m.cfg.Node, Generation: m.gen.Load(), HTTP: m.cfg.HTTPAddr, Positions: map[int]uint64{}}
+	st := MemberState{Node: m.cfg.Node, Generation: m.gen.Load(), HTTP: m.cfg.HTTPAddr, Positions: map[int]uint64{},
+		Instance: m.instance, Started: m.started}
 	for _, p := range m.assigned() {
 		switch p.State() {
 		case StateActive:

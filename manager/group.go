@@ -3,6 +3,7 @@ package manager
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // The consumer group: how the members of a cluster agree on who processes
@@ -13,6 +14,11 @@ import (
 // stored assignment changed since the revision the leader read: another
 // leader published meanwhile.
 var ErrStaleAssignment = errors.New("edgetables: assignment changed meanwhile")
+
+// ErrDuplicateNode is returned by Coordinator.Heartbeat when another live
+// instance, started earlier, holds this member's name (two devices cloned
+// from one image, say): this instance must stop.
+var ErrDuplicateNode = errors.New("edgetables: another live instance holds this node name")
 
 // MemberState is what a member publishes about itself under its lease.
 type MemberState struct {
@@ -28,6 +34,11 @@ type MemberState struct {
 	Positions map[int]uint64 `json:"positions,omitempty"`
 	// HTTP is the member's HTTP API address, for status displays.
 	HTTP string `json:"http,omitempty"`
+	// Instance identifies this run of the member (random, new at every
+	// start) and Started is when it started: two live instances under one
+	// name are told apart by them, and the later one stops.
+	Instance string    `json:"instance,omitempty"`
+	Started  time.Time `json:"started,omitzero"`
 }
 
 // GroupView is the group's state as last seen.
@@ -46,7 +57,9 @@ type GroupView struct {
 // the assignment. Leases expire after the session timeout unless renewed.
 type Coordinator interface {
 	// Heartbeat publishes st under this member's lease, creating or
-	// renewing it for one session timeout.
+	// renewing it for one session timeout. If another instance wrote the
+	// member's lease since the last heartbeat and is alive and older, it
+	// returns an error wrapping ErrDuplicateNode.
 	Heartbeat(ctx context.Context, st MemberState) error
 	// Leave removes this member's lease at once.
 	Leave(ctx context.Context) error

@@ -122,13 +122,15 @@ func (m *TableManager) Readiness() (ready bool, reasons []string) {
 		case StateRecovering:
 			reasons = append(reasons, fmt.Sprintf("partition %d: recovering", p.id))
 		case StateFenced:
-			if p.stale {
+			if p.stale.Load() {
 				reasons = append(reasons, fmt.Sprintf("partition %d: fenced by a newer owner; waiting for the assignment that says so", p.id))
 			} else {
 				reasons = append(reasons, fmt.Sprintf("partition %d: fenced; being taken back", p.id))
 			}
 		case StateActive:
-			if f := p.failing.Load(); f != nil && now.Sub(f.since) >= commitFailingAfter {
+			// A streak counts while its commit is still to be written: a
+			// failed commit stays in flight until it goes through.
+			if f := p.failing.Load(); f != nil && now.Sub(f.since) >= commitFailingAfter && p.hasInflight() {
 				reasons = append(reasons, fmt.Sprintf("partition %d: commits failing for %s: %s", p.id, now.Sub(f.since).Round(time.Second), f.err))
 			}
 		}

@@ -14,6 +14,8 @@
 package manager
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -198,6 +200,10 @@ type TableManager struct {
 	fenced atomic.Bool
 	// leading is set while this node holds the group's leader lease.
 	leading atomic.Bool
+	// instance (random) and started identify this run of the node in the
+	// group, so that two live instances of one name are told apart.
+	instance string
+	started  time.Time
 
 	// events from partition tasks and the group loop to the processor
 	events chan procEvent
@@ -239,6 +245,7 @@ func New(cfg Config) (*TableManager, error) {
 		m.counters.deadLetterReasons[r] = new(atomic.Uint64)
 	}
 	m.dlq = newDeadLetterSender(m)
+	m.instance, m.started = newInstanceID(), time.Now().UTC()
 	return m, nil
 }
 
@@ -398,4 +405,11 @@ func (m *TableManager) assigned() []*partition {
 	}
 	sort.Slice(ps, func(i, j int) bool { return ps[i].id < ps[j].id })
 	return ps
+}
+
+// newInstanceID returns 16 random hex digits.
+func newInstanceID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

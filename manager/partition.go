@@ -84,8 +84,8 @@ type partition struct {
 	// SuspendReason; see stopTaskFor).
 	stopReason atomic.Value
 	// stale: recovery found a newer owner; p stays fenced until an
-	// assignment moves it.
-	stale bool
+	// assignment moves it. Read by the status.
+	stale atomic.Bool
 
 	mu  sync.Mutex // guards buf, keys and inflight against status (sizes only)
 	buf map[string]map[string]pending
@@ -203,6 +203,15 @@ func (p *partition) reset() {
 	p.mu.Unlock()
 	p.due = false
 	p.covered, p.attached = 0, false
+	p.failing.Store(nil) // what failed is dropped
+}
+
+// hasInflight reports whether p has a commit in flight (running, or failed
+// and waiting to be written again).
+func (p *partition) hasInflight() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.inflight != nil
 }
 
 // position returns the last source sequence whose effects p holds,

@@ -320,7 +320,7 @@ func (m *TableManager) handle(ctx context.Context, ev procEvent) error {
 			return nil
 		}
 		ev.p.setState(StateFenced)
-		ev.p.stale = true
+		ev.p.stale.Store(true)
 		m.checkReady()
 		m.signalState()
 	case ev.caughtUp:

@@ -160,7 +160,7 @@ func (m *TableManager) OnRebalance(ctx context.Context, assigned, revoked, newly
 func (m *TableManager) startRecovery(ctx context.Context, p *partition, retake bool) {
 	gen := m.gen.Load()
 	p.stopTaskFor(SuspendPromoted)
-	p.stale = false
+	p.stale.Store(false)
 	// Its uncommitted writes are gone (released, fenced or demoted): what
 	// it takes next is decided by its recovered position alone.
 	p.covered, p.attached = 0, false
@@ -194,7 +194,7 @@ func (m *TableManager) retakeFenced(ctx context.Context) {
 		return
 	}
 	for _, p := range m.assigned() {
-		if p.State() == StateFenced && !p.stale && slices.Contains(m.actives, p.id) {
+		if p.State() == StateFenced && !p.stale.Load() && slices.Contains(m.actives, p.id) {
 			m.log.Info("taking over the fenced partition again", "partition", p.id, "generation", m.gen.Load())
 			m.counters.takenBack.Add(1)
 			m.startRecovery(ctx, p, true)

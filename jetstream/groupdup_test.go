@@ -1,0 +1,60 @@
+package jetstream_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/edgetables/edgetables/jetstream"
+	"github.com/edgetables/edgetables/jetstream/jstest"
+	"github.com/edgetables/edgetables/manager"
+)
+
+// TestHeartbeatTellsInstancesApart: two live instances of one member name
+// find each other within two heartbeats each and the later one gets
+// ErrDuplicateNode; an instance restarted after its predecessor died (its
+// lease still alive, but no longer renewed) takes the lease over.
+func TestHeartbeatTellsInstancesApart(t *testing.T) {
+	_, _, js := jstest.Start(t)
+	ctx := context.Background()
+	group := func() *jetstream.Group {
+		g, err := jetstream.NewGroup(ctx, js, jetstream.GroupConfig{App: "a", Node: "dup", SessionTimeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	t0 := time.Now()
+	older, newer := group(), group()
+	s1 := manager.MemberState{Instance: "i1", Started: t0}
+	s2 := manager.MemberState{Instance: "i2", Started: t0.Add(time.Second)}
+	steps := []struct {
+		g    *jetstream.Group
+		st   manager.MemberState
+		dup  bool
+		what string
+	}{
+		{older, s1, false, "the older instance joins"},
+		{older, s1, false, "and renews"},
+		{newer, s2, false, "the newer one writes over it once"},
+		{older, s1, false, "the older one finds it and writes back"},
+		{newer, s2, true, "the newer one finds the older one: duplicate"},
+		{older, s1, false, "the older one goes on"},
+	}
+	for _, s := range steps {
+		err := s.g.Heartbeat(ctx, s.st)
+		if got := errors.Is(err, manager.ErrDuplicateNode); got != s.dup || (!s.dup && err != nil) {
+			t.Fatalf("%s: %v", s.what, err)
+		}
+	}
+	// The older instance dies; a restarted one takes its lease over at
+	// once and keeps it.
+	restarted := group()
+	s3 := manager.MemberState{Instance: "i3", Started: t0.Add(2 * time.Second)}
+	for i := 0; i < 3; i++ {
+		if err := restarted.Heartbeat(ctx, s3); err != nil {
+			t.Fatalf("restarted instance, heartbeat %d: %v", i, err)
+		}
+	}
+}
