@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgetables/edgetables/manager"
@@ -24,13 +26,22 @@ const (
 	maxReasonLen = 4096
 )
 
-// DeadLetters implements manager.DeadLetters on the stream <app>_dlq.
+// DeadLetters implements manager.DeadLetterQueue on the stream <app>_dlq.
 type DeadLetters struct {
 	js  natsjs.JetStream
 	app string
+	// async publishes what Enqueue sends, on a JetStream context of its
+	// own, so that Flush waits for dead letters only.
+	async natsjs.JetStream
+	// lastErrLog rate-limits the log of failed asynchronous sends.
+	lastErrLog atomic.Int64
 }
 
-var _ manager.DeadLetters = (*DeadLetters)(nil)
+var _ manager.DeadLetterQueue = (*DeadLetters)(nil)
+
+// maxPendingDeadLetters bounds the dead letters sent and not yet
+// acknowledged; Enqueue waits beyond it.
+const maxPendingDeadLetters = 4096
 
 // NewDeadLetters creates the stream <app>_dlq with subjects <app>.dlq.>, or
 // updates it: file storage, messages kept 7 days and at most 256 MiB in
@@ -60,7 +71,25 @@ func NewDeadLetters(ctx context.Context, js natsjs.JetStream, app string, replic
 	if err != nil {
 		return nil, fmt.Errorf("edgetables/jetstream: create or update stream %s: %w", name, err)
 	}
-	return &DeadLetters{js: js, app: app}, nil
+	d := &DeadLetters{js: js, app: app}
+	d.async, err = natsjs.New(js.Conn(), natsjs.WithPublishAsyncMaxPending(maxPendingDeadLetters),
+		natsjs.WithPublishAsyncErrHandler(func(_ natsjs.JetStream, m *nats.Msg, err error) { d.asyncFailed(m, err) }))
+	if err != nil {
+		return nil, fmt.Errorf("edgetables/jetstream: dead letters of %s: %w", app, err)
+	}
+	return d, nil
+}
+
+// asyncFailed logs a dead letter whose asynchronous send failed, at most
+// once every 10 s.
+func (d *DeadLetters) asyncFailed(m *nats.Msg, err error) {
+	now := time.Now().UnixNano()
+	last := d.lastErrLog.Load()
+	if now-last < int64(10*time.Second) || !d.lastErrLog.CompareAndSwap(last, now) {
+		return
+	}
+	slog.Default().Error("dead-letter publish failed: the refused event is only in the source stream (until trimmed) and in the node's log",
+		"app", d.app, "subject", m.Subject, "agent", m.Header.Get(HeaderAgent), "source_seq", m.Header.Get(HeaderSourceSeq), "err", err)
 }
 
 // Send publishes dl to <app>.dlq.<agent> and returns once it is stored (one
@@ -72,8 +101,70 @@ func NewDeadLetters(ctx context.Context, js natsjs.JetStream, app string, replic
 // Edgetables-Source-Seq, and Nats-Msg-Id "<agent>-<seq>", so sending the
 // same message again within the duplicate window stores it once.
 func (d *DeadLetters) Send(ctx context.Context, dl manager.DeadLetter) error {
+	m, id, err := d.message(dl)
+	if err != nil {
+		return err
+	}
+	_, err = d.js.PublishMsg(ctx, m, natsjs.WithMsgID(id))
+	if errors.Is(err, nats.ErrMaxPayload) {
+		omitData(m, dl)
+		_, err = d.js.PublishMsg(ctx, m, natsjs.WithMsgID(id))
+	}
+	if err != nil {
+		return fmt.Errorf("edgetables/jetstream: dead letter of source sequence %d to %s: %w", dl.Message.Seq, m.Subject, err)
+	}
+	return nil
+}
+
+// Enqueue is Send without waiting for the dead letter to be stored: at
+// most 4,096 are unacknowledged at a time, and Enqueue waits while that
+// many are (it never drops one). A send that fails later is logged (at
+// most once every 10 s); the event stays in the source stream until it is
+// trimmed.
+func (d *DeadLetters) Enqueue(ctx context.Context, dl manager.DeadLetter) error {
+	m, id, err := d.message(dl)
+	if err != nil {
+		return err
+	}
+	for omitted := false; ; {
+		_, err = d.async.PublishMsgAsync(m, natsjs.WithMsgID(id), natsjs.WithStallWait(time.Second))
+		if errors.Is(err, nats.ErrMaxPayload) && !omitted {
+			omitData(m, dl)
+			omitted = true
+			continue
+		}
+		if !errors.Is(err, natsjs.ErrTooManyStalledMsgs) || ctx.Err() != nil {
+			break
+		}
+		m, _, _ = d.message(dl) // a fresh message: the headers were set
+		if omitted {
+			omitData(m, dl)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("edgetables/jetstream: dead letter of source sequence %d to %s: %w", dl.Message.Seq, m.Subject, err)
+	}
+	return nil
+}
+
+// Flush waits until every dead letter enqueued so far is stored or has
+// failed, or ctx ends.
+func (d *DeadLetters) Flush(ctx context.Context) error {
+	select {
+	case <-d.async.PublishAsyncComplete():
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("edgetables/jetstream: flush dead letters of %s: %w", d.app, ctx.Err())
+	}
+}
+
+// lineBreaks replaces line breaks in a dead letter's reason.
+var lineBreaks = strings.NewReplacer("\r", " ", "\n", " ")
+
+// message builds dl's message and its message id.
+func (d *DeadLetters) message(dl manager.DeadLetter) (*nats.Msg, string, error) {
 	if err := ValidateToken("agent", dl.Agent); err != nil {
-		return fmt.Errorf("edgetables/jetstream: dead letter of source sequence %d: %w", dl.Message.Seq, err)
+		return nil, "", fmt.Errorf("edgetables/jetstream: dead letter of source sequence %d: %w", dl.Message.Seq, err)
 	}
 	h := make(nats.Header, len(dl.Message.Header)+5)
 	for k, vs := range dl.Message.Header {
@@ -82,7 +173,7 @@ func (d *DeadLetters) Send(ctx context.Context, dl manager.DeadLetter) error {
 		}
 		h[k] = append([]string(nil), vs...)
 	}
-	reason := strings.NewReplacer("\r", " ", "\n", " ").Replace(dl.Reason)
+	reason := lineBreaks.Replace(dl.Reason)
 	if len(reason) > maxReasonLen {
 		reason = strings.ToValidUTF8(reason[:maxReasonLen], "")
 	}
@@ -91,18 +182,13 @@ func (d *DeadLetters) Send(ctx context.Context, dl manager.DeadLetter) error {
 	h.Set(HeaderReason, reason)
 	h.Set(HeaderSourceSubject, dl.Message.Subject)
 	h.Set(HeaderSourceSeq, seq)
-	subj := DeadLetterSubject(d.app, dl.Agent)
-	m := &nats.Msg{Subject: subj, Header: h, Data: dl.Message.Data}
-	_, err := d.js.PublishMsg(ctx, m, natsjs.WithMsgID(dl.Agent+"-"+seq))
-	if errors.Is(err, nats.ErrMaxPayload) {
-		// An event refused for its size may not fit with the dead
-		// letter's headers: the reason and origin go without the data.
-		h.Set(HeaderDataOmitted, strconv.Itoa(len(dl.Message.Data)))
-		m.Data = nil
-		_, err = d.js.PublishMsg(ctx, m, natsjs.WithMsgID(dl.Agent+"-"+seq))
-	}
-	if err != nil {
-		return fmt.Errorf("edgetables/jetstream: dead letter of source sequence %d to %s: %w", dl.Message.Seq, subj, err)
-	}
-	return nil
+	return &nats.Msg{Subject: DeadLetterSubject(d.app, dl.Agent), Header: h, Data: dl.Message.Data}, dl.Agent + "-" + seq, nil
+}
+
+// omitData leaves the event's data out of m: an event refused for its size
+// may not fit with the dead letter's headers; the reason and origin go
+// without it.
+func omitData(m *nats.Msg, dl manager.DeadLetter) {
+	m.Header.Set(HeaderDataOmitted, strconv.Itoa(len(dl.Message.Data)))
+	m.Data = nil
 }

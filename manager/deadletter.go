@@ -77,15 +77,20 @@ func (s *deadLetterSender) run() {
 	wg.Wait()
 }
 
+// failed logs a dead letter that could not be sent.
+func (s *deadLetterSender) failed(dl DeadLetter, err error) {
+	if ok, more := s.logs.allow("send\x00" + dl.Agent); ok {
+		s.m.log.Error("dead-letter publish failed: the refused event is only in the source stream (until trimmed) and in this log",
+			"agent", dl.Agent, "subject", dl.Message.Subject, "source_seq", dl.Message.Seq, "err", err, "similar_failures_not_logged", more)
+	}
+}
+
 func (s *deadLetterSender) send(dl DeadLetter) {
 	ctx, cancel := context.WithTimeout(context.Background(), deadLetterTimeout)
 	err := s.m.cfg.DeadLetters.Send(ctx, dl)
 	cancel()
 	if err != nil {
-		if ok, more := s.logs.allow("send\x00" + dl.Agent); ok {
-			s.m.log.Error("dead-letter publish failed: the refused event is only in the source stream (until trimmed) and in this log",
-				"agent", dl.Agent, "subject", dl.Message.Subject, "source_seq", dl.Message.Seq, "err", err, "similar_failures_not_logged", more)
-		}
+		s.failed(dl, err)
 	}
 	s.mu.Lock()
 	s.finished++
@@ -94,8 +99,15 @@ func (s *deadLetterSender) send(dl DeadLetter) {
 }
 
 // enqueue queues dl, waiting while the queue is full (or until ctx ends:
-// then dl is sent at once, synchronously).
+// then dl is sent at once, synchronously). A DeadLetterQueue takes it
+// directly.
 func (s *deadLetterSender) enqueue(ctx context.Context, dl DeadLetter) {
+	if q, ok := s.m.cfg.DeadLetters.(DeadLetterQueue); ok {
+		if err := q.Enqueue(ctx, dl); err != nil {
+			s.failed(dl, err)
+		}
+		return
+	}
 	s.mu.Lock()
 	s.queued++
 	s.mu.Unlock()
@@ -109,6 +121,11 @@ func (s *deadLetterSender) enqueue(ctx context.Context, dl DeadLetter) {
 // flush waits until every dead letter queued before the call was sent or
 // failed, or d passed; it reports whether they all were.
 func (s *deadLetterSender) flush(d time.Duration) bool {
+	if q, ok := s.m.cfg.DeadLetters.(DeadLetterQueue); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		return q.Flush(ctx) == nil
+	}
 	deadline := time.Now().Add(d)
 	timer := time.AfterFunc(d, func() {
 		s.mu.Lock()

@@ -141,6 +141,20 @@ type DeadLetters interface {
 	Send(ctx context.Context, dl DeadLetter) error
 }
 
+// DeadLetterQueue is DeadLetters that can also send without waiting for
+// each dead letter to be stored, as a burst of bad input needs. The
+// manager uses it when its DeadLetters implements it.
+type DeadLetterQueue interface {
+	DeadLetters
+	// Enqueue sends dl without waiting for it to be stored; it waits only
+	// while too many are unacknowledged (never drops). A failure after it
+	// returned is logged by the implementation.
+	Enqueue(ctx context.Context, dl DeadLetter) error
+	// Flush waits until every dead letter enqueued before the call has
+	// been stored or has failed, or ctx ends.
+	Flush(ctx context.Context) error
+}
+
 // GlobalLog is the changelog of the app's global tables: one log holding
 // every global table's records, compacted to the last record per key,
 // written by every node and read by every node. Its entries are records
