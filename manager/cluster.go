@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -42,6 +43,7 @@ func (m *TableManager) runGroup(ctx context.Context) {
 	// its write). Until then the node neither campaigns nor applies
 	// assignments, so a duplicate never touches a partition.
 	joined := make(chan struct{})
+	var joinOnce sync.Once
 	beatsOK := 0
 	var duplicate atomic.Bool
 	heartbeat := func() {
@@ -55,8 +57,10 @@ func (m *TableManager) runGroup(ctx context.Context) {
 			beatsOK = 0
 			log.Warn("heartbeat failed; the lease expires unless the next one succeeds", "err", err)
 		case err == nil:
+			// Two in a row, once: a failure later starts the count again,
+			// but the node has joined for good.
 			if beatsOK++; beatsOK == 2 {
-				close(joined)
+				joinOnce.Do(func() { close(joined) })
 			}
 		}
 	}
