@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
 )
 
@@ -227,4 +228,34 @@ func TestUnansweredAppendNeverLandsAfterAnotherWriter(t *testing.T) {
 	if n := h.m.Status().MarkerRegressions; n != 0 {
 		t.Errorf("MarkerRegressions = %d; want 0", n)
 	}
+}
+
+// flakyCoordinator fails one heartbeat, the failAt-th.
+type flakyCoordinator struct {
+	manager.Coordinator
+	beats  atomic.Int32
+	failAt int32
+}
+
+func (c *flakyCoordinator) Heartbeat(ctx context.Context, st manager.MemberState) error {
+	if c.beats.Add(1) == c.failAt {
+		return errors.New("injected: heartbeat lost")
+	}
+	return c.Coordinator.Heartbeat(ctx, st)
+}
+
+// TestHeartbeatFailureAfterJoining: a node joins its group after two
+// heartbeats in a row; one failing later, then two more succeeding, must
+// leave it a member (it once signalled the join a second time and crashed).
+func TestHeartbeatFailureAfterJoining(t *testing.T) {
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond, SessionTimeout: time.Second})
+	g, err := jetstream.NewGroup(context.Background(), h.js, jetstream.GroupConfig{App: h.app, Node: "n1", SessionTimeout: time.Second})
+	must(t, err)
+	fc := &flakyCoordinator{Coordinator: g, failAt: 3}
+	h.cfg.Coordinator = fc
+	h.start()
+	waitFor(t, 20*time.Second, "heartbeats after the failed one", func() bool { return fc.beats.Load() >= 7 })
+	want := map[string]int64{}
+	h.publishCounts(100, 10, want)
+	h.waitCounts(want)
 }
