@@ -76,7 +76,9 @@ func (m *TableManager) ackCommitted(ctx context.Context) {
 	if aerr != nil {
 		// Not fatal: unacked messages are redelivered and skipped by
 		// their partitions' committed positions.
-		m.log.Warn("ack source", "up_to_seq", floor, "err", aerr)
+		if ok, held := m.warnings.allow("ack"); ok {
+			m.log.Warn("ack source", "up_to_seq", floor, "err", aerr, "similar_not_logged", held)
+		}
 	}
 }
 

@@ -178,6 +178,9 @@ type TableManager struct {
 	// global is this node's copy of the global tables (nil without any).
 	global   *globalReplica
 	counters counters
+	// warnings rate-limits warnings that a failing dependency repeats
+	// (commits, acks): one per kind every 10 s, with a count.
+	warnings logLimiter
 	// dlq sends refused events to the dead letters.
 	dlq *deadLetterSender
 	// commitLatency observes every commit's duration.
@@ -245,6 +248,7 @@ func New(cfg Config) (*TableManager, error) {
 		m.counters.deadLetterReasons[r] = new(atomic.Uint64)
 	}
 	m.dlq = newDeadLetterSender(m)
+	m.warnings.every = 10 * time.Second
 	m.instance, m.started = newInstanceID(), time.Now().UTC()
 	return m, nil
 }

@@ -74,6 +74,14 @@ type partition struct {
 	// events never applied, one short of it would apply events twice.
 	covered  uint64
 	attached bool
+	// parked: p's buffer is full and its commit cannot be written; p
+	// takes no events (the reader goes on for the others) until its
+	// commits go through, then the source is read again from what it
+	// covers (park.go).
+	parked bool
+	// parkRetryAt and parkBackoff pace a parked partition's retries.
+	parkRetryAt time.Time
+	parkBackoff time.Duration
 
 	// task is the goroutine recovering or following the partition; the
 	// processor starts and stops it. caughtUp: a standby reached its log's
@@ -202,7 +210,7 @@ func (p *partition) reset() {
 	p.buf, p.keys, p.inflight = nil, 0, nil
 	p.mu.Unlock()
 	p.due = false
-	p.covered, p.attached = 0, false
+	p.covered, p.attached, p.parked = 0, false, false
 	p.failing.Store(nil) // what failed is dropped
 }
 

@@ -241,7 +241,10 @@ func (m *TableManager) finish(p *partition, j *commitJob) error {
 		return err
 	default:
 		m.counters.commitsFailed.Add(1)
-		m.log.Warn("commit failed; uncommitted writes are kept and retried", "partition", p.id, "source_seq", j.target, "err", err)
+		if ok, held := m.warnings.allow(fmt.Sprint("commit ", p.id)); ok {
+			m.log.Warn("commit failed; uncommitted writes are kept and retried", "partition", p.id, "source_seq", j.target, "err", err,
+				"similar_not_logged", held)
+		}
 		return err
 	}
 }
@@ -280,6 +283,7 @@ func (m *TableManager) pump(ctx context.Context) error {
 	if _, err := m.reap(); errors.Is(err, errCrash) {
 		return err
 	}
+	m.unpark(ctx)
 	var r *commitRound
 	for _, p := range m.assigned() {
 		if !p.due || p.inflight.running() {
@@ -310,38 +314,41 @@ func (m *TableManager) commitTick(ctx context.Context) error {
 			m.log.Warn("commit failed", "partition", p.id, "err", err)
 		}
 	}
-	backoff := 100 * time.Millisecond
 	for m.full = m.overFull(); m.full && ctx.Err() == nil; m.full = m.overFull() {
-		// Reading on would make the next commit too large.
+		// Reading on would make the next commit too large: wait for the
+		// full partitions' commits in flight, a little. One whose commit
+		// does not end soon, or fails, is parked, and the others go on.
 		for _, p := range m.assigned() {
-			if j := p.inflight; j.running() && p.bufferedKeys() >= m.commitLimit() {
+			if j := p.inflight; !p.parked && j.running() && p.bufferedKeys() >= m.commitLimit() {
+				t := time.NewTimer(parkAfter)
 				select {
 				case <-j.done:
+				case <-t.C:
+					m.park(p, "its commit has not ended for "+parkAfter.String())
 				case <-ctx.Done():
 				}
+				t.Stop()
 			}
 		}
 		failed, err := m.reap()
 		if errors.Is(err, errCrash) {
 			return err
 		}
-		if len(failed) > 0 {
-			m.log.Warn("a partition holds the most uncommitted keys allowed and its commit failed; processing waits for it",
-				"retry_in", backoff)
-			if !sleep(ctx, backoff) {
-				break
+		for _, j := range failed {
+			if p := j.part; p.State() == StateActive && !p.parked && p.bufferedKeys() >= m.commitLimit() {
+				m.park(p, "its commit failed: "+j.err.Error())
 			}
-			backoff = min(2*backoff, 5*time.Second)
 		}
 		r := &commitRound{start: time.Now()}
 		for _, p := range m.assigned() {
-			if p.bufferedKeys() >= m.commitLimit() || p.due {
+			if !p.parked && (p.bufferedKeys() >= m.commitLimit() || p.due) {
 				if _, err := m.startCommit(ctx, p, r); err != nil {
 					m.log.Warn("commit failed", "partition", p.id, "err", err)
 				}
 			}
 		}
 	}
+	m.unpark(ctx)
 	m.ackCommitted(ctx)
 	return nil
 }

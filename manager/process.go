@@ -266,7 +266,7 @@ func (m *TableManager) overFull() bool {
 		return false
 	}
 	for _, p := range m.assigned() {
-		if p.State() == StateActive && p.bufferedKeys() >= lim {
+		if p.State() == StateActive && !p.parked && p.bufferedKeys() >= lim {
 			return true
 		}
 	}
@@ -355,11 +355,13 @@ func (m *TableManager) stop(ctx context.Context) error {
 
 // committedFloor returns the lowest committed source sequence over the
 // active partitions: every source message up to it is committed everywhere.
+// A parked partition does not count: the source is read again for it by a
+// new reader, so the current one may acknowledge past it.
 func (m *TableManager) committedFloor() uint64 {
 	var floor uint64
 	first := true
 	for _, p := range m.assigned() {
-		if p.State() != StateActive {
+		if p.State() != StateActive || p.parked {
 			continue
 		}
 		if s := p.sourceSeq.Load(); first || s < floor {
@@ -418,7 +420,7 @@ func (m *TableManager) dispatch(ctx context.Context, sm *SourceMessage) {
 // takes reports whether p processes the source message at seq: p is active
 // here and has not seen seq.
 func (p *partition) takes(seq uint64) bool {
-	return p != nil && p.State() == StateActive && seq > p.sourceSeq.Load() && seq > p.covered
+	return p != nil && p.State() == StateActive && !p.parked && seq > p.sourceSeq.Load() && seq > p.covered
 }
 
 func (m *TableManager) eventKey(a *Agent, e *Event) (key []byte, err error) {

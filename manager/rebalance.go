@@ -341,7 +341,7 @@ func (m *TableManager) activate(ctx context.Context, p *partition) {
 		m.log.Warn("commit before activation failed", "err", err)
 	}
 	p.activations.Add(1)
-	p.covered, p.attached = 0, false
+	p.covered, p.attached, p.parked = 0, false, false
 	p.setState(StateActive)
 	if m.reader != nil && p.sourceSeq.Load() >= m.examined {
 		p.attached = true

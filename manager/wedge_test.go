@@ -124,3 +124,37 @@ func TestFailedFinalCommitIsReturned(t *testing.T) {
 	h.start()
 	h.waitCounts(want)
 }
+
+// TestFailingPartitionDoesNotStopOthers: partition 0's changelog refuses
+// every append; its buffer fills up. The other partition goes on counting
+// meanwhile (processing used to wait for partition 0 for good), partition
+// 0 holds no more than a full buffer, and once its appends go through
+// again every event counts exactly once.
+func TestFailingPartitionDoesNotStopOthers(t *testing.T) {
+	lc := &lossyChangelog{partition: 0}
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond, CommitEvery: 20})
+	h.wrapChangelog = func(c manager.Changelog) manager.Changelog { lc.Changelog = c; return lc }
+	h.start()
+	want := map[string]int64{}
+	h.publishCounts(200, 100, want)
+	h.waitCounts(want)
+
+	lc.armed.Store(true)
+	h.publishCounts(2000, 100, want)
+	others := map[string]int64{}
+	for k, n := range want {
+		if manager.PartitionOf([]byte(k), 2) == 1 {
+			others[k] = n
+		}
+	}
+	h.waitCounts(others) // partition 1, while partition 0 cannot commit
+	for _, ps := range h.m.Status().Partitions {
+		if ps.Partition == 0 && ps.Buffered > 2*20 {
+			t.Errorf("partition 0 holds %d uncommitted keys; want at most two buffers of 20", ps.Buffered)
+		}
+	}
+	lc.armed.Store(false)
+	h.waitCounts(want)
+	h.publishCounts(200, 100, want)
+	h.waitCounts(want)
+}
