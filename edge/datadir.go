@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/edgetables/edgetables/store"
 )
 
 // ErrDataDirLocked is wrapped by the error of Node.Run when another node,
@@ -36,7 +38,7 @@ func lockDataDir(dir string) (release func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	ok, err := tryLock(f)
+	ok, err := store.TryLock(f)
 	if err != nil || !ok {
 		_ = f.Close()
 		if err != nil {

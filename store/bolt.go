@@ -224,7 +224,7 @@ func lockFile(path string, timeout time.Duration) (*os.File, error) {
 	}
 	deadline := time.Now().Add(timeout)
 	for {
-		ok, err := tryLock(f)
+		ok, err := TryLock(f)
 		switch {
 		case err != nil:
 			_ = f.Close()
