@@ -88,9 +88,20 @@ type Config struct {
 	RecoveryBufferSize int
 	StandbyBufferSize  int
 	KeepSource         bool
-	// Tables and Agents are added to the table manager at start.
+	// Tables and Agents are added to the table manager at start. The
+	// partition count and the shape of every table (kind, spec, codecs) are
+	// recorded in the app's metadata when the app is created or the table
+	// first declared; a node that differs is refused (ErrAppShape).
 	Tables []manager.Collection
 	Agents []manager.Agent
+	// ResetTables names declared tables to reset at start (the CLI's
+	// --reset-table) when their shape differs from the recorded one or
+	// nodes ran without them: their records are dropped from the changelog
+	// of every partition and the stores of every node, their new shape is
+	// recorded, and they start empty from the current source position.
+	// Every other node of the app must be stopped. A table whose shape is
+	// the recorded one is left alone, with a warning.
+	ResetTables []string
 	// RecoveryHooks observe the recovery of actives and standbys (see
 	// manager.RecoveryHooks); they must not block.
 	RecoveryHooks manager.RecoveryHooks
@@ -147,6 +158,11 @@ func (c *Config) setDefaults() error {
 	}
 	if len(c.Agents) == 0 {
 		return errors.New("node: no tables: give at least one --table (or an agent in Go)")
+	}
+	for _, name := range c.ResetTables {
+		if !slices.ContainsFunc(c.Tables, func(t manager.Collection) bool { return t.Name() == name }) {
+			return fmt.Errorf("--reset-table %s: not a table of this node (declare it with its new spec)", name)
+		}
 	}
 	return nil
 }
@@ -237,7 +253,9 @@ func (n *Node) Manager() *manager.TableManager {
 // and returns nil) or a fatal error occurs. It first locks the data
 // directory, before it touches anything in it, and holds the lock until it
 // returns: while another node holds it, Run returns an error wrapping
-// ErrDataDirLocked at once.
+// ErrDataDirLocked at once. It then reads the app's metadata (or records
+// it, for a new app) and returns an error wrapping ErrAppShape if the node
+// does not fit it.
 func (n *Node) Run(ctx context.Context) error {
 	cfg := n.cfg
 	unlock, err := lockDataDir(cfg.DataDir)
@@ -256,6 +274,11 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if err := jetstream.WaitForJetStream(ctx, js); err != nil {
 		return fmt.Errorf("wait for JetStream: %w", err)
+	}
+	// The app's recorded shape first: a node that does not fit it stops
+	// before it creates or changes any stream, store or group state.
+	if err := n.checkApp(ctx, js); err != nil {
+		return err
 	}
 
 	var ln net.Listener

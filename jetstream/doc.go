@@ -15,6 +15,7 @@
 //	                           <app>.commit.<p>        commit markers
 //	<app>_dlq                  <app>.dlq.>             dead letters
 //	KV_<app>_group (KV bucket) $KV.<app>_group.>       members, leader, assignment (see Group)
+//	KV_<app>_meta (KV bucket)  $KV.<app>_meta.app      the app's metadata (see AppMeta, Meta)
 //	(core NATS, not stored)    <app>.query.<node>      routed reads to node
 //
 // A record of key k in table t of partition p has the subject

@@ -43,4 +43,18 @@ var (
 	// (an election is under way): a replica's own state may lag the
 	// stream's, so it is not used. Retry shortly.
 	ErrLeaderless = errors.New("edgetables/jetstream: stream has no leader")
+
+	// ErrNoMeta is returned by Meta.Load when the app has no metadata yet:
+	// its bucket or its document does not exist (a new app, or one created
+	// by an edgetables older than the metadata).
+	ErrNoMeta = errors.New("edgetables/jetstream: the app has no metadata")
+	// ErrMetaVersion is returned for an app metadata document of a later
+	// version than MetaVersion: a newer edgetables wrote it.
+	ErrMetaVersion = errors.New("edgetables/jetstream: app metadata of a later version")
+	// ErrBadMeta is returned for an app metadata document that cannot be
+	// read: not JSON, no version, no partition count.
+	ErrBadMeta = errors.New("edgetables/jetstream: unreadable app metadata")
+	// ErrMetaConflict is returned by Meta.Update when the document changed
+	// since the revision given: another node wrote it.
+	ErrMetaConflict = errors.New("edgetables/jetstream: app metadata changed meanwhile")
 )

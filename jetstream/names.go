@@ -176,6 +176,10 @@ func DeadLetterSubjects(app string) []string { return []string{app + ".dlq.>"} }
 // GroupBucket is the name of the app's consumer-group KV bucket.
 func GroupBucket(app string) string { return app + "_group" }
 
+// MetaBucket is the name of the KV bucket of the app's metadata
+// (AppMeta).
+func MetaBucket(app string) string { return app + "_meta" }
+
 // QuerySubject is the subject on which node answers the app's routed
 // reads: "<app>.query.<node>".
 func QuerySubject(app, node string) string { return app + ".query." + node }

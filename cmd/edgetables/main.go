@@ -85,6 +85,7 @@ type runCmd struct {
 	SourceMaxBytes int64             `help:"Largest size of the source stream in bytes; when full, JetStream publishers get errors." default:"1073741824"`
 	Table          []tableFlag       `help:"Built-in table: name=NAME,source=SUBJECT,key=subject:N|json:FIELD,agg=count|sum|min|max|avg|latest|set[,field=FIELD][,window=DURATION[,hop=DURATION][,expires=DURATION][,time=json:FIELD|header:NAME|stream|now]]. Repeatable." sep:"none"`
 	GlobalTable    []globalTableFlag `name:"global-table" help:"Global table NAME: every node holds all of it; JSON values written with PUT/DELETE /v1/tables/NAME/keys/KEY on any node. Repeatable." placeholder:"NAME"`
+	ResetTable     []string          `name:"reset-table" help:"Reset table NAME, declared with its new spec, if its spec differs from the one the app recorded or nodes ran without it: drop its records from the changelog and every node's stores, record the new spec, start it empty. Stop every other node first; remove the flag afterwards. Repeatable." placeholder:"NAME"`
 
 	ClusterName    string        `help:"Name of the embedded NATS cluster (the same on every node)." default:"edgetables" group:"cluster"`
 	ClusterListen  string        `help:"Route address of the embedded server (host:port); makes the node a cluster member." group:"cluster"`
@@ -175,6 +176,11 @@ func (r *runCmd) Validate() error {
 		}
 		seen[g.name] = true
 	}
+	for _, name := range r.ResetTable {
+		if !seen[name] {
+			return fmt.Errorf("--reset-table %s: not declared by --table or --global-table (declare it with its new spec)", name)
+		}
+	}
 	return nil
 }
 
@@ -202,7 +208,7 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 		CommitInterval: r.CommitInterval, CommitEvery: r.CommitEvery, RecoveryBufferSize: r.RecoveryBuffer,
 		StandbyBufferSize: r.StandbyBuffer, KeepSource: r.KeepSource, Logger: log,
 		ClusterName: r.ClusterName, ClusterListen: r.ClusterListen, Routes: r.Routes, Replicas: r.Replicas,
-		Standbys: r.Standbys, SessionTimeout: r.SessionTimeout, NATSURLs: r.NATSURL,
+		Standbys: r.Standbys, SessionTimeout: r.SessionTimeout, NATSURLs: r.NATSURL, ResetTables: r.ResetTable,
 		NATS: jetstream.ExternalOptions{CredsFile: r.NATSCreds, User: r.NATSUser, Password: r.NATSPassword,
 			Token: r.NATSToken, CAFile: r.NATSCA, CertFile: r.NATSCert, KeyFile: r.NATSKey},
 	}
@@ -251,7 +257,8 @@ func main() {
 }
 
 // realMain runs the command line args and returns the exit status: 0, 1 for
-// a failure while running, 2 for invalid flags.
+// a failure while running, 2 for invalid flags, including flags that do not
+// fit the app's recorded metadata (edge.ErrAppShape).
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var c cli
 	exit := -1
@@ -300,6 +307,11 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		if err := node.Run(ctx); err != nil {
+			if errors.Is(err, edge.ErrAppShape) {
+				// The flags do not fit the app: like an invalid flag.
+				fmt.Fprintf(stderr, "edgetables: error: %v\n", err)
+				return exitUsage
+			}
 			log.Error("node failed", "err", err)
 			return 1
 		}

@@ -53,6 +53,7 @@ func TestFlagErrors(t *testing.T) {
 		{"nats url scheme", []string{"run", table, "--nats-url=http://localhost:4222"}, nil, "--nats-url"},
 		{"nats url without host", []string{"run", table, "--nats-url=nats://:4222"}, nil, "--nats-url"},
 		{"replicas alone", []string{"run", table, "--replicas=5"}, nil, "--replicas 5: a single node"},
+		{"reset undeclared table", []string{"run", table, "--reset-table=d"}, nil, "--reset-table d"},
 		{"replicas over routes", []string{"run", table, "--name=a", "--cluster-listen=127.0.0.1:6222", "--routes=nats-route://127.0.0.1:6222", "--replicas=3"}, nil, "--replicas 3"},
 	}
 	for _, c := range cases {
