@@ -77,15 +77,18 @@ type WindowValue[V any] struct {
 // processed.
 //
 // Closing. A window is closed when the table's clock reaches its end plus
-// Windows.Expires. The partition's owner checks for closed windows at every
-// commit interval (cheaply: it knows the earliest closing time it has not
-// reached); for each closed window it calls OnWindowClose and writes a
+// Windows.Expires. The partition's owner checks for closed windows at
+// every commit interval, under load too: a check with nothing due compares
+// the clock with the next closing time, and one with windows due visits
+// only those (the owner lists the partition's windows by start: one scan
+// of the store when the partition becomes active, then each window as it
+// is created). For each closed window it calls OnWindowClose and writes a
 // tombstone, committed like every write, so the window leaves the store and
-// the changelog. Windows restored by recovery close the same way: the check
-// reads the store, not a memory of past writes. With each batch of closes
-// the partition records its closing horizon (the clock reading that closed
-// them) in the changelog; later writes to any window at or before the
-// horizon are refused, even on a new owner whose clock is behind, so a
+// the changelog. Windows restored by recovery close the same way: the scan
+// at activation finds them. With each batch of closes the partition
+// records its closing horizon (the clock reading that closed them) in the
+// changelog; later writes to any window at or before the horizon are
+// refused, even on a new owner whose clock is behind, so a
 // window once closed never comes back and is never closed twice.
 //
 // Tombstones of closed windows expire from the changelog after
@@ -106,15 +109,18 @@ type WindowedTable[K, V any] struct {
 	m   *TableManager
 
 	mu    sync.Mutex
-	marks map[int]closeMark // by partition; see closeWindows
+	marks map[int]*closeMark // by partition; see closeWindows
 }
 
-// closeMark is the earliest closing time among the windows of one
-// partition, valid while that partition stays active (same activation).
+// closeMark is what a table knows of the windows of one partition, valid
+// while that partition stays active (same activation): its windows, the
+// next closing time and its closing state.
 type closeMark struct {
 	p           *partition
 	activations uint64
-	at          time.Time
+	at          time.Time    // the next pass is due then
+	cs          closingState // as the last pass left it
+	idx         *windowIndex
 }
 
 // horizonKey is the store key of a partition's closing horizon: empty, so
@@ -123,7 +129,7 @@ var horizonKey = []byte{}
 
 // NewWindowedTable returns a windowed table to Add to a TableManager.
 func NewWindowedTable[K, V any](cfg WindowedTableConfig[K, V]) *WindowedTable[K, V] {
-	return &WindowedTable[K, V]{cfg: cfg, marks: make(map[int]closeMark)}
+	return &WindowedTable[K, V]{cfg: cfg, marks: make(map[int]*closeMark)}
 }
 
 // Name returns the table's name.
@@ -248,7 +254,9 @@ func (t *WindowedTable[K, V]) Update(e *Event, k K, f func(w Window, v V, found 
 		if err := e.putStored(t.cfg.Name, sk, vb, false); err != nil {
 			return err
 		}
-		t.noteWindow(e.part, t.ws.closeAt(w))
+		if !found {
+			t.noteWindow(e.part, sk, t.ws.closeAt(w))
+		}
 	}
 	if open == 0 {
 		return fmt.Errorf("table %s: event time %s: every window holding it closed by %s: %w",
