@@ -224,7 +224,7 @@ type dueWindow struct {
 // them yet.
 func (t *WindowedTable[K, V]) closeWindows(ctx context.Context, p *partition) {
 	mk, next, horizon := t.mark(p)
-	if mk != nil && later(t.now(), horizon).Before(next) {
+	if mk != nil && later(t.clock.read().now, horizon).Before(next) {
 		return
 	}
 	log := t.m.log.With("table", t.cfg.Name, "partition", p.id)
@@ -233,7 +233,7 @@ func (t *WindowedTable[K, V]) closeWindows(ctx context.Context, p *partition) {
 		log.Error("closing windows: cannot read the closing horizon; windows stay open", "err", err)
 		return
 	}
-	now := later(t.now(), cs.horizon)
+	now := later(t.clock.read().now, cs.horizon)
 	if mk == nil {
 		idx, err := t.indexWindows(p)
 		if err != nil {
