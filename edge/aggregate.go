@@ -116,7 +116,7 @@ func builtinTable[V any](s TableSpec, spec map[string]string, agent *manager.Age
 		return t
 	}
 	t := manager.NewWindowedTable(manager.WindowedTableConfig[string, V]{Name: s.Name, Keys: manager.StringCodec{},
-		Values: values, Spec: spec, Windows: s.Windows(), Time: s.Time, TombstoneTTL: s.TombstoneTTL})
+		Values: values, Spec: spec, Windows: s.Windows(), Time: s.Time, TombstoneTTL: s.TombstoneTTL, MaxClockSkew: s.MaxClockSkew})
 	agent.Process = func(e *manager.Event) error {
 		return t.Update(e, string(e.Key), func(_ manager.Window, cur V, found bool) (V, error) {
 			return fold(e, cur, found)

@@ -59,6 +59,11 @@ type TableSpec struct {
 	// tombstone: manager.WindowedTableConfig.TombstoneTTL (0: the default,
 	// negative: for ever).
 	TombstoneTTL time.Duration
+	// MaxClockSkew is manager.WindowedTableConfig.MaxClockSkew (0: the
+	// default, an hour; negative: no bound). It is the node's
+	// --max-clock-skew, not part of the spec's text: the same spec may run
+	// on nodes with different clocks.
+	MaxClockSkew time.Duration
 	raw          string
 }
 

@@ -102,3 +102,28 @@ func FuzzParseTableSpec(f *testing.F) {
 		}
 	})
 }
+
+// TestBuiltinClockSkew: the node's --max-clock-skew reaches the windowed
+// tables built from specs.
+func TestBuiltinClockSkew(t *testing.T) {
+	for _, c := range []struct {
+		skew, want time.Duration
+	}{{0, manager.DefaultMaxClockSkew}, {5 * time.Minute, 5 * time.Minute}, {-1, -1}} {
+		s, err := ParseTableSpec("name=w,source=a.*,key=subject:2,agg=count,window=1m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.MaxClockSkew = c.skew
+		table, _, err := Builtin(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, ok := table.(interface{ MaxClockSkew() time.Duration })
+		if !ok {
+			t.Fatalf("%T has no MaxClockSkew", table)
+		}
+		if got := w.MaxClockSkew(); got != c.want {
+			t.Errorf("skew %s: table has %s, want %s", c.skew, got, c.want)
+		}
+	}
+}

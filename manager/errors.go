@@ -1,6 +1,9 @@
 package manager
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors of the table manager. Test for them with errors.Is.
 var (
@@ -44,6 +47,12 @@ var (
 	// every window holding the event's time is closed (its end plus
 	// Expires has passed): the event is too late and changes nothing.
 	ErrWindowClosed = errors.New("edgetables: window closed")
+	// ErrEventTime is returned by a windowed table's Update, Set, Current
+	// and Time for an event whose time it cannot use: outside 1970 to 2200
+	// (or not a finite number), or further ahead of the node's clock than
+	// WindowedTableConfig.MaxClockSkew. It wraps ErrBadEvent: such events
+	// go to the dead-letter subject, with the time in the reason.
+	ErrEventTime = fmt.Errorf("%w: unusable event time", ErrBadEvent)
 	// ErrNotWindowed is returned by TableManager.Windows for a table that is
 	// not a windowed table.
 	ErrNotWindowed = errors.New("edgetables: table is not windowed")

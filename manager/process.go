@@ -97,6 +97,7 @@ func (m *TableManager) Run(ctx context.Context) error {
 func (m *TableManager) process(ctx context.Context) error {
 	var (
 		lastCommit  = time.Now()
+		lastClose   = time.Now() // the last closing pass: commits by count do not make one
 		sinceCommit int
 		backoff     = 100 * time.Millisecond
 		lastRead    = time.Now() // the last delivery, or stall check
@@ -181,8 +182,9 @@ func (m *TableManager) process(ctx context.Context) error {
 				lastCommit, sinceCommit = time.Now(), 0
 			}
 		}
-		if time.Since(lastCommit) >= m.cfg.CommitInterval {
+		if time.Since(lastCommit) >= m.cfg.CommitInterval || time.Since(lastClose) >= m.cfg.CommitInterval {
 			m.closeWindows(ctx)
+			lastClose = time.Now()
 			if err := m.commitTick(ctx); err != nil {
 				return err
 			}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -113,15 +112,39 @@ func floorMultiple(x, d int64) int64 {
 	return x - m
 }
 
+// nanos returns t in Unix nanoseconds, and false when int64 nanoseconds
+// cannot hold t (before 1678 or after 2262).
+func nanos(t time.Time) (int64, bool) {
+	if t.Before(time.Unix(0, math.MinInt64)) || t.After(time.Unix(0, math.MaxInt64)) {
+		return 0, false
+	}
+	return t.UnixNano(), true
+}
+
+// startable returns t in Unix nanoseconds, and whether the starts of the
+// windows holding t fit in int64 nanoseconds. ws has its defaults.
+func (ws Windows) startable(t time.Time) (int64, bool) {
+	ts, ok := nanos(t)
+	if !ok || ts < math.MinInt64+int64(ws.Size) || ts-int64(ws.Size) < math.MinInt64+int64(ws.Step) {
+		return 0, false
+	}
+	return ts, true
+}
+
 // Containing returns every window that contains t, oldest first: one for
-// tumbling windows, up to ⌈Size/Step⌉ for hopping ones. Windows must be
-// valid (as checked when the table is added).
+// tumbling windows, up to ⌈Size/Step⌉ for hopping ones; none when t is
+// too far from the Unix epoch for a window start in int64 nanoseconds
+// (before 1678 plus Size, or after 2262). Windows must be valid (as
+// checked when the table is added).
 func (ws Windows) Containing(t time.Time) []Window {
 	ws, err := ws.withDefaults()
 	if err != nil {
 		return nil
 	}
-	ts := t.UnixNano()
+	ts, ok := ws.startable(t)
+	if !ok {
+		return nil
+	}
 	last := floorMultiple(ts, int64(ws.Step))
 	// Starts s with s <= ts < s+Size, i.e. ts-Size < s <= last.
 	first := floorMultiple(ts-int64(ws.Size), int64(ws.Step)) + int64(ws.Step)
@@ -133,13 +156,18 @@ func (ws Windows) Containing(t time.Time) []Window {
 }
 
 // Current returns the most recent window containing t (the one starting
-// last): for tumbling windows, the only one.
+// last): for tumbling windows, the only one. It is the zero Window when t
+// has no window (see Containing).
 func (ws Windows) Current(t time.Time) Window {
 	ws, err := ws.withDefaults()
 	if err != nil {
 		return Window{}
 	}
-	return ws.window(floorMultiple(t.UnixNano(), int64(ws.Step)))
+	ts, ok := ws.startable(t)
+	if !ok {
+		return Window{}
+	}
+	return ws.window(floorMultiple(ts, int64(ws.Step)))
 }
 
 // Closed reports whether window w is closed at instant now: now has reached
@@ -184,7 +212,7 @@ const (
 	TimeStream TimeKind = "stream"
 	// TimeField is a field of the JSON payload (TimeSource.Name, a dot
 	// path): an RFC 3339 string or a number of seconds since the Unix epoch
-	// (fractions allowed).
+	// (fractions allowed), from 1970 to 2200.
 	TimeField TimeKind = "json"
 	// TimeHeader is a message header (TimeSource.Name), in the same forms.
 	TimeHeader TimeKind = "header"
@@ -252,7 +280,17 @@ func (s TimeSource) validate() error {
 }
 
 // eventTime returns e's time according to s; now is the table's clock.
+// A time outside 1970 to 2200 is an error wrapping ErrEventTime.
 func (s TimeSource) eventTime(e *Event, now time.Time) (time.Time, error) {
+	ts, err := s.read(e, now)
+	if err != nil {
+		return ts, err
+	}
+	return ts, checkEventTime(ts)
+}
+
+// read returns e's time according to s, unchecked.
+func (s TimeSource) read(e *Event, now time.Time) (time.Time, error) {
 	switch s.Kind {
 	case TimeNow:
 		return now, nil
@@ -289,17 +327,4 @@ func (s TimeSource) eventTime(e *Event, now time.Time) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%w: event has no stream time", ErrBadEvent)
 	}
 	return e.Time, nil
-}
-
-// parseTime reads an RFC 3339 time or a number of Unix seconds.
-func parseTime(name, v string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t, nil
-	}
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 9e9 {
-		return time.Time{}, fmt.Errorf("%w: time %s %q: want RFC 3339 or Unix seconds", ErrBadEvent, name, v)
-	}
-	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(math.Round(frac*1e9))).UTC(), nil
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/edgetables/edgetables/store"
@@ -22,6 +21,9 @@ const closeRetry = time.Second
 // windowCloser is implemented by tables whose entries close with time.
 type windowCloser interface {
 	closeWindows(ctx context.Context, p *partition)
+	// retainMarks forgets what the table knows of partitions that keep
+	// reports false for.
+	retainMarks(keep func(p *partition) bool)
 }
 
 // hiddenKeys is implemented by tables that keep keys of their own in the
@@ -56,6 +58,10 @@ func (m *TableManager) closeWindows(ctx context.Context) {
 			m.full = true
 		}
 	}
+	active := func(p *partition) bool { return p.State() == StateActive && m.partition(p.id) == p }
+	for _, c := range closers {
+		c.retainMarks(active)
+	}
 }
 
 // hiddenCount returns how many hidden keys of table c st holds.
@@ -67,33 +73,77 @@ func hiddenCount(c Collection, st store.Store) (int, error) {
 	return h.hiddenIn(st)
 }
 
-// noteWindow lowers p's earliest known closing time to at.
-func (t *WindowedTable[K, V]) noteWindow(p *partition, at time.Time) {
+// mark returns what t knows of p's windows, with the time of the next
+// pass and the horizon; nil when it knows nothing (p was activated since
+// the last pass).
+func (t *WindowedTable[K, V]) mark(p *partition) (mk *closeMark, due, horizon time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	mk, ok := t.marks[p.id]
-	if ok && mk.p == p && mk.activations == p.activations.Load() && at.Before(mk.at) {
+	mk = t.marks[p.id]
+	if mk == nil || mk.p != p || mk.activations != p.activations.Load() {
+		return nil, time.Time{}, time.Time{}
+	}
+	return mk, mk.at, mk.cs.horizon
+}
+
+// noteWindow lists the window just created at sk, closing at at, in p's
+// index, if t has one.
+func (t *WindowedTable[K, V]) noteWindow(p *partition, sk []byte, at time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	mk := t.marks[p.id]
+	if mk == nil || mk.p != p || mk.activations != p.activations.Load() {
+		return // listed by the scan of the next pass
+	}
+	mk.idx.add(sk)
+	if at.Before(mk.at) {
 		mk.at = at
-		t.marks[p.id] = mk
 	}
 }
 
-// dueAt returns p's earliest known closing time, and false when it is not
-// known (p was activated since the last pass).
-func (t *WindowedTable[K, V]) dueAt(p *partition) (time.Time, bool) {
+// retainMarks implements windowCloser. keep is called without t.mu held.
+func (t *WindowedTable[K, V]) retainMarks(keep func(p *partition) bool) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	mk, ok := t.marks[p.id]
-	if !ok || mk.p != p || mk.activations != p.activations.Load() {
-		return time.Time{}, false
+	marks := make([]*closeMark, 0, len(t.marks))
+	for _, mk := range t.marks {
+		marks = append(marks, mk)
 	}
-	return mk.at, true
+	t.mu.Unlock()
+	for _, mk := range marks {
+		if keep(mk.p) {
+			continue
+		}
+		t.mu.Lock()
+		if t.marks[mk.p.id] == mk {
+			delete(t.marks, mk.p.id)
+		}
+		t.mu.Unlock()
+	}
 }
 
-func (t *WindowedTable[K, V]) setDue(p *partition, at time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.marks[p.id] = closeMark{p: p, activations: p.activations.Load(), at: at}
+// indexWindows lists p's windows: those in the store and those written
+// since the last commit (and in the commit in flight), not yet in it.
+func (t *WindowedTable[K, V]) indexWindows(p *partition) (*windowIndex, error) {
+	idx := newWindowIndex()
+	err := p.store.Scan(t.cfg.Name, nil, nil, func(k, _ []byte) bool {
+		idx.add(k)
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	bufs := []map[string]pending{p.buf[t.cfg.Name]}
+	if j := p.inflight; j != nil {
+		bufs = append(bufs, j.buf[t.cfg.Name])
+	}
+	for _, b := range bufs {
+		for k, w := range b {
+			if !w.delete {
+				idx.add([]byte(k))
+			}
+		}
+	}
+	return idx, nil
 }
 
 // closingState is what a partition's closing horizon record says, per
@@ -156,23 +206,14 @@ type dueWindow struct {
 	sk []byte    // store key
 }
 
-// sortDue sorts ws by closing time, then store key: the order in which
-// windows close and closingState.through advances.
-func sortDue(ws []dueWindow) {
-	slices.SortFunc(ws, func(a, b dueWindow) int {
-		if c := a.at.Compare(b.at); c != 0 {
-			return c
-		}
-		return bytes.Compare(a.sk, b.sk)
-	})
-}
-
-// closeWindows closes p's windows whose end plus Expires the clock (or the
-// partition's horizon) has reached, in order of closing time: for each,
-// OnWindowClose and a tombstone, buffered in p with the callback's writes;
-// then the new closing state. The store is scanned only when the earliest
-// closing time is due or unknown (after an activation: windows restored by
-// recovery are found here).
+// closeWindows closes p's windows whose end plus Expires the table's
+// closing clock (or the partition's horizon) has reached, in order of
+// closing time: for each, OnWindowClose and a tombstone, buffered in p with
+// the callback's writes; then the new closing state. A pass with nothing
+// due compares the clock with the next closing time and returns; one with
+// due windows visits those only (see windowIndex). The first pass after an
+// activation scans the store once to list the windows (windows restored by
+// recovery are found there).
 //
 // A closed window that the closing state already covers is a remnant: its
 // tombstone expired from the changelog before this store replayed it. It is
@@ -182,67 +223,32 @@ func sortDue(ws []dueWindow) {
 // closed after it get permanent tombstones, since no record vouches for
 // them yet.
 func (t *WindowedTable[K, V]) closeWindows(ctx context.Context, p *partition) {
+	mk, next, horizon := t.mark(p)
+	if mk != nil && later(t.clock.read().now, horizon).Before(next) {
+		return
+	}
 	log := t.m.log.With("table", t.cfg.Name, "partition", p.id)
 	cs, err := t.closing(p.get)
 	if err != nil {
 		log.Error("closing windows: cannot read the closing horizon; windows stay open", "err", err)
 		return
 	}
-	now := later(t.now(), cs.horizon)
-	if due, ok := t.dueAt(p); ok && now.Before(due) {
-		return
-	}
-	next := time.Unix(1<<62, 0) // far future: nothing to close
-	var due []dueWindow
-	truncated := false // due windows were left out of due
-	consider := func(sk []byte) {
-		_, start, ok := splitWindowKey(sk)
-		if !ok {
+	now := later(t.clock.read().now, cs.horizon)
+	if mk == nil {
+		idx, err := t.indexWindows(p)
+		if err != nil {
+			log.Error("closing windows: store scan failed; retrying at the next commit", "err", err)
 			return
 		}
-		c := t.ws.closeAt(t.ws.window(start))
-		if !now.Before(c) {
-			due = append(due, dueWindow{at: c, sk: bytes.Clone(sk)})
-			if len(due) >= 2*maxClosesPerPass { // keep the earliest
-				sortDue(due)
-				due, truncated = due[:maxClosesPerPass], true
-			}
-			return
-		}
-		if c.Before(next) {
-			next = c
-		}
+		mk = &closeMark{p: p, activations: p.activations.Load(), idx: idx}
 	}
-	err = p.store.Scan(t.cfg.Name, nil, nil, func(k, _ []byte) bool {
-		consider(k)
-		return true
-	})
-	if err != nil {
-		log.Error("closing windows: store scan failed; retrying at the next commit", "err", err)
-		return
-	}
-	// Windows written since the last commit, and those of the commit in
-	// flight, are not in the store yet.
-	bufs := []map[string]pending{p.buf[t.cfg.Name]}
-	if j := p.inflight; j != nil {
-		bufs = append(bufs, j.buf[t.cfg.Name])
-	}
-	for _, b := range bufs {
-		for k, w := range b {
-			if !w.delete {
-				consider([]byte(k))
-			}
-		}
-	}
-	sortDue(due)
-	// A window both stored and written since the last commit is there twice.
-	due = slices.CompactFunc(due, func(a, b dueWindow) bool { return bytes.Equal(a.sk, b.sk) })
-	if len(due) > maxClosesPerPass {
-		due, truncated = due[:maxClosesPerPass], true
-	}
-	if truncated {
-		next = now // more to close: go on at the next pass
-	}
+	// Installed before OnWindowClose runs: windows it creates are listed.
+	t.mu.Lock()
+	mk.cs = cs
+	t.marks[p.id] = mk
+	due, truncated := mk.idx.take(now, func(s int64) time.Time { return t.ws.closeAt(t.ws.window(s)) }, maxClosesPerPass)
+	t.mu.Unlock()
+
 	ttl := t.cfg.TombstoneTTL
 	if ttl == 0 {
 		ttl = DefaultTombstoneTTL
@@ -252,11 +258,13 @@ func (t *WindowedTable[K, V]) closeWindows(ctx context.Context, p *partition) {
 		inOrder         = true // every window of due so far is closed
 		last            *dueWindow
 		all             = true // the loop went through due
+		keep            []dueWindow
+		retry           time.Time // the earliest retry of a failed close
 	)
 	for i := range due {
 		d := &due[i]
 		if lim := t.m.cfg.MaxCommitRecords; (lim > 0 && p.bufferedKeys() >= lim/2) || ctx.Err() != nil {
-			next, all = now, false
+			keep, all = append(keep, due[i:]...), false
 			break
 		}
 		tombTTL := time.Duration(0)
@@ -267,7 +275,7 @@ func (t *WindowedTable[K, V]) closeWindows(ctx context.Context, p *partition) {
 			ok, err := t.removeRemnant(p, d.sk, tombTTL)
 			if err != nil {
 				log.Error("closed window left by an expired tombstone not removed; retrying", "err", err)
-				inOrder = false
+				keep, inOrder = append(keep, *d), false
 				continue
 			}
 			if ok {
@@ -279,10 +287,10 @@ func (t *WindowedTable[K, V]) closeWindows(ctx context.Context, p *partition) {
 				kb, start, _ := splitWindowKey(d.sk)
 				log.Error("window not closed; retrying", "key", string(kb), "window", t.ws.window(start).String(),
 					"retry_in", closeRetry, "err", err)
-				if r := now.Add(closeRetry); r.Before(next) {
-					next = r
+				if r := now.Add(closeRetry); retry.IsZero() || r.Before(retry) {
+					retry = r
 				}
-				inOrder = false
+				keep, inOrder = append(keep, *d), false
 				continue
 			}
 			if ok {
@@ -293,8 +301,9 @@ func (t *WindowedTable[K, V]) closeWindows(ctx context.Context, p *partition) {
 			last = d
 		}
 	}
+	ncs := cs
 	if closed+removed > 0 {
-		ncs := closingState{horizon: now, through: cs.through, throughKey: cs.throughKey, complete: cs.complete}
+		ncs = closingState{horizon: now, through: cs.through, throughKey: cs.throughKey, complete: cs.complete}
 		switch {
 		case inOrder && all && !truncated:
 			// Every window closing at or before now is closed, and
@@ -310,7 +319,28 @@ func (t *WindowedTable[K, V]) closeWindows(ctx context.Context, p *partition) {
 		}
 		log.Debug("windows closed", "count", closed, "horizon", now, "closed_through", ncs.through)
 	}
-	t.setDue(p, next)
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, d := range keep {
+		mk.idx.add(d.sk)
+	}
+	mk.cs = ncs
+	// The next pass is due at the first closing time not reached (the
+	// windows kept, due already, are tried again then, or at their retry).
+	mk.at = time.Unix(1<<62, 0) // far future: nothing to close
+	for _, s := range mk.idx.starts {
+		if at := t.ws.closeAt(t.ws.window(s)); now.Before(at) {
+			mk.at = at
+			break
+		}
+	}
+	switch {
+	case truncated || !all:
+		mk.at = now // more to close: go on at the next pass
+	case !retry.IsZero() && retry.Before(mk.at):
+		mk.at = retry
+	}
 }
 
 // removeRemnant buffers the tombstone of the window stored at sk, which

@@ -37,9 +37,26 @@ type WindowedTableConfig[K, V any] struct {
 	// writes, keeps the window, and retries it a second later; it is
 	// logged with table, partition, key and window.
 	OnWindowClose func(e *Event, key K, w Window, v V) error
-	// Clock is the table's clock: it closes windows and is "now" for
-	// TimeNow and for reads of the current window (default time.Now).
+	// Clock is the node's clock as the table reads it (default
+	// time.Now). The table's closing clock follows it (see MaxClockSkew):
+	// it closes windows and is "now" for TimeNow and for reads of the
+	// current window.
 	Clock func() time.Time
+	// MaxClockSkew bounds how far ahead the table trusts times (0:
+	// DefaultMaxClockSkew, an hour; negative: no bound, the table follows
+	// Clock and takes any event time from 1970 to 2200).
+	//
+	// An event time more than MaxClockSkew ahead of Clock is refused with
+	// ErrEventTime (a dead letter) instead of creating windows. A jump of
+	// Clock ahead by more than MaxClockSkew (by the monotonic clock) is
+	// not followed at once: windows close by the clock as it ran before
+	// the jump, and no closing horizon beyond it is persisted, until the
+	// clock comes back, an event time from the payload or a header agrees
+	// with it, or the clock has kept the jump for MaxClockSkew (then it
+	// was a correction). Larger tolerates devices further ahead and
+	// follows corrections later; smaller bounds how early a bad clock can
+	// close windows (see docs/ARCHITECTURE.md, Closed windows).
+	MaxClockSkew time.Duration
 	// TombstoneTTL is how long the changelog keeps the tombstone of a
 	// closed window (0: DefaultTombstoneTTL; negative: for ever, like the
 	// tombstones of plain tables; rounded up to whole seconds). Longer
@@ -76,14 +93,19 @@ type WindowValue[V any] struct {
 // encoded key): the windows of a key live where the key's events are
 // processed.
 //
-// Closing. A window is closed when the table's clock reaches its end plus
-// Windows.Expires. The partition's owner checks for closed windows at every
-// commit interval (cheaply: it knows the earliest closing time it has not
-// reached); for each closed window it calls OnWindowClose and writes a
+// Closing. A window is closed when the table's closing clock reaches its
+// end plus Windows.Expires. The closing clock is Clock, except after a jump
+// ahead of more than MaxClockSkew, which it follows only once confirmed
+// (see MaxClockSkew). The partition's owner checks for closed windows at
+// every commit interval, under load too: a check with nothing due compares
+// the clock with the next closing time, and one with windows due visits
+// only those (the owner lists the partition's windows by start: one scan
+// of the store when the partition becomes active, then each window as it
+// is created). For each closed window it calls OnWindowClose and writes a
 // tombstone, committed like every write, so the window leaves the store and
-// the changelog. Windows restored by recovery close the same way: the check
-// reads the store, not a memory of past writes. With each batch of closes
-// the partition records its closing horizon (the clock reading that closed
+// the changelog. Windows restored by recovery close the same way: the scan
+// at activation finds them. With each batch of closes the partition
+// records its closing horizon (the closing clock's reading that closed
 // them) in the changelog; later writes to any window at or before the
 // horizon are refused, even on a new owner whose clock is behind, so a
 // window once closed never comes back and is never closed twice.
@@ -101,20 +123,24 @@ type WindowValue[V any] struct {
 // pass removes the windows that record covers without calling
 // OnWindowClose.
 type WindowedTable[K, V any] struct {
-	cfg WindowedTableConfig[K, V]
-	ws  Windows
-	m   *TableManager
+	cfg   WindowedTableConfig[K, V]
+	ws    Windows
+	m     *TableManager
+	clock *tableClock
 
 	mu    sync.Mutex
-	marks map[int]closeMark // by partition; see closeWindows
+	marks map[int]*closeMark // by partition; see closeWindows
 }
 
-// closeMark is the earliest closing time among the windows of one
-// partition, valid while that partition stays active (same activation).
+// closeMark is what a table knows of the windows of one partition, valid
+// while that partition stays active (same activation): its windows, the
+// next closing time and its closing state.
 type closeMark struct {
 	p           *partition
 	activations uint64
-	at          time.Time
+	at          time.Time    // the next pass is due then
+	cs          closingState // as the last pass left it
+	idx         *windowIndex
 }
 
 // horizonKey is the store key of a partition's closing horizon: empty, so
@@ -123,7 +149,14 @@ var horizonKey = []byte{}
 
 // NewWindowedTable returns a windowed table to Add to a TableManager.
 func NewWindowedTable[K, V any](cfg WindowedTableConfig[K, V]) *WindowedTable[K, V] {
-	return &WindowedTable[K, V]{cfg: cfg, marks: make(map[int]closeMark)}
+	c := &tableClock{wall: cfg.Clock, mono: monotonic, skew: cfg.MaxClockSkew}
+	if c.wall == nil {
+		c.wall = time.Now
+	}
+	if c.skew == 0 {
+		c.skew = DefaultMaxClockSkew
+	}
+	return &WindowedTable[K, V]{cfg: cfg, clock: c, marks: make(map[int]*closeMark)}
 }
 
 // Name returns the table's name.
@@ -131,6 +164,10 @@ func (t *WindowedTable[K, V]) Name() string { return t.cfg.Name }
 
 // Spec implements Collection.
 func (t *WindowedTable[K, V]) Spec() map[string]string { return t.cfg.Spec }
+
+// MaxClockSkew returns WindowedTableConfig.MaxClockSkew with its default
+// filled in (negative: no bound).
+func (t *WindowedTable[K, V]) MaxClockSkew() time.Duration { return t.clock.skew }
 
 // Windows returns the table's windows, with defaults filled in.
 func (t *WindowedTable[K, V]) Windows() Windows {
@@ -158,15 +195,14 @@ func (t *WindowedTable[K, V]) bind(m *TableManager) error {
 		return fmt.Errorf("table %q: already added to another manager", t.cfg.Name)
 	}
 	t.ws, t.m = ws, m
+	t.clock.mu.Lock()
+	t.clock.log = m.log.With("table", t.cfg.Name)
+	t.clock.mu.Unlock()
 	return nil
 }
 
-func (t *WindowedTable[K, V]) now() time.Time {
-	if t.cfg.Clock != nil {
-		return t.cfg.Clock()
-	}
-	return time.Now()
-}
+// now returns the table's closing clock.
+func (t *WindowedTable[K, V]) now() time.Time { return t.clock.read().now }
 
 func (t *WindowedTable[K, V]) missing() V {
 	if t.cfg.Default != nil {
@@ -195,9 +231,26 @@ func (t *WindowedTable[K, V]) eventKey(e *Event, k K) ([]byte, error) {
 	return kb, nil
 }
 
-// Time returns the time of e as this table reads it.
+// Time returns the time of e as this table reads it. An error wrapping
+// ErrEventTime says that the table refuses it: outside 1970 to 2200, or
+// more than MaxClockSkew ahead of the node's clock.
 func (t *WindowedTable[K, V]) Time(e *Event) (time.Time, error) {
-	return t.cfg.Time.eventTime(e, t.now())
+	return t.eventTime(e, t.clock.read())
+}
+
+// eventTime returns the time of e, read with the clock reading r, checked.
+func (t *WindowedTable[K, V]) eventTime(e *Event, r clockReading) (time.Time, error) {
+	ts, err := t.cfg.Time.eventTime(e, r.now)
+	if err != nil {
+		return ts, err
+	}
+	if err := checkAhead(ts, r.wall, t.clock.skew); err != nil {
+		return ts, err
+	}
+	if k := t.cfg.Time.Kind; k == TimeField || k == TimeHeader {
+		t.clock.vouch(ts, r)
+	}
+	return ts, nil
 }
 
 // Update applies f to every open window of k that contains the event's
@@ -210,7 +263,8 @@ func (t *WindowedTable[K, V]) Update(e *Event, k K, f func(w Window, v V, found 
 	if err != nil {
 		return err
 	}
-	ts, err := t.Time(e)
+	r := t.clock.read()
+	ts, err := t.eventTime(e, r)
 	if err != nil {
 		return fmt.Errorf("table %s: %w", t.cfg.Name, err)
 	}
@@ -218,7 +272,7 @@ func (t *WindowedTable[K, V]) Update(e *Event, k K, f func(w Window, v V, found 
 	if err != nil {
 		return err
 	}
-	now := later(t.now(), horizon)
+	now := later(r.now, horizon)
 	open := 0
 	for _, w := range t.ws.Containing(ts) {
 		if t.ws.Closed(w, now) {
@@ -248,7 +302,9 @@ func (t *WindowedTable[K, V]) Update(e *Event, k K, f func(w Window, v V, found 
 		if err := e.putStored(t.cfg.Name, sk, vb, false); err != nil {
 			return err
 		}
-		t.noteWindow(e.part, t.ws.closeAt(w))
+		if !found {
+			t.noteWindow(e.part, sk, t.ws.closeAt(w))
+		}
 	}
 	if open == 0 {
 		return fmt.Errorf("table %s: event time %s: every window holding it closed by %s: %w",
@@ -285,8 +341,8 @@ func (t *WindowedTable[K, V]) GetAt(e *Event, k K, ts time.Time) (V, bool, error
 		return t.missing(), false, err
 	}
 	w := t.ws.Current(ts)
-	if t.ws.Closed(w, later(t.now(), horizon)) {
-		return t.missing(), false, nil
+	if w.Start.IsZero() || t.ws.Closed(w, later(t.now(), horizon)) {
+		return t.missing(), false, nil // no window holds ts, or closed
 	}
 	b, ok, err := e.getStored(t.cfg.Name, windowKey(kb, w.Start))
 	if err != nil || !ok {
@@ -444,8 +500,8 @@ func (t *WindowedTable[K, V]) readWindows(st store.Store, key []byte, q WindowQu
 	now = later(now, horizon)
 	if !q.All {
 		w := t.ws.Current(at)
-		if t.ws.Closed(w, now) {
-			return nil, nil
+		if w.Start.IsZero() || t.ws.Closed(w, now) {
+			return nil, nil // no window holds at, or closed
 		}
 		v, ok, err := st.Get(t.cfg.Name, windowKey(key, w.Start))
 		if err != nil || !ok {
@@ -481,6 +537,9 @@ func (t *WindowedTable[K, V]) ParseStoreKey(s string) ([]byte, error) {
 	start, err := time.Parse(time.RFC3339Nano, s[i+1:])
 	if err != nil {
 		return nil, fmt.Errorf("table %s: window key %q: start: %w", t.cfg.Name, s, err)
+	}
+	if _, ok := nanos(start); !ok {
+		return nil, fmt.Errorf("table %s: window key %q: start outside 1678 to 2262", t.cfg.Name, s)
 	}
 	kb, err := t.ParseKey(s[:i])
 	if err != nil {

@@ -50,6 +50,8 @@ type windowRig struct {
 
 	// tombstoneTTL is the tables' TombstoneTTL (0: the default).
 	tombstoneTTL time.Duration
+	// maxClockSkew is the tables' MaxClockSkew (0: the default).
+	maxClockSkew time.Duration
 	// failClose, if set, makes OnWindowClose of wcount fail for the keys
 	// it returns true for.
 	failClose func(key string) bool
@@ -69,6 +71,7 @@ func newWindowRig(h *harness) *windowRig {
 			Time:         manager.TimeSource{Kind: manager.TimeField, Name: "ts"},
 			Clock:        r.clock.Now,
 			TombstoneTTL: r.tombstoneTTL,
+			MaxClockSkew: r.maxClockSkew,
 			OnWindowClose: func(e *manager.Event, k string, w manager.Window, v int64) error {
 				r.mu.Lock()
 				if r.failClose != nil && r.failClose(k) {
@@ -90,6 +93,7 @@ func newWindowRig(h *harness) *windowRig {
 			Time:         manager.TimeSource{Kind: manager.TimeField, Name: "ts"},
 			Clock:        r.clock.Now,
 			TombstoneTTL: r.tombstoneTTL,
+			MaxClockSkew: r.maxClockSkew,
 		})
 		must(h.t, m.Add(r.finals))
 		must(h.t, m.Add(r.wcount))

@@ -84,6 +84,7 @@ type runCmd struct {
 	KeepSource     bool              `help:"Keep committed events in the source stream (default: remove them once committed)."`
 	SourceMaxBytes int64             `help:"Largest size of the source stream in bytes; when full, JetStream publishers get errors." default:"1073741824"`
 	Table          []tableFlag       `help:"Built-in table: name=NAME,source=SUBJECT,key=subject:N|json:FIELD,agg=count|sum|min|max|avg|latest|set[,field=FIELD][,window=DURATION[,hop=DURATION][,expires=DURATION][,time=json:FIELD|header:NAME|stream|now]]. Repeatable." sep:"none"`
+	MaxClockSkew   time.Duration     `help:"Windowed tables: how far ahead of this node's clock an event time may be (further: dead letter), and how far the clock may jump ahead and be followed at once (further: windows close by the clock as it ran before, until it comes back, event times confirm it, or it keeps the jump this long). 0: no bound." default:"1h"`
 	GlobalTable    []globalTableFlag `name:"global-table" help:"Global table NAME: every node holds all of it; JSON values written with PUT/DELETE /v1/tables/NAME/keys/KEY on any node. Repeatable." placeholder:"NAME"`
 	ResetTable     []string          `name:"reset-table" help:"Reset table NAME, declared with its new spec, if its spec differs from the one the app recorded or nodes ran without it: drop its records from the changelog and every node's stores, record the new spec, start it empty. Stop every other node first; remove the flag afterwards. Repeatable." placeholder:"NAME"`
 
@@ -216,6 +217,10 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 		cfg.Standbys = -1 // edge.Config: negative means none
 	}
 	for _, t := range r.Table {
+		t.MaxClockSkew = r.MaxClockSkew
+		if r.MaxClockSkew <= 0 {
+			t.MaxClockSkew = -1 // no bound
+		}
 		table, agent, err := edge.Builtin(t.TableSpec)
 		if err != nil {
 			return cfg, fmt.Errorf("--table: %w", err)
