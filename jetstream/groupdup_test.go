@@ -48,6 +48,16 @@ func TestHeartbeatTellsInstancesApart(t *testing.T) {
 			t.Fatalf("%s: %v", s.what, err)
 		}
 	}
+	// The older instance's lease goes (a leave; an expiry alike): its
+	// next heartbeat writes it again.
+	if err := older.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := older.Heartbeat(ctx, s1); err != nil {
+			t.Fatalf("heartbeat %d after the lease went: %v", i, err)
+		}
+	}
 	// The older instance dies; a restarted one takes its lease over at
 	// once and keeps it.
 	restarted := group()
