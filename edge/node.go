@@ -189,6 +189,12 @@ const (
 	httpMaxHeaderBytes = 64 << 10
 )
 
+// newHTTPServer is the node's HTTP server for h, with those bounds.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: httpReadTimeout,
+		WriteTimeout: httpWriteTimeout, IdleTimeout: httpIdleTimeout, MaxHeaderBytes: httpMaxHeaderBytes}
+}
+
 // clustered reports whether the node joins a consumer group.
 func (c *Config) clustered() bool { return c.ClusterListen != "" || len(c.NATSURLs) > 0 }
 
@@ -305,8 +311,7 @@ func (n *Node) Run(ctx context.Context) error {
 		if cfg.clustered() {
 			a.r.nc, a.r.app = nc, cfg.App
 		}
-		api := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: httpReadTimeout,
-			WriteTimeout: httpWriteTimeout, IdleTimeout: httpIdleTimeout, MaxHeaderBytes: httpMaxHeaderBytes}
+		api := newHTTPServer(a.Handler())
 		served := make(chan struct{})
 		go func() {
 			defer close(served)

@@ -3,6 +3,8 @@ package edge
 import (
 	"context"
 	"encoding/json"
+	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -25,5 +27,30 @@ func TestQueryScanLimitIsBounded(t *testing.T) {
 		if a.Code != c.code {
 			t.Errorf("scan with limit %d: code %q (%s); want %q", c.limit, a.Code, a.Error, c.code)
 		}
+	}
+}
+
+// TestHTTPServerBounds: the node's HTTP server refuses more than 64 KiB of
+// headers (431; Go's default takes 1 MiB), and has read, write and idle
+// timeouts, so a slow or idle client holds no connection for ever.
+func TestHTTPServerBounds(t *testing.T) {
+	srv := newHTTPServer(http.NotFoundHandler())
+	if srv.ReadTimeout <= 0 || srv.WriteTimeout <= 0 || srv.IdleTimeout <= 0 || srv.ReadHeaderTimeout <= 0 {
+		t.Errorf("timeouts: read %v, write %v, idle %v, header %v; want all set", srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout, srv.ReadHeaderTimeout)
+	}
+	n, stop := startNode(t, t.TempDir(), "name=count,source=ev.*,key=subject:2,agg=count")
+	defer stop()
+	req, err := http.NewRequest("GET", "http://"+n.HTTPAddr()+"/healthz", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Big", strings.Repeat("x", 200<<10))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("200 KiB of headers: HTTP %d, want 431 (the server takes 64 KiB)", resp.StatusCode)
 	}
 }

@@ -1,0 +1,58 @@
+package manager
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+)
+
+// stateSource reports fixed stream bounds and counts reader opens.
+type stateSource struct {
+	Source
+	first, last uint64
+	opens       int
+}
+
+func (s *stateSource) State(context.Context) (uint64, uint64, error) { return s.first, s.last, nil }
+
+func (s *stateSource) Open(context.Context, uint64) (SourceReader, error) {
+	s.opens++
+	return idleReader{}, nil
+}
+
+type idleReader struct{ SourceReader }
+
+func (idleReader) Close() error { return nil }
+
+// TestStallCheckOnTrimmedSource: a reader that delivers nothing is
+// reopened only when the source holds events after the last one examined;
+// a source trimmed empty (first = last + 1, everything committed) is not a
+// stall, however far behind the examined sequence is (it used to warn and
+// reopen every 2 s on every idle node after most restarts).
+func TestStallCheckOnTrimmedSource(t *testing.T) {
+	for _, c := range []struct {
+		name        string
+		first, last uint64
+		examined    uint64
+		reopen      bool
+	}{
+		{"trimmed empty, examined behind", 101, 100, 40, false},
+		{"nothing new", 1, 100, 100, false},
+		{"events after examined", 50, 100, 60, true},
+		{"events after examined, start trimmed", 80, 100, 40, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			src := &stateSource{first: c.first, last: c.last}
+			m := &TableManager{cfg: Config{Source: src}, log: slog.New(slog.NewTextHandler(io.Discard, nil)), parts: map[int]*partition{}}
+			m.reader, m.examined = idleReader{}, c.examined
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			m.checkStall(ctx)
+			if got := src.opens > 0; got != c.reopen {
+				t.Errorf("reopened: %v, want %v", got, c.reopen)
+			}
+		})
+	}
+}
