@@ -1,10 +1,13 @@
 package jetstream_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,9 +92,15 @@ func TestConnectExternalWaitsForServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = jetstream.ConnectExternal(ctx, []string{url}, jetstream.ExternalOptions{Logger: quiet})
+	var logged bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logged, nil))
+	_, err = jetstream.ConnectExternal(ctx, []string{url}, jetstream.ExternalOptions{Logger: logger})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("no server: %v, want DeadlineExceeded", err)
+	}
+	// It says what it waits for, once, rather than nothing.
+	if n := strings.Count(logged.String(), "waiting for NATS"); n != 1 {
+		t.Errorf("%d warnings that it waits for NATS, want 1; log:\n%s", n, logged.String())
 	}
 	if took := time.Since(start); took < 600*time.Millisecond || took > 2*time.Second {
 		t.Errorf("gave up after %v, want about 700ms", took)
