@@ -169,9 +169,10 @@ func (g *Group) SessionTimeout() time.Duration { return g.ttl }
 //   - written by one that started later: the heartbeat is written over it,
 //     and that one gets the error at its next heartbeat.
 //
-// So two live instances of a name are told apart within two heartbeats,
-// the later one stops, and a node restarted after a crash takes its old
-// lease over, since its dead instance writes no more.
+// So two live instances of a name are told apart within two heartbeats
+// (that went through: a failed heartbeat makes the next one expect
+// nothing), the later one stops, and a node restarted after a crash takes
+// its old lease over, since its dead instance writes no more.
 func (g *Group) Heartbeat(ctx context.Context, st manager.MemberState) error {
 	st.Node = g.node
 	data, err := json.Marshal(st)
@@ -189,6 +190,9 @@ func (g *Group) Heartbeat(ctx context.Context, st manager.MemberState) error {
 	ack, err := g.js.PublishMsg(ctx, msg, opts...)
 	if isWrongLastSequence(err) {
 		if err := g.checkOtherInstance(ctx, st); err != nil {
+			if !errors.Is(err, manager.ErrDuplicateNode) {
+				g.memberRev = 0
+			}
 			return err
 		}
 		// A fresh message: the first one carries the expectation header.
@@ -196,6 +200,12 @@ func (g *Group) Heartbeat(ctx context.Context, st manager.MemberState) error {
 		ack, err = g.js.PublishMsg(ctx, msg, natsjs.WithMsgTTL(g.ttl))
 	}
 	if err != nil {
+		// Unknown outcome (a timeout while the bucket's stream elects a
+		// leader, say): the write may land later and move the revision.
+		// The next heartbeat expects nothing, so that renewing the lease
+		// costs no extra round trips when they matter most; the check
+		// resumes from its revision on.
+		g.memberRev = 0
 		return fmt.Errorf("edgetables/jetstream: heartbeat of %s: bucket %s key %s: %w", g.node, g.bucket, g.memberKey, err)
 	}
 	g.memberRev = ack.Sequence
