@@ -163,7 +163,7 @@ func (m *TableManager) process(ctx context.Context) error {
 				continue // redelivered: its effects are already buffered
 			}
 			if msgs[i].Seq > m.examined+1 {
-				m.checkGap(m.examined+1, msgs[i].Seq-1)
+				m.checkGap(ctx, m.examined+1, msgs[i].Seq-1)
 			}
 			m.dispatch(ctx, &msgs[i])
 			sinceCommit++
@@ -228,24 +228,39 @@ func (m *TableManager) reopen(ctx context.Context) {
 
 // checkGap reports source sequences from..to that the reader skipped
 // because the source no longer holds them, if an active partition had not
-// processed them: their events were removed before that partition
-// committed them (the trim never does that; an operator's purge or a
-// MaxAge limit can), so their effects are lost. A gap below every active
-// partition's position (events trimmed after every partition committed
-// them) is normal.
-func (m *TableManager) checkGap(from, to uint64) {
-	var behind []int
+// processed them and its changelog does not show them committed either:
+// their events were removed before any owner committed them (the trim
+// never does that; an operator's purge or a MaxAge limit can), so their
+// effects are lost. A gap that the partition's changelog covers means that
+// another writer committed the partition past it: this node's copy is
+// stale and its next commit is fenced. A gap below every active
+// partition's position is normal.
+func (m *TableManager) checkGap(ctx context.Context, from, to uint64) {
+	var lost []int
 	for _, p := range m.assigned() {
-		if p.State() == StateActive && p.position(m.examined) < to {
-			behind = append(behind, p.id)
+		if p.State() != StateActive || p.position(m.examined) >= to {
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, readerStallAfter)
+		marker, _, found, err := m.cfg.Changelog.LastCommit(lctx, p.id)
+		cancel()
+		switch {
+		case err != nil:
+			m.log.Warn("source events were removed before this node processed them; could not tell whether another owner committed them",
+				"partition", p.id, "from_seq", from, "to_seq", to, "err", err)
+		case found && marker.SourceSeq >= to:
+			m.log.Info("source events were committed by another owner of the partition; this node's copy is stale and will be fenced",
+				"partition", p.id, "from_seq", from, "to_seq", to, "owner", marker.Node, "generation", marker.Generation)
+		default:
+			lost = append(lost, p.id)
 		}
 	}
-	if len(behind) == 0 {
+	if len(lost) == 0 {
 		return
 	}
 	m.counters.sourceGaps.Add(to - from + 1)
-	m.log.Error("source events were removed before every partition processed them; their effects are lost",
-		"from_seq", from, "to_seq", to, "partitions", behind)
+	m.log.Error("source events were removed before any owner of these partitions committed them; their effects are lost",
+		"from_seq", from, "to_seq", to, "partitions", lost)
 }
 
 // detach records, for every partition attached to the reader, that it
