@@ -43,28 +43,15 @@ func BenchmarkGarbageBurst(b *testing.B) {
 	}
 }
 
-// jsonCountSetup declares a count table fed by an agent that refuses
-// events whose data is not JSON.
+// jsonCountSetup is countSetup whose agent refuses events whose data is
+// not JSON.
 func jsonCountSetup(h *harness) func(m *manager.TableManager) {
-	return func(m *manager.TableManager) {
-		h.counter = manager.NewTable(manager.TableConfig[string, int64]{
-			Name: "counts", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}})
-		must(h.t, m.Add(h.counter))
-		must(h.t, m.AddAgent(manager.Agent{
-			Name: "count", Subjects: []string{"ev.*"},
-			Key: func(e *manager.Event) ([]byte, error) { return []byte(e.Token(2)), nil },
-			Process: func(e *manager.Event) error {
-				if !json.Valid(e.Data) {
-					return errors.New("not JSON")
-				}
-				n, err := h.counter.Get(e, string(e.Key))
-				if err != nil {
-					return err
-				}
-				return h.counter.Set(e, string(e.Key), n+1)
-			},
-		}))
-	}
+	return checkedCountSetup(h, func(data []byte) error {
+		if !json.Valid(data) {
+			return errors.New("not JSON")
+		}
+		return nil
+	})
 }
 
 // runBurst stores good and garbage events interleaved, then times the

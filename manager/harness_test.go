@@ -45,7 +45,11 @@ type harness struct {
 
 // countSetup declares a count table "counts" fed by agent "count" on
 // subjects "ev.*", keyed by the second token.
-func countSetup(h *harness) func(m *manager.TableManager) {
+func countSetup(h *harness) func(m *manager.TableManager) { return checkedCountSetup(h, nil) }
+
+// checkedCountSetup is countSetup whose agent refuses an event when check
+// (if set) returns an error for its data.
+func checkedCountSetup(h *harness, check func(data []byte) error) func(m *manager.TableManager) {
 	return func(m *manager.TableManager) {
 		h.counter = manager.NewTable(manager.TableConfig[string, int64]{
 			Name: "counts", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}})
@@ -54,6 +58,11 @@ func countSetup(h *harness) func(m *manager.TableManager) {
 			Name: "count", Subjects: []string{"ev.*"},
 			Key: func(e *manager.Event) ([]byte, error) { return []byte(e.Token(2)), nil },
 			Process: func(e *manager.Event) error {
+				if check != nil {
+					if err := check(e.Data); err != nil {
+						return err
+					}
+				}
 				k := string(e.Key)
 				n, err := h.counter.Get(e, k)
 				if err != nil {
