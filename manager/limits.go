@@ -120,7 +120,12 @@ func (m *TableManager) Readiness() (ready bool, reasons []string) {
 	for _, p := range m.assigned() {
 		switch p.State() {
 		case StateRecovering:
-			reasons = append(reasons, fmt.Sprintf("partition %d: recovering", p.id))
+			if f := p.taskFailing.Load(); f != nil {
+				reasons = append(reasons, fmt.Sprintf("partition %d: recovery failing for %s (%d attempts, next in %s): %s",
+					p.id, now.Sub(f.Since).Round(time.Second), f.Attempts, f.RetryIn, f.Error))
+			} else {
+				reasons = append(reasons, fmt.Sprintf("partition %d: recovering", p.id))
+			}
 		case StateFenced:
 			if p.stale.Load() {
 				reasons = append(reasons, fmt.Sprintf("partition %d: fenced by a newer owner; waiting for the assignment that says so", p.id))
