@@ -140,6 +140,9 @@ func (m *TableManager) Readiness() (ready bool, reasons []string) {
 			}
 		}
 	}
+	if f := m.sourceFailing.Load(); f != nil && now.Sub(f.since) >= sourceFailingAfter {
+		reasons = append(reasons, fmt.Sprintf("source: failing for %s (%d attempts): %s", now.Sub(f.since).Round(time.Second), f.attempts, f.err))
+	}
 	if m.global != nil && !m.global.ready.Load() {
 		reasons = append(reasons, "global tables: catching up with their log")
 	}

@@ -416,7 +416,7 @@ func (m *TableManager) reposition(ctx context.Context) {
 	from := floor + 1
 	r, err := m.cfg.Source.Open(ctx, from)
 	if err != nil {
-		m.log.Warn("open source", "at_seq", from, "err", err)
+		m.noteSource("open source", from, err, 0)
 		return // the processing loop retries
 	}
 	m.reader, m.examined = r, from-1

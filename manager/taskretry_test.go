@@ -95,3 +95,37 @@ func TestRecoveryFailureIsBoundedAndVisible(t *testing.T) {
 	}
 	h.waitCounts(want)
 }
+
+// TestSourceFailureIsBoundedAndVisible: a source that can be neither read
+// nor opened again (JetStream down) is retried with a growing pause, not
+// ten times a second with a warning each; after a few seconds the node
+// says it is not ready and why; once the source answers it goes on by
+// itself and counts every event once.
+func TestSourceFailureIsBoundedAndVisible(t *testing.T) {
+	src := &flakySource{}
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
+	h.wrapSource = func(s manager.Source) manager.Source { src.Source = s; return src }
+	m := h.start()
+	want := map[string]int64{}
+	h.publishCounts(40, 8, want)
+	h.waitCounts(want)
+
+	src.failOpens.Store(1 << 20)
+	src.breakNext.Store(true)
+	waitFor(t, 20*time.Second, "the source failing in the readiness reasons", func() bool {
+		_, reasons := m.Readiness()
+		return strings.Contains(strings.Join(reasons, "; "), "source: failing")
+	})
+	time.Sleep(3 * time.Second)
+	_, reasons := m.Readiness()
+	t.Logf("not ready: %v", reasons)
+	// About 8 s of failures: pauses of 0.1, 0.2, 0.4, ... 5 s make about 8
+	// attempts; a fixed 100 ms pause made 80.
+	if n := src.failed.Load(); n > 15 {
+		t.Errorf("%d failed opens in about 8 s: the pause does not grow", n)
+	}
+	h.publishCounts(20, 8, want)
+	src.failOpens.Store(0)
+	waitFor(t, 30*time.Second, "ready again", func() bool { return m.Ready() })
+	h.waitCounts(want)
+}
