@@ -144,12 +144,7 @@ func TestFailingPartitionDoesNotStopOthers(t *testing.T) {
 
 	lc.armed.Store(true)
 	h.publishCounts(2000, 100, want)
-	others := map[string]int64{}
-	for k, n := range want {
-		if manager.PartitionOf([]byte(k), 2) == 1 {
-			others[k] = n
-		}
-	}
+	others := inPartition(want, 1, 2)
 	h.waitCounts(others) // partition 1, while partition 0 cannot commit
 	for _, ps := range h.m.Status().Partitions {
 		if ps.Partition == 0 && ps.Buffered > 2*20 {
@@ -196,19 +191,10 @@ func TestUnparkingOneLeavesTheOtherParked(t *testing.T) {
 		return strings.Count(strings.Join(notReady(h.m), "\n"), "commits failing") == 2
 	})
 	lc.armed[1].Store(false) // partition 1 is unparked, the source read again
-	others := map[string]int64{}
-	for k, n := range want {
-		if manager.PartitionOf([]byte(k), 2) == 1 {
-			others[k] = n
-		}
-	}
+	others := inPartition(want, 1, 2)
 	h.waitCounts(others)
 	h.publishCounts(1000, 100, want)
-	for k, n := range want {
-		if manager.PartitionOf([]byte(k), 2) == 1 {
-			others[k] = n
-		}
-	}
+	others = inPartition(want, 1, 2)
 	h.waitCounts(others) // partition 0 still parked meanwhile
 	lc.armed[0].Store(false)
 	h.waitCounts(want)
@@ -220,4 +206,15 @@ func TestUnparkingOneLeavesTheOtherParked(t *testing.T) {
 func notReady(m *manager.TableManager) []string {
 	_, reasons := m.Readiness()
 	return reasons
+}
+
+// inPartition returns the counts of want whose keys are in partition p of n.
+func inPartition(want map[string]int64, p, n int) map[string]int64 {
+	out := map[string]int64{}
+	for k, c := range want {
+		if manager.PartitionOf([]byte(k), n) == p {
+			out[k] = c
+		}
+	}
+	return out
 }
