@@ -43,6 +43,13 @@ type Config struct {
 	// HTTPListen is the HTTP API's address (default "127.0.0.1:8080"; port
 	// 0 picks a free port; "off" disables the API).
 	HTTPListen string
+	// HTTPTokens, when set, make every route of the HTTP API but /healthz
+	// and /readyz ask for a bearer token with the route's scope (see
+	// Tokens); default: none, every request is served.
+	HTTPTokens *Tokens
+	// HTTPTLS, when set, serves the HTTP API over TLS, with client
+	// certificates if it has a client CA (see HTTPTLS); default: plain HTTP.
+	HTTPTLS *HTTPTLS
 	// SyncAlways makes JetStream fsync every write (default: the server's
 	// periodic sync). See the README's durability section.
 	SyncAlways bool
@@ -298,6 +305,10 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		defer ln.Close()
 		httpAddr = ln.Addr().String()
+		if cfg.HTTPTLS != nil {
+			ln = cfg.HTTPTLS.Listener(ln)
+		}
+		warnOpenHTTP(n.log, ln.Addr(), cfg.HTTPTokens != nil || cfg.HTTPTLS.ClientCerts())
 	}
 	m, err := n.newManager(ctx, js, httpAddr)
 	if n.changelog != nil {
@@ -308,8 +319,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if ln != nil {
 		a := NewAPI(m, n.log)
+		a.tokens, a.clientCerts = cfg.HTTPTokens, cfg.HTTPTLS.ClientCerts()
 		a.extra = func() map[string]any {
-			return map[string]any{"app": cfg.App, "nats_url": clientURL}
+			return map[string]any{"app": cfg.App, "nats_url": clientURL, "http": a.security(cfg.HTTPTLS != nil)}
 		}
 		if cfg.clustered() {
 			a.r.nc, a.r.app = nc, cfg.App
