@@ -93,9 +93,9 @@ accounts {
 
 func TestSecurityConfigFileRefused(t *testing.T) {
 	tests := map[string]string{
-		"token":          `authorization { token: "$2a$04$abcdefghijklmnopqrstuuRk8.ObTDnd5FU7E0AC6d5CX/RBNR3cq" }`,
-		"single user":    `authorization { user: a, password: b }`,
-		"syntax":         `authorization {`,
+		"token":           `authorization { token: "$2a$04$abcdefghijklmnopqrstuuRk8.ObTDnd5FU7E0AC6d5CX/RBNR3cq" }`,
+		"single user":     `authorization { user: a, password: b }`,
+		"syntax":          `authorization {`,
 		"unknown account": `accounts { A { users: [{user: a, password: b}] } }`,
 	}
 	for name, text := range tests {
