@@ -109,12 +109,12 @@ var ErrInsecure = errors.New("edgetables/jetstream: port open beyond loopback wi
 func InboxPrefix(user string) string { return "_INBOX." + user }
 
 var (
-	userNameRE  = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-	bcryptRE    = regexp.MustCompile(`^\$2[abxy]\$\d{2}\$`)
-	errNoSource = "_edgetables.no-source" // an allow list that matches nothing the node reads
+	userNameRE      = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	bcryptRE        = regexp.MustCompile(`^\$2[abxy]\$\d{2}\$`)
+	noSourceSubject = "_edgetables.no-source" // an allow list that matches nothing the node reads
 )
 
-// Validate checks the users: names, one credential each (a bcrypt hash or
+// ValidateUsers checks users: names, one credential each (a bcrypt hash or
 // an NKey public key), known roles, no duplicates.
 func ValidateUsers(users []User) error {
 	names, keys := map[string]bool{}, map[string]bool{}
@@ -193,7 +193,7 @@ func rolePermissions(role Role, name, app string, sources []string) *server.Perm
 	case RoleDevice:
 		allow := append([]string{}, sources...) // non-nil: an empty allow list allows nothing
 		if len(allow) == 0 {
-			allow = []string{errNoSource}
+			allow = []string{noSourceSubject}
 		}
 		return &server.Permissions{
 			// The deny list wins over the allow list: a broad source

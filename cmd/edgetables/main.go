@@ -163,7 +163,7 @@ func (r *runCmd) Validate() error {
 		btoi(r.NATSToken != "" || r.NATSTokenFile != ""); n > 1 {
 		return errors.New("--nats-creds, --nats-user/--nats-password-file and --nats-token-file exclude each other")
 	}
-	if err := r.securityFlags.validate(len(r.NATSURL) == 0); err != nil {
+	if err := r.securityFlags.validate(len(r.NATSURL) == 0, r.ClusterListen != ""); err != nil {
 		return err
 	}
 	if (r.NATSCert == "") != (r.NATSKey == "") {

@@ -61,7 +61,7 @@ func secretOnCommandLine(args []string) error {
 	return nil
 }
 
-func (f *securityFlags) validate(embedded bool) error {
+func (f *securityFlags) validate(embedded, cluster bool) error {
 	switch {
 	case f.NATSPassword != "" && f.NATSPasswordFile != "":
 		return errors.New("--nats-password-file: EDGETABLES_NATS_PASSWORD is set too")
@@ -74,13 +74,21 @@ func (f *securityFlags) validate(embedded bool) error {
 	case f.NATSTLSCA != "" && f.NATSTLSCert == "":
 		return errors.New("--nats-tls-ca: needs --nats-tls-cert and --nats-tls-key")
 	}
-	cluster := f.ClusterTLSCert != "" || f.ClusterTLSKey != "" || f.ClusterTLSCA != ""
-	if cluster && (f.ClusterTLSCert == "" || f.ClusterTLSKey == "" || f.ClusterTLSCA == "") {
+	clusterTLS := f.ClusterTLSCert != "" || f.ClusterTLSKey != "" || f.ClusterTLSCA != ""
+	if clusterTLS && (f.ClusterTLSCert == "" || f.ClusterTLSKey == "" || f.ClusterTLSCA == "") {
 		return errors.New("--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca go together")
+	}
+	if !cluster {
+		switch {
+		case clusterTLS:
+			return errors.New("--cluster-tls-cert: needs --cluster-listen")
+		case f.ClusterPasswordFile != "" || f.ClusterPassword != "":
+			return errors.New("--cluster-password-file: needs --cluster-listen")
+		}
 	}
 	if !embedded {
 		for flag, set := range map[string]bool{"--nats-auth": f.NATSAuth != "", "--nats-config": f.NATSConfig != "",
-			"--nats-tls-cert": f.NATSTLSCert != "", "--cluster-tls-cert": cluster, "--insecure": f.Insecure} {
+			"--nats-tls-cert": f.NATSTLSCert != "", "--cluster-tls-cert": clusterTLS, "--insecure": f.Insecure} {
 			if set {
 				return fmt.Errorf("%s: configures the embedded server, not --nats-url", flag)
 			}
