@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
 )
@@ -35,9 +38,10 @@ func TestClusterRouteSecurity(t *testing.T) {
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	listen := []string{freeAddr(t), freeAddr(t)}
+	users := []jetstream.User{{Name: "dev-1", PasswordBcrypt: hash(t, devPassword), Role: jetstream.RoleDevice}}
 	routes := []string{"nats-route://" + listen[0], "nats-route://" + listen[1]}
 	security := func(p jstest.PKI, name, password string) jetstream.Security {
-		return jetstream.Security{ClusterUser: "route", ClusterPassword: password,
+		return jetstream.Security{ClusterUser: "route", ClusterPassword: password, Users: users,
 			ClusterTLS: jetstream.TLSFiles{CertFile: p.Cert(name), KeyFile: p.Key(name), CAFile: p.CA}}
 	}
 	start := func(ctx context.Context, name, clusterListen string, sec jetstream.Security) (*jetstream.Server, error) {
@@ -70,9 +74,31 @@ func TestClusterRouteSecurity(t *testing.T) {
 		t.Cleanup(srvs[i].Shutdown)
 	}
 
+	// Clients authenticate on each node; the nodes' own identities work
+	// across the routes: a device's publish on n2 reaches a stream the
+	// node created through n1.
+	n1, err := srvs[0].ConnectNode("node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n1.Close()
+	njs, _ := natsjs.New(n1)
+	if _, err := njs.CreateStream(ctx, natsjs.StreamConfig{Name: "app_source", Subjects: []string{"sensors.>"}, Replicas: 2}); err != nil {
+		t.Fatal(err)
+	}
+	dev, err := nats.Connect(srvs[1].ClientURL(), nats.UserInfo("dev-1", devPassword), nats.CustomInboxPrefix("_INBOX.dev-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dev.Close()
+	djs, _ := natsjs.New(dev)
+	if _, err := djs.Publish(ctx, "sensors.d1.temp", []byte("1")); err != nil {
+		t.Fatalf("device publish on n2: %v", err)
+	}
+
 	intruders := map[string]jetstream.Security{
 		"wrong password":     security(pki, "n3", "guess"),
-		"no TLS":             {ClusterUser: "route", ClusterPassword: routePassword},
+		"no TLS":             {ClusterUser: "route", ClusterPassword: routePassword, Users: users},
 		"another CA":         security(other, "n3", routePassword),
 		"no password at all": {ClusterTLS: security(pki, "n3", "").ClusterTLS},
 	}
