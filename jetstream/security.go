@@ -247,6 +247,11 @@ func applySecurity(sec Security, app string, sources []string, opts *server.Opti
 	if err := ValidateUsers(sec.Users); err != nil {
 		return nil, err
 	}
+	if len(sec.Users) > 0 {
+		if err := ValidateApp(app); err != nil {
+			return nil, fmt.Errorf("edgetables/jetstream: Security.Users need ServerConfig.App: %w", err)
+		}
+	}
 	if len(opts.TrustedOperators) > 0 || opts.TrustedKeys != nil {
 		return nil, errors.New("edgetables/jetstream: Security.ConfigFile: operator mode (JWT) is not supported by the embedded server; use external NATS (--nats-url) with a creds file")
 	}

@@ -46,7 +46,7 @@ func TestClusterRouteSecurity(t *testing.T) {
 	}
 	start := func(ctx context.Context, name, clusterListen string, sec jetstream.Security) (*jetstream.Server, error) {
 		return jetstream.StartServer(ctx, jetstream.ServerConfig{Name: name, Listen: "127.0.0.1:0", StoreDir: t.TempDir(),
-			ClusterName: "sec", ClusterListen: clusterListen, Routes: routes, Logger: log.With("node", name), Security: sec})
+			App: "app", SourceSubjects: []string{"sensors.>"}, ClusterName: "sec", ClusterListen: clusterListen, Routes: routes, Logger: log.With("node", name), Security: sec})
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
