@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alecthomas/kong"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/edgetables/edgetables/edge"
 )
 
 func TestSecurityFlagErrors(t *testing.T) {
@@ -181,4 +184,38 @@ func waitCount(t *testing.T, httpAddr, key string, want int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("count %s = %v, want %d", key, got.Value, want)
+}
+
+// The secrets of --nats-url come from a file or the environment.
+func TestSecretFromEnvAndFile(t *testing.T) {
+	table := "--table=name=c,source=a.*,key=subject:2,agg=count"
+	parse := func(args ...string) edge.Config {
+		t.Helper()
+		var c cli
+		parser, err := kong.New(&c, kong.DefaultEnvars("EDGETABLES"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := parser.Parse(append([]string{"run", table, "--nats-url=nats://127.0.0.1:4222"}, args...)); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := c.Run.config(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	t.Setenv("EDGETABLES_NATS_PASSWORD", "from-env")
+	if cfg := parse("--nats-user=u"); cfg.NATS.Password != "from-env" {
+		t.Errorf("password %q, want the environment's", cfg.NATS.Password)
+	}
+	t.Setenv("EDGETABLES_NATS_PASSWORD", "")
+	file := writeFile(t, t.TempDir(), "pw", "from-file\n")
+	if cfg := parse("--nats-user=u", "--nats-password-file="+file); cfg.NATS.Password != "from-file" {
+		t.Errorf("password %q, want the file's", cfg.NATS.Password)
+	}
+	tok := writeFile(t, t.TempDir(), "tok", "tok-from-file")
+	if cfg := parse("--nats-token-file=" + tok); cfg.NATS.Token != "tok-from-file" {
+		t.Errorf("token %q, want the file's", cfg.NATS.Token)
+	}
 }
