@@ -304,7 +304,7 @@ func TestInsecureListen(t *testing.T) {
 		want error
 	}{
 		{"client port open", jetstream.ServerConfig{Listen: "0.0.0.0:0"}, jetstream.ErrInsecure},
-		{"route port open", jetstream.ServerConfig{Name: "r", ClusterListen: "0.0.0.0:0",
+		{"route port open", jetstream.ServerConfig{Name: "r", App: "app", ClusterListen: "0.0.0.0:0",
 			Security: jetstream.Security{Users: []jetstream.User{{Name: "d", PasswordBcrypt: hash(t, "x"), Role: jetstream.RoleDevice}}}},
 			jetstream.ErrInsecure},
 		{"client port open, insecure", jetstream.ServerConfig{Listen: "0.0.0.0:0", Security: jetstream.Security{Insecure: true}}, nil},
