@@ -72,6 +72,11 @@ type Config struct {
 	// consumer group, alone or not.
 	NATSURLs []string
 	NATS     jetstream.ExternalOptions
+	// NATSSecurity configures the embedded server's users, roles and TLS
+	// (see jetstream.Security); devices may publish to the tables' declared
+	// sources only. Default: none, and then the client and route ports
+	// must listen on loopback (or set NATSSecurity.Insecure).
+	NATSSecurity jetstream.Security
 	// Replicas is the replication of every stream and bucket the node
 	// creates (default: 1 alone; in an embedded cluster, 3 when Routes name
 	// 3 or more nodes, else 1; with NATSURLs, 1).
@@ -380,12 +385,13 @@ func (n *Node) connect(ctx context.Context) (nc *nats.Conn, url string, stop fun
 	srv, err := jetstream.StartServer(ctx, jetstream.ServerConfig{
 		Name: cfg.Name, Listen: cfg.NATSListen, StoreDir: cfg.DataDir, SyncAlways: cfg.SyncAlways,
 		ClusterName: cfg.ClusterName, ClusterListen: cfg.ClusterListen, Routes: cfg.Routes,
-		Logger: n.log.With("component", "nats"),
+		Logger: n.log.With("component", "nats"), Security: cfg.NATSSecurity,
+		App: cfg.App, SourceSubjects: manager.SubjectsOf(cfg.Agents),
 	})
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("start NATS server: %w", err)
 	}
-	nc, err = srv.Connect("edgetables-" + cfg.Name)
+	nc, err = srv.ConnectNode("edgetables-" + cfg.Name)
 	if err != nil {
 		srv.Shutdown()
 		return nil, "", nil, fmt.Errorf("connect to NATS: %w", err)
