@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/edgetables/edgetables/manager"
 )
 
@@ -34,6 +36,9 @@ type API struct {
 	log *slog.Logger
 	// extra adds fields to /v1/status.
 	extra func() map[string]any
+	// reasons adds reasons to /readyz; collectors add metrics.
+	reasons    func() []string
+	collectors []prometheus.Collector
 }
 
 // NewAPI returns the HTTP API over m.
@@ -58,7 +63,7 @@ func NewAPI(m *manager.TableManager, log *slog.Logger) *API {
 //	GET /metrics                           Prometheus metrics (text format)
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metricsHandler(a.m, a.log))
+	mux.Handle("GET /metrics", metricsHandler(a.m, a.log, a.collectors...))
 	mux.HandleFunc("GET /v1/tables", a.listTables)
 	mux.HandleFunc("GET /v1/tables/{table}/keys/{key}", a.getKey)
 	mux.HandleFunc("GET /v1/tables/{table}/keys", a.listKeys)
@@ -69,7 +74,13 @@ func (a *API) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if ready, reasons := a.m.Readiness(); !ready {
+		ready, reasons := a.m.Readiness()
+		if a.reasons != nil {
+			if more := a.reasons(); len(more) > 0 {
+				ready, reasons = false, append(reasons, more...)
+			}
+		}
+		if !ready {
 			w.Header().Set("Retry-After", "1")
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "reasons": reasons})
 			return

@@ -86,6 +86,9 @@ type ServerConfig struct {
 	MaxStore int64
 	// Logger receives the server's log. Default slog.Default().
 	Logger *slog.Logger
+	// Leaf makes the server a leaf node of a hub and names its JetStream
+	// domain (see LeafConfig). Default: neither.
+	Leaf LeafConfig
 }
 
 // Server is an embedded nats-server with JetStream enabled.
@@ -153,6 +156,9 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		NoSigs:             true,
 	}
 	if err := clusterOptions(cfg, opts); err != nil {
+		return nil, err
+	}
+	if err := leafOptions(cfg.Leaf, opts); err != nil {
 		return nil, err
 	}
 	ns, err := server.NewServer(opts)

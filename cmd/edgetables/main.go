@@ -102,6 +102,8 @@ type runCmd struct {
 	NATSCA         string        `name:"nats-ca" help:"CA file (PEM) that verifies the NATS servers' TLS certificates." type:"existingfile" group:"external NATS"`
 	NATSCert       string        `name:"nats-cert" help:"Client certificate (PEM) for mutual TLS." type:"existingfile" group:"external NATS"`
 	NATSKey        string        `name:"nats-key" help:"Client key (PEM) for mutual TLS." type:"existingfile" group:"external NATS"`
+
+	edgeFlags
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -164,6 +166,9 @@ func (r *runCmd) Validate() error {
 	if (r.NATSCert == "") != (r.NATSKey == "") {
 		return errors.New("--nats-cert and --nats-key go together")
 	}
+	if err := r.edgeFlags.validate(len(r.NATSURL) > 0); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for _, t := range r.Table {
 		if seen[t.Name] {
@@ -216,6 +221,7 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 	if r.Standbys == 0 {
 		cfg.Standbys = -1 // edge.Config: negative means none
 	}
+	cfg.Edge = r.edgeFlags.config()
 	for _, t := range r.Table {
 		t.MaxClockSkew = r.MaxClockSkew
 		if r.MaxClockSkew <= 0 {
