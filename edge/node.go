@@ -461,7 +461,7 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 		Node: cfg.Name, Partitions: cfg.Partitions, CommitInterval: cfg.CommitInterval,
 		CommitEvery: cfg.CommitEvery, RecoveryBufferSize: cfg.RecoveryBufferSize, StandbyBufferSize: cfg.StandbyBufferSize,
 		KeepSource: cfg.KeepSource, SourceHold: n.sourceHold(),
-		Changelog:  changelog, Source: source, DeadLetters: dlq, Coordinator: coord,
+		Changelog: changelog, Source: source, DeadLetters: dlq, Coordinator: coord,
 		SessionTimeout: cfg.SessionTimeout, Standbys: cfg.Standbys, HTTPAddr: httpAddr,
 		MaxCommitRecords: MaxCommitRecords(cfg.ExactlyOnce),
 		CommitCapacity:   commitCapacity(cfg.ExactlyOnce),
