@@ -402,7 +402,7 @@ func (n *Node) connect(ctx context.Context) (nc *nats.Conn, url string, stop fun
 	srv, err := jetstream.StartServer(ctx, jetstream.ServerConfig{
 		Name: cfg.Name, Listen: cfg.NATSListen, StoreDir: cfg.DataDir, SyncAlways: cfg.SyncAlways,
 		ClusterName: cfg.ClusterName, ClusterListen: cfg.ClusterListen, Routes: cfg.Routes,
-		Logger: n.log.With("component", "nats"), Leaf: cfg.Edge.Leaf,
+		Logger: n.log.With("component", "nats"), Leaf: n.leafConfig(),
 	})
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("start NATS server: %w", err)

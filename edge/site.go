@@ -187,3 +187,13 @@ func (n *Node) sourceHold() manager.SourceHold {
 	}
 	return n.hold
 }
+
+// leafConfig is the embedded server's leaf configuration: the site's app
+// and source subjects stay on the site.
+func (n *Node) leafConfig() jetstream.LeafConfig {
+	l := n.cfg.Edge.Leaf
+	if len(l.Remotes) > 0 {
+		l.LocalSubjects = append(jetstream.SiteLocalSubjects(n.cfg.App, manager.SubjectsOf(n.cfg.Agents)), l.LocalSubjects...)
+	}
+	return l
+}

@@ -49,6 +49,20 @@ type LeafConfig struct {
 	// Domain is the server's JetStream domain. Required with Remotes (the
 	// hub and every site need domains of their own); allowed alone.
 	Domain string
+	// LocalSubjects stay on this server: messages on them are neither sent
+	// to the hub nor taken from it. Sites share the hub's account, so
+	// without this an event published at one site would also reach the
+	// streams of every other site capturing its subject (and a site's
+	// changelog writes the others' changelogs). See SiteLocalSubjects.
+	LocalSubjects []string
+}
+
+// SiteLocalSubjects are the subjects of app that must stay on a site: the
+// app's own (changelog, commits, dead letters, queries, global tables) and
+// its source subjects. The hub reaches the site's events by sourcing its
+// stream, whose traffic uses other subjects.
+func SiteLocalSubjects(app string, sources []string) []string {
+	return append([]string{app + ".>"}, sources...)
 }
 
 // Validate checks c without reading its files' contents.
@@ -126,7 +140,8 @@ func leafOptions(c LeafConfig, opts *server.Options) error {
 			return fmt.Errorf("%w: password file %s is empty", ErrLeafConfig, c.PasswordFile)
 		}
 	}
-	remote := &server.RemoteLeafOpts{Credentials: c.CredsFile}
+	remote := &server.RemoteLeafOpts{Credentials: c.CredsFile,
+		DenyExports: c.LocalSubjects, DenyImports: c.LocalSubjects}
 	useTLS := c.CAFile != "" || c.CertFile != ""
 	for _, r := range c.Remotes {
 		u, isTLS, _ := parseLeafURL(r)
