@@ -273,3 +273,54 @@ func TestHubCountsEverySiteExactly(t *testing.T) {
 		t.Fatalf("site status lacks the hub or the leaf link: %v", st)
 	}
 }
+
+// TestSiteOfflineCatchUp: a hub, two sites and a hub node. Site s1's
+// uplink goes through a proxy that the test cuts; both sites keep
+// publishing, s1 is restarted while offline and keeps its events for the
+// hub; once the link is back the hub catches up by itself, exactly.
+func TestSiteOfflineCatchUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the hub's sourcing to resume (tens of seconds)")
+	}
+	hub := startTestHub(t)
+	link := newLinkProxy(t, fmt.Sprintf("127.0.0.1:%d", hub.leafPort))
+	s1dir := t.TempDir()
+	s1, stopS1 := runNode(t, siteConfig(t, s1dir, "s1", link.url()))
+	s2, _ := runNode(t, siteConfig(t, t.TempDir(), "s2", fmt.Sprintf("nats-leaf://127.0.0.1:%d", hub.leafPort)))
+	hn, _ := runNode(t, hubNodeConfig(t, hub, "s1", "s2"))
+	publishIDs(t, s1, "a", 0, 10)
+	publishIDs(t, s2, "a", 0, 10)
+	waitCount(t, hn, "bysite", "s1", 10, 30*time.Second)
+	waitCount(t, hn, "bysite", "s2", 10, 30*time.Second)
+
+	link.Cut()
+	publishIDs(t, s1, "a", 10, 10)
+	publishIDs(t, s2, "a", 10, 10)
+	waitCount(t, s1, "count", "a", 20, 15*time.Second) // offline: the site works
+	waitCount(t, hn, "bysite", "s2", 20, 30*time.Second)
+
+	stopS1() // restarted while offline
+	s1, _ = runNode(t, siteConfig(t, s1dir, "s1", link.url()))
+	publishIDs(t, s1, "a", 20, 5)
+	publishIDs(t, s2, "a", 20, 5)
+	waitCount(t, s1, "count", "a", 25, 15*time.Second)
+	time.Sleep(2500 * time.Millisecond) // trim rounds: the hub's 15 must stay
+	if first, last := siteSource(t, s1); first > 11 || last != 25 {
+		t.Fatalf("offline site s1's source holds %d..%d, want 11..25 or more kept for the hub", first, last)
+	}
+	_, st, _ := getJSON(t, s1.HTTPAddr(), "/v1/status")
+	hubState, _ := json.Marshal(st["hub"])
+	t.Logf("offline site status hub: %s", hubState)
+
+	link.Restore()
+	restored := time.Now()
+	waitCount(t, hn, "bysite", "s1", 25, 90*time.Second)
+	waitCount(t, hn, "bysite", "s2", 25, 10*time.Second)
+	waitCount(t, hn, "bydevice", "a", 50, 10*time.Second)
+	t.Logf("hub caught up with s1 %s after the link came back", time.Since(restored).Round(100*time.Millisecond))
+	waitCount(t, s1, "count", "a", 25, 5*time.Second)
+	waitCount(t, s2, "count", "a", 25, 5*time.Second)
+	_, st, _ = getJSON(t, hn.HTTPAddr(), "/v1/status")
+	sites, _ := json.Marshal(st["sites"])
+	t.Logf("hub status sites: %s", sites)
+}
