@@ -6,9 +6,15 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +33,9 @@ type testHub struct {
 	dir                  string
 	clientPort, leafPort int
 	ns                   *server.Server
+	// bin, when set, is a nats-server binary the hub runs as instead.
+	bin string
+	cmd *exec.Cmd
 }
 
 func startTestHub(t *testing.T) *testHub {
@@ -36,7 +45,69 @@ func startTestHub(t *testing.T) *testHub {
 	return h
 }
 
+// hubConfig is the hub's configuration file: the README's, on test ports.
+const hubConfig = `server_name: hub
+listen: 127.0.0.1:%d
+jetstream {
+  store_dir: %q
+  domain: hub
+}
+leafnodes {
+  listen: 127.0.0.1:%d
+  no_advertise: true
+}
+`
+
+// startBinaryHub runs the hub as a real nats-server process, or skips the
+// test when no nats-server is on PATH or in $GOPATH/bin.
+func startBinaryHub(t *testing.T) *testHub {
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		gopath := os.Getenv("GOPATH")
+		if gopath == "" {
+			home, _ := os.UserHomeDir()
+			gopath = filepath.Join(home, "go")
+		}
+		bin = filepath.Join(gopath, "bin", "nats-server")
+		if _, err := os.Stat(bin); err != nil {
+			t.Skip("no nats-server binary (go install github.com/nats-io/nats-server/v2@v2.15.2)")
+		}
+	}
+	h := &testHub{t: t, dir: t.TempDir(), clientPort: freeTCPPort(t), leafPort: freeTCPPort(t), bin: bin}
+	h.start()
+	t.Cleanup(h.stop)
+	return h
+}
+
 func (h *testHub) start() {
+	if h.bin != "" {
+		conf := filepath.Join(h.dir, "hub.conf")
+		if err := os.WriteFile(conf, fmt.Appendf(nil, hubConfig, h.clientPort, filepath.Join(h.dir, "js"), h.leafPort), 0o600); err != nil {
+			h.t.Fatal(err)
+		}
+		h.cmd = exec.Command(h.bin, "-c", conf)
+		if err := h.cmd.Start(); err != nil {
+			h.t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			nc, err := nats.Connect(h.url())
+			if err == nil {
+				js, _ := natsjs.New(nc)
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err = jetstream.WaitForJetStream(ctx, js)
+				cancel()
+				nc.Close()
+				if err == nil {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				h.t.Fatalf("nats-server hub not ready: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
 	opts := &server.Options{ServerName: "hub", Host: "127.0.0.1", Port: h.clientPort, JetStream: true,
 		StoreDir: h.dir, JetStreamDomain: DefaultHubDomain, NoSigs: true, NoLog: true,
 		JetStreamMaxMemory: 64 << 20, JetStreamMaxStore: 1 << 30,
@@ -53,6 +124,11 @@ func (h *testHub) start() {
 }
 
 func (h *testHub) stop() {
+	if h.cmd != nil {
+		_ = h.cmd.Process.Signal(syscall.SIGTERM)
+		_ = h.cmd.Wait()
+		h.cmd = nil
+	}
 	if h.ns != nil {
 		h.ns.Shutdown()
 		h.ns.WaitForShutdown()
@@ -229,8 +305,13 @@ func siteSource(t *testing.T, n *Node) (first, last uint64) {
 // tables count each site's events exactly (the sites use the same message
 // ids: no cross-site dedupe), each site its own, and each site trims its
 // source stream once the hub has taken the events, not before.
-func TestHubCountsEverySiteExactly(t *testing.T) {
-	hub := startTestHub(t)
+func TestHubCountsEverySiteExactly(t *testing.T) { testHubCounts(t, startTestHub(t)) }
+
+// TestHubNATSServerBinary is TestHubCountsEverySiteExactly with the hub a
+// real nats-server process configured as the README says.
+func TestHubNATSServerBinary(t *testing.T) { testHubCounts(t, startBinaryHub(t)) }
+
+func testHubCounts(t *testing.T, hub *testHub) {
 	remote := fmt.Sprintf("nats-leaf://127.0.0.1:%d", hub.leafPort)
 	s1, _ := runNode(t, siteConfig(t, t.TempDir(), "s1", remote))
 	s2, _ := runNode(t, siteConfig(t, t.TempDir(), "s2", remote))
@@ -323,4 +404,56 @@ func TestSiteOfflineCatchUp(t *testing.T) {
 	_, st, _ = getJSON(t, hn.HTTPAddr(), "/v1/status")
 	sites, _ := json.Marshal(st["sites"])
 	t.Logf("hub status sites: %s", sites)
+}
+
+// TestSiteSourceFullIsAnAlert: nothing takes the site's events (no hub
+// node), so the site keeps them all; once they fill 90% of the source
+// stream's limit, /readyz says so and a metric shows it, and the stream
+// refuses new events rather than dropping old ones.
+func TestSiteSourceFullIsAnAlert(t *testing.T) {
+	hub := startTestHub(t)
+	cfg := siteConfig(t, t.TempDir(), "s1", fmt.Sprintf("nats-leaf://127.0.0.1:%d", hub.leafPort))
+	cfg.SourceMaxBytes = 64 << 10
+	s1, _ := runNode(t, cfg)
+	nc, err := nats.Connect(s1.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := natsjs.New(nc)
+	payload := make([]byte, 1000)
+	stored := 0
+	for i := 0; i < 100; i++ {
+		if _, err := js.Publish(context.Background(), "ev.a", payload); err != nil {
+			break // full: refused
+		}
+		stored++
+	}
+	if stored == 0 || stored == 100 {
+		t.Fatalf("%d of 100 1 kB events stored in a 64 KiB source", stored)
+	}
+	waitCount(t, s1, "count", "a", stored, 15*time.Second)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		code, body, _ := getJSON(t, s1.HTTPAddr(), "/readyz")
+		if code == 503 && strings.Contains(fmt.Sprint(body["reasons"]), "source stream nearly full") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz %d %v, want 503 naming the full source", code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	resp, err := http.Get("http://" + s1.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), "\nedgetables_source_full 1\n") || !strings.Contains(string(b), "\nedgetables_hub_position_known 0\n") {
+		t.Fatalf("metrics lack edgetables_source_full 1 / hub_position_known 0:\n%s", b)
+	}
+	if first, _ := siteSource(t, s1); first != 1 {
+		t.Fatalf("source trimmed from %d although the hub took nothing", first)
+	}
 }
