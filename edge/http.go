@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/edgetables/edgetables/manager"
 )
 
@@ -39,6 +41,9 @@ type API struct {
 	// certificate (see authenticate).
 	tokens      *Tokens
 	clientCerts bool
+	// reasons adds reasons to /readyz; collectors add metrics.
+	reasons    func() []string
+	collectors []prometheus.Collector
 }
 
 // NewAPI returns the HTTP API over m.
@@ -64,7 +69,7 @@ func NewAPI(m *manager.TableManager, log *slog.Logger) *API {
 //	GET /metrics                           Prometheus metrics (text format)
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", a.need(ScopeMetrics, metricsHandler(a.m, a.log).ServeHTTP))
+	mux.Handle("GET /metrics", a.need(ScopeMetrics, metricsHandler(a.m, a.log, a.collectors...).ServeHTTP))
 	mux.Handle("GET /v1/tables", a.need(ScopeRead, a.listTables))
 	mux.Handle("GET /v1/tables/{table}/keys/{key}", a.need(ScopeRead, a.getKey))
 	mux.Handle("GET /v1/tables/{table}/keys", a.need(ScopeRead, a.listKeys))
@@ -75,7 +80,13 @@ func (a *API) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if ready, reasons := a.m.Readiness(); !ready {
+		ready, reasons := a.m.Readiness()
+		if a.reasons != nil {
+			if more := a.reasons(); len(more) > 0 {
+				ready, reasons = false, append(reasons, more...)
+			}
+		}
+		if !ready {
 			w.Header().Set("Retry-After", "1")
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "reasons": reasons})
 			return

@@ -119,6 +119,8 @@ type Config struct {
 	RecoveryHooks manager.RecoveryHooks
 	// Logger receives the node's logs (default slog.Default()).
 	Logger *slog.Logger
+	// Edge makes the node an edge site or a hub node (see EdgeConfig).
+	Edge EdgeConfig
 	// wrapStores, set by tests, wraps the tables' store provider (to count
 	// reads, say).
 	wrapStores func(store.Provider) store.Provider
@@ -170,6 +172,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if err := c.Edge.setDefaults(c); err != nil {
+		return err
 	}
 	if len(c.Agents) == 0 {
 		return errors.New("node: no tables: give at least one --table (or an agent in Go)")
@@ -235,6 +240,19 @@ type Node struct {
 	m         *manager.TableManager
 
 	changelog *jetstream.Changelog // set by newManager, for Run's end
+
+	// Set by Run before the API serves: the embedded server (nil with
+	// NATSURLs), a site's hub hold, the source.
+	srv    *jetstream.Server
+	hold   *jetstream.HubHold
+	source *jetstream.Source
+}
+
+// server returns the embedded server (nil with external NATS).
+func (n *Node) server() *jetstream.Server {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.srv
 }
 
 // NewNode checks cfg and returns a node to Run.
@@ -301,6 +319,18 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.checkApp(ctx, js); err != nil {
 		return err
 	}
+	if n.hold, err = n.siteHold(ctx, nc); err != nil {
+		return err
+	}
+	if n.hold != nil {
+		hctx, stopHold := context.WithCancel(ctx)
+		held := make(chan struct{})
+		go func() {
+			defer close(held)
+			n.hold.Run(hctx)
+		}()
+		defer func() { stopHold(); <-held }()
+	}
 
 	var ln net.Listener
 	httpAddr := ""
@@ -326,8 +356,12 @@ func (n *Node) Run(ctx context.Context) error {
 		a := NewAPI(m, n.log)
 		a.tokens, a.clientCerts = cfg.HTTPTokens, cfg.HTTPTLS.ClientCerts()
 		a.extra = func() map[string]any {
-			return map[string]any{"app": cfg.App, "nats_url": clientURL, "http": a.security(cfg.HTTPTLS != nil)}
+			out := map[string]any{"app": cfg.App, "nats_url": clientURL, "http": a.security(cfg.HTTPTLS != nil)}
+			n.edgeStatus(out)
+			return out
 		}
+		a.reasons = n.edgeReasons
+		a.collectors = append(a.collectors, newEdgeMetrics(n))
 		if cfg.clustered() {
 			a.r.nc, a.r.app = nc, cfg.App
 		}
@@ -387,6 +421,7 @@ func (n *Node) connect(ctx context.Context) (nc *nats.Conn, url string, stop fun
 		ClusterName: cfg.ClusterName, ClusterListen: cfg.ClusterListen, Routes: cfg.Routes,
 		Logger: n.log.With("component", "nats"), Security: cfg.NATSSecurity,
 		App: cfg.App, SourceSubjects: manager.SubjectsOf(cfg.Agents),
+		Leaf: n.leafConfig(),
 	})
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("start NATS server: %w", err)
@@ -396,6 +431,9 @@ func (n *Node) connect(ctx context.Context) (nc *nats.Conn, url string, stop fun
 		srv.Shutdown()
 		return nil, "", nil, fmt.Errorf("connect to NATS: %w", err)
 	}
+	n.mu.Lock()
+	n.srv = srv
+	n.mu.Unlock()
 	return nc, srv.ClientURL(), func() { nc.Close(); srv.Shutdown() }, nil
 }
 
@@ -409,10 +447,11 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 	}
 	n.changelog = changelog
 	source, err := jetstream.NewSource(ctx, js, jetstream.SourceConfig{App: cfg.App, Subjects: manager.SubjectsOf(cfg.Agents),
-		Consumer: cfg.Name, MaxBytes: cfg.SourceMaxBytes, Replicas: cfg.Replicas})
+		Consumer: cfg.Name, MaxBytes: cfg.SourceMaxBytes, Replicas: cfg.Replicas, Sites: cfg.Edge.Sites})
 	if err != nil {
 		return nil, err
 	}
+	n.source = source
 	dlq, err := jetstream.NewDeadLetters(ctx, js, cfg.App, cfg.Replicas)
 	if err != nil {
 		return nil, err
@@ -440,8 +479,8 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 	m, err := manager.New(manager.Config{
 		Node: cfg.Name, Partitions: cfg.Partitions, CommitInterval: cfg.CommitInterval,
 		CommitEvery: cfg.CommitEvery, RecoveryBufferSize: cfg.RecoveryBufferSize, StandbyBufferSize: cfg.StandbyBufferSize,
-		KeepSource: cfg.KeepSource,
-		Changelog:  changelog, Source: source, DeadLetters: dlq, Coordinator: coord,
+		KeepSource: cfg.KeepSource, SourceHold: n.sourceHold(),
+		Changelog: changelog, Source: source, DeadLetters: dlq, Coordinator: coord,
 		SessionTimeout: cfg.SessionTimeout, Standbys: cfg.Standbys, HTTPAddr: httpAddr,
 		MaxCommitRecords: MaxCommitRecords(cfg.ExactlyOnce),
 		CommitCapacity:   commitCapacity(cfg.ExactlyOnce),

@@ -93,6 +93,9 @@ type ServerConfig struct {
 	// publish to SourceSubjects only, readers query App's nodes.
 	App            string
 	SourceSubjects []string
+	// Leaf makes the server a leaf node of a hub and names its JetStream
+	// domain (see LeafConfig). Default: neither.
+	Leaf LeafConfig
 }
 
 // Server is an embedded nats-server with JetStream enabled.
@@ -163,6 +166,9 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	if err := clusterOptions(cfg, opts); err != nil {
+		return nil, err
+	}
+	if err := leafOptions(cfg.Leaf, opts); err != nil {
 		return nil, err
 	}
 	if err := checkExposure(cfg.Security, opts, cfg.Logger); err != nil {

@@ -51,6 +51,10 @@ type SourceConfig struct {
 	MaxAge time.Duration
 	// Logger receives the reader's warnings. Default slog.Default().
 	Logger *slog.Logger
+	// Sites make the stream a hub's: it captures no subjects and sources
+	// the source stream of each site instead (see SiteSource); Subjects are
+	// then ignored.
+	Sites []SiteSource
 }
 
 // Source implements manager.Source on the stream <app>_source with one
@@ -89,9 +93,15 @@ func NewSource(ctx context.Context, js natsjs.JetStream, cfg SourceConfig) (*Sou
 	if err := ValidateApp(cfg.App); err != nil {
 		return nil, err
 	}
-	subjects, err := normalizeSubjects(cfg.Subjects)
+	var subjects []string
+	sources, err := siteStreamSources(cfg.App, cfg.Sites)
 	if err != nil {
-		return nil, fmt.Errorf("edgetables/jetstream: source of %s: %w", cfg.App, err)
+		return nil, err
+	}
+	if len(sources) == 0 {
+		if subjects, err = normalizeSubjects(cfg.Subjects); err != nil {
+			return nil, fmt.Errorf("edgetables/jetstream: source of %s: %w", cfg.App, err)
+		}
 	}
 	for _, s := range subjects {
 		for _, r := range reservedSubjects(cfg.App) {
@@ -121,6 +131,7 @@ func NewSource(ctx context.Context, js natsjs.JetStream, cfg SourceConfig) (*Sou
 		MaxBytes:    cfg.MaxBytes,
 		MaxAge:      cfg.MaxAge,
 		Discard:     natsjs.DiscardNew,
+		Sources:     sources, // with sources, no duplicate window: sites' message ids may repeat
 	})
 	if err != nil {
 		var apiErr *natsjs.APIError

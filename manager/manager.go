@@ -90,6 +90,11 @@ type Config struct {
 	// they are removed once every partition has committed them, so the
 	// stream holds only unprocessed events.
 	KeepSource bool
+	// SourceHold, when set, keeps source events for a reader outside the
+	// app (the hub of an edge site, which sources the stream): the trim
+	// never removes an event it has not taken, and removes nothing while
+	// that is unknown. Used only when the trim runs (not KeepSource).
+	SourceHold SourceHold
 	// Changelog, Source and Stores are required; DeadLetters may be nil,
 	// in which case refused events are only logged and counted.
 	Changelog   Changelog

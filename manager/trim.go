@@ -59,14 +59,33 @@ func (m *TableManager) runTrim(ctx context.Context) {
 	}
 }
 
+// SourceHold is a reader of the source stream outside the app, such as the
+// hub of an edge site: the trim keeps what it has not taken yet.
+type SourceHold interface {
+	// Taken returns the last source sequence the reader has durably
+	// taken; ok is false while that is unknown (then the trim removes
+	// nothing). It must not block: it returns what it last learned.
+	Taken() (seq uint64, ok bool)
+}
+
 // trimSource removes the source events at or below the lowest committed
-// source position of every partition's changelog, and returns that
-// position. A partition whose log holds no commit marker yet (never taken
-// over) stops the trim.
+// source position of every partition's changelog (and, with a SourceHold,
+// at or below what it has taken), and returns that position. A partition
+// whose log holds no commit marker yet (never taken over) stops the trim.
 func (m *TableManager) trimSource(ctx context.Context) (uint64, error) {
 	floor, ok, err := m.logFloor(ctx)
 	if err != nil || !ok || floor == 0 {
 		return floor, err
+	}
+	if h := m.cfg.SourceHold; h != nil {
+		taken, known := h.Taken()
+		if !known {
+			return 0, nil
+		}
+		floor = min(floor, taken)
+		if floor == 0 {
+			return 0, nil
+		}
 	}
 	if err := m.cfg.Source.Trim(ctx, floor+1); err != nil {
 		return floor, fmt.Errorf("trim source below %d: %w", floor+1, err)

@@ -104,6 +104,7 @@ type runCmd struct {
 
 	httpSecurity
 	securityFlags `embed:""`
+	edgeFlags
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -173,6 +174,9 @@ func (r *runCmd) Validate() error {
 	if err := r.httpSecurity.validate(); err != nil {
 		return err
 	}
+	if err := r.edgeFlags.validate(len(r.NATSURL) > 0); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for _, t := range r.Table {
 		if seen[t.Name] {
@@ -237,6 +241,7 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 	if err := r.httpSecurity.load(&cfg); err != nil {
 		return cfg, err
 	}
+	cfg.Edge = r.edgeFlags.config()
 	for _, t := range r.Table {
 		t.MaxClockSkew = r.MaxClockSkew
 		if r.MaxClockSkew <= 0 {

@@ -54,6 +54,13 @@ func TestFlagErrors(t *testing.T) {
 		{"nats url without host", []string{"run", table, "--nats-url=nats://:4222"}, nil, "--nats-url"},
 		{"replicas alone", []string{"run", table, "--replicas=5"}, nil, "--replicas 5: a single node"},
 		{"reset undeclared table", []string{"run", table, "--reset-table=d"}, nil, "--reset-table d"},
+		{"leaf remote scheme", []string{"run", table, "--leaf-remote=http://hub:7422"}, nil, "--leaf-remote"},
+		{"leaf remote with password", []string{"run", table, "--leaf-remote=nats-leaf://u:secret@hub:7422"}, nil, "--leaf-remote"},
+		{"leaf user without password file", []string{"run", table, "--leaf-remote=nats-leaf://hub:7422", "--leaf-user=u"}, nil, "--leaf-password-file"},
+		{"leaf creds without remote", []string{"run", table, "--leaf-creds=main.go"}, nil, "need --leaf-remote"},
+		{"site domain is the hub's", []string{"run", table, "--leaf-remote=nats-leaf://hub:7422", "--js-domain=hub"}, nil, "--js-domain"},
+		{"bad hub site", []string{"run", table, "--hub-site=a.b"}, nil, "--hub-site"},
+		{"hub site twice", []string{"run", table, "--hub-site=s1", "--hub-site=s1=x"}, nil, "--hub-site"},
 		{"replicas over routes", []string{"run", table, "--name=a", "--cluster-listen=127.0.0.1:6222", "--routes=nats-route://127.0.0.1:6222", "--replicas=3"}, nil, "--replicas 3"},
 	}
 	for _, c := range cases {
