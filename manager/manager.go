@@ -191,6 +191,10 @@ type TableManager struct {
 	reader   SourceReader
 	examined uint64
 	seen     atomic.Uint64
+	// sourceEpoch is the source's epoch as last checked, at
+	// lastSourceCheck (sourceepoch.go); owned by the processing goroutine.
+	sourceEpoch     string
+	lastSourceCheck time.Time
 	// full is set when a partition reached MaxCommitRecords.
 	full bool
 	// commitWG counts the running commit goroutines (pipeline.go); the

@@ -149,6 +149,12 @@ func (m *TableManager) process(ctx context.Context) error {
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		if time.Since(m.lastSourceCheck) >= sourceCheckEvery {
+			if changed, ok := m.syncSource(ctx); changed || !ok {
+				m.reposition(ctx)
+				continue // msgs came from the reader just closed
+			}
+		}
 		if len(msgs) > 0 {
 			lastRead = time.Now()
 		} else if time.Since(lastRead) >= readerStallAfter {
@@ -196,9 +202,14 @@ func (m *TableManager) process(ctx context.Context) error {
 // checkStall reopens the reader after the last examined message when the
 // source holds messages beyond it that the reader did not deliver.
 func (m *TableManager) checkStall(ctx context.Context) {
+	if changed, ok := m.syncSource(ctx); changed || !ok {
+		m.reposition(ctx)
+		return
+	}
 	sctx, cancel := context.WithTimeout(ctx, readerStallAfter)
-	first, last, err := m.cfg.Source.State(sctx)
+	st, err := m.cfg.Source.State(sctx)
 	cancel()
+	first, last := st.First, st.Last
 	// Nothing to deliver: nothing past examined, or the source is empty
 	// (everything up to last was trimmed, committed by every partition).
 	if err != nil || last <= m.examined || first > last || m.reader == nil {
@@ -215,6 +226,10 @@ func (m *TableManager) checkStall(ctx context.Context) {
 // detached (each keeps what it covers) and the processing loop repositions
 // later; every active partition then skips what it covers.
 func (m *TableManager) reopen(ctx context.Context) {
+	if changed, ok := m.syncSource(ctx); changed || !ok {
+		m.reposition(ctx)
+		return
+	}
 	_ = m.reader.Close()
 	r, err := m.cfg.Source.Open(ctx, m.examined+1)
 	if err == nil {
@@ -248,7 +263,7 @@ func (m *TableManager) checkGap(ctx context.Context, from, to uint64) {
 		case err != nil:
 			m.log.Warn("source events were removed before this node processed them; could not tell whether another owner committed them",
 				"partition", p.id, "from_seq", from, "to_seq", to, "err", err)
-		case found && marker.SourceSeq >= to:
+		case found && marker.SourceSeq >= to && (marker.SourceEpoch == "" || marker.SourceEpoch == m.sourceEpoch):
 			m.log.Info("source events were committed by another owner of the partition; this node's copy is stale and will be fenced",
 				"partition", p.id, "from_seq", from, "to_seq", to, "owner", marker.Node, "generation", marker.Generation)
 		default:

@@ -197,7 +197,8 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 			return &staleError{node: newer.Node, gen: newer.Generation, mine: gen}
 		}
 		r.setPhase(p.id, PhaseTakingOver)
-		marker := CommitMarker{SourceSeq: p.sourceSeq.Load(), Node: m.cfg.Node, Generation: gen}
+		m.resolveRecovered(ctx, p)
+		marker := CommitMarker{SourceSeq: p.sourceSeq.Load(), Node: m.cfg.Node, Generation: gen, SourceEpoch: p.sourceEpoch}
 		actx, cancel := context.WithTimeout(ctx, commitTimeout)
 		last, err := m.cfg.Changelog.Append(actx, p.id, state.Last, nil, marker)
 		cancel()
@@ -208,7 +209,7 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 		if err != nil {
 			return fmt.Errorf("take over changelog at %d: %w", state.Last, err)
 		}
-		offs := store.Offsets{Changelog: last, Source: p.sourceSeq.Load(), Epoch: p.epoch}
+		offs := store.Offsets{Changelog: last, Source: p.sourceSeq.Load(), Epoch: p.epoch, SourceEpoch: p.sourceEpoch}
 		if err := p.store.Apply(store.Batch{Offsets: offs}); err != nil {
 			return fmt.Errorf("persist offsets after takeover: %w", err)
 		}
@@ -322,6 +323,7 @@ func (r *Recovery) open(p *partition, state LogState) (reason string, err error)
 	p.logSource = 0
 	p.applied.Store(offs.Changelog)
 	p.sourceSeq.Store(offs.Source)
+	p.sourceEpoch = offs.SourceEpoch
 	p.lastPersist = offs.Source
 	return reason, nil
 }
@@ -395,10 +397,14 @@ func (r *Recovery) apply(p *partition, es []Entry) error {
 		return nil
 	}
 	muts := make([]store.Mutation, 0, len(es))
-	source := p.sourceSeq.Load()
+	source, epoch := p.sourceSeq.Load(), p.sourceEpoch
 	for _, e := range es {
 		if e.Commit != nil {
-			if e.Commit.SourceSeq < p.logSource {
+			// A marker of another source epoch was written by an owner
+			// that found the source created again: its position counts
+			// in the new stream and replaces the old one.
+			same := e.Commit.SourceEpoch == "" || epoch == "" || e.Commit.SourceEpoch == epoch
+			if same && e.Commit.SourceSeq < p.logSource {
 				// Every writer appends after replaying the whole log,
 				// so markers never go back; one that does was written
 				// by a writer that was not fenced.
@@ -408,7 +414,14 @@ func (r *Recovery) apply(p *partition, es []Entry) error {
 					"node", e.Commit.Node, "generation", e.Commit.Generation)
 			}
 			p.logSource = e.Commit.SourceSeq
-			source = max(source, e.Commit.SourceSeq)
+			if same {
+				source = max(source, e.Commit.SourceSeq)
+			} else {
+				source = e.Commit.SourceSeq
+			}
+			if e.Commit.SourceEpoch != "" {
+				epoch = e.Commit.SourceEpoch
+			}
 			continue
 		}
 		if _, ok := r.m.tables[e.Record.Table]; !ok {
@@ -418,12 +431,13 @@ func (r *Recovery) apply(p *partition, es []Entry) error {
 		muts = append(muts, store.Mutation{Table: e.Record.Table, Key: e.Record.Key, Value: e.Record.Value, Delete: e.Record.Delete})
 	}
 	last := es[len(es)-1].Seq
-	err := p.store.Apply(store.Batch{Mutations: muts, Offsets: store.Offsets{Changelog: last, Source: source, Epoch: p.epoch}})
+	err := p.store.Apply(store.Batch{Mutations: muts, Offsets: store.Offsets{Changelog: last, Source: source, Epoch: p.epoch, SourceEpoch: epoch}})
 	if err != nil {
 		return fmt.Errorf("apply changelog %d..%d: %w", es[0].Seq, last, err)
 	}
 	p.applied.Store(last)
 	p.sourceSeq.Store(source)
+	p.sourceEpoch = epoch
 	p.lastPersist = source
 	return nil
 }

@@ -49,6 +49,10 @@ type Status struct {
 	// ExaminedSeq is the last source sequence this node's reader examined.
 	ExaminedSeq       uint64 `json:"examined_seq"`
 	MarkerRegressions uint64 `json:"marker_regressions,omitempty"`
+	// SourceResets counts partition source positions moved because the
+	// source stream was created again or lost its tail (each logged as an
+	// error).
+	SourceResets uint64 `json:"source_resets,omitempty"`
 	// Global is this node's replica of the global tables (nil without
 	// any).
 	Global *GlobalStatus `json:"global,omitempty"`
@@ -89,6 +93,7 @@ func (m *TableManager) Status() Status {
 		TakenBack:         m.counters.takenBack.Load(),
 		ExaminedSeq:       m.seen.Load(),
 		MarkerRegressions: m.counters.markerRegressions.Load(),
+		SourceResets:      m.counters.sourceResets.Load(),
 		DeadLetters:       make(map[string]uint64, len(m.counters.deadLetters)),
 	}
 	st.Ready, st.NotReady = m.Readiness()
@@ -129,10 +134,11 @@ func (m *TableManager) Status() Status {
 // SourcePending returns how many source sequences lie beyond the last one
 // this node's reader examined: events stored and not yet read. One request.
 func (m *TableManager) SourcePending(ctx context.Context) (uint64, error) {
-	_, last, err := m.cfg.Source.State(ctx)
+	st, err := m.cfg.Source.State(ctx)
 	if err != nil {
 		return 0, err
 	}
+	last := st.Last
 	if seen := m.seen.Load(); last > seen {
 		return last - seen, nil
 	}
