@@ -107,6 +107,9 @@ type Config struct {
 	RecoveryHooks manager.RecoveryHooks
 	// Logger receives the node's logs (default slog.Default()).
 	Logger *slog.Logger
+	// wrapStores, set by tests, wraps the tables' store provider (to count
+	// reads, say).
+	wrapStores func(store.Provider) store.Provider
 }
 
 func (c *Config) setDefaults() error {
@@ -412,6 +415,10 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 		}
 		global = gl
 	}
+	var stores store.Provider = store.NewDir(filepath.Join(cfg.DataDir, "tables"), nil)
+	if cfg.wrapStores != nil {
+		stores = cfg.wrapStores(stores)
+	}
 	m, err := manager.New(manager.Config{
 		Node: cfg.Name, Partitions: cfg.Partitions, CommitInterval: cfg.CommitInterval,
 		CommitEvery: cfg.CommitEvery, RecoveryBufferSize: cfg.RecoveryBufferSize, StandbyBufferSize: cfg.StandbyBufferSize,
@@ -422,7 +429,7 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 		CommitCapacity:   commitCapacity(cfg.ExactlyOnce),
 		MaxRecordBytes:   jetstream.MaxRecordBytes(js.Conn()),
 		RecoveryHooks:    cfg.RecoveryHooks,
-		Stores:           store.NewDir(filepath.Join(cfg.DataDir, "tables"), nil),
+		Stores:           stores,
 		Global:           global,
 		GlobalStores:     store.NewDir(filepath.Join(cfg.DataDir, "global"), nil),
 		Logger:           n.log,

@@ -195,6 +195,9 @@ type TableManager struct {
 	// lastSourceCheck (sourceepoch.go); owned by the processing goroutine.
 	sourceEpoch     string
 	lastSourceCheck time.Time
+	// sourceFailing is the current streak of failures to open or read
+	// the source (nil: none); written by the processing goroutine.
+	sourceFailing atomic.Pointer[sourceFailure]
 	// full is set when a partition reached MaxCommitRecords.
 	full bool
 	// commitWG counts the running commit goroutines (pipeline.go); the
