@@ -43,7 +43,10 @@ type counters struct {
 	// moved because the source stream was created again or lost its
 	// tail (sourceepoch.go).
 	sourceResets atomic.Uint64
-	deadLetters  map[string]*atomic.Uint64 // by agent; keys fixed at start
+	// changelogBehind counts partitions found with a changelog behind
+	// their store (behind.go), once per episode.
+	changelogBehind atomic.Uint64
+	deadLetters     map[string]*atomic.Uint64 // by agent; keys fixed at start
 	// deadLetterReasons counts refused events by kind of reason
 	// (DeadLetterReasons); keys fixed at start.
 	deadLetterReasons map[string]*atomic.Uint64

@@ -67,6 +67,9 @@ type partition struct {
 	// unknown, from a store or marker older than source epochs). The
 	// recovery task sets it, then the processing goroutine owns it.
 	sourceEpoch string
+	// behind, when set, says why p's recovery stopped: its changelog is
+	// behind its store (behind.go). Read by Readiness and the status.
+	behind atomic.Pointer[string]
 	// remark makes the next commit write a marker even without writes:
 	// the partition's source position was moved (sourceepoch.go).
 	remark bool

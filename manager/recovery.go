@@ -154,7 +154,13 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 		}
 		reason := ""
 		if p.store == nil || !r.trusted(p, state) {
-			if reason, err = r.open(p, state); err != nil {
+			if reason, err = r.open(ctx, p, state, true); err != nil {
+				if be := (*behindError)(nil); errors.As(err, &be) && be.reseed && attempt < 100 {
+					if err := r.reseed(ctx, p, state, gen); err != nil {
+						return err
+					}
+					continue // the store is the log's again: read its end and take it over
+				}
 				return err
 			}
 		}
@@ -266,7 +272,7 @@ func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) (e
 	}
 	reason := ""
 	if p.store == nil || !r.trusted(p, state) {
-		if reason, err = r.open(p, state); err != nil {
+		if reason, err = r.open(ctx, p, state, false); err != nil {
 			return err
 		}
 	}
@@ -309,16 +315,17 @@ func (r *Recovery) trusted(p *partition, state LogState) bool {
 
 // open opens p's store (closing one already open), rebuilding it when it
 // cannot be trusted, and loads its offsets. reason says why it was rebuilt.
-func (r *Recovery) open(p *partition, state LogState) (reason string, err error) {
+func (r *Recovery) open(ctx context.Context, p *partition, state LogState, active bool) (reason string, err error) {
 	if p.store != nil {
 		_ = p.store.Close()
 		p.store = nil
 	}
 	var offs store.Offsets
-	p.store, offs, reason, err = r.openTrusted(p.id, state)
+	p.store, offs, reason, err = openTrusted(r.m.log.With("partition", p.id), r.m.cfg.Stores, p.id, state, r.behind(ctx, p, active))
 	if err != nil {
 		return "", err
 	}
+	p.behind.Store(nil)
 	p.epoch = state.Epoch
 	p.logSource = 0
 	p.applied.Store(offs.Changelog)
@@ -328,19 +335,17 @@ func (r *Recovery) open(p *partition, state LogState) (reason string, err error)
 	return reason, nil
 }
 
-// openTrusted opens partition id's store, destroying and recreating it when
-// its content cannot be trusted against the changelog's state. reason says
-// why it was rebuilt ("" when it was kept).
-func (r *Recovery) openTrusted(id int, state LogState) (store.Store, store.Offsets, string, error) {
-	return openTrusted(r.m.log.With("partition", id), r.m.cfg.Stores, id, state)
-}
-
 // openTrusted opens store id of stores, destroying and recreating it when
 // its content cannot be trusted against its log's state; log names the
-// store. reason says why it was rebuilt ("" when it was kept).
-func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState) (store.Store, store.Offsets, string, error) {
+// store. reason says why it was rebuilt ("" when it was kept). When the
+// store is ahead of its log (its offset beyond the log's end, or another
+// epoch: the log was deleted, or restored from an older copy), ahead, if
+// set, is asked first: an error from it leaves the store as it is and is
+// returned.
+func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState,
+	ahead func(st store.Store, offs store.Offsets, why string) error) (store.Store, store.Offsets, string, error) {
 	st, err := stores.Open(id)
-	reason, behind := "", false
+	reason, behind, newer := "", false, false
 	var offs store.Offsets
 	switch {
 	case errors.Is(err, store.ErrCorrupt):
@@ -354,8 +359,10 @@ func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState
 			reason = fmt.Sprintf("offsets unreadable: %v", err)
 		case offs.Changelog > state.Last:
 			reason = fmt.Sprintf("persisted changelog offset %d is beyond the changelog's end %d", offs.Changelog, state.Last)
+			newer = true
 		case offs.Changelog > 0 && offs.Epoch != state.Epoch:
 			reason = fmt.Sprintf("changelog was recreated (epoch %q, store has %q)", state.Epoch, offs.Epoch)
+			newer = true
 		case offs.Changelog > 0 && offs.Changelog+1 < state.First:
 			// The sequences between were removed: superseded (then the
 			// replay from First brings every key up to date) or purged or
@@ -369,6 +376,12 @@ func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState
 	}
 	if reason == "" {
 		return st, offs, "", nil
+	}
+	if newer && ahead != nil {
+		if err := ahead(st, offs, reason); err != nil {
+			_ = st.Close()
+			return nil, offs, "", err
+		}
 	}
 	if behind {
 		// Routine after a long absence: compaction moves the first

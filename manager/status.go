@@ -57,6 +57,10 @@ type Status struct {
 	// source stream was created again or lost its tail (each logged as an
 	// error).
 	SourceResets uint64 `json:"source_resets,omitempty"`
+	// ChangelogBehind counts partitions found with a changelog behind
+	// their store (deleted, or restored from an older backup), once per
+	// episode; Readiness names those stopped for it.
+	ChangelogBehind uint64 `json:"changelog_behind,omitempty"`
 	// Global is this node's replica of the global tables (nil without
 	// any).
 	Global *GlobalStatus `json:"global,omitempty"`
@@ -75,6 +79,9 @@ type PartitionStatus struct {
 	// Buffered counts uncommitted keys (a key written both before and
 	// after the commit in flight started counts twice).
 	Buffered int `json:"buffered_keys"`
+	// Behind says why the partition is stopped: its changelog is behind
+	// its store (see Config.ChangelogBehind).
+	Behind string `json:"changelog_behind,omitempty"`
 	// Recovery is the partition's last recovery.
 	Recovery *RecoveryProgress `json:"recovery,omitempty"`
 	// Failing is the current streak of failures of the partition's
@@ -103,6 +110,7 @@ func (m *TableManager) Status() Status {
 		ExaminedSeq:       m.seen.Load(),
 		MarkerRegressions: m.counters.markerRegressions.Load(),
 		SourceResets:      m.counters.sourceResets.Load(),
+		ChangelogBehind:   m.counters.changelogBehind.Load(),
 		DeadLetters:       make(map[string]uint64, len(m.counters.deadLetters)),
 	}
 	st.Ready, st.NotReady = m.Readiness()
@@ -135,6 +143,9 @@ func (m *TableManager) Status() Status {
 			ps.Recovery = &rp
 		}
 		ps.Failing = p.taskFailing.Load()
+		if b := p.behind.Load(); b != nil {
+			ps.Behind = *b
+		}
 		st.Partitions = append(st.Partitions, ps)
 	}
 	sort.Slice(st.Partitions, func(i, j int) bool { return st.Partitions[i].Partition < st.Partitions[j].Partition })
