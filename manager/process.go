@@ -140,7 +140,8 @@ func (m *TableManager) process(ctx context.Context) error {
 		// Bounded, so that rebalances and activations wait at most
 		// pollEvery while the source is quiet.
 		wait = min(max(time.Until(lastCommit.Add(m.cfg.CommitInterval)), time.Millisecond), pollEvery)
-		msgs, err := m.reader.Next(ctx, m.cfg.ReadBatch, wait)
+		reader := m.reader
+		msgs, err := reader.Next(ctx, m.cfg.ReadBatch, wait)
 		if ctx.Err() != nil {
 			return m.stop(ctx)
 		}
@@ -170,6 +171,12 @@ func (m *TableManager) process(ctx context.Context) error {
 		for i := range msgs {
 			if ctx.Err() != nil {
 				return m.stop(ctx) // the rest of the batch is read again next time
+			}
+			if m.reader != reader {
+				// Repositioned mid-batch (a partition unparked): the new
+				// reader delivers from the new position; the rest of this
+				// batch would skip what lies between.
+				break
 			}
 			if msgs[i].Seq <= m.examined {
 				continue // redelivered: its effects are already buffered
