@@ -321,7 +321,8 @@ func (r *Recovery) open(ctx context.Context, p *partition, state LogState, activ
 		p.store = nil
 	}
 	var offs store.Offsets
-	p.store, offs, reason, err = openTrusted(r.m.log.With("partition", p.id), r.m.cfg.Stores, p.id, state, r.behind(ctx, p, active))
+	p.store, offs, reason, err = openTrusted(r.m.log.With("partition", p.id), r.m.cfg.Stores, p.id, state,
+		r.m.storeTables(false), r.behind(ctx, p, active))
 	if err != nil {
 		return "", err
 	}
@@ -341,8 +342,10 @@ func (r *Recovery) open(ctx context.Context, p *partition, state LogState, activ
 // store is ahead of its log (its offset beyond the log's end, or another
 // epoch: the log was deleted, or restored from an older copy), ahead, if
 // set, is asked first: an error from it leaves the store as it is and is
-// returned.
-func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState,
+// returned. A store that does not cover every table of tables (the node
+// declares a table the store's replays skipped) is rebuilt too; the store
+// kept or rebuilt then records that it covers tables (tableset.go).
+func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState, tables []string,
 	ahead func(st store.Store, offs store.Offsets, why string) error) (store.Store, store.Offsets, string, error) {
 	st, err := stores.Open(id)
 	reason, behind, newer := "", false, false
@@ -372,9 +375,25 @@ func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState
 			reason = fmt.Sprintf("persisted changelog offset %d is behind the changelog's first sequence %d: the log was compacted or trimmed past it, so the whole log is replayed into a new store",
 				offs.Changelog, state.First)
 			behind = true
+		case offs.Changelog > 0:
+			covered, ok, err := coveredTables(st)
+			switch miss := missingTables(covered, tables); {
+			case err != nil:
+				reason = fmt.Sprintf("recorded tables unreadable: %v", err)
+			case !ok:
+				reason = "the store does not record which tables it covers (written by an older edgetables): a table declared since would lack the records its replays skipped"
+				behind = true
+			case len(miss) > 0:
+				reason = fmt.Sprintf("newly declared tables %v: the store's replays skipped their records", miss)
+				behind = true
+			}
 		}
 	}
 	if reason == "" {
+		if err := coverTables(st, offs, tables); err != nil {
+			_ = st.Close()
+			return nil, offs, "", err
+		}
 		return st, offs, "", nil
 	}
 	if newer && ahead != nil {
@@ -399,6 +418,10 @@ func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState
 	st, err = stores.Open(id)
 	if err != nil {
 		return nil, offs, "", fmt.Errorf("%w: rebuilt store: %w", errStoreOpen, err)
+	}
+	if err := coverTables(st, store.Offsets{}, tables); err != nil {
+		_ = st.Close()
+		return nil, offs, "", err
 	}
 	return st, store.Offsets{}, reason, nil
 }
