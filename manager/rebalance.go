@@ -425,7 +425,10 @@ func (m *TableManager) reposition(ctx context.Context) {
 	m.reader, m.examined = r, from-1
 	m.seen.Store(m.examined)
 	for _, p := range m.assigned() {
-		if p.State() == StateActive {
+		// A parked partition takes no events: attached, its position
+		// would follow the reader past events it never processed. It is
+		// attached by the reposition that follows its unparking.
+		if p.State() == StateActive && !p.parked {
 			p.attached = true
 		}
 	}
