@@ -27,7 +27,7 @@ type Metrics struct {
 	log *slog.Logger
 
 	events, records, commits, commitSeconds, rebalances, generation, ready,
-	deadLetters, deadLetterReasons, commitFailures, taskFailures, takenBack, uncommitted, pending, unknown, sourceGaps, markerRegressions, partitions, remaining, standbyLag, globalApplied, globalLag *prometheus.Desc
+	deadLetters, deadLetterReasons, commitFailures, taskFailures, takenBack, uncommitted, pending, unknown, sourceGaps, markerRegressions, sourceResets, changelogBehind, partitions, remaining, standbyLag, globalApplied, globalLag *prometheus.Desc
 }
 
 // NewMetrics returns the collector of m's metrics.
@@ -56,6 +56,8 @@ func NewMetrics(m *manager.TableManager, log *slog.Logger) *Metrics {
 		unknown:           d("unknown_records_total", "Replayed changelog records of tables this node does not declare (skipped)."),
 		sourceGaps:        d("source_gap_events_total", "Source events removed before a partition processed them (their effects are lost; must stay 0)."),
 		markerRegressions: d("changelog_marker_regressions_total", "Replayed commit markers whose source position went back (a writer that was not fenced; must stay 0)."),
+		changelogBehind:   d("changelog_behind_total", "Partitions found with a changelog behind their store (deleted, or restored from an older backup); each is also logged, and /readyz names the partitions stopped for it."),
+		sourceResets:      d("source_resets_total", "Partition source positions moved because the source stream was created again or lost its tail (each is logged as an error)."),
 		partitions:        d("partitions", "Partitions assigned to this node, by state.", "state"),
 		remaining:         d("recovery_records_remaining", "Changelog sequences a partition's recovery has left to replay (0 once recovered).", "partition"),
 		standbyLag:        d("standby_lag_records", "Changelog sequences a standby partition's store is behind the log's end.", "partition"),
@@ -67,7 +69,7 @@ func NewMetrics(m *manager.TableManager, log *slog.Logger) *Metrics {
 // Describe sends the descriptions of every metric.
 func (c *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.events, c.records, c.commits, c.commitSeconds, c.rebalances, c.generation,
-		c.ready, c.deadLetters, c.deadLetterReasons, c.commitFailures, c.taskFailures, c.takenBack, c.uncommitted, c.pending, c.unknown, c.sourceGaps, c.markerRegressions, c.partitions, c.remaining, c.standbyLag, c.globalApplied, c.globalLag} {
+		c.ready, c.deadLetters, c.deadLetterReasons, c.commitFailures, c.taskFailures, c.takenBack, c.uncommitted, c.pending, c.unknown, c.sourceGaps, c.markerRegressions, c.sourceResets, c.changelogBehind, c.partitions, c.remaining, c.standbyLag, c.globalApplied, c.globalLag} {
 		ch <- d
 	}
 }
@@ -105,6 +107,8 @@ func (c *Metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(c.unknown, st.UnknownRecords)
 	counter(c.sourceGaps, st.SourceGaps)
 	counter(c.markerRegressions, st.MarkerRegressions)
+	counter(c.sourceResets, st.SourceResets)
+	counter(c.changelogBehind, st.ChangelogBehind)
 
 	states := map[manager.PartitionState]int{manager.StateRecovering: 0, manager.StateActive: 0,
 		manager.StateStandby: 0, manager.StateFenced: 0}

@@ -114,6 +114,11 @@ type Config struct {
 	// Every other node of the app must be stopped. A table whose shape is
 	// the recorded one is left alone, with a warning.
 	ResetTables []string
+	// ChangelogBehind says what to do with a partition whose changelog is
+	// behind its store (the CLI's --changelog-behind; see
+	// manager.Config.ChangelogBehind): stop it (default), reseed the
+	// changelog from the store, or accept the changelog as it is.
+	ChangelogBehind manager.ChangelogBehind
 	// RecoveryHooks observe the recovery of actives and standbys (see
 	// manager.RecoveryHooks); they must not block.
 	RecoveryHooks manager.RecoveryHooks
@@ -486,6 +491,7 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 		CommitCapacity:   commitCapacity(cfg.ExactlyOnce),
 		MaxRecordBytes:   jetstream.MaxRecordBytes(js.Conn()),
 		RecoveryHooks:    cfg.RecoveryHooks,
+		ChangelogBehind:  cfg.ChangelogBehind,
 		Stores:           stores,
 		Global:           global,
 		GlobalStores:     store.NewDir(filepath.Join(cfg.DataDir, "global"), nil),

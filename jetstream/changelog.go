@@ -232,7 +232,7 @@ func (c *Changelog) State(ctx context.Context, p int) (manager.LogState, error) 
 	return manager.LogState{
 		First: info.State.FirstSeq,
 		Last:  info.State.LastSeq,
-		Epoch: info.Created.UTC().Format(time.RFC3339Nano),
+		Epoch: epochOf(info),
 	}, nil
 }
 

@@ -70,24 +70,25 @@ func (g *globalTableFlag) UnmarshalText(b []byte) error {
 }
 
 type runCmd struct {
-	Name           string            `help:"Node name, stable across restarts (default: the host name)."`
-	App            string            `help:"Namespace of every NATS resource." default:"edgetables"`
-	DataDir        string            `help:"Directory for JetStream storage and table stores; one node per directory (a second one exits)." default:"./data"`
-	NATSListen     string            `name:"nats-listen" help:"Embedded NATS server client address (port 0: any free port)." default:"127.0.0.1:4222"`
-	HTTPListen     string            `name:"http-listen" help:"HTTP API address ('off' disables it)." default:"127.0.0.1:8080"`
-	Partitions     int               `help:"Partitions of every table (fixed for an app)." default:"8"`
-	CommitInterval time.Duration     `help:"Longest time between commits." default:"100ms"`
-	CommitEvery    int               `help:"Commit after this many events even before the interval ends." default:"10000"`
-	RecoveryBuffer int               `name:"recovery-buffer-size" help:"Changelog records per store transaction during recovery." default:"10000"`
-	StandbyBuffer  int               `name:"standby-buffer-size" help:"Changelog records per store transaction of a standby (it lags its active by at most this many while the log grows)." default:"1000"`
-	Sync           string            `help:"JetStream fsync policy: 'always' (every write reaches the disk before it is acknowledged) or 'interval' (the server's periodic sync)." default:"interval" enum:"always,interval"`
-	Guarantee      string            `name:"processing-guarantee" help:"at-least-once, or exactly-once (each commit is one atomic JetStream batch: no event counted twice, even across crashes)." default:"at-least-once" enum:"at-least-once,exactly-once"`
-	KeepSource     bool              `help:"Keep committed events in the source stream (default: remove them once committed)."`
-	SourceMaxBytes int64             `help:"Largest size of the source stream in bytes; when full, JetStream publishers get errors." default:"1073741824"`
-	Table          []tableFlag       `help:"Built-in table: name=NAME,source=SUBJECT,key=subject:N|json:FIELD,agg=count|sum|min|max|avg|latest|set[,field=FIELD][,window=DURATION[,hop=DURATION][,expires=DURATION][,time=json:FIELD|header:NAME|stream|now]]. Repeatable." sep:"none"`
-	MaxClockSkew   time.Duration     `help:"Windowed tables: how far ahead of this node's clock an event time may be (further: dead letter), and how far the clock may jump ahead and be followed at once (further: windows close by the clock as it ran before, until it comes back, event times confirm it, or it keeps the jump this long). 0: no bound." default:"1h"`
-	GlobalTable    []globalTableFlag `name:"global-table" help:"Global table NAME: every node holds all of it; JSON values written with PUT/DELETE /v1/tables/NAME/keys/KEY on any node. Repeatable." placeholder:"NAME"`
-	ResetTable     []string          `name:"reset-table" help:"Reset table NAME, declared with its new spec, if its spec differs from the one the app recorded or nodes ran without it: drop its records from the changelog and every node's stores, record the new spec, start it empty. Stop every other node first; remove the flag afterwards. Repeatable." placeholder:"NAME"`
+	Name            string            `help:"Node name, stable across restarts (default: the host name)."`
+	App             string            `help:"Namespace of every NATS resource." default:"edgetables"`
+	DataDir         string            `help:"Directory for JetStream storage and table stores; one node per directory (a second one exits)." default:"./data"`
+	NATSListen      string            `name:"nats-listen" help:"Embedded NATS server client address (port 0: any free port)." default:"127.0.0.1:4222"`
+	HTTPListen      string            `name:"http-listen" help:"HTTP API address ('off' disables it)." default:"127.0.0.1:8080"`
+	Partitions      int               `help:"Partitions of every table (fixed for an app)." default:"8"`
+	CommitInterval  time.Duration     `help:"Longest time between commits." default:"100ms"`
+	CommitEvery     int               `help:"Commit after this many events even before the interval ends." default:"10000"`
+	RecoveryBuffer  int               `name:"recovery-buffer-size" help:"Changelog records per store transaction during recovery." default:"10000"`
+	StandbyBuffer   int               `name:"standby-buffer-size" help:"Changelog records per store transaction of a standby (it lags its active by at most this many while the log grows)." default:"1000"`
+	Sync            string            `help:"JetStream fsync policy: 'always' (every write reaches the disk before it is acknowledged) or 'interval' (the server's periodic sync)." default:"interval" enum:"always,interval"`
+	Guarantee       string            `name:"processing-guarantee" help:"at-least-once, or exactly-once (each commit is one atomic JetStream batch: no event counted twice, even across crashes)." default:"at-least-once" enum:"at-least-once,exactly-once"`
+	KeepSource      bool              `help:"Keep committed events in the source stream (default: remove them once committed)."`
+	SourceMaxBytes  int64             `help:"Largest size of the source stream in bytes; when full, JetStream publishers get errors." default:"1073741824"`
+	Table           []tableFlag       `help:"Built-in table: name=NAME,source=SUBJECT,key=subject:N|json:FIELD,agg=count|sum|min|max|avg|latest|set[,field=FIELD][,window=DURATION[,hop=DURATION][,expires=DURATION][,time=json:FIELD|header:NAME|stream|now]]. Repeatable." sep:"none"`
+	MaxClockSkew    time.Duration     `help:"Windowed tables: how far ahead of this node's clock an event time may be (further: dead letter), and how far the clock may jump ahead and be followed at once (further: windows close by the clock as it ran before, until it comes back, event times confirm it, or it keeps the jump this long). 0: no bound." default:"1h"`
+	GlobalTable     []globalTableFlag `name:"global-table" help:"Global table NAME: every node holds all of it; JSON values written with PUT/DELETE /v1/tables/NAME/keys/KEY on any node. Repeatable." placeholder:"NAME"`
+	ResetTable      []string          `name:"reset-table" help:"Reset table NAME, declared with its new spec, if its spec differs from the one the app recorded or nodes ran without it: drop its records from the changelog and every node's stores, record the new spec, start it empty. Stop every other node first; remove the flag afterwards. Repeatable." placeholder:"NAME"`
+	ChangelogBehind string            `name:"changelog-behind" help:"What to do with a partition whose changelog is behind its store (the stream was deleted, or restored from an older backup, while this node's store holds newer state): 'stop' (keep the store, stop the partition, /readyz says so), 'reseed' (write the store back into the changelog, then go on) or 'accept' (rebuild the store from the changelog as it is; newer state is dropped). Set it for one restart, then remove it." default:"stop" enum:"stop,reseed,accept"`
 
 	ClusterName    string        `help:"Name of the embedded NATS cluster (the same on every node)." default:"edgetables" group:"cluster"`
 	ClusterListen  string        `help:"Route address of the embedded server (host:port); makes the node a cluster member." group:"cluster"`
@@ -223,6 +224,7 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 		StandbyBufferSize: r.StandbyBuffer, KeepSource: r.KeepSource, Logger: log,
 		ClusterName: r.ClusterName, ClusterListen: r.ClusterListen, Routes: r.Routes, Replicas: r.Replicas,
 		Standbys: r.Standbys, SessionTimeout: r.SessionTimeout, NATSURLs: r.NATSURL, ResetTables: r.ResetTable,
+		ChangelogBehind: manager.ChangelogBehind(r.ChangelogBehind),
 		NATS: jetstream.ExternalOptions{CredsFile: r.NATSCreds, User: r.NATSUser,
 			CAFile: r.NATSCA, CertFile: r.NATSCert, KeyFile: r.NATSKey},
 	}

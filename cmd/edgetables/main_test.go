@@ -36,6 +36,7 @@ func TestFlagErrors(t *testing.T) {
 		{"partitions not a number", []string{"run", table, "--partitions=many"}, nil, "--partitions"},
 		{"commit interval", []string{"run", table, "--commit-interval=-1s"}, nil, "--commit-interval"},
 		{"sync", []string{"run", table, "--sync=sometimes"}, nil, "--sync"},
+		{"changelog behind", []string{"run", table, "--changelog-behind=ignore"}, nil, "--changelog-behind"},
 		{"standby buffer", []string{"run", table, "--standby-buffer-size=0"}, nil, "--standby-buffer-size"},
 		{"app", []string{"run", table, "--app=a.b"}, nil, "--app"},
 		{"unknown flag", []string{"run", table, "--colour=red"}, nil, "--colour"},
