@@ -295,7 +295,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 	switch kctx.Command() {
 	case "version":
-		fmt.Fprintln(stdout, "edgetables", versionString())
+		fmt.Fprintln(stdout, versionLine())
 		return 0
 	case "status":
 		return c.Status.run(ctx, stdout, stderr)
