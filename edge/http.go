@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/edgetables/edgetables/manager"
 )
 
@@ -34,6 +36,8 @@ type API struct {
 	log *slog.Logger
 	// extra adds fields to /v1/status.
 	extra func() map[string]any
+	// collectors add metrics to /metrics.
+	collectors []prometheus.Collector
 }
 
 // NewAPI returns the HTTP API over m.
@@ -58,7 +62,7 @@ func NewAPI(m *manager.TableManager, log *slog.Logger) *API {
 //	GET /metrics                           Prometheus metrics (text format)
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metricsHandler(a.m, a.log))
+	mux.Handle("GET /metrics", metricsHandler(a.m, a.log, a.collectors...))
 	mux.HandleFunc("GET /v1/tables", a.listTables)
 	mux.HandleFunc("GET /v1/tables/{table}/keys/{key}", a.getKey)
 	mux.HandleFunc("GET /v1/tables/{table}/keys", a.listKeys)

@@ -305,6 +305,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if ln != nil {
 		a := NewAPI(m, n.log)
+		a.collectors = append(a.collectors, newDiskMetrics(cfg.DataDir))
 		a.extra = func() map[string]any {
 			return map[string]any{"app": cfg.App, "nats_url": clientURL}
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -148,10 +149,40 @@ func (e envFirst) Resolve(kctx *kong.Context, parent *kong.Path, flag *kong.Flag
 		return nil, nil
 	}
 	v, err := e.Resolver.Resolve(kctx, parent, flag)
-	if f, ok := v.(float64); ok {
+	if err != nil {
+		return nil, err
+	}
+	switch val := v.(type) {
+	case float64:
 		// As written on the command line: 9.5 is no integer, where kong
 		// would round it for an integer flag.
-		v = strconv.FormatFloat(f, 'f', -1, 64)
+		v = strconv.FormatFloat(val, 'f', -1, 64)
+	case []any:
+		if err := checkItems(flag, val); err != nil {
+			return nil, err
+		}
 	}
-	return v, err
+	return v, nil
+}
+
+// checkItems decodes each item of a list for a repeatable flag as kong will
+// (JSON into the flag's element type), to name the item that is wrong
+// rather than print the whole list.
+func checkItems(flag *kong.Flag, items []any) error {
+	if flag.Target.Kind() != reflect.Slice {
+		return nil
+	}
+	for i, item := range items {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false) // subjects hold '>'
+		if err := enc.Encode(item); err != nil {
+			return fmt.Errorf("item %d: %w", i+1, err)
+		}
+		b := bytes.TrimSpace(buf.Bytes())
+		if err := json.Unmarshal(b, reflect.New(flag.Target.Type().Elem()).Interface()); err != nil {
+			return fmt.Errorf("item %d (%s): %w", i+1, b, err)
+		}
+	}
+	return nil
 }

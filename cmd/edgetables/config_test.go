@@ -116,6 +116,8 @@ func TestConfigErrors(t *testing.T) {
 		{"bad table string", "c.yaml", "table: ['name=c,source=a.*,key=subject:2,agg=median']\n", nil, "--table"},
 		{"bad table object", "c.yaml", "table:\n  - {name: c, source: a.*, key: subject:2, agg: count, colour: red}\n", nil, "--table"},
 		{"table object with a comma", "c.yaml", "table:\n  - {name: c, source: 'a.*,b', key: subject:2, agg: count}\n", nil, "--table"},
+		{"bad item named", "c.yaml", "table:\n  - " + specA + "\n  - {name: d, source: doors.>, key: json:door, agg: latest, field: state}\n", nil, `--table: item 2 ({"agg":"latest","field":"state","key":"json:door","name":"d","source":"doors.>"})`},
+		{"item of the wrong type", "c.yaml", tableA + "routes: [1]\n", nil, "--routes: item 1"},
 		{"table twice", "c.yaml", "table: ['" + specA + "', '" + specA + "']\n", nil, "used twice"},
 		{"no table", "c.yaml", "partitions: 4\n", nil, "--table"},
 		{"empty file", "c.yaml", "", nil, "--table"},
@@ -182,5 +184,13 @@ func TestByteSize(t *testing.T) {
 		if (err == nil) != c.ok || (c.ok && int64(b) != c.want) {
 			t.Errorf("%q: got %d, %v; want %d, ok %v", c.in, b, err, c.want, c.ok)
 		}
+	}
+}
+
+// TestDeployExample: deploy/site.example.yaml is a valid configuration.
+func TestDeployExample(t *testing.T) {
+	code, out, errOut := check(t, nil, "--config=../../deploy/site.example.yaml")
+	if code != 0 || !strings.Contains(out, "5 tables (readings, temps, hourly, doors, sites)") {
+		t.Errorf("exit %d, stdout %s, stderr %s", code, out, errOut)
 	}
 }

@@ -270,14 +270,7 @@ func main() {
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var c cli
 	exit := -1
-	parser, err := kong.New(&c,
-		kong.Name("edgetables"),
-		kong.Description("Faust-style tables on NATS JetStream, in one binary."),
-		kong.DefaultEnvars("EDGETABLES"),
-		kong.Writers(stdout, stderr),
-		kong.Exit(func(code int) { exit = code }),
-		kong.UsageOnError(),
-	)
+	parser, err := newParser(&c, stdout, stderr, func(code int) { exit = code })
 	if err != nil {
 		fmt.Fprintf(stderr, "edgetables: %v\n", err)
 		return 1
@@ -325,6 +318,19 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	fmt.Fprintf(stderr, "edgetables: unknown command %q\n", kctx.Command())
 	return exitUsage
+}
+
+// newParser returns the command line's parser into c (docs/flags.md is
+// generated from its model).
+func newParser(c *cli, stdout, stderr io.Writer, exit func(int)) (*kong.Kong, error) {
+	return kong.New(c,
+		kong.Name("edgetables"),
+		kong.Description("Faust-style tables on NATS JetStream, in one binary."),
+		kong.DefaultEnvars("EDGETABLES"),
+		kong.Writers(stdout, stderr),
+		kong.Exit(exit),
+		kong.UsageOnError(),
+	)
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {
