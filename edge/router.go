@@ -64,6 +64,9 @@ var codeErrors = map[string]error{
 }
 
 func errCode(err error) string {
+	if errors.Is(err, manager.ErrNotWindowed) {
+		return CodeBadRequest // a query no HTTP request makes
+	}
 	for code, e := range codeErrors {
 		if errors.Is(err, e) {
 			return code
@@ -190,6 +193,12 @@ func (r *router) ask(ctx context.Context, node string, q query) (answer, error) 
 		// partitions are about to move.
 		return answer{}, fmt.Errorf("ask %s: %w: %w", node, manager.ErrNotReady, err)
 	}
+	return decodeAnswer(node, resp)
+}
+
+// decodeAnswer decodes node's answer to a query; a failure it reports
+// becomes an error wrapping the sentinel of its code.
+func decodeAnswer(node string, resp []byte) (answer, error) {
 	var a answer
 	if err := json.Unmarshal(resp, &a); err != nil {
 		return answer{}, fmt.Errorf("answer of %s: %w", node, err)
@@ -198,7 +207,7 @@ func (r *router) ask(ctx context.Context, node string, q query) (answer, error) 
 		if e, ok := codeErrors[a.Code]; ok {
 			return a, fmt.Errorf("%s (from %s): %w", a.Error, node, e)
 		}
-		return a, fmt.Errorf("%s: %s", node, a.Error)
+		return a, fmt.Errorf("%s: %s (code %s)", node, a.Error, a.Code)
 	}
 	return a, nil
 }
@@ -208,7 +217,9 @@ func (r *router) serve(ctx context.Context, req []byte) []byte {
 	var q query
 	var a answer
 	err := json.Unmarshal(req, &q)
-	if err == nil {
+	if err != nil {
+		err = fmt.Errorf("%w: %w", errBadQuery, err)
+	} else {
 		switch q.Op {
 		case "get":
 			a.Value, a.Partition, err = r.m.Get(ctx, q.Table, q.Key)
@@ -229,7 +240,7 @@ func (r *router) serve(ctx context.Context, req []byte) []byte {
 			}
 			a.Windows, a.Partition, err = r.m.Windows(ctx, q.Table, q.Key, wq)
 		default:
-			err = fmt.Errorf("unknown query op %q", q.Op)
+			err = fmt.Errorf("%w: unknown op %q", errBadQuery, q.Op)
 		}
 	}
 	if err != nil {

@@ -41,6 +41,7 @@ type cli struct {
 	Check   checkCmd   `cmd:"" help:"Check a node's configuration (the flags, environment and --config file of run) without starting anything."`
 	Status  statusCmd  `cmd:"" help:"Show a node's status: members, leader, generation, partitions."`
 	Bench   benchCmd   `cmd:"" help:"Measure edgetables against raw JetStream and NATS KV in one run; prints a Markdown table."`
+	Passwd  passwdCmd  `cmd:"" help:"Print the bcrypt hash of a password read from stdin (for --nats-auth)."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 }
 
@@ -100,11 +101,12 @@ type runCmd struct {
 	NATSURL        []string      `name:"nats-url" help:"Use an existing NATS JetStream deployment at these URLs instead of the embedded server." group:"external NATS"`
 	NATSCreds      string        `name:"nats-creds" help:"Credentials file for --nats-url." type:"existingfile" group:"external NATS"`
 	NATSUser       string        `name:"nats-user" help:"User for --nats-url." group:"external NATS"`
-	NATSPassword   string        `name:"nats-password" help:"Password for --nats-url." group:"external NATS"`
-	NATSToken      string        `name:"nats-token" help:"Token for --nats-url." group:"external NATS"`
 	NATSCA         string        `name:"nats-ca" help:"CA file (PEM) that verifies the NATS servers' TLS certificates." type:"existingfile" group:"external NATS"`
 	NATSCert       string        `name:"nats-cert" help:"Client certificate (PEM) for mutual TLS." type:"existingfile" group:"external NATS"`
 	NATSKey        string        `name:"nats-key" help:"Client key (PEM) for mutual TLS." type:"existingfile" group:"external NATS"`
+
+	httpSecurity
+	securityFlags `embed:""`
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -161,11 +163,18 @@ func (r *runCmd) Validate() error {
 	case r.ClusterListen != "" && r.Replicas > servers:
 		return fmt.Errorf("--replicas %d: more than the %d servers --routes names (with this one)", r.Replicas, servers)
 	}
-	if n := btoi(r.NATSCreds != "") + btoi(r.NATSUser != "" || r.NATSPassword != "") + btoi(r.NATSToken != ""); n > 1 {
-		return errors.New("--nats-creds, --nats-user/--nats-password and --nats-token exclude each other")
+	if n := btoi(r.NATSCreds != "") + btoi(r.NATSUser != "" || r.NATSPassword != "" || r.NATSPasswordFile != "") +
+		btoi(r.NATSToken != "" || r.NATSTokenFile != ""); n > 1 {
+		return errors.New("--nats-creds, --nats-user/--nats-password-file and --nats-token-file exclude each other")
+	}
+	if err := r.securityFlags.validate(len(r.NATSURL) == 0, r.ClusterListen != ""); err != nil {
+		return err
 	}
 	if (r.NATSCert == "") != (r.NATSKey == "") {
 		return errors.New("--nats-cert and --nats-key go together")
+	}
+	if err := r.httpSecurity.validate(); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for _, t := range r.Table {
@@ -213,11 +222,23 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 		StandbyBufferSize: r.StandbyBuffer, KeepSource: r.KeepSource, Logger: log,
 		ClusterName: r.ClusterName, ClusterListen: r.ClusterListen, Routes: r.Routes, Replicas: r.Replicas,
 		Standbys: r.Standbys, SessionTimeout: r.SessionTimeout, NATSURLs: r.NATSURL, ResetTables: r.ResetTable,
-		NATS: jetstream.ExternalOptions{CredsFile: r.NATSCreds, User: r.NATSUser, Password: r.NATSPassword,
-			Token: r.NATSToken, CAFile: r.NATSCA, CertFile: r.NATSCert, KeyFile: r.NATSKey},
+		NATS: jetstream.ExternalOptions{CredsFile: r.NATSCreds, User: r.NATSUser,
+			CAFile: r.NATSCA, CertFile: r.NATSCert, KeyFile: r.NATSKey},
+	}
+	var err error
+	if cfg.NATS.Password, cfg.NATS.Token, err = r.externalSecrets(); err != nil {
+		return cfg, err
+	}
+	if len(r.NATSURL) == 0 {
+		if cfg.NATSSecurity, err = r.security(); err != nil {
+			return cfg, err
+		}
 	}
 	if r.Standbys == 0 {
 		cfg.Standbys = -1 // edge.Config: negative means none
+	}
+	if err := r.httpSecurity.load(&cfg); err != nil {
+		return cfg, err
 	}
 	for _, t := range r.Table {
 		t.MaxClockSkew = r.MaxClockSkew
@@ -279,6 +300,9 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if exit >= 0 { // --help
 		return exit
 	}
+	if err == nil {
+		err = secretOnCommandLine(args)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "edgetables: error: %v\n", err)
 		fmt.Fprintln(stderr, "Run 'edgetables --help' for usage.")
@@ -292,6 +316,8 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 0
 	case "status":
 		return c.Status.run(ctx, stdout, stderr)
+	case "passwd":
+		return c.Passwd.run(os.Stdin, stdout, stderr)
 	case "bench":
 		return c.Bench.run(ctx, stdout, stderr, log)
 	case "check":
@@ -305,9 +331,11 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		c.Run.setMemoryLimit(log)
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
+		defer reloadOnHangup(ctx, node.Config(), log)()
 		if err := node.Run(ctx); err != nil {
-			if errors.Is(err, edge.ErrAppShape) {
-				// The flags do not fit the app: like an invalid flag.
+			if errors.Is(err, edge.ErrAppShape) || errors.Is(err, jetstream.ErrInsecure) {
+				// The flags do not fit the app, or open a port without
+				// authentication: like an invalid flag.
 				fmt.Fprintf(stderr, "edgetables: error: %v\n", err)
 				return exitUsage
 			}
