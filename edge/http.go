@@ -36,14 +36,15 @@ type API struct {
 	log *slog.Logger
 	// extra adds fields to /v1/status.
 	extra func() map[string]any
+	// collectors add metrics to /metrics.
+	collectors []prometheus.Collector
 	// tokens, when set, make every route but /healthz and /readyz need a
 	// bearer token of the route's scope; clientCerts, a verified client
 	// certificate (see authenticate).
 	tokens      *Tokens
 	clientCerts bool
-	// reasons adds reasons to /readyz; collectors add metrics.
-	reasons    func() []string
-	collectors []prometheus.Collector
+	// reasons adds reasons to /readyz.
+	reasons func() []string
 }
 
 // NewAPI returns the HTTP API over m.

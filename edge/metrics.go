@@ -160,8 +160,8 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// metricsHandler serves m's metrics with the Go runtime's and the
-// process's, in the Prometheus text format.
+// metricsHandler serves m's metrics with the Go runtime's, the process's
+// and extra ones, in the Prometheus text format.
 func metricsHandler(m *manager.TableManager, log *slog.Logger, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(NewMetrics(m, log), collectors.NewGoCollector(),

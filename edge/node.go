@@ -360,6 +360,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if ln != nil {
 		a := NewAPI(m, n.log)
 		a.tokens, a.clientCerts = cfg.HTTPTokens, cfg.HTTPTLS.ClientCerts()
+		a.collectors = append(a.collectors, newDiskMetrics(cfg.DataDir))
 		a.extra = func() map[string]any {
 			out := map[string]any{"app": cfg.App, "nats_url": clientURL, "http": a.security(cfg.HTTPTLS != nil)}
 			n.edgeStatus(out)

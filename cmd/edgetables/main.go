@@ -38,6 +38,7 @@ type cli struct {
 	LogFormat string `help:"Log format: text or json." default:"text" enum:"text,json"`
 
 	Run     runCmd     `cmd:"" help:"Run a node: embedded NATS server with JetStream, tables, HTTP API."`
+	Check   checkCmd   `cmd:"" help:"Check a node's configuration (the flags, environment and --config file of run) without starting anything."`
 	Status  statusCmd  `cmd:"" help:"Show a node's status: members, leader, generation, partitions."`
 	Bench   benchCmd   `cmd:"" help:"Measure edgetables against raw JetStream and NATS KV in one run; prints a Markdown table."`
 	Passwd  passwdCmd  `cmd:"" help:"Print the bcrypt hash of a password read from stdin (for --nats-auth)."`
@@ -70,6 +71,8 @@ func (g *globalTableFlag) UnmarshalText(b []byte) error {
 }
 
 type runCmd struct {
+	Config          string            `help:"Configuration file (YAML or JSON) holding any of these flags, one key per flag (data-dir: ./data, table: [...]); flags and EDGETABLES_* variables override it." type:"existingfile" placeholder:"FILE"`
+	MemoryLimit     byteSize          `name:"memory-limit" help:"Soft memory limit of the Go runtime (runtime/debug.SetMemoryLimit), e.g. 400MiB; 0: none (GOMEMLIMIT applies if set)." default:"0" placeholder:"SIZE"`
 	Name            string            `help:"Node name, stable across restarts (default: the host name)."`
 	App             string            `help:"Namespace of every NATS resource." default:"edgetables"`
 	DataDir         string            `help:"Directory for JetStream storage and table stores; one node per directory (a second one exits)." default:"./data"`
@@ -84,7 +87,7 @@ type runCmd struct {
 	Guarantee       string            `name:"processing-guarantee" help:"at-least-once, or exactly-once (each commit is one atomic JetStream batch: no event counted twice, even across crashes)." default:"at-least-once" enum:"at-least-once,exactly-once"`
 	KeepSource      bool              `help:"Keep committed events in the source stream (default: remove them once committed)."`
 	SourceMaxBytes  int64             `help:"Largest size of the source stream in bytes; when full, JetStream publishers get errors." default:"1073741824"`
-	Table           []tableFlag       `help:"Built-in table: name=NAME,source=SUBJECT,key=subject:N|json:FIELD,agg=count|sum|min|max|avg|latest|set[,field=FIELD][,window=DURATION[,hop=DURATION][,expires=DURATION][,time=json:FIELD|header:NAME|stream|now]]. Repeatable." sep:"none"`
+	Table           []tableFlag       `help:"Built-in table: name=NAME,source=SUBJECT,key=subject:N|json:FIELD,agg=count|sum|min|max|avg|latest|set[,field=FIELD][,window=DURATION[,hop=DURATION][,expires=DURATION][,time=json:FIELD|header:NAME|stream|now]]. Repeatable; in EDGETABLES_TABLE, specs are separated by ';'." sep:";"`
 	MaxClockSkew    time.Duration     `help:"Windowed tables: how far ahead of this node's clock an event time may be (further: dead letter), and how far the clock may jump ahead and be followed at once (further: windows close by the clock as it ran before, until it comes back, event times confirm it, or it keeps the jump this long). 0: no bound." default:"1h"`
 	GlobalTable     []globalTableFlag `name:"global-table" help:"Global table NAME: every node holds all of it; JSON values written with PUT/DELETE /v1/tables/NAME/keys/KEY on any node. Repeatable." placeholder:"NAME"`
 	ResetTable      []string          `name:"reset-table" help:"Reset table NAME, declared with its new spec, if its spec differs from the one the app recorded or nodes ran without it: drop its records from the changelog and every node's stores, record the new spec, start it empty. Stop every other node first; remove the flag afterwards. Repeatable." placeholder:"NAME"`
@@ -295,14 +298,7 @@ func main() {
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var c cli
 	exit := -1
-	parser, err := kong.New(&c,
-		kong.Name("edgetables"),
-		kong.Description("Faust-style tables on NATS JetStream, in one binary."),
-		kong.DefaultEnvars("EDGETABLES"),
-		kong.Writers(stdout, stderr),
-		kong.Exit(func(code int) { exit = code }),
-		kong.UsageOnError(),
-	)
+	parser, err := newParser(&c, stdout, stderr, func(code int) { exit = code })
 	if err != nil {
 		fmt.Fprintf(stderr, "edgetables: %v\n", err)
 		return 1
@@ -323,7 +319,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 	switch kctx.Command() {
 	case "version":
-		fmt.Fprintln(stdout, "edgetables", versionString())
+		fmt.Fprintln(stdout, versionLine())
 		return 0
 	case "status":
 		return c.Status.run(ctx, stdout, stderr)
@@ -331,20 +327,18 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return c.Passwd.run(os.Stdin, stdout, stderr)
 	case "bench":
 		return c.Bench.run(ctx, stdout, stderr, log)
+	case "check":
+		return c.Check.run(stdout, stderr, log)
 	case "run":
-		cfg, err := c.Run.config(log)
+		node, err := c.Run.newNode(log)
 		if err != nil {
 			fmt.Fprintf(stderr, "edgetables: error: %v\n", err)
 			return exitUsage
 		}
-		node, err := edge.NewNode(cfg)
-		if err != nil {
-			fmt.Fprintf(stderr, "edgetables: error: %v\n", err)
-			return exitUsage
-		}
+		c.Run.setMemoryLimit(log)
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		defer reloadOnHangup(ctx, cfg, log)()
+		defer reloadOnHangup(ctx, node.Config(), log)()
 		if err := node.Run(ctx); err != nil {
 			if errors.Is(err, edge.ErrAppShape) || errors.Is(err, jetstream.ErrInsecure) {
 				// The flags do not fit the app, or open a port without
@@ -359,6 +353,19 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	fmt.Fprintf(stderr, "edgetables: unknown command %q\n", kctx.Command())
 	return exitUsage
+}
+
+// newParser returns the command line's parser into c (docs/flags.md is
+// generated from its model).
+func newParser(c *cli, stdout, stderr io.Writer, exit func(int)) (*kong.Kong, error) {
+	return kong.New(c,
+		kong.Name("edgetables"),
+		kong.Description("Faust-style tables on NATS JetStream, in one binary."),
+		kong.DefaultEnvars("EDGETABLES"),
+		kong.Writers(stdout, stderr),
+		kong.Exit(exit),
+		kong.UsageOnError(),
+	)
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {
