@@ -55,6 +55,7 @@ func TestHTTPErrorShape(t *testing.T) {
 		{"value of 1 MiB", "PUT", "/v1/tables/config/keys/big", str(1 << 20), nil, http.StatusRequestEntityTooLarge, CodeTooLarge},
 		{"failed If-Match", "PUT", key, `{"a": 2}`, map[string]string{"If-Match": "0"}, http.StatusPreconditionFailed, CodeConflict},
 		{"failed If-Match delete", "DELETE", key, "", map[string]string{"If-Match": "999"}, http.StatusPreconditionFailed, CodeConflict},
+		{"key over 1,024 bytes", "GET", "/v1/tables/count/keys/" + strings.Repeat("k", 1025), "", nil, http.StatusBadRequest, CodeBadKey},
 		{"unknown table", "GET", "/v1/tables/nope/keys/a", "", nil, http.StatusNotFound, CodeTableNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
