@@ -24,6 +24,10 @@ const (
 	CodeNotReady      = "not_ready"
 	CodeNotOwner      = "not_owner"
 	CodeInternal      = "internal"
+	// CodeNotFound: no route has the request's path.
+	CodeNotFound = "not_found"
+	// CodeMethodNotAllowed: the path takes other methods (see Allow).
+	CodeMethodNotAllowed = "method_not_allowed"
 )
 
 // maxListLimit caps the entries one list request returns.
@@ -45,6 +49,9 @@ type API struct {
 	clientCerts bool
 	// reasons adds reasons to /readyz.
 	reasons func() []string
+	// maxValue, when positive, caps a PUT's value below maxValueBytes: the
+	// largest value the global log's messages carry (jetstream.MaxRecordBytes).
+	maxValue int
 }
 
 // NewAPI returns the HTTP API over m.
@@ -94,7 +101,7 @@ func (a *API) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	return a.authenticate(mux)
+	return a.authenticate(jsonErrors(mux))
 }
 
 func (a *API) listTables(w http.ResponseWriter, r *http.Request) {
@@ -113,11 +120,21 @@ func (a *API) listTables(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"tables": infos})
 }
 
+// entry is one key in the HTTP API; Partition is nil for a global table
+// (every node holds all of it: no partition).
 type entry struct {
 	Table     string          `json:"table,omitempty"`
 	Key       string          `json:"key"`
 	Value     json.RawMessage `json:"value"`
-	Partition int             `json:"partition"`
+	Partition *int            `json:"partition,omitempty"`
+}
+
+// partitionOf returns p for an entry of table, nil for a global table.
+func partitionOf(t manager.Collection, p int) *int {
+	if manager.IsGlobalTable(t) {
+		return nil
+	}
+	return &p
 }
 
 func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
@@ -163,7 +180,7 @@ func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, entry{Table: name, Key: key, Value: js, Partition: p})
+	writeJSON(w, http.StatusOK, entry{Table: name, Key: key, Value: js, Partition: partitionOf(t, p)})
 }
 
 // windowJSON is one window of a key in the HTTP API.
@@ -267,7 +284,7 @@ func (a *API) listKeys(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, r, err)
 			return
 		}
-		out = append(out, entry{Key: k, Value: js, Partition: kv.Partition})
+		out = append(out, entry{Key: k, Value: js, Partition: partitionOf(t, kv.Partition)})
 	}
 	resp := map[string]any{"table": name, "entries": out}
 	if len(out) == limit {

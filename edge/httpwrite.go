@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/edgetables/edgetables/manager"
 )
@@ -20,6 +23,9 @@ const (
 	CodeNotWritable = "not_writable"
 	// CodeConflict: If-Match named another revision than the key's.
 	CodeConflict = "conflict"
+	// CodeTooLarge: the value is larger than a global table's record can
+	// carry (the NATS max_payload less room for headers).
+	CodeTooLarge = "too_large"
 )
 
 // maxValueBytes caps the body of a PUT.
@@ -75,9 +81,15 @@ func (a *API) putKey(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxValueBytes))
+	limit := a.maxValueSize()
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(limit)))
 	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, CodeBadRequest, "value: "+err.Error())
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("value: larger than %d bytes, the most a global table's value may have", limit))
+			return
+		}
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "value: "+err.Error())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), writeTimeout)
@@ -108,13 +120,30 @@ func (a *API) deleteKey(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, revisionJSON{Table: t.Name(), Key: r.PathValue("key"), Revision: rev})
 }
 
+// maxValueSize returns the largest value a PUT takes.
+func (a *API) maxValueSize() int {
+	if a.maxValue > 0 && a.maxValue < maxValueBytes {
+		return a.maxValue
+	}
+	return maxValueBytes
+}
+
+// conflictMessage explains a 412: the key's revision is not If-Match's.
+func conflictMessage(r *http.Request) string {
+	return "table " + r.PathValue("table") + " key " + strconv.Quote(r.PathValue("key")) +
+		": If-Match " + r.Header.Get("If-Match") + " is not the key's revision (it changed meanwhile, or 0 was given for a key that exists); read the key for its ETag and retry"
+}
+
 // failWrite maps a write's error to a status code.
 func (a *API) failWrite(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, manager.ErrBadValue):
 		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
 	case errors.Is(err, manager.ErrConflict):
-		writeError(w, http.StatusPreconditionFailed, CodeConflict, err.Error())
+		// Not err's text: it ends in the NATS API error of the check.
+		writeError(w, http.StatusPreconditionFailed, CodeConflict, conflictMessage(r))
+	case errors.Is(err, nats.ErrMaxPayload):
+		writeError(w, http.StatusRequestEntityTooLarge, CodeTooLarge, fmt.Sprintf("value: too large for a global table's record (at most %d bytes)", a.maxValueSize()))
 	case errors.Is(err, context.DeadlineExceeded):
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, CodeNotReady, err.Error())

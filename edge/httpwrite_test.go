@@ -97,7 +97,7 @@ func TestHTTPWritesToGlobalTable(t *testing.T) {
 		{"agent's table", "PUT", "/v1/tables/count/keys/d1", `1`, nil, http.StatusMethodNotAllowed, CodeNotWritable},
 		{"agent's table delete", "DELETE", "/v1/tables/count/keys/d1", ``, nil, http.StatusMethodNotAllowed, CodeNotWritable},
 		{"unknown table", "PUT", "/v1/tables/nope/keys/d1", `1`, nil, http.StatusNotFound, CodeTableNotFound},
-		{"too large", "PUT", key, `"` + strings.Repeat("x", maxValueBytes) + `"`, nil, http.StatusRequestEntityTooLarge, CodeBadRequest},
+		{"too large", "PUT", key, `"` + strings.Repeat("x", maxValueBytes) + `"`, nil, http.StatusRequestEntityTooLarge, CodeTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, body, _ := request(t, tc.method, base, tc.path, tc.body, tc.header)

@@ -359,6 +359,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if ln != nil {
 		a := NewAPI(m, n.log)
+		a.maxValue = jetstream.MaxRecordBytes(js.Conn())
 		a.tokens, a.clientCerts = cfg.HTTPTokens, cfg.HTTPTLS.ClientCerts()
 		a.collectors = append(a.collectors, newDiskMetrics(cfg.DataDir))
 		a.extra = func() map[string]any {

@@ -138,6 +138,19 @@ func TestStatusOverHTTPSWithToken(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// --http with the /v1/status path works too; a wrong path is a clean
+	// error, the API's message, not a Go value dump.
+	adminFile := writeFile(t, "admin", admin+"\n")
+	var out, errOut bytes.Buffer
+	if code := realMain(context.Background(), []string{"status", "--http=" + url + "/v1/status", "--json", "--http-ca=" + ca, "--http-token-file=" + adminFile}, &out, &errOut); code != 0 {
+		t.Errorf("status --http URL/v1/status: exit %d: %s", code, errOut.String())
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := realMain(context.Background(), []string{"status", "--http=" + url + "/elsewhere", "--http-ca=" + ca, "--http-token-file=" + adminFile}, &out, &errOut); code != 1 ||
+		!strings.Contains(errOut.String(), "404 Not Found: no such path: /elsewhere/v1/status") || strings.Contains(errOut.String(), "<nil>") {
+		t.Errorf("status at a wrong path: exit %d: %s", code, errOut.String())
+	}
 	if code, out := status(admin); code != 0 {
 		t.Errorf("status with the token in %s: exit %d: %s", tokenEnv, code, out)
 	}

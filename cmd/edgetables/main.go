@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -54,6 +53,11 @@ func (t *tableFlag) UnmarshalText(b []byte) error {
 	if err != nil {
 		return err
 	}
+	// The name's rules are the manager's: check them here, before anything
+	// starts, not when the node builds its tables.
+	if err := manager.ValidateTableName(s.Name); err != nil {
+		return fmt.Errorf("%w %q: %w", edge.ErrSpec, string(b), err)
+	}
 	t.TableSpec = s
 	return nil
 }
@@ -87,7 +91,7 @@ type runCmd struct {
 	Guarantee       string            `name:"processing-guarantee" help:"at-least-once, or exactly-once (each commit is one atomic JetStream batch: no event counted twice, even across crashes)." default:"at-least-once" enum:"at-least-once,exactly-once"`
 	KeepSource      bool              `help:"Keep committed events in the source stream (default: remove them once committed)."`
 	SourceMaxBytes  int64             `help:"Largest size of the source stream in bytes; when full, JetStream publishers get errors." default:"1073741824"`
-	Table           []tableFlag       `help:"Built-in table: name=NAME,source=SUBJECT,key=subject:N|json:FIELD,agg=count|sum|min|max|avg|latest|set[,field=FIELD][,window=DURATION[,hop=DURATION][,expires=DURATION][,time=json:FIELD|header:NAME|stream|now]]. Repeatable; in EDGETABLES_TABLE, specs are separated by ';'." sep:";"`
+	Table           []tableFlag       `help:"Built-in table: name=NAME,source=SUBJECT,key=subject:N|json:FIELD,agg=count|sum|min|max|avg|latest|set[,field=FIELD][,window=DURATION[,hop=DURATION][,expires=DURATION][,time=json:FIELD|header:NAME|stream|now][,tombstone-ttl=DURATION|forever]]. NAME: lower-case letters, digits, '_' and '-'. Repeatable; in EDGETABLES_TABLE, specs are separated by ';'." sep:";"`
 	MaxClockSkew    time.Duration     `help:"Windowed tables: how far ahead of this node's clock an event time may be (further: dead letter), and how far the clock may jump ahead and be followed at once (further: windows close by the clock as it ran before, until it comes back, event times confirm it, or it keeps the jump this long). 0: no bound." default:"1h"`
 	GlobalTable     []globalTableFlag `name:"global-table" help:"Global table NAME: every node holds all of it; JSON values written with PUT/DELETE /v1/tables/NAME/keys/KEY on any node. Repeatable." placeholder:"NAME"`
 	ResetTable      []string          `name:"reset-table" help:"Reset table NAME, declared with its new spec, if its spec differs from the one the app recorded or nodes ran without it: drop its records from the changelog and every node's stores, record the new spec, start it empty. Stop every other node first; remove the flag afterwards. Repeatable." placeholder:"NAME"`
@@ -146,6 +150,9 @@ func (r *runCmd) Validate() error {
 		return fmt.Errorf("--standbys %d: must not be negative", r.Standbys)
 	case r.SessionTimeout < time.Second:
 		return fmt.Errorf("--session-timeout %s: want at least 1s", r.SessionTimeout)
+	}
+	if err := r.checkListen(); err != nil {
+		return err
 	}
 	for _, route := range r.Routes {
 		if !strings.HasPrefix(route, "nats-route://") || !strings.Contains(route, ":") {
@@ -277,16 +284,6 @@ func btoi(b bool) int {
 }
 
 type versionCmd struct{}
-
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "dev"
-}
 
 func main() {
 	os.Exit(realMain(context.Background(), os.Args[1:], os.Stdout, os.Stderr))

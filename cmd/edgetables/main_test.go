@@ -62,6 +62,13 @@ func TestFlagErrors(t *testing.T) {
 		{"site domain is the hub's", []string{"run", table, "--leaf-remote=nats-leaf://hub:7422", "--js-domain=hub"}, nil, "--js-domain"},
 		{"bad hub site", []string{"run", table, "--hub-site=a.b"}, nil, "--hub-site"},
 		{"hub site twice", []string{"run", table, "--hub-site=s1", "--hub-site=s1=x"}, nil, "--hub-site"},
+		{"bad table name", []string{"run", "--table=name=Temps,source=a.*,key=subject:2,agg=count"}, nil, "--table"},
+		{"table name with a dot", []string{"run", "--table=name=a.b,source=a.*,key=subject:2,agg=count"}, nil, "--table"},
+		{"nats listen garbage", []string{"run", table, "--nats-listen=garbage"}, nil, "--nats-listen"},
+		{"nats listen port", []string{"run", table, "--nats-listen=127.0.0.1:99999"}, nil, "--nats-listen"},
+		{"http listen garbage", []string{"run", table, "--http-listen=localhost"}, nil, "--http-listen"},
+		{"cluster listen garbage", []string{"run", table, "--name=a", "--cluster-listen=nowhere"}, nil, "--cluster-listen"},
+		{"status http scheme", []string{"status", "--http=ftp://host:8080"}, nil, "--http"},
 		{"replicas over routes", []string{"run", table, "--name=a", "--cluster-listen=127.0.0.1:6222", "--routes=nats-route://127.0.0.1:6222", "--replicas=3"}, nil, "--replicas 3"},
 	}
 	for _, c := range cases {

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"slices"
 	"strings"
@@ -16,7 +18,7 @@ import (
 )
 
 type statusCmd struct {
-	HTTP     string        `help:"HTTP API of any node." default:"http://127.0.0.1:8080"`
+	HTTP     string        `help:"HTTP API of any node: http(s)://host:port (a trailing /v1/status is accepted)." default:"http://127.0.0.1:8080"`
 	Timeout  time.Duration `help:"How long to wait for each answer." default:"5s"`
 	JSON     bool          `help:"Print the raw JSON of /v1/status."`
 	Watch    bool          `help:"Refresh until every partition of the node is active."`
@@ -39,9 +41,10 @@ type nodeStatus struct {
 }
 
 func (s *statusCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
-	url := strings.TrimSuffix(s.HTTP, "/")
-	if !strings.Contains(url, "://") {
-		url = "http://" + url
+	url, err := statusBase(s.HTTP)
+	if err != nil {
+		fmt.Fprintf(stderr, "edgetables: error: --http %q: %v\n", s.HTTP, err)
+		return exitUsage
 	}
 	if s.Interval <= 0 {
 		fmt.Fprintf(stderr, "edgetables: error: --interval %s: must be positive\n", s.Interval)
@@ -103,9 +106,13 @@ func (s *statusCmd) fetch(ctx context.Context, client *http.Client, token, url s
 		return nil, 1
 	}
 	defer resp.Body.Close()
-	body, err = io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(stderr, "edgetables: status: HTTP %d %s %v\n", resp.StatusCode, body, err)
+	body, err = io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		fmt.Fprintf(stderr, "edgetables: status: GET %s: %v\n", req.URL, err)
+		return nil, 1
+	}
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "edgetables: status: GET %s: %s%s\n", req.URL, resp.Status, errorText(body))
 		return nil, 1
 	}
 	return body, -1
@@ -186,4 +193,46 @@ func sum(m map[string]uint64) uint64 {
 		n += v
 	}
 	return n
+}
+
+// statusBase returns the node's base URL from --http: a URL or host:port,
+// with or without the /v1/status path.
+func statusBase(s string) (string, error) {
+	base := strings.TrimSpace(s)
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	u, err := neturl.Parse(base)
+	switch {
+	case err != nil:
+		return "", errors.New("want http://host:port")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", fmt.Errorf("scheme %q: want http:// or https://", u.Scheme)
+	case u.Host == "":
+		return "", errors.New("no host: want http://host:port")
+	}
+	u.Path = strings.TrimSuffix(strings.TrimSuffix(u.Path, "/"), "/v1/status")
+	u.RawPath, u.RawQuery, u.Fragment = "", "", ""
+	return strings.TrimSuffix(u.String(), "/"), nil
+}
+
+// errorText returns ": " and the message of an error answer: the API's
+// {"error"} or the body's first line, shortened.
+func errorText(body []byte) string {
+	var e struct {
+		Error string `json:"error"`
+	}
+	msg := ""
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		msg = e.Error
+	} else {
+		msg, _, _ = strings.Cut(strings.TrimSpace(string(body)), "\n")
+	}
+	if len(msg) > 200 {
+		msg = msg[:200] + "…"
+	}
+	if msg == "" {
+		return ""
+	}
+	return ": " + msg
 }
