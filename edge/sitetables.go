@@ -40,6 +40,9 @@ func (n *Node) startSiteTables(ctx context.Context, js natsjs.JetStream) (t *jet
 	return t, func() { cancel(); <-done }, nil
 }
 
+// siteReadTimeout bounds a read of a site's table at the hub.
+const siteReadTimeout = 3 * time.Second
+
 // siteEntry is a site table's record in the HTTP API.
 type siteEntry struct {
 	Site  string          `json:"site"`
@@ -60,8 +63,15 @@ func (a *API) getSiteKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	site, table, key := r.PathValue("site"), r.PathValue("table"), r.PathValue("key")
-	rec, err := a.sites.Get(r.Context(), site, table, []byte(key))
+	// The hub's JetStream may be unreachable (the node's NATS connection
+	// reconnecting): answer 503 rather than hold the client.
+	ctx, cancel := context.WithTimeout(r.Context(), siteReadTimeout)
+	defer cancel()
+	rec, err := a.sites.Get(ctx, site, table, []byte(key))
 	switch {
+	case err != nil && ctx.Err() != nil && r.Context().Err() == nil:
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, CodeNotReady, "the hub's JetStream did not answer in "+siteReadTimeout.String()+": "+err.Error())
 	case errors.Is(err, jetstream.ErrUnknownSite):
 		writeError(w, http.StatusNotFound, CodeSiteNotFound, err.Error())
 	case errors.Is(err, jetstream.ErrNoRecord):
