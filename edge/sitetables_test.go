@@ -43,7 +43,8 @@ func waitSiteValue(t *testing.T, hn *Node, site, table, key, want string, d time
 // TestSiteTablesAtHub: two sites' table changelogs are copied to the hub,
 // where a hub node serves them read-only: the values equal the sites'
 // after publishes, stay readable while a site's link is cut, and catch up
-// once it is restored. The lag shows in /v1/status and /metrics.
+// once it is restored, also by a hub node restarted while the link is
+// down. The lag shows in /v1/status and /metrics.
 func TestSiteTablesAtHub(t *testing.T) {
 	hub := startTestHub(t)
 	link := newLinkProxy(t, fmt.Sprintf("127.0.0.1:%d", hub.leafPort))
@@ -51,7 +52,7 @@ func TestSiteTablesAtHub(t *testing.T) {
 	s2, _ := runNode(t, siteConfig(t, t.TempDir(), "s2", fmt.Sprintf("nats-leaf://127.0.0.1:%d", hub.leafPort)))
 	hcfg := hubNodeConfig(t, hub, "s1", "s2")
 	hcfg.Edge.SiteTablesInterval = 300 * time.Millisecond
-	hn, _ := runNode(t, hcfg)
+	hn, stopHub := runNode(t, hcfg)
 
 	publishIDs(t, s1, "a", 0, 10)
 	publishIDs(t, s1, "b", 10, 3)
@@ -92,6 +93,16 @@ func TestSiteTablesAtHub(t *testing.T) {
 	waitSiteValue(t, hn, "s1", "count", "a", "15", 60*time.Second)
 	t.Logf("hub has s1's table again %s after the link came back", time.Since(restored).Round(100*time.Millisecond))
 	waitSiteValue(t, hn, "s1", "count", "b", "3", 5*time.Second)
+
+	// The hub node restarted while s1's link is down: it serves its copy
+	// (it knows the site's streams from the hub stream's sources).
+	link.Cut()
+	stopHub()
+	hcfg2 := hubNodeConfig(t, hub, "s1", "s2") // new tables, the same data
+	hcfg2.DataDir = hcfg.DataDir
+	hn, _ = runNode(t, hcfg2)
+	waitSiteValue(t, hn, "s1", "count", "a", "15", 10*time.Second)
+	link.Restore()
 
 	// Status and metrics: each site's stream, sources and lag.
 	_, st, _ := getJSON(t, hn.HTTPAddr(), "/v1/status")
