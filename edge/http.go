@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
 )
 
@@ -52,6 +53,8 @@ type API struct {
 	// maxValue, when positive, caps a PUT's value below maxValueBytes: the
 	// largest value the global log's messages carry (jetstream.MaxRecordBytes).
 	maxValue int
+	// sites, on a hub node, serves its sites' tables.
+	sites *jetstream.SiteTables
 }
 
 // NewAPI returns the HTTP API over m.
@@ -71,6 +74,7 @@ func NewAPI(m *manager.TableManager, log *slog.Logger) *API {
 //	GET /v1/tables/{table}/keys?prefix=&after=&limit=   entries in key order
 //	PUT /v1/tables/{table}/keys/{key}      write a global table's key (JSON body; If-Match: REVISION)
 //	DELETE /v1/tables/{table}/keys/{key}   delete a global table's key (If-Match: REVISION)
+//	GET /v1/sites/{site}/tables/{table}/keys/{key}   a site's table key, at a hub node (read-only)
 //	GET /v1/status                         node and partition state
 //	GET /healthz                           the process is up
 //	GET /readyz                            200 while every assigned partition is served; 503 with the reasons
@@ -83,6 +87,7 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /v1/tables/{table}/keys", a.need(ScopeRead, a.listKeys))
 	mux.Handle("PUT /v1/tables/{table}/keys/{key}", a.need(ScopeWrite, a.putKey))
 	mux.Handle("DELETE /v1/tables/{table}/keys/{key}", a.need(ScopeWrite, a.deleteKey))
+	mux.Handle("GET /v1/sites/{site}/tables/{table}/keys/{key}", a.need(ScopeRead, a.getSiteKey))
 	mux.Handle("GET /v1/status", a.need(ScopeAdmin, a.status))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

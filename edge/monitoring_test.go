@@ -30,7 +30,8 @@ var syntheticMetrics = map[string]bool{"up": true}
 // TestMonitoringFiles parses the Grafana dashboard and the Prometheus alert
 // rules of deploy/ and checks that every metric they name is served by
 // real nodes: a two-node cluster (standbys, their lag) with a global table
-// written once and a dead letter, scraped over HTTP.
+// written once and a dead letter, an edge site and a hub node, scraped over
+// HTTP.
 func TestMonitoringFiles(t *testing.T) {
 	exprs := map[string][]string{} // expression → where
 	for where, e := range dashboardExprs(t) {
@@ -224,7 +225,8 @@ func TestMetricNames(t *testing.T) {
 
 // servedMetrics runs a two-node cluster with a count table, a sum table
 // and a global table, writes the global table once, makes one dead letter,
-// and returns the sample names both nodes serve on /metrics.
+// starts an edge site of a hub and a hub node, and returns the sample names
+// the nodes serve on /metrics.
 func servedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	c := newConfiguredCluster(t, 2, func(i int, cfg *Config) {
@@ -267,8 +269,13 @@ func servedMetrics(t *testing.T) map[string]bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 
+	// An edge site and a hub node sourcing it, for the edge metrics.
+	hub := startTestHub(t)
+	site, _ := runNode(t, siteConfig(t, t.TempDir(), "s1", fmt.Sprintf("nats-leaf://127.0.0.1:%d", hub.leafPort)))
+	hubNode, _ := runNode(t, hubNodeConfig(t, hub, "s1"))
+
 	served := map[string]bool{}
-	for _, n := range c.live() {
+	for _, n := range append(c.live(), site, hubNode) {
 		for name, f := range scrape(t, n) {
 			switch f.GetType() {
 			case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
@@ -280,7 +287,8 @@ func servedMetrics(t *testing.T) map[string]bool {
 			}
 		}
 	}
-	for _, name := range []string{"edgetables_standby_lag_records", "edgetables_global_lag_records", "edgetables_dead_letters_by_reason_total", "edgetables_data_dir_free_bytes"} {
+	for _, name := range []string{"edgetables_standby_lag_records", "edgetables_global_lag_records", "edgetables_dead_letters_by_reason_total", "edgetables_data_dir_free_bytes",
+		"edgetables_leaf_connections", "edgetables_source_full", "edgetables_site_lag_events", "edgetables_site_changelog_lag_records"} {
 		if !served[name] {
 			t.Fatalf("the cluster does not serve %s: the test's setup does not show every metric", name)
 		}

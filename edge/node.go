@@ -251,6 +251,8 @@ type Node struct {
 	srv    *jetstream.Server
 	hold   *jetstream.HubHold
 	source *jetstream.Source
+	// siteTables: a hub node's copy of its sites' table changelogs.
+	siteTables *jetstream.SiteTables
 }
 
 // server returns the embedded server (nil with external NATS).
@@ -357,18 +359,26 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	siteTables, stopSiteTables, err := n.startSiteTables(ctx, js)
+	if err != nil {
+		return err
+	}
+	defer stopSiteTables()
+	n.siteTables = siteTables
 	if ln != nil {
 		a := NewAPI(m, n.log)
 		a.maxValue = jetstream.MaxRecordBytes(js.Conn())
+		a.sites = siteTables
 		a.tokens, a.clientCerts = cfg.HTTPTokens, cfg.HTTPTLS.ClientCerts()
 		a.collectors = append(a.collectors, newDiskMetrics(cfg.DataDir))
 		a.extra = func() map[string]any {
 			out := map[string]any{"app": cfg.App, "nats_url": clientURL, "http": a.security(cfg.HTTPTLS != nil)}
 			n.edgeStatus(out)
+			n.siteTablesStatus(out)
 			return out
 		}
 		a.reasons = n.edgeReasons
-		a.collectors = append(a.collectors, newEdgeMetrics(n))
+		a.collectors = append(a.collectors, newEdgeMetrics(n), newSiteTablesMetrics(n))
 		if cfg.clustered() {
 			a.r.nc, a.r.app = nc, cfg.App
 		}

@@ -35,6 +35,9 @@ type EdgeConfig struct {
 	// site's source stream (same App) across domains, subjects prefixed
 	// with the site name, and its tables run over all of them.
 	Sites []jetstream.SiteSource
+	// SiteTablesInterval is how often a hub node looks for its sites'
+	// changelog streams to copy (default 5s; see SiteTables).
+	SiteTablesInterval time.Duration
 }
 
 // site reports whether the node is an edge site that holds events for

@@ -45,18 +45,27 @@ func startTestHub(t *testing.T) *testHub {
 	return h
 }
 
-// hubConfig is the hub's configuration file: the README's, on test ports.
-const hubConfig = `server_name: hub
-listen: 127.0.0.1:%d
-jetstream {
-  store_dir: %q
-  domain: hub
+// hubConfigFile is the hub's configuration file, the README's, which a
+// binary hub runs with its ports and store directory replaced.
+const hubConfigFile = "../deploy/hub.conf"
+
+// hubConfig returns deploy/hub.conf on test ports and store directory.
+func hubConfig(t *testing.T, clientPort, leafPort int, storeDir string) []byte {
+	b, err := os.ReadFile(hubConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for _, r := range [][2]string{{"listen: 127.0.0.1:4222", fmt.Sprintf("listen: 127.0.0.1:%d", clientPort)},
+		{"listen: 127.0.0.1:7422", fmt.Sprintf("listen: 127.0.0.1:%d", leafPort)},
+		{`store_dir: "./hub-data"`, fmt.Sprintf("store_dir: %q", storeDir)}} {
+		if !strings.Contains(s, r[0]) {
+			t.Fatalf("%s lacks %q", hubConfigFile, r[0])
+		}
+		s = strings.Replace(s, r[0], r[1], 1)
+	}
+	return []byte(s)
 }
-leafnodes {
-  listen: 127.0.0.1:%d
-  no_advertise: true
-}
-`
 
 // startBinaryHub runs the hub as a real nats-server process, or skips the
 // test when no nats-server is on PATH or in $GOPATH/bin.
@@ -82,7 +91,7 @@ func startBinaryHub(t *testing.T) *testHub {
 func (h *testHub) start() {
 	if h.bin != "" {
 		conf := filepath.Join(h.dir, "hub.conf")
-		if err := os.WriteFile(conf, fmt.Appendf(nil, hubConfig, h.clientPort, filepath.Join(h.dir, "js"), h.leafPort), 0o600); err != nil {
+		if err := os.WriteFile(conf, hubConfig(h.t, h.clientPort, h.leafPort, filepath.Join(h.dir, "js")), 0o600); err != nil {
 			h.t.Fatal(err)
 		}
 		h.cmd = exec.Command(h.bin, "-c", conf)

@@ -194,3 +194,13 @@ func TestDeployExample(t *testing.T) {
 		t.Errorf("exit %d, stdout %s, stderr %s", code, out, errOut)
 	}
 }
+
+// TestDeployHubExample: deploy/hub.example.yaml is a valid configuration
+// of a hub node.
+func TestDeployHubExample(t *testing.T) {
+	code, out, errOut := check(t, nil, "--config=../../deploy/hub.example.yaml")
+	if code != 0 || !strings.Contains(out, "node hub-node1") || !strings.Contains(out, "1 tables (readings_by_site)") ||
+		!strings.Contains(out, "NATS nats://127.0.0.1:4222") {
+		t.Errorf("exit %d, stdout %s, stderr %s", code, out, errOut)
+	}
+}
