@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -255,8 +254,8 @@ func (c *Changelog) LastCommit(ctx context.Context, p int) (marker manager.Commi
 	if err != nil {
 		return marker, 0, false, fmt.Errorf("edgetables/jetstream: last commit of partition %d (stream %s): %w", p, c.streams[p], err)
 	}
-	if err := json.Unmarshal(msg.Data, &marker); err != nil {
-		return marker, 0, false, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: commit marker: %w", p, c.streams[p], msg.Sequence, err)
+	if marker, err = DecodeCommitMarker(msg.Data); err != nil {
+		return marker, 0, false, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: %w", p, c.streams[p], msg.Sequence, err)
 	}
 	return marker, msg.Sequence, true, nil
 }
@@ -304,7 +303,7 @@ func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs [
 	if c.cfg.Atomic && n > MaxAtomicBatch {
 		return 0, fmt.Errorf("%w: partition %d: %d messages (max %d)", ErrBatchTooLarge, p, n, MaxAtomicBatch)
 	}
-	markerData, err := json.Marshal(marker)
+	markerData, err := EncodeCommitMarker(marker)
 	if err != nil {
 		return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: encode marker: %w", p, err)
 	}
@@ -470,6 +469,9 @@ func (c *Changelog) decode(p int, seq uint64, msg natsjs.Msg) (manager.Entry, er
 		if err != nil {
 			return manager.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: subject %q: %w", p, c.streams[p], seq, subj, err)
 		}
+		if err := headerVersion("record", msg.Headers().Get(HeaderVersion), RecordVersion); err != nil {
+			return manager.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: %w", p, c.streams[p], seq, err)
+		}
 		e := manager.Entry{Seq: seq, Record: manager.Record{Table: rest[:dot], Key: key}}
 		// A subject delete marker (left by the server when a TTL or MaxAge
 		// removes a subject's last message, if SubjectDeleteMarkerTTL is
@@ -482,9 +484,9 @@ func (c *Changelog) decode(p int, seq uint64, msg natsjs.Msg) (manager.Entry, er
 		return e, nil
 	}
 	if subj == c.commits[p] {
-		var m manager.CommitMarker
-		if err := json.Unmarshal(msg.Data(), &m); err != nil {
-			return manager.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: commit marker: %w", p, c.streams[p], seq, err)
+		m, err := DecodeCommitMarker(msg.Data())
+		if err != nil {
+			return manager.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: %w", p, c.streams[p], seq, err)
 		}
 		return manager.Entry{Seq: seq, Commit: &m}, nil
 	}
