@@ -34,6 +34,18 @@ type API struct {
 	log *slog.Logger
 	// extra adds fields to /v1/status.
 	extra func() map[string]any
+	// storage, with an embedded server, says when writes fail for want
+	// of space: /readyz and /v1/status add its reasons.
+	storage *storageWatch
+}
+
+// readiness is the manager's readiness and the storage's.
+func (a *API) readiness() (bool, []string) {
+	ready, reasons := a.m.Readiness()
+	if sr := a.storage.Reasons(); len(sr) > 0 {
+		return false, append(sr, reasons...)
+	}
+	return ready, reasons
 }
 
 // NewAPI returns the HTTP API over m.
@@ -58,7 +70,7 @@ func NewAPI(m *manager.TableManager, log *slog.Logger) *API {
 //	GET /metrics                           Prometheus metrics (text format)
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metricsHandler(a.m, a.log))
+	mux.Handle("GET /metrics", metricsHandler(a.m, a.log, a.storage))
 	mux.HandleFunc("GET /v1/tables", a.listTables)
 	mux.HandleFunc("GET /v1/tables/{table}/keys/{key}", a.getKey)
 	mux.HandleFunc("GET /v1/tables/{table}/keys", a.listKeys)
@@ -69,7 +81,7 @@ func (a *API) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if ready, reasons := a.m.Readiness(); !ready {
+		if ready, reasons := a.readiness(); !ready {
 			w.Header().Set("Retry-After", "1")
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "reasons": reasons})
 			return
@@ -264,6 +276,10 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		"events_processed": st.EventsProcessed, "changelog_records": st.ChangelogRecords,
 		"commits": st.Commits, "mean_commit_ms": float64(st.MeanCommit.Microseconds()) / 1000,
 		"rebalances": st.Rebalances, "generation": st.Generation, "dead_letters": st.DeadLetters}
+	if sr := a.storage.Reasons(); len(sr) > 0 {
+		resp["ready"] = false
+		resp["not_ready"] = append(sr, st.NotReady...)
+	}
 	if cs := a.m.Cluster(); cs != nil {
 		resp["cluster"] = cs
 	}

@@ -76,9 +76,19 @@ type Config struct {
 	// SessionTimeout bounds how long a dead member keeps its partitions
 	// (default 5s).
 	SessionTimeout time.Duration
-	// SourceMaxBytes caps the source stream (default 1 GiB); when it is
-	// full, JetStream publishers get errors rather than losing old events.
+	// SourceMaxBytes caps the source stream (default: a quarter of
+	// MaxStore, at most 1 GiB; at most half of MaxStore); when it is full,
+	// JetStream publishers get errors rather than losing old events.
 	SourceMaxBytes int64
+	// MaxStore is the embedded server's JetStream storage limit in bytes
+	// (default: half of the data directory's free disk, JetStream data
+	// included; at least MinMaxStore). Beyond it publishes and commits
+	// fail until space is freed; the node reports it in its readiness.
+	// MaxMemory is its memory limit (default 256 MiB; the node's streams
+	// are on disk). Neither applies with NATSURLs.
+	MaxStore, MaxMemory int64
+	// deadLetterBytes caps the dead-letter stream (resolveStorage).
+	deadLetterBytes int64
 	// Partitions, CommitInterval, CommitEvery, RecoveryBufferSize,
 	// StandbyBufferSize and KeepSource are the table manager's (see
 	// manager.Config).
@@ -132,9 +142,6 @@ func (c *Config) setDefaults() error {
 	if c.Partitions == 0 {
 		c.Partitions = 8
 	}
-	if c.SourceMaxBytes == 0 {
-		c.SourceMaxBytes = 1 << 30
-	}
 	if len(c.Routes) > 0 && c.ClusterListen == "" {
 		return errors.New("node: Routes need ClusterListen")
 	}
@@ -155,6 +162,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if err := c.resolveStorage(); err != nil {
+		return err
 	}
 	if len(c.Agents) == 0 {
 		return errors.New("node: no tables: give at least one --table (or an agent in Go)")
@@ -220,6 +230,7 @@ type Node struct {
 	m         *manager.TableManager
 
 	changelog *jetstream.Changelog // set by newManager, for Run's end
+	storage   *storageWatch        // set by connect with the embedded server
 }
 
 // NewNode checks cfg and returns a node to Run.
@@ -274,6 +285,12 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopNATS()
+	if n.storage != nil {
+		wctx, stopWatch := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() { defer close(watched); n.storage.run(wctx) }()
+		defer func() { stopWatch(); <-watched }()
+	}
 	js, err := natsjs.New(nc, natsjs.WithPublishAsyncMaxPending(8192))
 	if err != nil {
 		return fmt.Errorf("JetStream context: %w", err)
@@ -305,6 +322,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if ln != nil {
 		a := NewAPI(m, n.log)
+		a.storage = n.storage
 		a.extra = func() map[string]any {
 			return map[string]any{"app": cfg.App, "nats_url": clientURL}
 		}
@@ -365,7 +383,7 @@ func (n *Node) connect(ctx context.Context) (nc *nats.Conn, url string, stop fun
 	srv, err := jetstream.StartServer(ctx, jetstream.ServerConfig{
 		Name: cfg.Name, Listen: cfg.NATSListen, StoreDir: cfg.DataDir, SyncAlways: cfg.SyncAlways,
 		ClusterName: cfg.ClusterName, ClusterListen: cfg.ClusterListen, Routes: cfg.Routes,
-		Logger: n.log.With("component", "nats"),
+		MaxStore: cfg.MaxStore, MaxMemory: cfg.MaxMemory, Logger: n.log.With("component", "nats"),
 	})
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("start NATS server: %w", err)
@@ -375,6 +393,7 @@ func (n *Node) connect(ctx context.Context) (nc *nats.Conn, url string, stop fun
 		srv.Shutdown()
 		return nil, "", nil, fmt.Errorf("connect to NATS: %w", err)
 	}
+	n.storage = &storageWatch{srv: srv, dataDir: cfg.DataDir, log: n.log.With("component", "storage")}
 	return nc, srv.ClientURL(), func() { nc.Close(); srv.Shutdown() }, nil
 }
 
@@ -392,7 +411,7 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 	if err != nil {
 		return nil, err
 	}
-	dlq, err := jetstream.NewDeadLetters(ctx, js, cfg.App, cfg.Replicas)
+	dlq, err := jetstream.NewDeadLetterQueue(ctx, js, jetstream.DeadLetterConfig{App: cfg.App, Replicas: cfg.Replicas, MaxBytes: cfg.deadLetterBytes})
 	if err != nil {
 		return nil, err
 	}

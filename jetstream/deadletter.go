@@ -19,8 +19,9 @@ import (
 const (
 	// DeadLetterMaxAge is how long dead letters are kept.
 	DeadLetterMaxAge = 7 * 24 * time.Hour
-	// DeadLetterMaxBytes caps the dead-letter stream; beyond it the oldest
-	// dead letters are dropped.
+	// DeadLetterMaxBytes is the default cap of the dead-letter stream
+	// (DeadLetterConfig.MaxBytes); beyond it the oldest dead letters are
+	// dropped.
 	DeadLetterMaxBytes = 256 << 20
 	// maxReasonLen caps the Edgetables-Reason header.
 	maxReasonLen = 4096
@@ -43,17 +44,39 @@ var _ manager.DeadLetterQueue = (*DeadLetters)(nil)
 // acknowledged; Enqueue waits beyond it.
 const maxPendingDeadLetters = 4096
 
-// NewDeadLetters creates the stream <app>_dlq with subjects <app>.dlq.>, or
-// updates it: file storage, messages kept 7 days and at most 256 MiB in
-// total, the oldest dropped first (Discard old) so a flood of bad events
-// never blocks the app, and the default 2-minute duplicate window that
-// drops a dead letter sent again after a redelivery. replicas <= 0 means 1.
+// DeadLetterConfig configures an app's dead-letter stream.
+type DeadLetterConfig struct {
+	// App is the app name (see ValidateApp). Required.
+	App string
+	// Replicas is the stream's replication factor. Default 1.
+	Replicas int
+	// MaxBytes caps the stream; beyond it the oldest dead letters are
+	// dropped. The server reserves it from its storage limit
+	// (ServerConfig.MaxStore) when the stream is created. Default
+	// DeadLetterMaxBytes.
+	MaxBytes int64
+}
+
+// NewDeadLetters is NewDeadLetterQueue with the default size limit.
 func NewDeadLetters(ctx context.Context, js natsjs.JetStream, app string, replicas int) (*DeadLetters, error) {
+	return NewDeadLetterQueue(ctx, js, DeadLetterConfig{App: app, Replicas: replicas})
+}
+
+// NewDeadLetterQueue creates the stream <app>_dlq with subjects <app>.dlq.>,
+// or updates it: file storage, messages kept 7 days and at most
+// cfg.MaxBytes in total, the oldest dropped first (Discard old) so a flood
+// of bad events never blocks the app, and the default 2-minute duplicate
+// window that drops a dead letter sent again after a redelivery.
+func NewDeadLetterQueue(ctx context.Context, js natsjs.JetStream, cfg DeadLetterConfig) (*DeadLetters, error) {
+	app, replicas := cfg.App, cfg.Replicas
 	if err := ValidateApp(app); err != nil {
 		return nil, err
 	}
 	if replicas <= 0 {
 		replicas = 1
+	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DeadLetterMaxBytes
 	}
 	name := DeadLetterStream(app)
 	_, err := ensureStream(ctx, js, natsjs.StreamConfig{
@@ -64,7 +87,7 @@ func NewDeadLetters(ctx context.Context, js natsjs.JetStream, app string, replic
 		Storage:     natsjs.FileStorage,
 		Replicas:    replicas,
 		MaxMsgs:     -1,
-		MaxBytes:    DeadLetterMaxBytes,
+		MaxBytes:    cfg.MaxBytes,
 		MaxAge:      DeadLetterMaxAge,
 		Discard:     natsjs.DiscardOld,
 	})

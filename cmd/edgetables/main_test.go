@@ -54,6 +54,11 @@ func TestFlagErrors(t *testing.T) {
 		{"nats url without host", []string{"run", table, "--nats-url=nats://:4222"}, nil, "--nats-url"},
 		{"replicas alone", []string{"run", table, "--replicas=5"}, nil, "--replicas 5: a single node"},
 		{"reset undeclared table", []string{"run", table, "--reset-table=d"}, nil, "--reset-table d"},
+		{"max store too small", []string{"run", table, "--max-store=1MiB"}, nil, "--max-store 1MiB"},
+		{"max store not a size", []string{"run", table, "--max-store=lots"}, nil, "--max-store"},
+		{"source over max store", []string{"run", table, "--max-store=64MiB", "--source-max-bytes=40MiB"}, nil, "--source-max-bytes 40MiB: does not fit --max-store 64MiB"},
+		{"max memory too small", []string{"run", table, "--max-memory=1000"}, nil, "--max-memory"},
+		{"max store with nats url", []string{"run", table, "--nats-url=nats://127.0.0.1:4222", "--max-store=1GiB"}, nil, "--max-store"},
 		{"replicas over routes", []string{"run", table, "--name=a", "--cluster-listen=127.0.0.1:6222", "--routes=nats-route://127.0.0.1:6222", "--replicas=3"}, nil, "--replicas 3"},
 	}
 	for _, c := range cases {
