@@ -87,6 +87,12 @@ type Config struct {
 	// MaxMemory is its memory limit (default 256 MiB; the node's streams
 	// are on disk). Neither applies with NATSURLs.
 	MaxStore, MaxMemory int64
+	// TombstoneTTL is how long the changelogs and the global stream keep a
+	// deleted key's tombstone (default 24h; negative: for ever). A store
+	// whose offset is older than that (a node down longer) is rebuilt by a
+	// full replay, since it may have missed tombstones. Closed windows'
+	// tombstones have their own TTL (the table spec's tombstone-ttl).
+	TombstoneTTL time.Duration
 	// deadLetterBytes caps the dead-letter stream (resolveStorage).
 	deadLetterBytes int64
 	// Partitions, CommitInterval, CommitEvery, RecoveryBufferSize,
@@ -162,6 +168,14 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	switch {
+	case c.TombstoneTTL == 0:
+		c.TombstoneTTL = jetstream.DefaultTombstoneTTL
+	case c.TombstoneTTL < 0:
+		c.TombstoneTTL = 0 // for ever: no TTL
+	case c.TombstoneTTL < time.Second:
+		return fmt.Errorf("--tombstone-ttl %s: want at least 1s (0: keep tombstones for ever)", c.TombstoneTTL)
 	}
 	if err := c.resolveStorage(); err != nil {
 		return err
@@ -401,7 +415,7 @@ func (n *Node) connect(ctx context.Context) (nc *nats.Conn, url string, stop fun
 func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr string) (*manager.TableManager, error) {
 	cfg := n.cfg
 	changelog, err := jetstream.NewChangelog(ctx, js, jetstream.ChangelogConfig{App: cfg.App, Partitions: cfg.Partitions,
-		Replicas: cfg.Replicas, Atomic: cfg.ExactlyOnce})
+		Replicas: cfg.Replicas, Atomic: cfg.ExactlyOnce, TombstoneTTL: cfg.TombstoneTTL})
 	if err != nil {
 		return nil, err
 	}
@@ -425,7 +439,7 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 	}
 	var global manager.GlobalLog // nil without global tables: no stream
 	if slices.ContainsFunc(cfg.Tables, manager.IsGlobalTable) {
-		gl, err := jetstream.NewGlobalLog(ctx, js, jetstream.GlobalConfig{App: cfg.App, Replicas: cfg.Replicas})
+		gl, err := jetstream.NewGlobalLog(ctx, js, jetstream.GlobalConfig{App: cfg.App, Replicas: cfg.Replicas, TombstoneTTL: cfg.TombstoneTTL})
 		if err != nil {
 			return nil, err
 		}

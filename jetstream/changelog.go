@@ -109,6 +109,13 @@ type ChangelogConfig struct {
 	// Each batch costs the server a staging store and an fsync, about 3 ms
 	// plus 10 µs a message on the reference machine.
 	Atomic bool
+	// TombstoneTTL, if positive, is how long a tombstone (a deleted key)
+	// stays in the log: the server removes it then (Nats-TTL), so deleted
+	// keys do not accumulate for ever. Tombstones given their own TTL
+	// (manager.Record.TTL: closed windows) keep it. With it, State reports
+	// TombstonesFrom, and a store that may have missed an expired
+	// tombstone is rebuilt by a full replay. Default 0: kept for ever.
+	TombstoneTTL time.Duration
 	// BeforeCommit, if set, is called before the commit message of each
 	// atomic batch of an Append (batch counts from 0 within the Append): a
 	// failure injection point. An error abandons the batch, which the
@@ -228,11 +235,17 @@ func (c *Changelog) State(ctx context.Context, p int) (manager.LogState, error) 
 		// or rebuild a good store.
 		return manager.LogState{}, fmt.Errorf("%w: state of partition %d (stream %s)", ErrLeaderless, p, c.streams[p])
 	}
-	return manager.LogState{
+	state := manager.LogState{
 		First: info.State.FirstSeq,
 		Last:  info.State.LastSeq,
 		Epoch: info.Created.UTC().Format(time.RFC3339Nano),
-	}, nil
+	}
+	if c.cfg.TombstoneTTL > 0 {
+		if state.TombstonesFrom, err = tombstonesFrom(ctx, c.js.Conn(), c.streams[p], c.cfg.TombstoneTTL, state.Last); err != nil {
+			return manager.LogState{}, fmt.Errorf("state of partition %d: %w", p, err)
+		}
+	}
+	return state, nil
 }
 
 // LastCommit returns the last commit marker in partition p's log and its
@@ -334,8 +347,11 @@ func (c *Changelog) recordMsg(p int, r *manager.Record) *nats.Msg {
 	} else {
 		m.Data = r.Value
 	}
-	if r.TTL > 0 {
+	switch {
+	case r.TTL > 0:
 		m.Header.Set(natsjs.MsgTTLHeader, ttlHeader(r.TTL))
+	case r.Delete && c.cfg.TombstoneTTL > 0:
+		m.Header.Set(natsjs.MsgTTLHeader, ttlHeader(c.cfg.TombstoneTTL))
 	}
 	return m
 }

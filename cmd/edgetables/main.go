@@ -86,6 +86,7 @@ type runCmd struct {
 	MaxStore       byteSize          `help:"JetStream disk limit of the embedded server (e.g. 200MiB, 4GiB); beyond it publishes and commits fail and /readyz says so until space is freed. 0: half of the data directory's free disk (JetStream data included), the rest left for the table stores." default:"0"`
 	MaxMemory      byteSize          `help:"JetStream memory limit of the embedded server (its streams are on disk; this bounds memory streams). 0: 256MiB." default:"0"`
 	Table          []tableFlag       `help:"Built-in table: name=NAME,source=SUBJECT,key=subject:N|json:FIELD,agg=count|sum|min|max|avg|latest|set[,field=FIELD][,window=DURATION[,hop=DURATION][,expires=DURATION][,time=json:FIELD|header:NAME|stream|now]]. Repeatable." sep:"none"`
+	TombstoneTTL   time.Duration     `name:"tombstone-ttl" help:"How long the changelogs and the global stream keep a deleted key's tombstone; a node down longer rebuilds its stores by a full replay. 0: for ever (the log grows by one message per key ever deleted)." default:"24h"`
 	MaxClockSkew   time.Duration     `help:"Windowed tables: how far ahead of this node's clock an event time may be (further: dead letter), and how far the clock may jump ahead and be followed at once (further: windows close by the clock as it ran before, until it comes back, event times confirm it, or it keeps the jump this long). 0: no bound." default:"1h"`
 	GlobalTable    []globalTableFlag `name:"global-table" help:"Global table NAME: every node holds all of it; JSON values written with PUT/DELETE /v1/tables/NAME/keys/KEY on any node. Repeatable." placeholder:"NAME"`
 	ResetTable     []string          `name:"reset-table" help:"Reset table NAME, declared with its new spec, if its spec differs from the one the app recorded or nodes ran without it: drop its records from the changelog and every node's stores, record the new spec, start it empty. Stop every other node first; remove the flag afterwards. Repeatable." placeholder:"NAME"`
@@ -125,6 +126,8 @@ func (r *runCmd) Validate() error {
 		return fmt.Errorf("--recovery-buffer-size %d: must be at least 1", r.RecoveryBuffer)
 	case r.StandbyBuffer < 1:
 		return fmt.Errorf("--standby-buffer-size %d: must be at least 1", r.StandbyBuffer)
+	case r.TombstoneTTL < 0 || r.TombstoneTTL > 0 && r.TombstoneTTL < time.Second:
+		return fmt.Errorf("--tombstone-ttl %s: want at least 1s, or 0 (for ever)", r.TombstoneTTL)
 	case r.SourceMaxBytes != 0 && r.SourceMaxBytes < 1<<20:
 		return fmt.Errorf("--source-max-bytes %d: must be at least 1 MiB (0: automatic)", r.SourceMaxBytes)
 	case len(r.Table) == 0:
@@ -208,7 +211,7 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 	cfg := edge.Config{
 		Name: r.Name, App: r.App, DataDir: r.DataDir, NATSListen: r.NATSListen, HTTPListen: r.HTTPListen,
 		SyncAlways: r.Sync == "always", ExactlyOnce: r.Guarantee == "exactly-once", SourceMaxBytes: int64(r.SourceMaxBytes), Partitions: r.Partitions,
-		MaxStore: int64(r.MaxStore), MaxMemory: int64(r.MaxMemory),
+		MaxStore: int64(r.MaxStore), MaxMemory: int64(r.MaxMemory), TombstoneTTL: r.TombstoneTTL,
 		CommitInterval: r.CommitInterval, CommitEvery: r.CommitEvery, RecoveryBufferSize: r.RecoveryBuffer,
 		StandbyBufferSize: r.StandbyBuffer, KeepSource: r.KeepSource, Logger: log,
 		ClusterName: r.ClusterName, ClusterListen: r.ClusterListen, Routes: r.Routes, Replicas: r.Replicas,
@@ -218,6 +221,9 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 	}
 	if r.Standbys == 0 {
 		cfg.Standbys = -1 // edge.Config: negative means none
+	}
+	if r.TombstoneTTL == 0 {
+		cfg.TombstoneTTL = -1 // edge.Config: negative means for ever
 	}
 	for _, t := range r.Table {
 		t.MaxClockSkew = r.MaxClockSkew

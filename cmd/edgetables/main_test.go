@@ -54,6 +54,7 @@ func TestFlagErrors(t *testing.T) {
 		{"nats url without host", []string{"run", table, "--nats-url=nats://:4222"}, nil, "--nats-url"},
 		{"replicas alone", []string{"run", table, "--replicas=5"}, nil, "--replicas 5: a single node"},
 		{"reset undeclared table", []string{"run", table, "--reset-table=d"}, nil, "--reset-table d"},
+		{"tombstone ttl", []string{"run", table, "--tombstone-ttl=500ms"}, nil, "--tombstone-ttl"},
 		{"max store too small", []string{"run", table, "--max-store=1MiB"}, nil, "--max-store 1MiB"},
 		{"max store not a size", []string{"run", table, "--max-store=lots"}, nil, "--max-store"},
 		{"source over max store", []string{"run", table, "--max-store=64MiB", "--source-max-bytes=40MiB"}, nil, "--source-max-bytes 40MiB: does not fit --max-store 64MiB"},
