@@ -34,6 +34,11 @@ type API struct {
 	log *slog.Logger
 	// extra adds fields to /v1/status.
 	extra func() map[string]any
+	// tokens, when set, make every route but /healthz and /readyz need a
+	// bearer token of the route's scope; clientCerts, a verified client
+	// certificate (see authenticate).
+	tokens      *Tokens
+	clientCerts bool
 	// storage, with an embedded server, says when writes fail for want
 	// of space: /readyz and /v1/status add its reasons.
 	storage *storageWatch
@@ -56,7 +61,8 @@ func NewAPI(m *manager.TableManager, log *slog.Logger) *API {
 	return &API{m: m, r: &router{m: m}, log: log}
 }
 
-// Handler returns the API's routes:
+// Handler returns the API's routes (with the scope a bearer token needs
+// for each when the API has tokens):
 //
 //	GET /v1/tables                         tables with spec, partitions, key counts
 //	GET /v1/tables/{table}/keys/{key}      one value
@@ -70,13 +76,13 @@ func NewAPI(m *manager.TableManager, log *slog.Logger) *API {
 //	GET /metrics                           Prometheus metrics (text format)
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metricsHandler(a.m, a.log, a.storage))
-	mux.HandleFunc("GET /v1/tables", a.listTables)
-	mux.HandleFunc("GET /v1/tables/{table}/keys/{key}", a.getKey)
-	mux.HandleFunc("GET /v1/tables/{table}/keys", a.listKeys)
-	mux.HandleFunc("PUT /v1/tables/{table}/keys/{key}", a.putKey)
-	mux.HandleFunc("DELETE /v1/tables/{table}/keys/{key}", a.deleteKey)
-	mux.HandleFunc("GET /v1/status", a.status)
+	mux.Handle("GET /metrics", a.need(ScopeMetrics, metricsHandler(a.m, a.log, a.storage).ServeHTTP))
+	mux.Handle("GET /v1/tables", a.need(ScopeRead, a.listTables))
+	mux.Handle("GET /v1/tables/{table}/keys/{key}", a.need(ScopeRead, a.getKey))
+	mux.Handle("GET /v1/tables/{table}/keys", a.need(ScopeRead, a.listKeys))
+	mux.Handle("PUT /v1/tables/{table}/keys/{key}", a.need(ScopeWrite, a.putKey))
+	mux.Handle("DELETE /v1/tables/{table}/keys/{key}", a.need(ScopeWrite, a.deleteKey))
+	mux.Handle("GET /v1/status", a.need(ScopeAdmin, a.status))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -88,7 +94,7 @@ func (a *API) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	return mux
+	return a.authenticate(mux)
 }
 
 func (a *API) listTables(w http.ResponseWriter, r *http.Request) {

@@ -32,7 +32,7 @@ type Metrics struct {
 	storageFailing *prometheus.Desc
 
 	events, records, commits, commitSeconds, rebalances, generation, ready,
-	deadLetters, deadLetterReasons, commitFailures, takenBack, uncommitted, pending, unknown, sourceGaps, markerRegressions, partitions, remaining, standbyLag, globalApplied, globalLag *prometheus.Desc
+	deadLetters, deadLetterReasons, commitFailures, taskFailures, takenBack, uncommitted, pending, unknown, sourceGaps, markerRegressions, partitions, remaining, standbyLag, globalApplied, globalLag *prometheus.Desc
 }
 
 // NewMetrics returns the collector of m's metrics.
@@ -55,6 +55,7 @@ func NewMetrics(m *manager.TableManager, log *slog.Logger) *Metrics {
 		deadLetters:       d("dead_letters_total", "Events refused by an agent and sent to the dead-letter subject.", "agent"),
 		deadLetterReasons: d("dead_letters_by_reason_total", "Events refused, by kind of reason: key (no key), agent (the agent failed), limit (writes too large to commit).", "reason"),
 		commitFailures:    d("commit_failures_total", "Failed partition commits: fenced (another writer owns the changelog) or other (retried).", "reason"),
+		taskFailures:      d("partition_task_failures_total", "Failed attempts of partition recoveries (task=recover) and standby replays (task=standby); each is retried with a growing pause.", "task"),
 		takenBack:         d("partitions_taken_back_total", "Partitions taken back by a replay after a fence."),
 		uncommitted:       d("source_uncommitted_events", "Source sequences an active partition has been read past but not committed (examined less committed position).", "partition"),
 		pending:           d("source_pending_events", "Source sequences stored but not yet read by this node (one request per scrape)."),
@@ -72,7 +73,7 @@ func NewMetrics(m *manager.TableManager, log *slog.Logger) *Metrics {
 // Describe sends the descriptions of every metric.
 func (c *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.events, c.records, c.commits, c.commitSeconds, c.rebalances, c.generation,
-		c.ready, c.storageFailing, c.deadLetters, c.deadLetterReasons, c.commitFailures, c.takenBack, c.uncommitted, c.pending, c.unknown, c.sourceGaps, c.markerRegressions, c.partitions, c.remaining, c.standbyLag, c.globalApplied, c.globalLag} {
+		c.ready, c.storageFailing, c.deadLetters, c.deadLetterReasons, c.commitFailures, c.taskFailures, c.takenBack, c.uncommitted, c.pending, c.unknown, c.sourceGaps, c.markerRegressions, c.partitions, c.remaining, c.standbyLag, c.globalApplied, c.globalLag} {
 		ch <- d
 	}
 }
@@ -109,6 +110,8 @@ func (c *Metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(c.commitFailures, st.CommitsFenced, "fenced")
 	counter(c.commitFailures, st.CommitsFailed, "other")
 	counter(c.takenBack, st.TakenBack)
+	counter(c.taskFailures, st.RecoveryFailures, "recover")
+	counter(c.taskFailures, st.StandbyFailures, "standby")
 	counter(c.unknown, st.UnknownRecords)
 	counter(c.sourceGaps, st.SourceGaps)
 	counter(c.markerRegressions, st.MarkerRegressions)

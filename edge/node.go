@@ -43,6 +43,13 @@ type Config struct {
 	// HTTPListen is the HTTP API's address (default "127.0.0.1:8080"; port
 	// 0 picks a free port; "off" disables the API).
 	HTTPListen string
+	// HTTPTokens, when set, make every route of the HTTP API but /healthz
+	// and /readyz ask for a bearer token with the route's scope (see
+	// Tokens); default: none, every request is served.
+	HTTPTokens *Tokens
+	// HTTPTLS, when set, serves the HTTP API over TLS, with client
+	// certificates if it has a client CA (see HTTPTLS); default: plain HTTP.
+	HTTPTLS *HTTPTLS
 	// SyncAlways makes JetStream fsync every write (default: the server's
 	// periodic sync). See the README's durability section.
 	SyncAlways bool
@@ -123,6 +130,9 @@ type Config struct {
 	RecoveryHooks manager.RecoveryHooks
 	// Logger receives the node's logs (default slog.Default()).
 	Logger *slog.Logger
+	// wrapStores, set by tests, wraps the tables' store provider (to count
+	// reads, say).
+	wrapStores func(store.Provider) store.Provider
 }
 
 func (c *Config) setDefaults() error {
@@ -326,6 +336,10 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		defer ln.Close()
 		httpAddr = ln.Addr().String()
+		if cfg.HTTPTLS != nil {
+			ln = cfg.HTTPTLS.Listener(ln)
+		}
+		warnOpenHTTP(n.log, ln.Addr(), cfg.HTTPTokens != nil || cfg.HTTPTLS.ClientCerts())
 	}
 	m, err := n.newManager(ctx, js, httpAddr)
 	if n.changelog != nil {
@@ -337,8 +351,9 @@ func (n *Node) Run(ctx context.Context) error {
 	if ln != nil {
 		a := NewAPI(m, n.log)
 		a.storage = n.storage
+		a.tokens, a.clientCerts = cfg.HTTPTokens, cfg.HTTPTLS.ClientCerts()
 		a.extra = func() map[string]any {
-			return map[string]any{"app": cfg.App, "nats_url": clientURL}
+			return map[string]any{"app": cfg.App, "nats_url": clientURL, "http": a.security(cfg.HTTPTLS != nil)}
 		}
 		if cfg.clustered() {
 			a.r.nc, a.r.app = nc, cfg.App
@@ -445,6 +460,10 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 		}
 		global = gl
 	}
+	var stores store.Provider = store.NewDir(filepath.Join(cfg.DataDir, "tables"), nil)
+	if cfg.wrapStores != nil {
+		stores = cfg.wrapStores(stores)
+	}
 	m, err := manager.New(manager.Config{
 		Node: cfg.Name, Partitions: cfg.Partitions, CommitInterval: cfg.CommitInterval,
 		CommitEvery: cfg.CommitEvery, RecoveryBufferSize: cfg.RecoveryBufferSize, StandbyBufferSize: cfg.StandbyBufferSize,
@@ -455,7 +474,7 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 		CommitCapacity:   commitCapacity(cfg.ExactlyOnce),
 		MaxRecordBytes:   jetstream.MaxRecordBytes(js.Conn()),
 		RecoveryHooks:    cfg.RecoveryHooks,
-		Stores:           store.NewDir(filepath.Join(cfg.DataDir, "tables"), nil),
+		Stores:           stores,
 		Global:           global,
 		GlobalStores:     store.NewDir(filepath.Join(cfg.DataDir, "global"), nil),
 		Logger:           n.log,

@@ -26,7 +26,7 @@ func startNode(t *testing.T, dataDir string, specs ...string) (*Node, func()) {
 
 // testConfig returns the config of a node named n1 with the given table
 // specs on random loopback ports in dataDir, logging nowhere.
-func testConfig(t *testing.T, dataDir string, specs ...string) Config {
+func testConfig(t testing.TB, dataDir string, specs ...string) Config {
 	t.Helper()
 	cfg := Config{Name: "n1", DataDir: dataDir, NATSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
 		Partitions: 4, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -46,7 +46,7 @@ func testConfig(t *testing.T, dataDir string, specs ...string) Config {
 }
 
 // runNode runs a node with cfg and returns it once it is ready.
-func runNode(t *testing.T, cfg Config) (*Node, func()) {
+func runNode(t testing.TB, cfg Config) (*Node, func()) {
 	t.Helper()
 	n, err := NewNode(cfg)
 	if err != nil {
@@ -98,7 +98,7 @@ func getJSON(t *testing.T, base, path string) (int, map[string]any, http.Header)
 	return resp.StatusCode, body, resp.Header
 }
 
-func publish(t *testing.T, n *Node, subject, data string) {
+func publish(t testing.TB, n *Node, subject, data string) {
 	t.Helper()
 	nc, err := nats.Connect(n.ClientURL())
 	if err != nil {

@@ -108,6 +108,9 @@ var codeErrors = map[string]error{
 }
 
 func errCode(err error) string {
+	if errors.Is(err, manager.ErrNotWindowed) {
+		return CodeBadRequest // a query no HTTP request makes
+	}
 	for code, e := range codeErrors {
 		if errors.Is(err, e) {
 			return code
@@ -235,6 +238,12 @@ func (r *router) ask(ctx context.Context, node string, q query) (answer, error) 
 		// partitions are about to move.
 		return answer{}, fmt.Errorf("ask %s: %w: %w", node, manager.ErrNotReady, err)
 	}
+	return decodeAnswer(node, resp)
+}
+
+// decodeAnswer decodes node's answer to a query; a failure it reports
+// becomes an error wrapping the sentinel of its code.
+func decodeAnswer(node string, resp []byte) (answer, error) {
 	var a answer
 	if err := json.Unmarshal(resp, &a); err != nil {
 		return answer{}, fmt.Errorf("answer of %s: %w", node, err)
@@ -246,7 +255,7 @@ func (r *router) ask(ctx context.Context, node string, q query) (answer, error) 
 		if e, ok := codeErrors[a.Code]; ok {
 			return a, fmt.Errorf("%s (from %s): %w", a.Error, node, e)
 		}
-		return a, fmt.Errorf("%s: %s", node, a.Error)
+		return a, fmt.Errorf("%s: %s (code %s)", node, a.Error, a.Code)
 	}
 	return a, nil
 }
@@ -256,10 +265,11 @@ func (r *router) serve(ctx context.Context, req []byte) []byte {
 	var q query
 	var a answer
 	err := json.Unmarshal(req, &q)
-	if err == nil && q.V > queryVersion {
+	if err != nil {
+		err = fmt.Errorf("%w: %w", errBadQuery, err)
+	} else if q.V > queryVersion {
 		err = fmt.Errorf("%w: query of version %d, this node reads up to %d: upgrade it", errBadQuery, q.V, queryVersion)
-	}
-	if err == nil {
+	} else {
 		switch q.Op {
 		case "get":
 			a.Value, a.Partition, err = r.m.Get(ctx, q.Table, q.Key)
@@ -282,7 +292,7 @@ func (r *router) serve(ctx context.Context, req []byte) []byte {
 			}
 			a.Windows, a.Partition, err = r.m.Windows(ctx, q.Table, q.Key, wq)
 		default:
-			err = fmt.Errorf("unknown query op %q", q.Op)
+			err = fmt.Errorf("%w: unknown op %q", errBadQuery, q.Op)
 		}
 	}
 	if err != nil {

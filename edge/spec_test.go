@@ -2,6 +2,7 @@ package edge
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +100,17 @@ func FuzzParseTableSpec(f *testing.F) {
 		}
 		if _, _, err := Builtin(spec); err != nil {
 			t.Fatalf("parsed spec %q refused by Builtin: %v", s, err)
+		}
+		// The spec written from its fields parses to the same fields.
+		canon := spec
+		canon.raw = ""
+		again, err := ParseTableSpec(canon.String())
+		if err != nil {
+			t.Fatalf("%q: its canonical form %q does not parse: %v", s, canon.String(), err)
+		}
+		again.raw = ""
+		if !reflect.DeepEqual(again, canon) {
+			t.Fatalf("%q: %+v -> %q -> %+v", s, canon, canon.String(), again)
 		}
 	})
 }

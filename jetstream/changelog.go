@@ -267,7 +267,7 @@ func (c *Changelog) LastCommit(ctx context.Context, p int) (marker manager.Commi
 	if err != nil {
 		return marker, 0, false, fmt.Errorf("edgetables/jetstream: last commit of partition %d (stream %s): %w", p, c.streams[p], err)
 	}
-	if marker, err = DecodeCommitMarker(msg.Data); err != nil {
+	if marker, err = decodeMarker(msg.Data); err != nil {
 		return marker, 0, false, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: %w", p, c.streams[p], msg.Sequence, err)
 	}
 	return marker, msg.Sequence, true, nil
@@ -475,36 +475,49 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 
 // decode turns a changelog message into an Entry.
 func (c *Changelog) decode(p int, seq uint64, msg natsjs.Msg) (manager.Entry, error) {
-	subj := msg.Subject()
-	if rest, ok := strings.CutPrefix(subj, c.prefixes[p]); ok {
+	return decodeEntry(p, c.streams[p], c.prefixes[p], c.commits[p], seq, msg.Subject(), msg.Headers(), msg.Data())
+}
+
+// decodeEntry turns the message at seq of partition p's changelog (stream,
+// its record subjects' prefix and its commit subject) into an Entry: a
+// record of the subject's table and key, a tombstone with a delete header,
+// or a commit marker. Anything else is an error wrapping ErrBadSubject, a
+// key token that does not decode one wrapping ErrBadKeyToken, a marker
+// that does not decode one wrapping ErrBadMarker.
+func decodeEntry(p int, stream, prefix, commits string, seq uint64, subj string, h nats.Header, data []byte) (manager.Entry, error) {
+	if rest, ok := strings.CutPrefix(subj, prefix); ok {
 		dot := strings.LastIndexByte(rest, '.')
 		if dot <= 0 || strings.IndexByte(rest[:dot], '.') >= 0 {
-			return manager.Entry{}, fmt.Errorf("%w: partition %d (stream %s) sequence %d: %q", ErrBadSubject, p, c.streams[p], seq, subj)
+			return manager.Entry{}, fmt.Errorf("%w: partition %d (stream %s) sequence %d: %q", ErrBadSubject, p, stream, seq, subj)
 		}
 		key, err := DecodeKey(rest[dot+1:])
 		if err != nil {
-			return manager.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: subject %q: %w", p, c.streams[p], seq, subj, err)
+			return manager.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: subject %q: %w", p, stream, seq, subj, err)
 		}
-		if err := headerVersion("record", msg.Headers().Get(HeaderVersion), RecordVersion); err != nil {
-			return manager.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: %w", p, c.streams[p], seq, err)
+		if err := headerVersion("record", h.Get(HeaderVersion), RecordVersion); err != nil {
+			return manager.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: %w", p, stream, seq, err)
 		}
 		e := manager.Entry{Seq: seq, Record: manager.Record{Table: rest[:dot], Key: key}}
 		// A subject delete marker (left by the server when a TTL or MaxAge
 		// removes a subject's last message, if SubjectDeleteMarkerTTL is
 		// set on the stream by hand) says the key is gone: a tombstone.
-		if h := msg.Headers(); h != nil && (h.Get(HeaderOp) == OpDelete || h.Get(natsjs.MarkerReasonHeader) != "") {
+		if h != nil && (h.Get(HeaderOp) == OpDelete || h.Get(natsjs.MarkerReasonHeader) != "") {
 			e.Record.Delete = true
 		} else {
-			e.Record.Value = msg.Data()
+			e.Record.Value = data
 		}
 		return e, nil
 	}
-	if subj == c.commits[p] {
-		m, err := DecodeCommitMarker(msg.Data())
+	if subj == commits {
+		m, err := decodeMarker(data)
 		if err != nil {
-			return manager.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: %w", p, c.streams[p], seq, err)
+			return manager.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: %w", p, stream, seq, err)
 		}
 		return manager.Entry{Seq: seq, Commit: &m}, nil
 	}
-	return manager.Entry{}, fmt.Errorf("%w: partition %d (stream %s) sequence %d: %q", ErrBadSubject, p, c.streams[p], seq, subj)
+	return manager.Entry{}, fmt.Errorf("%w: partition %d (stream %s) sequence %d: %q", ErrBadSubject, p, stream, seq, subj)
 }
+
+// decodeMarker decodes a commit marker (DecodeCommitMarker); an error
+// wraps ErrBadMarker, or ErrWireVersion for a later version.
+func decodeMarker(data []byte) (manager.CommitMarker, error) { return DecodeCommitMarker(data) }

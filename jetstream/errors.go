@@ -13,6 +13,10 @@ var (
 	// neither a record nor a commit marker subject of the partition: the
 	// stream holds data this package did not write.
 	ErrBadSubject = errors.New("edgetables/jetstream: unexpected subject in changelog")
+	// ErrBadMarker is returned by Replay, Follow and LastCommit for a
+	// message on a partition's commit subject that is not a commit marker
+	// (not its JSON).
+	ErrBadMarker = errors.New("edgetables/jetstream: bad commit marker")
 	// ErrBadName is returned for an app, table or agent name that cannot be
 	// used in stream names or subjects.
 	ErrBadName = errors.New("edgetables/jetstream: invalid name")

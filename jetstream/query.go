@@ -107,10 +107,12 @@ func ServeQueries(nc *nats.Conn, app, node string, h func(ctx context.Context, r
 }
 
 // queryContext is the context of the handler of m: it ends when the
-// requester stops waiting.
+// requester stops waiting, at most defaultQueryTimeout from now.
 func queryContext(m *nats.Msg) (context.Context, context.CancelFunc) {
 	d := defaultQueryTimeout
-	if ms, err := strconv.ParseInt(m.Header.Get(HeaderQueryTimeout), 10, 64); err == nil && ms > 0 {
+	// At most the default: a larger number would overflow a Duration
+	// (and end the context at once), and no query needs longer.
+	if ms, err := strconv.ParseInt(m.Header.Get(HeaderQueryTimeout), 10, 64); err == nil && ms > 0 && ms < d.Milliseconds() {
 		d = time.Duration(ms) * time.Millisecond
 	}
 	return context.WithTimeout(context.Background(), d)

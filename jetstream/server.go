@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgetables/edgetables/manager"
 )
 
 // Defaults of ServerConfig.
@@ -207,6 +209,11 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		}
 		return fail(fmt.Errorf("%w: %w", ErrServerStart, err))
 	}
+	if s.clustered {
+		if err := adapter.awaitDuplicateName(ctx, duplicateNameSettle); err != nil {
+			return fail(err)
+		}
+	}
 	log.Info("nats-server ready", "url", ns.ClientURL(), "store", cfg.StoreDir, "sync_always", cfg.SyncAlways,
 		"cluster", opts.Cluster.Name, "routes", len(opts.Routes))
 	return s, nil
@@ -330,12 +337,53 @@ func (s *Server) Connect(name string) (*nats.Conn, error) {
 	return nc, nil
 }
 
+// duplicateNameSettle is how long a starting cluster node, once JetStream
+// answers, watches its routes for another server with its name. Routes to
+// the configured and gossiped peers connect within milliseconds on a LAN;
+// the group's check of member instances (manager.ErrDuplicateNode) catches
+// what this misses, seconds later.
+const duplicateNameSettle = time.Second
+
 // logAdapter sends nats-server's log to slog. Fatalf does not exit: it logs
-// at error level and records the first fatal error for StartServer.
+// at error level and records the first fatal error for StartServer. It also
+// records the first route refused because the remote server has this
+// server's name (nats-server has no other signal for it).
 type logAdapter struct {
 	log *slog.Logger
 	mu  sync.Mutex
 	err error
+	dup string // the first duplicate-name message
+}
+
+// duplicateNameMessage is how nats-server v2.15.2 logs (server/route.go:
+// client.processRouteInfo) a route whose remote server has this server's
+// name; TestDuplicateServerNameRefused fails if a new version says it
+// differently.
+const duplicateNameMessage = "Remote server has a duplicate name"
+
+// awaitDuplicateName waits up to d for a duplicate-name route and returns
+// an error wrapping manager.ErrDuplicateNode if one was seen.
+func (l *logAdapter) awaitDuplicateName(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		l.mu.Lock()
+		dup := l.dup
+		l.mu.Unlock()
+		if dup != "" {
+			return fmt.Errorf("%w: another server of the NATS cluster runs under this name (%s); stop one of them, or give each its own --name",
+				manager.ErrDuplicateNode, dup)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			return nil
+		case <-tick.C:
+		}
+	}
 }
 
 func (l *logAdapter) fatal() error {
@@ -346,9 +394,19 @@ func (l *logAdapter) fatal() error {
 
 func (l *logAdapter) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
 func (l *logAdapter) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l *logAdapter) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *logAdapter) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
+	if strings.Contains(msg, duplicateNameMessage) {
+		l.mu.Lock()
+		if l.dup == "" {
+			l.dup = msg
+		}
+		l.mu.Unlock()
+	}
+}
+func (l *logAdapter) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *logAdapter) Tracef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 
 func (l *logAdapter) Fatalf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)

@@ -84,11 +84,12 @@ func EncodeCommitMarker(m manager.CommitMarker) ([]byte, error) {
 }
 
 // DecodeCommitMarker decodes a commit marker of this or an earlier version
-// (a marker without "v" is version 1).
+// (a marker without "v" is version 1). An undecodable one gives an error
+// wrapping ErrBadMarker; one of a later version, ErrWireVersion.
 func DecodeCommitMarker(b []byte) (manager.CommitMarker, error) {
 	var w commitMarkerWire
 	if err := json.Unmarshal(b, &w); err != nil {
-		return manager.CommitMarker{}, fmt.Errorf("edgetables/jetstream: commit marker: %w", err)
+		return manager.CommitMarker{}, fmt.Errorf("%w: %w", ErrBadMarker, err)
 	}
 	if _, err := wireVersion("commit marker", w.V, CommitMarkerVersion); err != nil {
 		return manager.CommitMarker{}, err

@@ -104,6 +104,10 @@ func (e *Event) Context() context.Context { return e.ctx }
 // json.Number.
 func (e *Event) JSON() (map[string]any, error) {
 	m := e.msg
+	if m == nil { // an Event built outside the manager, as in a test
+		m = &message{SourceMessage: SourceMessage{Data: e.Data}}
+		e.msg = m
+	}
 	if !m.parsed {
 		m.parsed = true
 		dec := json.NewDecoder(bytes.NewReader(m.Data))

@@ -362,6 +362,25 @@ func placeStandbys(h prevPlacement, owners []int, m, s int) [][]int {
 	return out
 }
 
+// wellFormed checks a's shape, whoever wrote it: one active and one
+// standby list per partition, no name both a partition's active and its
+// standby. Validate checks a leader's assignment fully.
+func (a Assignment) wellFormed() error {
+	if a.Partitions < 0 || len(a.Actives) != a.Partitions || len(a.Standbys) != a.Partitions {
+		return fmt.Errorf("%w: %d partitions with %d actives and %d standby lists",
+			ErrInvalidAssignment, a.Partitions, len(a.Actives), len(a.Standbys))
+	}
+	for p, bs := range a.Standbys {
+		if a.Actives[p] != "" && slices.Contains(bs, a.Actives[p]) {
+			return fmt.Errorf("%w: partition %d: %s is its active and a standby", ErrInvalidAssignment, p, a.Actives[p])
+		}
+		if !slices.IsSorted(bs) {
+			return fmt.Errorf("%w: partition %d: standbys not sorted", ErrInvalidAssignment, p)
+		}
+	}
+	return nil
+}
+
 // ActivesOf returns the partitions whose active is member, ascending
 // (ActivesOf("") returns the unassigned ones). It costs O(P).
 func (a Assignment) ActivesOf(member string) []int {

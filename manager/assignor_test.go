@@ -718,3 +718,35 @@ func ExampleAssign() {
 	//   partition 5: active n1, standbys [n0]
 	// n0 owns [0 2 3] and stands by for [1 4 5]
 }
+
+// TestAssignmentWellFormed: an assignment read from the group bucket is
+// applied only if its shape fits its partition count, whoever wrote it (a
+// forged one with more actives than partitions named partitions that do
+// not exist).
+func TestAssignmentWellFormed(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		a    Assignment
+		ok   bool
+	}{
+		{"a leader's", Assign(Assignment{}, []string{"a", "b"}, 4, 1), true},
+		{"a leader's without standbys", Assign(Assignment{}, []string{"a"}, 4, 0), true},
+		{"a leader's without members", Assign(Assignment{}, nil, 4, 1), true},
+		{"empty", Assignment{}, true},
+		{"more actives than partitions", Assignment{Partitions: 2, Actives: []string{"a", "a", "a"}, Standbys: make([][]string, 2)}, false},
+		{"fewer standby lists", Assignment{Partitions: 2, Actives: []string{"a", "b"}, Standbys: make([][]string, 1)}, false},
+		{"negative", Assignment{Partitions: -1}, false},
+		{"active is its own standby", Assignment{Partitions: 1, Actives: []string{"a"}, Standbys: [][]string{{"a"}}}, false},
+		{"unsorted standbys", Assignment{Partitions: 1, Actives: []string{"a"}, Standbys: [][]string{{"c", "b"}}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.a.wellFormed()
+			if (err == nil) != tc.ok {
+				t.Fatalf("wellFormed(%+v) = %v; want ok=%v", tc.a, err, tc.ok)
+			}
+			if err != nil && !errors.Is(err, ErrInvalidAssignment) {
+				t.Errorf("error %v does not wrap ErrInvalidAssignment", err)
+			}
+		})
+	}
+}

@@ -137,7 +137,13 @@ func (m *TableManager) runGroup(ctx context.Context) {
 			}
 			if a := v.Assignment; a.Generation > delivered && a.Partitions == m.cfg.Partitions {
 				delivered = a.Generation
-				m.setPendingAssignment(a)
+				if err := a.wellFormed(); err != nil {
+					// Written by something else than a leader (the bucket
+					// is open to whoever may write it): never applied.
+					m.log.Error("malformed assignment ignored", "generation", a.Generation, "err", err)
+				} else {
+					m.setPendingAssignment(a)
+				}
 			}
 		case <-tick.C:
 			campaign()

@@ -49,6 +49,18 @@ type counters struct {
 	commitsFenced atomic.Uint64
 	commitsFailed atomic.Uint64
 	takenBack     atomic.Uint64
+	// recoverFailures and standbyFailures count failed attempts of the
+	// partitions' recovery and standby tasks.
+	recoverFailures atomic.Uint64
+	standbyFailures atomic.Uint64
+}
+
+// taskFailures is the failure counter of a partition task.
+func (c *counters) taskFailures(task string) *atomic.Uint64 {
+	if task == "standby" {
+		return &c.standbyFailures
+	}
+	return &c.recoverFailures
 }
 
 // commitAndAck commits every partition, waiting for the commits, then

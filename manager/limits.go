@@ -120,7 +120,12 @@ func (m *TableManager) Readiness() (ready bool, reasons []string) {
 	for _, p := range m.assigned() {
 		switch p.State() {
 		case StateRecovering:
-			reasons = append(reasons, fmt.Sprintf("partition %d: recovering", p.id))
+			if f := p.taskFailing.Load(); f != nil {
+				reasons = append(reasons, fmt.Sprintf("partition %d: recovery failing for %s (%d attempts, next in %s): %s",
+					p.id, now.Sub(f.Since).Round(time.Second), f.Attempts, f.RetryIn, f.Error))
+			} else {
+				reasons = append(reasons, fmt.Sprintf("partition %d: recovering", p.id))
+			}
 		case StateFenced:
 			if p.stale.Load() {
 				reasons = append(reasons, fmt.Sprintf("partition %d: fenced by a newer owner; waiting for the assignment that says so", p.id))
@@ -134,6 +139,9 @@ func (m *TableManager) Readiness() (ready bool, reasons []string) {
 				reasons = append(reasons, fmt.Sprintf("partition %d: commits failing for %s: %s", p.id, now.Sub(f.since).Round(time.Second), f.err))
 			}
 		}
+	}
+	if f := m.sourceFailing.Load(); f != nil && now.Sub(f.since) >= sourceFailingAfter {
+		reasons = append(reasons, fmt.Sprintf("source: failing for %s (%d attempts): %s", now.Sub(f.since).Round(time.Second), f.attempts, f.err))
 	}
 	if m.global != nil && !m.global.ready.Load() {
 		reasons = append(reasons, "global tables: catching up with their log")

@@ -191,6 +191,9 @@ type TableManager struct {
 	reader   SourceReader
 	examined uint64
 	seen     atomic.Uint64
+	// sourceFailing is the current streak of failures to open or read
+	// the source (nil: none); written by the processing goroutine.
+	sourceFailing atomic.Pointer[sourceFailure]
 	// full is set when a partition reached MaxCommitRecords.
 	full bool
 	// commitWG counts the running commit goroutines (pipeline.go); the

@@ -56,6 +56,9 @@ type partition struct {
 	// failing is the current streak of failed commits (nil: the last
 	// one succeeded); written by the processing goroutine, read by status.
 	failing atomic.Pointer[commitFailure]
+	// taskFailing is the current streak of failures of p's recovery or
+	// standby task (nil: none); written by the task, read by status.
+	taskFailing atomic.Pointer[TaskFailure]
 
 	// logSource is the SourceSeq of the last commit marker replayed from
 	// or written to the changelog (a check: markers never go back).

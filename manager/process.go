@@ -129,6 +129,11 @@ func (m *TableManager) process(ctx context.Context) error {
 		if m.reader == nil {
 			if m.activeCount() > 0 {
 				m.reposition(ctx) // a failed open is retried here
+				if m.reader == nil {
+					backoff = min(2*backoff, 5*time.Second)
+				} else {
+					backoff = 100 * time.Millisecond
+				}
 			}
 			continue
 		}
@@ -140,7 +145,7 @@ func (m *TableManager) process(ctx context.Context) error {
 			return m.stop(ctx)
 		}
 		if err != nil {
-			m.log.Warn("read source", "after_seq", m.examined, "err", err, "retry_in", backoff)
+			m.noteSource("read source", m.examined+1, err, backoff)
 			if !sleep(ctx, backoff) {
 				return m.stop(ctx)
 			}
@@ -149,6 +154,7 @@ func (m *TableManager) process(ctx context.Context) error {
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		m.sourceReadable()
 		if len(msgs) > 0 {
 			lastRead = time.Now()
 		} else if time.Since(lastRead) >= readerStallAfter {
@@ -223,7 +229,44 @@ func (m *TableManager) reopen(ctx context.Context) {
 	}
 	m.detach()
 	m.reader = nil
-	m.log.Warn("reopen source", "at_seq", m.examined+1, "err", err)
+	m.noteSource("reopen source", m.examined+1, err, 0)
+}
+
+// sourceFailure is a streak of failures to open or read the source.
+type sourceFailure struct {
+	since    time.Time
+	attempts int
+	err      string
+}
+
+// sourceFailingAfter is how long the source may fail to be read before
+// the node says it is not ready.
+const sourceFailingAfter = 5 * time.Second
+
+// noteSource records a failure to open or read the source at seq; it is
+// logged at the streak's first failure and at each doubling of its length,
+// not at every retry.
+func (m *TableManager) noteSource(what string, seq uint64, err error, retryIn time.Duration) {
+	f := sourceFailure{since: time.Now(), err: fmt.Sprintf("%s at seq %d: %v", what, seq, err)}
+	if prev := m.sourceFailing.Load(); prev != nil {
+		f.since, f.attempts = prev.since, prev.attempts
+	}
+	f.attempts++
+	m.sourceFailing.Store(&f)
+	if f.attempts&(f.attempts-1) == 0 {
+		args := []any{"seq", seq, "err", err, "attempts", f.attempts, "failing_for", time.Since(f.since).Round(time.Millisecond)}
+		if retryIn > 0 {
+			args = append(args, "retry_in", retryIn)
+		}
+		m.log.Warn(what+" failed; retrying", args...)
+	}
+}
+
+// sourceReadable ends a streak of source failures.
+func (m *TableManager) sourceReadable() {
+	if f := m.sourceFailing.Swap(nil); f != nil {
+		m.log.Info("source readable again", "failed_attempts", f.attempts, "failed_for", time.Since(f.since).Round(time.Millisecond))
+	}
 }
 
 // checkGap reports source sequences from..to that the reader skipped

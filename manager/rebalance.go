@@ -50,19 +50,47 @@ func (p *partition) stopTask() {
 // warning says what the processor waits for.
 const taskStopWarn = 5 * time.Second
 
-// retryDelay is the pause before a failed recovery or follower is retried.
-const retryDelay = time.Second
+// retryDelay is the pause before a failed recovery or follower is first
+// retried; it doubles with each failure in a row up to maxRetryDelay. An
+// attempt that ran for resetRetryAfter before it failed starts a new
+// streak.
+const (
+	retryDelay      = time.Second
+	maxRetryDelay   = 30 * time.Second
+	resetRetryAfter = time.Minute
+)
 
-// startTask runs f in p's goroutine, retrying transient failures. A store
-// that cannot be opened for a reason other than corruption (another process
-// holds it, permissions) is fatal: it is reported to the processor.
+// TaskFailure describes a streak of failures of a partition's recovery or
+// standby task: it is retried with a growing pause, shown in
+// PartitionStatus and Readiness (a recovery's), and counted.
+type TaskFailure struct {
+	// Task is "recover" or "standby".
+	Task string `json:"task"`
+	// Attempts counts the failed attempts in a row; Since is the first.
+	Attempts int       `json:"attempts"`
+	Since    time.Time `json:"since"`
+	// Error is the last attempt's error.
+	Error string `json:"error"`
+	// RetryIn is the pause before the next attempt.
+	RetryIn time.Duration `json:"retry_in"`
+}
+
+// startTask runs f in p's goroutine, retrying transient failures with a
+// pause that grows from retryDelay to maxRetryDelay; the streak shows in
+// p's status, and is logged at its first failure and then at every
+// doubling of its length. A store that cannot be opened for a reason other
+// than corruption (another process holds it, permissions) is fatal: it is
+// reported to the processor.
 func (m *TableManager) startTask(ctx context.Context, p *partition, what string, f func(ctx context.Context) error) {
 	ctx, cancel := context.WithCancel(ctx)
 	t := &task{cancel: cancel, done: make(chan struct{})}
 	p.task = t
 	go func() {
 		defer close(t.done)
+		defer p.taskFailing.Store(nil)
+		var streak *TaskFailure
 		for {
+			began := time.Now()
 			err := f(ctx)
 			if err == nil || ctx.Err() != nil {
 				return
@@ -71,8 +99,21 @@ func (m *TableManager) startTask(ctx context.Context, p *partition, what string,
 				m.send(ctx, procEvent{p: p, err: fmt.Errorf("%s partition %d: %w", what, p.id, err)})
 				return
 			}
-			m.log.Warn(what+" failed; retrying", "partition", p.id, "err", err, "retry_in", retryDelay)
-			if !sleep(ctx, retryDelay) {
+			if streak == nil || time.Since(began) >= resetRetryAfter {
+				streak = &TaskFailure{Task: what, Since: began}
+			}
+			next := *streak
+			next.Attempts++
+			next.Error = err.Error()
+			next.RetryIn = min(retryDelay<<min(next.Attempts-1, 10), maxRetryDelay)
+			streak = &next
+			p.taskFailing.Store(streak)
+			m.counters.taskFailures(what).Add(1)
+			if next.Attempts&(next.Attempts-1) == 0 { // 1, 2, 4, 8, ...
+				m.log.Warn(what+" failed; retrying", "partition", p.id, "err", err, "attempts", next.Attempts,
+					"failing_for", time.Since(next.Since).Round(time.Millisecond), "retry_in", next.RetryIn)
+			}
+			if !sleep(ctx, next.RetryIn) {
 				return
 			}
 		}
@@ -375,13 +416,16 @@ func (m *TableManager) reposition(ctx context.Context) {
 	from := floor + 1
 	r, err := m.cfg.Source.Open(ctx, from)
 	if err != nil {
-		m.log.Warn("open source", "at_seq", from, "err", err)
+		m.noteSource("open source", from, err, 0)
 		return // the processing loop retries
 	}
 	m.reader, m.examined = r, from-1
 	m.seen.Store(m.examined)
 	for _, p := range m.assigned() {
-		if p.State() == StateActive {
+		// A parked partition takes no events: attached, its position
+		// would follow the reader past events it never processed. It is
+		// attached by the reposition that follows its unparking.
+		if p.State() == StateActive && !p.parked {
 			p.attached = true
 		}
 	}

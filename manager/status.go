@@ -46,6 +46,10 @@ type Status struct {
 	CommitsFenced uint64 `json:"commits_fenced"`
 	CommitsFailed uint64 `json:"commits_failed"`
 	TakenBack     uint64 `json:"partitions_taken_back"`
+	// RecoveryFailures and StandbyFailures count failed attempts of the
+	// partitions' recoveries and standby replays (each is retried).
+	RecoveryFailures uint64 `json:"recovery_failures"`
+	StandbyFailures  uint64 `json:"standby_failures"`
 	// ExaminedSeq is the last source sequence this node's reader examined.
 	ExaminedSeq       uint64 `json:"examined_seq"`
 	MarkerRegressions uint64 `json:"marker_regressions,omitempty"`
@@ -69,6 +73,9 @@ type PartitionStatus struct {
 	Buffered int `json:"buffered_keys"`
 	// Recovery is the partition's last recovery.
 	Recovery *RecoveryProgress `json:"recovery,omitempty"`
+	// Failing is the current streak of failures of the partition's
+	// recovery or standby task (nil: none).
+	Failing *TaskFailure `json:"failing,omitempty"`
 }
 
 // Status returns a snapshot of the manager's state.
@@ -87,6 +94,8 @@ func (m *TableManager) Status() Status {
 		CommitsFenced:     m.counters.commitsFenced.Load(),
 		CommitsFailed:     m.counters.commitsFailed.Load(),
 		TakenBack:         m.counters.takenBack.Load(),
+		RecoveryFailures:  m.counters.recoverFailures.Load(),
+		StandbyFailures:   m.counters.standbyFailures.Load(),
 		ExaminedSeq:       m.seen.Load(),
 		MarkerRegressions: m.counters.markerRegressions.Load(),
 		DeadLetters:       make(map[string]uint64, len(m.counters.deadLetters)),
@@ -120,6 +129,7 @@ func (m *TableManager) Status() Status {
 		if rp, ok := rec[p.id]; ok {
 			ps.Recovery = &rp
 		}
+		ps.Failing = p.taskFailing.Load()
 		st.Partitions = append(st.Partitions, ps)
 	}
 	sort.Slice(st.Partitions, func(i, j int) bool { return st.Partitions[i].Partition < st.Partitions[j].Partition })

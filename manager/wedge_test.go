@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/edgetables/edgetables/manager"
 )
@@ -141,12 +144,7 @@ func TestFailingPartitionDoesNotStopOthers(t *testing.T) {
 
 	lc.armed.Store(true)
 	h.publishCounts(2000, 100, want)
-	others := map[string]int64{}
-	for k, n := range want {
-		if manager.PartitionOf([]byte(k), 2) == 1 {
-			others[k] = n
-		}
-	}
+	others := inPartition(want, 1, 2)
 	h.waitCounts(others) // partition 1, while partition 0 cannot commit
 	for _, ps := range h.m.Status().Partitions {
 		if ps.Partition == 0 && ps.Buffered > 2*20 {
@@ -157,4 +155,66 @@ func TestFailingPartitionDoesNotStopOthers(t *testing.T) {
 	h.waitCounts(want)
 	h.publishCounts(200, 100, want)
 	h.waitCounts(want)
+}
+
+// twoLossyChangelogs refuses the appends of the partitions armed.
+type twoLossyChangelogs struct {
+	manager.Changelog
+	armed [2]atomic.Bool
+}
+
+func (c *twoLossyChangelogs) Append(ctx context.Context, p int, expectLast uint64, recs []manager.Record, marker manager.CommitMarker) (uint64, error) {
+	if p < 2 && c.armed[p].Load() {
+		return 0, fmt.Errorf("injected: %w", nats.ErrTimeout)
+	}
+	return c.Changelog.Append(ctx, p, expectLast, recs, marker)
+}
+
+// TestUnparkingOneLeavesTheOtherParked: both partitions are parked; one
+// is unparked and the source is read again. The other, still parked, must
+// not follow the new reader: attached to it, its position moved past the
+// events it did not take, and once its commits went through they were
+// committed as processed (seen under load: 50 keys short).
+func TestUnparkingOneLeavesTheOtherParked(t *testing.T) {
+	lc := &twoLossyChangelogs{}
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond, CommitEvery: 20})
+	h.wrapChangelog = func(c manager.Changelog) manager.Changelog { lc.Changelog = c; return lc }
+	h.start()
+	want := map[string]int64{}
+	h.publishCounts(200, 100, want)
+	h.waitCounts(want)
+
+	lc.armed[0].Store(true)
+	lc.armed[1].Store(true)
+	h.publishCounts(1000, 100, want)
+	waitFor(t, 20*time.Second, "both partitions parked", func() bool {
+		return strings.Count(strings.Join(notReady(h.m), "\n"), "commits failing") == 2
+	})
+	lc.armed[1].Store(false) // partition 1 is unparked, the source read again
+	others := inPartition(want, 1, 2)
+	h.waitCounts(others)
+	h.publishCounts(1000, 100, want)
+	others = inPartition(want, 1, 2)
+	h.waitCounts(others) // partition 0 still parked meanwhile
+	lc.armed[0].Store(false)
+	h.waitCounts(want)
+	must(t, h.stop())
+	h.start()
+	h.waitCounts(want)
+}
+
+func notReady(m *manager.TableManager) []string {
+	_, reasons := m.Readiness()
+	return reasons
+}
+
+// inPartition returns the counts of want whose keys are in partition p of n.
+func inPartition(want map[string]int64, p, n int) map[string]int64 {
+	out := map[string]int64{}
+	for k, c := range want {
+		if manager.PartitionOf([]byte(k), n) == p {
+			out[k] = c
+		}
+	}
+	return out
 }

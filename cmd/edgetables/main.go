@@ -105,6 +105,8 @@ type runCmd struct {
 	NATSCA         string        `name:"nats-ca" help:"CA file (PEM) that verifies the NATS servers' TLS certificates." type:"existingfile" group:"external NATS"`
 	NATSCert       string        `name:"nats-cert" help:"Client certificate (PEM) for mutual TLS." type:"existingfile" group:"external NATS"`
 	NATSKey        string        `name:"nats-key" help:"Client key (PEM) for mutual TLS." type:"existingfile" group:"external NATS"`
+
+	httpSecurity
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -169,6 +171,9 @@ func (r *runCmd) Validate() error {
 	if (r.NATSCert == "") != (r.NATSKey == "") {
 		return errors.New("--nats-cert and --nats-key go together")
 	}
+	if err := r.httpSecurity.validate(); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for _, t := range r.Table {
 		if seen[t.Name] {
@@ -224,6 +229,9 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 	}
 	if r.TombstoneTTL == 0 {
 		cfg.TombstoneTTL = -1 // edge.Config: negative means for ever
+	}
+	if err := r.httpSecurity.load(&cfg); err != nil {
+		return cfg, err
 	}
 	for _, t := range r.Table {
 		t.MaxClockSkew = r.MaxClockSkew
@@ -320,6 +328,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
+		defer reloadOnHangup(ctx, cfg, log)()
 		if err := node.Run(ctx); err != nil {
 			if errors.Is(err, edge.ErrAppShape) {
 				// The flags do not fit the app: like an invalid flag.

@@ -21,6 +21,8 @@ type statusCmd struct {
 	JSON     bool          `help:"Print the raw JSON of /v1/status."`
 	Watch    bool          `help:"Refresh until every partition of the node is active."`
 	Interval time.Duration `help:"Time between refreshes with --watch." default:"1s"`
+
+	httpClientFlags
 }
 
 // nodeStatus is the part of /v1/status the command shows.
@@ -45,9 +47,14 @@ func (s *statusCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "edgetables: error: --interval %s: must be positive\n", s.Interval)
 		return exitUsage
 	}
+	client, token, err := s.httpClientFlags.client()
+	if err != nil {
+		fmt.Fprintf(stderr, "edgetables: error: %v\n", err)
+		return exitUsage
+	}
 	tty := isTerminal(stdout)
 	for i := 0; ; i++ {
-		body, code := s.fetch(ctx, url, stderr)
+		body, code := s.fetch(ctx, client, token, url, stderr)
 		if code >= 0 {
 			return code
 		}
@@ -79,7 +86,7 @@ func (s *statusCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
 }
 
 // fetch gets /v1/status; code is the exit status on failure, else -1.
-func (s *statusCmd) fetch(ctx context.Context, url string, stderr io.Writer) (body []byte, code int) {
+func (s *statusCmd) fetch(ctx context.Context, client *http.Client, token, url string, stderr io.Writer) (body []byte, code int) {
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/status", nil)
@@ -87,7 +94,10 @@ func (s *statusCmd) fetch(ctx context.Context, url string, stderr io.Writer) (bo
 		fmt.Fprintf(stderr, "edgetables: error: --http %q: %v\n", s.HTTP, err)
 		return nil, exitUsage
 	}
-	resp, err := http.DefaultClient.Do(req)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		fmt.Fprintf(stderr, "edgetables: status: %v\n", err)
 		return nil, 1

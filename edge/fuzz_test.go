@@ -1,0 +1,185 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgetables/edgetables/manager"
+)
+
+// FuzzEventFields extracts keys (json:FIELD, subject:N) and numbers from any
+// payload and subject, as the built-in tables do: errors wrap
+// manager.ErrBadEvent, and a key is never nil.
+func FuzzEventFields(f *testing.F) {
+	f.Add("a.b", "s.x.y", []byte(`{"a":{"b":"k"}}`), uint8(2))
+	f.Add("id", "s", []byte(`{"id":1e400}`), uint8(1))
+	f.Add("id", "s..", []byte(`{"id":true}`), uint8(3))
+	f.Add("v", "s", []byte(`{"v":[1]} trailing`), uint8(9))
+	f.Add("x", "", []byte(`null`), uint8(0))
+	f.Fuzz(func(t *testing.T, path, subject string, data []byte, token uint8) {
+		e := &manager.Event{Subject: subject, Data: data}
+		check := func(what string, err error) {
+			if err != nil && !errors.Is(err, manager.ErrBadEvent) {
+				t.Fatalf("%s of %q (subject %q): %v does not wrap ErrBadEvent", what, data, subject, err)
+			}
+		}
+		if validPath(path) == nil {
+			k, err := keyFunc(KeySpec{Field: path})(e)
+			check("key json:"+path, err)
+			if err == nil && k == nil {
+				t.Fatalf("key json:%s of %q: nil", path, data)
+			}
+			_, err = numberField(e, path)
+			check("number "+path, err)
+		}
+		if token > 0 {
+			k, err := keyFunc(KeySpec{Token: int(token)})(e)
+			check("key subject", err)
+			if err == nil && (len(k) == 0 || string(k) != e.Token(int(token))) {
+				t.Fatalf("key subject:%d of %q: %q", token, subject, k)
+			}
+		}
+	})
+}
+
+// fuzzNode starts, once per fuzzing process, a node with a plain, a
+// windowed, a set and a global table, and returns it with the API handler
+// a node builds with tokens of every scope.
+func fuzzNode(f *testing.F) (*Node, http.Handler) {
+	cfg := testConfig(f, f.TempDir(), "name=count,source=ev.*,key=subject:2,agg=count",
+		"name=win,source=ev.*,key=subject:2,agg=sum,field=v,window=1m,time=json:ts",
+		"name=tags,source=ev.*,key=subject:2,agg=set,field=tag")
+	global, err := GlobalJSONTable("config")
+	if err != nil {
+		f.Fatal(err)
+	}
+	cfg.Tables = append(cfg.Tables, global)
+	path := f.TempDir() + "/tokens"
+	if err := os.WriteFile(path, []byte("read "+readToken+"\nwrite "+writeToken+"\nadmin "+adminToken+"\nmetrics "+metricsToken+"\n"), 0o600); err != nil {
+		f.Fatal(err)
+	}
+	if cfg.HTTPTokens, err = LoadTokens(path); err != nil {
+		f.Fatal(err)
+	}
+	n, _ := runNode(f, cfg)
+	a := NewAPI(n.Manager(), cfg.Logger)
+	a.tokens = cfg.HTTPTokens
+	return n, a.Handler()
+}
+
+var fuzzMethods = []string{"GET", "PUT", "DELETE", "POST", "HEAD"}
+var fuzzTokens = []string{"", readToken, writeToken, adminToken, metricsToken, "unknown-token-000000"}
+
+// FuzzHTTPAPI sends any method, path, query, body, If-Match and token to the
+// real handler of a running node: it never panics nor answers 500; every
+// answer but /metrics and HEAD is JSON, errors as {"error", "code"}; a
+// request without a known token is 401 unless it is a health check.
+func FuzzHTTPAPI(f *testing.F) {
+	n, h := fuzzNode(f)
+	publish(f, n, "ev.a", `{"v":2,"ts":"2026-01-01T00:00:00Z","tag":"x"}`)
+	f.Add(uint8(0), "/v1/tables/count/keys/a", "", []byte(nil), "", uint8(1))
+	f.Add(uint8(0), "/v1/tables/win/keys/a", "window=all", []byte(nil), "", uint8(1))
+	f.Add(uint8(0), "/v1/tables/win/keys/a", "window=2026-01-01T00:00:30Z", []byte(nil), "", uint8(1))
+	f.Add(uint8(0), "/v1/tables/tags/keys", "prefix=a&after=a&limit=3", []byte(nil), "", uint8(1))
+	f.Add(uint8(0), "/v1/tables/win/keys", "after=a@2026-01-01T00:00:00Z", []byte(nil), "", uint8(1))
+	f.Add(uint8(1), "/v1/tables/config/keys/k", "", []byte(`{"a":1}`), "0", uint8(2))
+	f.Add(uint8(2), "/v1/tables/config/keys/k", "", []byte(nil), `"7"`, uint8(3))
+	f.Add(uint8(1), "/v1/tables/count/keys/k", "", []byte(`1`), "", uint8(1))
+	f.Add(uint8(0), "/v1/status", "", []byte(nil), "", uint8(3))
+	f.Add(uint8(0), "/metrics", "", []byte(nil), "", uint8(4))
+	f.Add(uint8(0), "/healthz", "", []byte(nil), "", uint8(0))
+	f.Add(uint8(0), "/v1/tables", "", []byte(nil), "", uint8(5))
+	f.Fuzz(func(t *testing.T, method uint8, path, query string, body []byte, ifMatch string, token uint8) {
+		if !strings.HasPrefix(path, "/") {
+			path = "/" + path
+		}
+		req := &http.Request{Method: fuzzMethods[int(method)%len(fuzzMethods)], URL: &url.URL{Path: path, RawQuery: query},
+			Header: http.Header{}, Body: io.NopCloser(bytes.NewReader(body)), Host: "node", RequestURI: path}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		req = req.WithContext(ctx)
+		if ifMatch != "" {
+			req.Header.Set("If-Match", ifMatch)
+		}
+		tok := fuzzTokens[int(token)%len(fuzzTokens)]
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		res := w.Result()
+		if res.StatusCode >= 500 && res.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("%s %s?%s: %d %s", req.Method, path, query, res.StatusCode, w.Body.Bytes())
+		}
+		known := tok != "" && tok != fuzzTokens[len(fuzzTokens)-1]
+		if !known && !open(path) && res.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("%s %s without a known token: %d", req.Method, path, res.StatusCode)
+		}
+		if req.Method == "HEAD" || res.StatusCode < 400 && path == "/metrics" || res.StatusCode == http.StatusMovedPermanently ||
+			res.Header.Get("Content-Type") == "text/plain; charset=utf-8" && (res.StatusCode == 404 || res.StatusCode == 405) {
+			return // the mux's own answers: redirects, unknown routes and methods
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(w.Body.Bytes(), &doc); err != nil {
+			t.Fatalf("%s %s?%s: %d, body %q is not a JSON object: %v", req.Method, path, query, res.StatusCode, w.Body.Bytes(), err)
+		}
+		if res.StatusCode >= 400 && (doc["code"] == nil || doc["error"] == nil) && path != "/readyz" {
+			t.Fatalf("%s %s?%s: error %d without code and error: %s", req.Method, path, query, res.StatusCode, w.Body.Bytes())
+		}
+	})
+}
+
+// FuzzRouterServe answers any routed query (what another node, or any NATS
+// client, sends to a node's query subject) from a running node, and decodes
+// any answer as the asking node does: the answer is JSON, a failure has one
+// of the API's codes other than internal, and an answer's error wraps the
+// sentinel of its code.
+func FuzzRouterServe(f *testing.F) {
+	n, _ := fuzzNode(f)
+	publish(f, n, "ev.a", `{"v":2,"ts":"2026-01-01T00:00:00Z","tag":"x"}`)
+	r := &router{m: n.Manager(), app: "edgetables"}
+	for _, q := range []query{{Op: "get", Table: "count", Key: []byte("a")}, {Op: "scan", Table: "tags", Limit: 5},
+		{Op: "count", Table: "win"}, {Op: "windows", Table: "win", Key: []byte("a"), All: true}, {Op: "get", Table: "config", Key: []byte("k")},
+		{Op: "windows", Table: "count", Key: []byte("a")}, {Op: "drop", Table: "count"}} {
+		b, _ := json.Marshal(q)
+		f.Add(b)
+	}
+	f.Add([]byte(`{"op":"windows","table":"win","key":"YQ==","at":"0001-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"op":"scan","table":"count","limit":1e3,"after":"!!"}`))
+	f.Fuzz(func(t *testing.T, req []byte) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp := r.serve(ctx, req)
+		var a answer
+		if err := json.Unmarshal(resp, &a); err != nil {
+			t.Fatalf("%q: answer %q is not JSON: %v", req, resp, err)
+		}
+		if a.Code == CodeInternal {
+			t.Fatalf("%q: internal error: %s", req, a.Error)
+		}
+		if a.Code != "" {
+			if _, ok := codeErrors[a.Code]; !ok {
+				t.Fatalf("%q: unknown code %q", req, a.Code)
+			}
+		}
+		got, err := decodeAnswer("n2", resp)
+		if err == nil && got.Code != "" {
+			t.Fatalf("%q: answer with code %q decoded without an error", req, got.Code)
+		}
+		if err != nil && got.Code != "" {
+			if e, ok := codeErrors[got.Code]; ok && !errors.Is(err, e) {
+				t.Fatalf("%q: %v does not wrap the error of code %s", req, err, got.Code)
+			}
+		}
+	})
+}

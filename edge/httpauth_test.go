@@ -1,0 +1,391 @@
+package edge
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The tokens of the tests: each at least 16 characters.
+const (
+	readToken    = "read-token-0123456789"
+	writeToken   = "write-token-0123456789"
+	adminToken   = "admin-token-0123456789"
+	metricsToken = "metrics-token-0123456789"
+	hashedToken  = "hashed-token-0123456789"
+)
+
+// writeTokens writes a tokens file with one token of each scope, the last
+// one given by its SHA-256 only, and returns its path.
+func writeTokens(t *testing.T) string {
+	t.Helper()
+	h := sha256.Sum256([]byte(hashedToken))
+	body := "# scopes token\n\nread " + readToken + "\nwrite " + writeToken + "\n  admin\t" + adminToken +
+		"\nmetrics " + metricsToken + "\nread,metrics sha256:" + hex.EncodeToString(h[:]) + "\n"
+	path := filepath.Join(t.TempDir(), "tokens")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestParseTokens(t *testing.T) {
+	h := sha256.Sum256([]byte(readToken))
+	for _, c := range []struct {
+		name, in string
+		want     []Scope // nil: an error
+	}{
+		{"one", "read " + readToken, []Scope{ScopeRead}},
+		{"scopes", "read,metrics " + readToken + "\n# c\n\nwrite " + writeToken, []Scope{ScopeRead | ScopeMetrics, ScopeRead | ScopeWrite}},
+		{"admin has all", "admin " + adminToken, []Scope{ScopeRead | ScopeWrite | ScopeMetrics | ScopeAdmin}},
+		{"hash", "read sha256:" + hex.EncodeToString(h[:]), []Scope{ScopeRead}},
+		{"empty", "# none\n\n", nil},
+		{"short", "read short", nil},
+		{"unknown scope", "root " + readToken, nil},
+		{"no scope", readToken, nil},
+		{"three fields", "read " + readToken + " extra", nil},
+		{"bad hash", "read sha256:abcd", nil},
+		{"hash not hex", "read sha256:" + strings.Repeat("z", 64), nil},
+	} {
+		got, err := parseTokens([]byte(c.in))
+		if c.want == nil {
+			if !errors.Is(err, ErrTokens) {
+				t.Errorf("%s: %v, want ErrTokens", c.name, err)
+			}
+			if err != nil && strings.Contains(err.Error(), readToken) {
+				t.Errorf("%s: the error %q holds the token", c.name, err)
+			}
+			continue
+		}
+		if err != nil || len(got) != len(c.want) {
+			t.Errorf("%s: %v, %v", c.name, got, err)
+			continue
+		}
+		for i, e := range got {
+			if e.scope != c.want[i] {
+				t.Errorf("%s: entry %d has %s, want %s", c.name, i, e.scope, c.want[i])
+			}
+		}
+	}
+}
+
+// authRequest sends method to url with token ("" for none) and returns the
+// status, the JSON body and the headers.
+func authRequest(t *testing.T, c *http.Client, method, url, token, body string) (int, map[string]any, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		if err := json.Unmarshal(b, &out); err != nil {
+			t.Fatalf("%s %s: %q is not JSON: %v", method, url, b, err)
+		}
+	}
+	return resp.StatusCode, out, resp.Header
+}
+
+// TestHTTPTokens: with a tokens file, a request without a token or with an
+// unknown one is 401 (WWW-Authenticate: Bearer), one whose scopes do not
+// cover the route is 403, both JSON errors; /healthz and /readyz stay
+// open; a reload drops a removed token; no token reaches the logs or
+// /v1/status.
+func TestHTTPTokens(t *testing.T) {
+	cfg := testConfig(t, t.TempDir(), "name=count,source=ev.*,key=subject:2,agg=count")
+	global, err := GlobalJSONTable("config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Tables = append(cfg.Tables, global)
+	path := writeTokens(t)
+	if cfg.HTTPTokens, err = LoadTokens(path); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	n, _ := runNode(t, cfg)
+	base := "http://" + n.HTTPAddr()
+	c := http.DefaultClient
+	const key = "/v1/tables/config/keys/site-1"
+
+	for _, tc := range []struct {
+		method, path, token, body string
+		status                    int
+		code                      string
+	}{
+		{"GET", "/v1/tables", "", "", 401, CodeUnauthorized},
+		{"GET", key, "not-a-known-token-000", "", 401, CodeUnauthorized},
+		{"PUT", key, "", `1`, 401, CodeUnauthorized},
+		{"GET", "/v1/status", "", "", 401, CodeUnauthorized},
+		{"GET", "/metrics", "", "", 401, CodeUnauthorized},
+		{"GET", "/nowhere", "", "", 401, CodeUnauthorized},
+		{"PUT", key, readToken, `1`, 403, CodeForbidden},
+		{"DELETE", key, readToken, ``, 403, CodeForbidden},
+		{"GET", "/v1/status", readToken, "", 403, CodeForbidden},
+		{"GET", "/metrics", writeToken, "", 403, CodeForbidden},
+		{"GET", "/v1/tables", metricsToken, "", 403, CodeForbidden},
+		{"PUT", key, writeToken, `{"limit": 30}`, 200, ""},
+		{"GET", key, readToken, "", 200, ""},
+		{"GET", key, writeToken, "", 200, ""},
+		{"GET", key, hashedToken, "", 200, ""},
+		{"GET", "/v1/tables/count/keys?limit=5", readToken, "", 200, ""},
+		{"GET", "/v1/status", adminToken, "", 200, ""},
+		{"PUT", key, adminToken, `{"limit": 31}`, 200, ""},
+		{"GET", "/healthz", "", "", 200, ""},
+		{"GET", "/readyz", "", "", 200, ""},
+	} {
+		status, body, hdr := authRequest(t, c, tc.method, base+tc.path, tc.token, tc.body)
+		if status != tc.status || (tc.code != "" && body["code"] != tc.code) {
+			t.Errorf("%s %s with %q: %d %v; want %d %s", tc.method, tc.path, tc.token, status, body, tc.status, tc.code)
+		}
+		if status == 401 && !strings.HasPrefix(hdr.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("%s %s: 401 without WWW-Authenticate: Bearer (%q)", tc.method, tc.path, hdr.Get("WWW-Authenticate"))
+		}
+	}
+	// /metrics answers in text, not JSON.
+	for _, tok := range []string{metricsToken, hashedToken, adminToken} {
+		if status, _, _ := authRequest(t, c, "GET", base+"/metrics", tok, ""); status != 200 {
+			t.Errorf("/metrics with a metrics token: %d", status)
+		}
+	}
+	status, body, _ := authRequest(t, c, "GET", base+"/v1/status", adminToken, "")
+	sec, _ := body["http"].(map[string]any)
+	if status != 200 || sec["tokens"] != 5.0 || sec["tls"] != false {
+		t.Errorf("/v1/status http = %v", body["http"])
+	}
+	raw, _ := json.Marshal(body)
+
+	// A token removed from the file is refused after a reload.
+	if err := os.WriteFile(path, []byte("admin "+adminToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.HTTPTokens.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, _ := authRequest(t, c, "GET", base+key, readToken, ""); status != 401 {
+		t.Errorf("removed token after reload: %d, want 401", status)
+	}
+	if err := os.WriteFile(path, []byte("read x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.HTTPTokens.Reload(); !errors.Is(err, ErrTokens) {
+		t.Errorf("reload of a bad file: %v", err)
+	}
+	if status, _, _ := authRequest(t, c, "GET", base+"/v1/status", adminToken, ""); status != 200 {
+		t.Errorf("after a failed reload: %d, want the previous tokens kept", status)
+	}
+
+	out := logs.String()
+	if !strings.Contains(out, "HTTP request refused") {
+		t.Errorf("refusals are not logged at debug level:\n%s", out)
+	}
+	for _, tok := range []string{readToken, writeToken, adminToken, metricsToken, hashedToken, "not-a-known-token"} {
+		if strings.Contains(out, tok) || strings.Contains(string(raw), tok) {
+			t.Errorf("token %q in the logs or /v1/status", tok)
+		}
+	}
+}
+
+// testPKI is a CA with a server certificate for 127.0.0.1 and a client
+// certificate, as PEM files.
+type testPKI struct {
+	ca, serverCert, serverKey, clientCert, clientKey string
+	pool                                             *x509.CertPool
+}
+
+func newTestPKI(t *testing.T) testPKI {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	issue := func(name string, serial int64, usage x509.ExtKeyUsage) (string, string) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kb, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return write(name+".pem", "CERTIFICATE", der), write(name+"-key.pem", "EC PRIVATE KEY", kb)
+	}
+	p := testPKI{ca: write("ca.pem", "CERTIFICATE", caDER), pool: x509.NewCertPool()}
+	p.pool.AddCert(caCert)
+	p.serverCert, p.serverKey = issue("server", 2, x509.ExtKeyUsageServerAuth)
+	p.clientCert, p.clientKey = issue("client", 3, x509.ExtKeyUsageClientAuth)
+	return p
+}
+
+// client returns an HTTPS client that trusts the CA, with the client
+// certificate if withCert.
+func (p testPKI) client(t *testing.T, withCert bool) *http.Client {
+	t.Helper()
+	cfg := &tls.Config{RootCAs: p.pool}
+	if withCert {
+		c, err := tls.LoadX509KeyPair(p.clientCert, p.clientKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Certificates = []tls.Certificate{c}
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 10 * time.Second}
+}
+
+// TestHTTPTLS: with a certificate, a client CA and tokens, the API answers
+// HTTPS only; a client that trusts the CA and shows a certificate it signed
+// reads with a token; without a certificate only /healthz and /readyz
+// answer; a client that does not trust the CA, or speaks plain HTTP, gets
+// nothing.
+func TestHTTPTLS(t *testing.T) {
+	pki := newTestPKI(t)
+	cfg := testConfig(t, t.TempDir(), "name=count,source=ev.*,key=subject:2,agg=count")
+	var err error
+	if cfg.HTTPTLS, err = LoadHTTPTLS(pki.serverCert, pki.serverKey, pki.ca); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTPTokens, err = LoadTokens(writeTokens(t)); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := runNode(t, cfg)
+	publish(t, n, "ev.a", "{}")
+	base := "https://" + n.HTTPAddr()
+	withCert, noCert := pki.client(t, true), pki.client(t, false)
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status, body, _ := authRequest(t, withCert, "GET", base+"/v1/tables/count/keys/a", readToken, "")
+		if status == 200 && body["value"] == 1.0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("HTTPS read with certificate and token: %d %v", status, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if status, body, _ := authRequest(t, withCert, "GET", base+"/v1/tables/count/keys/a", "", ""); status != 401 {
+		t.Errorf("certificate without token: %d %v, want 401", status, body)
+	}
+	if status, body, _ := authRequest(t, noCert, "GET", base+"/v1/tables/count/keys/a", readToken, ""); status != 401 || body["code"] != CodeUnauthorized {
+		t.Errorf("token without certificate: %d %v, want 401", status, body)
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if status, _, _ := authRequest(t, noCert, "GET", base+p, "", ""); status != 200 {
+			t.Errorf("%s without certificate or token: %d, want 200", p, status)
+		}
+	}
+	status, body, _ := authRequest(t, withCert, "GET", base+"/v1/status", adminToken, "")
+	if sec, _ := body["http"].(map[string]any); status != 200 || sec["tls"] != true || sec["client_certs"] != true {
+		t.Errorf("/v1/status http = %d %v", status, body["http"])
+	}
+	untrusting := &http.Client{Timeout: 10 * time.Second}
+	if _, err := untrusting.Get(base + "/healthz"); err == nil {
+		t.Error("a client that does not trust the CA connected")
+	}
+	if resp, err := untrusting.Get("http://" + n.HTTPAddr() + "/healthz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Error("plain HTTP answered 200 on the HTTPS port")
+		}
+	}
+	if _, err := LoadHTTPTLS(pki.serverCert, pki.clientKey, ""); !errors.Is(err, ErrTLSFiles) {
+		t.Errorf("mismatched key: %v, want ErrTLSFiles", err)
+	}
+}
+
+// TestRoutedReadWithTokens: in a cluster of two nodes with tokens, every
+// key answers on both nodes with a read token (the node that does not own
+// it asks the owner over NATS), and 401 without one.
+func TestRoutedReadWithTokens(t *testing.T) {
+	path := writeTokens(t)
+	c := newConfiguredCluster(t, 2, func(i int, cfg *Config) {
+		var err error
+		if cfg.HTTPTokens, err = LoadTokens(path); err != nil {
+			t.Error(err)
+		}
+	}, "name=count,source=ev.*,key=subject:2,agg=count")
+	keys := map[string]int{}
+	for i := 0; i < 12; i++ {
+		keys[fmt.Sprintf("k%d", i)] = 1
+	}
+	c.publish(keys, func(k string) string { return "ev." + k })
+	routed := 0
+	for _, n := range c.live() {
+		for k := range keys {
+			url := "http://" + n.HTTPAddr() + "/v1/tables/count/keys/" + k
+			deadline := time.Now().Add(15 * time.Second)
+			for {
+				status, body, _ := authRequest(t, http.DefaultClient, "GET", url, readToken, "")
+				if status == 200 && body["value"] == 1.0 {
+					if owner, _ := n.Manager().Owner(int(body["partition"].(float64))); owner != n.Manager().Node() {
+						routed++
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s on %s: %d %v", k, n.cfg.Name, status, body)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if status, _, _ := authRequest(t, http.DefaultClient, "GET", url, "", ""); status != 401 {
+				t.Errorf("%s on %s without token: %d, want 401", k, n.cfg.Name, status)
+			}
+		}
+	}
+	if routed == 0 {
+		t.Error("no read was routed to the other node")
+	}
+}

@@ -1,0 +1,131 @@
+package manager_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/edgetables/edgetables/manager"
+)
+
+// failingReplay is a changelog whose Replay fails while broken is set.
+type failingReplay struct {
+	manager.Changelog
+	broken atomic.Bool
+	calls  atomic.Int64
+}
+
+var errReplayBroken = errors.New("replay: the log cannot be read")
+
+func (c *failingReplay) Replay(ctx context.Context, p int, from, until uint64, batchSize int, fn func([]manager.Entry) error) error {
+	if c.broken.Load() {
+		c.calls.Add(1)
+		return errReplayBroken
+	}
+	return c.Changelog.Replay(ctx, p, from, until, batchSize, fn)
+}
+
+// TestRecoveryFailureIsBoundedAndVisible: a recovery that keeps failing is
+// retried with a growing pause (not once a second for ever, one warning
+// each), shows in Readiness and the partition's status with its attempts
+// and error, is counted, and ends by itself once the log can be read.
+func TestRecoveryFailureIsBoundedAndVisible(t *testing.T) {
+	fr := &failingReplay{}
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
+	h.wrapChangelog = func(c manager.Changelog) manager.Changelog { fr.Changelog = c; return fr }
+	h.start()
+	want := map[string]int64{}
+	h.publishCounts(40, 8, want)
+	h.waitCounts(want)
+	must(t, h.stop())
+
+	// Restarted on a fresh store directory: both partitions must replay.
+	h.dir = t.TempDir()
+	fr.broken.Store(true)
+	h.m = h.newManager()
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan error, 1)
+	m := h.m
+	go func() { h.done <- m.Run(ctx) }()
+
+	waitFor(t, 20*time.Second, "a failing recovery in the readiness reasons", func() bool {
+		_, reasons := m.Readiness()
+		return len(reasons) > 0 && strings.Contains(strings.Join(reasons, "; "), "recovery failing")
+	})
+	time.Sleep(6 * time.Second)
+	ready, reasons := m.Readiness()
+	if ready {
+		t.Fatal("ready while recoveries fail")
+	}
+	t.Logf("not ready: %v", reasons)
+	if !strings.Contains(strings.Join(reasons, "; "), errReplayBroken.Error()) {
+		t.Errorf("the reasons do not name the error: %v", reasons)
+	}
+	st := m.Status()
+	failing := 0
+	for _, p := range st.Partitions {
+		if f := p.Failing; f != nil {
+			failing++
+			if f.Task != "recover" || f.Attempts < 2 || f.Error == "" || f.RetryIn <= time.Second {
+				t.Errorf("partition %d: %+v; want a recover streak of at least 2 attempts with a pause above 1s", p.Partition, f)
+			}
+			// 1 + 2 + 4 s of pauses: at most 4 attempts in about 7 s, where a
+			// pause of a second gave 7 or more.
+			if f.Attempts > 4 {
+				t.Errorf("partition %d: %d attempts in %v: the pause does not grow", p.Partition, f.Attempts, time.Since(f.Since))
+			}
+		}
+	}
+	if failing != 2 {
+		t.Errorf("%d partitions show a failing recovery; want 2: %+v", failing, st.Partitions)
+	}
+	if st.RecoveryFailures < 4 {
+		t.Errorf("recovery failures counted: %d; want at least 4", st.RecoveryFailures)
+	}
+
+	fr.broken.Store(false)
+	waitFor(t, 30*time.Second, "recovered and ready", func() bool { return m.Ready() })
+	for _, p := range m.Status().Partitions {
+		if p.Failing != nil {
+			t.Errorf("partition %d still shows a failure after recovering: %+v", p.Partition, p.Failing)
+		}
+	}
+	h.waitCounts(want)
+}
+
+// TestSourceFailureIsBoundedAndVisible: a source that can be neither read
+// nor opened again (JetStream down) is retried with a growing pause, not
+// ten times a second with a warning each; after a few seconds the node
+// says it is not ready and why; once the source answers it goes on by
+// itself and counts every event once.
+func TestSourceFailureIsBoundedAndVisible(t *testing.T) {
+	src := &flakySource{}
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
+	h.wrapSource = func(s manager.Source) manager.Source { src.Source = s; return src }
+	m := h.start()
+	want := map[string]int64{}
+	h.publishCounts(40, 8, want)
+	h.waitCounts(want)
+
+	src.failOpens.Store(1 << 20)
+	src.breakNext.Store(true)
+	waitFor(t, 20*time.Second, "the source failing in the readiness reasons", func() bool {
+		_, reasons := m.Readiness()
+		return strings.Contains(strings.Join(reasons, "; "), "source: failing")
+	})
+	time.Sleep(3 * time.Second)
+	_, reasons := m.Readiness()
+	t.Logf("not ready: %v", reasons)
+	// About 8 s of failures: pauses of 0.1, 0.2, 0.4, ... 5 s make about 8
+	// attempts; a fixed 100 ms pause made 80.
+	if n := src.failed.Load(); n > 15 {
+		t.Errorf("%d failed opens in about 8 s: the pause does not grow", n)
+	}
+	h.publishCounts(20, 8, want)
+	src.failOpens.Store(0)
+	waitFor(t, 30*time.Second, "ready again", func() bool { return m.Ready() })
+	h.waitCounts(want)
+}
