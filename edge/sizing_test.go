@@ -77,6 +77,11 @@ func TestSizing(t *testing.T) {
 				return n.Manager().Status().EventsProcessed == uint64(keys*updates)
 			})
 			took := time.Since(start)
+			// EDGETABLES_SIZING_SETTLE (a duration) waits before measuring:
+			// the file store compacts blocks at its sync (every 2 minutes).
+			if d, err := time.ParseDuration(os.Getenv("EDGETABLES_SIZING_SETTLE")); err == nil {
+				time.Sleep(d)
+			}
 			ctx := context.Background()
 			var changelog, msgs uint64
 			for p := 0; p < cfg.Partitions; p++ {
@@ -97,6 +102,16 @@ func TestSizing(t *testing.T) {
 			clFiles, clDisk := dirBytes(t, filepath.Join(dir, "jetstream"), "_changelog_")
 			all, allDisk := dirBytes(t, filepath.Join(dir, "jetstream"), "")
 			perKey := func(n int64) float64 { return float64(n) / float64(keys) }
+			byKind := map[string]int64{}
+			_ = filepath.WalkDir(filepath.Join(dir, "jetstream"), func(path string, e fs.DirEntry, err error) error {
+				if err == nil && e.Type().IsRegular() && strings.Contains(path, "_changelog_") {
+					if info, err := e.Info(); err == nil {
+						byKind[filepath.Ext(path)] += info.Size()
+					}
+				}
+				return nil
+			})
+			t.Logf("%s: changelog files by kind: %v", c.name, byKind)
 			t.Logf("%s: %d keys, %d events each, in %s; stores %d B (%.0f B/key), on disk %d B (%.0f B/key); changelog %d msgs, %d B stored (%.0f B/key), files %d B (%.0f B/key), on disk %d B (%.0f B/key); all of jetstream/ %d B, on disk %d B; source left %d msgs %d B",
 				c.name, keys, updates, took.Round(time.Millisecond), stores, perKey(stores), storesDisk, perKey(storesDisk),
 				msgs, changelog, perKey(int64(changelog)), clFiles, perKey(clFiles), clDisk, perKey(clDisk),
