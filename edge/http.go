@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/edgetables/edgetables/manager"
 )
 
@@ -34,23 +36,18 @@ type API struct {
 	log *slog.Logger
 	// extra adds fields to /v1/status.
 	extra func() map[string]any
+	// collectors add metrics to /metrics.
+	collectors []prometheus.Collector
 	// tokens, when set, make every route but /healthz and /readyz need a
 	// bearer token of the route's scope; clientCerts, a verified client
 	// certificate (see authenticate).
 	tokens      *Tokens
 	clientCerts bool
+	// reasons adds reasons to /readyz.
+	reasons func() []string
 	// storage, with an embedded server, says when writes fail for want
-	// of space: /readyz and /v1/status add its reasons.
+	// of space: /readyz, /v1/status and /metrics show it.
 	storage *storageWatch
-}
-
-// readiness is the manager's readiness and the storage's.
-func (a *API) readiness() (bool, []string) {
-	ready, reasons := a.m.Readiness()
-	if sr := a.storage.Reasons(); len(sr) > 0 {
-		return false, append(sr, reasons...)
-	}
-	return ready, reasons
 }
 
 // NewAPI returns the HTTP API over m.
@@ -76,7 +73,7 @@ func NewAPI(m *manager.TableManager, log *slog.Logger) *API {
 //	GET /metrics                           Prometheus metrics (text format)
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", a.need(ScopeMetrics, metricsHandler(a.m, a.log, a.storage).ServeHTTP))
+	mux.Handle("GET /metrics", a.need(ScopeMetrics, metricsHandler(a.m, a.log, a.storage, a.collectors...).ServeHTTP))
 	mux.Handle("GET /v1/tables", a.need(ScopeRead, a.listTables))
 	mux.Handle("GET /v1/tables/{table}/keys/{key}", a.need(ScopeRead, a.getKey))
 	mux.Handle("GET /v1/tables/{table}/keys", a.need(ScopeRead, a.listKeys))
@@ -87,7 +84,15 @@ func (a *API) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if ready, reasons := a.readiness(); !ready {
+		ready, reasons := a.m.Readiness()
+		more := a.storage.Reasons()
+		if a.reasons != nil {
+			more = append(more, a.reasons()...)
+		}
+		if len(more) > 0 {
+			ready, reasons = false, append(reasons, more...)
+		}
+		if !ready {
 			w.Header().Set("Retry-After", "1")
 			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "reasons": reasons})
 			return

@@ -32,7 +32,7 @@ type Metrics struct {
 	storageFailing *prometheus.Desc
 
 	events, records, commits, commitSeconds, rebalances, generation, ready,
-	deadLetters, deadLetterReasons, commitFailures, taskFailures, takenBack, uncommitted, pending, unknown, sourceGaps, markerRegressions, partitions, remaining, standbyLag, globalApplied, globalLag *prometheus.Desc
+	deadLetters, deadLetterReasons, commitFailures, taskFailures, takenBack, uncommitted, pending, unknown, sourceGaps, markerRegressions, sourceResets, changelogBehind, partitions, remaining, standbyLag, globalApplied, globalLag *prometheus.Desc
 }
 
 // NewMetrics returns the collector of m's metrics.
@@ -62,6 +62,8 @@ func NewMetrics(m *manager.TableManager, log *slog.Logger) *Metrics {
 		unknown:           d("unknown_records_total", "Replayed changelog records of tables this node does not declare (skipped)."),
 		sourceGaps:        d("source_gap_events_total", "Source events removed before a partition processed them (their effects are lost; must stay 0)."),
 		markerRegressions: d("changelog_marker_regressions_total", "Replayed commit markers whose source position went back (a writer that was not fenced; must stay 0)."),
+		changelogBehind:   d("changelog_behind_total", "Partitions found with a changelog behind their store (deleted, or restored from an older backup); each is also logged, and /readyz names the partitions stopped for it."),
+		sourceResets:      d("source_resets_total", "Partition source positions moved because the source stream was created again or lost its tail (each is logged as an error)."),
 		partitions:        d("partitions", "Partitions assigned to this node, by state.", "state"),
 		remaining:         d("recovery_records_remaining", "Changelog sequences a partition's recovery has left to replay (0 once recovered).", "partition"),
 		standbyLag:        d("standby_lag_records", "Changelog sequences a standby partition's store is behind the log's end.", "partition"),
@@ -73,7 +75,7 @@ func NewMetrics(m *manager.TableManager, log *slog.Logger) *Metrics {
 // Describe sends the descriptions of every metric.
 func (c *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.events, c.records, c.commits, c.commitSeconds, c.rebalances, c.generation,
-		c.ready, c.storageFailing, c.deadLetters, c.deadLetterReasons, c.commitFailures, c.taskFailures, c.takenBack, c.uncommitted, c.pending, c.unknown, c.sourceGaps, c.markerRegressions, c.partitions, c.remaining, c.standbyLag, c.globalApplied, c.globalLag} {
+		c.ready, c.storageFailing, c.deadLetters, c.deadLetterReasons, c.commitFailures, c.taskFailures, c.takenBack, c.uncommitted, c.pending, c.unknown, c.sourceGaps, c.markerRegressions, c.sourceResets, c.changelogBehind, c.partitions, c.remaining, c.standbyLag, c.globalApplied, c.globalLag} {
 		ch <- d
 	}
 }
@@ -115,6 +117,8 @@ func (c *Metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(c.unknown, st.UnknownRecords)
 	counter(c.sourceGaps, st.SourceGaps)
 	counter(c.markerRegressions, st.MarkerRegressions)
+	counter(c.sourceResets, st.SourceResets)
+	counter(c.changelogBehind, st.ChangelogBehind)
 
 	states := map[manager.PartitionState]int{manager.StateRecovering: 0, manager.StateActive: 0,
 		manager.StateStandby: 0, manager.StateFenced: 0}
@@ -166,13 +170,15 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// metricsHandler serves m's metrics with the Go runtime's and the
-// process's, in the Prometheus text format.
-func metricsHandler(m *manager.TableManager, log *slog.Logger, storage *storageWatch) http.Handler {
+// metricsHandler serves m's metrics (with storage's state, if set) with
+// the Go runtime's, the process's and extra ones, in the Prometheus text
+// format.
+func metricsHandler(m *manager.TableManager, log *slog.Logger, storage *storageWatch, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
 	mc := NewMetrics(m, log)
 	mc.storage = storage
 	reg.MustRegister(mc, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(extra...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }

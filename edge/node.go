@@ -72,6 +72,11 @@ type Config struct {
 	// consumer group, alone or not.
 	NATSURLs []string
 	NATS     jetstream.ExternalOptions
+	// NATSSecurity configures the embedded server's users, roles and TLS
+	// (see jetstream.Security); devices may publish to the tables' declared
+	// sources only. Default: none, and then the client and route ports
+	// must listen on loopback (or set NATSSecurity.Insecure).
+	NATSSecurity jetstream.Security
 	// Replicas is the replication of every stream and bucket the node
 	// creates (default: 1 alone; in an embedded cluster, 3 when Routes name
 	// 3 or more nodes, else 1; with NATSURLs, 1).
@@ -125,11 +130,18 @@ type Config struct {
 	// Every other node of the app must be stopped. A table whose shape is
 	// the recorded one is left alone, with a warning.
 	ResetTables []string
+	// ChangelogBehind says what to do with a partition whose changelog is
+	// behind its store (the CLI's --changelog-behind; see
+	// manager.Config.ChangelogBehind): stop it (default), reseed the
+	// changelog from the store, or accept the changelog as it is.
+	ChangelogBehind manager.ChangelogBehind
 	// RecoveryHooks observe the recovery of actives and standbys (see
 	// manager.RecoveryHooks); they must not block.
 	RecoveryHooks manager.RecoveryHooks
 	// Logger receives the node's logs (default slog.Default()).
 	Logger *slog.Logger
+	// Edge makes the node an edge site or a hub node (see EdgeConfig).
+	Edge EdgeConfig
 	// wrapStores, set by tests, wraps the tables' store provider (to count
 	// reads, say).
 	wrapStores func(store.Provider) store.Provider
@@ -188,6 +200,9 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("--tombstone-ttl %s: want at least 1s (0: keep tombstones for ever)", c.TombstoneTTL)
 	}
 	if err := c.resolveStorage(); err != nil {
+		return err
+	}
+	if err := c.Edge.setDefaults(c); err != nil {
 		return err
 	}
 	if len(c.Agents) == 0 {
@@ -254,7 +269,21 @@ type Node struct {
 	m         *manager.TableManager
 
 	changelog *jetstream.Changelog // set by newManager, for Run's end
-	storage   *storageWatch        // set by connect with the embedded server
+
+	// Set by Run before the API serves: the embedded server (nil with
+	// NATSURLs), a site's hub hold, the source.
+	srv    *jetstream.Server
+	hold   *jetstream.HubHold
+	source *jetstream.Source
+	// storage watches the embedded server's storage (nil with NATSURLs).
+	storage *storageWatch
+}
+
+// server returns the embedded server (nil with external NATS).
+func (n *Node) server() *jetstream.Server {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.srv
 }
 
 // NewNode checks cfg and returns a node to Run.
@@ -327,6 +356,18 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.checkApp(ctx, js); err != nil {
 		return err
 	}
+	if n.hold, err = n.siteHold(ctx, nc); err != nil {
+		return err
+	}
+	if n.hold != nil {
+		hctx, stopHold := context.WithCancel(ctx)
+		held := make(chan struct{})
+		go func() {
+			defer close(held)
+			n.hold.Run(hctx)
+		}()
+		defer func() { stopHold(); <-held }()
+	}
 
 	var ln net.Listener
 	httpAddr := ""
@@ -352,9 +393,14 @@ func (n *Node) Run(ctx context.Context) error {
 		a := NewAPI(m, n.log)
 		a.storage = n.storage
 		a.tokens, a.clientCerts = cfg.HTTPTokens, cfg.HTTPTLS.ClientCerts()
+		a.collectors = append(a.collectors, newDiskMetrics(cfg.DataDir))
 		a.extra = func() map[string]any {
-			return map[string]any{"app": cfg.App, "nats_url": clientURL, "http": a.security(cfg.HTTPTLS != nil)}
+			out := map[string]any{"app": cfg.App, "nats_url": clientURL, "http": a.security(cfg.HTTPTLS != nil)}
+			n.edgeStatus(out)
+			return out
 		}
+		a.reasons = n.edgeReasons
+		a.collectors = append(a.collectors, newEdgeMetrics(n))
 		if cfg.clustered() {
 			a.r.nc, a.r.app = nc, cfg.App
 		}
@@ -412,16 +458,22 @@ func (n *Node) connect(ctx context.Context) (nc *nats.Conn, url string, stop fun
 	srv, err := jetstream.StartServer(ctx, jetstream.ServerConfig{
 		Name: cfg.Name, Listen: cfg.NATSListen, StoreDir: cfg.DataDir, SyncAlways: cfg.SyncAlways,
 		ClusterName: cfg.ClusterName, ClusterListen: cfg.ClusterListen, Routes: cfg.Routes,
-		MaxStore: cfg.MaxStore, MaxMemory: cfg.MaxMemory, Logger: n.log.With("component", "nats"),
+		MaxStore: cfg.MaxStore, MaxMemory: cfg.MaxMemory,
+		Logger: n.log.With("component", "nats"), Security: cfg.NATSSecurity,
+		App: cfg.App, SourceSubjects: manager.SubjectsOf(cfg.Agents),
+		Leaf: n.leafConfig(),
 	})
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("start NATS server: %w", err)
 	}
-	nc, err = srv.Connect("edgetables-" + cfg.Name)
+	nc, err = srv.ConnectNode("edgetables-" + cfg.Name)
 	if err != nil {
 		srv.Shutdown()
 		return nil, "", nil, fmt.Errorf("connect to NATS: %w", err)
 	}
+	n.mu.Lock()
+	n.srv = srv
+	n.mu.Unlock()
 	n.storage = &storageWatch{srv: srv, dataDir: cfg.DataDir, log: n.log.With("component", "storage")}
 	return nc, srv.ClientURL(), func() { nc.Close(); srv.Shutdown() }, nil
 }
@@ -436,10 +488,11 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 	}
 	n.changelog = changelog
 	source, err := jetstream.NewSource(ctx, js, jetstream.SourceConfig{App: cfg.App, Subjects: manager.SubjectsOf(cfg.Agents),
-		Consumer: cfg.Name, MaxBytes: cfg.SourceMaxBytes, Replicas: cfg.Replicas})
+		Consumer: cfg.Name, MaxBytes: cfg.SourceMaxBytes, Replicas: cfg.Replicas, Sites: cfg.Edge.Sites})
 	if err != nil {
 		return nil, err
 	}
+	n.source = source
 	dlq, err := jetstream.NewDeadLetterQueue(ctx, js, jetstream.DeadLetterConfig{App: cfg.App, Replicas: cfg.Replicas, MaxBytes: cfg.deadLetterBytes})
 	if err != nil {
 		return nil, err
@@ -467,13 +520,14 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 	m, err := manager.New(manager.Config{
 		Node: cfg.Name, Partitions: cfg.Partitions, CommitInterval: cfg.CommitInterval,
 		CommitEvery: cfg.CommitEvery, RecoveryBufferSize: cfg.RecoveryBufferSize, StandbyBufferSize: cfg.StandbyBufferSize,
-		KeepSource: cfg.KeepSource,
-		Changelog:  changelog, Source: source, DeadLetters: dlq, Coordinator: coord,
+		KeepSource: cfg.KeepSource, SourceHold: n.sourceHold(),
+		Changelog: changelog, Source: source, DeadLetters: dlq, Coordinator: coord,
 		SessionTimeout: cfg.SessionTimeout, Standbys: cfg.Standbys, HTTPAddr: httpAddr,
 		MaxCommitRecords: MaxCommitRecords(cfg.ExactlyOnce),
 		CommitCapacity:   commitCapacity(cfg.ExactlyOnce),
 		MaxRecordBytes:   jetstream.MaxRecordBytes(js.Conn()),
 		RecoveryHooks:    cfg.RecoveryHooks,
+		ChangelogBehind:  cfg.ChangelogBehind,
 		Stores:           stores,
 		Global:           global,
 		GlobalStores:     store.NewDir(filepath.Join(cfg.DataDir, "global"), nil),

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -107,7 +108,7 @@ func diskOffered(dir string) (uint64, error) {
 		}
 		d = parent
 	}
-	free, err := diskFree(d)
+	free, _, err := diskSpace(d)
 	if err != nil {
 		return 0, err
 	}
@@ -213,5 +214,5 @@ func (w *storageWatch) Reasons() []string {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.reasons
+	return slices.Clone(w.reasons)
 }

@@ -242,7 +242,7 @@ func TestResolveStorage(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "jetstream", "data"), make([]byte, 1<<20), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	free, err := diskFree(dir)
+	free, _, err := diskSpace(dir)
 	if err != nil {
 		t.Skip(err)
 	}

@@ -238,7 +238,7 @@ func (c *Changelog) State(ctx context.Context, p int) (manager.LogState, error) 
 	state := manager.LogState{
 		First: info.State.FirstSeq,
 		Last:  info.State.LastSeq,
-		Epoch: info.Created.UTC().Format(time.RFC3339Nano),
+		Epoch: epochOf(info),
 	}
 	if c.cfg.TombstoneTTL > 0 {
 		if state.TombstonesFrom, err = tombstonesFrom(ctx, c.js.Conn(), c.streams[p], c.cfg.TombstoneTTL, state.Last); err != nil {

@@ -40,10 +40,10 @@ const defaultJetStreamWait = 30 * time.Second
 // ServerConfig configures the embedded nats-server.
 //
 // The server is a single node unless ClusterListen is set; then it is one
-// node of a JetStream cluster (see ClusterListen). Leaf node remotes, the
-// JetStream domain and TLS/auth will be added here later; until then the
-// server has no authentication, so Listen and ClusterListen should stay on
-// loopback or private addresses.
+// node of a JetStream cluster (see ClusterListen). Security sets its users,
+// roles and TLS; without them it is open, and StartServer refuses to listen
+// beyond loopback (unless Security.Insecure). Leaf node remotes and the
+// JetStream domain will be added here later.
 type ServerConfig struct {
 	// Name is the server name. It must be stable across restarts (a cluster
 	// identifies its peers by name) and unique within a cluster. Default:
@@ -86,6 +86,16 @@ type ServerConfig struct {
 	MaxStore int64
 	// Logger receives the server's log. Default slog.Default().
 	Logger *slog.Logger
+	// Security configures users, roles and TLS (default: none, loopback
+	// only).
+	Security Security
+	// App and SourceSubjects scope the roles of Security.Users: devices
+	// publish to SourceSubjects only, readers query App's nodes.
+	App            string
+	SourceSubjects []string
+	// Leaf makes the server a leaf node of a hub and names its JetStream
+	// domain (see LeafConfig). Default: neither.
+	Leaf LeafConfig
 }
 
 // Server is an embedded nats-server with JetStream enabled.
@@ -94,6 +104,7 @@ type Server struct {
 	log       *slog.Logger
 	once      sync.Once
 	clustered bool
+	id        *nodeIdentity // nil: the server has no authentication
 }
 
 // StartServer starts an embedded nats-server and returns when it accepts
@@ -141,18 +152,26 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := &server.Options{
-		ServerName:         cfg.Name,
-		Host:               host,
-		Port:               port,
-		JetStream:          true,
-		StoreDir:           cfg.StoreDir,
-		JetStreamMaxMemory: cfg.MaxMemory,
-		JetStreamMaxStore:  cfg.MaxStore,
-		SyncAlways:         cfg.SyncAlways,
-		NoSigs:             true,
+	opts := &server.Options{}
+	if cfg.Security.ConfigFile != "" {
+		if opts, err = server.ProcessConfigFile(cfg.Security.ConfigFile); err != nil {
+			return nil, fmt.Errorf("edgetables/jetstream: config file: %w", err)
+		}
+	}
+	opts.ServerName, opts.Host, opts.Port = cfg.Name, host, port
+	opts.JetStream, opts.StoreDir, opts.SyncAlways, opts.NoSigs = true, cfg.StoreDir, cfg.SyncAlways, true
+	opts.JetStreamMaxMemory, opts.JetStreamMaxStore = cfg.MaxMemory, cfg.MaxStore
+	id, err := applySecurity(cfg.Security, cfg.App, cfg.SourceSubjects, opts)
+	if err != nil {
+		return nil, err
 	}
 	if err := clusterOptions(cfg, opts); err != nil {
+		return nil, err
+	}
+	if err := leafOptions(cfg.Leaf, opts); err != nil {
+		return nil, err
+	}
+	if err := checkExposure(cfg.Security, opts, cfg.Logger); err != nil {
 		return nil, err
 	}
 	ns, err := server.NewServer(opts)
@@ -164,7 +183,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	debug := log.Enabled(ctx, slog.LevelDebug)
 	ns.SetLoggerV2(adapter, debug, false, false)
 
-	s := &Server{ns: ns, log: log, clustered: cfg.ClusterListen != ""}
+	s := &Server{ns: ns, log: log, clustered: cfg.ClusterListen != "", id: id}
 	fail := func(err error) (*Server, error) {
 		s.Shutdown()
 		return nil, err
@@ -188,7 +207,10 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if !ns.JetStreamEnabled() {
 		return fail(fmt.Errorf("%w: JetStream is not enabled on %s", ErrServerStart, cfg.Name))
 	}
-	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("edgetables-startup"))
+	if err := enableAccountJetStream(ns, cfg.Security.Account); err != nil {
+		return fail(err)
+	}
+	nc, err := nats.Connect("", s.inProcessOptions(nats.Name("edgetables-startup"))...)
 	if err != nil {
 		return fail(fmt.Errorf("%w: in-process connection: %w", ErrServerStart, err))
 	}
@@ -215,7 +237,8 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		}
 	}
 	log.Info("nats-server ready", "url", ns.ClientURL(), "store", cfg.StoreDir, "sync_always", cfg.SyncAlways,
-		"cluster", opts.Cluster.Name, "routes", len(opts.Routes))
+		"cluster", opts.Cluster.Name, "routes", len(opts.Routes), "auth", id != nil, "tls", opts.TLSConfig != nil,
+		"route_auth", routesAuthenticated(opts))
 	return s, nil
 }
 
@@ -250,7 +273,8 @@ func clusterOptions(cfg ServerConfig, opts *server.Options) error {
 	if name == "" {
 		name = DefaultClusterName
 	}
-	opts.Cluster = server.ClusterOpts{Name: name, Host: host, Port: port}
+	opts.Cluster.Name, opts.Cluster.Host, opts.Cluster.Port = name, host, port
+	opts.Routes = nil
 	for _, r := range cfg.Routes {
 		u, err := url.Parse(strings.TrimSpace(r))
 		if err != nil {
@@ -258,6 +282,10 @@ func clusterOptions(cfg ServerConfig, opts *server.Options) error {
 		}
 		if (u.Scheme != "nats-route" && u.Scheme != "nats") || u.Host == "" || u.Port() == "" {
 			return fmt.Errorf("edgetables/jetstream: route %q: want nats-route://host:port", r)
+		}
+		if u.User == nil && opts.Cluster.Username != "" {
+			// The routes this node dials present the cluster's credentials.
+			u.User = url.UserPassword(opts.Cluster.Username, opts.Cluster.Password)
 		}
 		opts.Routes = append(opts.Routes, u)
 	}
@@ -326,9 +354,10 @@ func (s *Server) Shutdown() {
 }
 
 // Connect opens a client connection to the server over TCP (ClientURL),
-// named name. It reconnects without limit (to this server or, in a cluster,
-// to the other nodes it learns of), and logs disconnects, reconnects and
-// asynchronous errors (such as a slow consumer).
+// named name, without credentials: for tests and tools on a server without
+// authentication (see ConnectNode). It reconnects without limit (to this
+// server or, in a cluster, to the other nodes it learns of), and logs
+// disconnects, reconnects and asynchronous errors (such as a slow consumer).
 func (s *Server) Connect(name string) (*nats.Conn, error) {
 	nc, err := nats.Connect(s.ClientURL(), connOptions(s.log.With("conn", name), name)...)
 	if err != nil {
@@ -343,6 +372,30 @@ func (s *Server) Connect(name string) (*nats.Conn, error) {
 // the group's check of member instances (manager.ErrDuplicateNode) catches
 // what this misses, seconds later.
 const duplicateNameSettle = time.Second
+
+// ConnectNode opens an in-process client connection to the server, named
+// name, with the node's identity: every right and, when the server has
+// authentication, an NKey created at this start and accepted only on
+// in-process connections, so that no network client can pose as the node.
+// Like Connect, it logs disconnects, reconnects and asynchronous errors; it
+// lives as long as this server (it does not follow a restart).
+func (s *Server) ConnectNode(name string) (*nats.Conn, error) {
+	nc, err := nats.Connect("", s.inProcessOptions(connOptions(s.log.With("conn", name), name)...)...)
+	if err != nil {
+		return nil, fmt.Errorf("edgetables/jetstream: connect %s in process: %w", name, err)
+	}
+	return nc, nil
+}
+
+// inProcessOptions are opts with the in-process transport and the node's
+// identity.
+func (s *Server) inProcessOptions(opts ...nats.Option) []nats.Option {
+	opts = append(opts, nats.InProcessServer(s.ns))
+	if s.id != nil {
+		opts = append(opts, nats.Nkey(s.id.pub, s.id.kp.Sign))
+	}
+	return opts
+}
 
 // logAdapter sends nats-server's log to slog. Fatalf does not exit: it logs
 // at error level and records the first fatal error for StartServer. It also

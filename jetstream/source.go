@@ -51,6 +51,10 @@ type SourceConfig struct {
 	MaxAge time.Duration
 	// Logger receives the reader's warnings. Default slog.Default().
 	Logger *slog.Logger
+	// Sites make the stream a hub's: it captures no subjects and sources
+	// the source stream of each site instead (see SiteSource); Subjects are
+	// then ignored.
+	Sites []SiteSource
 }
 
 // Source implements manager.Source on the stream <app>_source with one
@@ -89,9 +93,15 @@ func NewSource(ctx context.Context, js natsjs.JetStream, cfg SourceConfig) (*Sou
 	if err := ValidateApp(cfg.App); err != nil {
 		return nil, err
 	}
-	subjects, err := normalizeSubjects(cfg.Subjects)
+	var subjects []string
+	sources, err := siteStreamSources(cfg.App, cfg.Sites)
 	if err != nil {
-		return nil, fmt.Errorf("edgetables/jetstream: source of %s: %w", cfg.App, err)
+		return nil, err
+	}
+	if len(sources) == 0 {
+		if subjects, err = normalizeSubjects(cfg.Subjects); err != nil {
+			return nil, fmt.Errorf("edgetables/jetstream: source of %s: %w", cfg.App, err)
+		}
 	}
 	for _, s := range subjects {
 		for _, r := range reservedSubjects(cfg.App) {
@@ -121,6 +131,7 @@ func NewSource(ctx context.Context, js natsjs.JetStream, cfg SourceConfig) (*Sou
 		MaxBytes:    cfg.MaxBytes,
 		MaxAge:      cfg.MaxAge,
 		Discard:     natsjs.DiscardNew,
+		Sources:     sources, // with sources, no duplicate window: sites' message ids may repeat
 	})
 	if err != nil {
 		var apiErr *natsjs.APIError
@@ -306,13 +317,23 @@ func (s *Source) Trim(ctx context.Context, seq uint64) error {
 }
 
 // State returns the first and last sequences stored in the source stream
-// (first = last+1 when it is empty after a trim; 0, 0 if never written).
-// One request.
-func (s *Source) State(ctx context.Context) (first, last uint64, err error) {
+// (first = last+1 when it is empty after a trim; 0, 0 if never written) and
+// its epoch: the stream's creation time in UTC, RFC 3339 with nanoseconds,
+// which changes when the stream is deleted and created again. An answer
+// from a replica of a leaderless stream (which may lag) is refused with
+// ErrLeaderless. One request.
+func (s *Source) State(ctx context.Context) (manager.SourceState, error) {
 	st, err := s.js.Stream(ctx, s.stream)
 	if err != nil {
-		return 0, 0, fmt.Errorf("edgetables/jetstream: state of stream %s: %w", s.stream, err)
+		return manager.SourceState{}, fmt.Errorf("edgetables/jetstream: state of stream %s: %w", s.stream, err)
 	}
-	state := st.CachedInfo().State
-	return state.FirstSeq, state.LastSeq, nil
+	info := st.CachedInfo()
+	if info.Cluster != nil && info.Cluster.Leader == "" {
+		return manager.SourceState{}, fmt.Errorf("%w: state of stream %s", ErrLeaderless, s.stream)
+	}
+	return manager.SourceState{First: info.State.FirstSeq, Last: info.State.LastSeq, Epoch: epochOf(info)}, nil
 }
+
+// epochOf is a stream's epoch: its creation time in UTC, RFC 3339 with
+// nanoseconds.
+func epochOf(info *natsjs.StreamInfo) string { return info.Created.UTC().Format(time.RFC3339Nano) }

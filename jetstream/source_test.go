@@ -221,11 +221,11 @@ func TestSourceTrim(t *testing.T) {
 	src := newSource(t, js, "in.>")
 	ctx := testCtx(t)
 	state := func() (uint64, uint64) {
-		first, last, err := src.State(ctx)
+		st, err := src.State(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return first, last
+		return st.First, st.Last
 	}
 	if f, l := state(); f != 0 || l != 0 {
 		t.Errorf("empty: %d..%d", f, l)

@@ -52,7 +52,8 @@ func sameStreamConfig(have, want natsjs.StreamConfig) bool {
 		have.MaxAge == want.MaxAge && (want.MaxMsgsPerSubject == 0 || have.MaxMsgsPerSubject == want.MaxMsgsPerSubject) &&
 		have.Discard == want.Discard && have.AllowAtomicPublish == want.AllowAtomicPublish &&
 		(!want.AllowMsgTTL || have.AllowMsgTTL) &&
-		have.Description == want.Description && (want.Duplicates == 0 || have.Duplicates == want.Duplicates)
+		have.Description == want.Description && (want.Duplicates == 0 || have.Duplicates == want.Duplicates) &&
+		sameSources(have.Sources, want.Sources)
 }
 
 // ensureKeyValue is ensureStream for a KV bucket.

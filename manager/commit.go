@@ -39,7 +39,14 @@ type counters struct {
 	// whose source position went back. Both mean lost or doubled effects.
 	sourceGaps        atomic.Uint64
 	markerRegressions atomic.Uint64
-	deadLetters       map[string]*atomic.Uint64 // by agent; keys fixed at start
+	// sourceResets counts partitions whose committed source position was
+	// moved because the source stream was created again or lost its
+	// tail (sourceepoch.go).
+	sourceResets atomic.Uint64
+	// changelogBehind counts partitions found with a changelog behind
+	// their store (behind.go), once per episode.
+	changelogBehind atomic.Uint64
+	deadLetters     map[string]*atomic.Uint64 // by agent; keys fixed at start
 	// deadLetterReasons counts refused events by kind of reason
 	// (DeadLetterReasons); keys fixed at start.
 	deadLetterReasons map[string]*atomic.Uint64
@@ -195,7 +202,7 @@ func (m *TableManager) persist(ctx context.Context, p *partition, seq uint64, re
 	}
 	applied := max(p.applied.Load(), p.pendingOffset)
 	muts := toMutations(recs)
-	err := p.store.Apply(store.Batch{Mutations: muts, Offsets: store.Offsets{Changelog: applied, Source: seq, Epoch: p.epoch}})
+	err := p.store.Apply(store.Batch{Mutations: muts, Offsets: store.Offsets{Changelog: applied, Source: seq, Epoch: p.epoch, SourceEpoch: p.sourceEpoch}})
 	if err != nil {
 		// The changelog has the records: the next start replays them.
 		p.refresh = true

@@ -158,7 +158,7 @@ func (g *globalReplica) open(state LogState) error {
 		_ = g.st.Close()
 		g.st = nil
 	}
-	st, offs, reason, err := openTrusted(g.log, g.m.cfg.GlobalStores, globalStoreID, state)
+	st, offs, reason, err := openTrusted(g.log, g.m.cfg.GlobalStores, globalStoreID, state, g.m.storeTables(true), nil)
 	if err != nil {
 		return err
 	}

@@ -119,7 +119,14 @@ func (m *TableManager) Readiness() (ready bool, reasons []string) {
 	now := time.Now()
 	for _, p := range m.assigned() {
 		switch p.State() {
-		case StateRecovering:
+		case StateRecovering, StateStandby:
+			if b := p.behind.Load(); b != nil {
+				reasons = append(reasons, fmt.Sprintf("partition %d: %s", p.id, *b))
+				continue
+			}
+			if p.State() == StateStandby {
+				continue
+			}
 			if f := p.taskFailing.Load(); f != nil {
 				reasons = append(reasons, fmt.Sprintf("partition %d: recovery failing for %s (%d attempts, next in %s): %s",
 					p.id, now.Sub(f.Since).Round(time.Second), f.Attempts, f.RetryIn, f.Error))

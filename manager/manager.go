@@ -90,6 +90,11 @@ type Config struct {
 	// they are removed once every partition has committed them, so the
 	// stream holds only unprocessed events.
 	KeepSource bool
+	// SourceHold, when set, keeps source events for a reader outside the
+	// app (the hub of an edge site, which sources the stream): the trim
+	// never removes an event it has not taken, and removes nothing while
+	// that is unknown. Used only when the trim runs (not KeepSource).
+	SourceHold SourceHold
 	// Changelog, Source and Stores are required; DeadLetters may be nil,
 	// in which case refused events are only logged and counted.
 	Changelog   Changelog
@@ -102,6 +107,12 @@ type Config struct {
 	// table is added, and unused otherwise.
 	Global       GlobalLog
 	GlobalStores store.Provider
+	// ChangelogBehind says what to do with a partition whose changelog is
+	// behind its store (deleted, or restored from an older backup, while
+	// the store holds newer state): stop it (""/ChangelogBehindStop, the
+	// default), write the store back into the log (ChangelogBehindReseed)
+	// or rebuild the store from the log (ChangelogBehindAccept).
+	ChangelogBehind ChangelogBehind
 	// RecoveryHooks observe the recovery of actives and standbys (start,
 	// batches, end, suspension); the zero value observes nothing. They
 	// run on the partitions' recovery goroutines and must not block.
@@ -156,6 +167,12 @@ func (c *Config) setDefaults() error {
 	if c.CommitCapacity == 0 {
 		c.CommitCapacity = c.MaxCommitRecords
 	}
+	switch c.ChangelogBehind {
+	case "", ChangelogBehindStop, ChangelogBehindReseed, ChangelogBehindAccept:
+	default:
+		return fmt.Errorf("manager config: ChangelogBehind %q: want %q, %q or %q", c.ChangelogBehind,
+			ChangelogBehindStop, ChangelogBehindReseed, ChangelogBehindAccept)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -191,6 +208,10 @@ type TableManager struct {
 	reader   SourceReader
 	examined uint64
 	seen     atomic.Uint64
+	// sourceEpoch is the source's epoch as last checked, at
+	// lastSourceCheck (sourceepoch.go); owned by the processing goroutine.
+	sourceEpoch     string
+	lastSourceCheck time.Time
 	// sourceFailing is the current streak of failures to open or read
 	// the source (nil: none); written by the processing goroutine.
 	sourceFailing atomic.Pointer[sourceFailure]

@@ -169,28 +169,6 @@ func TestRebuildUntrustedStore(t *testing.T) {
 	}
 }
 
-// TestChangelogRecreated: a store whose changelog was deleted and created
-// again is rebuilt (its offsets refer to another log), not trusted.
-func TestChangelogRecreated(t *testing.T) {
-	h := newHarness(t, manager.Config{Partitions: 1})
-	h.start()
-	want := map[string]int64{}
-	h.publishCounts(100, 5, want)
-	h.waitCounts(want)
-	must(t, h.stop())
-	must(t, h.js.DeleteStream(context.Background(), jetstream.ChangelogStream(h.app, 0)))
-	h.start()
-	rp := h.m.Recovery().Progress()
-	if len(rp) != 1 || !rp[0].Rebuilt {
-		t.Fatalf("recovery = %+v, want a rebuilt store", rp)
-	}
-	// The lost changelog took the counts with it; new events count from 0.
-	_, found, err := h.counter.Lookup(context.Background(), "k0")
-	if err != nil || found {
-		t.Errorf("k0 found=%v err=%v after the changelog was recreated, want absent", found, err)
-	}
-}
-
 func TestDeadLetters(t *testing.T) {
 	h := newHarness(t, manager.Config{})
 	h.setup = func(m *manager.TableManager) {

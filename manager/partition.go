@@ -63,6 +63,16 @@ type partition struct {
 	// logSource is the SourceSeq of the last commit marker replayed from
 	// or written to the changelog (a check: markers never go back).
 	logSource uint64
+	// sourceEpoch is the source stream's epoch sourceSeq counts in ("":
+	// unknown, from a store or marker older than source epochs). The
+	// recovery task sets it, then the processing goroutine owns it.
+	sourceEpoch string
+	// behind, when set, says why p's recovery stopped: its changelog is
+	// behind its store (behind.go). Read by Readiness and the status.
+	behind atomic.Pointer[string]
+	// remark makes the next commit write a marker even without writes:
+	// the partition's source position was moved (sourceepoch.go).
+	remark bool
 
 	// expectLast is the changelog sequence this writer expects the log to
 	// end at; refresh forces a State read before the next append.
@@ -240,8 +250,9 @@ func (p *partition) position(examined uint64) uint64 {
 func (p *partition) seal(target uint64) *commitJob {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.inflight = &commitJob{part: p, buf: p.buf, keys: p.keys, target: target}
+	p.inflight = &commitJob{part: p, buf: p.buf, keys: p.keys, target: target, epoch: p.sourceEpoch}
 	p.buf, p.keys = nil, 0
+	p.remark = false
 	return p.inflight
 }
 

@@ -30,6 +30,7 @@ type commitJob struct {
 	buf    map[string]map[string]pending // never written once sealed
 	keys   int
 	target uint64 // the marker's source position
+	epoch  string // the source epoch target counts in
 	gen    uint64 // the marker's generation, when started
 
 	// done is closed when the running write ends; nil while the job is not
@@ -96,7 +97,7 @@ func (m *TableManager) startCommit(ctx context.Context, p *partition, r *commitR
 		// not carry p's position past events it never applied, nor
 		// leave it short of events its writes hold.
 		target := p.position(m.examined)
-		if !p.dirty() && (target <= p.lastPersist || time.Since(p.persistedAt) < idlePersistEvery) {
+		if !p.dirty() && !p.remark && (target <= p.lastPersist || time.Since(p.persistedAt) < idlePersistEvery) {
 			// Nothing to write: the position advances in memory, and
 			// now and then by a commit of the marker alone, so that
 			// the source trim, which goes by the changelogs, moves on.
@@ -154,7 +155,7 @@ func (m *TableManager) writeCommit(ctx context.Context, p *partition, j *commitJ
 			"partition", p.id, "source_seq", j.target)
 	}
 	recs := recordsOf(j.buf)
-	marker := CommitMarker{SourceSeq: j.target, Node: m.cfg.Node, Generation: j.gen}
+	marker := CommitMarker{SourceSeq: j.target, Node: m.cfg.Node, Generation: j.gen, SourceEpoch: j.epoch}
 	actx, cancel := context.WithTimeout(ctx, commitTimeout)
 	last, err := m.cfg.Changelog.Append(actx, p.id, p.expectLast, recs, marker)
 	cancel()
@@ -173,7 +174,7 @@ func (m *TableManager) writeCommit(ctx context.Context, p *partition, j *commitJ
 	m.PersistOffsetOnCommit(p.id, last)
 	applied := max(p.applied.Load(), p.pendingOffset)
 	muts := toMutations(recs)
-	err = p.store.Apply(store.Batch{Mutations: muts, Offsets: store.Offsets{Changelog: applied, Source: j.target, Epoch: p.epoch}})
+	err = p.store.Apply(store.Batch{Mutations: muts, Offsets: store.Offsets{Changelog: applied, Source: j.target, Epoch: p.epoch, SourceEpoch: j.epoch}})
 	if err != nil {
 		// The changelog has the records: the next start replays them.
 		p.refresh = true

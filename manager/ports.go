@@ -37,6 +37,12 @@ type CommitMarker struct {
 	// Generation is the assignment generation the writer owned the
 	// partition in (0 on a single node).
 	Generation uint64 `json:"generation,omitempty"`
+	// SourceEpoch identifies the source stream SourceSeq counts in
+	// (SourceState.Epoch): a source deleted and created again numbers its
+	// events from 1 again, so a position means nothing for another
+	// epoch. Empty in markers written before it existed (the position
+	// is then taken to be the current source's).
+	SourceEpoch string `json:"source_epoch,omitempty"`
 }
 
 // Entry is one message read back from a partition's changelog: a record or
@@ -115,6 +121,18 @@ type SourceMessage struct {
 	Time    time.Time
 }
 
+// SourceState describes the source stream.
+type SourceState struct {
+	// First and Last are the first and last sequences stored (0, 0 when
+	// never written; First is Last+1 when every message was removed).
+	// Last never goes down while the stream lives, unless it lost its
+	// tail (a power cut before the server synced it).
+	First, Last uint64
+	// Epoch identifies the stream: it changes when the stream is deleted
+	// and created again ("" when the implementation cannot tell).
+	Epoch string
+}
+
 // Source is the stream that captures the input events of every agent.
 type Source interface {
 	// Subjects returns the subjects the source captures.
@@ -125,8 +143,9 @@ type Source interface {
 	// Trim removes every message with a sequence below seq: they have been
 	// committed by every partition.
 	Trim(ctx context.Context, seq uint64) error
-	// State returns the first and last sequences stored.
-	State(ctx context.Context) (first, last uint64, err error)
+	// State returns the first and last sequences stored and the
+	// stream's epoch, as the stream's leader holds them.
+	State(ctx context.Context) (SourceState, error)
 }
 
 // SourceReader delivers source messages in sequence order.

@@ -140,7 +140,8 @@ func (m *TableManager) process(ctx context.Context) error {
 		// Bounded, so that rebalances and activations wait at most
 		// pollEvery while the source is quiet.
 		wait = min(max(time.Until(lastCommit.Add(m.cfg.CommitInterval)), time.Millisecond), pollEvery)
-		msgs, err := m.reader.Next(ctx, m.cfg.ReadBatch, wait)
+		reader := m.reader
+		msgs, err := reader.Next(ctx, m.cfg.ReadBatch, wait)
 		if ctx.Err() != nil {
 			return m.stop(ctx)
 		}
@@ -155,6 +156,12 @@ func (m *TableManager) process(ctx context.Context) error {
 		}
 		backoff = 100 * time.Millisecond
 		m.sourceReadable()
+		if time.Since(m.lastSourceCheck) >= sourceCheckEvery {
+			if changed, ok := m.syncSource(ctx); changed || !ok {
+				m.reposition(ctx)
+				continue // msgs came from the reader just closed
+			}
+		}
 		if len(msgs) > 0 {
 			lastRead = time.Now()
 		} else if time.Since(lastRead) >= readerStallAfter {
@@ -164,6 +171,12 @@ func (m *TableManager) process(ctx context.Context) error {
 		for i := range msgs {
 			if ctx.Err() != nil {
 				return m.stop(ctx) // the rest of the batch is read again next time
+			}
+			if m.reader != reader {
+				// Repositioned mid-batch (a partition unparked): the new
+				// reader delivers from the new position; the rest of this
+				// batch would skip what lies between.
+				break
 			}
 			if msgs[i].Seq <= m.examined {
 				continue // redelivered: its effects are already buffered
@@ -202,9 +215,14 @@ func (m *TableManager) process(ctx context.Context) error {
 // checkStall reopens the reader after the last examined message when the
 // source holds messages beyond it that the reader did not deliver.
 func (m *TableManager) checkStall(ctx context.Context) {
+	if changed, ok := m.syncSource(ctx); changed || !ok {
+		m.reposition(ctx)
+		return
+	}
 	sctx, cancel := context.WithTimeout(ctx, readerStallAfter)
-	first, last, err := m.cfg.Source.State(sctx)
+	st, err := m.cfg.Source.State(sctx)
 	cancel()
+	first, last := st.First, st.Last
 	// Nothing to deliver: nothing past examined, or the source is empty
 	// (everything up to last was trimmed, committed by every partition).
 	if err != nil || last <= m.examined || first > last || m.reader == nil {
@@ -221,6 +239,10 @@ func (m *TableManager) checkStall(ctx context.Context) {
 // detached (each keeps what it covers) and the processing loop repositions
 // later; every active partition then skips what it covers.
 func (m *TableManager) reopen(ctx context.Context) {
+	if changed, ok := m.syncSource(ctx); changed || !ok {
+		m.reposition(ctx)
+		return
+	}
 	_ = m.reader.Close()
 	r, err := m.cfg.Source.Open(ctx, m.examined+1)
 	if err == nil {
@@ -291,7 +313,7 @@ func (m *TableManager) checkGap(ctx context.Context, from, to uint64) {
 		case err != nil:
 			m.log.Warn("source events were removed before this node processed them; could not tell whether another owner committed them",
 				"partition", p.id, "from_seq", from, "to_seq", to, "err", err)
-		case found && marker.SourceSeq >= to:
+		case found && marker.SourceSeq >= to && (marker.SourceEpoch == "" || marker.SourceEpoch == m.sourceEpoch):
 			m.log.Info("source events were committed by another owner of the partition; this node's copy is stale and will be fenced",
 				"partition", p.id, "from_seq", from, "to_seq", to, "owner", marker.Node, "generation", marker.Generation)
 		default:

@@ -403,6 +403,9 @@ func (m *TableManager) reposition(ctx context.Context) {
 		_ = m.reader.Close()
 		m.reader = nil
 	}
+	if _, ok := m.syncSource(ctx); !ok {
+		return // the processing loop tries again
+	}
 	var floor uint64
 	first := true
 	for _, p := range m.assigned() {

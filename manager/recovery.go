@@ -154,7 +154,13 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 		}
 		reason := ""
 		if p.store == nil || !r.trusted(p, state) {
-			if reason, err = r.open(p, state); err != nil {
+			if reason, err = r.open(ctx, p, state, true); err != nil {
+				if be := (*behindError)(nil); errors.As(err, &be) && be.reseed && attempt < 100 {
+					if err := r.reseed(ctx, p, state, gen); err != nil {
+						return err
+					}
+					continue // the store is the log's again: read its end and take it over
+				}
 				return err
 			}
 		}
@@ -197,7 +203,8 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 			return &staleError{node: newer.Node, gen: newer.Generation, mine: gen}
 		}
 		r.setPhase(p.id, PhaseTakingOver)
-		marker := CommitMarker{SourceSeq: p.sourceSeq.Load(), Node: m.cfg.Node, Generation: gen}
+		m.resolveRecovered(ctx, p)
+		marker := CommitMarker{SourceSeq: p.sourceSeq.Load(), Node: m.cfg.Node, Generation: gen, SourceEpoch: p.sourceEpoch}
 		actx, cancel := context.WithTimeout(ctx, commitTimeout)
 		last, err := m.cfg.Changelog.Append(actx, p.id, state.Last, nil, marker)
 		cancel()
@@ -208,7 +215,7 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 		if err != nil {
 			return fmt.Errorf("take over changelog at %d: %w", state.Last, err)
 		}
-		offs := store.Offsets{Changelog: last, Source: p.sourceSeq.Load(), Epoch: p.epoch}
+		offs := store.Offsets{Changelog: last, Source: p.sourceSeq.Load(), Epoch: p.epoch, SourceEpoch: p.sourceEpoch}
 		if err := p.store.Apply(store.Batch{Offsets: offs}); err != nil {
 			return fmt.Errorf("persist offsets after takeover: %w", err)
 		}
@@ -265,7 +272,7 @@ func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) (e
 	}
 	reason := ""
 	if p.store == nil || !r.trusted(p, state) {
-		if reason, err = r.open(p, state); err != nil {
+		if reason, err = r.open(ctx, p, state, false); err != nil {
 			return err
 		}
 	}
@@ -308,37 +315,40 @@ func (r *Recovery) trusted(p *partition, state LogState) bool {
 
 // open opens p's store (closing one already open), rebuilding it when it
 // cannot be trusted, and loads its offsets. reason says why it was rebuilt.
-func (r *Recovery) open(p *partition, state LogState) (reason string, err error) {
+func (r *Recovery) open(ctx context.Context, p *partition, state LogState, active bool) (reason string, err error) {
 	if p.store != nil {
 		_ = p.store.Close()
 		p.store = nil
 	}
 	var offs store.Offsets
-	p.store, offs, reason, err = r.openTrusted(p.id, state)
+	p.store, offs, reason, err = openTrusted(r.m.log.With("partition", p.id), r.m.cfg.Stores, p.id, state,
+		r.m.storeTables(false), r.behind(ctx, p, active))
 	if err != nil {
 		return "", err
 	}
+	p.behind.Store(nil)
 	p.epoch = state.Epoch
 	p.logSource = 0
 	p.applied.Store(offs.Changelog)
 	p.sourceSeq.Store(offs.Source)
+	p.sourceEpoch = offs.SourceEpoch
 	p.lastPersist = offs.Source
 	return reason, nil
 }
 
-// openTrusted opens partition id's store, destroying and recreating it when
-// its content cannot be trusted against the changelog's state. reason says
-// why it was rebuilt ("" when it was kept).
-func (r *Recovery) openTrusted(id int, state LogState) (store.Store, store.Offsets, string, error) {
-	return openTrusted(r.m.log.With("partition", id), r.m.cfg.Stores, id, state)
-}
-
 // openTrusted opens store id of stores, destroying and recreating it when
 // its content cannot be trusted against its log's state; log names the
-// store. reason says why it was rebuilt ("" when it was kept).
-func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState) (store.Store, store.Offsets, string, error) {
+// store. reason says why it was rebuilt ("" when it was kept). When the
+// store is ahead of its log (its offset beyond the log's end, or another
+// epoch: the log was deleted, or restored from an older copy), ahead, if
+// set, is asked first: an error from it leaves the store as it is and is
+// returned. A store that does not cover every table of tables (the node
+// declares a table the store's replays skipped) is rebuilt too; the store
+// kept or rebuilt then records that it covers tables (tableset.go).
+func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState, tables []string,
+	ahead func(st store.Store, offs store.Offsets, why string) error) (store.Store, store.Offsets, string, error) {
 	st, err := stores.Open(id)
-	reason, behind := "", false
+	reason, behind, newer := "", false, false
 	var offs store.Offsets
 	switch {
 	case errors.Is(err, store.ErrCorrupt):
@@ -352,8 +362,10 @@ func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState
 			reason = fmt.Sprintf("offsets unreadable: %v", err)
 		case offs.Changelog > state.Last:
 			reason = fmt.Sprintf("persisted changelog offset %d is beyond the changelog's end %d", offs.Changelog, state.Last)
+			newer = true
 		case offs.Changelog > 0 && offs.Epoch != state.Epoch:
 			reason = fmt.Sprintf("changelog was recreated (epoch %q, store has %q)", state.Epoch, offs.Epoch)
+			newer = true
 		case offs.Changelog > 0 && offs.Changelog+1 < state.First:
 			// The sequences between were removed: superseded (then the
 			// replay from First brings every key up to date) or purged or
@@ -367,10 +379,32 @@ func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState
 			reason = fmt.Sprintf("persisted changelog offset %d is older than the tombstone TTL (the log from sequence %d on is younger): a tombstone it did not apply may have expired, so the whole log is replayed into a new store",
 				offs.Changelog, state.TombstonesFrom)
 			behind = true
+		case offs.Changelog > 0:
+			covered, ok, err := coveredTables(st)
+			switch miss := missingTables(covered, tables); {
+			case err != nil:
+				reason = fmt.Sprintf("recorded tables unreadable: %v", err)
+			case !ok:
+				reason = "the store does not record which tables it covers (written by an older edgetables): a table declared since would lack the records its replays skipped"
+				behind = true
+			case len(miss) > 0:
+				reason = fmt.Sprintf("newly declared tables %v: the store's replays skipped their records", miss)
+				behind = true
+			}
 		}
 	}
 	if reason == "" {
+		if err := coverTables(st, offs, tables); err != nil {
+			_ = st.Close()
+			return nil, offs, "", err
+		}
 		return st, offs, "", nil
+	}
+	if newer && ahead != nil {
+		if err := ahead(st, offs, reason); err != nil {
+			_ = st.Close()
+			return nil, offs, "", err
+		}
 	}
 	if behind {
 		// Routine after a long absence: compaction moves the first
@@ -389,6 +423,10 @@ func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState
 	if err != nil {
 		return nil, offs, "", fmt.Errorf("%w: rebuilt store: %w", errStoreOpen, err)
 	}
+	if err := coverTables(st, store.Offsets{}, tables); err != nil {
+		_ = st.Close()
+		return nil, offs, "", err
+	}
 	return st, store.Offsets{}, reason, nil
 }
 
@@ -399,10 +437,14 @@ func (r *Recovery) apply(p *partition, es []Entry) error {
 		return nil
 	}
 	muts := make([]store.Mutation, 0, len(es))
-	source := p.sourceSeq.Load()
+	source, epoch := p.sourceSeq.Load(), p.sourceEpoch
 	for _, e := range es {
 		if e.Commit != nil {
-			if e.Commit.SourceSeq < p.logSource {
+			// A marker of another source epoch was written by an owner
+			// that found the source created again: its position counts
+			// in the new stream and replaces the old one.
+			same := e.Commit.SourceEpoch == "" || epoch == "" || e.Commit.SourceEpoch == epoch
+			if same && e.Commit.SourceSeq < p.logSource {
 				// Every writer appends after replaying the whole log,
 				// so markers never go back; one that does was written
 				// by a writer that was not fenced.
@@ -412,7 +454,14 @@ func (r *Recovery) apply(p *partition, es []Entry) error {
 					"node", e.Commit.Node, "generation", e.Commit.Generation)
 			}
 			p.logSource = e.Commit.SourceSeq
-			source = max(source, e.Commit.SourceSeq)
+			if same {
+				source = max(source, e.Commit.SourceSeq)
+			} else {
+				source = e.Commit.SourceSeq
+			}
+			if e.Commit.SourceEpoch != "" {
+				epoch = e.Commit.SourceEpoch
+			}
 			continue
 		}
 		if _, ok := r.m.tables[e.Record.Table]; !ok {
@@ -422,12 +471,13 @@ func (r *Recovery) apply(p *partition, es []Entry) error {
 		muts = append(muts, store.Mutation{Table: e.Record.Table, Key: e.Record.Key, Value: e.Record.Value, Delete: e.Record.Delete})
 	}
 	last := es[len(es)-1].Seq
-	err := p.store.Apply(store.Batch{Mutations: muts, Offsets: store.Offsets{Changelog: last, Source: source, Epoch: p.epoch}})
+	err := p.store.Apply(store.Batch{Mutations: muts, Offsets: store.Offsets{Changelog: last, Source: source, Epoch: p.epoch, SourceEpoch: epoch}})
 	if err != nil {
 		return fmt.Errorf("apply changelog %d..%d: %w", es[0].Seq, last, err)
 	}
 	p.applied.Store(last)
 	p.sourceSeq.Store(source)
+	p.sourceEpoch = epoch
 	p.lastPersist = source
 	return nil
 }

@@ -15,7 +15,9 @@ type stateSource struct {
 	opens       int
 }
 
-func (s *stateSource) State(context.Context) (uint64, uint64, error) { return s.first, s.last, nil }
+func (s *stateSource) State(context.Context) (SourceState, error) {
+	return SourceState{First: s.first, Last: s.last}, nil
+}
 
 func (s *stateSource) Open(context.Context, uint64) (SourceReader, error) {
 	s.opens++

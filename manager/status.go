@@ -53,6 +53,14 @@ type Status struct {
 	// ExaminedSeq is the last source sequence this node's reader examined.
 	ExaminedSeq       uint64 `json:"examined_seq"`
 	MarkerRegressions uint64 `json:"marker_regressions,omitempty"`
+	// SourceResets counts partition source positions moved because the
+	// source stream was created again or lost its tail (each logged as an
+	// error).
+	SourceResets uint64 `json:"source_resets,omitempty"`
+	// ChangelogBehind counts partitions found with a changelog behind
+	// their store (deleted, or restored from an older backup), once per
+	// episode; Readiness names those stopped for it.
+	ChangelogBehind uint64 `json:"changelog_behind,omitempty"`
 	// Global is this node's replica of the global tables (nil without
 	// any).
 	Global *GlobalStatus `json:"global,omitempty"`
@@ -71,6 +79,9 @@ type PartitionStatus struct {
 	// Buffered counts uncommitted keys (a key written both before and
 	// after the commit in flight started counts twice).
 	Buffered int `json:"buffered_keys"`
+	// Behind says why the partition is stopped: its changelog is behind
+	// its store (see Config.ChangelogBehind).
+	Behind string `json:"changelog_behind,omitempty"`
 	// Recovery is the partition's last recovery.
 	Recovery *RecoveryProgress `json:"recovery,omitempty"`
 	// Failing is the current streak of failures of the partition's
@@ -98,6 +109,8 @@ func (m *TableManager) Status() Status {
 		StandbyFailures:   m.counters.standbyFailures.Load(),
 		ExaminedSeq:       m.seen.Load(),
 		MarkerRegressions: m.counters.markerRegressions.Load(),
+		SourceResets:      m.counters.sourceResets.Load(),
+		ChangelogBehind:   m.counters.changelogBehind.Load(),
 		DeadLetters:       make(map[string]uint64, len(m.counters.deadLetters)),
 	}
 	st.Ready, st.NotReady = m.Readiness()
@@ -130,6 +143,9 @@ func (m *TableManager) Status() Status {
 			ps.Recovery = &rp
 		}
 		ps.Failing = p.taskFailing.Load()
+		if b := p.behind.Load(); b != nil {
+			ps.Behind = *b
+		}
 		st.Partitions = append(st.Partitions, ps)
 	}
 	sort.Slice(st.Partitions, func(i, j int) bool { return st.Partitions[i].Partition < st.Partitions[j].Partition })
@@ -139,10 +155,11 @@ func (m *TableManager) Status() Status {
 // SourcePending returns how many source sequences lie beyond the last one
 // this node's reader examined: events stored and not yet read. One request.
 func (m *TableManager) SourcePending(ctx context.Context) (uint64, error) {
-	_, last, err := m.cfg.Source.State(ctx)
+	st, err := m.cfg.Source.State(ctx)
 	if err != nil {
 		return 0, err
 	}
+	last := st.Last
 	if seen := m.seen.Load(); last > seen {
 		return last - seen, nil
 	}

@@ -59,14 +59,41 @@ func (m *TableManager) runTrim(ctx context.Context) {
 	}
 }
 
+// SourceHold is a reader of the source stream outside the app, such as the
+// hub of an edge site: the trim keeps what it has not taken yet.
+type SourceHold interface {
+	// Taken returns the last source sequence the reader has durably
+	// taken; ok is false while that is unknown (then the trim removes
+	// nothing). It must not block: it returns what it last learned.
+	Taken() (seq uint64, ok bool)
+}
+
 // trimSource removes the source events at or below the lowest committed
-// source position of every partition's changelog, and returns that
-// position. A partition whose log holds no commit marker yet (never taken
-// over) stops the trim.
+// source position of every partition's changelog (and, with a SourceHold,
+// at or below what it has taken), and returns that position. A partition
+// whose log holds no commit marker yet (never taken over) stops the trim,
+// and so does a marker of another source epoch (the source was created
+// again and its owner has not yet moved its position) or a floor beyond
+// the source's end (the source lost its tail): their positions do not
+// count in the stream as it is now (sourceepoch.go).
 func (m *TableManager) trimSource(ctx context.Context) (uint64, error) {
-	floor, ok, err := m.logFloor(ctx)
-	if err != nil || !ok || floor == 0 {
+	src, err := m.cfg.Source.State(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("source state: %w", err)
+	}
+	floor, ok, err := m.logFloor(ctx, src.Epoch)
+	if err != nil || !ok || floor == 0 || floor > src.Last {
 		return floor, err
+	}
+	if h := m.cfg.SourceHold; h != nil {
+		taken, known := h.Taken()
+		if !known {
+			return 0, nil
+		}
+		floor = min(floor, taken)
+		if floor == 0 {
+			return 0, nil
+		}
 	}
 	if err := m.cfg.Source.Trim(ctx, floor+1); err != nil {
 		return floor, fmt.Errorf("trim source below %d: %w", floor+1, err)
@@ -75,14 +102,15 @@ func (m *TableManager) trimSource(ctx context.Context) (uint64, error) {
 }
 
 // logFloor returns the lowest SourceSeq of every partition's last commit
-// marker; ok is false if a partition has none.
-func (m *TableManager) logFloor(ctx context.Context) (floor uint64, ok bool, err error) {
+// marker; ok is false if a partition has none, or one of another source
+// epoch than epoch.
+func (m *TableManager) logFloor(ctx context.Context, epoch string) (floor uint64, ok bool, err error) {
 	for p := 0; p < m.cfg.Partitions; p++ {
 		marker, _, found, err := m.cfg.Changelog.LastCommit(ctx, p)
 		if err != nil {
 			return 0, false, fmt.Errorf("partition %d: %w", p, err)
 		}
-		if !found {
+		if !found || marker.SourceEpoch != "" && epoch != "" && marker.SourceEpoch != epoch {
 			return 0, false, nil
 		}
 		if p == 0 || marker.SourceSeq < floor {

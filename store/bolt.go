@@ -25,6 +25,7 @@ import (
 //	meta/changelog   Offsets.Changelog, uint64 big-endian
 //	meta/source      Offsets.Source, uint64 big-endian
 //	meta/epoch       Offsets.Epoch, raw bytes
+//	meta/src_epoch   Offsets.SourceEpoch, raw bytes (absent in older files)
 //	tables/<table>/  one bucket per table; key 0x00+key holds the value
 //
 // Every table key is stored behind a 0x00 byte because bbolt rejects
@@ -37,6 +38,7 @@ var (
 	keyChangelog = []byte("changelog")
 	keySource    = []byte("source")
 	keyEpoch     = []byte("epoch")
+	keySrcEpoch  = []byte("src_epoch")
 )
 
 // Options tune Bolt stores. A nil *Options means the defaults (the zero
@@ -458,6 +460,7 @@ func (b *Bolt) Offsets() (Offsets, error) {
 			}
 		}
 		o.Epoch = string(meta.Get(keyEpoch))
+		o.SourceEpoch = string(meta.Get(keySrcEpoch))
 		return nil
 	})
 	if err != nil {
@@ -538,7 +541,7 @@ func putOffsets(meta *bolt.Bucket, o Offsets) error {
 	binary.BigEndian.PutUint64(buf[:8], o.Changelog)
 	binary.BigEndian.PutUint64(buf[8:], o.Source)
 	for _, kv := range [][2][]byte{
-		{keyChangelog, buf[:8]}, {keySource, buf[8:]}, {keyEpoch, []byte(o.Epoch)},
+		{keyChangelog, buf[:8]}, {keySource, buf[8:]}, {keyEpoch, []byte(o.Epoch)}, {keySrcEpoch, []byte(o.SourceEpoch)},
 	} {
 		if err := meta.Put(kv[0], kv[1]); err != nil {
 			return fmt.Errorf("store: put offset %s: %w", kv[0], err)

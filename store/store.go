@@ -21,6 +21,10 @@ type Offsets struct {
 	// stream's creation time). A changelog with another epoch was recreated,
 	// and the offsets mean nothing for it.
 	Epoch string
+	// SourceEpoch identifies the source stream Source counts in (for
+	// JetStream, the source stream's creation time); "" when unknown
+	// (stores written before it existed).
+	SourceEpoch string
 }
 
 // Mutation is one change to one key of one table. Table must not be empty;

@@ -201,7 +201,7 @@ var conformance = []struct {
 			t.Fatalf("Offsets of a new store = %+v, %v", o, err)
 		}
 		for _, want := range []store.Offsets{
-			{Changelog: 1, Source: 7, Epoch: "2024-01-01T00:00:00Z"},
+			{Changelog: 1, Source: 7, Epoch: "2024-01-01T00:00:00Z", SourceEpoch: "2024-02-01T00:00:00Z"},
 			{Changelog: math.MaxUint64, Source: math.MaxUint64 - 1, Epoch: "\x00binary\xff"},
 			{Changelog: 3},
 		} {

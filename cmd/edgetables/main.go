@@ -38,8 +38,10 @@ type cli struct {
 	LogFormat string `help:"Log format: text or json." default:"text" enum:"text,json"`
 
 	Run     runCmd     `cmd:"" help:"Run a node: embedded NATS server with JetStream, tables, HTTP API."`
+	Check   checkCmd   `cmd:"" help:"Check a node's configuration (the flags, environment and --config file of run) without starting anything."`
 	Status  statusCmd  `cmd:"" help:"Show a node's status: members, leader, generation, partitions."`
 	Bench   benchCmd   `cmd:"" help:"Measure edgetables against raw JetStream and NATS KV in one run; prints a Markdown table."`
+	Passwd  passwdCmd  `cmd:"" help:"Print the bcrypt hash of a password read from stdin (for --nats-auth)."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 }
 
@@ -69,27 +71,30 @@ func (g *globalTableFlag) UnmarshalText(b []byte) error {
 }
 
 type runCmd struct {
-	Name           string            `help:"Node name, stable across restarts (default: the host name)."`
-	App            string            `help:"Namespace of every NATS resource." default:"edgetables"`
-	DataDir        string            `help:"Directory for JetStream storage and table stores; one node per directory (a second one exits)." default:"./data"`
-	NATSListen     string            `name:"nats-listen" help:"Embedded NATS server client address (port 0: any free port)." default:"127.0.0.1:4222"`
-	HTTPListen     string            `name:"http-listen" help:"HTTP API address ('off' disables it)." default:"127.0.0.1:8080"`
-	Partitions     int               `help:"Partitions of every table (fixed for an app)." default:"8"`
-	CommitInterval time.Duration     `help:"Longest time between commits." default:"100ms"`
-	CommitEvery    int               `help:"Commit after this many events even before the interval ends." default:"10000"`
-	RecoveryBuffer int               `name:"recovery-buffer-size" help:"Changelog records per store transaction during recovery." default:"10000"`
-	StandbyBuffer  int               `name:"standby-buffer-size" help:"Changelog records per store transaction of a standby (it lags its active by at most this many while the log grows)." default:"1000"`
-	Sync           string            `help:"JetStream fsync policy: 'always' (every write reaches the disk before it is acknowledged) or 'interval' (the server's periodic sync)." default:"interval" enum:"always,interval"`
-	Guarantee      string            `name:"processing-guarantee" help:"at-least-once, or exactly-once (each commit is one atomic JetStream batch: no event counted twice, even across crashes)." default:"at-least-once" enum:"at-least-once,exactly-once"`
-	KeepSource     bool              `help:"Keep committed events in the source stream (default: remove them once committed)."`
-	SourceMaxBytes byteSize          `help:"Largest size of the source stream (bytes, or e.g. 256MiB); when full, JetStream publishers get errors. 0: a quarter of --max-store, at most 1GiB; at most half of --max-store." default:"0"`
-	MaxStore       byteSize          `help:"JetStream disk limit of the embedded server (e.g. 200MiB, 4GiB); beyond it publishes and commits fail and /readyz says so until space is freed. 0: half of the data directory's free disk (JetStream data included), the rest left for the table stores." default:"0"`
-	MaxMemory      byteSize          `help:"JetStream memory limit of the embedded server (its streams are on disk; this bounds memory streams). 0: 256MiB." default:"0"`
-	Table          []tableFlag       `help:"Built-in table: name=NAME,source=SUBJECT,key=subject:N|json:FIELD,agg=count|sum|min|max|avg|latest|set[,field=FIELD][,window=DURATION[,hop=DURATION][,expires=DURATION][,time=json:FIELD|header:NAME|stream|now]]. Repeatable." sep:"none"`
-	TombstoneTTL   time.Duration     `name:"tombstone-ttl" help:"How long the changelogs and the global stream keep a deleted key's tombstone; a node down longer rebuilds its stores by a full replay. 0: for ever (the log grows by one message per key ever deleted)." default:"24h"`
-	MaxClockSkew   time.Duration     `help:"Windowed tables: how far ahead of this node's clock an event time may be (further: dead letter), and how far the clock may jump ahead and be followed at once (further: windows close by the clock as it ran before, until it comes back, event times confirm it, or it keeps the jump this long). 0: no bound." default:"1h"`
-	GlobalTable    []globalTableFlag `name:"global-table" help:"Global table NAME: every node holds all of it; JSON values written with PUT/DELETE /v1/tables/NAME/keys/KEY on any node. Repeatable." placeholder:"NAME"`
-	ResetTable     []string          `name:"reset-table" help:"Reset table NAME, declared with its new spec, if its spec differs from the one the app recorded or nodes ran without it: drop its records from the changelog and every node's stores, record the new spec, start it empty. Stop every other node first; remove the flag afterwards. Repeatable." placeholder:"NAME"`
+	Config          string            `help:"Configuration file (YAML or JSON) holding any of these flags, one key per flag (data-dir: ./data, table: [...]); flags and EDGETABLES_* variables override it." type:"existingfile" placeholder:"FILE"`
+	MemoryLimit     byteSize          `name:"memory-limit" help:"Soft memory limit of the Go runtime (runtime/debug.SetMemoryLimit), e.g. 400MiB; 0: none (GOMEMLIMIT applies if set)." default:"0" placeholder:"SIZE"`
+	Name            string            `help:"Node name, stable across restarts (default: the host name)."`
+	App             string            `help:"Namespace of every NATS resource." default:"edgetables"`
+	DataDir         string            `help:"Directory for JetStream storage and table stores; one node per directory (a second one exits)." default:"./data"`
+	NATSListen      string            `name:"nats-listen" help:"Embedded NATS server client address (port 0: any free port)." default:"127.0.0.1:4222"`
+	HTTPListen      string            `name:"http-listen" help:"HTTP API address ('off' disables it)." default:"127.0.0.1:8080"`
+	Partitions      int               `help:"Partitions of every table (fixed for an app)." default:"8"`
+	CommitInterval  time.Duration     `help:"Longest time between commits." default:"100ms"`
+	CommitEvery     int               `help:"Commit after this many events even before the interval ends." default:"10000"`
+	RecoveryBuffer  int               `name:"recovery-buffer-size" help:"Changelog records per store transaction during recovery." default:"10000"`
+	StandbyBuffer   int               `name:"standby-buffer-size" help:"Changelog records per store transaction of a standby (it lags its active by at most this many while the log grows)." default:"1000"`
+	Sync            string            `help:"JetStream fsync policy: 'always' (every write reaches the disk before it is acknowledged) or 'interval' (the server's periodic sync)." default:"interval" enum:"always,interval"`
+	Guarantee       string            `name:"processing-guarantee" help:"at-least-once, or exactly-once (each commit is one atomic JetStream batch: no event counted twice, even across crashes)." default:"at-least-once" enum:"at-least-once,exactly-once"`
+	KeepSource      bool              `help:"Keep committed events in the source stream (default: remove them once committed)."`
+	SourceMaxBytes  byteSize          `help:"Largest size of the source stream (bytes, or e.g. 256MiB); when full, JetStream publishers get errors. 0: a quarter of --max-store, at most 1GiB; at most half of --max-store." default:"0" placeholder:"SIZE"`
+	MaxStore        byteSize          `help:"JetStream disk limit of the embedded server (e.g. 200MiB, 4GiB); beyond it publishes and commits fail and /readyz says so until space is freed. 0: half of the data directory's free disk (JetStream data included), the rest left for the table stores." default:"0" placeholder:"SIZE"`
+	MaxMemory       byteSize          `help:"JetStream memory limit of the embedded server (its streams are on disk; this bounds memory streams). 0: 256MiB." default:"0" placeholder:"SIZE"`
+	Table           []tableFlag       `help:"Built-in table: name=NAME,source=SUBJECT,key=subject:N|json:FIELD,agg=count|sum|min|max|avg|latest|set[,field=FIELD][,window=DURATION[,hop=DURATION][,expires=DURATION][,time=json:FIELD|header:NAME|stream|now]]. Repeatable; in EDGETABLES_TABLE, specs are separated by ';'." sep:";"`
+	TombstoneTTL    time.Duration     `name:"tombstone-ttl" help:"How long the changelogs and the global stream keep a deleted key's tombstone; a node down longer rebuilds its stores by a full replay. 0: for ever (the log grows by one message per key ever deleted)." default:"24h"`
+	MaxClockSkew    time.Duration     `help:"Windowed tables: how far ahead of this node's clock an event time may be (further: dead letter), and how far the clock may jump ahead and be followed at once (further: windows close by the clock as it ran before, until it comes back, event times confirm it, or it keeps the jump this long). 0: no bound." default:"1h"`
+	GlobalTable     []globalTableFlag `name:"global-table" help:"Global table NAME: every node holds all of it; JSON values written with PUT/DELETE /v1/tables/NAME/keys/KEY on any node. Repeatable." placeholder:"NAME"`
+	ResetTable      []string          `name:"reset-table" help:"Reset table NAME, declared with its new spec, if its spec differs from the one the app recorded or nodes ran without it: drop its records from the changelog and every node's stores, record the new spec, start it empty. Stop every other node first; remove the flag afterwards. Repeatable." placeholder:"NAME"`
+	ChangelogBehind string            `name:"changelog-behind" help:"What to do with a partition whose changelog is behind its store (the stream was deleted, or restored from an older backup, while this node's store holds newer state): 'stop' (keep the store, stop the partition, /readyz says so), 'reseed' (write the store back into the changelog, then go on) or 'accept' (rebuild the store from the changelog as it is; newer state is dropped). Set it for one restart, then remove it." default:"stop" enum:"stop,reseed,accept"`
 
 	ClusterName    string        `help:"Name of the embedded NATS cluster (the same on every node)." default:"edgetables" group:"cluster"`
 	ClusterListen  string        `help:"Route address of the embedded server (host:port); makes the node a cluster member." group:"cluster"`
@@ -100,13 +105,13 @@ type runCmd struct {
 	NATSURL        []string      `name:"nats-url" help:"Use an existing NATS JetStream deployment at these URLs instead of the embedded server." group:"external NATS"`
 	NATSCreds      string        `name:"nats-creds" help:"Credentials file for --nats-url." type:"existingfile" group:"external NATS"`
 	NATSUser       string        `name:"nats-user" help:"User for --nats-url." group:"external NATS"`
-	NATSPassword   string        `name:"nats-password" help:"Password for --nats-url." group:"external NATS"`
-	NATSToken      string        `name:"nats-token" help:"Token for --nats-url." group:"external NATS"`
 	NATSCA         string        `name:"nats-ca" help:"CA file (PEM) that verifies the NATS servers' TLS certificates." type:"existingfile" group:"external NATS"`
 	NATSCert       string        `name:"nats-cert" help:"Client certificate (PEM) for mutual TLS." type:"existingfile" group:"external NATS"`
 	NATSKey        string        `name:"nats-key" help:"Client key (PEM) for mutual TLS." type:"existingfile" group:"external NATS"`
 
 	httpSecurity
+	securityFlags `embed:""`
+	edgeFlags
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -165,13 +170,20 @@ func (r *runCmd) Validate() error {
 	case r.ClusterListen != "" && r.Replicas > servers:
 		return fmt.Errorf("--replicas %d: more than the %d servers --routes names (with this one)", r.Replicas, servers)
 	}
-	if n := btoi(r.NATSCreds != "") + btoi(r.NATSUser != "" || r.NATSPassword != "") + btoi(r.NATSToken != ""); n > 1 {
-		return errors.New("--nats-creds, --nats-user/--nats-password and --nats-token exclude each other")
+	if n := btoi(r.NATSCreds != "") + btoi(r.NATSUser != "" || r.NATSPassword != "" || r.NATSPasswordFile != "") +
+		btoi(r.NATSToken != "" || r.NATSTokenFile != ""); n > 1 {
+		return errors.New("--nats-creds, --nats-user/--nats-password-file and --nats-token-file exclude each other")
+	}
+	if err := r.securityFlags.validate(len(r.NATSURL) == 0, r.ClusterListen != ""); err != nil {
+		return err
 	}
 	if (r.NATSCert == "") != (r.NATSKey == "") {
 		return errors.New("--nats-cert and --nats-key go together")
 	}
 	if err := r.httpSecurity.validate(); err != nil {
+		return err
+	}
+	if err := r.edgeFlags.validate(len(r.NATSURL) > 0); err != nil {
 		return err
 	}
 	seen := map[string]bool{}
@@ -221,8 +233,18 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 		StandbyBufferSize: r.StandbyBuffer, KeepSource: r.KeepSource, Logger: log,
 		ClusterName: r.ClusterName, ClusterListen: r.ClusterListen, Routes: r.Routes, Replicas: r.Replicas,
 		Standbys: r.Standbys, SessionTimeout: r.SessionTimeout, NATSURLs: r.NATSURL, ResetTables: r.ResetTable,
-		NATS: jetstream.ExternalOptions{CredsFile: r.NATSCreds, User: r.NATSUser, Password: r.NATSPassword,
-			Token: r.NATSToken, CAFile: r.NATSCA, CertFile: r.NATSCert, KeyFile: r.NATSKey},
+		ChangelogBehind: manager.ChangelogBehind(r.ChangelogBehind),
+		NATS: jetstream.ExternalOptions{CredsFile: r.NATSCreds, User: r.NATSUser,
+			CAFile: r.NATSCA, CertFile: r.NATSCert, KeyFile: r.NATSKey},
+	}
+	var err error
+	if cfg.NATS.Password, cfg.NATS.Token, err = r.externalSecrets(); err != nil {
+		return cfg, err
+	}
+	if len(r.NATSURL) == 0 {
+		if cfg.NATSSecurity, err = r.security(); err != nil {
+			return cfg, err
+		}
 	}
 	if r.Standbys == 0 {
 		cfg.Standbys = -1 // edge.Config: negative means none
@@ -233,6 +255,7 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 	if err := r.httpSecurity.load(&cfg); err != nil {
 		return cfg, err
 	}
+	cfg.Edge = r.edgeFlags.config()
 	for _, t := range r.Table {
 		t.MaxClockSkew = r.MaxClockSkew
 		if r.MaxClockSkew <= 0 {
@@ -284,14 +307,7 @@ func main() {
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var c cli
 	exit := -1
-	parser, err := kong.New(&c,
-		kong.Name("edgetables"),
-		kong.Description("Faust-style tables on NATS JetStream, in one binary."),
-		kong.DefaultEnvars("EDGETABLES"),
-		kong.Writers(stdout, stderr),
-		kong.Exit(func(code int) { exit = code }),
-		kong.UsageOnError(),
-	)
+	parser, err := newParser(&c, stdout, stderr, func(code int) { exit = code })
 	if err != nil {
 		fmt.Fprintf(stderr, "edgetables: %v\n", err)
 		return 1
@@ -299,6 +315,9 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	kctx, err := parser.Parse(args)
 	if exit >= 0 { // --help
 		return exit
+	}
+	if err == nil {
+		err = secretOnCommandLine(args)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "edgetables: error: %v\n", err)
@@ -309,29 +328,30 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 	switch kctx.Command() {
 	case "version":
-		fmt.Fprintln(stdout, "edgetables", versionString())
+		fmt.Fprintln(stdout, versionLine())
 		return 0
 	case "status":
 		return c.Status.run(ctx, stdout, stderr)
+	case "passwd":
+		return c.Passwd.run(os.Stdin, stdout, stderr)
 	case "bench":
 		return c.Bench.run(ctx, stdout, stderr, log)
+	case "check":
+		return c.Check.run(stdout, stderr, log)
 	case "run":
-		cfg, err := c.Run.config(log)
+		node, err := c.Run.newNode(log)
 		if err != nil {
 			fmt.Fprintf(stderr, "edgetables: error: %v\n", err)
 			return exitUsage
 		}
-		node, err := edge.NewNode(cfg)
-		if err != nil {
-			fmt.Fprintf(stderr, "edgetables: error: %v\n", err)
-			return exitUsage
-		}
+		c.Run.setMemoryLimit(log)
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		defer reloadOnHangup(ctx, cfg, log)()
+		defer reloadOnHangup(ctx, node.Config(), log)()
 		if err := node.Run(ctx); err != nil {
-			if errors.Is(err, edge.ErrAppShape) {
-				// The flags do not fit the app: like an invalid flag.
+			if errors.Is(err, edge.ErrAppShape) || errors.Is(err, jetstream.ErrInsecure) {
+				// The flags do not fit the app, or open a port without
+				// authentication: like an invalid flag.
 				fmt.Fprintf(stderr, "edgetables: error: %v\n", err)
 				return exitUsage
 			}
@@ -342,6 +362,19 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	fmt.Fprintf(stderr, "edgetables: unknown command %q\n", kctx.Command())
 	return exitUsage
+}
+
+// newParser returns the command line's parser into c (docs/flags.md is
+// generated from its model).
+func newParser(c *cli, stdout, stderr io.Writer, exit func(int)) (*kong.Kong, error) {
+	return kong.New(c,
+		kong.Name("edgetables"),
+		kong.Description("Faust-style tables on NATS JetStream, in one binary."),
+		kong.DefaultEnvars("EDGETABLES"),
+		kong.Writers(stdout, stderr),
+		kong.Exit(exit),
+		kong.UsageOnError(),
+	)
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {

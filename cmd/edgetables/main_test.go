@@ -36,6 +36,7 @@ func TestFlagErrors(t *testing.T) {
 		{"partitions not a number", []string{"run", table, "--partitions=many"}, nil, "--partitions"},
 		{"commit interval", []string{"run", table, "--commit-interval=-1s"}, nil, "--commit-interval"},
 		{"sync", []string{"run", table, "--sync=sometimes"}, nil, "--sync"},
+		{"changelog behind", []string{"run", table, "--changelog-behind=ignore"}, nil, "--changelog-behind"},
 		{"standby buffer", []string{"run", table, "--standby-buffer-size=0"}, nil, "--standby-buffer-size"},
 		{"app", []string{"run", table, "--app=a.b"}, nil, "--app"},
 		{"unknown flag", []string{"run", table, "--colour=red"}, nil, "--colour"},
@@ -60,6 +61,13 @@ func TestFlagErrors(t *testing.T) {
 		{"source over max store", []string{"run", table, "--max-store=64MiB", "--source-max-bytes=40MiB"}, nil, "--source-max-bytes 40MiB: does not fit --max-store 64MiB"},
 		{"max memory too small", []string{"run", table, "--max-memory=1000"}, nil, "--max-memory"},
 		{"max store with nats url", []string{"run", table, "--nats-url=nats://127.0.0.1:4222", "--max-store=1GiB"}, nil, "--max-store"},
+		{"leaf remote scheme", []string{"run", table, "--leaf-remote=http://hub:7422"}, nil, "--leaf-remote"},
+		{"leaf remote with password", []string{"run", table, "--leaf-remote=nats-leaf://u:secret@hub:7422"}, nil, "--leaf-remote"},
+		{"leaf user without password file", []string{"run", table, "--leaf-remote=nats-leaf://hub:7422", "--leaf-user=u"}, nil, "--leaf-password-file"},
+		{"leaf creds without remote", []string{"run", table, "--leaf-creds=main.go"}, nil, "need --leaf-remote"},
+		{"site domain is the hub's", []string{"run", table, "--leaf-remote=nats-leaf://hub:7422", "--js-domain=hub"}, nil, "--js-domain"},
+		{"bad hub site", []string{"run", table, "--hub-site=a.b"}, nil, "--hub-site"},
+		{"hub site twice", []string{"run", table, "--hub-site=s1", "--hub-site=s1=x"}, nil, "--hub-site"},
 		{"replicas over routes", []string{"run", table, "--name=a", "--cluster-listen=127.0.0.1:6222", "--routes=nats-route://127.0.0.1:6222", "--replicas=3"}, nil, "--replicas 3"},
 	}
 	for _, c := range cases {

@@ -130,10 +130,11 @@ func (e *env) pipelineRun(ctx context.Context, mode deliveryMode, keys int, targ
 		return Result{}, nil, fmt.Errorf("publish source events: %w", err)
 	}
 	pubRate := float64(n) / time.Since(t0).Seconds()
-	first, last, err := p.source.State(ctx)
+	ss, err := p.source.State(ctx)
 	if err != nil {
 		return Result{}, nil, err
 	}
+	first, last := ss.First, ss.Last
 	if last-first+1 != uint64(n) {
 		return Result{}, nil, fmt.Errorf("source stream holds sequences %d..%d, want %d events", first, last, n)
 	}

@@ -1,0 +1,47 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// The node's identity works in process only: a network client holding its
+// key still cannot use it.
+func TestNodeIdentityInProcessOnly(t *testing.T) {
+	h, err := bcrypt.GenerateFromPassword([]byte("x"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srv, err := StartServer(ctx, ServerConfig{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), App: "app",
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Security: Security{Users: []User{{Name: "d", PasswordBcrypt: string(h), Role: RoleDevice}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	if srv.id == nil {
+		t.Fatal("no node identity with users")
+	}
+	nc, err := srv.ConnectNode("node")
+	if err != nil {
+		t.Fatalf("in process: %v", err)
+	}
+	nc.Close()
+	nc, err = nats.Connect(srv.ClientURL(), nats.Nkey(srv.id.pub, srv.id.kp.Sign), nats.NoReconnect())
+	if err == nil {
+		nc.Close()
+		t.Fatal("the node's identity was accepted over TCP")
+	}
+	if !errors.Is(err, nats.ErrAuthorization) {
+		t.Errorf("error %v, want an authorization violation", err)
+	}
+}

@@ -1,0 +1,151 @@
+package manager
+
+import (
+	"context"
+	"time"
+)
+
+// Source epochs.
+//
+// A partition's committed source position is a sequence of the source
+// stream. A stream deleted and created again numbers its events from 1
+// again, and one that lost its tail (a power cut before the server synced
+// it, while a later commit marker survived in another stream) numbers its
+// new events from its last surviving sequence + 1: in both cases new
+// events reuse sequences at or below the committed position and would be
+// skipped for ever. So every position goes with the source's epoch (its
+// creation time: CommitMarker.SourceEpoch, store.Offsets.SourceEpoch),
+// and a partition's position is checked against the source when it is
+// taken over and while it is processed:
+//
+//   - another epoch: the source was created again; the position becomes
+//     the new stream's first sequence - 1 (its events are all new).
+//   - the same epoch (or an unknown one, from an older marker) and a
+//     position beyond the source's last sequence: the source lost its
+//     tail; the position becomes its last sequence, so that the events
+//     published after the loss are processed.
+//
+// Either is logged as an error and counted (SourceResets). The buffered
+// writes of the old stream's events are committed first, under the old
+// epoch. A lost tail is only seen while the source's last sequence is
+// below the position: events published after the loss and before the
+// check that reach the old position are indistinguishable from old ones.
+
+// sourceCheckEvery is how often the processing goroutine compares the
+// source's epoch and end with what its partitions committed.
+const sourceCheckEvery = 5 * time.Second
+
+// resolveSource returns the position and epoch a partition at position pos
+// of source epoch epoch resumes from on source src, and what happened to
+// the source ("" when the position stands).
+func resolveSource(pos uint64, epoch string, src SourceState) (uint64, string, string) {
+	switch {
+	case src.Epoch == "":
+		return pos, epoch, ""
+	case epoch != "" && epoch != src.Epoch:
+		return max(src.First, 1) - 1, src.Epoch, "created again"
+	case pos > src.Last:
+		return src.Last, src.Epoch, "lost its tail"
+	}
+	return pos, src.Epoch, ""
+}
+
+// resolveRecovered checks the recovered position of p against the source
+// before p is taken over. If the source cannot be read, the position
+// stands: the processing goroutine checks it again (syncSource).
+func (m *TableManager) resolveRecovered(ctx context.Context, p *partition) {
+	sctx, cancel := context.WithTimeout(ctx, readerStallAfter)
+	src, err := m.cfg.Source.State(sctx)
+	cancel()
+	if err != nil {
+		m.log.Warn("source state unreadable at takeover; the partition's source position is checked again once it is processed",
+			"partition", p.id, "source_seq", p.sourceSeq.Load(), "err", err)
+		return
+	}
+	m.moveSource(p, p.sourceSeq.Load(), src)
+}
+
+// moveSource moves p's source position, pos, to where it resumes on src,
+// logging and counting a move. It reports whether p moved.
+func (m *TableManager) moveSource(p *partition, pos uint64, src SourceState) bool {
+	to, epoch, what := resolveSource(pos, p.sourceEpoch, src)
+	if what == "" {
+		p.sourceEpoch = epoch
+		return false
+	}
+	m.counters.sourceResets.Add(1)
+	m.log.Error("source stream "+what+": the partition's committed source position is moved so that new events are processed",
+		"partition", p.id, "tables", m.tableNames(), "old_source_epoch", p.sourceEpoch, "new_source_epoch", src.Epoch,
+		"committed_source_seq", pos, "resumes_after_seq", to, "source_first_seq", src.First, "source_last_seq", src.Last)
+	p.sourceSeq.Store(to)
+	p.sourceEpoch = epoch
+	p.logSource = 0
+	p.lastPersist = to
+	p.remark = true
+	return true
+}
+
+// syncSource compares the source's epoch and end with the positions of the
+// active partitions and with the reader's, and moves the positions of
+// partitions whose source was created again or lost its tail (after
+// committing what they buffered). changed reports that the reader must be
+// repositioned; ok is false when the buffered writes could not be
+// committed first: then nothing moved and the source must not be read.
+func (m *TableManager) syncSource(ctx context.Context) (changed, ok bool) {
+	m.lastSourceCheck = time.Now()
+	sctx, cancel := context.WithTimeout(ctx, readerStallAfter)
+	src, err := m.cfg.Source.State(sctx)
+	cancel()
+	if err != nil || src.Epoch == "" {
+		return false, true // reading fails or goes on; checked again later
+	}
+	moved := m.sourceEpoch != "" && m.sourceEpoch != src.Epoch || m.examined > src.Last
+	if !moved {
+		for _, p := range m.assigned() {
+			if p.State() == StateActive {
+				if _, _, what := resolveSource(p.position(m.examined), p.sourceEpoch, src); what != "" {
+					moved = true
+				}
+			}
+		}
+	}
+	if !moved {
+		m.sourceEpoch = src.Epoch
+		for _, p := range m.assigned() {
+			if p.State() == StateActive && p.sourceEpoch == "" {
+				p.sourceEpoch = src.Epoch
+			}
+		}
+		return false, true
+	}
+	// What was read from the old stream is committed under its epoch.
+	if err := m.commit(ctx); err != nil {
+		m.log.Warn("the source stream changed; its events read so far must be committed before reading the new one, and that failed; retrying",
+			"old_source_epoch", m.sourceEpoch, "new_source_epoch", src.Epoch, "err", err)
+		return false, false
+	}
+	for _, p := range m.assigned() {
+		if p.State() != StateActive {
+			continue
+		}
+		if m.moveSource(p, p.position(m.examined), src) {
+			p.covered, p.attached = 0, false
+		}
+	}
+	if m.examined > src.Last || m.sourceEpoch != src.Epoch {
+		m.log.Warn("the source stream changed under the reader; reading it again",
+			"old_source_epoch", m.sourceEpoch, "new_source_epoch", src.Epoch, "examined_seq", m.examined, "source_last_seq", src.Last)
+	}
+	m.sourceEpoch = src.Epoch
+	return true, true
+}
+
+// tableNames returns the names of the tables, sorted.
+func (m *TableManager) tableNames() []string {
+	ts := m.Tables()
+	out := make([]string, len(ts))
+	for i, t := range ts {
+		out[i] = t.Name()
+	}
+	return out
+}
