@@ -55,6 +55,9 @@ type API struct {
 	maxValue int
 	// sites, on a hub node, serves its sites' tables.
 	sites *jetstream.SiteTables
+	// storage, with an embedded server, says when writes fail for want
+	// of space: /readyz, /v1/status and /metrics show it.
+	storage *storageWatch
 }
 
 // NewAPI returns the HTTP API over m.
@@ -81,7 +84,7 @@ func NewAPI(m *manager.TableManager, log *slog.Logger) *API {
 //	GET /metrics                           Prometheus metrics (text format)
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", a.need(ScopeMetrics, metricsHandler(a.m, a.log, a.collectors...).ServeHTTP))
+	mux.Handle("GET /metrics", a.need(ScopeMetrics, metricsHandler(a.m, a.log, a.storage, a.collectors...).ServeHTTP))
 	mux.Handle("GET /v1/tables", a.need(ScopeRead, a.listTables))
 	mux.Handle("GET /v1/tables/{table}/keys/{key}", a.need(ScopeRead, a.getKey))
 	mux.Handle("GET /v1/tables/{table}/keys", a.need(ScopeRead, a.listKeys))
@@ -94,10 +97,12 @@ func (a *API) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ready, reasons := a.m.Readiness()
+		more := a.storage.Reasons()
 		if a.reasons != nil {
-			if more := a.reasons(); len(more) > 0 {
-				ready, reasons = false, append(reasons, more...)
-			}
+			more = append(more, a.reasons()...)
+		}
+		if len(more) > 0 {
+			ready, reasons = false, append(reasons, more...)
 		}
 		if !ready {
 			w.Header().Set("Retry-After", "1")
@@ -304,6 +309,10 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		"events_processed": st.EventsProcessed, "changelog_records": st.ChangelogRecords,
 		"commits": st.Commits, "mean_commit_ms": float64(st.MeanCommit.Microseconds()) / 1000,
 		"rebalances": st.Rebalances, "generation": st.Generation, "dead_letters": st.DeadLetters}
+	if sr := a.storage.Reasons(); len(sr) > 0 {
+		resp["ready"] = false
+		resp["not_ready"] = append(sr, st.NotReady...)
+	}
 	if cs := a.m.Cluster(); cs != nil {
 		resp["cluster"] = cs
 	}

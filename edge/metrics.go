@@ -25,6 +25,11 @@ const standbyLagTimeout = 2 * time.Second
 type Metrics struct {
 	m   *manager.TableManager
 	log *slog.Logger
+	// storage, when set, makes ready 0 while writes fail for want of space
+	// and sets storageFailing.
+	storage *storageWatch
+
+	storageFailing *prometheus.Desc
 
 	events, records, commits, commitSeconds, rebalances, generation, ready,
 	deadLetters, deadLetterReasons, commitFailures, taskFailures, takenBack, uncommitted, pending, unknown, sourceGaps, markerRegressions, sourceResets, changelogBehind, partitions, remaining, standbyLag, globalApplied, globalLag *prometheus.Desc
@@ -46,6 +51,7 @@ func NewMetrics(m *manager.TableManager, log *slog.Logger) *Metrics {
 		rebalances:        d("rebalances_total", "Rebalances applied (a single node applies one at start)."),
 		generation:        d("assignment_generation", "Assignment generation this node applied."),
 		ready:             d("ready", "1 when every active partition is recovered and processing, else 0."),
+		storageFailing:    d("storage_writes_failing", "1 while the embedded server's JetStream storage refuses writes (full, or a disk write error), else 0."),
 		deadLetters:       d("dead_letters_total", "Events refused by an agent and sent to the dead-letter subject.", "agent"),
 		deadLetterReasons: d("dead_letters_by_reason_total", "Events refused, by kind of reason: key (no key), agent (the agent failed), limit (writes too large to commit).", "reason"),
 		commitFailures:    d("commit_failures_total", "Failed partition commits: fenced (another writer owns the changelog) or other (retried).", "reason"),
@@ -69,7 +75,7 @@ func NewMetrics(m *manager.TableManager, log *slog.Logger) *Metrics {
 // Describe sends the descriptions of every metric.
 func (c *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.events, c.records, c.commits, c.commitSeconds, c.rebalances, c.generation,
-		c.ready, c.deadLetters, c.deadLetterReasons, c.commitFailures, c.taskFailures, c.takenBack, c.uncommitted, c.pending, c.unknown, c.sourceGaps, c.markerRegressions, c.sourceResets, c.changelogBehind, c.partitions, c.remaining, c.standbyLag, c.globalApplied, c.globalLag} {
+		c.ready, c.storageFailing, c.deadLetters, c.deadLetterReasons, c.commitFailures, c.taskFailures, c.takenBack, c.uncommitted, c.pending, c.unknown, c.sourceGaps, c.markerRegressions, c.sourceResets, c.changelogBehind, c.partitions, c.remaining, c.standbyLag, c.globalApplied, c.globalLag} {
 		ch <- d
 	}
 }
@@ -92,7 +98,11 @@ func (c *Metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstHistogram(c.commitSeconds, h.Count, h.Sum.Seconds(), h.Cumulative())
 	counter(c.rebalances, st.Rebalances)
 	gauge(c.generation, float64(st.Generation))
-	gauge(c.ready, b2f(st.Ready))
+	failing := len(c.storage.Reasons()) > 0
+	gauge(c.ready, b2f(st.Ready && !failing))
+	if c.storage != nil {
+		gauge(c.storageFailing, b2f(failing))
+	}
 	for agent, n := range st.DeadLetters {
 		counter(c.deadLetters, n, agent)
 	}
@@ -160,11 +170,14 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// metricsHandler serves m's metrics with the Go runtime's, the process's
-// and extra ones, in the Prometheus text format.
-func metricsHandler(m *manager.TableManager, log *slog.Logger, extra ...prometheus.Collector) http.Handler {
+// metricsHandler serves m's metrics (with storage's state, if set) with
+// the Go runtime's, the process's and extra ones, in the Prometheus text
+// format.
+func metricsHandler(m *manager.TableManager, log *slog.Logger, storage *storageWatch, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(NewMetrics(m, log), collectors.NewGoCollector(),
+	mc := NewMetrics(m, log)
+	mc.storage = storage
+	reg.MustRegister(mc, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(extra...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})

@@ -88,9 +88,25 @@ type Config struct {
 	// SessionTimeout bounds how long a dead member keeps its partitions
 	// (default 5s).
 	SessionTimeout time.Duration
-	// SourceMaxBytes caps the source stream (default 1 GiB); when it is
-	// full, JetStream publishers get errors rather than losing old events.
+	// SourceMaxBytes caps the source stream (default: a quarter of
+	// MaxStore, at most 1 GiB; at most half of MaxStore); when it is full,
+	// JetStream publishers get errors rather than losing old events.
 	SourceMaxBytes int64
+	// MaxStore is the embedded server's JetStream storage limit in bytes
+	// (default: half of the data directory's free disk, JetStream data
+	// included; at least MinMaxStore). Beyond it publishes and commits
+	// fail until space is freed; the node reports it in its readiness.
+	// MaxMemory is its memory limit (default 256 MiB; the node's streams
+	// are on disk). Neither applies with NATSURLs.
+	MaxStore, MaxMemory int64
+	// TombstoneTTL is how long the changelogs and the global stream keep a
+	// deleted key's tombstone (default 24h; negative: for ever). A store
+	// whose offset is older than that (a node down longer) is rebuilt by a
+	// full replay, since it may have missed tombstones. Closed windows'
+	// tombstones have their own TTL (the table spec's tombstone-ttl).
+	TombstoneTTL time.Duration
+	// deadLetterBytes caps the dead-letter stream (resolveStorage).
+	deadLetterBytes int64
 	// Partitions, CommitInterval, CommitEvery, RecoveryBufferSize,
 	// StandbyBufferSize and KeepSource are the table manager's (see
 	// manager.Config).
@@ -154,9 +170,6 @@ func (c *Config) setDefaults() error {
 	if c.Partitions == 0 {
 		c.Partitions = 8
 	}
-	if c.SourceMaxBytes == 0 {
-		c.SourceMaxBytes = 1 << 30
-	}
 	if len(c.Routes) > 0 && c.ClusterListen == "" {
 		return errors.New("node: Routes need ClusterListen")
 	}
@@ -177,6 +190,17 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	switch {
+	case c.TombstoneTTL == 0:
+		c.TombstoneTTL = jetstream.DefaultTombstoneTTL
+	case c.TombstoneTTL < 0:
+		c.TombstoneTTL = 0 // for ever: no TTL
+	case c.TombstoneTTL < time.Second:
+		return fmt.Errorf("--tombstone-ttl %s: want at least 1s (0: keep tombstones for ever)", c.TombstoneTTL)
+	}
+	if err := c.resolveStorage(); err != nil {
+		return err
 	}
 	if err := c.Edge.setDefaults(c); err != nil {
 		return err
@@ -253,6 +277,8 @@ type Node struct {
 	source *jetstream.Source
 	// siteTables: a hub node's copy of its sites' table changelogs.
 	siteTables *jetstream.SiteTables
+	// storage watches the embedded server's storage (nil with NATSURLs).
+	storage *storageWatch
 }
 
 // server returns the embedded server (nil with external NATS).
@@ -314,6 +340,12 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopNATS()
+	if n.storage != nil {
+		wctx, stopWatch := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() { defer close(watched); n.storage.run(wctx) }()
+		defer func() { stopWatch(); <-watched }()
+	}
 	js, err := natsjs.New(nc, natsjs.WithPublishAsyncMaxPending(8192))
 	if err != nil {
 		return fmt.Errorf("JetStream context: %w", err)
@@ -369,6 +401,7 @@ func (n *Node) Run(ctx context.Context) error {
 		a := NewAPI(m, n.log)
 		a.maxValue = jetstream.MaxRecordBytes(js.Conn())
 		a.sites = siteTables
+		a.storage = n.storage
 		a.tokens, a.clientCerts = cfg.HTTPTokens, cfg.HTTPTLS.ClientCerts()
 		a.collectors = append(a.collectors, newDiskMetrics(cfg.DataDir))
 		a.extra = func() map[string]any {
@@ -436,6 +469,7 @@ func (n *Node) connect(ctx context.Context) (nc *nats.Conn, url string, stop fun
 	srv, err := jetstream.StartServer(ctx, jetstream.ServerConfig{
 		Name: cfg.Name, Listen: cfg.NATSListen, StoreDir: cfg.DataDir, SyncAlways: cfg.SyncAlways,
 		ClusterName: cfg.ClusterName, ClusterListen: cfg.ClusterListen, Routes: cfg.Routes,
+		MaxStore: cfg.MaxStore, MaxMemory: cfg.MaxMemory,
 		Logger: n.log.With("component", "nats"), Security: cfg.NATSSecurity,
 		App: cfg.App, SourceSubjects: manager.SubjectsOf(cfg.Agents),
 		Leaf: n.leafConfig(),
@@ -451,6 +485,7 @@ func (n *Node) connect(ctx context.Context) (nc *nats.Conn, url string, stop fun
 	n.mu.Lock()
 	n.srv = srv
 	n.mu.Unlock()
+	n.storage = &storageWatch{srv: srv, dataDir: cfg.DataDir, log: n.log.With("component", "storage")}
 	return nc, srv.ClientURL(), func() { nc.Close(); srv.Shutdown() }, nil
 }
 
@@ -458,7 +493,7 @@ func (n *Node) connect(ctx context.Context) (nc *nats.Conn, url string, stop fun
 func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr string) (*manager.TableManager, error) {
 	cfg := n.cfg
 	changelog, err := jetstream.NewChangelog(ctx, js, jetstream.ChangelogConfig{App: cfg.App, Partitions: cfg.Partitions,
-		Replicas: cfg.Replicas, Atomic: cfg.ExactlyOnce})
+		Replicas: cfg.Replicas, Atomic: cfg.ExactlyOnce, TombstoneTTL: cfg.TombstoneTTL})
 	if err != nil {
 		return nil, err
 	}
@@ -469,7 +504,7 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 		return nil, err
 	}
 	n.source = source
-	dlq, err := jetstream.NewDeadLetters(ctx, js, cfg.App, cfg.Replicas)
+	dlq, err := jetstream.NewDeadLetterQueue(ctx, js, jetstream.DeadLetterConfig{App: cfg.App, Replicas: cfg.Replicas, MaxBytes: cfg.deadLetterBytes})
 	if err != nil {
 		return nil, err
 	}
@@ -483,7 +518,7 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 	}
 	var global manager.GlobalLog // nil without global tables: no stream
 	if slices.ContainsFunc(cfg.Tables, manager.IsGlobalTable) {
-		gl, err := jetstream.NewGlobalLog(ctx, js, jetstream.GlobalConfig{App: cfg.App, Replicas: cfg.Replicas})
+		gl, err := jetstream.NewGlobalLog(ctx, js, jetstream.GlobalConfig{App: cfg.App, Replicas: cfg.Replicas, TombstoneTTL: cfg.TombstoneTTL})
 		if err != nil {
 			return nil, err
 		}

@@ -27,9 +27,20 @@ type router struct {
 	app string
 }
 
-// query is a routed read on the wire.
+// Wire versions of a routed query and its answer (field "v"; absent, as
+// from a release before versions, is 1). A version changes only when a
+// reader of the previous one would misread the new one: a node refuses a
+// query of a later version (bad_request) and fails on such an answer.
+const (
+	queryVersion  = 1
+	answerVersion = 1
+)
+
+// query is a routed read on the wire (a request on <app>.query.<node>).
+// testdata/query-v1.json is its golden file.
 type query struct {
-	Op     string `json:"op"` // get, scan, count
+	V      int    `json:"v"`
+	Op     string `json:"op"` // get, scan, count, windows
 	Table  string `json:"table"`
 	Key    []byte `json:"key,omitempty"`
 	Prefix []byte `json:"prefix,omitempty"`
@@ -41,15 +52,48 @@ type query struct {
 }
 
 // answer is the reply to a query. Code is one of the HTTP API's error codes
-// when the read failed.
+// when the read failed. testdata/answer-v1.json is its golden file.
 type answer struct {
+	V         int                   `json:"v"`
 	Code      string                `json:"code,omitempty"`
 	Error     string                `json:"error,omitempty"`
 	Value     []byte                `json:"value,omitempty"`
 	Partition int                   `json:"partition"`
-	Entries   []manager.KeyValue    `json:"entries,omitempty"`
+	Entries   []entryWire           `json:"entries,omitempty"`
 	Count     int                   `json:"count,omitempty"`
 	Windows   []manager.WindowEntry `json:"windows,omitempty"`
+}
+
+// entryWire is a scanned entry in an answer. Its names are those the first
+// release wrote (manager.KeyValue without tags).
+type entryWire struct {
+	Key       []byte `json:"Key"`
+	Value     []byte `json:"Value"`
+	Partition int    `json:"Partition"`
+}
+
+// toEntries converts scanned entries for an answer.
+func toEntries(kvs []manager.KeyValue) []entryWire {
+	if kvs == nil {
+		return nil
+	}
+	out := make([]entryWire, len(kvs))
+	for i, kv := range kvs {
+		out[i] = entryWire(kv)
+	}
+	return out
+}
+
+// fromEntries converts an answer's entries back.
+func fromEntries(es []entryWire) []manager.KeyValue {
+	if es == nil {
+		return nil
+	}
+	out := make([]manager.KeyValue, len(es))
+	for i, e := range es {
+		out[i] = manager.KeyValue(e)
+	}
+	return out
 }
 
 // errBadQuery marks a query a node refuses as malformed.
@@ -134,7 +178,7 @@ func (r *router) scan(ctx context.Context, table string, prefix, after []byte, l
 			if err != nil {
 				return nil, err
 			}
-			kvs = a.Entries
+			kvs = fromEntries(a.Entries)
 		}
 		out = append(out, kvs...)
 	}
@@ -181,6 +225,7 @@ func (r *router) allServed() error {
 
 // ask sends q to node and decodes its answer.
 func (r *router) ask(ctx context.Context, node string, q query) (answer, error) {
+	q.V = queryVersion
 	req, err := json.Marshal(q)
 	if err != nil {
 		return answer{}, err
@@ -203,6 +248,9 @@ func decodeAnswer(node string, resp []byte) (answer, error) {
 	if err := json.Unmarshal(resp, &a); err != nil {
 		return answer{}, fmt.Errorf("answer of %s: %w", node, err)
 	}
+	if a.V > answerVersion {
+		return answer{}, fmt.Errorf("answer of %s: version %d, this node reads up to %d: upgrade it", node, a.V, answerVersion)
+	}
 	if a.Code != "" {
 		if e, ok := codeErrors[a.Code]; ok {
 			return a, fmt.Errorf("%s (from %s): %w", a.Error, node, e)
@@ -219,6 +267,8 @@ func (r *router) serve(ctx context.Context, req []byte) []byte {
 	err := json.Unmarshal(req, &q)
 	if err != nil {
 		err = fmt.Errorf("%w: %w", errBadQuery, err)
+	} else if q.V > queryVersion {
+		err = fmt.Errorf("%w: query of version %d, this node reads up to %d: upgrade it", errBadQuery, q.V, queryVersion)
 	} else {
 		switch q.Op {
 		case "get":
@@ -230,7 +280,9 @@ func (r *router) serve(ctx context.Context, req []byte) []byte {
 				err = fmt.Errorf("%w: limit must be from 1 to %d, got %d", errBadQuery, maxListLimit, q.Limit)
 				break
 			}
-			a.Entries, err = r.m.Scan(ctx, q.Table, q.Prefix, q.After, q.Limit)
+			var kvs []manager.KeyValue
+			kvs, err = r.m.Scan(ctx, q.Table, q.Prefix, q.After, q.Limit)
+			a.Entries = toEntries(kvs)
 		case "count":
 			a.Count, err = r.m.Count(q.Table)
 		case "windows":
@@ -246,6 +298,7 @@ func (r *router) serve(ctx context.Context, req []byte) []byte {
 	if err != nil {
 		a = answer{Code: errCode(err), Error: err.Error()}
 	}
+	a.V = answerVersion
 	b, _ := json.Marshal(a)
 	return b
 }

@@ -57,7 +57,8 @@ type TableSpec struct {
 	Time    manager.TimeSource
 	// TombstoneTTL is how long the changelog keeps a closed window's
 	// tombstone: manager.WindowedTableConfig.TombstoneTTL (0: the default,
-	// negative: for ever).
+	// negative, "forever": no TTL of its own, so the node's
+	// Config.TombstoneTTL applies, as to other tombstones).
 	TombstoneTTL time.Duration
 	// MaxClockSkew is manager.WindowedTableConfig.MaxClockSkew (0: the
 	// default, an hour; negative: no bound). It is the node's

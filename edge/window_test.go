@@ -116,7 +116,7 @@ func TestHTTPWindows(t *testing.T) {
 func TestSpecTombstoneTTL(t *testing.T) {
 	for _, c := range []struct {
 		ttl, want string
-	}{{"tombstone-ttl=90s", "90"}, {"tombstone-ttl=forever", ""}} {
+	}{{"tombstone-ttl=90s", "90"}, {"tombstone-ttl=forever", "86400"}} { // forever: the node's --tombstone-ttl (24h)
 		t.Run(c.ttl, func(t *testing.T) {
 			n, _ := startNode(t, t.TempDir(), "name=w,source=t.*,key=subject:2,agg=count,window=1s,expires=1s,time=now,"+c.ttl)
 			publish(t, n, "t.k1", `{}`)

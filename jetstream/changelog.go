@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -110,6 +109,13 @@ type ChangelogConfig struct {
 	// Each batch costs the server a staging store and an fsync, about 3 ms
 	// plus 10 µs a message on the reference machine.
 	Atomic bool
+	// TombstoneTTL, if positive, is how long a tombstone (a deleted key)
+	// stays in the log: the server removes it then (Nats-TTL), so deleted
+	// keys do not accumulate for ever. Tombstones given their own TTL
+	// (manager.Record.TTL: closed windows) keep it. With it, State reports
+	// TombstonesFrom, and a store that may have missed an expired
+	// tombstone is rebuilt by a full replay. Default 0: kept for ever.
+	TombstoneTTL time.Duration
 	// BeforeCommit, if set, is called before the commit message of each
 	// atomic batch of an Append (batch counts from 0 within the Append): a
 	// failure injection point. An error abandons the batch, which the
@@ -229,11 +235,17 @@ func (c *Changelog) State(ctx context.Context, p int) (manager.LogState, error) 
 		// or rebuild a good store.
 		return manager.LogState{}, fmt.Errorf("%w: state of partition %d (stream %s)", ErrLeaderless, p, c.streams[p])
 	}
-	return manager.LogState{
+	state := manager.LogState{
 		First: info.State.FirstSeq,
 		Last:  info.State.LastSeq,
 		Epoch: epochOf(info),
-	}, nil
+	}
+	if c.cfg.TombstoneTTL > 0 {
+		if state.TombstonesFrom, err = tombstonesFrom(ctx, c.js.Conn(), c.streams[p], c.cfg.TombstoneTTL, state.Last); err != nil {
+			return manager.LogState{}, fmt.Errorf("state of partition %d: %w", p, err)
+		}
+	}
+	return state, nil
 }
 
 // LastCommit returns the last commit marker in partition p's log and its
@@ -304,7 +316,7 @@ func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs [
 	if c.cfg.Atomic && n > MaxAtomicBatch {
 		return 0, fmt.Errorf("%w: partition %d: %d messages (max %d)", ErrBatchTooLarge, p, n, MaxAtomicBatch)
 	}
-	markerData, err := json.Marshal(marker)
+	markerData, err := EncodeCommitMarker(marker)
 	if err != nil {
 		return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: encode marker: %w", p, err)
 	}
@@ -335,8 +347,11 @@ func (c *Changelog) recordMsg(p int, r *manager.Record) *nats.Msg {
 	} else {
 		m.Data = r.Value
 	}
-	if r.TTL > 0 {
+	switch {
+	case r.TTL > 0:
 		m.Header.Set(natsjs.MsgTTLHeader, ttlHeader(r.TTL))
+	case r.Delete && c.cfg.TombstoneTTL > 0:
+		m.Header.Set(natsjs.MsgTTLHeader, ttlHeader(c.cfg.TombstoneTTL))
 	}
 	return m
 }
@@ -479,6 +494,9 @@ func decodeEntry(p int, stream, prefix, commits string, seq uint64, subj string,
 		if err != nil {
 			return manager.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: subject %q: %w", p, stream, seq, subj, err)
 		}
+		if err := headerVersion("record", h.Get(HeaderVersion), RecordVersion); err != nil {
+			return manager.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: %w", p, stream, seq, err)
+		}
 		e := manager.Entry{Seq: seq, Record: manager.Record{Table: rest[:dot], Key: key}}
 		// A subject delete marker (left by the server when a TTL or MaxAge
 		// removes a subject's last message, if SubjectDeleteMarkerTTL is
@@ -500,11 +518,6 @@ func decodeEntry(p int, stream, prefix, commits string, seq uint64, subj string,
 	return manager.Entry{}, fmt.Errorf("%w: partition %d (stream %s) sequence %d: %q", ErrBadSubject, p, stream, seq, subj)
 }
 
-// decodeMarker decodes a commit marker; an error wraps ErrBadMarker.
-func decodeMarker(data []byte) (manager.CommitMarker, error) {
-	var m manager.CommitMarker
-	if err := json.Unmarshal(data, &m); err != nil {
-		return m, fmt.Errorf("%w: %w", ErrBadMarker, err)
-	}
-	return m, nil
-}
+// decodeMarker decodes a commit marker (DecodeCommitMarker); an error
+// wraps ErrBadMarker, or ErrWireVersion for a later version.
+func decodeMarker(data []byte) (manager.CommitMarker, error) { return DecodeCommitMarker(data) }

@@ -19,8 +19,9 @@ import (
 const (
 	// DeadLetterMaxAge is how long dead letters are kept.
 	DeadLetterMaxAge = 7 * 24 * time.Hour
-	// DeadLetterMaxBytes caps the dead-letter stream; beyond it the oldest
-	// dead letters are dropped.
+	// DeadLetterMaxBytes is the default cap of the dead-letter stream
+	// (DeadLetterConfig.MaxBytes); beyond it the oldest dead letters are
+	// dropped.
 	DeadLetterMaxBytes = 256 << 20
 	// maxReasonLen caps the Edgetables-Reason header.
 	maxReasonLen = 4096
@@ -43,17 +44,39 @@ var _ manager.DeadLetterQueue = (*DeadLetters)(nil)
 // acknowledged; Enqueue waits beyond it.
 const maxPendingDeadLetters = 4096
 
-// NewDeadLetters creates the stream <app>_dlq with subjects <app>.dlq.>, or
-// updates it: file storage, messages kept 7 days and at most 256 MiB in
-// total, the oldest dropped first (Discard old) so a flood of bad events
-// never blocks the app, and the default 2-minute duplicate window that
-// drops a dead letter sent again after a redelivery. replicas <= 0 means 1.
+// DeadLetterConfig configures an app's dead-letter stream.
+type DeadLetterConfig struct {
+	// App is the app name (see ValidateApp). Required.
+	App string
+	// Replicas is the stream's replication factor. Default 1.
+	Replicas int
+	// MaxBytes caps the stream; beyond it the oldest dead letters are
+	// dropped. The server reserves it from its storage limit
+	// (ServerConfig.MaxStore) when the stream is created. Default
+	// DeadLetterMaxBytes.
+	MaxBytes int64
+}
+
+// NewDeadLetters is NewDeadLetterQueue with the default size limit.
 func NewDeadLetters(ctx context.Context, js natsjs.JetStream, app string, replicas int) (*DeadLetters, error) {
+	return NewDeadLetterQueue(ctx, js, DeadLetterConfig{App: app, Replicas: replicas})
+}
+
+// NewDeadLetterQueue creates the stream <app>_dlq with subjects <app>.dlq.>,
+// or updates it: file storage, messages kept 7 days and at most
+// cfg.MaxBytes in total, the oldest dropped first (Discard old) so a flood
+// of bad events never blocks the app, and the default 2-minute duplicate
+// window that drops a dead letter sent again after a redelivery.
+func NewDeadLetterQueue(ctx context.Context, js natsjs.JetStream, cfg DeadLetterConfig) (*DeadLetters, error) {
+	app, replicas := cfg.App, cfg.Replicas
 	if err := ValidateApp(app); err != nil {
 		return nil, err
 	}
 	if replicas <= 0 {
 		replicas = 1
+	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DeadLetterMaxBytes
 	}
 	name := DeadLetterStream(app)
 	_, err := ensureStream(ctx, js, natsjs.StreamConfig{
@@ -64,7 +87,7 @@ func NewDeadLetters(ctx context.Context, js natsjs.JetStream, app string, replic
 		Storage:     natsjs.FileStorage,
 		Replicas:    replicas,
 		MaxMsgs:     -1,
-		MaxBytes:    DeadLetterMaxBytes,
+		MaxBytes:    cfg.MaxBytes,
 		MaxAge:      DeadLetterMaxAge,
 		Discard:     natsjs.DiscardOld,
 	})
@@ -98,7 +121,7 @@ func (d *DeadLetters) asyncFailed(m *nats.Msg, err error) {
 // example Nats-Expected-Last-Sequence or Nats-Msg-Id), are renamed with the
 // prefix Edgetables-Orig-. It adds Edgetables-Agent, Edgetables-Reason
 // (line breaks replaced by spaces, cut to 4 KiB), Edgetables-Source-Subject,
-// Edgetables-Source-Seq, and Nats-Msg-Id "<agent>-<seq>", so sending the
+// Edgetables-Source-Seq, Edgetables-Version (DeadLetterVersion), and Nats-Msg-Id "<agent>-<seq>", so sending the
 // same message again within the duplicate window stores it once.
 func (d *DeadLetters) Send(ctx context.Context, dl manager.DeadLetter) error {
 	m, id, err := d.message(dl)
@@ -182,6 +205,7 @@ func (d *DeadLetters) message(dl manager.DeadLetter) (*nats.Msg, string, error) 
 	h.Set(HeaderReason, reason)
 	h.Set(HeaderSourceSubject, dl.Message.Subject)
 	h.Set(HeaderSourceSeq, seq)
+	h.Set(HeaderVersion, strconv.Itoa(DeadLetterVersion))
 	return &nats.Msg{Subject: DeadLetterSubject(d.app, dl.Agent), Header: h, Data: dl.Message.Data}, dl.Agent + "-" + seq, nil
 }
 
@@ -191,4 +215,43 @@ func (d *DeadLetters) message(dl manager.DeadLetter) (*nats.Msg, string, error) 
 func omitData(m *nats.Msg, dl manager.DeadLetter) {
 	m.Header.Set(HeaderDataOmitted, strconv.Itoa(len(dl.Message.Data)))
 	m.Data = nil
+}
+
+// DecodeDeadLetter reads back a dead letter stored by Send or Enqueue (of
+// this or an earlier version: one without Edgetables-Version is version 1)
+// from its subject, headers and data: the agent, the reason, and the
+// refused message with its source subject, sequence, original headers
+// (the Edgetables-Orig- prefix removed) and data (nil when the dead letter
+// says it was omitted; the header keeps its size). The source message's
+// time is not recorded.
+func DecodeDeadLetter(m *nats.Msg) (manager.DeadLetter, error) {
+	if m == nil || m.Header == nil {
+		return manager.DeadLetter{}, errors.New("edgetables/jetstream: dead letter without headers")
+	}
+	if err := headerVersion("dead letter", m.Header.Get(HeaderVersion), DeadLetterVersion); err != nil {
+		return manager.DeadLetter{}, err
+	}
+	seq, err := strconv.ParseUint(m.Header.Get(HeaderSourceSeq), 10, 64)
+	if err != nil {
+		return manager.DeadLetter{}, fmt.Errorf("edgetables/jetstream: dead letter on %s: %s: %w", m.Subject, HeaderSourceSeq, err)
+	}
+	dl := manager.DeadLetter{
+		Agent:  m.Header.Get(HeaderAgent),
+		Reason: m.Header.Get(HeaderReason),
+		Message: manager.SourceMessage{
+			Seq: seq, Subject: m.Header.Get(HeaderSourceSubject), Data: m.Data,
+		},
+	}
+	for k, vs := range m.Header {
+		switch k {
+		case HeaderAgent, HeaderReason, HeaderSourceSubject, HeaderSourceSeq, HeaderVersion, HeaderDataOmitted,
+			"Nats-Msg-Id", "Nats-Expected-Stream":
+			continue
+		}
+		if dl.Message.Header == nil {
+			dl.Message.Header = map[string][]string{}
+		}
+		dl.Message.Header[strings.TrimPrefix(k, HeaderOrigPrefix)] = append([]string(nil), vs...)
+	}
+	return dl, nil
 }

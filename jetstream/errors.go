@@ -61,4 +61,8 @@ var (
 	// ErrMetaConflict is returned by Meta.Update when the document changed
 	// since the revision given: another node wrote it.
 	ErrMetaConflict = errors.New("edgetables/jetstream: app metadata changed meanwhile")
+	// ErrWireVersion is returned for a document read from NATS (commit
+	// marker, member state, assignment, record, dead letter) of a later
+	// wire version than this edgetables reads: a newer one wrote it.
+	ErrWireVersion = errors.New("edgetables/jetstream: document of a later wire version")
 )

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -17,6 +18,10 @@ type GlobalConfig struct {
 	App string
 	// Replicas is the stream's replication factor. Default 1.
 	Replicas int
+	// TombstoneTTL, if positive, is how long a deleted key's tombstone
+	// stays in the stream (see ChangelogConfig.TombstoneTTL). Default 0:
+	// kept for ever.
+	TombstoneTTL time.Duration
 }
 
 // GlobalLog implements manager.GlobalLog with one JetStream stream,
@@ -53,13 +58,14 @@ func NewGlobalLog(ctx context.Context, js natsjs.JetStream, cfg GlobalConfig) (*
 		MaxBytes:          -1,
 		MaxMsgsPerSubject: 1,
 		Discard:           natsjs.DiscardOld,
+		AllowMsgTTL:       true, // tombstones expire (TombstoneTTL)
 	}
 	if _, err := ensureStream(ctx, js, sc); err != nil {
 		return nil, fmt.Errorf("edgetables/jetstream: create or update stream %s: %w", name, err)
 	}
 	return &GlobalLog{js: js, app: cfg.App, log: &Changelog{
 		js:       js,
-		cfg:      ChangelogConfig{App: cfg.App, Partitions: 1, Replicas: cfg.Replicas},
+		cfg:      ChangelogConfig{App: cfg.App, Partitions: 1, Replicas: cfg.Replicas, TombstoneTTL: cfg.TombstoneTTL},
 		streams:  []string{name},
 		prefixes: []string{globalPrefix(cfg.App)},
 		commits:  []string{""}, // no commit markers: no subject matches
@@ -96,6 +102,9 @@ func (g *GlobalLog) Put(ctx context.Context, rec manager.Record, expect *uint64)
 	msg := &nats.Msg{Subject: GlobalSubject(g.app, rec.Table, rec.Key), Header: make(nats.Header, 2)}
 	if rec.Delete {
 		msg.Header.Set(HeaderOp, OpDelete)
+		if ttl := g.log.cfg.TombstoneTTL; ttl > 0 {
+			msg.Header.Set(natsjs.MsgTTLHeader, ttlHeader(ttl))
+		}
 	} else {
 		msg.Data = rec.Value
 	}

@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -175,7 +174,7 @@ func (g *Group) SessionTimeout() time.Duration { return g.ttl }
 // its old lease over, since its dead instance writes no more.
 func (g *Group) Heartbeat(ctx context.Context, st manager.MemberState) error {
 	st.Node = g.node
-	data, err := json.Marshal(st)
+	data, err := EncodeMemberState(st)
 	if err != nil {
 		return fmt.Errorf("edgetables/jetstream: bucket %s key %s: encode member state: %w", g.bucket, g.memberKey, err)
 	}
@@ -223,8 +222,8 @@ func (g *Group) checkOtherInstance(ctx context.Context, st manager.MemberState) 
 	if err != nil {
 		return fmt.Errorf("edgetables/jetstream: heartbeat of %s: read bucket %s key %s: %w", g.node, g.bucket, g.memberKey, err)
 	}
-	var other manager.MemberState
-	if err := json.Unmarshal(e.Value(), &other); err != nil || other.Instance == "" || other.Instance == st.Instance {
+	other, err := DecodeMemberState(e.Value())
+	if err != nil || other.Instance == "" || other.Instance == st.Instance {
 		return nil // ours, or an older version's: write over it
 	}
 	if other.Started.Before(st.Started) || other.Started.Equal(st.Started) && other.Instance < st.Instance {
@@ -342,7 +341,7 @@ func (g *Group) Resign(ctx context.Context) error {
 // manager.ErrStaleAssignment. One publish; a refused create costs one more
 // read (nats.go checks whether the key was only deleted).
 func (g *Group) PublishAssignment(ctx context.Context, a manager.Assignment, prevRev uint64) (uint64, error) {
-	data, err := json.Marshal(a)
+	data, err := EncodeAssignment(a)
 	if err != nil {
 		return 0, fmt.Errorf("edgetables/jetstream: bucket %s key %s: encode assignment: %w", g.bucket, groupAssignmentKey, err)
 	}

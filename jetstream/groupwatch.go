@@ -2,7 +2,6 @@ package jetstream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -311,8 +310,8 @@ func (v *viewState) apply(key string, value []byte, rev uint64, removed bool, lo
 			v.view.Assignment, v.view.AssignmentRev = manager.Assignment{}, 0
 			return true
 		}
-		var a manager.Assignment
-		if err := json.Unmarshal(value, &a); err != nil {
+		a, err := DecodeAssignment(value)
+		if err != nil {
 			// Keep the revision so the leader can replace it.
 			log.Error("undecodable assignment in group bucket", "revision", rev, "err", err)
 			a = manager.Assignment{}
@@ -331,8 +330,8 @@ func (v *viewState) apply(key string, value []byte, rev uint64, removed bool, lo
 		if old, ok := v.raw[node]; ok && string(old) == string(value) {
 			return false
 		}
-		var st manager.MemberState
-		if err := json.Unmarshal(value, &st); err != nil {
+		st, err := DecodeMemberState(value)
+		if err != nil {
 			// Still a live member; its state is unknown.
 			log.Error("undecodable member state in group bucket", "key", key, "revision", rev, "err", err)
 			st = manager.MemberState{}

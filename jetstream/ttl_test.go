@@ -162,3 +162,54 @@ func TestExistingStreamGetsMsgTTL(t *testing.T) {
 		t.Errorf("log = %+v, want the old record and the marker", es)
 	}
 }
+
+// TestTombstoneTTL: with ChangelogConfig.TombstoneTTL, a tombstone without
+// a TTL of its own gets it (a closed window's keeps its own), leaves the
+// log once it has passed, and a replay from the start has the key absent;
+// State's TombstonesFrom then says that a store which applied the log only
+// up to before the tombstone may have missed it, and one that applied it
+// all did not.
+func TestTombstoneTTL(t *testing.T) {
+	_, _, js := jstest.Start(t)
+	ctx := testCtx(t)
+	cl, err := jetstream.NewChangelog(ctx, js, jetstream.ChangelogConfig{App: app, Partitions: 1, TombstoneTTL: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := mustAppend(t, cl, 0, 0, []manager.Record{
+		{Table: "t", Key: []byte("a"), Value: []byte("1")},
+		{Table: "t", Key: []byte("b"), Value: []byte("2")},
+	}, manager.CommitMarker{SourceSeq: 2})
+	if s, err := cl.State(ctx, 0); err != nil || s.TombstonesFrom != 1 {
+		t.Fatalf("state of a young log = %+v, %v; want TombstonesFrom 1", s, err)
+	}
+	last := mustAppend(t, cl, 0, before, []manager.Record{
+		{Table: "t", Key: []byte("a"), Delete: true},
+		{Table: "w", Key: []byte("window"), Delete: true, TTL: time.Hour},
+	}, manager.CommitMarker{SourceSeq: 3})
+	st, err := js.Stream(ctx, cl.Stream(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetLastMsgForSubject(ctx, jetstream.RecordSubject(app, 0, "w", []byte("window")))
+	if err != nil || m.Header.Get(natsjs.MsgTTLHeader) != "3600" {
+		t.Fatalf("closed window's tombstone: %v, Nats-TTL %q; want its own 3600", err, m.Header.Get(natsjs.MsgTTLHeader))
+	}
+	waitGone(t, js, cl.Stream(0), jetstream.RecordSubject(app, 0, "t", []byte("a")), 10*time.Second)
+	var got []string
+	for _, e := range replayAll(t, cl, 0, 1, last, 100) {
+		if e.Commit == nil {
+			got = append(got, fmt.Sprintf("%s/%s del=%v", e.Record.Table, e.Record.Key, e.Record.Delete))
+		}
+	}
+	if want := "[t/b del=false w/window del=true]"; fmt.Sprint(got) != want {
+		t.Errorf("replay after the tombstone TTL = %v, want %s", got, want)
+	}
+	s, err := cl.State(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.TombstonesFrom != last+1 {
+		t.Errorf("TombstonesFrom = %d once every message is older than the TTL less its margin, want %d", s.TombstonesFrom, last+1)
+	}
+}

@@ -117,7 +117,15 @@ func (g *globalReplica) follow(ctx context.Context) error {
 			return fmt.Errorf("replay global log from %d to %d: %w", from, state.Last, err)
 		}
 		if got := g.applied.Load(); got < state.Last {
-			return fmt.Errorf("replay of the global log from %d stopped at %d, before the log's end %d", from, got, state.Last)
+			// The replay passed every message up to Last: those after
+			// got were removed (expired tombstones at the log's end,
+			// which has no commit markers). Record that the store is at
+			// Last, or every restart would rebuild it.
+			if err := g.st.Apply(store.Batch{Offsets: store.Offsets{Changelog: state.Last, Epoch: g.epoch}}); err != nil {
+				return fmt.Errorf("replay of the global log from %d to %d: %w", from, state.Last, err)
+			}
+			g.applied.Store(state.Last)
+			g.signal()
 		}
 		g.log.Info("global tables recovered", "from", from, "to", state.Last, "applied_from", before, "took", time.Since(start).Round(time.Millisecond))
 	}
@@ -141,7 +149,7 @@ func (g *globalReplica) follow(ctx context.Context) error {
 // open opens the store unless the open one agrees with the log's state.
 func (g *globalReplica) open(state LogState) error {
 	a := g.applied.Load()
-	if g.st != nil && a <= state.Last && (a == 0 || (g.epoch == state.Epoch && a+1 >= state.First)) {
+	if g.st != nil && a <= state.Last && (a == 0 || (g.epoch == state.Epoch && a+1 >= state.First)) && !state.missedTombstones(a) {
 		return nil
 	}
 	g.mu.Lock()

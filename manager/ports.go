@@ -61,6 +61,18 @@ type LogState struct {
 	First, Last uint64
 	// Epoch changes when the log is deleted and created again.
 	Epoch string
+	// TombstonesFrom, when the log's tombstones expire, is the first
+	// sequence from which none can have expired: a store that applied the
+	// log only up to an offset below TombstonesFrom-1 may have missed a
+	// tombstone, and would keep a deleted key; it is rebuilt by a full
+	// replay. 0 when tombstones are kept for ever.
+	TombstonesFrom uint64
+}
+
+// missedTombstones reports whether a store that applied the log up to
+// offset (0: nothing) may have missed a tombstone that has expired since.
+func (s LogState) missedTombstones(offset uint64) bool {
+	return offset > 0 && offset+1 < s.TombstonesFrom
 }
 
 // Changelog is the app's changelog: one ordered log per partition, holding

@@ -310,7 +310,7 @@ func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) (e
 // trusted reports whether p's open store agrees with the log's state.
 func (r *Recovery) trusted(p *partition, state LogState) bool {
 	a := p.applied.Load()
-	return a <= state.Last && (a == 0 || (p.epoch == state.Epoch && a+1 >= state.First))
+	return a <= state.Last && (a == 0 || (p.epoch == state.Epoch && a+1 >= state.First)) && !state.missedTombstones(a)
 }
 
 // open opens p's store (closing one already open), rebuilding it when it
@@ -374,6 +374,10 @@ func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState
 			// reads the whole log either way, so a rebuild costs the same.
 			reason = fmt.Sprintf("persisted changelog offset %d is behind the changelog's first sequence %d: the log was compacted or trimmed past it, so the whole log is replayed into a new store",
 				offs.Changelog, state.First)
+			behind = true
+		case state.missedTombstones(offs.Changelog):
+			reason = fmt.Sprintf("persisted changelog offset %d is older than the tombstone TTL (the log from sequence %d on is younger): a tombstone it did not apply may have expired, so the whole log is replayed into a new store",
+				offs.Changelog, state.TombstonesFrom)
 			behind = true
 		case offs.Changelog > 0:
 			covered, ok, err := coveredTables(st)

@@ -58,8 +58,10 @@ type WindowedTableConfig[K, V any] struct {
 	// close windows (see docs/ARCHITECTURE.md, Closed windows).
 	MaxClockSkew time.Duration
 	// TombstoneTTL is how long the changelog keeps the tombstone of a
-	// closed window (0: DefaultTombstoneTTL; negative: for ever, like the
-	// tombstones of plain tables; rounded up to whole seconds). Longer
+	// closed window (0: DefaultTombstoneTTL; negative: no TTL of its own,
+	// like the tombstones of plain tables, which the changelog keeps for
+	// ever or, if it has one, for its own tombstone TTL; rounded up to
+	// whole seconds). Longer
 	// keeps more tombstones in the changelog, one per window closed within
 	// the TTL, and so lengthens recovery; shorter makes it likelier that a
 	// store recovering from an older offset misses a tombstone, which

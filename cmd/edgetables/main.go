@@ -90,8 +90,11 @@ type runCmd struct {
 	Sync            string            `help:"JetStream fsync policy: 'always' (every write reaches the disk before it is acknowledged) or 'interval' (the server's periodic sync)." default:"interval" enum:"always,interval"`
 	Guarantee       string            `name:"processing-guarantee" help:"at-least-once, or exactly-once (each commit is one atomic JetStream batch: no event counted twice, even across crashes)." default:"at-least-once" enum:"at-least-once,exactly-once"`
 	KeepSource      bool              `help:"Keep committed events in the source stream (default: remove them once committed)."`
-	SourceMaxBytes  int64             `help:"Largest size of the source stream in bytes; when full, JetStream publishers get errors." default:"1073741824"`
+	SourceMaxBytes  byteSize          `help:"Largest size of the source stream (bytes, or e.g. 256MiB); when full, JetStream publishers get errors. 0: a quarter of --max-store, at most 1GiB; at most half of --max-store." default:"0" placeholder:"SIZE"`
+	MaxStore        byteSize          `help:"JetStream disk limit of the embedded server (e.g. 200MiB, 4GiB); beyond it publishes and commits fail and /readyz says so until space is freed. 0: half of the data directory's free disk (JetStream data included), the rest left for the table stores." default:"0" placeholder:"SIZE"`
+	MaxMemory       byteSize          `help:"JetStream memory limit of the embedded server (its streams are on disk; this bounds memory streams). 0: 256MiB." default:"0" placeholder:"SIZE"`
 	Table           []tableFlag       `help:"Built-in table: name=NAME,source=SUBJECT,key=subject:N|json:FIELD,agg=count|sum|min|max|avg|latest|set[,field=FIELD][,window=DURATION[,hop=DURATION][,expires=DURATION][,time=json:FIELD|header:NAME|stream|now][,tombstone-ttl=DURATION|forever]]. NAME: lower-case letters, digits, '_' and '-'. Repeatable; in EDGETABLES_TABLE, specs are separated by ';'." sep:";"`
+	TombstoneTTL    time.Duration     `name:"tombstone-ttl" help:"How long the changelogs and the global stream keep a deleted key's tombstone; a node down longer rebuilds its stores by a full replay. 0: for ever (the log grows by one message per key ever deleted)." default:"24h"`
 	MaxClockSkew    time.Duration     `help:"Windowed tables: how far ahead of this node's clock an event time may be (further: dead letter), and how far the clock may jump ahead and be followed at once (further: windows close by the clock as it ran before, until it comes back, event times confirm it, or it keeps the jump this long). 0: no bound." default:"1h"`
 	GlobalTable     []globalTableFlag `name:"global-table" help:"Global table NAME: every node holds all of it; JSON values written with PUT/DELETE /v1/tables/NAME/keys/KEY on any node. Repeatable." placeholder:"NAME"`
 	ResetTable      []string          `name:"reset-table" help:"Reset table NAME, declared with its new spec, if its spec differs from the one the app recorded or nodes ran without it: drop its records from the changelog and every node's stores, record the new spec, start it empty. Stop every other node first; remove the flag afterwards. Repeatable." placeholder:"NAME"`
@@ -134,8 +137,10 @@ func (r *runCmd) Validate() error {
 		return fmt.Errorf("--recovery-buffer-size %d: must be at least 1", r.RecoveryBuffer)
 	case r.StandbyBuffer < 1:
 		return fmt.Errorf("--standby-buffer-size %d: must be at least 1", r.StandbyBuffer)
-	case r.SourceMaxBytes < 1<<20:
-		return fmt.Errorf("--source-max-bytes %d: must be at least 1 MiB", r.SourceMaxBytes)
+	case r.TombstoneTTL < 0 || r.TombstoneTTL > 0 && r.TombstoneTTL < time.Second:
+		return fmt.Errorf("--tombstone-ttl %s: want at least 1s, or 0 (for ever)", r.TombstoneTTL)
+	case r.SourceMaxBytes != 0 && r.SourceMaxBytes < 1<<20:
+		return fmt.Errorf("--source-max-bytes %d: must be at least 1 MiB (0: automatic)", r.SourceMaxBytes)
 	case len(r.Table) == 0:
 		return errors.New("--table: give at least one table")
 	case len(r.Routes) > 0 && r.ClusterListen == "":
@@ -229,7 +234,8 @@ func checkNATSURL(s string) error {
 func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 	cfg := edge.Config{
 		Name: r.Name, App: r.App, DataDir: r.DataDir, NATSListen: r.NATSListen, HTTPListen: r.HTTPListen,
-		SyncAlways: r.Sync == "always", ExactlyOnce: r.Guarantee == "exactly-once", SourceMaxBytes: r.SourceMaxBytes, Partitions: r.Partitions,
+		SyncAlways: r.Sync == "always", ExactlyOnce: r.Guarantee == "exactly-once", SourceMaxBytes: int64(r.SourceMaxBytes), Partitions: r.Partitions,
+		MaxStore: int64(r.MaxStore), MaxMemory: int64(r.MaxMemory), TombstoneTTL: r.TombstoneTTL,
 		CommitInterval: r.CommitInterval, CommitEvery: r.CommitEvery, RecoveryBufferSize: r.RecoveryBuffer,
 		StandbyBufferSize: r.StandbyBuffer, KeepSource: r.KeepSource, Logger: log,
 		ClusterName: r.ClusterName, ClusterListen: r.ClusterListen, Routes: r.Routes, Replicas: r.Replicas,
@@ -249,6 +255,9 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 	}
 	if r.Standbys == 0 {
 		cfg.Standbys = -1 // edge.Config: negative means none
+	}
+	if r.TombstoneTTL == 0 {
+		cfg.TombstoneTTL = -1 // edge.Config: negative means for ever
 	}
 	if err := r.httpSecurity.load(&cfg); err != nil {
 		return cfg, err
