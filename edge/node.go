@@ -448,6 +448,31 @@ func (n *Node) Run(ctx context.Context) error {
 	return m.Run(ctx)
 }
 
+// serverConfig is the embedded server's configuration.
+func (n *Node) serverConfig() jetstream.ServerConfig {
+	cfg := n.cfg
+	return jetstream.ServerConfig{
+		Name: cfg.Name, Listen: cfg.NATSListen, StoreDir: cfg.DataDir, SyncAlways: cfg.SyncAlways,
+		ClusterName: cfg.ClusterName, ClusterListen: cfg.ClusterListen, Routes: cfg.Routes,
+		MaxStore: cfg.MaxStore, MaxMemory: cfg.MaxMemory,
+		Logger: n.log.With("component", "nats"), Security: cfg.NATSSecurity,
+		App: cfg.App, SourceSubjects: manager.SubjectsOf(cfg.Agents),
+		Leaf: n.leafConfig(),
+	}
+}
+
+// CheckServer checks the embedded server's configuration as Run would
+// before it starts the server (listen addresses, users and TLS files,
+// cluster and leaf settings, a port open beyond loopback without
+// authentication), starting nothing. With NATSURLs there is no embedded
+// server: it returns nil.
+func (n *Node) CheckServer() error {
+	if len(n.cfg.NATSURLs) > 0 {
+		return nil
+	}
+	return jetstream.CheckServerConfig(n.serverConfig())
+}
+
 // connect starts the embedded server (alone or as a cluster node) and
 // connects to it, or connects to external NATS. stop closes what it opened.
 func (n *Node) connect(ctx context.Context) (nc *nats.Conn, url string, stop func(), err error) {
@@ -466,14 +491,7 @@ func (n *Node) connect(ctx context.Context) (nc *nats.Conn, url string, stop fun
 		}
 		return nc, nc.ConnectedUrlRedacted(), nc.Close, nil
 	}
-	srv, err := jetstream.StartServer(ctx, jetstream.ServerConfig{
-		Name: cfg.Name, Listen: cfg.NATSListen, StoreDir: cfg.DataDir, SyncAlways: cfg.SyncAlways,
-		ClusterName: cfg.ClusterName, ClusterListen: cfg.ClusterListen, Routes: cfg.Routes,
-		MaxStore: cfg.MaxStore, MaxMemory: cfg.MaxMemory,
-		Logger: n.log.With("component", "nats"), Security: cfg.NATSSecurity,
-		App: cfg.App, SourceSubjects: manager.SubjectsOf(cfg.Agents),
-		Leaf: n.leafConfig(),
-	})
+	srv, err := jetstream.StartServer(ctx, n.serverConfig())
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("start NATS server: %w", err)
 	}

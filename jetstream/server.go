@@ -121,57 +121,8 @@ type Server struct {
 // 1.1 s; 6 to 12 s when the first election round failed (seen under the race
 // detector only).
 func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
-	if cfg.StoreDir == "" {
-		return nil, errors.New("edgetables/jetstream: ServerConfig.StoreDir is required")
-	}
-	if cfg.ClusterListen == "" && len(cfg.Routes) > 0 {
-		return nil, errors.New("edgetables/jetstream: ServerConfig.Routes needs ClusterListen")
-	}
-	if cfg.ClusterListen != "" && cfg.Name == "" {
-		return nil, errors.New("edgetables/jetstream: ServerConfig.Name is required with ClusterListen")
-	}
-	if cfg.Name == "" {
-		cfg.Name, _ = os.Hostname()
-		if cfg.Name == "" {
-			cfg.Name = "edgetables"
-		}
-	}
-	if cfg.Listen == "" {
-		cfg.Listen = DefaultListen
-	}
-	if cfg.MaxMemory == 0 {
-		cfg.MaxMemory = DefaultMaxMemory
-	}
-	if cfg.MaxStore == 0 {
-		cfg.MaxStore = DefaultMaxStore
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	host, port, err := splitListen("listen", cfg.Listen)
+	opts, id, err := serverOptions(&cfg)
 	if err != nil {
-		return nil, err
-	}
-	opts := &server.Options{}
-	if cfg.Security.ConfigFile != "" {
-		if opts, err = server.ProcessConfigFile(cfg.Security.ConfigFile); err != nil {
-			return nil, fmt.Errorf("edgetables/jetstream: config file: %w", err)
-		}
-	}
-	opts.ServerName, opts.Host, opts.Port = cfg.Name, host, port
-	opts.JetStream, opts.StoreDir, opts.SyncAlways, opts.NoSigs = true, cfg.StoreDir, cfg.SyncAlways, true
-	opts.JetStreamMaxMemory, opts.JetStreamMaxStore = cfg.MaxMemory, cfg.MaxStore
-	id, err := applySecurity(cfg.Security, cfg.App, cfg.SourceSubjects, opts)
-	if err != nil {
-		return nil, err
-	}
-	if err := clusterOptions(cfg, opts); err != nil {
-		return nil, err
-	}
-	if err := leafOptions(cfg.Leaf, opts); err != nil {
-		return nil, err
-	}
-	if err := checkExposure(cfg.Security, opts, cfg.Logger); err != nil {
 		return nil, err
 	}
 	ns, err := server.NewServer(opts)
@@ -240,6 +191,73 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		"cluster", opts.Cluster.Name, "routes", len(opts.Routes), "auth", id != nil, "tls", opts.TLSConfig != nil,
 		"route_auth", routesAuthenticated(opts))
 	return s, nil
+}
+
+// CheckServerConfig checks cfg as StartServer would (addresses, security,
+// cluster and leaf settings, and ports open beyond loopback without
+// authentication) without starting anything.
+func CheckServerConfig(cfg ServerConfig) error {
+	_, _, err := serverOptions(&cfg)
+	return err
+}
+
+// serverOptions fills cfg's defaults and returns the server's options and
+// the node's identity (nil without authentication).
+func serverOptions(cfg *ServerConfig) (*server.Options, *nodeIdentity, error) {
+	if cfg.StoreDir == "" {
+		return nil, nil, errors.New("edgetables/jetstream: ServerConfig.StoreDir is required")
+	}
+	if cfg.ClusterListen == "" && len(cfg.Routes) > 0 {
+		return nil, nil, errors.New("edgetables/jetstream: ServerConfig.Routes needs ClusterListen")
+	}
+	if cfg.ClusterListen != "" && cfg.Name == "" {
+		return nil, nil, errors.New("edgetables/jetstream: ServerConfig.Name is required with ClusterListen")
+	}
+	if cfg.Name == "" {
+		cfg.Name, _ = os.Hostname()
+		if cfg.Name == "" {
+			cfg.Name = "edgetables"
+		}
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.MaxMemory == 0 {
+		cfg.MaxMemory = DefaultMaxMemory
+	}
+	if cfg.MaxStore == 0 {
+		cfg.MaxStore = DefaultMaxStore
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	host, port, err := splitListen("listen", cfg.Listen)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := &server.Options{}
+	if cfg.Security.ConfigFile != "" {
+		if opts, err = server.ProcessConfigFile(cfg.Security.ConfigFile); err != nil {
+			return nil, nil, fmt.Errorf("edgetables/jetstream: config file: %w", err)
+		}
+	}
+	opts.ServerName, opts.Host, opts.Port = cfg.Name, host, port
+	opts.JetStream, opts.StoreDir, opts.SyncAlways, opts.NoSigs = true, cfg.StoreDir, cfg.SyncAlways, true
+	opts.JetStreamMaxMemory, opts.JetStreamMaxStore = cfg.MaxMemory, cfg.MaxStore
+	id, err := applySecurity(cfg.Security, cfg.App, cfg.SourceSubjects, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := clusterOptions(*cfg, opts); err != nil {
+		return nil, nil, err
+	}
+	if err := leafOptions(cfg.Leaf, opts); err != nil {
+		return nil, nil, err
+	}
+	if err := checkExposure(cfg.Security, opts, cfg.Logger); err != nil {
+		return nil, nil, err
+	}
+	return opts, id, nil
 }
 
 // splitListen parses a "host:port" listen address; port 0 becomes

@@ -27,6 +27,9 @@ type checkCmd struct {
 // run prints a one-line summary and returns 0, or the error and exitUsage.
 func (c *checkCmd) run(stdout, stderr io.Writer, log *slog.Logger) int {
 	node, err := c.newNode(log)
+	if err == nil {
+		err = node.CheckServer()
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "edgetables: error: %v\n", err)
 		return exitUsage

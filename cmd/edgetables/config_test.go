@@ -166,6 +166,14 @@ func TestCheckFlags(t *testing.T) {
 	if code, _, errOut := check(t, nil, "--table="+specA, "--replicas=5"); code != exitUsage || !strings.Contains(errOut, "--replicas") {
 		t.Errorf("exit %d, stderr %s", code, errOut)
 	}
+	// What run refuses only once it builds the server's options: a port
+	// open beyond loopback without authentication.
+	if code, _, errOut := check(t, nil, "--table="+specA, "--nats-listen=0.0.0.0:4222"); code != exitUsage || !strings.Contains(errOut, "without authentication") {
+		t.Errorf("a client port beyond loopback without auth: exit %d, stderr %s", code, errOut)
+	}
+	if code, out, errOut := check(t, nil, "--table="+specA, "--nats-listen=0.0.0.0:4222", "--insecure"); code != 0 {
+		t.Errorf("with --insecure: exit %d, stdout %s, stderr %s", code, out, errOut)
+	}
 }
 
 func TestByteSize(t *testing.T) {
