@@ -329,6 +329,37 @@ func (n *Node) Manager() *manager.TableManager {
 // it, for a new app) and returns an error wrapping ErrAppShape if the node
 // does not fit it.
 func (n *Node) Run(ctx context.Context) error {
+	pause := time.Duration(0)
+	for {
+		err := n.runOnce(ctx)
+		if !errors.Is(err, errStorageRestart) || ctx.Err() != nil {
+			return err
+		}
+		// The disk filled and has room again: nats-server keeps a stream's
+		// write error until it restarts, so the node starts again, in
+		// process, from its data directory (its stores and JetStream's
+		// files are as the crash of a process would leave them). Restarts
+		// in a row wait longer, in case the disk keeps failing.
+		pause = min(max(2*pause, time.Second), time.Minute)
+		n.log.Warn("restarting the node: the disk has room again and JetStream keeps its write errors until its server restarts", "in", pause)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(pause):
+		}
+	}
+}
+
+// runOnce is one life of the node: Run, until it stops or needs a restart
+// (errStorageRestart).
+func (n *Node) runOnce(parent context.Context) (err error) {
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	defer func() {
+		if errors.Is(context.Cause(ctx), errStorageRestart) && parent.Err() == nil {
+			err = errStorageRestart
+		}
+	}()
 	cfg := n.cfg
 	unlock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
@@ -343,6 +374,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.storage != nil {
 		wctx, stopWatch := context.WithCancel(ctx)
 		watched := make(chan struct{})
+		n.storage.restart = func() { cancel(errStorageRestart) }
 		go func() { defer close(watched); n.storage.run(wctx) }()
 		defer func() { stopWatch(); <-watched }()
 	}

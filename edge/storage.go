@@ -148,9 +148,20 @@ type storageWatch struct {
 	dataDir string
 	log     *slog.Logger
 
+	// restart, set by the node, restarts it (errStorageRestart).
+	restart func()
+
 	mu      sync.Mutex
 	reasons []string // why writes fail; nil while they work
 }
+
+// errStorageRestart ends a life of the node whose JetStream write errors
+// outlived a full disk (see storageWatch.run); Run starts it again.
+var errStorageRestart = errors.New("edgetables: JetStream write errors after a full disk: restart")
+
+// restartFreeBytes is the free space on the data directory's filesystem
+// after which a node whose JetStream has write errors restarts.
+const restartFreeBytes = 8 << 20
 
 // run checks the storage every storageCheckEvery until ctx ends. It logs
 // one error when writes start failing (again every storageLogEvery while
@@ -180,6 +191,11 @@ func (w *storageWatch) run(ctx context.Context) {
 				logged = now
 				w.log.Error("JetStream storage: writes still fail", "for", now.Sub(since).Round(time.Second), "reason", reasons[0],
 					"used", formatBytes(int64(st.Used)), "max_store", formatBytes(int64(st.Max)))
+			case len(st.WriteErrors) > 0 && w.restart != nil && w.hasRoom():
+				w.log.Error("JetStream storage: the disk has room again; restarting the node to clear the server's write errors",
+					"reason", reasons[0], "data_dir", w.dataDir)
+				w.restart()
+				return
 			case reasons == nil && !since.IsZero():
 				w.log.Info("JetStream storage: writes work again", "after", time.Since(since).Round(time.Second),
 					"used", formatBytes(int64(st.Used)), "max_store", formatBytes(int64(st.Max)))
@@ -194,11 +210,18 @@ func (w *storageWatch) run(ctx context.Context) {
 	}
 }
 
+// hasRoom reports whether the data directory's filesystem has
+// restartFreeBytes free.
+func (w *storageWatch) hasRoom() bool {
+	free, _, err := diskSpace(w.dataDir)
+	return err == nil && free >= restartFreeBytes
+}
+
 // check returns why writes fail in st (nil: they work).
 func (w *storageWatch) check(st jetstream.StorageState) []string {
 	var reasons []string
 	for _, e := range st.WriteErrors {
-		reasons = append(reasons, fmt.Sprintf("JetStream write error (disk full or failing): %s; free space on the filesystem of %s, then restart the node: the server keeps a stream's write error until it restarts", e, w.dataDir))
+		reasons = append(reasons, fmt.Sprintf("JetStream write error (disk full or failing): %s; free space on the filesystem of %s: the node restarts by itself once it has room (the server keeps a stream's write error until it restarts)", e, w.dataDir))
 	}
 	if st.Full() {
 		reasons = append(reasons, fmt.Sprintf("JetStream storage full: %s used of --max-store %s; publishes and commits fail until space is freed (committed events leave the source stream as they are trimmed; else raise --max-store or remove data)",

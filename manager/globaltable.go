@@ -68,7 +68,7 @@ func (t *GlobalTable[K, V]) bind(m *TableManager) error {
 	if m.cfg.Global == nil || m.cfg.GlobalStores == nil {
 		return fmt.Errorf("global table %q: %w", t.cfg.Name, ErrNoGlobalLog)
 	}
-	if t.m != nil && t.m != m {
+	if heldBy(t.m, m) {
 		return fmt.Errorf("table %q: already added to another manager", t.cfg.Name)
 	}
 	t.m = m

@@ -248,6 +248,9 @@ type TableManager struct {
 	activesReady  atomic.Bool
 	standbysReady atomic.Bool
 	running       atomic.Bool
+	// finished is set when Run has returned: the manager's tables may
+	// then be added to a new manager (a node starting again in process).
+	finished atomic.Bool
 }
 
 // New returns a TableManager; Add tables and agents, then Run it.
@@ -440,4 +443,10 @@ func newInstanceID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// heldBy reports whether a collection bound to old cannot be added to m:
+// old is another manager that has not finished its Run.
+func heldBy(old, m *TableManager) bool {
+	return old != nil && old != m && !old.finished.Load()
 }

@@ -251,3 +251,43 @@ func TestAddAfterStart(t *testing.T) {
 		t.Errorf("Add after start = %v, want ErrStarted", err)
 	}
 }
+
+// TestTableMovesToANewManagerOnlyAfterRun: a table belongs to one running
+// manager; once that manager's Run has returned (a node starting again in
+// process), the same table may be added to a new one, which recovers it.
+func TestTableMovesToANewManagerOnlyAfterRun(t *testing.T) {
+	h := newHarness(t, manager.Config{Partitions: 2})
+	first := h.start()
+	want := map[string]int64{}
+	h.publishCounts(20, 4, want)
+	h.waitCounts(want)
+	table := h.counter
+
+	h.setup = func(m *manager.TableManager) {} // the old table and agent are added by hand
+	other := h.newManager()
+	if err := other.Add(table); err == nil {
+		t.Fatal("a table of a running manager was added to another")
+	}
+	must(t, h.stop())
+	if err := other.Add(table); err != nil {
+		t.Fatalf("after the first manager's Run returned: %v", err)
+	}
+	_ = first
+	h.publishCounts(10, 4, want)
+	next := other
+	must(t, next.AddAgent(manager.Agent{Name: "count", Subjects: []string{"ev.*"},
+		Key: func(e *manager.Event) ([]byte, error) { return []byte(e.Token(2)), nil },
+		Process: func(e *manager.Event) error {
+			n, err := table.Get(e, string(e.Key))
+			if err != nil {
+				return err
+			}
+			return table.Set(e, string(e.Key), n+1)
+		}}))
+	h.m = next
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan error, 1)
+	go func() { h.done <- next.Run(ctx) }()
+	h.counter = table
+	h.waitCounts(want)
+}

@@ -39,6 +39,7 @@ func (m *TableManager) Run(ctx context.Context) error {
 		return errors.New("table manager: Run called twice")
 	}
 	defer m.running.Store(false)
+	defer m.finished.Store(true)
 	m.frozen.Store(true)
 	defer m.closeAll()
 

@@ -72,7 +72,7 @@ func (t *SetTable[K, M]) bind(m *TableManager) error {
 	if t.cfg.MaxMembers < 0 {
 		return fmt.Errorf("table %q: MaxMembers %d is negative", t.cfg.Name, t.cfg.MaxMembers)
 	}
-	if t.m != nil && t.m != m {
+	if heldBy(t.m, m) {
 		return fmt.Errorf("table %q: already added to another manager", t.cfg.Name)
 	}
 	t.m = m

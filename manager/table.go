@@ -86,7 +86,7 @@ func (t *Table[K, V]) bind(m *TableManager) error {
 	if t.cfg.Keys == nil || t.cfg.Values == nil {
 		return fmt.Errorf("table %q: Keys and Values codecs are required", t.cfg.Name)
 	}
-	if t.m != nil && t.m != m {
+	if heldBy(t.m, m) {
 		return fmt.Errorf("table %q: already added to another manager", t.cfg.Name)
 	}
 	t.m = m

@@ -193,7 +193,7 @@ func (t *WindowedTable[K, V]) bind(m *TableManager) error {
 	if err := t.cfg.Time.validate(); err != nil {
 		return fmt.Errorf("table %q: %w", t.cfg.Name, err)
 	}
-	if t.m != nil && t.m != m {
+	if heldBy(t.m, m) {
 		return fmt.Errorf("table %q: already added to another manager", t.cfg.Name)
 	}
 	t.ws, t.m = ws, m
