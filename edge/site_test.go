@@ -367,7 +367,9 @@ func testHubCounts(t *testing.T, hub *testHub) {
 // TestSiteOfflineCatchUp: a hub, two sites and a hub node. Site s1's
 // uplink goes through a proxy that the test cuts; both sites keep
 // publishing, s1 is restarted while offline and keeps its events for the
-// hub; once the link is back the hub catches up by itself, exactly.
+// hub; once the link is back the hub catches up by itself, exactly. Then
+// the hub itself stops while both sites publish, comes back with its
+// store, and catches up with both again.
 func TestSiteOfflineCatchUp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for the hub's sourcing to resume (tens of seconds)")
@@ -413,6 +415,20 @@ func TestSiteOfflineCatchUp(t *testing.T) {
 	_, st, _ = getJSON(t, hn.HTTPAddr(), "/v1/status")
 	sites, _ := json.Marshal(st["sites"])
 	t.Logf("hub status sites: %s", sites)
+
+	// The other side's outage: the hub stops; both sites go on; the hub
+	// comes back with its store and catches up with both.
+	hub.stop()
+	publishIDs(t, s1, "a", 25, 5)
+	publishIDs(t, s2, "a", 25, 5)
+	waitCount(t, s1, "count", "a", 30, 15*time.Second)
+	waitCount(t, s2, "count", "a", 30, 15*time.Second)
+	hub.start()
+	restored = time.Now()
+	waitCount(t, hn, "bysite", "s1", 30, 90*time.Second)
+	waitCount(t, hn, "bysite", "s2", 30, 90*time.Second)
+	waitCount(t, hn, "bydevice", "a", 60, 10*time.Second)
+	t.Logf("hub caught up with both sites %s after it came back", time.Since(restored).Round(100*time.Millisecond))
 }
 
 // TestSiteSourceFullIsAnAlert: nothing takes the site's events (no hub

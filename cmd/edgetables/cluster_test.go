@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"os/exec"
 	"strings"
 	"sync"
@@ -294,6 +295,24 @@ func publishStored(ctx context.Context, js natsjs.JetStream, msg *nats.Msg) (*na
 	}
 }
 
+// keepLogs writes every node's log to $EDGETABLES_TEST_LOGDIR/<test>-n<i>.log
+// when the variable is set.
+func (c *clusterProcs) keepLogs() {
+	dir := os.Getenv("EDGETABLES_TEST_LOGDIR")
+	if dir == "" {
+		return
+	}
+	for i, p := range c.procs {
+		if p == nil {
+			continue
+		}
+		name := filepath.Join(dir, fmt.Sprintf("%s-n%d.log", strings.ReplaceAll(c.t.Name(), "/", "_"), i))
+		if err := os.WriteFile(name, []byte(p.log.String()), 0o644); err != nil {
+			c.t.Logf("keep logs: %v", err)
+		}
+	}
+}
+
 // exact waits until node i answers every key with the exact count and sum.
 func (c *clusterProcs) exact(i int) {
 	t := c.t
@@ -305,6 +324,7 @@ func (c *clusterProcs) exact(i int) {
 			return
 		}
 		if time.Now().After(deadline) {
+			c.keepLogs()
 			t.Fatalf("n%d never exact: %s\nlog tail:\n%s", i, msg, tail(c.procs[i].log.String(), 4000))
 		}
 		time.Sleep(100 * time.Millisecond)
