@@ -62,7 +62,53 @@ func (m *TableManager) resolveRecovered(ctx context.Context, p *partition) {
 			"partition", p.id, "source_seq", p.sourceSeq.Load(), "err", err)
 		return
 	}
-	m.moveSource(p, p.sourceSeq.Load(), src)
+	pos := p.sourceSeq.Load()
+	moves := func(src SourceState) bool {
+		_, _, what := resolveSource(pos, p.sourceEpoch, src)
+		return what != ""
+	}
+	if moves(src) {
+		var ok bool
+		if src, ok = m.confirmSource(ctx, src, moves); !ok {
+			return // checked again once the partition is processed
+		}
+	}
+	m.moveSource(p, pos, src)
+}
+
+// sourceConfirmations and sourceConfirmPause: a source that seems created
+// again or to have lost its tail must seem so in this many more reads of
+// its state, this far apart, before any position moves. One read is not
+// enough: a stream leader elected a moment ago (a node restarting) has
+// answered a last sequence below events it had acknowledged, and moving
+// positions back on that counted those events twice.
+const (
+	sourceConfirmations = 2
+	sourceConfirmPause  = time.Second
+)
+
+// confirmSource reads the source's state again, sourceConfirmations times
+// sourceConfirmPause apart, and reports whether moves holds for every read,
+// with the last state read. A failed read confirms nothing.
+func (m *TableManager) confirmSource(ctx context.Context, src SourceState, moves func(SourceState) bool) (SourceState, bool) {
+	for range sourceConfirmations {
+		if !sleep(ctx, sourceConfirmPause) {
+			return src, false
+		}
+		sctx, cancel := context.WithTimeout(ctx, readerStallAfter)
+		next, err := m.cfg.Source.State(sctx)
+		cancel()
+		if err != nil || next.Epoch == "" {
+			return src, false
+		}
+		src = next
+		if !moves(src) {
+			m.log.Info("the source stream's state seemed to go back and did not: positions stand",
+				"source_first_seq", src.First, "source_last_seq", src.Last, "source_epoch", src.Epoch)
+			return src, false
+		}
+	}
+	return src, true
 }
 
 // moveSource moves p's source position, pos, to where it resumes on src,
@@ -99,15 +145,27 @@ func (m *TableManager) syncSource(ctx context.Context) (changed, ok bool) {
 	if err != nil || src.Epoch == "" {
 		return false, true // reading fails or goes on; checked again later
 	}
-	moved := m.sourceEpoch != "" && m.sourceEpoch != src.Epoch || m.examined > src.Last
-	if !moved {
+	moves := func(src SourceState) bool {
+		if m.sourceEpoch != "" && m.sourceEpoch != src.Epoch || m.examined > src.Last {
+			return true
+		}
 		for _, p := range m.assigned() {
 			if p.State() == StateActive {
 				if _, _, what := resolveSource(p.position(m.examined), p.sourceEpoch, src); what != "" {
-					moved = true
+					return true
 				}
 			}
 		}
+		return false
+	}
+	moved := moves(src)
+	if moved {
+		var confirmed bool
+		src, confirmed = m.confirmSource(ctx, src, moves)
+		if !confirmed && (src.Epoch == "" || moves(src)) {
+			return false, true // a read failed: checked again later
+		}
+		moved = confirmed
 	}
 	if !moved {
 		m.sourceEpoch = src.Epoch
