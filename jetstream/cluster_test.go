@@ -216,12 +216,17 @@ func TestClusterGroup(t *testing.T) {
 	nodes[2].Stop()
 	gen.Store(7)
 	waitView(t, views, "n1's generation 7 through a recovered watch", func(v manager.GroupView) bool { return v.Members["n1"].Generation == 7 })
-	t.Logf("watch over the stopped node's connection saw n1's next state %v after the node stopped", time.Since(last))
+	recovered := time.Since(last)
+	t.Logf("watch over the stopped node's connection saw n1's next state %v after the node stopped", recovered)
 	v := waitView(t, views1, "n3 expired", func(v manager.GroupView) bool { _, ok := v.Members["n3"]; return !ok })
 	took := time.Since(last)
 	t.Logf("R3: member lease of %v seen expired %v after the last heartbeat", groups[0].SessionTimeout(), took)
-	if took > groups[0].SessionTimeout()+expirySlack {
-		t.Errorf("R3 expiry seen after %v", took)
+	// The expiry cannot be seen before the watches over the stopped
+	// node's connection recover (an election, seconds on a loaded
+	// machine): it must be seen within the slack after the later of the
+	// two.
+	if limit := max(groups[0].SessionTimeout(), recovered) + expirySlack; took > limit {
+		t.Errorf("R3 expiry seen after %v (limit %v)", took, limit)
 	}
 	if len(v.Members) != 2 || v.Members["n2"].Generation != 6 {
 		t.Errorf("members %+v, want n1 and n2 (renewing)", v.Members)
