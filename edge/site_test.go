@@ -417,7 +417,12 @@ func TestSiteOfflineCatchUp(t *testing.T) {
 	t.Logf("hub status sites: %s", sites)
 
 	// The other side's outage: the hub stops; both sites go on; the hub
-	// comes back with its store and catches up with both.
+	// comes back with its store and catches up with both. It waits out the
+	// hub's source retry backoff (about 40 s), so CI leaves it out.
+	if os.Getenv("EDGETABLES_HUB_OUTAGE") == "" {
+		t.Log("hub outage: set EDGETABLES_HUB_OUTAGE=1 to run it (about 45 s more)")
+		return
+	}
 	hub.stop()
 	publishIDs(t, s1, "a", 25, 5)
 	publishIDs(t, s2, "a", 25, 5)
