@@ -23,6 +23,9 @@ const maxTombstoneMargin = time.Hour
 // that long to read them. A quarter of ttl, at most an hour.
 func tombstoneMargin(ttl time.Duration) time.Duration { return min(ttl/4, maxTombstoneMargin) }
 
+// tombstoneAttempts bounds each attempt of tombstonesFrom's request.
+var tombstoneAttempts = []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}
+
 // errNoMessage is the JetStream API's error code for "no message found".
 const errNoMessage = 10037
 
@@ -42,7 +45,18 @@ func tombstonesFrom(ctx context.Context, nc *nats.Conn, stream string, ttl time.
 	if err != nil {
 		return 0, err
 	}
-	msg, err := nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
+	// Each attempt is bounded: a request the stream's leader never
+	// answers (it died, or an election lost it) used to hang a recovery
+	// for good.
+	var msg *nats.Msg
+	for _, d := range tombstoneAttempts {
+		actx, cancel := context.WithTimeout(ctx, d)
+		msg, err = nc.RequestWithContext(actx, "$JS.API.STREAM.MSG.GET."+stream, req)
+		cancel()
+		if err == nil || ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+			break
+		}
+	}
 	if err != nil {
 		return 0, fmt.Errorf("edgetables/jetstream: stream %s: first message since %s: %w", stream, since.Format(time.RFC3339), err)
 	}
