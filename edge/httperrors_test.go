@@ -1,8 +1,6 @@
 package edge
 
 import (
-	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -14,24 +12,7 @@ import (
 // conflict without the NATS API error; a global table's keys carry no
 // partition, a partitioned table's do.
 func TestHTTPErrorShape(t *testing.T) {
-	cfg := Config{Name: "n1", DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
-		Partitions: 4, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	spec, err := ParseTableSpec("name=count,source=ev.*,key=subject:2,agg=count")
-	if err != nil {
-		t.Fatal(err)
-	}
-	table, agent, err := Builtin(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	global, err := GlobalJSONTable("config")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Tables = append(cfg.Tables, table, global)
-	cfg.Agents = append(cfg.Agents, agent)
-	n, _ := runNode(t, cfg)
-	base := n.HTTPAddr()
+	n, base := globalNode(t)
 	const key = "/v1/tables/config/keys/site-1"
 	if code, body, _ := request(t, "PUT", base, key, `{"a": 1}`, nil); code != http.StatusOK {
 		t.Fatalf("PUT = %d %v", code, body)

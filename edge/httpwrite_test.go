@@ -38,24 +38,7 @@ func request(t *testing.T, method, base, path, body string, header map[string]st
 // If-Match makes them conditional (0: the key must not exist, also after a
 // delete), and tables written by agents refuse them.
 func TestHTTPWritesToGlobalTable(t *testing.T) {
-	cfg := Config{Name: "n1", DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
-		Partitions: 4, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	spec, err := ParseTableSpec("name=count,source=ev.*,key=subject:2,agg=count")
-	if err != nil {
-		t.Fatal(err)
-	}
-	table, agent, err := Builtin(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	global, err := GlobalJSONTable("config")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Tables = append(cfg.Tables, table, global)
-	cfg.Agents = append(cfg.Agents, agent)
-	n, _ := runNode(t, cfg)
-	base := n.HTTPAddr()
+	n, base := globalNode(t)
 	const key = "/v1/tables/config/keys/site-1"
 
 	code, body, hdr := request(t, "PUT", base, key, `{"threshold": 30, "unit": "C"}`, map[string]string{"If-Match": "0"})
@@ -117,4 +100,28 @@ func TestHTTPWritesToGlobalTable(t *testing.T) {
 	if entries := body["entries"].([]any); code != http.StatusOK || len(entries) != 1 || entries[0].(map[string]any)["value"] != "back" {
 		t.Fatalf("listing = %d %v", code, body)
 	}
+}
+
+// globalNode runs a node with a partitioned count table (on ev.*) and a
+// global JSON table "config", and returns it with its HTTP address.
+func globalNode(t *testing.T) (*Node, string) {
+	t.Helper()
+	cfg := Config{Name: "n1", DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
+		Partitions: 4, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	spec, err := ParseTableSpec("name=count,source=ev.*,key=subject:2,agg=count")
+	if err != nil {
+		t.Fatal(err)
+	}
+	table, agent, err := Builtin(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	global, err := GlobalJSONTable("config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Tables = append(cfg.Tables, table, global)
+	cfg.Agents = append(cfg.Agents, agent)
+	n, _ := runNode(t, cfg)
+	return n, n.HTTPAddr()
 }

@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -19,23 +18,6 @@ import (
 	"github.com/edgetables/edgetables/jetstream"
 )
 
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A node with users: a device's events reach its table, the device can
 // touch nothing else, and no secret reaches the log or /v1/status.
 func TestNodeWithNATSUsers(t *testing.T) {
@@ -44,7 +26,7 @@ func TestNodeWithNATSUsers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedLog{}
+	logs := &logBuffer{}
 	cfg := testConfig(t, t.TempDir(), "name=temps,source=sensors.*.temp,key=subject:2,agg=count")
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg.NATSSecurity = jetstream.Security{Users: []jetstream.User{{Name: "dev-1", PasswordBcrypt: string(h), Role: jetstream.RoleDevice}}}

@@ -44,7 +44,7 @@ func TestExternalNodePermissions(t *testing.T) {
 	defer srv.Shutdown()
 
 	var nodes []*Node
-	logs := &lockedLog{}
+	logs := &logBuffer{}
 	defer func() {
 		if strings.Contains(strings.ToLower(logs.String()), "permissions violation") {
 			t.Errorf("permission violations:\n%s", logs)
