@@ -420,9 +420,10 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 		c.dropConsumer(stream, cons)
 	}()
 	// The consumer's NumPending at creation is not reliable on replicated
-	// streams, so the loop relies on the messages' own NumPending, and when
-	// nothing arrives for a while, asks the stream whether a message it has
-	// not read is left.
+	// streams, nor are the messages' own on a lagging replica, so when a
+	// message says nothing is pending before until, or nothing arrives for a
+	// while, the loop asks the stream whether a message it has not read is
+	// left.
 	batch := make([]manager.Entry, 0, batchSize)
 	next := from
 	for {
@@ -463,8 +464,22 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 			}
 			batch = make([]manager.Entry, 0, batchSize)
 		}
-		if seq >= until || md.NumPending == 0 {
+		if seq >= until {
 			break
+		}
+		if md.NumPending == 0 {
+			// Nothing pending on the replica the consumer reads, which
+			// may be one still catching up (an R1 consumer goes to any
+			// replica): the stream's leader says whether a message up to
+			// until is left, and if one is, the consumer delivers it once
+			// its replica has it.
+			left, err := c.firstAtOrAfter(ctx, p, next)
+			if err != nil {
+				return err
+			}
+			if left == 0 || left > until {
+				break
+			}
 		}
 	}
 	if len(batch) > 0 {

@@ -84,6 +84,7 @@ type groupWatch struct {
 	events     chan watchEvent // from nats.go's callbacks
 	done       chan struct{}   // closed when the watch stops reading events
 	pending    uint64          // messages to read before the view is complete
+	last       uint64          // the stream's last sequence, by its leader, before creation
 	reconnects uint64          // the connection's reconnect count at creation
 }
 
@@ -113,7 +114,11 @@ func (g *Group) openWatch(ctx context.Context) (*groupWatch, error) {
 			reconnects: g.js.Conn().Stats().Reconnects,
 		}
 		actx, cancel := context.WithTimeout(ctx, watchCreateTimeout)
-		cons, err := g.js.CreateConsumer(actx, g.stream, cfg)
+		var cons natsjs.Consumer
+		var err error
+		if w.last, err = g.leaderLast(actx); err == nil {
+			cons, err = g.js.CreateConsumer(actx, g.stream, cfg)
+		}
 		cancel()
 		if err == nil {
 			w.cons = cons
@@ -220,14 +225,18 @@ func (g *Group) watch(ctx context.Context, w *groupWatch, out chan manager.Group
 // lost meanwhile), or a gap in the consumer's sequence.
 func (g *Group) follow(ctx context.Context, w *groupWatch, out chan manager.GroupView) error {
 	v := viewState{view: manager.GroupView{Members: map[string]manager.MemberState{}}, raw: map[string][]byte{}}
-	complete := w.pending == 0
+	// The consumer may read a replica still catching up (an R1 consumer
+	// goes to any replica of the stream): its view is complete once it
+	// has read what the stream's leader held when the watch began, not
+	// when its replica has nothing more.
+	var dseq, sseq uint64 // consumer and stream sequences of the last message
+	complete := w.pending == 0 && g.readAll(ctx, 1, w.last)
 	if complete {
 		send(out, v.view)
 	}
 	prefix := kvSubject(g.bucket, "")
 	poll := time.NewTicker(watchPoll)
 	defer poll.Stop()
-	var dseq uint64 // consumer sequence of the last message
 	for {
 		var ev watchEvent
 		select {
@@ -236,6 +245,10 @@ func (g *Group) follow(ctx context.Context, w *groupWatch, out chan manager.Grou
 		case <-poll.C:
 			if n := g.js.Conn().Stats().Reconnects; n != w.reconnects {
 				return errors.New("connection reconnected")
+			}
+			if !complete && g.readAll(ctx, sseq+1, w.last) {
+				complete = true
+				send(out, v.view)
 			}
 			continue
 		case ev = <-w.events:
@@ -250,19 +263,51 @@ func (g *Group) follow(ctx context.Context, w *groupWatch, out chan manager.Grou
 		if md.Sequence.Consumer != dseq+1 {
 			return fmt.Errorf("%w: consumer sequence %d after %d", errWatchGap, md.Sequence.Consumer, dseq)
 		}
-		dseq = md.Sequence.Consumer
+		dseq, sseq = md.Sequence.Consumer, md.Sequence.Stream
 		key, ok := strings.CutPrefix(ev.msg.Subject(), prefix)
 		if !ok {
 			continue
 		}
 		changed := v.apply(key, ev.msg.Data(), md.Sequence.Stream, kvRemoved(ev.msg.Headers()), g.log)
-		if !complete && md.NumPending == 0 {
+		if !complete && md.NumPending == 0 && g.readAll(ctx, sseq+1, w.last) {
 			complete, changed = true, true
 		}
 		if complete && changed {
 			send(out, v.view)
 		}
 	}
+}
+
+// leaderLast returns the bucket stream's last sequence as its leader knows
+// it (while the stream elects a leader, as a replica does: the watch would
+// read that replica's content anyway).
+func (g *Group) leaderLast(ctx context.Context) (uint64, error) {
+	st, err := g.js.Stream(ctx, g.stream)
+	if err != nil {
+		return 0, fmt.Errorf("edgetables/jetstream: state of bucket %s: %w", g.bucket, err)
+	}
+	return st.CachedInfo().State.LastSeq, nil
+}
+
+// readAll reports whether a watch that has read the bucket up to next-1
+// has read everything up to last: next is beyond it, or the stream's leader
+// holds no message from next to last (they were removed). A failed request
+// reports false; the watch asks again at its next message or poll.
+func (g *Group) readAll(ctx context.Context, next, last uint64) bool {
+	if next > last {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, watchCreateTimeout)
+	defer cancel()
+	st, err := g.js.Stream(ctx, g.stream)
+	if err != nil {
+		return false
+	}
+	msg, err := st.GetMsg(ctx, next, natsjs.WithGetMsgSubject(kvSubject(g.bucket, ">")))
+	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		return true
+	}
+	return err == nil && msg.Sequence > last
 }
 
 // send puts a copy of v in out, replacing an unread older view. The caller
