@@ -230,13 +230,16 @@ func (d *Driver) SendMessages(msgs ...Message) error {
 	if err := d.check(); err != nil {
 		return err
 	}
-	for _, msg := range msgs {
+	now := d.Now()
+	sms := make([]manager.SourceMessage, len(msgs))
+	for i, msg := range msgs {
 		t := msg.Time
 		if t.IsZero() {
-			t = d.Now()
+			t = now
 		}
-		d.source.add(manager.SourceMessage{Subject: msg.Subject, Header: msg.Header, Data: msg.Data, Time: t})
+		sms[i] = manager.SourceMessage{Subject: msg.Subject, Header: msg.Header, Data: msg.Data, Time: t}
 	}
+	d.source.add(sms)
 	return d.Process()
 }
 
@@ -425,7 +428,3 @@ func (d *Driver) Keys(table string) ([]string, error) {
 // committed change, a key's writes within one commit coalesced into one
 // record. Values are encoded; a delete has Delete set.
 func (d *Driver) Records(table string) []manager.Record { return d.changelog.records(table) }
-
-// SourceLen returns the number of messages the source holds: those not yet
-// committed by every partition (all of them with KeepSource).
-func (d *Driver) SourceLen() int { return d.source.held() }

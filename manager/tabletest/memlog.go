@@ -212,13 +212,15 @@ var _ manager.Source = (*source)(nil)
 
 func newSource(subjects []string) *source { return &source{subjects: subjects, first: 1} }
 
-func (s *source) add(m manager.SourceMessage) uint64 {
+// add appends msgs, numbering them.
+func (s *source) add(msgs []manager.SourceMessage) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.last++
-	m.Seq = s.last
-	s.msgs = append(s.msgs, m)
-	return m.Seq
+	for _, m := range msgs {
+		s.last++
+		m.Seq = s.last
+		s.msgs = append(s.msgs, m)
+	}
 }
 
 func (s *source) Subjects() []string { return s.subjects }
@@ -234,8 +236,12 @@ func (s *source) Trim(_ context.Context, seq uint64) error {
 		return nil
 	}
 	n := min(seq-s.first, uint64(len(s.msgs)))
-	s.msgs = append([]manager.SourceMessage(nil), s.msgs[n:]...)
+	clear(s.msgs[:n]) // for the garbage collector
+	s.msgs = s.msgs[n:]
 	s.first += n
+	if len(s.msgs) == 0 {
+		s.msgs = nil // a fresh array, not the tail of the old one
+	}
 	return nil
 }
 
@@ -246,13 +252,6 @@ func (s *source) State(context.Context) (manager.SourceState, error) {
 		return manager.SourceState{Epoch: epoch}, nil
 	}
 	return manager.SourceState{First: s.first, Last: s.last, Epoch: epoch}, nil
-}
-
-// held returns the number of messages the source holds.
-func (s *source) held() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.msgs)
 }
 
 // reader implements manager.SourceReader; Next never waits.
