@@ -343,7 +343,9 @@ func (d *deadLetters) Send(_ context.Context, dl manager.DeadLetter) error {
 	return nil
 }
 
-func (d *deadLetters) Enqueue(ctx context.Context, dl manager.DeadLetter) error { return d.Send(ctx, dl) }
+func (d *deadLetters) Enqueue(ctx context.Context, dl manager.DeadLetter) error {
+	return d.Send(ctx, dl)
+}
 
 func (d *deadLetters) Flush(context.Context) error { return nil }
 
