@@ -16,7 +16,9 @@
 //
 // A test reads tables with the tables' own methods (Table.Lookup,
 // WindowedTable.LookupAll, SetTable.Lookup, GlobalTable.Get), which see
-// committed state, as on a node; Count, Keys and Records list them.
+// committed state, as on a node; Count, Keys and Records list them, and
+// DeadLetters lists the refused events. It writes global tables with
+// GlobalTable.Set, as an operator's tool would.
 //
 //	counts := manager.NewTable(manager.TableConfig[string, int64]{
 //		Name: "word-counts", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}})
@@ -27,9 +29,10 @@
 //	n, _, _ := counts.Lookup(ctx, "the") // 1
 //
 // Everything is deterministic: the clock moves only when the test moves it
-// (Advance, SetClock), messages get source sequences 1, 2, 3..., and
-// nothing runs after a call returns. A Driver is not safe for concurrent
-// use.
+// (Advance, SetClock), messages get source sequences 1, 2, 3..., and each
+// call finishes its work before it returns (the manager's recovery and
+// commit goroutines included; only the idle follower of the global tables
+// stays). A Driver is not safe for concurrent use.
 package tabletest
 
 import (

@@ -442,3 +442,29 @@ func TestClosed(t *testing.T) {
 		t.Error("New without agents: no error")
 	}
 }
+
+// A step of the clock ahead of more than MaxClockSkew (default an hour) is
+// not followed at once: windows close by the clock as it ran, until the
+// step has lasted the skew by the monotonic clock.
+func TestClockJump(t *testing.T) {
+	var closes []string
+	perMinute, final, agent := minuteCounts(&closes)
+	d := newDriver(t, tabletest.Config{Tables: []manager.Collection{perMinute, final}, Agents: []manager.Agent{agent}, Start: noon})
+	must(t, d.Send("ev.a", nil))
+	d.SetClock(noon.Add(3 * time.Hour))
+	must(t, d.Commit())
+	if len(closes) != 0 {
+		t.Fatalf("a jump of 3h closed %v at once", closes)
+	}
+	must(t, d.Advance(90*time.Second)) // the closing clock: 12:01:30
+	if len(closes) != 0 {
+		t.Fatalf("closed %v at 12:01:30 by the closing clock", closes)
+	}
+	must(t, d.Advance(time.Minute)) // 12:02:30: the 12:00 window is due
+	if want := []string{"a@12:00=1"}; !slices.Equal(closes, want) {
+		t.Fatalf("closes %v, want %v", closes, want)
+	}
+	if !d.Now().Equal(noon.Add(3*time.Hour + 150*time.Second)) {
+		t.Errorf("Now %s", d.Now())
+	}
+}
