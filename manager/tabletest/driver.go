@@ -233,16 +233,7 @@ func (d *Driver) SendMessages(msgs ...Message) error {
 	if err := d.check(); err != nil {
 		return err
 	}
-	now := d.Now()
-	sms := make([]manager.SourceMessage, len(msgs))
-	for i, msg := range msgs {
-		t := msg.Time
-		if t.IsZero() {
-			t = now
-		}
-		sms[i] = manager.SourceMessage{Subject: msg.Subject, Header: msg.Header, Data: msg.Data, Time: t}
-	}
-	d.source.add(sms)
+	d.source.add(msgs, d.Now())
 	return d.Process()
 }
 

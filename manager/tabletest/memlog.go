@@ -198,12 +198,14 @@ func (c *changelog) records(table string) []manager.Record {
 	return out
 }
 
-// source implements manager.Source: the messages from seq first on.
+// source implements manager.Source: it holds msgs[head:], numbered from
+// first on.
 type source struct {
 	mu       sync.Mutex
 	subjects []string
 	msgs     []manager.SourceMessage
-	first    uint64 // seq of msgs[0], or last+1 when empty
+	head     int
+	first    uint64 // seq of msgs[head], or last+1 when empty
 	last     uint64
 	acked    uint64
 }
@@ -212,16 +214,28 @@ var _ manager.Source = (*source)(nil)
 
 func newSource(subjects []string) *source { return &source{subjects: subjects, first: 1} }
 
-// add appends msgs, numbering them.
-func (s *source) add(msgs []manager.SourceMessage) {
+// add appends msgs, numbering them; those without a time get now.
+func (s *source) add(msgs []Message, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.head > 0 && s.head >= len(s.msgs)/2 {
+		// Reuse the array: move what is held to its start.
+		n := copy(s.msgs, s.msgs[s.head:])
+		clear(s.msgs[n:])
+		s.msgs, s.head = s.msgs[:n], 0
+	}
 	for _, m := range msgs {
 		s.last++
-		m.Seq = s.last
-		s.msgs = append(s.msgs, m)
+		t := m.Time
+		if t.IsZero() {
+			t = now
+		}
+		s.msgs = append(s.msgs, manager.SourceMessage{Seq: s.last, Subject: m.Subject, Header: m.Header, Data: m.Data, Time: t})
 	}
 }
+
+// held returns the messages held.
+func (s *source) held() []manager.SourceMessage { return s.msgs[s.head:] }
 
 func (s *source) Subjects() []string { return s.subjects }
 
@@ -235,13 +249,10 @@ func (s *source) Trim(_ context.Context, seq uint64) error {
 	if seq <= s.first {
 		return nil
 	}
-	n := min(seq-s.first, uint64(len(s.msgs)))
-	clear(s.msgs[:n]) // for the garbage collector
-	s.msgs = s.msgs[n:]
-	s.first += n
-	if len(s.msgs) == 0 {
-		s.msgs = nil // a fresh array, not the tail of the old one
-	}
+	n := int(min(seq-s.first, uint64(len(s.held()))))
+	clear(s.msgs[s.head : s.head+n]) // for the garbage collector
+	s.head += n
+	s.first += uint64(n)
 	return nil
 }
 
@@ -265,11 +276,12 @@ func (r *reader) Next(_ context.Context, n int, _ time.Duration) ([]manager.Sour
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r.next = max(r.next, s.first)
+	held := s.held()
 	i := r.next - s.first
-	if i >= uint64(len(s.msgs)) {
+	if i >= uint64(len(held)) {
 		return nil, nil
 	}
-	msgs := s.msgs[i:min(i+uint64(max(n, 1)), uint64(len(s.msgs)))]
+	msgs := held[i:min(i+uint64(max(n, 1)), uint64(len(held)))]
 	r.next += uint64(len(msgs))
 	return append([]manager.SourceMessage(nil), msgs...), nil
 }
