@@ -225,7 +225,8 @@ func (d *Driver) Send(subject string, data []byte) error {
 // SendMessages appends msgs to the source, in order, and processes every
 // message the source holds that is not processed yet, as a node does:
 // each agent whose Subjects match takes it in the partition of its Key,
-// in source order. Unless ManualCommit, it then commits. An agent's error
+// in source order (a message no agent reads is skipped; a node's source
+// would not have captured it). Unless ManualCommit, it then commits. An agent's error
 // or panic is not an error of SendMessages: the event goes to the dead
 // letters (DeadLetters). Errors are the Driver's (closed) or the
 // manager's.

@@ -468,3 +468,28 @@ func TestClockJump(t *testing.T) {
 		t.Errorf("Now %s", d.Now())
 	}
 }
+
+// Agents see the message as sent: subject, data, headers, stream time and
+// source sequence.
+func TestEventFields(t *testing.T) {
+	seen := manager.NewTable(manager.TableConfig[string, string]{
+		Name: "seen", Keys: manager.StringCodec{}, Values: manager.StringCodec{}})
+	agent := manager.Agent{Name: "record", Subjects: []string{"a.*"},
+		Process: func(e *manager.Event) error { // Key nil: the subject is the key
+			return seen.Set(e, e.Subject, fmt.Sprintf("%s %s %v %d %s", e.Key, e.Data, e.Header["X-Site"],
+				e.Seq, e.Time.Format(time.RFC3339)))
+		}}
+	d := newDriver(t, tabletest.Config{Tables: []manager.Collection{seen}, Agents: []manager.Agent{agent}, Start: noon})
+	must(t, d.Send("a.one", []byte("1")))
+	must(t, d.SendMessages(tabletest.Message{Subject: "a.two", Data: []byte("2"),
+		Header: map[string][]string{"X-Site": {"s1"}}, Time: noon.Add(-time.Hour)}))
+	must(t, d.Send("b.ignored", nil)) // no agent reads it
+	for k, want := range map[string]string{
+		"a.one": "a.one 1 [] 1 2026-03-01T12:00:00Z",
+		"a.two": "a.two 2 [s1] 2 2026-03-01T11:00:00Z",
+	} {
+		if got, _, _ := seen.Lookup(ctx, k); got != want {
+			t.Errorf("%s: %q, want %q", k, got, want)
+		}
+	}
+}
