@@ -72,52 +72,5 @@ func TestPartitionOf(t *testing.T) {
 	}
 }
 
-func TestSubjectMatches(t *testing.T) {
-	cases := []struct {
-		filter, subject string
-		want            bool
-	}{
-		{"a.b", "a.b", true},
-		{"a.b", "a.c", false},
-		{"a.*", "a.b", true},
-		{"a.*", "a.b.c", false},
-		{"a.>", "a.b.c", true},
-		{"a.>", "a", false},
-		{">", "x", true},
-		{"*.b.*", "a.b.c", true},
-		{"a.b.c", "a.b", false},
-	}
-	for _, c := range cases {
-		if got := subjectMatches(c.filter, c.subject); got != c.want {
-			t.Errorf("subjectMatches(%q, %q) = %v, want %v", c.filter, c.subject, got, c.want)
-		}
-	}
-}
 
-func TestSubjectToken(t *testing.T) {
-	cases := []struct {
-		s    string
-		n    int
-		want string
-	}{
-		{"a.b.c", 1, "a"}, {"a.b.c", 2, "b"}, {"a.b.c", 3, "c"}, {"a.b.c", 4, ""}, {"a", 0, ""},
-	}
-	for _, c := range cases {
-		if got := subjectToken(c.s, c.n); got != c.want {
-			t.Errorf("subjectToken(%q, %d) = %q, want %q", c.s, c.n, got, c.want)
-		}
-	}
-}
 
-func TestValidSubjectFilter(t *testing.T) {
-	for _, ok := range []string{"a", "a.*", "a.>", "*.b", ">"} {
-		if err := validSubjectFilter(ok); err != nil {
-			t.Errorf("%q: %v", ok, err)
-		}
-	}
-	for _, bad := range []string{"", "a..b", "a.>.b", "a b", "a.b*", ".a"} {
-		if err := validSubjectFilter(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
