@@ -136,4 +136,3 @@ func TestNormalizeSubjects(t *testing.T) {
 		}
 	}
 }
-

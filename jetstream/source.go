@@ -201,7 +201,6 @@ func normalizeSubjects(subjects []string) ([]string, error) {
 	return out, nil
 }
 
-
 // Subjects returns the subjects the source captures, after normalization.
 func (s *Source) Subjects() []string { return slices.Clone(s.subjects) }
 

@@ -173,4 +173,3 @@ func (e *Event) putStored(table string, key, value []byte, del bool) error {
 	e.writes = append(e.writes, write{table: table, key: string(key), value: value, delete: del})
 	return nil
 }
-

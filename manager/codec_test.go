@@ -71,6 +71,3 @@ func TestPartitionOf(t *testing.T) {
 		}
 	}
 }
-
-
-
