@@ -68,7 +68,12 @@ func (e *env) pipeline(ctx context.Context) ([]Result, error) {
 			out = append(out, r)
 		}
 	}
-	return out, nil
+	// The NATS-native peer, against the first run: Keys keys, at least once.
+	peer, err := e.kvPeer(ctx, out[0])
+	if err != nil {
+		return nil, err
+	}
+	return append(out, peer), nil
 }
 
 // events loads n events over keys keys into stream with pub: event i goes
