@@ -277,11 +277,19 @@
 
   // ---- writes of global tables (PUT/DELETE, scope write)
 
+  // The edit controls are on the page only with the write scope and a
+  // global table.
   function setupEdit() {
     const edit = $("edit");
-    // Without the write scope the controls are not on the page at all.
-    if (!can("write")) { edit.replaceChildren(); edit.hidden = true; return; }
-    edit.hidden = !tables.some((t) => t.global);
+    const globals = tables.filter((t) => t.global);
+    if (!can("write") || !globals.length) { edit.replaceChildren(); edit.hidden = true; return; }
+    if (!$("edit-form")) {
+      edit.replaceChildren($("edit-template").content.cloneNode(true));
+      $("edit-form").addEventListener("submit", (ev) => { ev.preventDefault(); write("PUT"); });
+      $("edit-delete").addEventListener("click", () => write("DELETE"));
+    }
+    fillSelect($("edit-table"), globals);
+    edit.hidden = false;
   }
 
   function editKey(table, e) {
@@ -330,8 +338,6 @@
     $("lookup-form").addEventListener("submit", (ev) => { ev.preventDefault(); lookup($("lookup-table").value, $("lookup-key").value); });
     $("browse-form").addEventListener("submit", (ev) => { ev.preventDefault(); browseNext = null; browse(false); });
     $("browse-more").addEventListener("click", () => browse(true));
-    $("edit-form").addEventListener("submit", (ev) => { ev.preventDefault(); write("PUT"); });
-    $("edit-delete").addEventListener("click", () => write("DELETE"));
     window.addEventListener("hashchange", runFragment);
     setInterval(() => { if (timer) loadTables(); }, 15000);
     start();
