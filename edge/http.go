@@ -83,6 +83,7 @@ func NewAPI(m *manager.TableManager, log *slog.Logger) *API {
 //	DELETE /v1/tables/{table}/keys/{key}   delete a global table's key (If-Match: REVISION)
 //	GET /v1/sites/{site}/tables/{table}/keys/{key}   a site's table key, at a hub node (read-only)
 //	GET /v1/status                         node and partition state
+//	GET /v1/cluster/partitions             every member's partition states, asked at once (1 s bound each)
 //	GET /v1/scopes                         the scopes of the request's token (any token)
 //	GET /v1/history?since=TIME             the console's history of counters (scope metrics; with the console)
 //	GET /  and  GET /console/...           the console's page and assets (no token; with the console)
@@ -99,6 +100,7 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("DELETE /v1/tables/{table}/keys/{key}", a.need(ScopeWrite, a.deleteKey))
 	mux.Handle("GET /v1/sites/{site}/tables/{table}/keys/{key}", a.need(ScopeRead, a.getSiteKey))
 	mux.Handle("GET /v1/status", a.need(ScopeAdmin, a.status))
+	mux.Handle("GET /v1/cluster/partitions", a.need(ScopeAdmin, a.clusterPartitions))
 	a.consoleRoutes(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -330,6 +332,13 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// clusterPartitions answers every member's partition states (this node's
+// alone when not clustered); a member that did not answer within a second
+// has its error instead.
+func (a *API) clusterPartitions(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"node": a.m.Node(), "nodes": a.r.clusterPartitions(r.Context())})
 }
 
 // fail maps a manager error to a status code.

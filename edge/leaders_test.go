@@ -65,6 +65,26 @@ func TestChangelogLeadersOffOwners(t *testing.T) {
 		t.Logf("%d nodes: every changelog led by another node than its owner; %d leader moves so far", nodes, moves)
 	}
 	check(3)
+
+	// Every member's partitions from one node: each active and standby
+	// once, the actives where the assignment puts them.
+	code, body, _ := getJSON(t, c.nodes[0].HTTPAddr(), "/v1/cluster/partitions")
+	nodes, _ := body["nodes"].(map[string]any)
+	if code != 200 || len(nodes) != 3 {
+		t.Fatalf("GET /v1/cluster/partitions = %d %v", code, body)
+	}
+	held := 0
+	for node, v := range nodes {
+		np := v.(map[string]any)
+		if np["error"] != nil {
+			t.Errorf("%s: %v", node, np["error"])
+		}
+		ps, _ := np["partitions"].([]any)
+		held += len(ps)
+	}
+	if want := 6 * 2; held != want { // an active and a standby each
+		t.Errorf("the members hold %d partitions in all, want %d: %v", held, want, body)
+	}
 	c.stop(2)
 	c.waitAssigned()
 	check(2)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -40,7 +41,7 @@ const (
 // testdata/query-v1.json is its golden file.
 type query struct {
 	V      int    `json:"v"`
-	Op     string `json:"op"` // get, scan, count, windows
+	Op     string `json:"op"` // get, scan, count, windows, partitions
 	Table  string `json:"table"`
 	Key    []byte `json:"key,omitempty"`
 	Prefix []byte `json:"prefix,omitempty"`
@@ -62,6 +63,9 @@ type answer struct {
 	Entries   []entryWire           `json:"entries,omitempty"`
 	Count     int                   `json:"count,omitempty"`
 	Windows   []manager.WindowEntry `json:"windows,omitempty"`
+	// Partitions is the answering node's partition states (op
+	// partitions; a node of an earlier release answers bad_request).
+	Partitions []manager.PartitionStatus `json:"partitions,omitempty"`
 }
 
 // entryWire is a scanned entry in an answer. Its names are those the first
@@ -285,6 +289,8 @@ func (r *router) serve(ctx context.Context, req []byte) []byte {
 			a.Entries = toEntries(kvs)
 		case "count":
 			a.Count, err = r.m.Count(q.Table)
+		case "partitions":
+			a.Partitions = r.m.Status().Partitions
 		case "windows":
 			wq := manager.WindowQuery{All: q.All}
 			if q.At != nil {
@@ -301,4 +307,48 @@ func (r *router) serve(ctx context.Context, req []byte) []byte {
 	a.V = answerVersion
 	b, _ := json.Marshal(a)
 	return b
+}
+
+// partitionsTimeout bounds the question to one member in
+// clusterPartitions: a dead member must not hold the answer up.
+const partitionsTimeout = time.Second
+
+// nodePartitions is one member's partitions in GET /v1/cluster/partitions,
+// or why they could not be read.
+type nodePartitions struct {
+	Partitions []manager.PartitionStatus `json:"partitions"`
+	Error      string                    `json:"error,omitempty"`
+}
+
+// clusterPartitions asks every member, at once, for the state of the
+// partitions it holds (actives and standbys): this node from its manager,
+// the others over their query subjects.
+func (r *router) clusterPartitions(ctx context.Context) map[string]nodePartitions {
+	members := r.m.Members()
+	out := make(map[string]nodePartitions, len(members))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, node := range members {
+		if node == r.m.Node() || r.nc == nil {
+			out[node] = nodePartitions{Partitions: r.m.Status().Partitions}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			actx, cancel := context.WithTimeout(ctx, partitionsTimeout)
+			defer cancel()
+			var np nodePartitions
+			if a, err := r.ask(actx, node, query{Op: "partitions"}); err != nil {
+				np.Error = err.Error()
+			} else {
+				np.Partitions = a.Partitions
+			}
+			mu.Lock()
+			out[node] = np
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return out
 }

@@ -97,13 +97,27 @@
     ready.textContent = st.ready ? "ready" : "not ready";
     ready.className = "badge " + (st.ready ? "ok" : "bad");
     ready.title = (st.not_ready || []).join("\n");
-    drawCluster(st);
+    // Every member's partitions (applied offset, lag, recovery of each
+    // partition on its active owner); without it, this node's only.
+    let nodes = null;
+    if (st.cluster) {
+      try { nodes = (await api("/v1/cluster/partitions")).body.nodes; } catch (e) { nodes = null; }
+    }
+    drawCluster(st, nodes);
   }
 
-  function drawCluster(st) {
+  function drawCluster(st, nodes) {
     const cs = st.cluster;
     const here = {};
     for (const p of st.partitions || []) here[p.partition] = p;
+    // onOwner[p]: partition p as its active owner reports it.
+    const onOwner = {}, unreachable = {};
+    for (const [node, np] of Object.entries(nodes || {})) {
+      if (np.error) unreachable[node] = np.error;
+      for (const ps of np.partitions || []) {
+        if (cs && (cs.assignment.actives || [])[ps.partition] === node) onOwner[ps.partition] = ps;
+      }
+    }
     const members = $("members");
     members.replaceChildren();
     let nparts = 0, actives = [], standbys = [], serving = {};
@@ -119,7 +133,8 @@
         const name = m.http ? el("a", { href: location.protocol + "//" + m.http + "/" }, m.node) : m.node;
         members.append(el("div", { class: "card member" + (m.node === cs.leader ? " leader" : ""), "data-node": m.node },
           el("b", {}, name, m.node === cs.leader ? " ★" : "", m.node === st.node ? " (this node)" : ""),
-          el("span", { class: "muted" }, (m.actives || []).length + " active · " + (m.standbys || []).length + " standby · gen " + m.generation)));
+          el("span", { class: "muted" }, (m.actives || []).length + " active · " + (m.standbys || []).length + " standby · gen " + m.generation +
+            (unreachable[m.node] ? " · not answering" : ""))));
       }
     } else {
       $("cluster-note").textContent = "single node · generation " + st.generation;
@@ -131,6 +146,7 @@
     body.replaceChildren();
     for (let p = 0; p < nparts; p++) {
       const h = here[p];
+      const o = onOwner[p] || (actives[p] === st.node ? h : null);
       const moving = serving[p] !== actives[p];
       const active = actives[p] || "—";
       body.append(el("tr", { class: moving ? "moving" : "", "data-partition": p },
@@ -138,9 +154,9 @@
         el("td", { class: "active" }, active, moving ? " (taking over)" : ""),
         el("td", {}, (standbys[p] || []).join(", ") || "—"),
         el("td", { class: h ? "state-" + h.state : "muted" }, h ? h.state : "—"),
-        el("td", {}, h ? h.applied_offset : ""),
-        el("td", {}, h ? Math.max(0, h.high_water - h.applied_offset) : ""),
-        el("td", {}, h ? recovery(h) : "")));
+        el("td", { class: "applied" }, o ? o.applied_offset : h ? h.applied_offset : ""),
+        el("td", { class: "lag" }, o ? Math.max(0, o.high_water - o.applied_offset) : h ? Math.max(0, h.high_water - h.applied_offset) : ""),
+        el("td", {}, o ? recovery(o) : h ? recovery(h) : "")));
     }
   }
 
