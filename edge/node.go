@@ -356,7 +356,7 @@ func (n *Node) Run(ctx context.Context) error {
 // runOnce is one life of the node: Run, until it stops or needs a restart
 // (errStorageRestart).
 func (n *Node) runOnce(parent context.Context) (err error) {
-	ctx, cancel := context.WithCancelCause(parent)
+	ctx, cancel := context.WithCancelCause(jetstream.WithLogger(parent, n.log))
 	defer cancel(nil)
 	defer func() {
 		if errors.Is(context.Cause(ctx), errStorageRestart) && parent.Err() == nil {

@@ -34,8 +34,10 @@ type DeadLetters struct {
 	// async publishes what Enqueue sends, on a JetStream context of its
 	// own, so that Flush waits for dead letters only.
 	async natsjs.JetStream
-	// lastErrLog rate-limits the log of failed asynchronous sends.
+	// lastErrLog rate-limits the log of failed asynchronous sends, which
+	// go to log (the logger of NewDeadLetters' context, see WithLogger).
 	lastErrLog atomic.Int64
+	log        *slog.Logger
 }
 
 var _ manager.DeadLetterQueue = (*DeadLetters)(nil)
@@ -94,7 +96,7 @@ func NewDeadLetterQueue(ctx context.Context, js natsjs.JetStream, cfg DeadLetter
 	if err != nil {
 		return nil, fmt.Errorf("edgetables/jetstream: create or update stream %s: %w", name, err)
 	}
-	d := &DeadLetters{js: js, app: app}
+	d := &DeadLetters{js: js, app: app, log: loggerFrom(ctx)}
 	d.async, err = natsjs.New(js.Conn(), natsjs.WithPublishAsyncMaxPending(maxPendingDeadLetters),
 		natsjs.WithPublishAsyncErrHandler(func(_ natsjs.JetStream, m *nats.Msg, err error) { d.asyncFailed(m, err) }))
 	if err != nil {
@@ -111,7 +113,7 @@ func (d *DeadLetters) asyncFailed(m *nats.Msg, err error) {
 	if now-last < int64(10*time.Second) || !d.lastErrLog.CompareAndSwap(last, now) {
 		return
 	}
-	slog.Default().Error("dead-letter publish failed: the refused event is only in the source stream (until trimmed) and in the node's log",
+	d.log.Error("dead-letter publish failed: the refused event is only in the source stream (until trimmed) and in the node's log",
 		"app", d.app, "subject", m.Subject, "agent", m.Header.Get(HeaderAgent), "source_seq", m.Header.Get(HeaderSourceSeq), "err", err)
 }
 

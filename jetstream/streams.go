@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"time"
 
@@ -83,7 +82,7 @@ func retry(ctx context.Context, what string, f func() error) error {
 		if attempt == 1 || attempt%5 == 0 {
 			// Say what start-up waits for, rather than nothing for a
 			// minute.
-			slog.Default().Warn("waiting for JetStream; retrying", "what", what, "attempt", attempt, "err", err)
+			loggerFrom(ctx).Warn("waiting for JetStream; retrying", "what", what, "attempt", attempt, "err", err)
 		}
 		t := time.NewTimer(delay)
 		select {
