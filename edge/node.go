@@ -138,6 +138,10 @@ type Config struct {
 	// RecoveryHooks observe the recovery of actives and standbys (see
 	// manager.RecoveryHooks); they must not block.
 	RecoveryHooks manager.RecoveryHooks
+	// Listener observes the node's table manager: its start and stop,
+	// rebalances and commits (see manager.Listener). It is called on the
+	// manager's processing goroutine and must return quickly.
+	Listener manager.Listener
 	// Logger receives the node's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Edge makes the node an edge site or a hub node (see EdgeConfig).
@@ -588,6 +592,7 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 		CommitCapacity:   commitCapacity(cfg.ExactlyOnce),
 		MaxRecordBytes:   jetstream.MaxRecordBytes(js.Conn()),
 		RecoveryHooks:    cfg.RecoveryHooks,
+		Listener:         cfg.Listener,
 		ChangelogBehind:  cfg.ChangelogBehind,
 		Stores:           stores,
 		Global:           global,
