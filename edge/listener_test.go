@@ -2,6 +2,9 @@ package edge
 
 import (
 	"fmt"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +21,7 @@ type listenerCall struct {
 	parts     []int
 	committed manager.Committed
 	err       error
+	goroutine uint64 // the calling goroutine's id
 }
 
 // listenerLog records the calls of one run of a node's listener.
@@ -27,6 +31,7 @@ type listenerLog struct {
 }
 
 func (l *listenerLog) add(c listenerCall) {
+	c.goroutine = goroutineID()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.calls = append(l.calls, c)
@@ -48,8 +53,12 @@ func (l *listenerLog) listener() manager.Listener {
 		OnPartitionsAssigned: func(ev manager.PartitionsAssigned) {
 			l.add(listenerCall{kind: "assigned", gen: ev.Generation, parts: ev.NewlyAssigned})
 		},
-		OnActivesReady:  func(ev manager.PartitionsReady) { l.add(listenerCall{kind: "actives", gen: ev.Generation, parts: ev.Partitions}) },
-		OnStandbysReady: func(ev manager.PartitionsReady) { l.add(listenerCall{kind: "standbys", gen: ev.Generation, parts: ev.Partitions}) },
+		OnActivesReady: func(ev manager.PartitionsReady) {
+			l.add(listenerCall{kind: "actives", gen: ev.Generation, parts: ev.Partitions})
+		},
+		OnStandbysReady: func(ev manager.PartitionsReady) {
+			l.add(listenerCall{kind: "standbys", gen: ev.Generation, parts: ev.Partitions})
+		},
 		OnCommitted: func(ev manager.Committed) {
 			l.add(listenerCall{kind: "committed", gen: ev.Generation, committed: ev})
 		},
@@ -72,13 +81,19 @@ var follows = map[string][]string{
 // rebalances of increasing generations, each rebalance started → revoked
 // → assigned → actives ready → standbys ready (all of one generation),
 // commits with increasing offsets per partition in between, and stopped
-// last if stopped is set. It returns the rebalances that completed, by
+// last if stopped is set, all on one goroutine. It returns the rebalances that completed, by
 // generation.
 func checkListenerOrder(t *testing.T, name string, calls []listenerCall, stopped bool) map[uint64]bool {
 	t.Helper()
 	if len(calls) == 0 || calls[0].kind != "started" {
 		t.Errorf("%s: calls begin %+v, want started", name, calls[:min(1, len(calls))])
 		return nil
+	}
+	for _, c := range calls {
+		if c.goroutine != calls[0].goroutine {
+			t.Errorf("%s: %s called on goroutine %d, started on %d: want one goroutine per run", name, c.kind, c.goroutine, calls[0].goroutine)
+			break
+		}
 	}
 	prev, gen := "started", uint64(0)
 	complete := map[uint64]bool{}
@@ -235,4 +250,14 @@ func summarize(calls []listenerCall) string {
 		}
 	}
 	return fmt.Sprintf("%s+ %d commits", out, commits)
+}
+
+// goroutineID returns the calling goroutine's id, from its stack header
+// ("goroutine 7 [running]:").
+func goroutineID() uint64 {
+	var buf [64]byte
+	n := runtime.Stack(buf[:], false)
+	f := strings.Fields(string(buf[:n]))
+	id, _ := strconv.ParseUint(f[1], 10, 64)
+	return id
 }

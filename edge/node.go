@@ -140,7 +140,9 @@ type Config struct {
 	RecoveryHooks manager.RecoveryHooks
 	// Listener observes the node's table manager: its start and stop,
 	// rebalances and commits (see manager.Listener). It is called on the
-	// manager's processing goroutine and must return quickly.
+	// manager's processing goroutine and must return quickly. A node that
+	// restarts in process (its disk filled and has room again) calls
+	// OnStopped, then OnStarted and the rest again for its new manager.
 	Listener manager.Listener
 	// Logger receives the node's logs (default slog.Default()).
 	Logger *slog.Logger

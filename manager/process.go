@@ -27,7 +27,7 @@ const readerStallAfter = 2 * time.Second
 
 // Run starts the manager and processes events until ctx ends or a fatal
 // error occurs. Alone (no Coordinator), the node assigns itself every
-// partition through the same OnRebalance path a cluster uses; in a cluster,
+// partition through the same rebalance path a cluster uses; in a cluster,
 // it joins the group and follows the assignments of its leader. When ctx
 // ends, the commits in flight end and the uncommitted writes are committed
 // (within 10 s; a commit in flight whose changelog does not answer ends at
