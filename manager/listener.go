@@ -95,8 +95,10 @@ type PartitionsAssigned struct {
 }
 
 // PartitionsReady reports the partitions that are ready: for
-// OnActivesReady, the partitions processed here; for OnStandbysReady, the
-// standbys that follow their changelogs.
+// OnActivesReady, the partitions processed here (an assigned partition
+// whose changelog was found taken by a newer owner waits for the
+// assignment that says so, unprocessed, and is not listed); for
+// OnStandbysReady, the standbys that follow their changelogs.
 type PartitionsReady struct {
 	Generation uint64
 	Partitions []int
