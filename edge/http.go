@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edgetables/edgetables/edge/console"
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
 )
@@ -58,6 +59,9 @@ type API struct {
 	// storage, with an embedded server, says when writes fail for want
 	// of space: /readyz, /v1/status and /metrics show it.
 	storage *storageWatch
+	// console and history, set by EnableConsole, serve the console.
+	console bool
+	history *console.History
 }
 
 // NewAPI returns the HTTP API over m.
@@ -79,6 +83,9 @@ func NewAPI(m *manager.TableManager, log *slog.Logger) *API {
 //	DELETE /v1/tables/{table}/keys/{key}   delete a global table's key (If-Match: REVISION)
 //	GET /v1/sites/{site}/tables/{table}/keys/{key}   a site's table key, at a hub node (read-only)
 //	GET /v1/status                         node and partition state
+//	GET /v1/scopes                         the scopes of the request's token (any token)
+//	GET /v1/history?since=TIME             the console's history of counters (scope metrics; with the console)
+//	GET /  and  GET /console/...           the console's page and assets (no token; with the console)
 //	GET /healthz                           the process is up
 //	GET /readyz                            200 while every assigned partition is served; 503 with the reasons
 //	GET /metrics                           Prometheus metrics (text format)
@@ -92,6 +99,7 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("DELETE /v1/tables/{table}/keys/{key}", a.need(ScopeWrite, a.deleteKey))
 	mux.Handle("GET /v1/sites/{site}/tables/{table}/keys/{key}", a.need(ScopeRead, a.getSiteKey))
 	mux.Handle("GET /v1/status", a.need(ScopeAdmin, a.status))
+	a.consoleRoutes(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

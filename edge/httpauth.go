@@ -234,7 +234,7 @@ func (a *API) authenticate(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if open(r.URL.Path) {
+		if a.openPath(r.URL.Path) {
 			next.ServeHTTP(w, r)
 			return
 		}

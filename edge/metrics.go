@@ -30,6 +30,7 @@ type Metrics struct {
 	storage *storageWatch
 
 	storageFailing *prometheus.Desc
+	leaderMoves    *prometheus.Desc
 
 	events, records, commits, commitSeconds, rebalances, generation, ready,
 	deadLetters, deadLetterReasons, commitFailures, taskFailures, takenBack, uncommitted, pending, unknown, sourceGaps, markerRegressions, sourceResets, changelogBehind, partitions, remaining, standbyLag, globalApplied, globalLag *prometheus.Desc
@@ -57,6 +58,7 @@ func NewMetrics(m *manager.TableManager, log *slog.Logger) *Metrics {
 		commitFailures:    d("commit_failures_total", "Failed partition commits: fenced (another writer owns the changelog) or other (retried).", "reason"),
 		taskFailures:      d("partition_task_failures_total", "Failed attempts of partition recoveries (task=recover) and standby replays (task=standby); each is retried with a growing pause.", "task"),
 		takenBack:         d("partitions_taken_back_total", "Partitions taken back by a replay after a fence."),
+		leaderMoves:       d("changelog_leader_moves_total", "Partition changelogs whose stream leader this node, their active owner, moved to a standby (so that its death needs no election of their leader)."),
 		uncommitted:       d("source_uncommitted_events", "Source sequences an active partition has been read past but not committed (examined less committed position).", "partition"),
 		pending:           d("source_pending_events", "Source sequences stored but not yet read by this node (one request per scrape)."),
 		unknown:           d("unknown_records_total", "Replayed changelog records of tables this node does not declare (skipped)."),
@@ -75,7 +77,7 @@ func NewMetrics(m *manager.TableManager, log *slog.Logger) *Metrics {
 // Describe sends the descriptions of every metric.
 func (c *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.events, c.records, c.commits, c.commitSeconds, c.rebalances, c.generation,
-		c.ready, c.storageFailing, c.deadLetters, c.deadLetterReasons, c.commitFailures, c.taskFailures, c.takenBack, c.uncommitted, c.pending, c.unknown, c.sourceGaps, c.markerRegressions, c.sourceResets, c.changelogBehind, c.partitions, c.remaining, c.standbyLag, c.globalApplied, c.globalLag} {
+		c.ready, c.storageFailing, c.deadLetters, c.deadLetterReasons, c.commitFailures, c.taskFailures, c.takenBack, c.leaderMoves, c.uncommitted, c.pending, c.unknown, c.sourceGaps, c.markerRegressions, c.sourceResets, c.changelogBehind, c.partitions, c.remaining, c.standbyLag, c.globalApplied, c.globalLag} {
 		ch <- d
 	}
 }
@@ -112,6 +114,7 @@ func (c *Metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(c.commitFailures, st.CommitsFenced, "fenced")
 	counter(c.commitFailures, st.CommitsFailed, "other")
 	counter(c.takenBack, st.TakenBack)
+	counter(c.leaderMoves, st.LeaderMoves)
 	counter(c.taskFailures, st.RecoveryFailures, "recover")
 	counter(c.taskFailures, st.StandbyFailures, "standby")
 	counter(c.unknown, st.UnknownRecords)

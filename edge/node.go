@@ -50,6 +50,9 @@ type Config struct {
 	// HTTPTLS, when set, serves the HTTP API over TLS, with client
 	// certificates if it has a client CA (see HTTPTLS); default: plain HTTP.
 	HTTPTLS *HTTPTLS
+	// NoConsole turns off the console the HTTP listener serves at / (and
+	// GET /v1/history); default: on (see API.EnableConsole).
+	NoConsole bool
 	// SyncAlways makes JetStream fsync every write (default: the server's
 	// periodic sync). See the README's durability section.
 	SyncAlways bool
@@ -452,6 +455,9 @@ func (n *Node) runOnce(parent context.Context) (err error) {
 		a.collectors = append(a.collectors, newEdgeMetrics(n), newSiteTablesMetrics(n))
 		if cfg.clustered() {
 			a.r.nc, a.r.app = nc, cfg.App
+		}
+		if !cfg.NoConsole {
+			defer a.EnableConsole(ctx)()
 		}
 		api := newHTTPServer(a.Handler())
 		served := make(chan struct{})

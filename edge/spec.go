@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/subject"
 )
 
 // Aggregations a built-in table can compute.
@@ -217,12 +218,10 @@ func (s TableSpec) validate() error {
 	if err := s.validateWindow(); err != nil {
 		return err
 	}
-	toks := strings.Split(s.Source, ".")
-	for i, t := range toks {
-		if t == "" || (t == ">" && i != len(toks)-1) || strings.ContainsAny(t, " \t") || (len(t) > 1 && strings.ContainsAny(t, "*>")) {
-			return fmt.Errorf("source %q is not a valid NATS subject", s.Source)
-		}
+	if err := subject.Valid(s.Source); err != nil {
+		return fmt.Errorf("source %q is not a valid NATS subject: %w", s.Source, err)
 	}
+	toks := strings.Split(s.Source, ".")
 	if s.Key.Token > len(toks) && toks[len(toks)-1] != ">" {
 		return fmt.Errorf("key subject:%d: source %q has only %d tokens", s.Key.Token, s.Source, len(toks))
 	}

@@ -136,26 +136,3 @@ func TestNormalizeSubjects(t *testing.T) {
 		}
 	}
 }
-
-func TestSubjectIsSubset(t *testing.T) {
-	tests := []struct {
-		s, t string
-		want bool
-	}{
-		{"a.b", "a.b", true},
-		{"a.b", "a.*", true},
-		{"a.*", "a.b", false},
-		{"a.*.b", "a.>", true},
-		{"a.>", "a.>", true},
-		{"a.>", "a.*", false},
-		{"a", "a.>", false},
-		{"a.b.c", "a.*", false},
-		{"a.b", ">", true},
-		{"*.b", "a.>", false},
-	}
-	for _, tt := range tests {
-		if got := subjectIsSubset(tt.s, tt.t); got != tt.want {
-			t.Errorf("subjectIsSubset(%q, %q) = %v, want %v", tt.s, tt.t, got, tt.want)
-		}
-	}
-}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager"
-	"github.com/nats-io/nats-server/v2/server"
+	"github.com/edgetables/edgetables/manager/subject"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 )
@@ -105,7 +105,7 @@ func NewSource(ctx context.Context, js natsjs.JetStream, cfg SourceConfig) (*Sou
 	}
 	for _, s := range subjects {
 		for _, r := range reservedSubjects(cfg.App) {
-			if server.SubjectsCollide(s, r) {
+			if subject.Collide(s, r) {
 				return nil, fmt.Errorf("%w: source subject %q of app %s overlaps the app's own subjects %q", ErrSubjectOverlap, s, cfg.App, r)
 			}
 		}
@@ -153,7 +153,7 @@ func (s *Source) overlapping(ctx context.Context) string {
 		}
 		for _, theirs := range info.Config.Subjects {
 			for _, ours := range s.subjects {
-				if server.SubjectsCollide(ours, theirs) {
+				if subject.Collide(ours, theirs) {
 					found = append(found, fmt.Sprintf("%q overlaps %q of stream %s", ours, theirs, info.Config.Name))
 				}
 			}
@@ -173,8 +173,8 @@ func normalizeSubjects(subjects []string) ([]string, error) {
 	}
 	var out []string
 	for i, s := range subjects {
-		if !server.IsValidSubject(s) || strings.ContainsAny(s, " \t\r\n") {
-			return nil, fmt.Errorf("%w: subject %q", ErrBadName, s)
+		if err := subject.Valid(s); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadName, err)
 		}
 		covered := false
 		for j, t := range subjects {
@@ -182,7 +182,7 @@ func normalizeSubjects(subjects []string) ([]string, error) {
 				continue
 			}
 			// Drop s if t covers it; of equal subjects keep the first.
-			if s == t && j < i || s != t && subjectIsSubset(s, t) {
+			if s == t && j < i || s != t && subject.Subset(s, t) {
 				covered = true
 				break
 			}
@@ -193,32 +193,12 @@ func normalizeSubjects(subjects []string) ([]string, error) {
 	}
 	for i, s := range out {
 		for _, t := range out[i+1:] {
-			if server.SubjectsCollide(s, t) {
+			if subject.Collide(s, t) {
 				return nil, fmt.Errorf("%w: subjects %q and %q overlap partly; list one subject covering both", ErrSubjectOverlap, s, t)
 			}
 		}
 	}
 	return out, nil
-}
-
-// subjectIsSubset reports whether every subject matching s matches t.
-func subjectIsSubset(s, t string) bool {
-	st, tt := strings.Split(s, "."), strings.Split(t, ".")
-	for i, tok := range tt {
-		if i >= len(st) {
-			return false
-		}
-		if tok == ">" {
-			return true
-		}
-		if st[i] == ">" {
-			return false
-		}
-		if tok != "*" && st[i] != tok {
-			return false
-		}
-	}
-	return len(st) == len(tt)
 }
 
 // Subjects returns the subjects the source captures, after normalization.

@@ -6,8 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
-	"strings"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/subject"
 )
 
 var agentNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
@@ -41,7 +42,7 @@ func (a *Agent) validate() error {
 		return fmt.Errorf("agent %s: no subjects", a.Name)
 	}
 	for _, s := range a.Subjects {
-		if err := validSubjectFilter(s); err != nil {
+		if err := subject.Valid(s); err != nil {
 			return fmt.Errorf("agent %s: %w", a.Name, err)
 		}
 	}
@@ -51,9 +52,9 @@ func (a *Agent) validate() error {
 	return nil
 }
 
-func (a *Agent) matches(subject string) bool {
+func (a *Agent) matches(subj string) bool {
 	for _, f := range a.Subjects {
-		if subjectMatches(f, subject) {
+		if subject.Matches(f, subj) {
 			return true
 		}
 	}
@@ -123,7 +124,7 @@ func (e *Event) JSON() (map[string]any, error) {
 
 // Token returns the n-th token (1-based) of the subject, or "" when the
 // subject has fewer tokens.
-func (e *Event) Token(n int) string { return subjectToken(e.Subject, n) }
+func (e *Event) Token(n int) string { return subject.Token(e.Subject, n) }
 
 func (e *Event) get(table string, key []byte) ([]byte, bool, error) {
 	if e.part == nil {
@@ -170,62 +171,5 @@ func (e *Event) putStored(table string, key, value []byte, del bool) error {
 		return fmt.Errorf("%w: %s", ErrTableNotFound, table)
 	}
 	e.writes = append(e.writes, write{table: table, key: string(key), value: value, delete: del})
-	return nil
-}
-
-// subjectToken returns the n-th (1-based) dot-separated token of s.
-func subjectToken(s string, n int) string {
-	for i := 1; n > 0; i++ {
-		j := strings.IndexByte(s, '.')
-		if i == n {
-			if j < 0 {
-				return s
-			}
-			return s[:j]
-		}
-		if j < 0 {
-			return ""
-		}
-		s = s[j+1:]
-	}
-	return ""
-}
-
-// subjectMatches reports whether subject matches the NATS subject filter
-// (with '*' for one token and a trailing '>' for one or more).
-func subjectMatches(filter, subject string) bool {
-	for {
-		ft, frest, fmore := strings.Cut(filter, ".")
-		st, srest, smore := strings.Cut(subject, ".")
-		switch {
-		case ft == ">":
-			return st != ""
-		case ft != "*" && ft != st:
-			return false
-		}
-		if !fmore || !smore {
-			return fmore == smore
-		}
-		filter, subject = frest, srest
-	}
-}
-
-func validSubjectFilter(s string) error {
-	if s == "" {
-		return fmt.Errorf("empty subject")
-	}
-	toks := strings.Split(s, ".")
-	for i, t := range toks {
-		switch {
-		case t == "":
-			return fmt.Errorf("subject %q: empty token", s)
-		case t == ">" && i != len(toks)-1:
-			return fmt.Errorf("subject %q: '>' must be the last token", s)
-		case strings.ContainsAny(t, " \t\r\n"):
-			return fmt.Errorf("subject %q: white space", s)
-		case len(t) > 1 && strings.ContainsAny(t, "*>"):
-			return fmt.Errorf("subject %q: wildcard inside a token", s)
-		}
-	}
 	return nil
 }

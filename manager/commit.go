@@ -58,6 +58,9 @@ type counters struct {
 	// partitions' recovery and standby tasks.
 	recoverFailures atomic.Uint64
 	standbyFailures atomic.Uint64
+	// leaderMoves counts partition logs whose leader was moved off this
+	// node, their active owner (leaders.go).
+	leaderMoves atomic.Uint64
 }
 
 // taskFailures is the failure counter of a partition task.

@@ -1,5 +1,7 @@
 package manager
 
+import "testing"
+
 // Test hooks for the external tests of this package.
 
 // Failpoint names.
@@ -11,8 +13,13 @@ const (
 // ErrCrash is what a failpoint returns to simulate a crash.
 var ErrCrash = errCrash
 
-// EnableFailpoint makes the named point call f; the returned func disables it.
-func EnableFailpoint(name string, f func() error) (disable func()) {
-	failpoints.Store(name, f)
-	return func() { failpoints.Delete(name) }
+// EnableFailpoint makes the named point call f; the returned func disables
+// it. It skips t in a build without the tag "failpoints".
+func EnableFailpoint(t testing.TB, name string, f func() error) (disable func()) {
+	t.Helper()
+	if !failpointsEnabled {
+		t.Skip("failpoints need: go test -tags failpoints")
+	}
+	setFailpoint(name, f)
+	return func() { setFailpoint(name, nil) }
 }

@@ -85,7 +85,7 @@ func TestCrashAfterAppend(t *testing.T) {
 			h.waitCounts(want)
 
 			var fired atomic.Bool
-			disable := manager.EnableFailpoint(fp, func() error {
+			disable := manager.EnableFailpoint(t, fp, func() error {
 				fired.Store(true)
 				return manager.ErrCrash
 			})

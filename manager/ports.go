@@ -133,6 +133,18 @@ type SourceState struct {
 	Epoch string
 }
 
+// LeaderMover is implemented by a Changelog whose partitions' logs are
+// replicated, with one replica leading. The manager moves the leader of a
+// partition's log off the partition's active owner, to a standby of the
+// partition when it can: when the owner dies, the log then needs no
+// election before the standby commits, which is most of a failover's time.
+type LeaderMover interface {
+	// MoveLeader makes another replica lead partition p's log if node from
+	// leads it, preferring node to ("": any); moved reports whether it
+	// asked.
+	MoveLeader(ctx context.Context, p int, from, to string) (moved bool, err error)
+}
+
 // Source is the stream that captures the input events of every agent.
 type Source interface {
 	// Subjects returns the subjects the source captures.

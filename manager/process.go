@@ -89,6 +89,13 @@ func (m *TableManager) Run(ctx context.Context) (err error) {
 		defer close(groupDone)
 		m.runGroup(groupCtx)
 	}()
+	leadersCtx, stopLeaders := context.WithCancel(ctx)
+	leadersDone := make(chan struct{})
+	go func() {
+		defer close(leadersDone)
+		m.runLeaderPlacement(leadersCtx)
+	}()
+	defer func() { stopLeaders(); <-leadersDone }()
 	err = m.process(ctx)
 	// Leave after the final commit, so that the next owners find the
 	// partitions committed and released.

@@ -111,7 +111,7 @@ func TestRecoveryHooksTailReplay(t *testing.T) {
 	want := map[string]int64{}
 	h.publishCounts(400, 10, want)
 	h.waitCounts(want)
-	disable := manager.EnableFailpoint(manager.FPAfterAppend, func() error { return manager.ErrCrash })
+	disable := manager.EnableFailpoint(t, manager.FPAfterAppend, func() error { return manager.ErrCrash })
 	h.publishCounts(200, 10, want)
 	if err := h.wait(); !errors.Is(err, manager.ErrCrash) {
 		t.Fatalf("Run = %v, want the simulated crash", err)

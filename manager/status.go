@@ -46,6 +46,10 @@ type Status struct {
 	CommitsFenced uint64 `json:"commits_fenced"`
 	CommitsFailed uint64 `json:"commits_failed"`
 	TakenBack     uint64 `json:"partitions_taken_back"`
+	// LeaderMoves counts the partition logs whose leader this node moved
+	// off itself, their active owner, so that its death needs no election
+	// of their leader.
+	LeaderMoves uint64 `json:"changelog_leader_moves,omitempty"`
 	// RecoveryFailures and StandbyFailures count failed attempts of the
 	// partitions' recoveries and standby replays (each is retried).
 	RecoveryFailures uint64 `json:"recovery_failures"`
@@ -105,6 +109,7 @@ func (m *TableManager) Status() Status {
 		CommitsFenced:     m.counters.commitsFenced.Load(),
 		CommitsFailed:     m.counters.commitsFailed.Load(),
 		TakenBack:         m.counters.takenBack.Load(),
+		LeaderMoves:       m.counters.leaderMoves.Load(),
 		RecoveryFailures:  m.counters.recoverFailures.Load(),
 		StandbyFailures:   m.counters.standbyFailures.Load(),
 		ExaminedSeq:       m.seen.Load(),

@@ -11,7 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/edgetables/edgetables/edge/bench"
+	"github.com/edgetables/edgetables/cmd/edgetables/bench"
 )
 
 // benchCmd is `edgetables bench`: it measures this build against raw

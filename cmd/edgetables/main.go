@@ -82,6 +82,7 @@ type runCmd struct {
 	DataDir         string            `help:"Directory for JetStream storage and table stores; one node per directory (a second one exits)." default:"./data"`
 	NATSListen      string            `name:"nats-listen" help:"Embedded NATS server client address (port 0: any free port)." default:"127.0.0.1:4222"`
 	HTTPListen      string            `name:"http-listen" help:"HTTP API address ('off' disables it)." default:"127.0.0.1:8080"`
+	Console         bool              `help:"Serve the operator's console at / of the HTTP API, and its history at /v1/history (--console=false or --no-console: off)." default:"true" negatable:""`
 	Partitions      int               `help:"Partitions of every table (fixed for an app)." default:"8"`
 	CommitInterval  time.Duration     `help:"Longest time between commits." default:"100ms"`
 	CommitEvery     int               `help:"Commit after this many events even before the interval ends." default:"10000"`
@@ -237,7 +238,7 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 		SyncAlways: r.Sync == "always", ExactlyOnce: r.Guarantee == "exactly-once", SourceMaxBytes: int64(r.SourceMaxBytes), Partitions: r.Partitions,
 		MaxStore: int64(r.MaxStore), MaxMemory: int64(r.MaxMemory), TombstoneTTL: r.TombstoneTTL,
 		CommitInterval: r.CommitInterval, CommitEvery: r.CommitEvery, RecoveryBufferSize: r.RecoveryBuffer,
-		StandbyBufferSize: r.StandbyBuffer, KeepSource: r.KeepSource, Logger: log,
+		StandbyBufferSize: r.StandbyBuffer, KeepSource: r.KeepSource, Logger: log, NoConsole: !r.Console,
 		ClusterName: r.ClusterName, ClusterListen: r.ClusterListen, Routes: r.Routes, Replicas: r.Replicas,
 		Standbys: r.Standbys, SessionTimeout: r.SessionTimeout, NATSURLs: r.NATSURL, ResetTables: r.ResetTable,
 		ChangelogBehind: manager.ChangelogBehind(r.ChangelogBehind),

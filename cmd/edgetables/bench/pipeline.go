@@ -51,24 +51,29 @@ func (e *env) pipeline(ctx context.Context) ([]Result, error) {
 		keys   int
 		target float64
 		modes  []deliveryMode
-	}{{e.cfg.Keys, 1.0, []deliveryMode{atLeastOnce, exactlyOnce}}, {e.cfg.Events, 0.7, []deliveryMode{atLeastOnce}}}
+	}{{e.cfg.Keys, 1.5, []deliveryMode{atLeastOnce, exactlyOnce}}, {e.cfg.Events, 0.8, []deliveryMode{atLeastOnce}}}
 	if e.cfg.Keys == e.cfg.Events {
 		cases = cases[1:]
 		cases[0].modes = []deliveryMode{atLeastOnce, exactlyOnce}
 	}
 	var out []Result
-	for _, c := range cases {
+	for i, c := range cases {
 		var raw *rawRun
 		for _, mode := range c.modes {
-			r, measured, err := e.pipelineRun(ctx, mode, c.keys, c.target, raw)
+			r, measured, err := e.pipelineRun(ctx, mode, c.keys, c.target, raw, i == 0)
 			if err != nil {
 				return nil, fmt.Errorf("K=%d, %s: %w", c.keys, mode, err)
 			}
 			raw = measured
-			out = append(out, r)
+			out = append(out, r...)
 		}
 	}
-	return out, nil
+	// The NATS-native peer, against the first run: Keys keys, at least once.
+	peer, err := e.kvPeer(ctx, out[0])
+	if err != nil {
+		return nil, err
+	}
+	return append(out, peer), nil
 }
 
 // events loads n events over keys keys into stream with pub: event i goes
@@ -90,10 +95,15 @@ func events(ctx context.Context, pub *publisher, stream, prefix string, n, keys 
 	return counts, last, err
 }
 
+// consumeTarget is the goal of the pipeline against the raw consumer
+// alone, which does nothing with the events: the limit of any pipeline.
+const consumeTarget = 0.4
+
 // pipelineRun measures one mode and key count. It measures the raw
-// baseline on the same events too, unless raw is given; it returns the
-// baseline it compared with.
-func (e *env) pipelineRun(ctx context.Context, mode deliveryMode, keys int, target float64, raw *rawRun) (Result, *rawRun, error) {
+// baseline on the same events too, unless raw is given, and then with
+// consumeAlone also the raw consumer alone, reported as a second result;
+// it returns the baseline it compared with.
+func (e *env) pipelineRun(ctx context.Context, mode deliveryMode, keys int, target float64, raw *rawRun, consumeAlone bool) ([]Result, *rawRun, error) {
 	n := e.cfg.Events
 	app := e.app("pipe")
 	name := fmt.Sprintf("pipeline, K=%s (%s)", count(keys), mode)
@@ -103,15 +113,15 @@ func (e *env) pipelineRun(ctx context.Context, mode deliveryMode, keys int, targ
 	phase := fmt.Sprintf("pipeline-k%d-%s", keys, mode)
 	table, agent, err := builtin(fmt.Sprintf("name=counts,source=%s.ev.*,key=subject:3,agg=count", app))
 	if err != nil {
-		return Result{}, nil, err
+		return nil, nil, err
 	}
 	counter, ok := table.(*manager.Table[string, int64])
 	if !ok {
-		return Result{}, nil, fmt.Errorf("built-in count table is a %T, want *manager.Table[string, int64]", table)
+		return nil, nil, fmt.Errorf("built-in count table is a %T, want *manager.Table[string, int64]", table)
 	}
 	nc, js, err := e.connect(app)
 	if err != nil {
-		return Result{}, nil, err
+		return nil, nil, err
 	}
 	defer nc.Close()
 	// The run's streams go when it ends: a million-message source and its
@@ -120,35 +130,47 @@ func (e *env) pipelineRun(ctx context.Context, mode deliveryMode, keys int, targ
 	defer e.dropStreams(js, app)
 	p, err := newPorts(ctx, js, app, e.cfg.Partitions, []manager.Agent{agent}, mode)
 	if err != nil {
-		return Result{}, nil, err
+		return nil, nil, err
 	}
 
 	e.log.Info("bench: publishing source events", "run", name, "events", n)
 	t0 := time.Now()
 	want, _, err := events(ctx, e.pub, p.source.Stream(), app+".ev.", n, keys)
 	if err != nil {
-		return Result{}, nil, fmt.Errorf("publish source events: %w", err)
+		return nil, nil, fmt.Errorf("publish source events: %w", err)
 	}
 	pubRate := float64(n) / time.Since(t0).Seconds()
 	ss, err := p.source.State(ctx)
 	if err != nil {
-		return Result{}, nil, err
+		return nil, nil, err
 	}
 	first, last := ss.First, ss.Last
 	if last-first+1 != uint64(n) {
-		return Result{}, nil, fmt.Errorf("source stream holds sequences %d..%d, want %d events", first, last, n)
+		return nil, nil, fmt.Errorf("source stream holds sequences %d..%d, want %d events", first, last, n)
 	}
 
 	rawNote := "raw"
+	var consume *rawRun
 	if raw == nil {
 		e.log.Info("bench: raw baseline", "run", name)
 		raw = &rawRun{}
 		raw.other, err = e.phase(phase+"-raw", func() (err error) {
-			raw.took, err = e.rawPipeline(ctx, app, p.source.Stream(), n, last)
+			raw.took, err = e.rawPipeline(ctx, app, p.source.Stream(), n, last, true)
 			return err
 		})
 		if err != nil {
-			return Result{}, nil, fmt.Errorf("raw baseline: %w", err)
+			return nil, nil, fmt.Errorf("raw baseline: %w", err)
+		}
+		if consumeAlone {
+			e.log.Info("bench: raw consumer alone", "run", name)
+			consume = &rawRun{}
+			consume.other, err = e.phase(phase+"-consume", func() (err error) {
+				consume.took, err = e.rawPipeline(ctx, app, p.source.Stream(), n, last, false)
+				return err
+			})
+			if err != nil {
+				return nil, nil, fmt.Errorf("raw consumer alone: %w", err)
+			}
 		}
 	} else {
 		rawNote = "raw (measured in the " + string(atLeastOnce) + " run)"
@@ -157,7 +179,7 @@ func (e *env) pipelineRun(ctx context.Context, mode deliveryMode, keys int, targ
 	e.log.Info("bench: edgetables", "run", name)
 	m, err := e.newManager(p, filepath.Join(e.dir, app, "tables"), []manager.Collection{table}, []manager.Agent{agent}, mode)
 	if err != nil {
-		return Result{}, nil, err
+		return nil, nil, err
 	}
 	var took time.Duration
 	var st manager.Status
@@ -170,17 +192,17 @@ func (e *env) pipelineRun(ctx context.Context, mode deliveryMode, keys int, targ
 	})
 	if err != nil {
 		_ = r.stop()
-		return Result{}, nil, err
+		return nil, nil, err
 	}
 	verr := checkCounts(ctx, m, counter, want)
 	if err := r.stop(); err != nil && verr == nil {
 		verr = err
 	}
 	if verr != nil {
-		return Result{}, nil, fmt.Errorf("wrong table contents: %w", verr)
+		return nil, nil, fmt.Errorf("wrong table contents: %w", verr)
 	}
 	if dl := deadLetters(st); dl > 0 {
-		return Result{}, nil, fmt.Errorf("%d events were dead-lettered", dl)
+		return nil, nil, fmt.Errorf("%d events were dead-lettered", dl)
 	}
 
 	rate, rawRate := float64(n)/took.Seconds(), float64(n)/raw.took.Seconds()
@@ -196,7 +218,22 @@ func (e *env) pipelineRun(ctx context.Context, mode deliveryMode, keys int, targ
 	}
 	res.Met = ptr(res.Ratio >= target)
 	res.OtherCPU = otherMax(otherEdge, raw.other)
-	return res, raw, nil
+	out := []Result{res}
+	if consume != nil {
+		consumeRate := float64(n) / consume.took.Seconds()
+		c := Result{
+			Name: name + " vs the consumer alone", Unit: "events/s", Value: rate,
+			Baseline:      "raw AckAll consume alone (no table, no publish): the limit",
+			BaselineValue: consumeRate, Ratio: rate / consumeRate,
+			Target: fmt.Sprintf("≥ %.1f× the consumer alone", consumeTarget),
+			Note: fmt.Sprintf("the consumer alone read the %s events in %s; other processes used %s of the CPUs meanwhile",
+				count(n), consume.took.Round(time.Millisecond), otherNote(consume.other)),
+		}
+		c.Met = ptr(c.Ratio >= consumeTarget)
+		c.OtherCPU = otherMax(otherEdge, consume.other)
+		out = append(out, c)
+	}
+	return out, raw, nil
 }
 
 // dropStreams deletes app's streams, logging what it cannot delete (a
@@ -251,11 +288,11 @@ func checkCounts(ctx context.Context, m *manager.TableManager, t *manager.Table[
 
 // rawPipeline is the baseline: a durable AckAll pull consumer reads the n
 // events of stream (acking every 1000th and the last), and for each it
-// counts in a map and async-publishes the new count of the event's key to a
-// compacted stream (one subject per key, as the changelog). The time runs from the
-// consumer's creation until every publish is acknowledged and the
-// consumer's ack floor is at last.
-func (e *env) rawPipeline(ctx context.Context, app, stream string, n int, last uint64) (time.Duration, error) {
+// counts in a map and, with publish, async-publishes the new count of the
+// event's key to a compacted stream (one subject per key, as the
+// changelog). The time runs from the consumer's creation until every
+// publish is acknowledged and the consumer's ack floor is at last.
+func (e *env) rawPipeline(ctx context.Context, app, stream string, n int, last uint64, publish bool) (time.Duration, error) {
 	nc, _, err := e.connect(app + "-raw")
 	if err != nil {
 		return 0, err
@@ -315,9 +352,11 @@ func (e *env) rawPipeline(ctx context.Context, app, stream string, n int, last u
 			return
 		}
 		counts[key]++
-		if _, err := js.PublishAsync(outPrefix+key, strconv.AppendInt(nil, counts[key], 10), natsjs.WithStallWait(time.Minute)); err != nil {
-			fail(fmt.Errorf("publish: %w", err))
-			return
+		if publish {
+			if _, err := js.PublishAsync(outPrefix+key, strconv.AppendInt(nil, counts[key], 10), natsjs.WithStallWait(time.Minute)); err != nil {
+				fail(fmt.Errorf("publish: %w", err))
+				return
+			}
 		}
 		got++
 		if got%1000 == 0 || got == n {

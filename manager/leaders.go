@@ -1,0 +1,77 @@
+package manager
+
+import (
+	"context"
+	"time"
+)
+
+// Leader placement: the log of a partition should not be led by the
+// partition's active owner. When the owner dies, a log it led must first
+// elect a new leader (seconds on a loaded machine) before the promoted
+// standby can commit; led by the standby itself, it needs none.
+const (
+	// leaderCheckEvery is how often the active partitions' log leaders
+	// are checked.
+	leaderCheckEvery = 5 * time.Second
+	// leaderMoveTimeout bounds one partition's check and move.
+	leaderMoveTimeout = 2 * time.Second
+)
+
+// runLeaderPlacement moves, every leaderCheckEvery until ctx ends, the
+// leader of each partition log this node leads while it is the partition's
+// active owner to a live standby of the partition (or another replica).
+// Nothing when the changelog is not a LeaderMover.
+func (m *TableManager) runLeaderPlacement(ctx context.Context) {
+	mover, ok := m.cfg.Changelog.(LeaderMover)
+	if !ok {
+		return
+	}
+	t := time.NewTicker(leaderCheckEvery)
+	defer t.Stop()
+	failing := map[int]bool{} // partitions whose last move failed: logged once
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		v, _ := m.currentView()
+		if v == nil {
+			continue
+		}
+		for _, part := range m.assigned() {
+			if ctx.Err() != nil {
+				return
+			}
+			p := part.id
+			if part.State() != StateActive || p >= len(v.Assignment.Actives) || v.Assignment.Actives[p] != m.cfg.Node {
+				continue
+			}
+			to := ""
+			if p < len(v.Assignment.Standbys) {
+				for _, s := range v.Assignment.Standbys[p] {
+					if _, live := v.Members[s]; live {
+						to = s
+						break
+					}
+				}
+			}
+			mctx, cancel := context.WithTimeout(ctx, leaderMoveTimeout)
+			moved, err := mover.MoveLeader(mctx, p, m.cfg.Node, to)
+			cancel()
+			switch {
+			case err != nil && ctx.Err() == nil:
+				if !failing[p] {
+					m.log.Warn("cannot move the leader of a partition's changelog off its active owner; retrying", "partition", p, "to", to, "err", err)
+				}
+				failing[p] = true
+			case moved:
+				failing[p] = false
+				m.counters.leaderMoves.Add(1)
+				m.log.Info("moved the leader of a partition's changelog off its active owner", "partition", p, "preferred", to)
+			default:
+				failing[p] = false
+			}
+		}
+	}
+}
