@@ -141,6 +141,12 @@ type Config struct {
 	// RecoveryHooks observe the recovery of actives and standbys (see
 	// manager.RecoveryHooks); they must not block.
 	RecoveryHooks manager.RecoveryHooks
+	// Listener observes the node's table manager: its start and stop,
+	// rebalances and commits (see manager.Listener). It is called on the
+	// manager's processing goroutine and must return quickly. A node that
+	// restarts in process (its disk filled and has room again) calls
+	// OnStopped, then OnStarted and the rest again for its new manager.
+	Listener manager.Listener
 	// Logger receives the node's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Edge makes the node an edge site or a hub node (see EdgeConfig).
@@ -594,6 +600,7 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 		CommitCapacity:   commitCapacity(cfg.ExactlyOnce),
 		MaxRecordBytes:   jetstream.MaxRecordBytes(js.Conn()),
 		RecoveryHooks:    cfg.RecoveryHooks,
+		Listener:         cfg.Listener,
 		ChangelogBehind:  cfg.ChangelogBehind,
 		Stores:           stores,
 		Global:           global,

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"sync/atomic"
 	"time"
-
-	"github.com/edgetables/edgetables/store"
 )
 
 // idlePersistEvery bounds how often a partition with no writes commits its
@@ -154,69 +152,20 @@ func (m *TableManager) commit(ctx context.Context) error {
 	}
 }
 
-// PersistOffsetOnCommit marks changelog offset as the one to persist for
-// partition at its next commit (Faust's persist_offset_on_commit): the
-// offset is written with the data at commit, never at send.
-func (m *TableManager) PersistOffsetOnCommit(partition int, offset uint64) {
-	p := m.partition(partition)
-	if p == nil {
-		return
-	}
+// persistOffsetOnCommit marks changelog offset as the one to persist for
+// p at its next commit (Faust's persist_offset_on_commit): the offset is
+// written with the data at commit, never at send. It runs on p's commit
+// goroutine, which owns p.pendingOffset while the commit runs.
+func (p *partition) persistOffsetOnCommit(offset uint64) {
 	p.pendingOffset = max(p.pendingOffset, offset)
 }
 
-// OnCommit is called when source offsets are committed: partition → last
-// committed source sequence. Each partition's uncommitted writes and
-// offsets are persisted (OnCommitTP).
-func (m *TableManager) OnCommit(ctx context.Context, offsets map[int]uint64) error {
-	var errs []error
-	for id, seq := range offsets {
-		if err := m.OnCommitTP(ctx, id, seq); err != nil {
-			errs = append(errs, fmt.Errorf("partition %d: %w", id, err))
-		}
+// onCommitTP reports p's ended commit j to the listener (Faust's
+// on_commit_tp): its changelog append and its store transaction are done.
+// It runs on the processing goroutine, when j is reaped.
+func (m *TableManager) onCommitTP(p *partition, j *commitJob) {
+	if f := m.cfg.Listener.OnCommitted; f != nil {
+		ev := Committed{Partition: p.id, Generation: j.gen, SourceSeq: j.target, ChangelogOffset: j.applied, Records: j.records}
+		m.notify("committed", func() { f(ev) })
 	}
-	return errors.Join(errs...)
-}
-
-// OnCommitTP persists partition's uncommitted writes with the pending
-// changelog offset and source sequence seq in one store transaction. The
-// writes must already be in the changelog, and no commit of partition may
-// be in flight.
-func (m *TableManager) OnCommitTP(ctx context.Context, partition int, seq uint64) error {
-	p := m.partition(partition)
-	if p == nil {
-		return fmt.Errorf("commit partition %d: %w", partition, ErrNotOwner)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	var recs []Record
-	if p.dirty() {
-		recs = p.records()
-	}
-	return m.persist(ctx, p, seq, recs)
-}
-
-// persist writes recs (p's uncommitted writes, as records) with the pending
-// changelog offset and source sequence seq in one store transaction.
-func (m *TableManager) persist(ctx context.Context, p *partition, seq uint64, recs []Record) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	applied := max(p.applied.Load(), p.pendingOffset)
-	muts := toMutations(recs)
-	err := p.store.Apply(store.Batch{Mutations: muts, Offsets: store.Offsets{Changelog: applied, Source: seq, Epoch: p.epoch, SourceEpoch: p.sourceEpoch}})
-	if err != nil {
-		// The changelog has the records: the next start replays them.
-		p.refresh = true
-		return fmt.Errorf("persist %d writes at changelog offset %d, source seq %d: %w", len(muts), applied, seq, err)
-	}
-	p.mu.Lock()
-	p.buf, p.keys = nil, 0
-	p.mu.Unlock()
-	p.applied.Store(applied)
-	p.sourceSeq.Store(seq)
-	p.lastPersist = seq
-	p.persistedAt = time.Now()
-	return nil
 }

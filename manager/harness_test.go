@@ -41,6 +41,8 @@ type harness struct {
 	wrapSource func(manager.Source) manager.Source
 	// wrapChangelog, if set, wraps the changelog the manager writes.
 	wrapChangelog func(manager.Changelog) manager.Changelog
+	// wrapStores, if set, wraps the provider of the partitions' stores.
+	wrapStores func(store.Provider) store.Provider
 }
 
 // countSetup declares a count table "counts" fed by agent "count" on
@@ -118,6 +120,9 @@ func (h *harness) newManager() *manager.TableManager {
 		cfg.Changelog = h.wrapChangelog(cl)
 	}
 	cfg.Stores = store.NewDir(h.dir, nil)
+	if h.wrapStores != nil {
+		cfg.Stores = h.wrapStores(cfg.Stores)
+	}
 	if cfg.Global == nil {
 		gl, err := jetstream.NewGlobalLog(ctx, h.js, jetstream.GlobalConfig{App: h.app})
 		must(h.t, err)

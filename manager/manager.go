@@ -117,6 +117,11 @@ type Config struct {
 	// batches, end, suspension); the zero value observes nothing. They
 	// run on the partitions' recovery goroutines and must not block.
 	RecoveryHooks RecoveryHooks
+	// Listener observes the manager's start and stop, its rebalances and
+	// its partitions' commits (Faust's TableManager callbacks); the zero
+	// value observes nothing. It is called on the goroutine that called
+	// Run and must return quickly (see Listener).
+	Listener Listener
 	// Logger receives the manager's logs (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -397,22 +402,39 @@ func (m *TableManager) subjects(table string) []string {
 // Recovery returns the recovery service.
 func (m *TableManager) Recovery() *Recovery { return m.recovery }
 
-// OnRebalanceStart is called when a rebalance begins: neither actives nor
-// standbys are ready until it ends.
-func (m *TableManager) OnRebalanceStart() {
+// onRebalanceStart begins a rebalance to generation (Faust's
+// on_rebalance_start): neither actives nor standbys are ready until it
+// ends. It runs on the processing goroutine.
+func (m *TableManager) onRebalanceStart(generation uint64) {
 	m.activesReady.Store(false)
 	m.standbysReady.Store(false)
 	m.counters.rebalances.Add(1)
+	if f := m.cfg.Listener.OnRebalanceStarted; f != nil {
+		m.notify("rebalance started", func() { f(generation) })
+	}
 }
 
-// OnActivesReady is called when every active partition is recovered.
-func (m *TableManager) OnActivesReady() {
+// onActivesReady marks every active partition recovered (Faust's
+// on_actives_ready). It runs on the processing goroutine.
+func (m *TableManager) onActivesReady() {
 	m.activesReady.Store(true)
-	m.log.Info("actives ready", "partitions", len(m.assigned()))
+	actives := m.partitionsIn(StateActive)
+	m.log.Info("actives ready", "generation", m.gen.Load(), "partitions", len(actives))
+	if f := m.cfg.Listener.OnActivesReady; f != nil {
+		m.notify("actives ready", func() { f(PartitionsReady{Generation: m.gen.Load(), Partitions: actives}) })
+	}
 }
 
-// OnStandbysReady is called when every standby partition is up to date.
-func (m *TableManager) OnStandbysReady() { m.standbysReady.Store(true) }
+// onStandbysReady marks every standby caught up (Faust's
+// on_standbys_ready). It runs on the processing goroutine, after
+// onActivesReady of the same generation.
+func (m *TableManager) onStandbysReady() {
+	m.standbysReady.Store(true)
+	if f := m.cfg.Listener.OnStandbysReady; f != nil {
+		standbys := m.partitionsIn(StateStandby)
+		m.notify("standbys ready", func() { f(PartitionsReady{Generation: m.gen.Load(), Partitions: standbys}) })
+	}
+}
 
 // Ready reports whether the manager is running and every assigned
 // partition is recovered and processing.

@@ -120,7 +120,7 @@ type partition struct {
 	// starts as soon as inflight ends.
 	due bool
 	// pendingOffset is the changelog offset to persist at the next commit
-	// (PersistOffsetOnCommit).
+	// (persistOffsetOnCommit).
 	pendingOffset uint64
 	// lastPersist is the source sequence last written to the store, at
 	// persistedAt.
@@ -183,10 +183,6 @@ func (p *partition) merge(ws []write) {
 
 // dirty reports whether uncommitted writes exist.
 func (p *partition) dirty() bool { return len(p.buf) > 0 }
-
-// records returns the uncommitted writes as changelog records; see
-// recordsOf.
-func (p *partition) records() []Record { return recordsOf(p.buf) }
 
 // recordsOf returns the writes of buf as changelog records, in table and
 // key order, except that records of empty keys come last: a windowed

@@ -41,6 +41,7 @@ type commitJob struct {
 	err     error
 	last    uint64 // the changelog's last sequence after the append
 	applied uint64 // the changelog offset written to the store
+	records int    // the changelog records appended
 	ended   time.Time
 }
 
@@ -171,7 +172,8 @@ func (m *TableManager) writeCommit(ctx context.Context, p *partition, j *commitJ
 	if err := failpoint(fpAfterAppend); err != nil {
 		return err
 	}
-	m.PersistOffsetOnCommit(p.id, last)
+	j.records = len(recs)
+	p.persistOffsetOnCommit(last)
 	applied := max(p.applied.Load(), p.pendingOffset)
 	muts := toMutations(recs)
 	err = p.store.Apply(store.Batch{Mutations: muts, Offsets: store.Offsets{Changelog: applied, Source: j.target, Epoch: p.epoch, SourceEpoch: j.epoch}})
@@ -229,6 +231,7 @@ func (m *TableManager) finish(p *partition, j *commitJob) error {
 		p.sourceSeq.Store(j.target)
 		p.logSource = j.target
 		p.lastPersist, p.persistedAt = j.target, j.ended
+		m.onCommitTP(p, j)
 		return nil
 	case errors.Is(err, ErrFenced):
 		m.counters.commitsFenced.Add(1)

@@ -27,19 +27,25 @@ const readerStallAfter = 2 * time.Second
 
 // Run starts the manager and processes events until ctx ends or a fatal
 // error occurs. Alone (no Coordinator), the node assigns itself every
-// partition through the same OnRebalance path a cluster uses; in a cluster,
+// partition through the same rebalance path a cluster uses; in a cluster,
 // it joins the group and follows the assignments of its leader. When ctx
 // ends, the commits in flight end and the uncommitted writes are committed
 // (within 10 s; a commit in flight whose changelog does not answer ends at
 // its own 10 s timeout), the node leaves the group and the stores are
 // closed; Run then returns nil, or an error wrapping ErrFinalCommit if
-// that commit failed.
-func (m *TableManager) Run(ctx context.Context) error {
+// that commit failed. Config.Listener is called on Run's goroutine.
+func (m *TableManager) Run(ctx context.Context) (err error) {
 	if !m.running.CompareAndSwap(false, true) {
 		return errors.New("table manager: Run called twice")
 	}
 	defer m.running.Store(false)
 	defer m.finished.Store(true)
+	started := false
+	defer func() {
+		if started {
+			m.onStop(err) // last: after the stores are closed
+		}
+	}()
 	m.frozen.Store(true)
 	defer m.closeAll()
 
@@ -67,6 +73,8 @@ func (m *TableManager) Run(ctx context.Context) error {
 	}()
 	defer func() { stopTrim(); <-trimDone }()
 
+	started = true
+	m.onStart()
 	if m.cfg.Coordinator == nil {
 		all := Assignment{Generation: 1, Partitions: m.cfg.Partitions, Actives: make([]string, m.cfg.Partitions)}
 		for i := range all.Actives {

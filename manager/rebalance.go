@@ -135,10 +135,12 @@ func (m *TableManager) send(ctx context.Context, ev procEvent) bool {
 	}
 }
 
-// OnPartitionsRevoked releases the revoked partitions: uncommitted writes
-// are committed, processing stops, and each store is closed, or kept as a
-// standby when standby says so. It runs on the processing goroutine.
-func (m *TableManager) OnPartitionsRevoked(ctx context.Context, revoked []int) error {
+// onPartitionsRevoked releases the revoked partitions (Faust's
+// on_partitions_revoked): uncommitted writes are committed, processing
+// stops, and each store is closed. It runs on the processing goroutine;
+// applyAssignment tells the listener once the demoted partitions are
+// standbys too.
+func (m *TableManager) onPartitionsRevoked(ctx context.Context, revoked []int) error {
 	if len(revoked) == 0 {
 		return nil
 	}
@@ -172,13 +174,13 @@ func (m *TableManager) release(p *partition) {
 	}
 }
 
-// OnRebalance applies the new assignment's actives: newly assigned
-// partitions start recovering in the background (a standby here is
-// promoted: it replays only its lag). Each is activated by the processor
-// when its recovery ends; OnActivesReady follows when all are active.
-// Revoked partitions must have been released by OnPartitionsRevoked. It
-// runs on the processing goroutine.
-func (m *TableManager) OnRebalance(ctx context.Context, assigned, revoked, newlyAssigned []int) error {
+// onRebalance applies the new assignment's actives (Faust's
+// on_rebalance): newly assigned partitions start recovering in the
+// background (a standby here is promoted: it replays only its lag). Each is
+// activated by the processor when its recovery ends; onActivesReady
+// follows when all are active. Revoked partitions must have been released
+// by onPartitionsRevoked. It runs on the processing goroutine.
+func (m *TableManager) onRebalance(ctx context.Context, assigned, revoked, newlyAssigned []int) error {
 	m.frozen.Store(true)
 	for _, id := range newlyAssigned {
 		if id < 0 || id >= m.cfg.Partitions {
@@ -191,7 +193,6 @@ func (m *TableManager) OnRebalance(ctx context.Context, assigned, revoked, newly
 		m.startRecovery(ctx, p, false)
 	}
 	m.log.Info("rebalance", "generation", m.gen.Load(), "actives", assigned, "revoked", revoked, "new", newlyAssigned)
-	m.checkReady()
 	return nil
 }
 
@@ -266,24 +267,32 @@ func (m *TableManager) startStandby(ctx context.Context, p *partition) {
 
 // applyAssignment moves this node to assignment a: revoke, keep or demote
 // what it no longer owns, then recover what it newly owns. It runs on the
-// processing goroutine.
+// processing goroutine, and calls the listener in Faust's order: rebalance
+// started, partitions revoked, partitions assigned; actives and standbys
+// ready follow from checkReady.
 func (m *TableManager) applyAssignment(ctx context.Context, a Assignment) error {
 	if a.Generation <= m.gen.Load() {
 		return nil
 	}
 	me := m.cfg.Node
 	actives, standbys := a.ActivesOf(me), a.StandbysOf(me)
-	m.OnRebalanceStart()
+	m.onRebalanceStart(a.Generation)
 
-	var revoked, demote []int
+	// revoked: actives that stop; lost: every partition no longer active
+	// here that was (active, fenced or recovering), for the listener.
+	var revoked, demote, lost []int
 	for _, p := range m.assigned() {
 		switch active, standby := slices.Contains(actives, p.id), slices.Contains(standbys, p.id); {
 		case p.State() == StateActive && !active, p.State() == StateFenced:
 			revoked = append(revoked, p.id)
+			lost = append(lost, p.id)
 			if standby {
 				demote = append(demote, p.id)
 			}
 		case p.State() == StateRecovering && !active, p.State() == StateStandby && !active && !standby:
+			if p.State() == StateRecovering {
+				lost = append(lost, p.id)
+			}
 			if standby {
 				demote = append(demote, p.id)
 				continue
@@ -301,7 +310,7 @@ func (m *TableManager) applyAssignment(ctx context.Context, a Assignment) error 
 			gone = append(gone, id)
 		}
 	}
-	if err := m.OnPartitionsRevoked(ctx, gone); err != nil {
+	if err := m.onPartitionsRevoked(ctx, gone); err != nil {
 		return err
 	}
 	for _, id := range demote {
@@ -310,6 +319,10 @@ func (m *TableManager) applyAssignment(ctx context.Context, a Assignment) error 
 			p.reset()
 			m.startStandby(ctx, p)
 		}
+	}
+	if f := m.cfg.Listener.OnPartitionsRevoked; f != nil {
+		slices.Sort(lost)
+		m.notify("partitions revoked", func() { f(PartitionsRevoked{Generation: a.Generation, Partitions: lost, Demoted: demote}) })
 	}
 	m.gen.Store(a.Generation)
 	m.actives = actives
@@ -321,7 +334,7 @@ func (m *TableManager) applyAssignment(ctx context.Context, a Assignment) error 
 			newly = append(newly, id)
 		}
 	}
-	if err := m.OnRebalance(ctx, actives, revoked, newly); err != nil {
+	if err := m.onRebalance(ctx, actives, revoked, newly); err != nil {
 		return err
 	}
 	for _, id := range standbys {
@@ -329,6 +342,12 @@ func (m *TableManager) applyAssignment(ctx context.Context, a Assignment) error 
 			m.startStandby(ctx, m.newPartition(id))
 		}
 	}
+	if f := m.cfg.Listener.OnPartitionsAssigned; f != nil {
+		m.notify("partitions assigned", func() {
+			f(PartitionsAssigned{Generation: a.Generation, Actives: slices.Clone(actives), NewlyAssigned: newly, Standbys: standbys})
+		})
+	}
+	m.checkReady()
 	if m.reader != nil && len(actives) == 0 {
 		m.detach()
 		_ = m.reader.Close()
@@ -435,9 +454,13 @@ func (m *TableManager) reposition(ctx context.Context) {
 	m.log.Info("reading source", "from_seq", from)
 }
 
-// checkReady calls OnActivesReady and OnStandbysReady when every assigned
-// partition is active, and every standby caught up.
+// checkReady calls onActivesReady when every assigned partition is
+// active (or fenced), then onStandbysReady when also every standby caught
+// up: in Faust's order, each once per generation.
 func (m *TableManager) checkReady() {
+	if m.gen.Load() == 0 {
+		return // no assignment applied yet
+	}
 	actives, standbys := true, true
 	for _, p := range m.assigned() {
 		switch p.State() {
@@ -448,10 +471,10 @@ func (m *TableManager) checkReady() {
 		}
 	}
 	if actives && !m.activesReady.Load() {
-		m.OnActivesReady()
+		m.onActivesReady()
 	}
-	if standbys && !m.standbysReady.Load() {
-		m.OnStandbysReady()
+	if standbys && m.activesReady.Load() && !m.standbysReady.Load() {
+		m.onStandbysReady()
 	}
 }
 
