@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgetables/edgetables/edge/builtin"
 	"github.com/edgetables/edgetables/jetstream/jstest"
 )
 
@@ -116,7 +117,7 @@ func authRequest(t *testing.T, c *http.Client, method, url, token, body string) 
 // /v1/status.
 func TestHTTPTokens(t *testing.T) {
 	cfg := testConfig(t, t.TempDir(), "name=count,source=ev.*,key=subject:2,agg=count")
-	global, err := GlobalJSONTable("config")
+	global, err := builtin.GlobalJSONTable("config")
 	if err != nil {
 		t.Fatal(err)
 	}

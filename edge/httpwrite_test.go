@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/edgetables/edgetables/edge/builtin"
 )
 
 // request sends method to path with body and headers, and decodes the JSON
@@ -108,15 +110,15 @@ func globalNode(t *testing.T) (*Node, string) {
 	t.Helper()
 	cfg := Config{Name: "n1", DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
 		Partitions: 4, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	spec, err := ParseTableSpec("name=count,source=ev.*,key=subject:2,agg=count")
+	spec, err := builtin.ParseTableSpec("name=count,source=ev.*,key=subject:2,agg=count")
 	if err != nil {
 		t.Fatal(err)
 	}
-	table, agent, err := Builtin(spec)
+	table, agent, err := builtin.Builtin(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	global, err := GlobalJSONTable("config")
+	global, err := builtin.GlobalJSONTable("config")
 	if err != nil {
 		t.Fatal(err)
 	}

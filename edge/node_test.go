@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgetables/edgetables/edge/builtin"
 )
 
 // startNode runs a node with the given table specs on random loopback ports
@@ -31,11 +33,11 @@ func testConfig(t testing.TB, dataDir string, specs ...string) Config {
 	cfg := Config{Name: "n1", DataDir: dataDir, NATSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
 		Partitions: 4, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, s := range specs {
-		spec, err := ParseTableSpec(s)
+		spec, err := builtin.ParseTableSpec(s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		table, agent, err := Builtin(spec)
+		table, agent, err := builtin.Builtin(spec)
 		if err != nil {
 			t.Fatal(err)
 		}
