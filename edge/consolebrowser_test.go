@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/edgetables/edgetables/edge/builtin"
+	"github.com/edgetables/edgetables/edge/httpapi"
 )
 
 // The browser tests drive the console in a headless Chromium with
@@ -249,7 +250,7 @@ func TestConsoleTokensInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Tables = append(cfg.Tables, g)
-	if cfg.HTTPTokens, err = LoadTokens(writeTokens(t)); err != nil {
+	if cfg.HTTPTokens, err = httpapi.LoadTokens(writeTokens(t)); err != nil {
 		t.Fatal(err)
 	}
 	n, _ := runNode(t, cfg)

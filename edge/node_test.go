@@ -17,6 +17,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/edge/builtin"
+	"github.com/edgetables/edgetables/edge/httpapi"
 )
 
 // startNode runs a node with the given table specs on random loopback ports
@@ -161,11 +162,11 @@ func TestBuiltinAggregatesOverHTTP(t *testing.T) {
 		t.Errorf("/v1/tables = %d %v", code, body)
 	}
 	code, body, _ = getJSON(t, n.HTTPAddr(), "/v1/tables/count/keys/nope")
-	if code != 404 || body["code"] != CodeKeyNotFound {
+	if code != 404 || body["code"] != httpapi.CodeKeyNotFound {
 		t.Errorf("missing key = %d %v", code, body)
 	}
 	code, body, _ = getJSON(t, n.HTTPAddr(), "/v1/tables/nope/keys/a")
-	if code != 404 || body["code"] != CodeTableNotFound {
+	if code != 404 || body["code"] != httpapi.CodeTableNotFound {
 		t.Errorf("missing table = %d %v", code, body)
 	}
 	code, _, _ = getJSON(t, n.HTTPAddr(), "/readyz")
@@ -218,7 +219,7 @@ func TestListKeys(t *testing.T) {
 		}
 	}
 	code, body, _ := getJSON(t, n.HTTPAddr(), "/v1/tables/c/keys?limit=0")
-	if code != 400 || body["code"] != CodeBadRequest {
+	if code != 400 || body["code"] != httpapi.CodeBadRequest {
 		t.Errorf("limit=0 = %d %v", code, body)
 	}
 }
