@@ -232,7 +232,27 @@ func orNone(s string) string {
 func declaredTables(tables []manager.Collection) map[string]jetstream.TableMeta {
 	out := make(map[string]jetstream.TableMeta, len(tables))
 	for _, t := range tables {
-		out[t.Name()] = jetstream.NewTableMeta(t)
+		m := jetstream.NewTableMeta(t)
+		m.KeyCodec, m.ValueCodec = recordedCodecName(m.KeyCodec), recordedCodecName(m.ValueCodec)
+		out[t.Name()] = m
 	}
 	return out
+}
+
+// movedCodecNames maps the codec names of value types that moved to
+// another package to the names apps recorded before the move (a codec is
+// named by its Go type, package path included): the avg aggregation's
+// Average left package edge for edge/builtin. Recording the earlier name
+// keeps every app's metadata as it was, so that neither an app created
+// before the move nor a node of an earlier release refuses the table.
+var movedCodecNames = map[string]string{
+	"manager.JSONCodec[github.com/edgetables/edgetables/edge/builtin.Average]": "manager.JSONCodec[github.com/edgetables/edgetables/edge.Average]",
+}
+
+// recordedCodecName returns the name an app records for the codec name.
+func recordedCodecName(name string) string {
+	if old, ok := movedCodecNames[name]; ok {
+		return old
+	}
+	return name
 }

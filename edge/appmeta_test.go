@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edgetables/edgetables/edge/builtin"
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
 	"github.com/edgetables/edgetables/manager"
@@ -430,11 +431,11 @@ func TestClusterResetTable(t *testing.T) {
 		Partitions: 6, ClusterName: "test", ClusterListen: c.listen[2], Routes: c.routes, SessionTimeout: 2 * time.Second,
 		Logger: c.logger(2), ResetTables: []string{"t"}}
 	for _, s := range []string{count, avg} {
-		spec, err := ParseTableSpec(s)
+		spec, err := builtin.ParseTableSpec(s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		table, agent, _ := Builtin(spec)
+		table, agent, _ := builtin.Builtin(spec)
 		cfg.Tables, cfg.Agents = append(cfg.Tables, table), append(cfg.Agents, agent)
 	}
 	err := runRefused(t, cfg)

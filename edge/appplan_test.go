@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgetables/edgetables/edge/builtin"
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
 )
@@ -133,5 +134,30 @@ func TestPlanApp(t *testing.T) {
 				t.Error("planApp changed the document it was given")
 			}
 		})
+	}
+}
+
+// TestDeclaredCodecNamesAsRecorded: a table whose value type moved package
+// (the avg aggregation's Average, from edge to edge/builtin) is declared
+// with the codec name apps recorded before the move, so that an app
+// recorded then is not refused and nodes of either release agree.
+func TestDeclaredCodecNamesAsRecorded(t *testing.T) {
+	for _, c := range []struct{ spec, want string }{
+		{"name=a,source=s.*,key=subject:2,agg=avg,field=v", "manager.JSONCodec[github.com/edgetables/edgetables/edge.Average]"},
+		{"name=a,source=s.*,key=subject:2,agg=avg,field=v,window=1m", "manager.JSONCodec[github.com/edgetables/edgetables/edge.Average]"},
+		{"name=a,source=s.*,key=subject:2,agg=max,field=v", "manager.JSONCodec[float64]"},
+	} {
+		s, err := builtin.ParseTableSpec(c.spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		table, _, err := builtin.Builtin(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := declaredTables([]manager.Collection{table})["a"]
+		if got.ValueCodec != c.want || got.KeyCodec != "manager.StringCodec" {
+			t.Errorf("%s: codecs %s, %s; want manager.StringCodec, %s", c.spec, got.KeyCodec, got.ValueCodec, c.want)
+		}
 	}
 }

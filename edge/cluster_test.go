@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edgetables/edgetables/edge/builtin"
 	"github.com/edgetables/edgetables/manager"
 )
 
@@ -93,12 +94,12 @@ func (c *testCluster) start(i int) {
 		HTTPListen: "127.0.0.1:0", Partitions: 6, ClusterName: "test", ClusterListen: c.listen[i], Routes: c.routes,
 		SessionTimeout: 2 * time.Second, Logger: c.logger(i)}
 	for _, s := range c.specs {
-		spec, err := ParseTableSpec(s)
+		spec, err := builtin.ParseTableSpec(s)
 		if err != nil {
 			t.Error(err)
 			return
 		}
-		table, agent, _ := Builtin(spec)
+		table, agent, _ := builtin.Builtin(spec)
 		cfg.Tables = append(cfg.Tables, table)
 		cfg.Agents = append(cfg.Agents, agent)
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgetables/edgetables/edge/httpapi"
 )
 
 // TestConsoleRoutes: with tokens, the console's page is open while its
@@ -14,7 +16,7 @@ import (
 func TestConsoleRoutes(t *testing.T) {
 	cfg := testConfig(t, t.TempDir(), "name=count,source=ev.*,key=subject:2,agg=count")
 	var err error
-	if cfg.HTTPTokens, err = LoadTokens(writeTokens(t)); err != nil {
+	if cfg.HTTPTokens, err = httpapi.LoadTokens(writeTokens(t)); err != nil {
 		t.Fatal(err)
 	}
 	n, _ := runNode(t, cfg)
@@ -37,16 +39,16 @@ func TestConsoleRoutes(t *testing.T) {
 		status      int
 		code        string
 	}{
-		{"/v1/history", "", 401, CodeUnauthorized},
-		{"/v1/history", readToken, 403, CodeForbidden},
-		{"/v1/history", writeToken, 403, CodeForbidden},
+		{"/v1/history", "", 401, httpapi.CodeUnauthorized},
+		{"/v1/history", readToken, 403, httpapi.CodeForbidden},
+		{"/v1/history", writeToken, 403, httpapi.CodeForbidden},
 		{"/v1/history", metricsToken, 200, ""},
 		{"/v1/history", adminToken, 200, ""},
-		{"/v1/history?since=yesterday", adminToken, 400, CodeBadRequest},
-		{"/v1/scopes", "", 401, CodeUnauthorized},
+		{"/v1/history?since=yesterday", adminToken, 400, httpapi.CodeBadRequest},
+		{"/v1/scopes", "", 401, httpapi.CodeUnauthorized},
 		{"/v1/scopes", readToken, 200, ""},
-		{"/console/../v1/status", "", 401, CodeUnauthorized},
-		{"/consolex", "", 401, CodeUnauthorized},
+		{"/console/../v1/status", "", 401, httpapi.CodeUnauthorized},
+		{"/consolex", "", 401, httpapi.CodeUnauthorized},
 	} {
 		status, body, _ := authRequest(t, c, "GET", base+tc.path, tc.token, "")
 		if status != tc.status || (tc.code != "" && body["code"] != tc.code) {
@@ -98,7 +100,7 @@ func TestConsoleOff(t *testing.T) {
 	n, _ := runNode(t, cfg)
 	for path, want := range map[string]int{"/": 404, "/console/console.js": 404, "/v1/history": 404, "/v1/scopes": 200, "/v1/tables": 200} {
 		code, body, _ := getJSON(t, n.HTTPAddr(), path)
-		if code != want || (want == 404 && body["code"] != CodeNotFound) {
+		if code != want || (want == 404 && body["code"] != httpapi.CodeNotFound) {
 			t.Errorf("GET %s with the console off: %d %v, want %d", path, code, body, want)
 		}
 	}

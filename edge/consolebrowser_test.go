@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/edgetables/edgetables/edge/builtin"
+	"github.com/edgetables/edgetables/edge/httpapi"
 )
 
 // The browser tests drive the console in a headless Chromium with
@@ -100,7 +103,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	browserPath(t)
 	start := time.Now()
 	c := newConfiguredCluster(t, 3, func(i int, cfg *Config) {
-		g, err := GlobalJSONTable("config")
+		g, err := builtin.GlobalJSONTable("config")
 		if err != nil {
 			t.Error(err)
 			return
@@ -242,12 +245,12 @@ func TestConsoleInBrowser(t *testing.T) {
 func TestConsoleTokensInBrowser(t *testing.T) {
 	browserPath(t)
 	cfg := testConfig(t, t.TempDir(), "name=count,source=ev.*,key=subject:2,agg=count")
-	g, err := GlobalJSONTable("config")
+	g, err := builtin.GlobalJSONTable("config")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Tables = append(cfg.Tables, g)
-	if cfg.HTTPTokens, err = LoadTokens(writeTokens(t)); err != nil {
+	if cfg.HTTPTokens, err = httpapi.LoadTokens(writeTokens(t)); err != nil {
 		t.Fatal(err)
 	}
 	n, _ := runNode(t, cfg)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgetables/edgetables/edge/builtin"
 	"github.com/edgetables/edgetables/manager"
 )
 
@@ -23,11 +24,11 @@ func TestDuplicateNameEmbedded(t *testing.T) {
 	cfg := Config{Name: "n1", DataDir: filepath.Join(t.TempDir(), "dup"), NATSListen: "127.0.0.1:0",
 		HTTPListen: "127.0.0.1:0", Partitions: 6, ClusterName: "test", ClusterListen: freeAddr(t), Routes: c.routes,
 		SessionTimeout: 2 * time.Second, Logger: c.logger(9)}
-	parsed, err := ParseTableSpec(spec)
+	parsed, err := builtin.ParseTableSpec(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	table, agent, _ := Builtin(parsed)
+	table, agent, _ := builtin.Builtin(parsed)
 	cfg.Tables, cfg.Agents = []manager.Collection{table}, []manager.Agent{agent}
 	dup, err := NewNode(cfg)
 	if err != nil {

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgetables/edgetables/edge/builtin"
+	"github.com/edgetables/edgetables/edge/httpapi"
 	"github.com/edgetables/edgetables/jetstream/jstest"
 )
 
@@ -41,46 +43,6 @@ func writeTokens(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-func TestParseTokens(t *testing.T) {
-	h := sha256.Sum256([]byte(readToken))
-	for _, c := range []struct {
-		name, in string
-		want     []Scope // nil: an error
-	}{
-		{"one", "read " + readToken, []Scope{ScopeRead}},
-		{"scopes", "read,metrics " + readToken + "\n# c\n\nwrite " + writeToken, []Scope{ScopeRead | ScopeMetrics, ScopeRead | ScopeWrite}},
-		{"admin has all", "admin " + adminToken, []Scope{ScopeRead | ScopeWrite | ScopeMetrics | ScopeAdmin}},
-		{"hash", "read sha256:" + hex.EncodeToString(h[:]), []Scope{ScopeRead}},
-		{"empty", "# none\n\n", nil},
-		{"short", "read short", nil},
-		{"unknown scope", "root " + readToken, nil},
-		{"no scope", readToken, nil},
-		{"three fields", "read " + readToken + " extra", nil},
-		{"bad hash", "read sha256:abcd", nil},
-		{"hash not hex", "read sha256:" + strings.Repeat("z", 64), nil},
-	} {
-		got, err := parseTokens([]byte(c.in))
-		if c.want == nil {
-			if !errors.Is(err, ErrTokens) {
-				t.Errorf("%s: %v, want ErrTokens", c.name, err)
-			}
-			if err != nil && strings.Contains(err.Error(), readToken) {
-				t.Errorf("%s: the error %q holds the token", c.name, err)
-			}
-			continue
-		}
-		if err != nil || len(got) != len(c.want) {
-			t.Errorf("%s: %v, %v", c.name, got, err)
-			continue
-		}
-		for i, e := range got {
-			if e.scope != c.want[i] {
-				t.Errorf("%s: entry %d has %s, want %s", c.name, i, e.scope, c.want[i])
-			}
-		}
-	}
 }
 
 // authRequest sends method to url with token ("" for none) and returns the
@@ -116,13 +78,13 @@ func authRequest(t *testing.T, c *http.Client, method, url, token, body string) 
 // /v1/status.
 func TestHTTPTokens(t *testing.T) {
 	cfg := testConfig(t, t.TempDir(), "name=count,source=ev.*,key=subject:2,agg=count")
-	global, err := GlobalJSONTable("config")
+	global, err := builtin.GlobalJSONTable("config")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Tables = append(cfg.Tables, global)
 	path := writeTokens(t)
-	if cfg.HTTPTokens, err = LoadTokens(path); err != nil {
+	if cfg.HTTPTokens, err = httpapi.LoadTokens(path); err != nil {
 		t.Fatal(err)
 	}
 	var logs syncBuffer
@@ -137,17 +99,17 @@ func TestHTTPTokens(t *testing.T) {
 		status                    int
 		code                      string
 	}{
-		{"GET", "/v1/tables", "", "", 401, CodeUnauthorized},
-		{"GET", key, "not-a-known-token-000", "", 401, CodeUnauthorized},
-		{"PUT", key, "", `1`, 401, CodeUnauthorized},
-		{"GET", "/v1/status", "", "", 401, CodeUnauthorized},
-		{"GET", "/metrics", "", "", 401, CodeUnauthorized},
-		{"GET", "/nowhere", "", "", 401, CodeUnauthorized},
-		{"PUT", key, readToken, `1`, 403, CodeForbidden},
-		{"DELETE", key, readToken, ``, 403, CodeForbidden},
-		{"GET", "/v1/status", readToken, "", 403, CodeForbidden},
-		{"GET", "/metrics", writeToken, "", 403, CodeForbidden},
-		{"GET", "/v1/tables", metricsToken, "", 403, CodeForbidden},
+		{"GET", "/v1/tables", "", "", 401, httpapi.CodeUnauthorized},
+		{"GET", key, "not-a-known-token-000", "", 401, httpapi.CodeUnauthorized},
+		{"PUT", key, "", `1`, 401, httpapi.CodeUnauthorized},
+		{"GET", "/v1/status", "", "", 401, httpapi.CodeUnauthorized},
+		{"GET", "/metrics", "", "", 401, httpapi.CodeUnauthorized},
+		{"GET", "/nowhere", "", "", 401, httpapi.CodeUnauthorized},
+		{"PUT", key, readToken, `1`, 403, httpapi.CodeForbidden},
+		{"DELETE", key, readToken, ``, 403, httpapi.CodeForbidden},
+		{"GET", "/v1/status", readToken, "", 403, httpapi.CodeForbidden},
+		{"GET", "/metrics", writeToken, "", 403, httpapi.CodeForbidden},
+		{"GET", "/v1/tables", metricsToken, "", 403, httpapi.CodeForbidden},
 		{"PUT", key, writeToken, `{"limit": 30}`, 200, ""},
 		{"GET", key, readToken, "", 200, ""},
 		{"GET", key, writeToken, "", 200, ""},
@@ -192,7 +154,7 @@ func TestHTTPTokens(t *testing.T) {
 	if err := os.WriteFile(path, []byte("read x\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := cfg.HTTPTokens.Reload(); !errors.Is(err, ErrTokens) {
+	if err := cfg.HTTPTokens.Reload(); !errors.Is(err, httpapi.ErrTokens) {
 		t.Errorf("reload of a bad file: %v", err)
 	}
 	if status, _, _ := authRequest(t, c, "GET", base+"/v1/status", adminToken, ""); status != 200 {
@@ -256,10 +218,10 @@ func TestHTTPTLS(t *testing.T) {
 	pki := newTestPKI(t)
 	cfg := testConfig(t, t.TempDir(), "name=count,source=ev.*,key=subject:2,agg=count")
 	var err error
-	if cfg.HTTPTLS, err = LoadHTTPTLS(pki.serverCert, pki.serverKey, pki.ca); err != nil {
+	if cfg.HTTPTLS, err = httpapi.LoadHTTPTLS(pki.serverCert, pki.serverKey, pki.ca); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.HTTPTokens, err = LoadTokens(writeTokens(t)); err != nil {
+	if cfg.HTTPTokens, err = httpapi.LoadTokens(writeTokens(t)); err != nil {
 		t.Fatal(err)
 	}
 	n, _ := runNode(t, cfg)
@@ -281,7 +243,7 @@ func TestHTTPTLS(t *testing.T) {
 	if status, body, _ := authRequest(t, withCert, "GET", base+"/v1/tables/count/keys/a", "", ""); status != 401 {
 		t.Errorf("certificate without token: %d %v, want 401", status, body)
 	}
-	if status, body, _ := authRequest(t, noCert, "GET", base+"/v1/tables/count/keys/a", readToken, ""); status != 401 || body["code"] != CodeUnauthorized {
+	if status, body, _ := authRequest(t, noCert, "GET", base+"/v1/tables/count/keys/a", readToken, ""); status != 401 || body["code"] != httpapi.CodeUnauthorized {
 		t.Errorf("token without certificate: %d %v, want 401", status, body)
 	}
 	for _, p := range []string{"/healthz", "/readyz"} {
@@ -303,7 +265,7 @@ func TestHTTPTLS(t *testing.T) {
 			t.Error("plain HTTP answered 200 on the HTTPS port")
 		}
 	}
-	if _, err := LoadHTTPTLS(pki.serverCert, pki.clientKey, ""); !errors.Is(err, ErrTLSFiles) {
+	if _, err := httpapi.LoadHTTPTLS(pki.serverCert, pki.clientKey, ""); !errors.Is(err, httpapi.ErrTLSFiles) {
 		t.Errorf("mismatched key: %v, want ErrTLSFiles", err)
 	}
 }
@@ -315,7 +277,7 @@ func TestRoutedReadWithTokens(t *testing.T) {
 	path := writeTokens(t)
 	c := newConfiguredCluster(t, 2, func(i int, cfg *Config) {
 		var err error
-		if cfg.HTTPTokens, err = LoadTokens(path); err != nil {
+		if cfg.HTTPTokens, err = httpapi.LoadTokens(path); err != nil {
 			t.Error(err)
 		}
 	}, "name=count,source=ev.*,key=subject:2,agg=count")

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/edgetables/edgetables/edge/httpapi"
 )
 
 // TestHTTPErrorShape: every error answer is JSON {"error", "code"}: unknown
@@ -27,17 +29,17 @@ func TestHTTPErrorShape(t *testing.T) {
 		status                   int
 		code                     string
 	}{
-		{"unknown path", "GET", "/v2/tables", "", nil, http.StatusNotFound, CodeNotFound},
-		{"unknown path under v1", "GET", "/v1/tables/count", "", nil, http.StatusNotFound, CodeNotFound},
-		{"wrong method", "POST", "/v1/tables", "{}", nil, http.StatusMethodNotAllowed, CodeMethodNotAllowed},
-		{"wrong method on a key", "PATCH", key, "{}", nil, http.StatusMethodNotAllowed, CodeMethodNotAllowed},
+		{"unknown path", "GET", "/v2/tables", "", nil, http.StatusNotFound, httpapi.CodeNotFound},
+		{"unknown path under v1", "GET", "/v1/tables/count", "", nil, http.StatusNotFound, httpapi.CodeNotFound},
+		{"wrong method", "POST", "/v1/tables", "{}", nil, http.StatusMethodNotAllowed, httpapi.CodeMethodNotAllowed},
+		{"wrong method on a key", "PATCH", key, "{}", nil, http.StatusMethodNotAllowed, httpapi.CodeMethodNotAllowed},
 		{"value at the limit", "PUT", "/v1/tables/config/keys/big", str(limit), nil, http.StatusOK, ""},
-		{"value over the limit", "PUT", "/v1/tables/config/keys/big", str(limit + 1), nil, http.StatusRequestEntityTooLarge, CodeTooLarge},
-		{"value of 1 MiB", "PUT", "/v1/tables/config/keys/big", str(1 << 20), nil, http.StatusRequestEntityTooLarge, CodeTooLarge},
-		{"failed If-Match", "PUT", key, `{"a": 2}`, map[string]string{"If-Match": "0"}, http.StatusPreconditionFailed, CodeConflict},
-		{"failed If-Match delete", "DELETE", key, "", map[string]string{"If-Match": "999"}, http.StatusPreconditionFailed, CodeConflict},
-		{"key over 1,024 bytes", "GET", "/v1/tables/count/keys/" + strings.Repeat("k", 1025), "", nil, http.StatusBadRequest, CodeBadKey},
-		{"unknown table", "GET", "/v1/tables/nope/keys/a", "", nil, http.StatusNotFound, CodeTableNotFound},
+		{"value over the limit", "PUT", "/v1/tables/config/keys/big", str(limit + 1), nil, http.StatusRequestEntityTooLarge, httpapi.CodeTooLarge},
+		{"value of 1 MiB", "PUT", "/v1/tables/config/keys/big", str(1 << 20), nil, http.StatusRequestEntityTooLarge, httpapi.CodeTooLarge},
+		{"failed If-Match", "PUT", key, `{"a": 2}`, map[string]string{"If-Match": "0"}, http.StatusPreconditionFailed, httpapi.CodeConflict},
+		{"failed If-Match delete", "DELETE", key, "", map[string]string{"If-Match": "999"}, http.StatusPreconditionFailed, httpapi.CodeConflict},
+		{"key over 1,024 bytes", "GET", "/v1/tables/count/keys/" + strings.Repeat("k", 1025), "", nil, http.StatusBadRequest, httpapi.CodeBadKey},
+		{"unknown table", "GET", "/v1/tables/nope/keys/a", "", nil, http.StatusNotFound, httpapi.CodeTableNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, body, hdr := request(t, tc.method, base, tc.path, tc.body, tc.header)

@@ -8,6 +8,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/edgetables/edgetables/edge/builtin"
+	"github.com/edgetables/edgetables/edge/httpapi"
 )
 
 // request sends method to path with body and headers, and decodes the JSON
@@ -50,7 +53,7 @@ func TestHTTPWritesToGlobalTable(t *testing.T) {
 	if code != http.StatusOK || hdr.Get("ETag") != rev || body["value"].(map[string]any)["threshold"] != float64(30) {
 		t.Fatalf("GET = %d %v (ETag %q, want %q)", code, body, hdr.Get("ETag"), rev)
 	}
-	if code, body, _ = request(t, "PUT", base, key, `{"threshold": 1}`, map[string]string{"If-Match": "0"}); code != http.StatusPreconditionFailed || body["code"] != CodeConflict {
+	if code, body, _ = request(t, "PUT", base, key, `{"threshold": 1}`, map[string]string{"If-Match": "0"}); code != http.StatusPreconditionFailed || body["code"] != httpapi.CodeConflict {
 		t.Fatalf("second create = %d %v, want 412 conflict", code, body)
 	}
 	if code, body, _ = request(t, "PUT", base, key, `{"threshold": 35}`, map[string]string{"If-Match": rev}); code != http.StatusOK {
@@ -75,12 +78,12 @@ func TestHTTPWritesToGlobalTable(t *testing.T) {
 		status                   int
 		code                     string
 	}{
-		{"not JSON", "PUT", key, `{"threshold":`, nil, http.StatusBadRequest, CodeBadRequest},
-		{"bad If-Match", "PUT", key, `1`, map[string]string{"If-Match": "latest"}, http.StatusBadRequest, CodeBadRequest},
-		{"agent's table", "PUT", "/v1/tables/count/keys/d1", `1`, nil, http.StatusMethodNotAllowed, CodeNotWritable},
-		{"agent's table delete", "DELETE", "/v1/tables/count/keys/d1", ``, nil, http.StatusMethodNotAllowed, CodeNotWritable},
-		{"unknown table", "PUT", "/v1/tables/nope/keys/d1", `1`, nil, http.StatusNotFound, CodeTableNotFound},
-		{"too large", "PUT", key, `"` + strings.Repeat("x", maxValueBytes) + `"`, nil, http.StatusRequestEntityTooLarge, CodeTooLarge},
+		{"not JSON", "PUT", key, `{"threshold":`, nil, http.StatusBadRequest, httpapi.CodeBadRequest},
+		{"bad If-Match", "PUT", key, `1`, map[string]string{"If-Match": "latest"}, http.StatusBadRequest, httpapi.CodeBadRequest},
+		{"agent's table", "PUT", "/v1/tables/count/keys/d1", `1`, nil, http.StatusMethodNotAllowed, httpapi.CodeNotWritable},
+		{"agent's table delete", "DELETE", "/v1/tables/count/keys/d1", ``, nil, http.StatusMethodNotAllowed, httpapi.CodeNotWritable},
+		{"unknown table", "PUT", "/v1/tables/nope/keys/d1", `1`, nil, http.StatusNotFound, httpapi.CodeTableNotFound},
+		{"too large", "PUT", key, `"` + strings.Repeat("x", 1<<20) /* over the API's 1 MiB cap of a PUT */ + `"`, nil, http.StatusRequestEntityTooLarge, httpapi.CodeTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, body, _ := request(t, tc.method, base, tc.path, tc.body, tc.header)
@@ -108,15 +111,15 @@ func globalNode(t *testing.T) (*Node, string) {
 	t.Helper()
 	cfg := Config{Name: "n1", DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
 		Partitions: 4, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	spec, err := ParseTableSpec("name=count,source=ev.*,key=subject:2,agg=count")
+	spec, err := builtin.ParseTableSpec("name=count,source=ev.*,key=subject:2,agg=count")
 	if err != nil {
 		t.Fatal(err)
 	}
-	table, agent, err := Builtin(spec)
+	table, agent, err := builtin.Builtin(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	global, err := GlobalJSONTable("config")
+	global, err := builtin.GlobalJSONTable("config")
 	if err != nil {
 		t.Fatal(err)
 	}

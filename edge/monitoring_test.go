@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/edgetables/edgetables/edge/builtin"
 )
 
 // Files of deploy/ that name metrics.
@@ -230,7 +232,7 @@ func TestMetricNames(t *testing.T) {
 func servedMetrics(t *testing.T) map[string]bool {
 	t.Helper()
 	c := newConfiguredCluster(t, 2, func(i int, cfg *Config) {
-		g, err := GlobalJSONTable("sites")
+		g, err := builtin.GlobalJSONTable("sites")
 		if err != nil {
 			t.Error(err)
 			return

@@ -14,6 +14,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/edgetables/edgetables/edge/builtin"
 	"github.com/edgetables/edgetables/jetstream"
 )
 
@@ -56,7 +57,7 @@ func TestExternalNodePermissions(t *testing.T) {
 		cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 		cfg.NATSURLs = []string{srv.ClientURL()}
 		cfg.NATS = jetstream.ExternalOptions{User: "edgetables-node", Password: nodePassword}
-		table, err := GlobalJSONTable("sites")
+		table, err := builtin.GlobalJSONTable("sites")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,10 @@
-// Package edge runs an edgetables node: an embedded NATS server with
-// JetStream, the table manager with its bbolt stores, and the HTTP API, in
-// one process.
+// Package edge runs an edgetables node on a device: an embedded NATS
+// server with JetStream (or a connection to external NATS), the table
+// manager with its bbolt stores, and the HTTP API (package edge/httpapi),
+// in one process. It holds what ties them to the device: the data
+// directory's lock, the app's recorded shape, the watch of the storage and
+// disk, and the links of an edge site to its hub. The built-in --table
+// tables are package edge/builtin.
 package edge
 
 import (
@@ -8,8 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edgetables/edgetables/edge/httpapi"
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/store"
@@ -45,13 +48,14 @@ type Config struct {
 	HTTPListen string
 	// HTTPTokens, when set, make every route of the HTTP API but /healthz
 	// and /readyz ask for a bearer token with the route's scope (see
-	// Tokens); default: none, every request is served.
-	HTTPTokens *Tokens
+	// httpapi.Tokens); default: none, every request is served.
+	HTTPTokens *httpapi.Tokens
 	// HTTPTLS, when set, serves the HTTP API over TLS, with client
-	// certificates if it has a client CA (see HTTPTLS); default: plain HTTP.
-	HTTPTLS *HTTPTLS
+	// certificates if it has a client CA (see httpapi.HTTPTLS); default: plain
+	// HTTP.
+	HTTPTLS *httpapi.HTTPTLS
 	// NoConsole turns off the console the HTTP listener serves at / (and
-	// GET /v1/history); default: on (see API.EnableConsole).
+	// GET /v1/history); default: on (see httpapi.API.EnableConsole).
 	NoConsole bool
 	// SyncAlways makes JetStream fsync every write (default: the server's
 	// periodic sync). See the README's durability section.
@@ -237,22 +241,6 @@ func commitCapacity(exactlyOnce bool) int {
 	return jetstream.CommitCapacity
 }
 
-// Bounds of the HTTP server: a slow or idle client must not hold a
-// connection or a goroutine for ever. Reads of a key take milliseconds;
-// the write timeout leaves room for a list routed to every member.
-const (
-	httpReadTimeout    = 10 * time.Second
-	httpWriteTimeout   = 30 * time.Second
-	httpIdleTimeout    = 2 * time.Minute
-	httpMaxHeaderBytes = 64 << 10
-)
-
-// newHTTPServer is the node's HTTP server for h, with those bounds.
-func newHTTPServer(h http.Handler) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: httpReadTimeout,
-		WriteTimeout: httpWriteTimeout, IdleTimeout: httpIdleTimeout, MaxHeaderBytes: httpMaxHeaderBytes}
-}
-
 // clustered reports whether the node joins a consumer group.
 func (c *Config) clustered() bool { return c.ClusterListen != "" || len(c.NATSURLs) > 0 }
 
@@ -412,18 +400,12 @@ func (n *Node) runOnce(parent context.Context) (err error) {
 		defer func() { stopHold(); <-held }()
 	}
 
-	var ln net.Listener
-	httpAddr := ""
-	if cfg.HTTPListen != "off" {
-		if ln, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
-			return fmt.Errorf("--http-listen %s: %w", cfg.HTTPListen, err)
-		}
+	ln, httpAddr, err := n.listenHTTP()
+	if err != nil {
+		return err
+	}
+	if ln != nil {
 		defer ln.Close()
-		httpAddr = ln.Addr().String()
-		if cfg.HTTPTLS != nil {
-			ln = cfg.HTTPTLS.Listener(ln)
-		}
-		warnOpenHTTP(n.log, ln.Addr(), cfg.HTTPTokens != nil || cfg.HTTPTLS.ClientCerts())
 	}
 	m, err := n.newManager(ctx, js, httpAddr)
 	if n.changelog != nil {
@@ -438,46 +420,16 @@ func (n *Node) runOnce(parent context.Context) (err error) {
 	}
 	defer stopSiteTables()
 	n.siteTables = siteTables
+	router := httpapi.NewRouter(m, nil, "")
+	if cfg.clustered() {
+		router = httpapi.NewRouter(m, nc, cfg.App)
+	}
 	if ln != nil {
-		a := NewAPI(m, n.log)
-		a.maxValue = jetstream.MaxRecordBytes(js.Conn())
-		a.sites = siteTables
-		a.storage = n.storage
-		a.tokens, a.clientCerts = cfg.HTTPTokens, cfg.HTTPTLS.ClientCerts()
-		a.collectors = append(a.collectors, newDiskMetrics(cfg.DataDir))
-		a.extra = func() map[string]any {
-			out := map[string]any{"app": cfg.App, "nats_url": clientURL, "http": a.security(cfg.HTTPTLS != nil)}
-			n.edgeStatus(out)
-			n.siteTablesStatus(out)
-			return out
-		}
-		a.reasons = n.edgeReasons
-		a.collectors = append(a.collectors, newEdgeMetrics(n), newSiteTablesMetrics(n))
-		if cfg.clustered() {
-			a.r.nc, a.r.app = nc, cfg.App
-		}
-		if !cfg.NoConsole {
-			defer a.EnableConsole(ctx)()
-		}
-		api := newHTTPServer(a.Handler())
-		served := make(chan struct{})
-		go func() {
-			defer close(served)
-			if err := api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				n.log.Error("HTTP API stopped", "err", err)
-			}
-		}()
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			_ = api.Shutdown(sctx)
-			<-served
-		}()
+		defer n.serveHTTP(ctx, ln, m, js, clientURL, router, siteTables)()
 	}
 	if cfg.clustered() {
 		// Routed reads reach this node's stores over NATS.
-		r := &router{m: m, nc: nc, app: cfg.App}
-		stopQueries, err := jetstream.ServeQueries(nc, cfg.App, cfg.Name, r.serve)
+		stopQueries, err := jetstream.ServeQueries(nc, cfg.App, cfg.Name, router.Serve)
 		if err != nil {
 			return fmt.Errorf("serve routed queries: %w", err)
 		}

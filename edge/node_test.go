@@ -15,6 +15,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgetables/edgetables/edge/builtin"
+	"github.com/edgetables/edgetables/edge/httpapi"
 )
 
 // startNode runs a node with the given table specs on random loopback ports
@@ -31,11 +34,11 @@ func testConfig(t testing.TB, dataDir string, specs ...string) Config {
 	cfg := Config{Name: "n1", DataDir: dataDir, NATSListen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0",
 		Partitions: 4, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	for _, s := range specs {
-		spec, err := ParseTableSpec(s)
+		spec, err := builtin.ParseTableSpec(s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		table, agent, err := Builtin(spec)
+		table, agent, err := builtin.Builtin(spec)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -159,11 +162,11 @@ func TestBuiltinAggregatesOverHTTP(t *testing.T) {
 		t.Errorf("/v1/tables = %d %v", code, body)
 	}
 	code, body, _ = getJSON(t, n.HTTPAddr(), "/v1/tables/count/keys/nope")
-	if code != 404 || body["code"] != CodeKeyNotFound {
+	if code != 404 || body["code"] != httpapi.CodeKeyNotFound {
 		t.Errorf("missing key = %d %v", code, body)
 	}
 	code, body, _ = getJSON(t, n.HTTPAddr(), "/v1/tables/nope/keys/a")
-	if code != 404 || body["code"] != CodeTableNotFound {
+	if code != 404 || body["code"] != httpapi.CodeTableNotFound {
 		t.Errorf("missing table = %d %v", code, body)
 	}
 	code, _, _ = getJSON(t, n.HTTPAddr(), "/readyz")
@@ -216,7 +219,7 @@ func TestListKeys(t *testing.T) {
 		}
 	}
 	code, body, _ := getJSON(t, n.HTTPAddr(), "/v1/tables/c/keys?limit=0")
-	if code != 400 || body["code"] != CodeBadRequest {
+	if code != 400 || body["code"] != httpapi.CodeBadRequest {
 		t.Errorf("limit=0 = %d %v", code, body)
 	}
 }

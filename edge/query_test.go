@@ -3,9 +3,12 @@ package edge
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/edgetables/edgetables/edge/httpapi"
 )
 
 // TestQueryScanLimitIsBounded: a scan asked over the NATS query subject
@@ -14,14 +17,15 @@ import (
 func TestQueryScanLimitIsBounded(t *testing.T) {
 	n, stop := startNode(t, t.TempDir(), "name=count,source=ev.*,key=subject:2,agg=count")
 	defer stop()
-	r := &router{m: n.Manager(), app: "edgetables"}
+	r := httpapi.NewRouter(n.Manager(), nil, "edgetables")
+	const maxListLimit = 10000 // the HTTP API's bound on limit
 	for _, c := range []struct {
 		limit int
 		code  string
-	}{{0, CodeBadRequest}, {-1, CodeBadRequest}, {maxListLimit + 1, CodeBadRequest}, {1 << 30, CodeBadRequest}, {10, ""}} {
-		req, _ := json.Marshal(query{Op: "scan", Table: "count", Limit: c.limit})
-		var a answer
-		if err := json.Unmarshal(r.serve(context.Background(), req), &a); err != nil {
+	}{{0, httpapi.CodeBadRequest}, {-1, httpapi.CodeBadRequest}, {maxListLimit + 1, httpapi.CodeBadRequest}, {1 << 30, httpapi.CodeBadRequest}, {10, ""}, {maxListLimit, ""}} {
+		req := fmt.Appendf(nil, `{"v":1,"op":"scan","table":"count","limit":%d}`, c.limit)
+		var a struct{ Code, Error string }
+		if err := json.Unmarshal(r.Serve(context.Background(), req), &a); err != nil {
 			t.Fatal(err)
 		}
 		if a.Code != c.code {
@@ -34,7 +38,7 @@ func TestQueryScanLimitIsBounded(t *testing.T) {
 // headers (431; Go's default takes 1 MiB), and has read, write and idle
 // timeouts, so a slow or idle client holds no connection for ever.
 func TestHTTPServerBounds(t *testing.T) {
-	srv := newHTTPServer(http.NotFoundHandler())
+	srv := httpapi.NewServer(http.NotFoundHandler())
 	if srv.ReadTimeout <= 0 || srv.WriteTimeout <= 0 || srv.IdleTimeout <= 0 || srv.ReadHeaderTimeout <= 0 {
 		t.Errorf("timeouts: read %v, write %v, idle %v, header %v; want all set", srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout, srv.ReadHeaderTimeout)
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgetables/edgetables/edge/builtin"
 	"github.com/edgetables/edgetables/manager"
 )
 
@@ -24,12 +25,12 @@ func TestRollingUpgradeAddsTable(t *testing.T) {
 	c := newConfiguredCluster(t, 3, func(i int, cfg *Config) {
 		cfg.Standbys = 2 // every node holds every partition
 		if declaresB[i] {
-			spec, err := ParseTableSpec(specB)
+			spec, err := builtin.ParseTableSpec(specB)
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			table, agent, _ := Builtin(spec)
+			table, agent, _ := builtin.Builtin(spec)
 			cfg.Tables = append(cfg.Tables, table)
 			cfg.Agents = append(cfg.Agents, agent)
 		}

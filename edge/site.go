@@ -200,3 +200,11 @@ func (n *Node) leafConfig() jetstream.LeafConfig {
 	}
 	return l
 }
+
+// b2f is a gauge's value of b.
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgetables/edgetables/edge/httpapi"
 )
 
 // siteValue reads a site's table key at a node: the status code and the
@@ -65,18 +67,18 @@ func TestSiteTablesAtHub(t *testing.T) {
 	waitSiteValue(t, hn, "s2", "count", "a", "7", 5*time.Second)
 
 	for _, c := range []struct{ site, table, key, code string }{
-		{"s2", "count", "b", CodeKeyNotFound},   // not at that site
-		{"s3", "count", "a", CodeSiteNotFound},  // not a site of the hub
-		{"s1", "nosuch", "a", CodeKeyNotFound},  // no such table at the site
-		{"s1", "count", "a*b", CodeKeyNotFound}, // a key is any text
+		{"s2", "count", "b", httpapi.CodeKeyNotFound},   // not at that site
+		{"s3", "count", "a", httpapi.CodeSiteNotFound},  // not a site of the hub
+		{"s1", "nosuch", "a", httpapi.CodeKeyNotFound},  // no such table at the site
+		{"s1", "count", "a*b", httpapi.CodeKeyNotFound}, // a key is any text
 	} {
 		if code, got := siteValue(t, hn, c.site, c.table, c.key); code != http.StatusNotFound || got != c.code {
 			t.Errorf("site %s %s/%s: %d %s, want 404 %s", c.site, c.table, c.key, code, got, c.code)
 		}
 	}
 	// A site's own node is not a hub node.
-	if code, got := siteValue(t, s1, "s1", "count", "a"); code != http.StatusNotFound || got != CodeSiteNotFound {
-		t.Errorf("site node: %d %s, want 404 %s", code, got, CodeSiteNotFound)
+	if code, got := siteValue(t, s1, "s1", "count", "a"); code != http.StatusNotFound || got != httpapi.CodeSiteNotFound {
+		t.Errorf("site node: %d %s, want 404 %s", code, got, httpapi.CodeSiteNotFound)
 	}
 
 	// Offline: the site goes on, the hub serves what it took.

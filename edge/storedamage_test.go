@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/edgetables/edgetables/edge/builtin"
 )
 
 // syncBuffer is a bytes.Buffer a node logs to while the test reads it.
@@ -43,7 +45,7 @@ func TestDamagedStoresRebuiltOnRestart(t *testing.T) {
 	dir := t.TempDir()
 	config := func(t *testing.T) Config {
 		cfg := testConfig(t, dir, "name=c,source=e.*,key=subject:2,agg=count")
-		global, err := GlobalJSONTable("config")
+		global, err := builtin.GlobalJSONTable("config")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edgetables/edgetables/edge/builtin"
 	"github.com/edgetables/edgetables/manager"
 )
 
@@ -24,8 +25,8 @@ func BenchmarkSyncGuarantee(b *testing.B) {
 			map[bool]string{false: "at-least-once", true: "exactly-once"}[bc.exactly])
 		b.Run(name, func(b *testing.B) {
 			n := max(b.N, 1000)
-			spec, _ := ParseTableSpec("name=c,source=ev.*,key=subject:2,agg=count")
-			table, agent, _ := Builtin(spec)
+			spec, _ := builtin.ParseTableSpec("name=c,source=ev.*,key=subject:2,agg=count")
+			table, agent, _ := builtin.Builtin(spec)
 			node, err := NewNode(Config{Name: "b", DataDir: b.TempDir(), NATSListen: "127.0.0.1:0", HTTPListen: "off",
 				SyncAlways: bc.sync, ExactlyOnce: bc.exactly, Tables: []manager.Collection{table}, Agents: []manager.Agent{agent},
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

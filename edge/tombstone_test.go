@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edgetables/edgetables/edge/builtin"
 	"github.com/edgetables/edgetables/jetstream"
 )
 
@@ -44,7 +45,7 @@ func TestDeletedGlobalKeyExpires(t *testing.T) {
 	dir := t.TempDir()
 	start := func() (*Node, func()) {
 		cfg := testConfig(t, dir, "name=count,source=ev.*,key=subject:2,agg=count")
-		g, err := GlobalJSONTable("sites")
+		g, err := builtin.GlobalJSONTable("sites")
 		if err != nil {
 			t.Fatal(err)
 		}

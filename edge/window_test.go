@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edgetables/edgetables/edge/httpapi"
 	"github.com/edgetables/edgetables/jetstream"
 )
 
@@ -71,14 +72,14 @@ func TestHTTPWindows(t *testing.T) {
 		code int
 		err  string
 	}{
-		"?window=" + url.QueryEscape(cur.Add(-3*day).Format(time.RFC3339)): {404, CodeKeyNotFound},
-		"?window=yesterday": {400, CodeBadRequest},
+		"?window=" + url.QueryEscape(cur.Add(-3*day).Format(time.RFC3339)): {404, httpapi.CodeKeyNotFound},
+		"?window=yesterday": {400, httpapi.CodeBadRequest},
 	} {
 		if code, body := get(q); code != want.code || body["code"] != want.err {
 			t.Errorf("%s: %d %v, want %d %s", q, code, body, want.code, want.err)
 		}
 	}
-	if code, body, _ := getJSON(t, base, "/v1/tables/users/keys/d1?window=now"); code != 400 || body["code"] != CodeBadRequest {
+	if code, body, _ := getJSON(t, base, "/v1/tables/users/keys/d1?window=now"); code != 400 || body["code"] != httpapi.CodeBadRequest {
 		t.Errorf("window= on a table without windows: %d %v", code, body)
 	}
 	// The late event went to the dead-letter subject, once per table

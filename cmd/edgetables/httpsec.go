@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/edgetables/edgetables/edge"
+	"github.com/edgetables/edgetables/edge/httpapi"
 )
 
 // httpSecurity are the run command's flags that protect the HTTP API.
@@ -33,14 +34,14 @@ func (h *httpSecurity) validate() error {
 // load reads the tokens and TLS files into cfg; errors name the flag.
 func (h *httpSecurity) load(cfg *edge.Config) error {
 	if h.HTTPTokens != "" {
-		t, err := edge.LoadTokens(h.HTTPTokens)
+		t, err := httpapi.LoadTokens(h.HTTPTokens)
 		if err != nil {
 			return fmt.Errorf("--http-tokens: %w", err)
 		}
 		cfg.HTTPTokens = t
 	}
 	if h.HTTPTLSCert != "" {
-		t, err := edge.LoadHTTPTLS(h.HTTPTLSCert, h.HTTPTLSKey, h.HTTPTLSClientCA)
+		t, err := httpapi.LoadHTTPTLS(h.HTTPTLSCert, h.HTTPTLSKey, h.HTTPTLSClientCA)
 		if err != nil {
 			return fmt.Errorf("--http-tls-cert: %w", err)
 		}

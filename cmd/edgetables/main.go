@@ -22,6 +22,7 @@ import (
 	"github.com/alecthomas/kong"
 
 	"github.com/edgetables/edgetables/edge"
+	"github.com/edgetables/edgetables/edge/builtin"
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
 )
@@ -45,18 +46,18 @@ type cli struct {
 }
 
 // tableFlag is one --table value.
-type tableFlag struct{ edge.TableSpec }
+type tableFlag struct{ builtin.TableSpec }
 
 // UnmarshalText parses a table spec (kong reports its error under the flag).
 func (t *tableFlag) UnmarshalText(b []byte) error {
-	s, err := edge.ParseTableSpec(string(b))
+	s, err := builtin.ParseTableSpec(string(b))
 	if err != nil {
 		return err
 	}
 	// The name's rules are the manager's: check them here, before anything
 	// starts, not when the node builds its tables.
 	if err := manager.ValidateTableName(s.Name); err != nil {
-		return fmt.Errorf("%w %q: %w", edge.ErrSpec, string(b), err)
+		return fmt.Errorf("%w %q: %w", builtin.ErrSpec, string(b), err)
 	}
 	t.TableSpec = s
 	return nil
@@ -269,7 +270,7 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 		if r.MaxClockSkew <= 0 {
 			t.MaxClockSkew = -1 // no bound
 		}
-		table, agent, err := edge.Builtin(t.TableSpec)
+		table, agent, err := builtin.Builtin(t.TableSpec)
 		if err != nil {
 			return cfg, fmt.Errorf("--table: %w", err)
 		}
@@ -277,7 +278,7 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 		cfg.Agents = append(cfg.Agents, agent)
 	}
 	for _, g := range r.GlobalTable {
-		table, err := edge.GlobalJSONTable(g.name)
+		table, err := builtin.GlobalJSONTable(g.name)
 		if err != nil {
 			return cfg, fmt.Errorf("--global-table: %w", err)
 		}

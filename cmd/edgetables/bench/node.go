@@ -10,6 +10,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/edge"
+	edgebuiltin "github.com/edgetables/edgetables/edge/builtin"
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/store"
@@ -47,11 +48,11 @@ func newPorts(ctx context.Context, js natsjs.JetStream, app string, partitions i
 
 // builtin returns the table and agent of a built-in table spec.
 func builtin(spec string) (manager.Collection, manager.Agent, error) {
-	s, err := edge.ParseTableSpec(spec)
+	s, err := edgebuiltin.ParseTableSpec(spec)
 	if err != nil {
 		return nil, manager.Agent{}, err
 	}
-	return edge.Builtin(s)
+	return edgebuiltin.Builtin(s)
 }
 
 // newManager returns a table manager over p with its stores in storeDir,

@@ -16,7 +16,7 @@ import (
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edgetables/edgetables/edge"
+	"github.com/edgetables/edgetables/edge/httpapi"
 	"github.com/edgetables/edgetables/manager"
 )
 
@@ -107,7 +107,7 @@ func (e *env) reads(ctx context.Context) ([]Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("HTTP listener: %w", err)
 	}
-	api := &http.Server{Handler: edge.NewAPI(m, e.plog).Handler(), ReadHeaderTimeout: 5 * time.Second}
+	api := &http.Server{Handler: httpapi.New(m, httpapi.Options{Logger: e.plog}).Handler(), ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)

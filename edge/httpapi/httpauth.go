@@ -1,4 +1,4 @@
-package edge
+package httpapi
 
 import (
 	"bufio"
@@ -199,19 +199,10 @@ func (t *Tokens) scopeOf(token string) Scope {
 	return s
 }
 
-// security describes the API's protection in /v1/status: never a token.
-func (a *API) security(tls bool) map[string]any {
-	tokens := 0
-	if a.tokens != nil {
-		tokens = a.tokens.Len()
-	}
-	return map[string]any{"tls": tls, "client_certs": a.clientCerts, "tokens": tokens}
-}
-
-// warnOpenHTTP logs a warning when the API listens beyond loopback with
+// WarnOpen logs a warning when the API listens beyond loopback with
 // neither tokens nor client certificates: anyone who reaches the port reads
 // every table and writes the global ones.
-func warnOpenHTTP(log *slog.Logger, addr net.Addr, authenticated bool) {
+func WarnOpen(log *slog.Logger, addr net.Addr, authenticated bool) {
 	tcp, ok := addr.(*net.TCPAddr)
 	if authenticated || !ok || tcp.IP.IsLoopback() {
 		return

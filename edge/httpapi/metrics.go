@@ -1,4 +1,4 @@
-package edge
+package httpapi
 
 import (
 	"context"
@@ -27,7 +27,7 @@ type Metrics struct {
 	log *slog.Logger
 	// storage, when set, makes ready 0 while writes fail for want of space
 	// and sets storageFailing.
-	storage *storageWatch
+	storage Storage
 
 	storageFailing *prometheus.Desc
 	leaderMoves    *prometheus.Desc
@@ -100,7 +100,7 @@ func (c *Metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstHistogram(c.commitSeconds, h.Count, h.Sum.Seconds(), h.Cumulative())
 	counter(c.rebalances, st.Rebalances)
 	gauge(c.generation, float64(st.Generation))
-	failing := len(c.storage.Reasons()) > 0
+	failing := len(storageReasons(c.storage)) > 0
 	gauge(c.ready, b2f(st.Ready && !failing))
 	if c.storage != nil {
 		gauge(c.storageFailing, b2f(failing))
@@ -176,7 +176,7 @@ func b2f(b bool) float64 {
 // metricsHandler serves m's metrics (with storage's state, if set) with
 // the Go runtime's, the process's and extra ones, in the Prometheus text
 // format.
-func metricsHandler(m *manager.TableManager, log *slog.Logger, storage *storageWatch, extra ...prometheus.Collector) http.Handler {
+func metricsHandler(m *manager.TableManager, log *slog.Logger, storage Storage, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
 	mc := NewMetrics(m, log)
 	mc.storage = storage

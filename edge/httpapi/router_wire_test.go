@@ -1,4 +1,4 @@
-package edge
+package httpapi
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ import (
 )
 
 // updateGolden rewrites the version 1 golden files of the current
-// encoding: go test -run WireGolden ./edge/ -update. Review the diff: a
+// encoding: go test -run WireGolden ./edge/httpapi/ -update. Review the diff: a
 // changed golden file is a changed wire format.
 var updateGolden = flag.Bool("update", false, "rewrite the v1 golden files in testdata")
 
@@ -92,7 +92,7 @@ func TestRoutedWireGolden(t *testing.T) {
 // with bad_request (before reading any table).
 func TestRoutedWireLaterVersion(t *testing.T) {
 	var a answer
-	if err := json.Unmarshal((&router{}).serve(context.Background(), []byte(`{"v":2,"op":"get","table":"t"}`)), &a); err != nil {
+	if err := json.Unmarshal((&Router{}).Serve(context.Background(), []byte(`{"v":2,"op":"get","table":"t"}`)), &a); err != nil {
 		t.Fatal(err)
 	}
 	if a.Code != CodeBadRequest || a.V != answerVersion {

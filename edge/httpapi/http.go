@@ -1,4 +1,10 @@
-package edge
+// Package httpapi serves the HTTP API of an edgetables node over its table
+// manager: reads of every table (routed to the key's owner over NATS in a
+// cluster, see Router), writes of global tables, status, readiness and
+// Prometheus metrics, the console's routes, bearer tokens with scopes
+// (Tokens) and TLS (HTTPTLS). Errors are JSON {"error", "code"} with the
+// Code constants. The node (package edge) builds it with New.
+package httpapi
 
 import (
 	"context"
@@ -38,7 +44,7 @@ const maxListLimit = 10000
 // API serves the HTTP API of a node over its table manager.
 type API struct {
 	m   *manager.TableManager
-	r   *router
+	r   *Router
 	log *slog.Logger
 	// extra adds fields to /v1/status.
 	extra func() map[string]any
@@ -58,18 +64,63 @@ type API struct {
 	sites *jetstream.SiteTables
 	// storage, with an embedded server, says when writes fail for want
 	// of space: /readyz, /v1/status and /metrics show it.
-	storage *storageWatch
+	storage Storage
 	// console and history, set by EnableConsole, serve the console.
 	console bool
 	history *console.History
 }
 
-// NewAPI returns the HTTP API over m.
-func NewAPI(m *manager.TableManager, log *slog.Logger) *API {
-	if log == nil {
-		log = slog.Default()
+// Storage says why the node's storage refuses writes (nil while it takes
+// them): /readyz, /v1/status and /metrics show it.
+type Storage interface {
+	Reasons() []string
+}
+
+// storageReasons returns s's reasons (none without storage).
+func storageReasons(s Storage) []string {
+	if s == nil {
+		return nil
 	}
-	return &API{m: m, r: &router{m: m}, log: log}
+	return s.Reasons()
+}
+
+// Options configure an API beyond its manager. Zero fields are off.
+type Options struct {
+	// Logger receives the API's logs (default slog.Default()).
+	Logger *slog.Logger
+	// Tokens, when set, make every route but /healthz and /readyz need a
+	// bearer token with the route's scope; ClientCerts, a verified client
+	// certificate (the listener's TLS asks for it, see HTTPTLS).
+	Tokens      *Tokens
+	ClientCerts bool
+	// MaxValue, when positive, caps a PUT's value below 1 MiB: the largest
+	// value the global log's messages carry (jetstream.MaxRecordBytes).
+	MaxValue int
+	// Sites, on a hub node, serves its sites' tables at /v1/sites.
+	Sites *jetstream.SiteTables
+	// Storage, when set, says when writes fail for want of space.
+	Storage Storage
+	// Collectors add metrics to /metrics.
+	Collectors []prometheus.Collector
+	// Status adds fields to /v1/status; Reasons adds reasons to /readyz.
+	Status  func() map[string]any
+	Reasons func() []string
+	// Router routes reads to the owners of the keys' partitions (a
+	// clustered node); default: every read is local.
+	Router *Router
+}
+
+// New returns the HTTP API over m.
+func New(m *manager.TableManager, o Options) *API {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Router == nil {
+		o.Router = NewRouter(m, nil, "")
+	}
+	return &API{m: m, r: o.Router, log: o.Logger, extra: o.Status, collectors: o.Collectors,
+		tokens: o.Tokens, clientCerts: o.ClientCerts, reasons: o.Reasons, maxValue: o.MaxValue,
+		sites: o.Sites, storage: o.Storage}
 }
 
 // Handler returns the API's routes (with the scope a bearer token needs
@@ -107,7 +158,7 @@ func (a *API) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ready, reasons := a.m.Readiness()
-		more := a.storage.Reasons()
+		more := storageReasons(a.storage)
 		if a.reasons != nil {
 			more = append(more, a.reasons()...)
 		}
@@ -319,7 +370,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 		"events_processed": st.EventsProcessed, "changelog_records": st.ChangelogRecords,
 		"commits": st.Commits, "mean_commit_ms": float64(st.MeanCommit.Microseconds()) / 1000,
 		"rebalances": st.Rebalances, "generation": st.Generation, "dead_letters": st.DeadLetters}
-	if sr := a.storage.Reasons(); len(sr) > 0 {
+	if sr := storageReasons(a.storage); len(sr) > 0 {
 		resp["ready"] = false
 		resp["not_ready"] = append(sr, st.NotReady...)
 	}

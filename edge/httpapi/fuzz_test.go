@@ -1,4 +1,4 @@
-package edge
+package httpapi_test
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -14,52 +15,42 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgetables/edgetables/manager"
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgetables/edgetables/edge"
+	"github.com/edgetables/edgetables/edge/builtin"
+	"github.com/edgetables/edgetables/edge/httpapi"
 )
 
-// FuzzEventFields extracts keys (json:FIELD, subject:N) and numbers from any
-// payload and subject, as the built-in tables do: errors wrap
-// manager.ErrBadEvent, and a key is never nil.
-func FuzzEventFields(f *testing.F) {
-	f.Add("a.b", "s.x.y", []byte(`{"a":{"b":"k"}}`), uint8(2))
-	f.Add("id", "s", []byte(`{"id":1e400}`), uint8(1))
-	f.Add("id", "s..", []byte(`{"id":true}`), uint8(3))
-	f.Add("v", "s", []byte(`{"v":[1]} trailing`), uint8(9))
-	f.Add("x", "", []byte(`null`), uint8(0))
-	f.Fuzz(func(t *testing.T, path, subject string, data []byte, token uint8) {
-		e := &manager.Event{Subject: subject, Data: data}
-		check := func(what string, err error) {
-			if err != nil && !errors.Is(err, manager.ErrBadEvent) {
-				t.Fatalf("%s of %q (subject %q): %v does not wrap ErrBadEvent", what, data, subject, err)
-			}
-		}
-		if validPath(path) == nil {
-			k, err := keyFunc(KeySpec{Field: path})(e)
-			check("key json:"+path, err)
-			if err == nil && k == nil {
-				t.Fatalf("key json:%s of %q: nil", path, data)
-			}
-			_, err = numberField(e, path)
-			check("number "+path, err)
-		}
-		if token > 0 {
-			k, err := keyFunc(KeySpec{Token: int(token)})(e)
-			check("key subject", err)
-			if err == nil && (len(k) == 0 || string(k) != e.Token(int(token))) {
-				t.Fatalf("key subject:%d of %q: %q", token, subject, k)
-			}
-		}
-	})
-}
+// The tokens of the fuzz targets, one of each scope.
+const (
+	readToken    = "read-token-0123456789"
+	writeToken   = "write-token-0123456789"
+	adminToken   = "admin-token-0123456789"
+	metricsToken = "metrics-token-0123456789"
+)
 
 // fuzzNode starts, once per fuzzing process, a node with a plain, a
 // windowed, a set and a global table, and returns it with the API handler
 // a node builds with tokens of every scope.
-func fuzzNode(f *testing.F) (*Node, http.Handler) {
-	cfg := testConfig(f, f.TempDir(), "name=count,source=ev.*,key=subject:2,agg=count",
+func fuzzNode(f *testing.F) (*edge.Node, http.Handler) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := edge.Config{Name: "n1", DataDir: f.TempDir(), NATSListen: "127.0.0.1:0", HTTPListen: "off", Partitions: 4, Logger: log}
+	for _, spec := range []string{"name=count,source=ev.*,key=subject:2,agg=count",
 		"name=win,source=ev.*,key=subject:2,agg=sum,field=v,window=1m,time=json:ts",
-		"name=tags,source=ev.*,key=subject:2,agg=set,field=tag")
-	global, err := GlobalJSONTable("config")
+		"name=tags,source=ev.*,key=subject:2,agg=set,field=tag"} {
+		s, err := builtin.ParseTableSpec(spec)
+		if err != nil {
+			f.Fatal(err)
+		}
+		table, agent, err := builtin.Builtin(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		cfg.Tables, cfg.Agents = append(cfg.Tables, table), append(cfg.Agents, agent)
+	}
+	global, err := builtin.GlobalJSONTable("config")
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -68,13 +59,49 @@ func fuzzNode(f *testing.F) (*Node, http.Handler) {
 	if err := os.WriteFile(path, []byte("read "+readToken+"\nwrite "+writeToken+"\nadmin "+adminToken+"\nmetrics "+metricsToken+"\n"), 0o600); err != nil {
 		f.Fatal(err)
 	}
-	if cfg.HTTPTokens, err = LoadTokens(path); err != nil {
+	tokens, err := httpapi.LoadTokens(path)
+	if err != nil {
 		f.Fatal(err)
 	}
-	n, _ := runNode(f, cfg)
-	a := NewAPI(n.Manager(), cfg.Logger)
-	a.tokens = cfg.HTTPTokens
-	return n, a.Handler()
+	n, err := edge.NewNode(cfg)
+	if err != nil {
+		f.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	f.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			f.Errorf("node Run: %v", err)
+		}
+	})
+	select {
+	case <-n.Started():
+	case err := <-done:
+		f.Fatalf("node stopped: %v", err)
+	case <-time.After(20 * time.Second):
+		f.Fatal("node did not start")
+	}
+	for deadline := time.Now().Add(20 * time.Second); !n.Manager().Ready(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			f.Fatal("node not ready")
+		}
+	}
+	return n, httpapi.New(n.Manager(), httpapi.Options{Logger: log, Tokens: tokens}).Handler()
+}
+
+// publish publishes an event to the node's source.
+func publish(f *testing.F, n *edge.Node, subject, data string) {
+	nc, err := nats.Connect(n.ClientURL())
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := natsjs.New(nc)
+	if _, err := js.Publish(context.Background(), subject, []byte(data)); err != nil {
+		f.Fatal(err)
+	}
 }
 
 var fuzzMethods = []string{"GET", "PUT", "DELETE", "POST", "HEAD"}
@@ -122,7 +149,7 @@ func FuzzHTTPAPI(f *testing.F) {
 			t.Fatalf("%s %s?%s: %d %s", req.Method, path, query, res.StatusCode, w.Body.Bytes())
 		}
 		known := tok != "" && tok != fuzzTokens[len(fuzzTokens)-1]
-		if !known && !open(path) && res.StatusCode != http.StatusUnauthorized {
+		if !known && !httpapi.Open(path) && res.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("%s %s without a known token: %d", req.Method, path, res.StatusCode)
 		}
 		if req.Method == "HEAD" || res.StatusCode < 400 && path == "/metrics" || res.StatusCode == http.StatusMovedPermanently ||
@@ -147,8 +174,8 @@ func FuzzHTTPAPI(f *testing.F) {
 func FuzzRouterServe(f *testing.F) {
 	n, _ := fuzzNode(f)
 	publish(f, n, "ev.a", `{"v":2,"ts":"2026-01-01T00:00:00Z","tag":"x"}`)
-	r := &router{m: n.Manager(), app: "edgetables"}
-	for _, q := range []query{{Op: "get", Table: "count", Key: []byte("a")}, {Op: "scan", Table: "tags", Limit: 5},
+	r := httpapi.NewRouter(n.Manager(), nil, "edgetables")
+	for _, q := range []httpapi.Query{{Op: "get", Table: "count", Key: []byte("a")}, {Op: "scan", Table: "tags", Limit: 5},
 		{Op: "count", Table: "win"}, {Op: "windows", Table: "win", Key: []byte("a"), All: true}, {Op: "get", Table: "config", Key: []byte("k")},
 		{Op: "windows", Table: "count", Key: []byte("a")}, {Op: "drop", Table: "count"}} {
 		b, _ := json.Marshal(q)
@@ -159,25 +186,25 @@ func FuzzRouterServe(f *testing.F) {
 	f.Fuzz(func(t *testing.T, req []byte) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		resp := r.serve(ctx, req)
-		var a answer
+		resp := r.Serve(ctx, req)
+		var a httpapi.Answer
 		if err := json.Unmarshal(resp, &a); err != nil {
 			t.Fatalf("%q: answer %q is not JSON: %v", req, resp, err)
 		}
-		if a.Code == CodeInternal {
+		if a.Code == httpapi.CodeInternal {
 			t.Fatalf("%q: internal error: %s", req, a.Error)
 		}
 		if a.Code != "" {
-			if _, ok := codeErrors[a.Code]; !ok {
+			if _, ok := httpapi.CodeErrors[a.Code]; !ok {
 				t.Fatalf("%q: unknown code %q", req, a.Code)
 			}
 		}
-		got, err := decodeAnswer("n2", resp)
+		got, err := httpapi.DecodeAnswer("n2", resp)
 		if err == nil && got.Code != "" {
 			t.Fatalf("%q: answer with code %q decoded without an error", req, got.Code)
 		}
 		if err != nil && got.Code != "" {
-			if e, ok := codeErrors[got.Code]; ok && !errors.Is(err, e) {
+			if e, ok := httpapi.CodeErrors[got.Code]; ok && !errors.Is(err, e) {
 				t.Fatalf("%q: %v does not wrap the error of code %s", req, err, got.Code)
 			}
 		}

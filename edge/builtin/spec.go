@@ -1,4 +1,9 @@
-package edge
+// Package builtin holds the built-in tables of edgetables: the --table
+// spec language (ParseTableSpec, TableSpec), the aggregations a spec names
+// (Builtin: count, sum, min, max, avg, latest, set, plain or windowed) and
+// the global JSON tables of --global-table (GlobalJSONTable). It is pure
+// table logic over package manager: no NATS, no HTTP, no node.
+package builtin
 
 import (
 	"errors"

@@ -1,4 +1,4 @@
-package edge
+package httpapi
 
 import (
 	"bytes"
@@ -19,13 +19,21 @@ import (
 // queryTimeout bounds one routed read.
 const queryTimeout = 3 * time.Second
 
-// router answers reads from the node that owns the key's partition: locally
+// Router answers reads from the node that owns the key's partition: locally
 // when it is this node, else by NATS request/reply to the owner (never HTTP
-// between nodes). Alone, every read is local.
-type router struct {
+// between nodes). Alone, every read is local. Serve answers the other
+// nodes' reads; the node subscribes it to its query subject.
+type Router struct {
 	m   *manager.TableManager
 	nc  *nats.Conn // nil alone
 	app string
+}
+
+// NewRouter returns the router of the reads of m: with nc, reads of keys
+// other members own go to them over app's query subjects; without, every
+// read is local.
+func NewRouter(m *manager.TableManager, nc *nats.Conn, app string) *Router {
+	return &Router{m: m, nc: nc, app: app}
 }
 
 // Wire versions of a routed query and its answer (field "v"; absent, as
@@ -124,7 +132,7 @@ func errCode(err error) string {
 }
 
 // get reads key of table from its owner.
-func (r *router) get(ctx context.Context, table string, key []byte) ([]byte, int, error) {
+func (r *Router) get(ctx context.Context, table string, key []byte) ([]byte, int, error) {
 	p := manager.PartitionOf(key, r.m.Partitions())
 	owner, serving := r.m.Owner(p)
 	if owner == r.m.Node() || r.nc == nil || r.m.IsGlobal(table) {
@@ -141,7 +149,7 @@ func (r *router) get(ctx context.Context, table string, key []byte) ([]byte, int
 }
 
 // windows reads the windows of key of a windowed table from its owner.
-func (r *router) windows(ctx context.Context, table string, key []byte, wq manager.WindowQuery) ([]manager.WindowEntry, int, error) {
+func (r *Router) windows(ctx context.Context, table string, key []byte, wq manager.WindowQuery) ([]manager.WindowEntry, int, error) {
 	p := manager.PartitionOf(key, r.m.Partitions())
 	owner, serving := r.m.Owner(p)
 	if owner == r.m.Node() || r.nc == nil {
@@ -162,7 +170,7 @@ func (r *router) windows(ctx context.Context, table string, key []byte, wq manag
 }
 
 // scan gathers the entries of table from every member, in key order.
-func (r *router) scan(ctx context.Context, table string, prefix, after []byte, limit int) ([]manager.KeyValue, error) {
+func (r *Router) scan(ctx context.Context, table string, prefix, after []byte, limit int) ([]manager.KeyValue, error) {
 	if r.m.IsGlobal(table) {
 		return r.m.Scan(ctx, table, prefix, after, limit) // every node holds all of it
 	}
@@ -194,7 +202,7 @@ func (r *router) scan(ctx context.Context, table string, prefix, after []byte, l
 }
 
 // count returns the number of keys of table over every member.
-func (r *router) count(ctx context.Context, table string) (int, error) {
+func (r *Router) count(ctx context.Context, table string) (int, error) {
 	if r.m.IsGlobal(table) {
 		return r.m.Count(table)
 	}
@@ -218,7 +226,7 @@ func (r *router) count(ctx context.Context, table string) (int, error) {
 }
 
 // allServed fails with ErrNotReady while any partition has no serving owner.
-func (r *router) allServed() error {
+func (r *Router) allServed() error {
 	for p := 0; p < r.m.Partitions(); p++ {
 		if owner, serving := r.m.Owner(p); !serving {
 			return fmt.Errorf("partition %d is moving to %q: %w", p, owner, manager.ErrNotReady)
@@ -228,7 +236,7 @@ func (r *router) allServed() error {
 }
 
 // ask sends q to node and decodes its answer.
-func (r *router) ask(ctx context.Context, node string, q query) (answer, error) {
+func (r *Router) ask(ctx context.Context, node string, q query) (answer, error) {
 	q.V = queryVersion
 	req, err := json.Marshal(q)
 	if err != nil {
@@ -264,8 +272,9 @@ func decodeAnswer(node string, resp []byte) (answer, error) {
 	return a, nil
 }
 
-// serve answers a query from another node from this node's stores.
-func (r *router) serve(ctx context.Context, req []byte) []byte {
+// Serve answers a query from another node (a request on the node's query
+// subject, see jetstream.ServeQueries) from this node's stores.
+func (r *Router) Serve(ctx context.Context, req []byte) []byte {
 	var q query
 	var a answer
 	err := json.Unmarshal(req, &q)
@@ -323,7 +332,7 @@ type nodePartitions struct {
 // clusterPartitions asks every member, at once, for the state of the
 // partitions it holds (actives and standbys): this node from its manager,
 // the others over their query subjects.
-func (r *router) clusterPartitions(ctx context.Context) map[string]nodePartitions {
+func (r *Router) clusterPartitions(ctx context.Context) map[string]nodePartitions {
 	members := r.m.Members()
 	out := make(map[string]nodePartitions, len(members))
 	var mu sync.Mutex

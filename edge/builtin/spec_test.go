@@ -1,4 +1,4 @@
-package edge
+package builtin
 
 import (
 	"errors"
