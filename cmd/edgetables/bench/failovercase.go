@@ -58,6 +58,7 @@ func (e *env) failoverCase(ctx context.Context, exe string, standbys, kills int)
 	if _, err := c.waitSettled(ctx, "the cluster to form", all, 0, 50*time.Millisecond, nil, nil); err != nil {
 		return nil, err
 	}
+	e.log.Info("bench: failover: cluster formed", "standbys", standbys)
 	last, err := loadKeys(ctx, c.nats[0], e.cfg.Keys)
 	if err != nil {
 		return nil, err
@@ -80,6 +81,7 @@ func (e *env) failoverCase(ctx context.Context, exe string, standbys, kills int)
 		if k > 0 {
 			what = fmt.Sprintf("the cluster to settle after the restart of %s", outs[k-1].victim)
 		}
+		t0 := time.Now()
 		sts, standbyOf, err := c.waitCaughtUp(ctx, what, all, gen, standbys, last)
 		if err != nil {
 			return outs, fmt.Errorf("kill %d: %w", k+1, err)
@@ -88,10 +90,13 @@ func (e *env) failoverCase(ctx context.Context, exe string, standbys, kills int)
 		if err != nil {
 			return outs, fmt.Errorf("kill %d: %w", k+1, err)
 		}
+		t1 := time.Now()
 		placedIn, led, err := waitStreams(ctx, js, sts[0].Cluster.Assignment, sts[victim].Node)
 		if err != nil {
 			return outs, fmt.Errorf("kill %d: %w", k+1, err)
 		}
+		e.log.Info("bench: failover: settled", "standbys", standbys, "kill", k+1, "partitions_settled_in", t1.Sub(t0).Round(time.Millisecond),
+			"streams_settled_in", time.Since(t1).Round(time.Millisecond))
 		o, err := e.failoverKill(ctx, c, victim, sts, standbyOf)
 		if err != nil {
 			return outs, fmt.Errorf("kill %d (%s): %w", k+1, sts[victim].Node, err)
@@ -100,7 +105,7 @@ func (e *env) failoverCase(ctx context.Context, exe string, standbys, kills int)
 		e.log.Info("bench: failover: kill done", "standbys", standbys, "kill", o.kill, "victim", o.victim,
 			"partitions", o.moved, "detection", o.detect.Round(time.Millisecond),
 			"detection_to_serving", o.serve.Round(time.Millisecond), "kill_to_active", o.active.Round(time.Millisecond),
-			"leaders_placed", o.placedIn >= 0, "victim_led", strings.Join(o.led, " "))
+			"leaders_placed", o.placedIn >= 0, "group_leader", o.ledGroup, "victim_led", strings.Join(o.led, " "))
 		outs = append(outs, o)
 		if k == kills-1 {
 			break
@@ -110,9 +115,11 @@ func (e *env) failoverCase(ctx context.Context, exe string, standbys, kills int)
 		// every node seeing the three members at the survivors'
 		// generation or a later one is settled.
 		gen = o.gen - 1
+		t2 := time.Now()
 		if err := c.restart(ctx, victim); err != nil {
 			return outs, fmt.Errorf("restart %s after kill %d: %w", o.victim, k+1, err)
 		}
+		e.log.Info("bench: failover: restarted", "node", o.victim, "ready_in", time.Since(t2).Round(time.Millisecond))
 	}
 	return outs, nil
 }
@@ -309,6 +316,7 @@ func (e *env) failoverKill(ctx context.Context, c *cluster, victim int, sts map[
 	cs := sts[0].Cluster
 	gen := cs.Generation
 	out.victim = sts[victim].Node
+	out.ledGroup = cs.Leader == out.victim
 	out.moved = cs.Assignment.ActivesOf(out.victim)
 	survivors := others(failoverNodes, victim)
 	marks := map[int]int64{}
