@@ -138,7 +138,8 @@ func pickVictim(sts map[int]*nodeStatus, k int) (int, error) {
 }
 
 // waitCaughtUp waits until the nodes of live are settled past generation
-// minGen, every partition committed source sequence last and, with
+// minGen in the assignment the group's leader keeps for them (it would
+// publish no other), every partition committed source sequence last and, with
 // standbys, each of its standbys applied its changelog up to the active's
 // position. It returns the statuses and, by partition, the nodes holding
 // it as a standby.
@@ -147,6 +148,15 @@ func (c *cluster) waitCaughtUp(ctx context.Context, what string, live []int, min
 	var standbyOf map[int][]string
 	sts, err := c.waitSettled(ctx, what, live, minGen, 50*time.Millisecond, nil,
 		func(sts map[int]*nodeStatus, asg manager.Assignment) (string, error) {
+			// The assignment the group's leader keeps for these members
+			// (a rejoined member may not have been given its share yet).
+			var members []string
+			for _, i := range live {
+				members = append(members, sts[i].Node)
+			}
+			if next := manager.Assign(asg, members, asg.Partitions, standbys); !next.Equal(asg) {
+				return fmt.Sprintf("generation %d is not the assignment of the members %v yet", asg.Generation, members), nil
+			}
 			standbyOf = map[int][]string{}
 			for p, owner := range asg.Actives {
 				i, _ := index(sts, owner)
