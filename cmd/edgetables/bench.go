@@ -24,6 +24,8 @@ type benchCmd struct {
 	RecoveryRecords int      `name:"recovery-records" help:"Records written to the recovery changelog (0: --events)." default:"0"`
 	RecoveryKeys    int      `name:"recovery-keys" help:"Keys of the recovery changelog (0: 10 × --keys, at most the records)." default:"0"`
 	Reads           int      `help:"Reads of each kind (in process, HTTP, NATS KV)." default:"20000"`
+	FailoverKills   int      `name:"failover-kills" help:"Nodes the failover scenario kills (each restarted before the next kill) with one standby per partition." default:"10"`
+	FailoverBase    int      `name:"failover-baseline-kills" help:"Nodes the failover scenario kills without standbys (the baseline of the longest recovery; 0: none)." default:"3"`
 	Scenarios       []string `help:"Scenarios to run, comma-separated." default:"pipeline,recovery,failover,reads,footprint" enum:"pipeline,recovery,failover,reads,footprint"`
 	JSON            bool     `name:"json" help:"Print JSON instead of Markdown."`
 	Dir             string   `help:"Directory for the bench's data, kept afterwards (default: a temporary directory, removed)."`
@@ -40,7 +42,8 @@ func (b *benchCmd) Validate() error {
 		v    int
 		min  int
 	}{{"--events", b.Events, 1}, {"--keys", b.Keys, 1}, {"--partitions", b.Partitions, 1},
-		{"--recovery-records", b.RecoveryRecords, 0}, {"--recovery-keys", b.RecoveryKeys, 0}, {"--reads", b.Reads, 1}} {
+		{"--recovery-records", b.RecoveryRecords, 0}, {"--recovery-keys", b.RecoveryKeys, 0}, {"--reads", b.Reads, 1},
+		{"--failover-kills", b.FailoverKills, 1}, {"--failover-baseline-kills", b.FailoverBase, 0}} {
 		if f.v < f.min {
 			return fmt.Errorf("%s %d: must be at least %d", f.name, f.v, f.min)
 		}
@@ -55,9 +58,14 @@ func (b *benchCmd) Validate() error {
 }
 
 func (b *benchCmd) config(log *slog.Logger) bench.Config {
+	base := b.FailoverBase
+	if base == 0 {
+		base = -1 // none; 0 is the default in bench.Config
+	}
 	return bench.Config{
 		Events: b.Events, Keys: b.Keys, Partitions: b.Partitions,
 		RecoveryRecords: b.RecoveryRecords, RecoveryKeys: b.RecoveryKeys, Reads: b.Reads,
+		FailoverKills: b.FailoverKills, FailoverBaselineKills: base,
 		Scenarios: b.Scenarios, Logger: log, Dir: b.Dir, ProfileDir: b.ProfileDir,
 		Executable: b.Executable, NoSpawn: b.NoSpawn, ModuleDir: b.ModuleDir,
 	}

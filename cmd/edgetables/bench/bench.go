@@ -50,6 +50,11 @@ const (
 	DefaultKeys       = 10_000
 	DefaultPartitions = 8
 	DefaultReads      = 20_000
+	// DefaultFailoverKills is the number of kills of the failover with
+	// standbys; DefaultFailoverBaselineKills of the one without, which
+	// only gives the longest recovery its baseline.
+	DefaultFailoverKills         = 10
+	DefaultFailoverBaselineKills = 3
 )
 
 // phaseTimeout bounds any single wait of the bench (a pipeline to commit,
@@ -78,6 +83,13 @@ type Config struct {
 	// Reads is the number of reads of each kind (in process, HTTP, NATS
 	// KV) (default 20,000).
 	Reads int
+	// FailoverKills is the number of nodes the failover scenario kills
+	// (and restarts) in its cluster with one standby per partition
+	// (default 10); FailoverBaselineKills in its cluster without standbys
+	// (default 3; negative: that cluster is not run, and the longest
+	// recovery has no baseline).
+	FailoverKills         int
+	FailoverBaselineKills int
 	// Scenarios selects scenarios by name (default: all, see Scenarios).
 	Scenarios []string
 	// Logger receives progress (default slog.Default()). The product's own
@@ -123,6 +135,12 @@ func (c *Config) setDefaults() error {
 	if c.Reads == 0 {
 		c.Reads = DefaultReads
 	}
+	if c.FailoverKills == 0 {
+		c.FailoverKills = DefaultFailoverKills
+	}
+	if c.FailoverBaselineKills == 0 {
+		c.FailoverBaselineKills = DefaultFailoverBaselineKills
+	}
 	if len(c.Scenarios) == 0 {
 		c.Scenarios = Scenarios
 	}
@@ -132,6 +150,8 @@ func (c *Config) setDefaults() error {
 	switch {
 	case c.Events < 1, c.Keys < 1, c.RecoveryRecords < 1, c.RecoveryKeys < 1, c.Reads < 1:
 		return errors.New("bench config: Events, Keys, RecoveryRecords, RecoveryKeys and Reads must be positive")
+	case c.FailoverKills < 1:
+		return errors.New("bench config: FailoverKills must be positive")
 	case c.Keys > c.Events:
 		return fmt.Errorf("bench config: Keys %d exceeds Events %d", c.Keys, c.Events)
 	case c.RecoveryKeys > c.RecoveryRecords:

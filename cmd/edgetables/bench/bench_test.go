@@ -78,6 +78,7 @@ func TestConfigErrors(t *testing.T) {
 		{Scenarios: []string{"nope"}},
 		{Partitions: 2000},
 		{Reads: -1},
+		{FailoverKills: -2},
 	} {
 		if _, err := Run(context.Background(), cfg); err == nil {
 			t.Errorf("%+v: no error", cfg)

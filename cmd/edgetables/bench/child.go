@@ -19,6 +19,10 @@ import (
 // stopTimeout is how long stop waits after SIGTERM before it kills.
 const stopTimeout = 15 * time.Second
 
+// errorOutput is how much of a node's output its errors show; the tail
+// keeps more (see tail.since).
+const errorOutput = 8 << 10
+
 // child is a spawned edgetables node.
 type child struct {
 	name   string // for errors and logs
@@ -48,7 +52,7 @@ func (e *env) executable() (string, error) {
 // the EDGETABLES_ variables of this environment left out (the flags
 // decide). The caller stops it.
 func spawn(name, exe, httpAddr string, args []string) (*child, error) {
-	c := &child{name: name, http: httpAddr, client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * readBackWorkers}}, out: &tail{max: 8 << 10}, exited: make(chan struct{})}
+	c := &child{name: name, http: httpAddr, client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * readBackWorkers}}, out: &tail{max: 64 << 10}, exited: make(chan struct{})}
 	c.cmd = exec.Command(exe, append([]string{"run"}, args...)...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "EDGETABLES_") {
@@ -70,7 +74,7 @@ func spawn(name, exe, httpAddr string, args []string) (*child, error) {
 func (c *child) alive() error {
 	select {
 	case <-c.exited:
-		return fmt.Errorf("node %s exited (%v); its output ends with:\n%s", c.name, c.err, c.out)
+		return fmt.Errorf("node %s exited (%v); its output ends with:\n%s", c.name, c.err, c.out.last(errorOutput))
 	default:
 		return nil
 	}
@@ -115,10 +119,10 @@ func (c *child) stop() error {
 	case <-time.After(stopTimeout):
 		_ = c.cmd.Process.Kill()
 		<-c.exited
-		return fmt.Errorf("node %s did not stop within %s of SIGTERM; killed; its output ends with:\n%s", c.name, stopTimeout, c.out)
+		return fmt.Errorf("node %s did not stop within %s of SIGTERM; killed; its output ends with:\n%s", c.name, stopTimeout, c.out.last(errorOutput))
 	}
 	if c.err != nil && !c.killed {
-		return fmt.Errorf("node %s exited with %w; its output ends with:\n%s", c.name, c.err, c.out)
+		return fmt.Errorf("node %s exited with %w; its output ends with:\n%s", c.name, c.err, c.out.last(errorOutput))
 	}
 	return nil
 }
@@ -168,9 +172,10 @@ func freePorts(n int) ([]int, error) {
 
 // tail keeps the last max bytes written to it.
 type tail struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
+	mu      sync.Mutex
+	max     int
+	b       []byte
+	written int64 // bytes written in all
 }
 
 // Write implements io.Writer.
@@ -178,10 +183,21 @@ func (t *tail) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.b = append(t.b, p...)
+	t.written += int64(len(p))
 	if len(t.b) > t.max {
 		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
 	}
 	return len(p), nil
+}
+
+// last returns the last n bytes of what is kept.
+func (t *tail) last(n int) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.b) <= n {
+		return string(t.b)
+	}
+	return "…" + string(t.b[len(t.b)-n:])
 }
 
 // String returns what is kept.
@@ -189,4 +205,25 @@ func (t *tail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.b)
+}
+
+// mark returns a position in the output, for since.
+func (t *tail) mark() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.written
+}
+
+// since returns what was written after mark, as much of it as is kept.
+func (t *tail) since(mark int64) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := t.written - mark
+	if n <= 0 {
+		return ""
+	}
+	if n > int64(len(t.b)) {
+		return "…" + string(t.b)
+	}
+	return string(t.b[int64(len(t.b))-n:])
 }

@@ -49,6 +49,9 @@ func (s *nodeStatus) partition(p int) *manager.PartitionStatus {
 type cluster struct {
 	nodes []*child
 	nats  []string // client URLs, by node
+	// exe and args start each node again (see restart).
+	exe  string
+	args [][]string
 }
 
 // clusterConfig is what differs between the clusters of a run.
@@ -73,7 +76,7 @@ func startCluster(ctx context.Context, cfg clusterConfig) (*cluster, error) {
 	for i := range cfg.nodes {
 		routes[i] = "nats-route://127.0.0.1:" + strconv.Itoa(ports[3*i+2])
 	}
-	c := &cluster{}
+	c := &cluster{exe: cfg.exe}
 	for i := range cfg.nodes {
 		name := "n" + strconv.Itoa(i)
 		natsAddr := "127.0.0.1:" + strconv.Itoa(ports[3*i])
@@ -92,6 +95,7 @@ func startCluster(ctx context.Context, cfg clusterConfig) (*cluster, error) {
 		}
 		c.nodes = append(c.nodes, ch)
 		c.nats = append(c.nats, "nats://"+natsAddr)
+		c.args = append(c.args, args)
 	}
 	// A node is ready once the cluster's JetStream is up and its
 	// partitions recovered: the nodes wait for each other.
@@ -101,6 +105,23 @@ func startCluster(ctx context.Context, cfg clusterConfig) (*cluster, error) {
 		}
 	}
 	return c, nil
+}
+
+// restart starts node i, which was killed, again with the arguments it
+// first had (its name, ports and data directory: it rejoins with the data
+// it had), and waits until it is ready.
+func (c *cluster) restart(ctx context.Context, i int) error {
+	old := c.nodes[i]
+	if err := old.alive(); err == nil {
+		return fmt.Errorf("restart node %s: it is still running", old.name)
+	}
+	old.client.CloseIdleConnections()
+	ch, err := spawn(old.name, c.exe, old.http, c.args[i])
+	if err != nil {
+		return err
+	}
+	c.nodes[i] = ch
+	return ch.waitReady(ctx)
 }
 
 // stop ends every node still running and returns an error for each node
@@ -204,10 +225,11 @@ func (c *cluster) waitSettled(ctx context.Context, what string, live []int, minG
 	var sts map[int]*nodeStatus
 	why := ""
 	err := waitUntil(ctx, what, every, func() (bool, error) {
-		var err error
-		if sts, err = c.status(ctx, live); err != nil {
+		got, err := c.status(ctx, live)
+		if err != nil {
 			return false, err
 		}
+		sts = got
 		if watch != nil {
 			watch(sts)
 		}
@@ -219,9 +241,32 @@ func (c *cluster) waitSettled(ctx context.Context, what string, live []int, minG
 		return why == "" && err == nil, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w (last: %s)%s", err, why, c.outputs(live))
+		return nil, fmt.Errorf("%w (last: %s; %s)%s", err, why, views(sts, live), c.outputs(live))
 	}
 	return sts, nil
+}
+
+// views says how each node of live saw the cluster in sts, for errors.
+func views(sts map[int]*nodeStatus, live []int) string {
+	var parts []string
+	for _, i := range live {
+		st := sts[i]
+		switch {
+		case st == nil:
+			parts = append(parts, fmt.Sprintf("n%d: no status", i))
+		case st.Cluster == nil:
+			parts = append(parts, fmt.Sprintf("n%d: ready %v, no cluster", i, st.Ready))
+		default:
+			var members []string
+			for _, m := range st.Cluster.Members {
+				members = append(members, m.Node)
+			}
+			cs := st.Cluster
+			parts = append(parts, fmt.Sprintf("n%d: ready %v, generation %d applied %d, leader %s, members %v, actives %v, standbys %v",
+				i, st.Ready, cs.Generation, cs.Applied, cs.Leader, members, cs.Assignment.Actives, cs.Assignment.Standbys))
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // outputs returns the end of the output of the nodes of live, for errors.

@@ -64,3 +64,28 @@ func TestSettled(t *testing.T) {
 		}
 	}
 }
+
+// TestTail checks the output kept of a node: the last bytes, and what
+// was written since a mark.
+func TestTail(t *testing.T) {
+	tl := &tail{max: 10}
+	_, _ = tl.Write([]byte("abcdef"))
+	m := tl.mark()
+	if got := tl.since(m); got != "" {
+		t.Errorf("since a fresh mark: %q", got)
+	}
+	_, _ = tl.Write([]byte("gh"))
+	if got := tl.since(m); got != "gh" {
+		t.Errorf("since the mark: %q, want gh", got)
+	}
+	_, _ = tl.Write([]byte("ijklmnopq"))
+	if got := tl.since(m); got != "…hijklmnopq" {
+		t.Errorf("since the mark, more than kept: %q", got)
+	}
+	if got := tl.last(3); got != "…opq" {
+		t.Errorf("last 3: %q", got)
+	}
+	if got := withoutRouteErrors("a\nx Error trying to connect to route y\nb\n"); got != "a\nb\n" {
+		t.Errorf("withoutRouteErrors: %q", got)
+	}
+}

@@ -43,6 +43,10 @@ type Result struct {
 	// the figure: above a few percent, the figure is noisy. Nil when not
 	// known.
 	OtherCPU *float64 `json:"other_cpu,omitempty"`
+	// Distribution, for a figure measured more than once in the run (the
+	// failover's kills), is the spread of its samples in Unit; Value is
+	// then one of its statistics, which Name says.
+	Distribution *Distribution `json:"distribution,omitempty"`
 }
 
 // NotRun is a scenario that was selected but produced no results: not
@@ -170,6 +174,7 @@ func (r Report) Markdown(w io.Writer) error {
 	for _, x := range r.NotRun {
 		fmt.Fprintf(&b, "| %s | %s | | | | | | |\n", cell(x.Name), cell(x.Reason))
 	}
+	writeDistributions(&b, r.Results)
 	b.WriteString("\nother CPU: the most CPU that other processes and interrupts used during the measured phases (share of all CPUs); above a few percent the row is noisy.\n")
 	notes := false
 	for _, x := range r.Results {
@@ -184,6 +189,30 @@ func (r Report) Markdown(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeDistributions writes the table of the results that have a
+// distribution, if any.
+func writeDistributions(b *strings.Builder, results []Result) {
+	header := false
+	for _, x := range results {
+		d := x.Distribution
+		if d == nil {
+			continue
+		}
+		if !header {
+			b.WriteString("\nDistributions of the figures measured more than once:\n\n")
+			b.WriteString("| scenario | samples | min | median | p90 | max | within the limit |\n")
+			b.WriteString("|---|---:|---:|---:|---:|---:|---|\n")
+			header = true
+		}
+		within := "—"
+		if d.Limit > 0 {
+			within = fmt.Sprintf("%d of %d < %s", d.Within, d.Samples, formatValue(d.Limit, x.Unit))
+		}
+		fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s | %s |\n", cell(x.Name), d.Samples, formatValue(d.Min, x.Unit),
+			formatValue(d.Median, x.Unit), formatValue(d.P90, x.Unit), formatValue(d.Max, x.Unit), within)
+	}
 }
 
 // cell escapes the pipes of a table cell.
