@@ -20,6 +20,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/assign"
 )
 
 // Failover settings and target.
@@ -210,7 +211,7 @@ func (e *env) failoverRun(ctx context.Context, exe string, standbys int) (out fa
 	// starts from a quiet, warm cluster.
 	var standbyOf map[int][]string // partition → the nodes holding it as standby
 	sts, err := c.waitSettled(ctx, "every partition to commit the load", all, 0, 50*time.Millisecond, nil,
-		func(sts map[int]*nodeStatus, asg manager.Assignment) (string, error) {
+		func(sts map[int]*nodeStatus, asg assign.Assignment) (string, error) {
 			standbyOf = map[int][]string{}
 			for p, owner := range asg.Actives {
 				i, _ := index(sts, owner)
@@ -281,7 +282,7 @@ func (e *env) failoverRun(ctx context.Context, exe string, standbys int) (out fa
 				}
 			}
 		},
-		func(sts map[int]*nodeStatus, asg manager.Assignment) (string, error) {
+		func(sts map[int]*nodeStatus, asg assign.Assignment) (string, error) {
 			for _, p := range out.moved {
 				i, _ := index(sts, asg.Actives[p])
 				if rp := sts[i].partition(p).Recovery; rp == nil || rp.Standby || rp.Ended.IsZero() || rp.Started.Before(killed) {
