@@ -244,7 +244,9 @@ func declaredTables(tables []manager.Collection) map[string]jetstream.TableMeta 
 // named by its Go type, package path included): the avg aggregation's
 // Average left package edge for edge/builtin. Recording the earlier name
 // keeps every app's metadata as it was, so that neither an app created
-// before the move nor a node of an earlier release refuses the table.
+// before the move nor a node of an earlier release refuses the table. (The
+// codecs of package manager/codec keep their earlier manager.XCodec names
+// in manager.ShapeOf itself.)
 var movedCodecNames = map[string]string{
 	"manager.JSONCodec[github.com/edgetables/edgetables/edge/builtin.Average]": "manager.JSONCodec[github.com/edgetables/edgetables/edge.Average]",
 }

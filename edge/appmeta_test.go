@@ -21,6 +21,7 @@ import (
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/codec"
 )
 
 // logBuffer collects a node's log for a test to read.
@@ -482,7 +483,7 @@ func TestGlobalTableReset(t *testing.T) {
 	dir := t.TempDir()
 	count := "name=c,source=e.*,key=subject:2,agg=count"
 	cfg := testConfig(t, dir, count)
-	g1 := manager.NewGlobalTable(manager.TableConfig[string, int64]{Name: "g", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}})
+	g1 := manager.NewGlobalTable(manager.TableConfig[string, int64]{Name: "g", Keys: codec.String{}, Values: codec.Int64{}})
 	cfg.Tables = append(cfg.Tables, g1)
 	n, stop := runNode(t, cfg)
 	if err := g1.Set(context.Background(), "k", 7); err != nil {
@@ -494,8 +495,8 @@ func TestGlobalTableReset(t *testing.T) {
 
 	newConfig := func() (Config, *manager.GlobalTable[string, float64]) {
 		cfg := testConfig(t, dir, count)
-		g := manager.NewGlobalTable(manager.TableConfig[string, float64]{Name: "g", Keys: manager.StringCodec{},
-			Values: manager.JSONCodec[float64]{}})
+		g := manager.NewGlobalTable(manager.TableConfig[string, float64]{Name: "g", Keys: codec.String{},
+			Values: codec.JSON[float64]{}})
 		cfg.Tables = append(cfg.Tables, g)
 		return cfg, g
 	}

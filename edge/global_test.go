@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/codec"
 )
 
 // TestGlobalTableConvergence: three nodes write one global table at once,
@@ -32,7 +33,7 @@ func TestGlobalTableConvergence(t *testing.T) {
 	}
 	c := newConfiguredCluster(t, nodes, func(i int, cfg *Config) {
 		g := manager.NewGlobalTable(manager.TableConfig[string, int64]{
-			Name: "devices", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}})
+			Name: "devices", Keys: codec.String{}, Values: codec.Int64{}})
 		mu.Lock()
 		tables[i] = g
 		mu.Unlock()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/assign"
 )
 
 // ghostMember joins the group of app as node name and claims, with every
@@ -40,7 +41,7 @@ func ghostMember(t *testing.T, ctx context.Context, url, app, name string) <-cha
 		defer nc.Close()
 		tick := time.NewTicker(300 * time.Millisecond)
 		defer tick.Stop()
-		var a manager.Assignment
+		var a assign.Assignment
 		for {
 			st := manager.MemberState{Node: name, Generation: a.Generation, Actives: a.ActivesOf(name), Positions: map[int]uint64{}}
 			for _, p := range st.Actives {

@@ -12,6 +12,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/codec"
 )
 
 // TestWindowCloseOnceAcrossFailover: in a three-node cluster, OnWindowClose
@@ -36,9 +37,9 @@ func TestWindowCloseOnceAcrossFailover(t *testing.T) {
 	)
 	configure := func(i int, cfg *Config) {
 		finals := manager.NewTable(manager.TableConfig[string, int64]{
-			Name: "finals", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}})
+			Name: "finals", Keys: codec.String{}, Values: codec.Int64{}})
 		perMinute := manager.NewWindowedTable(manager.WindowedTableConfig[string, int64]{
-			Name: "per-minute", Keys: manager.StringCodec{}, Values: manager.Int64Codec{},
+			Name: "per-minute", Keys: codec.String{}, Values: codec.Int64{},
 			Windows: manager.Tumbling(time.Minute, time.Minute),
 			Time:    manager.TimeSource{Kind: manager.TimeField, Name: "ts"},
 			Clock:   now,

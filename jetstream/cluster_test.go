@@ -14,6 +14,7 @@ import (
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/assign"
 )
 
 // TestCluster runs a three-node cluster in this process: R3 streams are
@@ -166,14 +167,14 @@ func TestClusterGroup(t *testing.T) {
 	if n := campaignRace(t, groups); n != 1 {
 		t.Fatalf("%d leaders", n)
 	}
-	rev, err := groups[0].PublishAssignment(ctx, manager.Assignment{Generation: 1}, 0)
+	rev, err := groups[0].PublishAssignment(ctx, assign.Assignment{Generation: 1}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := groups[1].PublishAssignment(ctx, manager.Assignment{Generation: 2}, rev-1); !errors.Is(err, manager.ErrStaleAssignment) {
+	if _, err := groups[1].PublishAssignment(ctx, assign.Assignment{Generation: 2}, rev-1); !errors.Is(err, manager.ErrStaleAssignment) {
 		t.Fatalf("stale update on R3: %v", err)
 	}
-	if _, err := groups[1].PublishAssignment(ctx, manager.Assignment{Generation: 2}, 0); !errors.Is(err, manager.ErrStaleAssignment) {
+	if _, err := groups[1].PublishAssignment(ctx, assign.Assignment{Generation: 2}, 0); !errors.Is(err, manager.ErrStaleAssignment) {
 		t.Fatalf("stale create on R3: %v", err)
 	}
 	waitView(t, views, "assignment", func(v manager.GroupView) bool { return v.AssignmentRev == rev })

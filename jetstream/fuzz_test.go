@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/assign"
 )
 
 // FuzzDecodeEntry decodes any message of a changelog (subject, operation
@@ -107,7 +108,7 @@ func FuzzDecodeAppMeta(f *testing.F) {
 func FuzzGroupView(f *testing.F) {
 	st, _ := json.Marshal(manager.MemberState{Generation: 3, Actives: []int{0, 2}, Standbys: []int{1},
 		Positions: map[int]uint64{0: 5}, HTTP: "127.0.0.1:8080", Instance: "i1", Started: time.Unix(5, 0).UTC()})
-	a, _ := json.Marshal(manager.Assign(manager.Assignment{}, []string{"n0", "n1"}, 4, 1))
+	a, _ := json.Marshal(assign.Assign(assign.Assignment{}, []string{"n0", "n1"}, 4, 1))
 	// The input: messages separated by 0x00, each "KEY\x01VALUE"; a value
 	// starting with 0x02 is a delete.
 	join := func(msgs ...string) []byte { return []byte(strings.Join(msgs, "\x00")) }

@@ -12,6 +12,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/assign"
 )
 
 // DefaultSessionTimeout is GroupConfig.SessionTimeout's default.
@@ -55,7 +56,7 @@ type GroupConfig struct {
 //
 //	member.<node>   the JSON of the member's manager.MemberState, under a lease
 //	leader          the leader's node name, under a lease
-//	assignment      the JSON of the current manager.Assignment (no lease)
+//	assignment      the JSON of the current assign.Assignment (no lease)
 //
 // A lease is a per-message TTL (Nats-TTL) of SessionTimeout, renewed by
 // writing the key again with a fresh TTL. When it runs out the server
@@ -340,7 +341,7 @@ func (g *Group) Resign(ctx context.Context) error {
 // another leader published meanwhile it returns an error wrapping
 // manager.ErrStaleAssignment. One publish; a refused create costs one more
 // read (nats.go checks whether the key was only deleted).
-func (g *Group) PublishAssignment(ctx context.Context, a manager.Assignment, prevRev uint64) (uint64, error) {
+func (g *Group) PublishAssignment(ctx context.Context, a assign.Assignment, prevRev uint64) (uint64, error) {
 	data, err := EncodeAssignment(a)
 	if err != nil {
 		return 0, fmt.Errorf("edgetables/jetstream: bucket %s key %s: encode assignment: %w", g.bucket, groupAssignmentKey, err)

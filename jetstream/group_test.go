@@ -11,6 +11,7 @@ import (
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/assign"
 )
 
 // expirySlack is how long after SessionTimeout an expired lease must be
@@ -327,12 +328,12 @@ func TestGroupAssignment(t *testing.T) {
 	g2 := newGroup(t, js, "n2", 0)
 	views := watchGroup(t, g2)
 	ctx := testCtx(t)
-	a1 := manager.Assignment{Generation: 1, Partitions: 2, Actives: []string{"n1", "n2"}, Standbys: [][]string{{"n2"}, {"n1"}}}
+	a1 := assign.Assignment{Generation: 1, Partitions: 2, Actives: []string{"n1", "n2"}, Standbys: [][]string{{"n2"}, {"n1"}}}
 	rev1, err := g1.PublishAssignment(ctx, a1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	a2 := manager.Assignment{Generation: 2, Partitions: 2, Actives: []string{"n2", "n1"}, Standbys: [][]string{{"n1"}, {"n2"}}}
+	a2 := assign.Assignment{Generation: 2, Partitions: 2, Actives: []string{"n2", "n1"}, Standbys: [][]string{{"n1"}, {"n2"}}}
 	if _, err := g2.PublishAssignment(ctx, a2, 0); !errors.Is(err, manager.ErrStaleAssignment) {
 		t.Fatalf("second create: %v, want ErrStaleAssignment", err)
 	}

@@ -14,6 +14,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/assign"
 )
 
 // Group.Watch's consumer.
@@ -352,14 +353,14 @@ func (v *viewState) apply(key string, value []byte, rev uint64, removed bool, lo
 			if v.view.AssignmentRev == 0 {
 				return false
 			}
-			v.view.Assignment, v.view.AssignmentRev = manager.Assignment{}, 0
+			v.view.Assignment, v.view.AssignmentRev = assign.Assignment{}, 0
 			return true
 		}
 		a, err := DecodeAssignment(value)
 		if err != nil {
 			// Keep the revision so the leader can replace it.
 			log.Error("undecodable assignment in group bucket", "revision", rev, "err", err)
-			a = manager.Assignment{}
+			a = assign.Assignment{}
 		}
 		v.view.Assignment, v.view.AssignmentRev = a, rev
 	case strings.HasPrefix(key, groupMemberPrefix):

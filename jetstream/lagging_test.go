@@ -11,6 +11,7 @@ import (
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/assign"
 )
 
 // TestReplayFromLaggingReplica: a replay's ordered consumer is an R1
@@ -127,7 +128,7 @@ func TestGroupWatchFromLaggingReplica(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	rev, err := g1.PublishAssignment(ctx, manager.Assignment{Generation: 7}, 0)
+	rev, err := g1.PublishAssignment(ctx, assign.Assignment{Generation: 7}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

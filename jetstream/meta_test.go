@@ -17,6 +17,7 @@ import (
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/codec"
 )
 
 // goldenMeta is the document of testdata/appmeta-v1.json.
@@ -104,22 +105,22 @@ func TestDecodeAppMetaRefuses(t *testing.T) {
 // TestNewTableMeta: a table's recorded shape has its kind and codecs, and
 // a windowed table's windows with their defaults filled in.
 func TestNewTableMeta(t *testing.T) {
-	win := manager.NewWindowedTable(manager.WindowedTableConfig[string, int64]{Name: "w", Keys: manager.StringCodec{},
-		Values: manager.Int64Codec{}, Windows: manager.Hopping(time.Minute, 20*time.Second, 0),
+	win := manager.NewWindowedTable(manager.WindowedTableConfig[string, int64]{Name: "w", Keys: codec.String{},
+		Values: codec.Int64{}, Windows: manager.Hopping(time.Minute, 20*time.Second, 0),
 		Time: manager.TimeSource{Kind: manager.TimeField, Name: "ts"}, Spec: map[string]string{"note": "x"}})
 	cases := []struct {
 		table manager.Collection
 		want  jetstream.TableMeta
 	}{
-		{manager.NewTable(manager.TableConfig[string, float64]{Name: "t", Keys: manager.StringCodec{}, Values: manager.JSONCodec[float64]{},
+		{manager.NewTable(manager.TableConfig[string, float64]{Name: "t", Keys: codec.String{}, Values: codec.JSON[float64]{},
 			Spec: map[string]string{"agg": "sum"}}),
 			jetstream.TableMeta{Kind: manager.KindTable, Spec: map[string]string{"agg": "sum"}, KeyCodec: "manager.StringCodec",
 				ValueCodec: "manager.JSONCodec[float64]"}},
 		{win, jetstream.TableMeta{Kind: manager.KindWindowed, KeyCodec: "manager.StringCodec", ValueCodec: "manager.Int64Codec",
 			Spec: map[string]string{"note": "x", "window": "1m0s", "hop": "20s", "expires": "1m0s", "time": "json:ts"}}},
-		{manager.NewSetTable(manager.SetTableConfig[string, string]{Name: "s", Keys: manager.StringCodec{}, Members: manager.RawJSONCodec{}}),
+		{manager.NewSetTable(manager.SetTableConfig[string, string]{Name: "s", Keys: codec.String{}, Members: codec.RawJSON{}}),
 			jetstream.TableMeta{Kind: manager.KindSet, KeyCodec: "manager.StringCodec", ValueCodec: "manager.RawJSONCodec"}},
-		{manager.NewGlobalTable(manager.TableConfig[int64, string]{Name: "g", Keys: manager.Int64Codec{}, Values: manager.RawJSONCodec{}}),
+		{manager.NewGlobalTable(manager.TableConfig[int64, string]{Name: "g", Keys: codec.Int64{}, Values: codec.RawJSON{}}),
 			jetstream.TableMeta{Kind: manager.KindGlobal, KeyCodec: "manager.Int64Codec", ValueCodec: "manager.RawJSONCodec"}},
 	}
 	for _, c := range cases {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/assign"
 )
 
 // Wire format versions of the documents this package writes to NATS. A
@@ -127,11 +128,11 @@ func DecodeMemberState(b []byte) (manager.MemberState, error) {
 // assignmentWire is the assignment on the wire (see commitMarkerWire).
 type assignmentWire struct {
 	V int `json:"v"`
-	manager.Assignment
+	assign.Assignment
 }
 
 // EncodeAssignment returns the JSON of a as written under "assignment".
-func EncodeAssignment(a manager.Assignment) ([]byte, error) {
+func EncodeAssignment(a assign.Assignment) ([]byte, error) {
 	b, err := json.Marshal(assignmentWire{V: AssignmentVersion, Assignment: a})
 	if err != nil {
 		return nil, fmt.Errorf("edgetables/jetstream: encode assignment of generation %d: %w", a.Generation, err)
@@ -140,13 +141,13 @@ func EncodeAssignment(a manager.Assignment) ([]byte, error) {
 }
 
 // DecodeAssignment decodes an assignment of this or an earlier version.
-func DecodeAssignment(b []byte) (manager.Assignment, error) {
+func DecodeAssignment(b []byte) (assign.Assignment, error) {
 	var w assignmentWire
 	if err := json.Unmarshal(b, &w); err != nil {
-		return manager.Assignment{}, fmt.Errorf("edgetables/jetstream: assignment: %w", err)
+		return assign.Assignment{}, fmt.Errorf("edgetables/jetstream: assignment: %w", err)
 	}
 	if _, err := wireVersion("assignment", w.V, AssignmentVersion); err != nil {
-		return manager.Assignment{}, err
+		return assign.Assignment{}, err
 	}
 	return w.Assignment, nil
 }

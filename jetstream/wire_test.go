@@ -17,6 +17,7 @@ import (
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/assign"
 )
 
 // updateGolden rewrites the version 1 golden files of the current
@@ -54,7 +55,7 @@ func TestWireGolden(t *testing.T) {
 	marker0 := manager.CommitMarker{SourceSeq: 1234, Node: "n1", Generation: 7}
 	member := manager.MemberState{Node: "n2", Generation: 7, Actives: []int{0, 3}, Standbys: []int{1},
 		Positions: map[int]uint64{0: 1200, 3: 877}, HTTP: "10.0.0.2:8080", Instance: "4f2a9c01d3e5b7a9", Started: goldenStarted}
-	assignment := manager.Assignment{Generation: 7, Partitions: 4, Actives: []string{"n1", "n2", "n3", "n1"},
+	assignment := assign.Assignment{Generation: 7, Partitions: 4, Actives: []string{"n1", "n2", "n3", "n1"},
 		Standbys: [][]string{{"n2"}, {"n3"}, {"n1"}, {"n2"}}}
 	cases := []struct {
 		name   string

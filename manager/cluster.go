@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/assign"
 )
 
 // leaveTimeout bounds leaving the group at stop.
@@ -137,7 +139,7 @@ func (m *TableManager) runGroup(ctx context.Context) {
 			}
 			if a := v.Assignment; a.Generation > delivered && a.Partitions == m.cfg.Partitions {
 				delivered = a.Generation
-				if err := a.wellFormed(); err != nil {
+				if err := a.WellFormed(); err != nil {
 					// Written by something else than a leader (the bucket
 					// is open to whoever may write it): never applied.
 					m.log.Error("malformed assignment ignored", "generation", a.Generation, "err", err)
@@ -166,7 +168,7 @@ func (m *TableManager) lead(ctx context.Context, v GroupView) {
 		return
 	}
 	sort.Strings(members)
-	next := Assign(v.Assignment, members, m.cfg.Partitions, m.cfg.Standbys)
+	next := assign.Assign(v.Assignment, members, m.cfg.Partitions, m.cfg.Standbys)
 	if v.AssignmentRev != 0 && next.Equal(v.Assignment) {
 		return
 	}
@@ -214,7 +216,7 @@ func (m *TableManager) signalState() {
 
 // setPendingAssignment hands a to the processor, replacing an older one it
 // has not taken yet.
-func (m *TableManager) setPendingAssignment(a Assignment) {
+func (m *TableManager) setPendingAssignment(a assign.Assignment) {
 	m.assignMu.Lock()
 	if m.pendingAssign == nil || a.Generation > m.pendingAssign.Generation {
 		m.pendingAssign = &a
@@ -226,7 +228,7 @@ func (m *TableManager) setPendingAssignment(a Assignment) {
 	}
 }
 
-func (m *TableManager) takePendingAssignment() *Assignment {
+func (m *TableManager) takePendingAssignment() *assign.Assignment {
 	m.assignMu.Lock()
 	defer m.assignMu.Unlock()
 	a := m.pendingAssign
@@ -253,11 +255,11 @@ func (m *TableManager) currentView() (*GroupView, <-chan struct{}) {
 
 // ClusterStatus is the group as this node sees it.
 type ClusterStatus struct {
-	Leader     string        `json:"leader"`
-	Generation uint64        `json:"generation"`
-	Applied    uint64        `json:"applied_generation"`
-	Members    []MemberState `json:"members"`
-	Assignment Assignment    `json:"assignment"`
+	Leader     string            `json:"leader"`
+	Generation uint64            `json:"generation"`
+	Applied    uint64            `json:"applied_generation"`
+	Members    []MemberState     `json:"members"`
+	Assignment assign.Assignment `json:"assignment"`
 }
 
 // Cluster returns the group as this node sees it (nil alone).

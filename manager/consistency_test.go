@@ -9,6 +9,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/codec"
 )
 
 // TestRebuildBehindFirstSequence: a store whose persisted offset is behind
@@ -33,7 +34,7 @@ func TestRebuildBehindFirstSequence(t *testing.T) {
 	del, err := cl.Append(ctx, 0, st.Last, []manager.Record{{Table: "counts", Key: []byte("k0"), Delete: true}},
 		manager.CommitMarker{SourceSeq: 50, Node: "other"})
 	must(t, err)
-	v, err := manager.Int64Codec{}.Encode(42)
+	v, err := codec.Int64{}.Encode(42)
 	must(t, err)
 	_, err = cl.Append(ctx, 0, del, []manager.Record{{Table: "counts", Key: []byte("k1"), Value: v}},
 		manager.CommitMarker{SourceSeq: 50, Node: "other"})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/assign"
 	"github.com/edgetables/edgetables/manager/internal/drive"
 )
 
@@ -80,7 +81,7 @@ func (c *driveCore) Start(ctx context.Context) error {
 		return errors.Join(err, ctx.Err())
 	}
 	c.stopGlobal = stop
-	all := Assignment{Generation: 1, Partitions: m.cfg.Partitions, Actives: make([]string, m.cfg.Partitions)}
+	all := assign.Assignment{Generation: 1, Partitions: m.cfg.Partitions, Actives: make([]string, m.cfg.Partitions)}
 	for i := range all.Actives {
 		all.Actives[i] = m.cfg.Node
 	}

@@ -35,10 +35,6 @@ var (
 	// ErrBadEvent marks an error an agent returns for an event it cannot
 	// handle; such events go to the dead-letter subject.
 	ErrBadEvent = errors.New("edgetables: bad event")
-	// ErrInvalidAssignment is returned, wrapped with the partition or member at
-	// fault, by Assignment.Validate for an assignment that breaks one of the
-	// invariants Assign guarantees.
-	ErrInvalidAssignment = errors.New("edgetables: invalid partition assignment")
 )
 
 // Sentinel errors of windowed and set tables.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/codec"
 )
 
 // A global table of alert thresholds per device, written from anywhere (an
@@ -14,10 +15,10 @@ import (
 // partition: a reading above its device's threshold counts as an alert.
 func Example_globalTable() {
 	thresholds := manager.NewGlobalTable(manager.TableConfig[string, float64]{
-		Name: "thresholds", Keys: manager.StringCodec{}, Values: manager.Float64Codec{},
+		Name: "thresholds", Keys: codec.String{}, Values: codec.Float64{},
 		Default: func() float64 { return 100 }})
 	alerts := manager.NewTable(manager.TableConfig[string, int64]{
-		Name: "alerts", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}})
+		Name: "alerts", Keys: codec.String{}, Values: codec.Int64{}})
 	agent := manager.Agent{
 		Name:     "alert",
 		Subjects: []string{"temp.*"},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/edgetables/edgetables/edge"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/codec"
 )
 
 // A Listener observes a node's start, its rebalances and its commits, in
@@ -19,7 +20,7 @@ import (
 // quickly. A node alone assigns itself every partition at start.
 func ExampleListener() {
 	seen := manager.NewTable(manager.TableConfig[string, int64]{
-		Name: "seen", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}})
+		Name: "seen", Keys: codec.String{}, Values: codec.Int64{}})
 	agent := manager.Agent{
 		Name:     "count",
 		Subjects: []string{"events"},

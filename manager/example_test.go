@@ -14,13 +14,14 @@ import (
 
 	"github.com/edgetables/edgetables/edge"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/codec"
 )
 
 // A word count: events on "words" carry one word each; the word is the key,
 // so each word is counted in its own partition.
 func Example_wordCount() {
 	counts := manager.NewTable(manager.TableConfig[string, int64]{
-		Name: "word-counts", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}})
+		Name: "word-counts", Keys: codec.String{}, Values: codec.Int64{}})
 	agent := manager.Agent{
 		Name:     "count-words",
 		Subjects: []string{"words"},

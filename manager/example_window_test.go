@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgetables/edgetables/edge"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/codec"
 )
 
 // runExample runs a node with tables and agent until stop is called, and
@@ -36,7 +37,7 @@ func runExample(tables []manager.Collection, agent manager.Agent) (natsjs.JetStr
 func Example_windowedTable() {
 	now := time.Date(2026, 3, 1, 12, 1, 30, 0, time.UTC)
 	perMinute := manager.NewWindowedTable(manager.WindowedTableConfig[string, int64]{
-		Name: "readings-per-minute", Keys: manager.StringCodec{}, Values: manager.Int64Codec{},
+		Name: "readings-per-minute", Keys: codec.String{}, Values: codec.Int64{},
 		Windows: manager.Tumbling(time.Minute, time.Minute),
 		Time:    manager.TimeSource{Kind: manager.TimeField, Name: "ts"},
 		Clock:   func() time.Time { return now }, // a fixed clock, for the example
@@ -80,7 +81,7 @@ func Example_windowedTable() {
 // The distinct devices seen per site: a set table.
 func Example_setTable() {
 	devices := manager.NewSetTable(manager.SetTableConfig[string, string]{
-		Name: "devices-per-site", Keys: manager.StringCodec{}, Members: manager.StringCodec{}})
+		Name: "devices-per-site", Keys: codec.String{}, Members: codec.String{}})
 	agent := manager.Agent{
 		Name:     "site-devices",
 		Subjects: []string{"sites.*.*"}, // sites.SITE.DEVICE

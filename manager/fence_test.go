@@ -9,6 +9,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/codec"
 )
 
 // intruder appends one record and a commit marker of generation gen to
@@ -28,7 +29,7 @@ func (h *harness) intruderAt(p int, gen uint64, key string, value int64, source 
 	must(h.t, err)
 	st, err := cl.State(ctx, p)
 	must(h.t, err)
-	v, err := manager.Int64Codec{}.Encode(value)
+	v, err := codec.Int64{}.Encode(value)
 	must(h.t, err)
 	rec := manager.Record{Table: "counts", Key: []byte(key), Value: v}
 	last, err := cl.Append(ctx, p, st.Last, []manager.Record{rec}, manager.CommitMarker{SourceSeq: source, Node: "intruder", Generation: gen})

@@ -4,61 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"math"
 	"reflect"
 	"testing"
 	"time"
 )
-
-// FuzzCodecs decodes any bytes with every codec of this package: a decode
-// never panics, and what decodes encodes back to the same bytes (for JSON,
-// to a document that decodes to the same value).
-func FuzzCodecs(f *testing.F) {
-	i, _ := Int64Codec{}.Encode(-42)
-	fl, _ := Float64Codec{}.Encode(math.Inf(-1))
-	for _, b := range [][]byte{{}, i, fl, []byte(`{"a":[1,2.5,"x",null,true]}`), []byte(`"\ud800"`), []byte("1e400"), {0xff, 0xfe}} {
-		f.Add(b)
-	}
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if s, err := (StringCodec{}).Decode(b); err != nil || !bytes.Equal([]byte(s), b) {
-			t.Fatalf("string codec: %q -> %q, %v", b, s, err)
-		}
-		if v, err := (Int64Codec{}).Decode(b); err == nil {
-			if got, _ := (Int64Codec{}).Encode(v); !bytes.Equal(got, b) {
-				t.Fatalf("int64 codec: %x -> %d -> %x", b, v, got)
-			}
-			if p, err := (Int64Codec{}).ParseText(Int64Codec{}.FormatText(v)); err != nil || p != v {
-				t.Fatalf("int64 text: %d -> %d, %v", v, p, err)
-			}
-		} else if len(b) == 8 {
-			t.Fatalf("int64 codec refused 8 bytes: %v", err)
-		}
-		if v, err := (Float64Codec{}).Decode(b); err == nil {
-			if got, _ := (Float64Codec{}).Encode(v); !bytes.Equal(got, b) {
-				t.Fatalf("float64 codec: %x -> %v -> %x", b, v, got)
-			}
-		}
-		if v, err := (JSONCodec[any]{}).Decode(b); err == nil {
-			enc, err := JSONCodec[any]{}.Encode(v)
-			if err != nil {
-				t.Fatalf("json codec: %q decoded to %v, which does not encode: %v", b, v, err)
-			}
-			again, err := JSONCodec[any]{}.Decode(enc)
-			if err != nil || !reflect.DeepEqual(again, v) {
-				t.Fatalf("json codec: %q -> %v -> %q -> %v, %v", b, v, enc, again, err)
-			}
-		}
-		if v, err := (JSONCodec[map[string]float64]{}).Decode(b); err == nil {
-			enc, err := JSONCodec[map[string]float64]{}.Encode(v)
-			if err != nil {
-				t.Fatalf("json codec: %q decoded to %v, which does not encode: %v", b, v, err)
-			}
-			if again, err := (JSONCodec[map[string]float64]{}).Decode(enc); err != nil || !reflect.DeepEqual(again, v) {
-				t.Fatalf("json codec: %q -> %v -> %q -> %v, %v", b, v, enc, again, err)
-			}
-		}
-	})
-}
 
 // FuzzSetAndWindowKeys decodes any bytes as a set value and as a window
 // store key: what decodes encodes back to the same bytes.

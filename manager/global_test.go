@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/codec"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -21,11 +22,11 @@ import (
 func globalSetup(h *harness, limits **manager.GlobalTable[string, int64]) func(m *manager.TableManager) {
 	return func(m *manager.TableManager) {
 		*limits = manager.NewGlobalTable(manager.TableConfig[string, int64]{
-			Name: "limits", Keys: manager.StringCodec{}, Values: manager.Int64Codec{},
+			Name: "limits", Keys: codec.String{}, Values: codec.Int64{},
 			Default: func() int64 { return 1 << 62 }})
 		must(h.t, m.Add(*limits))
 		h.counter = manager.NewTable(manager.TableConfig[string, int64]{
-			Name: "counts", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}})
+			Name: "counts", Keys: codec.String{}, Values: codec.Int64{}})
 		must(h.t, m.Add(h.counter))
 		must(h.t, m.AddAgent(manager.Agent{
 			Name: "count", Subjects: []string{"ev.*"},
@@ -175,7 +176,7 @@ func TestGlobalTableRestart(t *testing.T) {
 	// Another node writes while this one is down.
 	gl, err := jetstream.NewGlobalLog(ctx, h.js, jetstream.GlobalConfig{App: h.app})
 	must(t, err)
-	v1001, err := manager.Int64Codec{}.Encode(1001)
+	v1001, err := codec.Int64{}.Encode(1001)
 	must(t, err)
 	if _, err := gl.Put(ctx, manager.Record{Table: "limits", Key: []byte("k1"), Value: v1001}, nil); err != nil {
 		t.Fatal(err)
@@ -222,7 +223,7 @@ func TestGlobalTableNeedsLog(t *testing.T) {
 	must(t, err)
 	m, err := manager.New(manager.Config{Node: "n", Partitions: 2, Changelog: cl, Source: src, Stores: store.NewMemoryProvider()})
 	must(t, err)
-	g := manager.NewGlobalTable(manager.TableConfig[string, string]{Name: "g", Keys: manager.StringCodec{}, Values: manager.StringCodec{}})
+	g := manager.NewGlobalTable(manager.TableConfig[string, string]{Name: "g", Keys: codec.String{}, Values: codec.String{}})
 	if err := m.Add(g); !errors.Is(err, manager.ErrNoGlobalLog) {
 		t.Fatalf("Add = %v, want ErrNoGlobalLog", err)
 	}

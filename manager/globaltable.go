@@ -169,7 +169,7 @@ func (t *GlobalTable[K, V]) writeKey(ctx context.Context, kb, vb []byte, del boo
 }
 
 // PutJSON implements WritableCollection: value is JSON as ValueJSON shows
-// values (for RawJSONCodec, any JSON).
+// values (for codec.RawJSON, any JSON).
 func (t *GlobalTable[K, V]) PutJSON(ctx context.Context, key []byte, value json.RawMessage, expect *uint64) (uint64, error) {
 	vb, err := valueFromJSON(t.cfg.Values, value)
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/assign"
 )
 
 // The consumer group: how the members of a cluster agree on who processes
@@ -49,7 +51,7 @@ type GroupView struct {
 	Leader string
 	// Assignment is the current assignment and AssignmentRev its revision
 	// in the store (0: none published yet).
-	Assignment    Assignment
+	Assignment    assign.Assignment
 	AssignmentRev uint64
 }
 
@@ -71,7 +73,7 @@ type Coordinator interface {
 	// PublishAssignment stores a if the stored assignment is still at
 	// revision prevRev (0: none stored), returning the new revision, or an
 	// error wrapping ErrStaleAssignment.
-	PublishAssignment(ctx context.Context, a Assignment, prevRev uint64) (uint64, error)
+	PublishAssignment(ctx context.Context, a assign.Assignment, prevRev uint64) (uint64, error)
 	// Watch returns a channel that receives the whole view at once and then
 	// a fresh view after every change (intermediate views may be skipped),
 	// until ctx ends.

@@ -17,6 +17,7 @@ import (
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/codec"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -54,7 +55,7 @@ func countSetup(h *harness) func(m *manager.TableManager) { return checkedCountS
 func checkedCountSetup(h *harness, check func(data []byte) error) func(m *manager.TableManager) {
 	return func(m *manager.TableManager) {
 		h.counter = manager.NewTable(manager.TableConfig[string, int64]{
-			Name: "counts", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}})
+			Name: "counts", Keys: codec.String{}, Values: codec.Int64{}})
 		must(h.t, m.Add(h.counter))
 		must(h.t, m.AddAgent(manager.Agent{
 			Name: "count", Subjects: []string{"ev.*"},

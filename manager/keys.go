@@ -3,18 +3,20 @@ package manager
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/edgetables/edgetables/manager/codec"
 )
 
 // keyCodec encodes, parses and formats the keys of one table; every table
 // kind uses it, so that keys are checked and named in errors alike.
 type keyCodec[K any] struct {
 	table string
-	codec Codec[K]
+	keys  codec.Codec[K]
 }
 
 // encode encodes k, refusing keys longer than MaxKeySize.
 func (c keyCodec[K]) encode(k K) ([]byte, error) {
-	b, err := c.codec.Encode(k)
+	b, err := c.keys.Encode(k)
 	if err != nil {
 		return nil, fmt.Errorf("table %s: encode key: %w", c.table, err)
 	}
@@ -26,7 +28,7 @@ func (c keyCodec[K]) encode(k K) ([]byte, error) {
 
 // parse turns the text form of a key into its encoding.
 func (c keyCodec[K]) parse(s string) ([]byte, error) {
-	tc, ok := c.codec.(TextCodec[K])
+	tc, ok := c.keys.(codec.Text[K])
 	if !ok {
 		return nil, fmt.Errorf("table %s: keys have no text form", c.table)
 	}
@@ -39,7 +41,7 @@ func (c keyCodec[K]) parse(s string) ([]byte, error) {
 
 // format turns an encoded key into its text form.
 func (c keyCodec[K]) format(b []byte) (string, error) {
-	tc, ok := c.codec.(TextCodec[K])
+	tc, ok := c.keys.(codec.Text[K])
 	if !ok {
 		return "", fmt.Errorf("table %s: keys have no text form", c.table)
 	}
@@ -52,8 +54,8 @@ func (c keyCodec[K]) format(b []byte) (string, error) {
 
 // valueJSON returns a stored value as JSON: as it is when the codec stores
 // JSON, else decoded and marshalled.
-func valueJSON[V any](values Codec[V], b []byte, decode func([]byte) (V, error)) (json.RawMessage, error) {
-	if _, ok := values.(jsonCodec); ok && json.Valid(b) {
+func valueJSON[V any](values codec.Codec[V], b []byte, decode func([]byte) (V, error)) (json.RawMessage, error) {
+	if codec.IsJSON(values) && json.Valid(b) {
 		return json.RawMessage(b), nil
 	}
 	v, err := decode(b)
@@ -65,12 +67,12 @@ func valueJSON[V any](values Codec[V], b []byte, decode func([]byte) (V, error))
 
 // valueFromJSON turns a value given as JSON, in the form valueJSON returns,
 // into its encoded bytes.
-func valueFromJSON[V any](values Codec[V], raw json.RawMessage) ([]byte, error) {
+func valueFromJSON[V any](values codec.Codec[V], raw json.RawMessage) ([]byte, error) {
 	if !json.Valid(raw) {
 		return nil, fmt.Errorf("%w: not JSON", ErrBadValue)
 	}
 	var v V
-	if _, ok := any(values).(RawJSONCodec); ok {
+	if _, ok := any(values).(codec.RawJSON); ok {
 		if s, ok := any(&v).(*string); ok {
 			*s = string(raw) // stored as it is
 			return values.Encode(v)

@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/assign"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -241,7 +242,7 @@ type TableManager struct {
 	events chan procEvent
 	// assignment handed from the group loop to the processor (latest wins)
 	assignMu      sync.Mutex
-	pendingAssign *Assignment
+	pendingAssign *assign.Assignment
 	assignSignal  chan struct{}
 	// stateSignal asks the group loop to heartbeat now
 	stateSignal chan struct{}

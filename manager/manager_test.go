@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/codec"
 )
 
 func TestCountsExact(t *testing.T) {
@@ -246,7 +247,7 @@ func TestWrongPartitionWriteRefused(t *testing.T) {
 func TestAddAfterStart(t *testing.T) {
 	h := newHarness(t, manager.Config{})
 	m := h.start()
-	err := m.Add(manager.NewTable(manager.TableConfig[string, int64]{Name: "late", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}}))
+	err := m.Add(manager.NewTable(manager.TableConfig[string, int64]{Name: "late", Keys: codec.String{}, Values: codec.Int64{}}))
 	if !errors.Is(err, manager.ErrStarted) {
 		t.Errorf("Add after start = %v, want ErrStarted", err)
 	}

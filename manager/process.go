@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/assign"
 )
 
 // stopTimeout bounds the final commit when Run's context ends.
@@ -76,7 +78,7 @@ func (m *TableManager) Run(ctx context.Context) (err error) {
 	started = true
 	m.onStart()
 	if m.cfg.Coordinator == nil {
-		all := Assignment{Generation: 1, Partitions: m.cfg.Partitions, Actives: make([]string, m.cfg.Partitions)}
+		all := assign.Assignment{Generation: 1, Partitions: m.cfg.Partitions, Actives: make([]string, m.cfg.Partitions)}
 		for i := range all.Actives {
 			all.Actives[i] = m.cfg.Node
 		}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/assign"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -270,7 +271,7 @@ func (m *TableManager) startStandby(ctx context.Context, p *partition) {
 // processing goroutine, and calls the listener in Faust's order: rebalance
 // started, partitions revoked, partitions assigned; actives and standbys
 // ready follow from checkReady.
-func (m *TableManager) applyAssignment(ctx context.Context, a Assignment) error {
+func (m *TableManager) applyAssignment(ctx context.Context, a assign.Assignment) error {
 	if a.Generation <= m.gen.Load() {
 		return nil
 	}

@@ -8,17 +8,19 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/edgetables/edgetables/manager/codec"
 )
 
 // SetTableConfig declares a set table.
 type SetTableConfig[K any, M comparable] struct {
 	// Name, Keys and Spec are as in TableConfig.
 	Name string
-	Keys Codec[K]
+	Keys codec.Codec[K]
 	Spec map[string]string
 	// Members encodes the members of the sets. Required. Two members are
 	// the same when their encodings are equal.
-	Members Codec[M]
+	Members codec.Codec[M]
 	// MaxMembers caps the members of one set (default 10,000): an Add
 	// beyond it fails with ErrSetFull, so the event goes to the dead-letter
 	// subject instead of a value growing past what one changelog message
@@ -254,7 +256,7 @@ func (t *SetTable[K, M]) ValueJSON(b []byte) (json.RawMessage, error) {
 		return nil, fmt.Errorf("table %s: %w", t.cfg.Name, err)
 	}
 	out := make([]json.RawMessage, 0, len(set))
-	_, raw := t.cfg.Members.(jsonCodec)
+	raw := codec.IsJSON(t.cfg.Members)
 	for _, mb := range set {
 		if raw && json.Valid(mb) {
 			out = append(out, json.RawMessage(mb))
@@ -272,20 +274,3 @@ func (t *SetTable[K, M]) ValueJSON(b []byte) (json.RawMessage, error) {
 	}
 	return json.Marshal(out)
 }
-
-// RawJSONCodec encodes strings that hold JSON text as their bytes, checking
-// that they are valid JSON; tables and sets render them as that JSON.
-type RawJSONCodec struct{}
-
-// Encode implements Codec.
-func (RawJSONCodec) Encode(v string) ([]byte, error) {
-	if !json.Valid([]byte(v)) {
-		return nil, fmt.Errorf("raw JSON codec: %q is not JSON", v)
-	}
-	return []byte(v), nil
-}
-
-// Decode implements Codec.
-func (RawJSONCodec) Decode(b []byte) (string, error) { return string(b), nil }
-
-func (RawJSONCodec) isJSON() {}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/codec"
 )
 
 // setSetup declares a set table "tags" whose agent adds or discards the
@@ -16,7 +17,7 @@ import (
 func setSetup(h *harness, tags **manager.SetTable[string, string]) {
 	h.setup = func(m *manager.TableManager) {
 		t := manager.NewSetTable(manager.SetTableConfig[string, string]{
-			Name: "tags", Keys: manager.StringCodec{}, Members: manager.StringCodec{}, MaxMembers: 3})
+			Name: "tags", Keys: codec.String{}, Members: codec.String{}, MaxMembers: 3})
 		*tags = t
 		must(h.t, m.Add(t))
 		must(h.t, m.AddAgent(manager.Agent{

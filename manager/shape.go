@@ -1,6 +1,11 @@
 package manager
 
-import "reflect"
+import (
+	"reflect"
+	"strings"
+
+	"github.com/edgetables/edgetables/manager/codec"
+)
 
 // TableKind is the kind of a table: what its stored records mean.
 type TableKind string
@@ -26,9 +31,11 @@ type TableShape struct {
 	// Kind is the table's kind.
 	Kind TableKind
 	// KeyCodec and ValueCodec name the Go types of the key codec and of the
-	// value codec (a set's member codec), as reflect prints them (for
-	// example "manager.JSONCodec[float64]"): a codec of another type may
-	// encode differently.
+	// value codec (a set's member codec), as reflect prints them: a codec
+	// of another type may encode differently. The codecs of package codec
+	// keep the names they had when they were types of this package
+	// (codec.JSON[float64] is "manager.JSONCodec[float64]", codec.String
+	// "manager.StringCodec"), the names apps recorded.
 	KeyCodec, ValueCodec string
 	// Windows and Time are a windowed table's windows (with defaults filled
 	// in) and time source; zero for other kinds.
@@ -62,10 +69,26 @@ func (t *GlobalTable[K, V]) shape() TableShape {
 	return TableShape{Kind: KindGlobal, KeyCodec: codecName(t.cfg.Keys), ValueCodec: codecName(t.cfg.Values)}
 }
 
-// codecName names a codec by its dynamic Go type ("" for none).
+// codecPkg is the package path of package codec.
+var codecPkg = reflect.TypeOf(codec.String{}).PkgPath()
+
+// codecName names a codec by its dynamic Go type ("" for none). A codec of
+// package codec is named as it was before the codecs left package manager
+// (codec.X[T] is manager.XCodec[T]): apps record these names, so a new name
+// would make every node refuse the tables of every app recorded before the
+// move, and nodes of the two releases disagree.
 func codecName(c any) string {
 	if c == nil {
 		return ""
 	}
-	return reflect.TypeOf(c).String()
+	t := reflect.TypeOf(c)
+	name := t.String()
+	if t.PkgPath() != codecPkg {
+		return name
+	}
+	base, args, generic := strings.Cut(strings.TrimPrefix(name, "codec."), "[")
+	if generic {
+		args = "[" + args
+	}
+	return "manager." + base + "Codec" + args
 }

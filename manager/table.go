@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+
+	"github.com/edgetables/edgetables/manager/codec"
 )
 
 // MaxKeySize is the largest key, in encoded bytes, a table accepts.
@@ -46,10 +48,10 @@ type TableConfig[K, V any] struct {
 	// Name is the table's name: lower-case letters, digits, '_' and '-',
 	// starting with a letter or digit, at most 64 characters.
 	Name string
-	// Keys encodes keys. Required. StringCodec is the usual choice.
-	Keys Codec[K]
+	// Keys encodes keys. Required. codec.String is the usual choice.
+	Keys codec.Codec[K]
 	// Values encodes values. Required.
-	Values Codec[V]
+	Values codec.Codec[V]
 	// Default returns the value Get returns for a missing key. It is not
 	// stored. Nil means the zero value.
 	Default func() V

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/codec"
 )
 
 // fanSetup adds to the count setup a table "fan" written by agent "fan" on
@@ -22,7 +23,7 @@ func fanSetup(h *harness) func(m *manager.TableManager) {
 	count := countSetup(h)
 	return func(m *manager.TableManager) {
 		count(m)
-		fan := manager.NewTable(manager.TableConfig[string, string]{Name: "fan", Keys: manager.StringCodec{}, Values: manager.StringCodec{}})
+		fan := manager.NewTable(manager.TableConfig[string, string]{Name: "fan", Keys: codec.String{}, Values: codec.String{}})
 		must(h.t, m.Add(fan))
 		must(h.t, m.AddAgent(manager.Agent{
 			Name: "fan", Subjects: []string{"bad.fan.*"},

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/codec"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -49,13 +50,13 @@ func newCloseBench(b *testing.B, open, dueMinutes, perMinute int) *closeBench {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	c := &closeBench{st: st, now: t0}
 	m := &TableManager{log: slog.New(slog.NewTextHandler(io.Discard, nil)), tables: map[string]Collection{}}
-	c.t = NewWindowedTable(WindowedTableConfig[string, int64]{Name: "w", Keys: StringCodec{}, Values: Int64Codec{},
+	c.t = NewWindowedTable(WindowedTableConfig[string, int64]{Name: "w", Keys: codec.String{}, Values: codec.Int64{},
 		Windows: Tumbling(time.Minute, time.Minute), Clock: c.clock, TombstoneTTL: -1})
 	if err := c.t.bind(m); err != nil {
 		b.Fatal(err)
 	}
 	m.tables["w"] = c.t
-	one, _ := Int64Codec{}.Encode(1)
+	one, _ := codec.Int64{}.Encode(1)
 	var muts []store.Mutation
 	flush := func() {
 		if err := st.Apply(store.Batch{Mutations: muts}); err != nil {

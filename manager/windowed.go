@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/codec"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -16,8 +17,8 @@ import (
 type WindowedTableConfig[K, V any] struct {
 	// Name, Keys, Values, Default and Spec are as in TableConfig.
 	Name    string
-	Keys    Codec[K]
-	Values  Codec[V]
+	Keys    codec.Codec[K]
+	Values  codec.Codec[V]
 	Default func() V
 	Spec    map[string]string
 	// Windows cuts time into windows (Tumbling or Hopping). Required.

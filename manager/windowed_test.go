@@ -11,6 +11,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/codec"
 )
 
 // fakeClock is a windowed table's clock that tests move by hand.
@@ -64,9 +65,9 @@ func newWindowRig(h *harness) *windowRig {
 	r := &windowRig{clock: &fakeClock{t: t0}, closes: map[string]int{}}
 	h.setup = func(m *manager.TableManager) {
 		r.finals = manager.NewTable(manager.TableConfig[string, int64]{
-			Name: "finals", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}})
+			Name: "finals", Keys: codec.String{}, Values: codec.Int64{}})
 		r.wcount = manager.NewWindowedTable(manager.WindowedTableConfig[string, int64]{
-			Name: "wcount", Keys: manager.StringCodec{}, Values: manager.Int64Codec{},
+			Name: "wcount", Keys: codec.String{}, Values: codec.Int64{},
 			Windows:      manager.Tumbling(time.Minute, time.Minute),
 			Time:         manager.TimeSource{Kind: manager.TimeField, Name: "ts"},
 			Clock:        r.clock.Now,
@@ -88,7 +89,7 @@ func newWindowRig(h *harness) *windowRig {
 			},
 		})
 		r.whop = manager.NewWindowedTable(manager.WindowedTableConfig[string, int64]{
-			Name: "whop", Keys: manager.StringCodec{}, Values: manager.Int64Codec{},
+			Name: "whop", Keys: codec.String{}, Values: codec.Int64{},
 			Windows:      manager.Hopping(2*time.Minute, time.Minute, time.Minute),
 			Time:         manager.TimeSource{Kind: manager.TimeField, Name: "ts"},
 			Clock:        r.clock.Now,

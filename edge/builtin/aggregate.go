@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/codec"
 )
 
 // Average is the value of an avg table.
@@ -50,7 +51,7 @@ func Builtin(s TableSpec) (manager.Collection, manager.Agent, error) {
 	var table manager.Collection
 	switch s.Agg {
 	case AggCount:
-		table = builtinTable(s, spec, &agent, manager.JSONCodec[int64]{}, func(_ *manager.Event, n int64, _ bool) (int64, error) {
+		table = builtinTable(s, spec, &agent, codec.JSON[int64]{}, func(_ *manager.Event, n int64, _ bool) (int64, error) {
 			return n + 1, nil
 		})
 	case AggSum, AggMin, AggMax:
@@ -59,7 +60,7 @@ func Builtin(s TableSpec) (manager.Collection, manager.Agent, error) {
 			AggMin: math.Min,
 			AggMax: math.Max,
 		}[s.Agg]
-		table = builtinTable(s, spec, &agent, manager.JSONCodec[float64]{}, func(e *manager.Event, cur float64, found bool) (float64, error) {
+		table = builtinTable(s, spec, &agent, codec.JSON[float64]{}, func(e *manager.Event, cur float64, found bool) (float64, error) {
 			x, err := numberField(e, s.Field)
 			if err != nil {
 				return 0, err
@@ -70,7 +71,7 @@ func Builtin(s TableSpec) (manager.Collection, manager.Agent, error) {
 			return x, nil
 		})
 	case AggAvg:
-		table = builtinTable(s, spec, &agent, manager.JSONCodec[Average]{}, func(e *manager.Event, a Average, _ bool) (Average, error) {
+		table = builtinTable(s, spec, &agent, codec.JSON[Average]{}, func(e *manager.Event, a Average, _ bool) (Average, error) {
 			x, err := numberField(e, s.Field)
 			if err != nil {
 				return a, err
@@ -81,7 +82,7 @@ func Builtin(s TableSpec) (manager.Collection, manager.Agent, error) {
 			return a, nil
 		})
 	case AggLatest:
-		table = builtinTable(s, spec, &agent, manager.JSONCodec[json.RawMessage]{}, func(e *manager.Event, _ json.RawMessage, _ bool) (json.RawMessage, error) {
+		table = builtinTable(s, spec, &agent, codec.JSON[json.RawMessage]{}, func(e *manager.Event, _ json.RawMessage, _ bool) (json.RawMessage, error) {
 			if !json.Valid(e.Data) {
 				return nil, fmt.Errorf("%w: payload is not JSON", manager.ErrBadEvent)
 			}
@@ -97,10 +98,10 @@ func Builtin(s TableSpec) (manager.Collection, manager.Agent, error) {
 // current value of the event's key (found false: none yet) and sets the
 // agent's Process: a plain table, or, with a window, a windowed table
 // folding each window the event falls in.
-func builtinTable[V any](s TableSpec, spec map[string]string, agent *manager.Agent, values manager.Codec[V],
+func builtinTable[V any](s TableSpec, spec map[string]string, agent *manager.Agent, values codec.Codec[V],
 	fold func(e *manager.Event, cur V, found bool) (V, error)) manager.Collection {
 	if s.Window == 0 {
-		t := manager.NewTable(manager.TableConfig[string, V]{Name: s.Name, Keys: manager.StringCodec{}, Values: values, Spec: spec})
+		t := manager.NewTable(manager.TableConfig[string, V]{Name: s.Name, Keys: codec.String{}, Values: values, Spec: spec})
 		agent.Process = func(e *manager.Event) error {
 			k := string(e.Key)
 			cur, found, err := t.Find(e, k)
@@ -115,7 +116,7 @@ func builtinTable[V any](s TableSpec, spec map[string]string, agent *manager.Age
 		}
 		return t
 	}
-	t := manager.NewWindowedTable(manager.WindowedTableConfig[string, V]{Name: s.Name, Keys: manager.StringCodec{},
+	t := manager.NewWindowedTable(manager.WindowedTableConfig[string, V]{Name: s.Name, Keys: codec.String{},
 		Values: values, Spec: spec, Windows: s.Windows(), Time: s.Time, TombstoneTTL: s.TombstoneTTL, MaxClockSkew: s.MaxClockSkew})
 	agent.Process = func(e *manager.Event) error {
 		return t.Update(e, string(e.Key), func(_ manager.Window, cur V, found bool) (V, error) {
@@ -141,8 +142,8 @@ func setTable(s TableSpec, spec map[string]string, agent *manager.Agent) manager
 		return string(b), nil
 	}
 	if s.Window == 0 {
-		t := manager.NewSetTable(manager.SetTableConfig[string, string]{Name: s.Name, Keys: manager.StringCodec{},
-			Members: manager.RawJSONCodec{}, MaxMembers: maxSetMembers, Spec: spec})
+		t := manager.NewSetTable(manager.SetTableConfig[string, string]{Name: s.Name, Keys: codec.String{},
+			Members: codec.RawJSON{}, MaxMembers: maxSetMembers, Spec: spec})
 		agent.Process = func(e *manager.Event) error {
 			m, err := member(e)
 			if err != nil {
@@ -152,7 +153,7 @@ func setTable(s TableSpec, spec map[string]string, agent *manager.Agent) manager
 		}
 		return t
 	}
-	return builtinTable(s, spec, agent, manager.JSONCodec[[]json.RawMessage]{},
+	return builtinTable(s, spec, agent, codec.JSON[[]json.RawMessage]{},
 		func(e *manager.Event, set []json.RawMessage, _ bool) ([]json.RawMessage, error) {
 			m, err := member(e)
 			if err != nil {

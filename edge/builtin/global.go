@@ -1,6 +1,10 @@
 package builtin
 
-import "github.com/edgetables/edgetables/manager"
+import (
+	"github.com/edgetables/edgetables/manager"
+
+	"github.com/edgetables/edgetables/manager/codec"
+)
 
 // GlobalJSONTable returns a global table with text keys and JSON values
 // (the CLI's --global-table): every node holds all of it, and it is written
@@ -11,7 +15,7 @@ func GlobalJSONTable(name string) (*manager.GlobalTable[string, string], error) 
 		return nil, err
 	}
 	return manager.NewGlobalTable(manager.TableConfig[string, string]{
-		Name: name, Keys: manager.StringCodec{}, Values: manager.RawJSONCodec{},
+		Name: name, Keys: codec.String{}, Values: codec.RawJSON{},
 		Spec: map[string]string{"kind": "global", "values": "json"},
 	}), nil
 }

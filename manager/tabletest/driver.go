@@ -21,7 +21,7 @@
 // GlobalTable.Set, as an operator's tool would.
 //
 //	counts := manager.NewTable(manager.TableConfig[string, int64]{
-//		Name: "word-counts", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}})
+//		Name: "word-counts", Keys: codec.String{}, Values: codec.Int64{}})
 //	d, err := tabletest.New(tabletest.Config{
 //		Tables: []manager.Collection{counts}, Agents: []manager.Agent{countWords}})
 //	// handle err; defer d.Close()

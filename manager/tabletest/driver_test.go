@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/codec"
 	"github.com/edgetables/edgetables/manager/tabletest"
 )
 
@@ -83,7 +84,7 @@ func TestREADMEWordCount(t *testing.T) {
 	var the []string
 	for _, r := range d.Records(counts.Name()) {
 		if string(r.Key) == "the" {
-			n, _ := manager.Int64Codec{}.Decode(r.Value)
+			n, _ := codec.Int64{}.Decode(r.Value)
 			the = append(the, fmt.Sprint(n))
 		}
 	}
@@ -99,7 +100,7 @@ func TestREADMEWordCount(t *testing.T) {
 // writes dropped, and processing goes on.
 func TestDeadLetters(t *testing.T) {
 	counts := manager.NewTable(manager.TableConfig[string, int64]{
-		Name: "counts", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}})
+		Name: "counts", Keys: codec.String{}, Values: codec.Int64{}})
 	agent := manager.Agent{
 		Name:     "counter",
 		Subjects: []string{"in.>"},
@@ -170,7 +171,7 @@ func TestDeadLetters(t *testing.T) {
 // refused for a limit.
 func TestDeadLetterLimit(t *testing.T) {
 	blobs := manager.NewTable(manager.TableConfig[string, string]{
-		Name: "blobs", Keys: manager.StringCodec{}, Values: manager.StringCodec{}})
+		Name: "blobs", Keys: codec.String{}, Values: codec.String{}})
 	agent := manager.Agent{Name: "store", Subjects: []string{"blob"},
 		Key: func(e *manager.Event) ([]byte, error) { return []byte("k"), nil },
 		Process: func(e *manager.Event) error {
@@ -193,9 +194,9 @@ func TestDeadLetterLimit(t *testing.T) {
 // a minute after its end; closed windows' counts go to a plain table.
 func minuteCounts(closes *[]string) (*manager.WindowedTable[string, int64], *manager.Table[string, int64], manager.Agent) {
 	final := manager.NewTable(manager.TableConfig[string, int64]{
-		Name: "final", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}})
+		Name: "final", Keys: codec.String{}, Values: codec.Int64{}})
 	perMinute := manager.NewWindowedTable(manager.WindowedTableConfig[string, int64]{
-		Name: "per-minute", Keys: manager.StringCodec{}, Values: manager.Int64Codec{},
+		Name: "per-minute", Keys: codec.String{}, Values: codec.Int64{},
 		Windows: manager.Tumbling(time.Minute, time.Minute),
 		OnWindowClose: func(e *manager.Event, k string, w manager.Window, n int64) error {
 			*closes = append(*closes, fmt.Sprintf("%s@%s=%d", k, w.Start.Format("15:04"), n))
@@ -378,9 +379,9 @@ func TestCrashBeforeCloseCommitted(t *testing.T) {
 // Set and global tables work under the driver, across a crash.
 func TestSetAndGlobalTables(t *testing.T) {
 	devices := manager.NewSetTable(manager.SetTableConfig[string, string]{
-		Name: "devices", Keys: manager.StringCodec{}, Members: manager.StringCodec{}})
+		Name: "devices", Keys: codec.String{}, Members: codec.String{}})
 	limits := manager.NewGlobalTable(manager.TableConfig[string, int64]{
-		Name: "limits", Keys: manager.StringCodec{}, Values: manager.Int64Codec{},
+		Name: "limits", Keys: codec.String{}, Values: codec.Int64{},
 		Default: func() int64 { return 2 }})
 	agent := manager.Agent{Name: "site-devices", Subjects: []string{"sites.*.*"},
 		Key: func(e *manager.Event) ([]byte, error) { return []byte(e.Token(2)), nil },
@@ -473,7 +474,7 @@ func TestClockJump(t *testing.T) {
 // source sequence.
 func TestEventFields(t *testing.T) {
 	seen := manager.NewTable(manager.TableConfig[string, string]{
-		Name: "seen", Keys: manager.StringCodec{}, Values: manager.StringCodec{}})
+		Name: "seen", Keys: codec.String{}, Values: codec.String{}})
 	agent := manager.Agent{Name: "record", Subjects: []string{"a.*"},
 		Process: func(e *manager.Event) error { // Key nil: the subject is the key
 			return seen.Set(e, e.Subject, fmt.Sprintf("%s %s %v %d %s", e.Key, e.Data, e.Header["X-Site"],

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/codec"
 	"github.com/edgetables/edgetables/manager/tabletest"
 )
 
@@ -14,7 +15,7 @@ import (
 // word each; the word is the key.
 func wordCount() (*manager.Table[string, int64], manager.Agent) {
 	counts := manager.NewTable(manager.TableConfig[string, int64]{
-		Name: "word-counts", Keys: manager.StringCodec{}, Values: manager.Int64Codec{}})
+		Name: "word-counts", Keys: codec.String{}, Values: codec.Int64{}})
 	agent := manager.Agent{
 		Name:     "count-words",
 		Subjects: []string{"words"},
@@ -61,7 +62,7 @@ func Example_wordCount() {
 // OnWindowClose sees its final count.
 func Example_windowedTable() {
 	perMinute := manager.NewWindowedTable(manager.WindowedTableConfig[string, int64]{
-		Name: "readings-per-minute", Keys: manager.StringCodec{}, Values: manager.Int64Codec{},
+		Name: "readings-per-minute", Keys: codec.String{}, Values: codec.Int64{},
 		Windows: manager.Tumbling(time.Minute, time.Minute),
 		OnWindowClose: func(e *manager.Event, device string, w manager.Window, n int64) error {
 			fmt.Println("closed", device, w.Start.Format("15:04"), "-", w.End.Format("15:04"), "count", n)

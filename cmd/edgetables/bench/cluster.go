@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/assign"
 )
 
 // A cluster of spawned edgetables nodes on loopback, for the failover
@@ -177,8 +178,8 @@ func (c *cluster) status(ctx context.Context, live []int) (map[int]*nodeStatus, 
 // generation after minGen that it applied, and the active owner of every
 // partition, one of live, serves it (its own status says active). It
 // returns the assignment and a reason when not settled.
-func settled(sts map[int]*nodeStatus, live []int, minGen uint64) (manager.Assignment, string) {
-	var asg manager.Assignment
+func settled(sts map[int]*nodeStatus, live []int, minGen uint64) (assign.Assignment, string) {
+	var asg assign.Assignment
 	names := map[string]int{}
 	for _, i := range live {
 		st := sts[i]
@@ -219,7 +220,7 @@ func settled(sts map[int]*nodeStatus, live []int, minGen uint64) (manager.Assign
 // not nil, sees the statuses of every poll. On a timeout the error says
 // what was missing.
 func (c *cluster) waitSettled(ctx context.Context, what string, live []int, minGen uint64, every time.Duration,
-	watch func(map[int]*nodeStatus), cond func(map[int]*nodeStatus, manager.Assignment) (string, error)) (map[int]*nodeStatus, error) {
+	watch func(map[int]*nodeStatus), cond func(map[int]*nodeStatus, assign.Assignment) (string, error)) (map[int]*nodeStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, clusterWait)
 	defer cancel()
 	var sts map[int]*nodeStatus
@@ -233,7 +234,7 @@ func (c *cluster) waitSettled(ctx context.Context, what string, live []int, minG
 		if watch != nil {
 			watch(sts)
 		}
-		var asg manager.Assignment
+		var asg assign.Assignment
 		if asg, why = settled(sts, live, minGen); why != "" || cond == nil {
 			return why == "", nil
 		}

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/assign"
 )
 
 // TestSettled checks when the failover scenario takes a cluster for
@@ -12,7 +13,7 @@ import (
 // given one, seeing exactly the live members, every partition active on
 // its owner.
 func TestSettled(t *testing.T) {
-	asg := manager.Assignment{Generation: 5, Partitions: 2, Actives: []string{"n0", "n2"}}
+	asg := assign.Assignment{Generation: 5, Partitions: 2, Actives: []string{"n0", "n2"}}
 	members := []manager.MemberState{{Node: "n0"}, {Node: "n2"}}
 	node := func(name string, p int, state manager.PartitionState) *nodeStatus {
 		return &nodeStatus{Node: name, Ready: true,

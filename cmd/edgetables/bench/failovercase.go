@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/assign"
 )
 
 // The kills of one failover case: a cluster started once, killed and
@@ -147,14 +148,14 @@ func (c *cluster) waitCaughtUp(ctx context.Context, what string, live []int, min
 	last uint64) (map[int]*nodeStatus, map[int][]string, error) {
 	var standbyOf map[int][]string
 	sts, err := c.waitSettled(ctx, what, live, minGen, 50*time.Millisecond, nil,
-		func(sts map[int]*nodeStatus, asg manager.Assignment) (string, error) {
+		func(sts map[int]*nodeStatus, asg assign.Assignment) (string, error) {
 			// The assignment the group's leader keeps for these members
 			// (a rejoined member may not have been given its share yet).
 			var members []string
 			for _, i := range live {
 				members = append(members, sts[i].Node)
 			}
-			if next := manager.Assign(asg, members, asg.Partitions, standbys); !next.Equal(asg) {
+			if next := assign.Assign(asg, members, asg.Partitions, standbys); !next.Equal(asg) {
 				return fmt.Sprintf("generation %d is not the assignment of the members %v yet", asg.Generation, members), nil
 			}
 			standbyOf = map[int][]string{}
@@ -193,7 +194,7 @@ func (c *cluster) waitCaughtUp(ctx context.Context, what string, live []int, min
 // partition's active owner in asg. It returns how long the placement took
 // (-1: not reached) and what victim leads then: the streams and consumers
 // (without the app's prefix) that must elect a new leader when it dies.
-func waitStreams(ctx context.Context, js natsjs.JetStream, asg manager.Assignment, victim string) (time.Duration, []string, error) {
+func waitStreams(ctx context.Context, js natsjs.JetStream, asg assign.Assignment, victim string) (time.Duration, []string, error) {
 	ctx, cancel := context.WithTimeout(ctx, clusterWait)
 	defer cancel()
 	start := time.Now()
@@ -262,7 +263,7 @@ func streamsCurrent(infos map[string]*natsjs.StreamInfo) string {
 
 // placedLeaders reports whether no partition's changelog stream is led by
 // the partition's active owner.
-func placedLeaders(infos map[string]*natsjs.StreamInfo, asg manager.Assignment) bool {
+func placedLeaders(infos map[string]*natsjs.StreamInfo, asg assign.Assignment) bool {
 	for p, owner := range asg.Actives {
 		info, ok := infos[jetstream.ChangelogStream(failoverApp, p)]
 		if !ok || info.Cluster == nil || info.Cluster.Leader == owner {
@@ -347,7 +348,7 @@ func (e *env) failoverKill(ctx context.Context, c *cluster, victim int, sts map[
 				}
 			}
 		},
-		func(sts map[int]*nodeStatus, asg manager.Assignment) (string, error) {
+		func(sts map[int]*nodeStatus, asg assign.Assignment) (string, error) {
 			for _, p := range out.moved {
 				i, _ := index(sts, asg.Actives[p])
 				if rp := sts[i].partition(p).Recovery; rp == nil || rp.Standby || rp.Ended.IsZero() || rp.Started.Before(killed) {

@@ -1,4 +1,4 @@
-package manager
+package assign
 
 import (
 	"math"

@@ -1,9 +1,20 @@
-package manager
+// Package assign places partitions on the members of a group: Assign
+// computes a generation's Assignment (one active and up to S standbys per
+// partition, balanced, moving as little as it can) from the previous one,
+// by maximum and minimum-cost flows. It is pure: no I/O, no clock, no
+// randomness; the same arguments give the same assignment on every node.
+package assign
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 )
+
+// ErrInvalid is returned, wrapped with the partition or member at fault, by
+// Assignment.Validate and Assignment.WellFormed for an assignment that
+// breaks one of the invariants Assign guarantees.
+var ErrInvalid = errors.New("edgetables: invalid partition assignment")
 
 // Assignment is the partition assignment of one generation.
 //
@@ -362,20 +373,21 @@ func placeStandbys(h prevPlacement, owners []int, m, s int) [][]int {
 	return out
 }
 
-// wellFormed checks a's shape, whoever wrote it: one active and one
+// WellFormed checks a's shape, whoever wrote it (a member checks an
+// assignment it reads before it applies it): one active and one
 // standby list per partition, no name both a partition's active and its
 // standby. Validate checks a leader's assignment fully.
-func (a Assignment) wellFormed() error {
+func (a Assignment) WellFormed() error {
 	if a.Partitions < 0 || len(a.Actives) != a.Partitions || len(a.Standbys) != a.Partitions {
 		return fmt.Errorf("%w: %d partitions with %d actives and %d standby lists",
-			ErrInvalidAssignment, a.Partitions, len(a.Actives), len(a.Standbys))
+			ErrInvalid, a.Partitions, len(a.Actives), len(a.Standbys))
 	}
 	for p, bs := range a.Standbys {
 		if a.Actives[p] != "" && slices.Contains(bs, a.Actives[p]) {
-			return fmt.Errorf("%w: partition %d: %s is its active and a standby", ErrInvalidAssignment, p, a.Actives[p])
+			return fmt.Errorf("%w: partition %d: %s is its active and a standby", ErrInvalid, p, a.Actives[p])
 		}
 		if !slices.IsSorted(bs) {
-			return fmt.Errorf("%w: partition %d: standbys not sorted", ErrInvalidAssignment, p)
+			return fmt.Errorf("%w: partition %d: standbys not sorted", ErrInvalid, p)
 		}
 	}
 	return nil
@@ -432,7 +444,7 @@ func (a Assignment) Equal(b Assignment) bool {
 
 // Validate checks that a is a balanced assignment for members (any order,
 // duplicates and "" ignored), as Assign guarantees, and returns an error
-// wrapping ErrInvalidAssignment that names the first fault otherwise:
+// wrapping ErrInvalid that names the first fault otherwise:
 //
 //   - one active and one standby list per partition;
 //   - with M = 0: every active "", no standbys;
@@ -446,7 +458,7 @@ func (a Assignment) Equal(b Assignment) bool {
 func (a Assignment) Validate(members []string) error {
 	if a.Partitions < 0 || len(a.Actives) != a.Partitions || len(a.Standbys) != a.Partitions {
 		return fmt.Errorf("%w: %d partitions with %d actives and %d standby lists",
-			ErrInvalidAssignment, a.Partitions, len(a.Actives), len(a.Standbys))
+			ErrInvalid, a.Partitions, len(a.Actives), len(a.Standbys))
 	}
 	names := normalizeMembers(members)
 	index := make(map[string]int, len(names))
@@ -465,7 +477,7 @@ func (a Assignment) validateActives(names []string, index map[string]int) error 
 	for p, o := range a.Actives {
 		j, ok := index[o]
 		if !ok && (o != "" || len(names) > 0) {
-			return fmt.Errorf("%w: partition %d: active %q is not a member", ErrInvalidAssignment, p, o)
+			return fmt.Errorf("%w: partition %d: active %q is not a member", ErrInvalid, p, o)
 		}
 		if ok {
 			count[j]++
@@ -484,22 +496,22 @@ func (a Assignment) validateStandbys(names []string, index map[string]int) error
 	}
 	s := len(a.Standbys[0])
 	if s > max(len(names)-1, 0) {
-		return fmt.Errorf("%w: %d standbys per partition for %d members", ErrInvalidAssignment, s, len(names))
+		return fmt.Errorf("%w: %d standbys per partition for %d members", ErrInvalid, s, len(names))
 	}
 	count := make([]int, len(names))
 	for p, bs := range a.Standbys {
 		if len(bs) != s {
-			return fmt.Errorf("%w: partition %d: %d standbys, partition 0 has %d", ErrInvalidAssignment, p, len(bs), s)
+			return fmt.Errorf("%w: partition %d: %d standbys, partition 0 has %d", ErrInvalid, p, len(bs), s)
 		}
 		for i, b := range bs {
 			j, ok := index[b]
 			switch {
 			case !ok:
-				return fmt.Errorf("%w: partition %d: standby %q is not a member", ErrInvalidAssignment, p, b)
+				return fmt.Errorf("%w: partition %d: standby %q is not a member", ErrInvalid, p, b)
 			case b == a.Actives[p]:
-				return fmt.Errorf("%w: partition %d: %q is both active and standby", ErrInvalidAssignment, p, b)
+				return fmt.Errorf("%w: partition %d: %q is both active and standby", ErrInvalid, p, b)
 			case i > 0 && bs[i-1] >= b:
-				return fmt.Errorf("%w: partition %d: standbys not sorted and distinct: %q", ErrInvalidAssignment, p, bs)
+				return fmt.Errorf("%w: partition %d: standbys not sorted and distinct: %q", ErrInvalid, p, bs)
 			}
 			count[j]++
 		}
@@ -520,7 +532,7 @@ func checkBalance(what string, names []string, count []int, total int) error {
 	for j, c := range count {
 		if c < low || c > high {
 			return fmt.Errorf("%w: member %q holds %d %s, want %d to %d",
-				ErrInvalidAssignment, names[j], c, what, low, high)
+				ErrInvalid, names[j], c, what, low, high)
 		}
 	}
 	return nil

@@ -1,4 +1,4 @@
-package manager
+package assign
 
 import (
 	"encoding/json"
@@ -307,8 +307,8 @@ func TestValidateRejects(t *testing.T) {
 	} {
 		a := good()
 		spoil(&a)
-		if err := a.Validate(members); !errors.Is(err, ErrInvalidAssignment) {
-			t.Errorf("%s: Validate = %v, want ErrInvalidAssignment", name, err)
+		if err := a.Validate(members); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: Validate = %v, want ErrInvalid", name, err)
 		}
 	}
 	if err := (Assignment{Partitions: 1, Actives: []string{"a"}, Standbys: [][]string{{}}}).Validate(nil); err == nil {
@@ -740,12 +740,12 @@ func TestAssignmentWellFormed(t *testing.T) {
 		{"unsorted standbys", Assignment{Partitions: 1, Actives: []string{"a"}, Standbys: [][]string{{"c", "b"}}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := tc.a.wellFormed()
+			err := tc.a.WellFormed()
 			if (err == nil) != tc.ok {
-				t.Fatalf("wellFormed(%+v) = %v; want ok=%v", tc.a, err, tc.ok)
+				t.Fatalf("WellFormed(%+v) = %v; want ok=%v", tc.a, err, tc.ok)
 			}
-			if err != nil && !errors.Is(err, ErrInvalidAssignment) {
-				t.Errorf("error %v does not wrap ErrInvalidAssignment", err)
+			if err != nil && !errors.Is(err, ErrInvalid) {
+				t.Errorf("error %v does not wrap ErrInvalid", err)
 			}
 		})
 	}

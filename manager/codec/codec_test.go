@@ -1,0 +1,133 @@
+package codec
+
+import (
+	"bytes"
+	"math"
+	"reflect"
+	"sort"
+	"testing"
+)
+
+func TestInt64CodecOrder(t *testing.T) {
+	vals := []int64{math.MinInt64, -5, -1, 0, 1, 7, 1 << 40, math.MaxInt64}
+	var enc [][]byte
+	for _, v := range vals {
+		b, _ := Int64{}.Encode(v)
+		got, err := Int64{}.Decode(b)
+		if err != nil || got != v {
+			t.Fatalf("round trip %d = %d, %v", v, got, err)
+		}
+		enc = append(enc, b)
+	}
+	if !sort.SliceIsSorted(enc, func(i, j int) bool { return bytes.Compare(enc[i], enc[j]) < 0 }) {
+		t.Error("encoded int64s do not sort numerically")
+	}
+	if _, err := (Int64{}).Decode([]byte{1, 2}); err == nil {
+		t.Error("short input decoded")
+	}
+}
+
+func TestCodecsRoundTrip(t *testing.T) {
+	f, _ := Float64{}.Encode(-2.5)
+	if v, err := (Float64{}).Decode(f); err != nil || v != -2.5 {
+		t.Errorf("float64 round trip = %v, %v", v, err)
+	}
+	type point struct{ X, Y int }
+	j, _ := JSON[point]{}.Encode(point{1, 2})
+	if v, err := (JSON[point]{}).Decode(j); err != nil || v != (point{1, 2}) {
+		t.Errorf("json round trip = %v, %v", v, err)
+	}
+	if _, err := (JSON[point]{}).Decode([]byte("{")); err == nil {
+		t.Error("bad JSON decoded")
+	}
+}
+
+func FuzzInt64Codec(f *testing.F) {
+	f.Add(int64(0))
+	f.Add(int64(-1))
+	f.Fuzz(func(t *testing.T, v int64) {
+		b, _ := Int64{}.Encode(v)
+		got, err := Int64{}.Decode(b)
+		if err != nil || got != v {
+			t.Fatalf("%d -> %x -> %d, %v", v, b, got, err)
+		}
+	})
+}
+
+// FuzzCodecs decodes any bytes with every codec of this package: a decode
+// never panics, and what decodes encodes back to the same bytes (for JSON,
+// to a document that decodes to the same value).
+func FuzzCodecs(f *testing.F) {
+	i, _ := Int64{}.Encode(-42)
+	fl, _ := Float64{}.Encode(math.Inf(-1))
+	for _, b := range [][]byte{{}, i, fl, []byte(`{"a":[1,2.5,"x",null,true]}`), []byte(`"\ud800"`), []byte("1e400"), {0xff, 0xfe}} {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if s, err := (String{}).Decode(b); err != nil || !bytes.Equal([]byte(s), b) {
+			t.Fatalf("string codec: %q -> %q, %v", b, s, err)
+		}
+		if v, err := (Int64{}).Decode(b); err == nil {
+			if got, _ := (Int64{}).Encode(v); !bytes.Equal(got, b) {
+				t.Fatalf("int64 codec: %x -> %d -> %x", b, v, got)
+			}
+			if p, err := (Int64{}).ParseText(Int64{}.FormatText(v)); err != nil || p != v {
+				t.Fatalf("int64 text: %d -> %d, %v", v, p, err)
+			}
+		} else if len(b) == 8 {
+			t.Fatalf("int64 codec refused 8 bytes: %v", err)
+		}
+		if v, err := (Float64{}).Decode(b); err == nil {
+			if got, _ := (Float64{}).Encode(v); !bytes.Equal(got, b) {
+				t.Fatalf("float64 codec: %x -> %v -> %x", b, v, got)
+			}
+		}
+		if v, err := (JSON[any]{}).Decode(b); err == nil {
+			enc, err := JSON[any]{}.Encode(v)
+			if err != nil {
+				t.Fatalf("json codec: %q decoded to %v, which does not encode: %v", b, v, err)
+			}
+			again, err := JSON[any]{}.Decode(enc)
+			if err != nil || !reflect.DeepEqual(again, v) {
+				t.Fatalf("json codec: %q -> %v -> %q -> %v, %v", b, v, enc, again, err)
+			}
+		}
+		if v, err := (JSON[map[string]float64]{}).Decode(b); err == nil {
+			enc, err := JSON[map[string]float64]{}.Encode(v)
+			if err != nil {
+				t.Fatalf("json codec: %q decoded to %v, which does not encode: %v", b, v, err)
+			}
+			if again, err := (JSON[map[string]float64]{}).Decode(enc); err != nil || !reflect.DeepEqual(again, v) {
+				t.Fatalf("json codec: %q -> %v -> %q -> %v, %v", b, v, enc, again, err)
+			}
+		}
+	})
+}
+
+// TestRawJSON: RawJSON stores valid JSON text as it is and refuses the rest.
+func TestRawJSON(t *testing.T) {
+	b, err := RawJSON{}.Encode(`{"a": [1, 2]}`)
+	if err != nil || string(b) != `{"a": [1, 2]}` {
+		t.Errorf("encode = %q, %v", b, err)
+	}
+	if s, err := (RawJSON{}).Decode(b); err != nil || s != `{"a": [1, 2]}` {
+		t.Errorf("decode = %q, %v", s, err)
+	}
+	if _, err := (RawJSON{}).Encode("{"); err == nil {
+		t.Error("invalid JSON encoded")
+	}
+}
+
+// TestIsJSON: JSON and RawJSON say their bytes are JSON; no other codec does.
+func TestIsJSON(t *testing.T) {
+	for _, c := range []struct {
+		codec any
+		want  bool
+	}{
+		{JSON[int64]{}, true}, {RawJSON{}, true}, {String{}, false}, {Int64{}, false}, {Float64{}, false}, {nil, false},
+	} {
+		if got := IsJSON(c.codec); got != c.want {
+			t.Errorf("IsJSON(%T) = %v, want %v", c.codec, got, c.want)
+		}
+	}
+}
