@@ -426,6 +426,7 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 	// left.
 	batch := make([]manager.Entry, 0, batchSize)
 	next := from
+	lagging := false // the leader said messages up to until are left
 	for {
 		msg, err := it.Next(natsjs.NextMaxWait(replayIdle))
 		if errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
@@ -467,12 +468,14 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 		if seq >= until {
 			break
 		}
-		if md.NumPending == 0 {
+		if md.NumPending == 0 && !lagging {
 			// Nothing pending on the replica the consumer reads, which
 			// may be one still catching up (an R1 consumer goes to any
 			// replica): the stream's leader says whether a message up to
 			// until is left, and if one is, the consumer delivers it once
-			// its replica has it.
+			// its replica has it. Asked once: while that replica catches
+			// up every message says nothing is pending, and the replay
+			// then ends at until or by the idle check above.
 			left, err := c.firstAtOrAfter(ctx, p, next)
 			if err != nil {
 				return err
@@ -480,6 +483,7 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 			if left == 0 || left > until {
 				break
 			}
+			lagging = true
 		}
 	}
 	if len(batch) > 0 {
