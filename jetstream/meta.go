@@ -183,6 +183,11 @@ func (m *Meta) Load(ctx context.Context) (AppMeta, uint64, error) {
 			return apiAbsent(err)
 		}
 		e, err := kv.Get(actx, metaKey)
+		if errors.Is(err, natsjs.ErrKeyNotFound) && m.leaderHolds(actx) {
+			// A KV get may be answered by any replica, one still
+			// catching up (this node's, just restarted) included.
+			return fmt.Errorf("%w: bucket %s key %s", errStaleReplica, m.bucket, metaKey)
+		}
 		if err != nil {
 			return apiAbsent(err)
 		}
@@ -307,6 +312,18 @@ func (m *Meta) WaitChange(ctx context.Context, rev uint64) (AppMeta, uint64, err
 // apiAbsent marks an error of a request nobody answered (no responders:
 // the JetStream API of a cluster between meta leaders, or of a server still
 // starting) as retryable, as JetStream not being enabled yet is.
+// leaderHolds reports whether the bucket's stream, as its leader knows it,
+// holds a message for the document's key (false when it cannot tell).
+func (m *Meta) leaderHolds(ctx context.Context) bool {
+	st, err := m.js.Stream(ctx, "KV_"+m.bucket)
+	if err != nil {
+		return false
+	}
+	subj := kvSubject(m.bucket, metaKey)
+	info, err := st.Info(ctx, natsjs.WithSubjectFilter(subj))
+	return err == nil && info.State.Subjects[subj] > 0
+}
+
 func apiAbsent(err error) error {
 	if errors.Is(err, nats.ErrNoResponders) {
 		return fmt.Errorf("%w: %w", natsjs.ErrJetStreamNotEnabled, err)
