@@ -32,7 +32,8 @@ const (
 const replayIdle = 2 * time.Second
 
 // stateAttempts are the timeouts of State's requests, each sent when the
-// one before went unanswered. A request sent while the stream has no
+// one before went unanswered or only a replica answered (see streamInfo).
+// A request sent while the stream has no
 // leader (its leader's node died and the others elect one, which takes
 // seconds) is never answered, even once a leader is elected; short
 // timeouts send the next one soon after the election, which is when a
@@ -214,26 +215,22 @@ func (c *Changelog) State(ctx context.Context, p int) (manager.LogState, error) 
 		return manager.LogState{}, err
 	}
 	var (
-		st  natsjs.Stream
-		err error
+		info *natsjs.StreamInfo
+		err  error
 	)
 	for _, d := range stateAttempts {
 		actx, cancel := context.WithTimeout(ctx, d)
-		st, err = c.js.Stream(actx, c.streams[p])
+		// The leader's answer: a replica's own state may lag (one that
+		// restarted a moment ago, or one of a leaderless group), and a
+		// recovery would then stop short of the log's end.
+		info, err = streamInfo(actx, c.js, c.streams[p], "")
 		cancel()
-		if err == nil || ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+		if err == nil || ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, ErrLeaderless)) {
 			break
 		}
 	}
 	if err != nil {
 		return manager.LogState{}, fmt.Errorf("edgetables/jetstream: state of partition %d (stream %s): %w", p, c.streams[p], err)
-	}
-	info := st.CachedInfo()
-	if info.Cluster != nil && info.Cluster.Leader == "" {
-		// A replica answers for a leaderless group with its own state,
-		// which may lag: a recovery would stop short of the log's end,
-		// or rebuild a good store.
-		return manager.LogState{}, fmt.Errorf("%w: state of partition %d (stream %s)", ErrLeaderless, p, c.streams[p])
 	}
 	state := manager.LogState{
 		First: info.State.FirstSeq,

@@ -281,13 +281,17 @@ func (g *Group) follow(ctx context.Context, w *groupWatch, out chan manager.Grou
 
 // leaderLast returns the bucket stream's last sequence as its leader knows
 // it (while the stream elects a leader, as a replica does: the watch would
-// read that replica's content anyway).
+// read that replica's content anyway). A replica's answer under a known
+// leader's name is refused (see streamInfo).
 func (g *Group) leaderLast(ctx context.Context) (uint64, error) {
-	st, err := g.js.Stream(ctx, g.stream)
+	info, err := streamInfo(ctx, g.js, g.stream, "")
+	if errors.Is(err, ErrLeaderless) && info != nil && info.Cluster.Leader == "" {
+		return info.State.LastSeq, nil
+	}
 	if err != nil {
 		return 0, fmt.Errorf("edgetables/jetstream: state of bucket %s: %w", g.bucket, err)
 	}
-	return st.CachedInfo().State.LastSeq, nil
+	return info.State.LastSeq, nil
 }
 
 // readAll reports whether a watch that has read the bucket up to next-1

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
@@ -25,11 +24,10 @@ func (c *Changelog) MoveLeader(ctx context.Context, p int, from, to string) (boo
 		return false, err
 	}
 	stream := c.streams[p]
-	st, err := c.js.Stream(ctx, stream)
+	info, err := streamInfo(ctx, c.js, stream, "")
 	if err != nil {
 		return false, fmt.Errorf("edgetables/jetstream: leader of partition %d (stream %s): %w", p, stream, err)
 	}
-	info := st.CachedInfo()
 	if info.Cluster == nil || info.Cluster.Leader != from || len(info.Cluster.Replicas) == 0 {
 		return false, nil
 	}
@@ -66,15 +64,5 @@ type stepDownPlacement struct {
 	Preferred string `json:"preferred,omitempty"`
 }
 
-// apiSubject is subject under the JetStream API prefix of c's context (its
-// domain's, for a context made for another domain).
-func (c *Changelog) apiSubject(subject string) string {
-	o := c.js.Options()
-	switch {
-	case o.Domain != "":
-		return apiPrefix(o.Domain) + "." + subject
-	case o.APIPrefix != "":
-		return strings.TrimSuffix(o.APIPrefix, ".") + "." + subject
-	}
-	return "$JS.API." + subject
-}
+// apiSubject is subject under the JetStream API prefix of c's context.
+func (c *Changelog) apiSubject(subject string) string { return apiSubjectOf(c.js, subject) }

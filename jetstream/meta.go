@@ -315,12 +315,8 @@ func (m *Meta) WaitChange(ctx context.Context, rev uint64) (AppMeta, uint64, err
 // leaderHolds reports whether the bucket's stream, as its leader knows it,
 // holds a message for the document's key (false when it cannot tell).
 func (m *Meta) leaderHolds(ctx context.Context) bool {
-	st, err := m.js.Stream(ctx, "KV_"+m.bucket)
-	if err != nil {
-		return false
-	}
 	subj := kvSubject(m.bucket, metaKey)
-	info, err := st.Info(ctx, natsjs.WithSubjectFilter(subj))
+	info, err := streamInfo(ctx, m.js, "KV_"+m.bucket, subj)
 	return err == nil && info.State.Subjects[subj] > 0
 }
 

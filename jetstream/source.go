@@ -299,17 +299,13 @@ func (s *Source) Trim(ctx context.Context, seq uint64) error {
 // State returns the first and last sequences stored in the source stream
 // (first = last+1 when it is empty after a trim; 0, 0 if never written) and
 // its epoch: the stream's creation time in UTC, RFC 3339 with nanoseconds,
-// which changes when the stream is deleted and created again. An answer
-// from a replica of a leaderless stream (which may lag) is refused with
-// ErrLeaderless. One request.
+// which changes when the stream is deleted and created again, as the
+// stream's leader answers: when only a replica answers (its state may
+// lag), State fails with an error wrapping ErrLeaderless. One request.
 func (s *Source) State(ctx context.Context) (manager.SourceState, error) {
-	st, err := s.js.Stream(ctx, s.stream)
+	info, err := streamInfo(ctx, s.js, s.stream, "")
 	if err != nil {
 		return manager.SourceState{}, fmt.Errorf("edgetables/jetstream: state of stream %s: %w", s.stream, err)
-	}
-	info := st.CachedInfo()
-	if info.Cluster != nil && info.Cluster.Leader == "" {
-		return manager.SourceState{}, fmt.Errorf("%w: state of stream %s", ErrLeaderless, s.stream)
 	}
 	return manager.SourceState{First: info.State.FirstSeq, Last: info.State.LastSeq, Epoch: epochOf(info)}, nil
 }

@@ -1,0 +1,145 @@
+package jetstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream info requests go to every server of the cluster, and more than
+// one may answer. The stream's leader does, and so does, for the first
+// seconds after its server (re)starts, the replica that is the stream's
+// preferred leader (nats-server answers as "a new group" then: its raft
+// node was just created), with its own state, which lags while it catches
+// up, under the leader's name. A client that takes the first answer, as
+// nats.go's Stream and Info do, may get that replica's: a last sequence
+// below messages the stream acknowledged long ago. streamInfo waits for
+// the leader's answer instead.
+
+// staleWait is how long streamInfo waits for the leader's answer once a
+// replica's came.
+const staleWait = 2 * time.Second
+
+// defaultInfoTimeout bounds a stream info request whose context has no
+// deadline.
+const defaultInfoTimeout = 5 * time.Second
+
+// streamInfoRequest is the body of a stream info request with a subject
+// filter (nats-server's JSApiStreamInfoRequest).
+type streamInfoRequest struct {
+	SubjectsFilter string `json:"subjects_filter,omitempty"`
+}
+
+// streamInfoReply is a stream info answer (nats-server's
+// JSApiStreamInfoResponse).
+type streamInfoReply struct {
+	Error *natsjs.APIError `json:"error,omitempty"`
+	*natsjs.StreamInfo
+}
+
+// fromLeader reports whether info was sent by the stream's leader (or by
+// the server of an unreplicated stream): a server lists the group's other
+// peers as replicas, so an answer that lists the leader among them came
+// from another replica. A leaderless answer is not the leader's either.
+func fromLeader(info *natsjs.StreamInfo) bool {
+	ci := info.Cluster
+	if ci == nil {
+		return true
+	}
+	if ci.Leader == "" {
+		return false
+	}
+	for _, r := range ci.Replicas {
+		if r != nil && r.Name == ci.Leader {
+			return false
+		}
+	}
+	return true
+}
+
+// apiSubjectOf is subject under the JetStream API prefix of js (its
+// domain's, for a context made for another domain).
+func apiSubjectOf(js natsjs.JetStream, subject string) string {
+	o := js.Options()
+	switch {
+	case o.Domain != "":
+		return apiPrefix(o.Domain) + "." + subject
+	case o.APIPrefix != "":
+		return strings.TrimSuffix(o.APIPrefix, ".") + "." + subject
+	}
+	return "$JS.API." + subject
+}
+
+// streamInfo returns stream's info as its leader answers it, with the
+// message counts of the subjects matching filter when filter is set (one
+// page: enough for the few subjects its callers ask about). It waits for
+// the leader's answer until ctx ends (at most defaultInfoTimeout without
+// a deadline), and at most staleWait once a replica's came; it fails with
+// an error wrapping ErrLeaderless when only replicas answered (returning
+// the last replica's answer with it), and with natsjs.ErrStreamNotFound
+// when the stream does not exist.
+func streamInfo(ctx context.Context, js natsjs.JetStream, stream, filter string) (*natsjs.StreamInfo, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultInfoTimeout)
+		defer cancel()
+	}
+	var body []byte
+	if filter != "" {
+		body, _ = json.Marshal(streamInfoRequest{SubjectsFilter: filter})
+	}
+	nc := js.Conn()
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, fmt.Errorf("stream info of %s: %w", stream, err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.PublishRequest(apiSubjectOf(js, "STREAM.INFO."+stream), inbox, body); err != nil {
+		return nil, fmt.Errorf("stream info of %s: %w", stream, err)
+	}
+	var stale *natsjs.StreamInfo
+	wait := ctx
+	for {
+		msg, err := sub.NextMsgWithContext(wait)
+		if err != nil {
+			if stale != nil {
+				return stale, fmt.Errorf("%w: stream info of %s: only a replica answered (last sequence %d; leader %q)",
+					ErrLeaderless, stream, stale.State.LastSeq, stale.Cluster.Leader)
+			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("%w: %w", nats.ErrTimeout, err)
+			}
+			return nil, fmt.Errorf("stream info of %s: %w", stream, err)
+		}
+		if msg.Header.Get("Status") == "503" {
+			return nil, fmt.Errorf("stream info of %s: %w", stream, nats.ErrNoResponders)
+		}
+		var reply streamInfoReply
+		if err := json.Unmarshal(msg.Data, &reply); err != nil {
+			return nil, fmt.Errorf("stream info of %s: answer %.200q: %w", stream, msg.Data, err)
+		}
+		switch {
+		case reply.Error != nil && reply.Error.ErrorCode == natsjs.JSErrCodeStreamNotFound:
+			return nil, fmt.Errorf("stream info of %s: %w", stream, natsjs.ErrStreamNotFound)
+		case reply.Error != nil:
+			return nil, fmt.Errorf("stream info of %s: %w", stream, reply.Error)
+		case reply.StreamInfo == nil:
+			return nil, fmt.Errorf("stream info of %s: %w", stream, natsjs.ErrInvalidJetStreamResponse)
+		case fromLeader(reply.StreamInfo):
+			return reply.StreamInfo, nil
+		}
+		if stale == nil {
+			var cancel context.CancelFunc
+			wait, cancel = context.WithTimeout(ctx, staleWait)
+			defer cancel()
+		}
+		stale = reply.StreamInfo
+	}
+}
