@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
@@ -157,79 +156,4 @@ func TestGroupWatchFromLaggingReplica(t *testing.T) {
 		for range ch {
 		}
 	}
-}
-
-// TestStateFromRestartedReplica: for some seconds after its server
-// restarts, a replica of a stream (the stream's preferred leader, as the
-// one that led it before) answers stream info requests too, with its own
-// state under the new leader's name; that state lags while the replica
-// catches up, and its answer often comes first. State must give the
-// leader's (a restarted node's global replica took such a state for the
-// log's end and recovered without the last writes; a Sync then returned
-// before them).
-func TestStateFromRestartedReplica(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node cluster")
-	}
-	nodes := jstest.StartCluster(t, 3)
-	ctx := testCtx(t)
-	gl := globalOn(t, nodes[0])
-	stale, answered := 0, 0
-	for round := range 3 {
-		// Stop the stream's leader, write while it is down, start it
-		// again and read the state through it at once.
-		st, err := nodes[0].JS.Stream(ctx, gl.Stream())
-		if err != nil {
-			t.Fatal(err)
-		}
-		var leader *jstest.Node
-		for _, nd := range nodes {
-			if nd.Name == st.CachedInfo().Cluster.Leader {
-				leader = nd
-			}
-		}
-		if leader == nil {
-			t.Fatalf("no leader named %q", st.CachedInfo().Cluster.Leader)
-		}
-		leader.Stop()
-		var up []*jstest.Node
-		for _, nd := range nodes {
-			if nd != leader {
-				up = append(up, nd)
-			}
-		}
-		nc, err := nats.Connect(jstest.ClientURLs(up)[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		js, err := natsjs.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var last uint64
-		for i := range 2000 {
-			ack, err := js.Publish(ctx, jetstream.GlobalSubject(app, "t", []byte(fmt.Sprint(round, i))), []byte("v"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			last = ack.Sequence
-		}
-		nc.Close()
-		leader.Restart(t)
-		gl3 := globalOn(t, leader)
-		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
-			st, err := gl3.State(ctx)
-			if err != nil {
-				continue
-			}
-			answered++
-			if st.Last < last {
-				stale++
-				if stale <= 5 {
-					t.Errorf("round %d: state through %s says last %d; the stream holds %d", round, leader.Name, st.Last, last)
-				}
-			}
-		}
-	}
-	t.Logf("%d of %d states stale", stale, answered)
 }
