@@ -169,7 +169,8 @@ func (m *Meta) Bucket() string { return m.bucket }
 
 // Load returns the document and its revision, or an error wrapping
 // ErrNoMeta when the bucket or the document does not exist. It creates
-// nothing. Two requests, retried while the cluster has no leader.
+// nothing. One request, answered by the bucket stream's leader, retried
+// while the cluster or the stream has no leader.
 func (m *Meta) Load(ctx context.Context) (AppMeta, uint64, error) {
 	var (
 		doc AppMeta
@@ -178,23 +179,25 @@ func (m *Meta) Load(ctx context.Context) (AppMeta, uint64, error) {
 	err := retry(ctx, "read "+m.bucket, func() error {
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		defer cancel()
-		kv, err := m.js.KeyValue(actx, m.bucket)
-		if err != nil {
+		// The leader's copy: a KV get is a direct get, which any replica
+		// may answer, one still catching up (this node's, just
+		// restarted) included, and a node told "no metadata" would
+		// create the app again or stop.
+		msg, err := leaderLastMsg(actx, m.js, "KV_"+m.bucket, kvSubject(m.bucket, metaKey))
+		switch {
+		case errors.Is(err, natsjs.ErrStreamNotFound):
+			return natsjs.ErrBucketNotFound
+		case errors.Is(err, natsjs.ErrMsgNotFound):
+			return natsjs.ErrKeyNotFound
+		case err != nil:
 			return apiAbsent(err)
+		case kvRemoved(msg.Header):
+			return natsjs.ErrKeyNotFound
 		}
-		e, err := kv.Get(actx, metaKey)
-		if errors.Is(err, natsjs.ErrKeyNotFound) && m.leaderHolds(actx) {
-			// A KV get may be answered by any replica, one still
-			// catching up (this node's, just restarted) included.
-			return fmt.Errorf("%w: bucket %s key %s", errStaleReplica, m.bucket, metaKey)
-		}
-		if err != nil {
-			return apiAbsent(err)
-		}
-		if doc, err = DecodeAppMeta(e.Value()); err != nil {
+		if doc, err = DecodeAppMeta(msg.Data); err != nil {
 			return err
 		}
-		rev = e.Revision()
+		rev = msg.Sequence
 		return nil
 	})
 	switch {
@@ -312,13 +315,6 @@ func (m *Meta) WaitChange(ctx context.Context, rev uint64) (AppMeta, uint64, err
 // apiAbsent marks an error of a request nobody answered (no responders:
 // the JetStream API of a cluster between meta leaders, or of a server still
 // starting) as retryable, as JetStream not being enabled yet is.
-// leaderHolds reports whether the bucket's stream, as its leader knows it,
-// holds a message for the document's key (false when it cannot tell).
-func (m *Meta) leaderHolds(ctx context.Context) bool {
-	subj := kvSubject(m.bucket, metaKey)
-	info, err := streamInfo(ctx, m.js, "KV_"+m.bucket, subj)
-	return err == nil && info.State.Subjects[subj] > 0
-}
 
 func apiAbsent(err error) error {
 	if errors.Is(err, nats.ErrNoResponders) {

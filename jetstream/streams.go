@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
@@ -109,9 +110,5 @@ func retryable(err error) bool {
 		return apiErr.Code == 503 || apiErr.Code == 408 || apiErr.Code == 500
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, natsjs.ErrNoStreamResponse) || errors.Is(err, natsjs.ErrJetStreamNotEnabled) ||
-		errors.Is(err, errStaleReplica)
+		errors.Is(err, ErrLeaderless) || errors.Is(err, nats.ErrTimeout)
 }
-
-// errStaleReplica: a read answered by a replica that has not caught up
-// with its stream's leader; asking again is answered right soon.
-var errStaleReplica = errors.New("edgetables/jetstream: answered by a replica still catching up")

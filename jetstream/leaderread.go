@@ -143,3 +143,57 @@ func streamInfo(ctx context.Context, js natsjs.JetStream, stream, filter string)
 		stale = reply.StreamInfo
 	}
 }
+
+// msgGetRequest is the body of a (leader-answered) message get
+// (nats-server's JSApiMsgGetRequest).
+type msgGetRequest struct {
+	LastBySubject string `json:"last_by_subj"`
+}
+
+// msgGetReply is a message get answer (nats-server's JSApiMsgGetResponse).
+type msgGetReply struct {
+	Error   *natsjs.APIError `json:"error,omitempty"`
+	Message *struct {
+		Subject  string `json:"subject"`
+		Sequence uint64 `json:"seq"`
+		Header   []byte `json:"hdrs,omitempty"`
+		Data     []byte `json:"data,omitempty"`
+	} `json:"message,omitempty"`
+}
+
+// leaderLastMsg returns the last message of stream on subject as the
+// stream's leader holds it. KV buckets allow direct gets, which any
+// replica answers, one still catching up included, and nats.go uses them
+// for KV reads and for GetLastMsgForSubject; a message get (not direct) is
+// answered by the leader alone. It fails with natsjs.ErrMsgNotFound when
+// the subject has no message and natsjs.ErrStreamNotFound when the stream
+// does not exist.
+func leaderLastMsg(ctx context.Context, js natsjs.JetStream, stream, subject string) (*natsjs.RawStreamMsg, error) {
+	body, _ := json.Marshal(msgGetRequest{LastBySubject: subject})
+	msg, err := js.Conn().RequestWithContext(ctx, apiSubjectOf(js, "STREAM.MSG.GET."+stream), body)
+	if err != nil {
+		return nil, fmt.Errorf("last message of %s on %s: %w", stream, subject, err)
+	}
+	var reply msgGetReply
+	if err := json.Unmarshal(msg.Data, &reply); err != nil {
+		return nil, fmt.Errorf("last message of %s on %s: answer %.200q: %w", stream, subject, msg.Data, err)
+	}
+	switch {
+	case reply.Error != nil && reply.Error.ErrorCode == natsjs.JSErrCodeStreamNotFound:
+		return nil, fmt.Errorf("last message of %s on %s: %w", stream, subject, natsjs.ErrStreamNotFound)
+	case reply.Error != nil && reply.Error.ErrorCode == natsjs.JSErrCodeMessageNotFound:
+		return nil, fmt.Errorf("last message of %s on %s: %w", stream, subject, natsjs.ErrMsgNotFound)
+	case reply.Error != nil:
+		return nil, fmt.Errorf("last message of %s on %s: %w", stream, subject, reply.Error)
+	case reply.Message == nil:
+		return nil, fmt.Errorf("last message of %s on %s: %w", stream, subject, natsjs.ErrInvalidJetStreamResponse)
+	}
+	m := reply.Message
+	out := &natsjs.RawStreamMsg{Subject: m.Subject, Sequence: m.Sequence, Data: m.Data}
+	if len(m.Header) > 0 {
+		if out.Header, err = nats.DecodeHeadersMsg(m.Header); err != nil {
+			return nil, fmt.Errorf("last message of %s on %s: headers: %w", stream, subject, err)
+		}
+	}
+	return out, nil
+}

@@ -69,20 +69,7 @@ func infoAnswer(t *testing.T, name, leader string, last uint64) []byte {
 // sequence one short of the log's, and a Sync returned before the write
 // it missed (TestGlobalTableConvergence under load, 2 of 30 runs).
 func TestStateTakesTheLeadersAnswer(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	defer ns.Shutdown()
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	nc := plainServer(t)
 	js, err := natsjs.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -118,4 +105,81 @@ func TestStateTakesTheLeadersAnswer(t *testing.T) {
 	if st, err := cl.State(ctx, 0); !errors.Is(err, ErrLeaderless) {
 		t.Fatalf("Changelog.State with only a replica answering = %+v, %v; want ErrLeaderless", st, err)
 	}
+}
+
+// TestMetaLoadAsksTheLeader: a KV get is a direct get, which any replica
+// of the bucket answers, one that restarted a moment ago and has not
+// caught up included: "no such key". Meta.Load must read the leader's
+// copy (a restarted node stopped with "the app has no metadata",
+// TestChangelogLeadersOffOwners and TestWindowCloseOnceAcrossFailover
+// under load).
+func TestMetaLoadAsksTheLeader(t *testing.T) {
+	nc := plainServer(t)
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := EncodeAppMeta(AppMeta{Version: MetaVersion, App: "a", Partitions: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := "KV_" + MetaBucket("a")
+	respond := func(subject string, answer func(m *nats.Msg)) {
+		sub, err := nc.Subscribe(subject, answer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+	}
+	// The lagging replica answers stream info and direct gets; the leader
+	// answers message gets.
+	respond("$JS.API.STREAM.INFO."+stream, func(m *nats.Msg) {
+		b, _ := json.Marshal(struct {
+			Type string `json:"type"`
+			*natsjs.StreamInfo
+		}{"io.nats.jetstream.api.v1.stream_info_response", &natsjs.StreamInfo{
+			Config:  natsjs.StreamConfig{Name: stream, Subjects: []string{"$KV." + MetaBucket("a") + ".>"}, AllowDirect: true, MaxMsgsPerSubject: 5},
+			Created: time.Unix(1700000000, 0),
+			Cluster: &natsjs.ClusterInfo{Leader: "n1", Replicas: []*natsjs.PeerInfo{{Name: "n1", Current: true}}},
+		}})
+		_ = m.Respond(b)
+	})
+	respond("$JS.API.DIRECT.GET."+stream+".>", func(m *nats.Msg) {
+		_ = m.RespondMsg(&nats.Msg{Header: nats.Header{"Status": []string{"404"}, "Description": []string{"Message Not Found"}}})
+	})
+	respond("$JS.API.DIRECT.GET."+stream, func(m *nats.Msg) {
+		_ = m.RespondMsg(&nats.Msg{Header: nats.Header{"Status": []string{"404"}, "Description": []string{"Message Not Found"}}})
+	})
+	respond("$JS.API.STREAM.MSG.GET."+stream, func(m *nats.Msg) {
+		b, _ := json.Marshal(map[string]any{"type": "io.nats.jetstream.api.v1.stream_msg_get_response",
+			"message": map[string]any{"subject": "$KV." + MetaBucket("a") + ".app", "seq": 7, "data": doc, "time": time.Now()}})
+		_ = m.Respond(b)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, rev, err := (&Meta{js: js, app: "a", bucket: MetaBucket("a")}).Load(ctx)
+	if err != nil || got.Partitions != 6 || rev != 7 {
+		t.Fatalf("Load = %+v, %d, %v; want the leader's document at revision 7", got, rev, err)
+	}
+}
+
+// plainServer starts a NATS server without JetStream, on which a test's
+// responders play the JetStream API, and connects to it.
+func plainServer(t *testing.T) *nats.Conn {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(5 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }
