@@ -23,8 +23,13 @@ import (
 // the leader's answer instead.
 
 // staleWait is how long streamInfo waits for the leader's answer once a
-// replica's came.
-const staleWait = 2 * time.Second
+// replica's came; notFoundWait how long leaderLastMsg waits for a message
+// once a "not found" came (the usual answer for a key never written, so
+// short).
+const (
+	staleWait    = 2 * time.Second
+	notFoundWait = 300 * time.Millisecond
+)
 
 // defaultInfoTimeout bounds a stream info request whose context has no
 // deadline.
@@ -80,67 +85,90 @@ func apiSubjectOf(js natsjs.JetStream, subject string) string {
 // message counts of the subjects matching filter when filter is set (one
 // page: enough for the few subjects its callers ask about). It waits for
 // the leader's answer until ctx ends (at most defaultInfoTimeout without
-// a deadline), and at most staleWait once a replica's came; it fails with
-// an error wrapping ErrLeaderless when only replicas answered (returning
-// the last replica's answer with it), and with natsjs.ErrStreamNotFound
-// when the stream does not exist.
+// a deadline), and at most staleWait once another answer came; it fails
+// with an error wrapping ErrLeaderless when only replicas answered
+// (returning the last replica's answer with it), and with
+// natsjs.ErrStreamNotFound when the stream does not exist.
 func streamInfo(ctx context.Context, js natsjs.JetStream, stream, filter string) (*natsjs.StreamInfo, error) {
+	var body []byte
+	if filter != "" {
+		body, _ = json.Marshal(streamInfoRequest{SubjectsFilter: filter})
+	}
+	var reply streamInfoReply
+	msg, final, err := gather(ctx, js, "STREAM.INFO."+stream, body, staleWait, func(msg *nats.Msg) bool {
+		var r streamInfoReply
+		return json.Unmarshal(msg.Data, &r) == nil && r.Error == nil && r.StreamInfo != nil && fromLeader(r.StreamInfo)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stream info of %s: %w", stream, err)
+	}
+	if err := json.Unmarshal(msg.Data, &reply); err != nil {
+		return nil, fmt.Errorf("stream info of %s: answer %.200q: %w", stream, msg.Data, err)
+	}
+	switch {
+	case reply.Error != nil && reply.Error.ErrorCode == natsjs.JSErrCodeStreamNotFound:
+		return nil, fmt.Errorf("stream info of %s: %w", stream, natsjs.ErrStreamNotFound)
+	case reply.Error != nil:
+		return nil, fmt.Errorf("stream info of %s: %w", stream, reply.Error)
+	case reply.StreamInfo == nil:
+		return nil, fmt.Errorf("stream info of %s: %w", stream, natsjs.ErrInvalidJetStreamResponse)
+	case !final:
+		leader := ""
+		if reply.Cluster != nil {
+			leader = reply.Cluster.Leader
+		}
+		return reply.StreamInfo, fmt.Errorf("%w: stream info of %s: only a replica answered (last sequence %d; leader %q)",
+			ErrLeaderless, stream, reply.State.LastSeq, leader)
+	}
+	return reply.StreamInfo, nil
+}
+
+// gather sends a JetStream API request (subject under the API prefix) and
+// returns the first answer for which final is true, or, when another
+// answer came but no final one within settle after it (or before ctx
+// ends), the last other answer with final false. Several servers may
+// answer one request: a replica besides the stream's leader, or a meta
+// leader elected a moment ago that has not applied the stream assignments
+// yet ("stream not found"), and the first answer is not always the right
+// one. Without a deadline, ctx is bounded by defaultInfoTimeout.
+func gather(ctx context.Context, js natsjs.JetStream, subject string, body []byte, settle time.Duration, final func(*nats.Msg) bool) (*nats.Msg, bool, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultInfoTimeout)
 		defer cancel()
 	}
-	var body []byte
-	if filter != "" {
-		body, _ = json.Marshal(streamInfoRequest{SubjectsFilter: filter})
-	}
 	nc := js.Conn()
 	inbox := nc.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
-		return nil, fmt.Errorf("stream info of %s: %w", stream, err)
+		return nil, false, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.PublishRequest(apiSubjectOf(js, "STREAM.INFO."+stream), inbox, body); err != nil {
-		return nil, fmt.Errorf("stream info of %s: %w", stream, err)
+	if err := nc.PublishRequest(apiSubjectOf(js, subject), inbox, body); err != nil {
+		return nil, false, err
 	}
-	var stale *natsjs.StreamInfo
+	var other *nats.Msg
 	wait := ctx
 	for {
 		msg, err := sub.NextMsgWithContext(wait)
-		if err != nil {
-			if stale != nil {
-				return stale, fmt.Errorf("%w: stream info of %s: only a replica answered (last sequence %d; leader %q)",
-					ErrLeaderless, stream, stale.State.LastSeq, stale.Cluster.Leader)
-			}
-			if errors.Is(err, context.DeadlineExceeded) {
-				err = fmt.Errorf("%w: %w", nats.ErrTimeout, err)
-			}
-			return nil, fmt.Errorf("stream info of %s: %w", stream, err)
-		}
-		if msg.Header.Get("Status") == "503" {
-			return nil, fmt.Errorf("stream info of %s: %w", stream, nats.ErrNoResponders)
-		}
-		var reply streamInfoReply
-		if err := json.Unmarshal(msg.Data, &reply); err != nil {
-			return nil, fmt.Errorf("stream info of %s: answer %.200q: %w", stream, msg.Data, err)
-		}
 		switch {
-		case reply.Error != nil && reply.Error.ErrorCode == natsjs.JSErrCodeStreamNotFound:
-			return nil, fmt.Errorf("stream info of %s: %w", stream, natsjs.ErrStreamNotFound)
-		case reply.Error != nil:
-			return nil, fmt.Errorf("stream info of %s: %w", stream, reply.Error)
-		case reply.StreamInfo == nil:
-			return nil, fmt.Errorf("stream info of %s: %w", stream, natsjs.ErrInvalidJetStreamResponse)
-		case fromLeader(reply.StreamInfo):
-			return reply.StreamInfo, nil
+		case err != nil && other != nil:
+			return other, false, nil
+		case errors.Is(err, context.DeadlineExceeded):
+			return nil, false, fmt.Errorf("%w: %w", nats.ErrTimeout, err)
+		case err != nil:
+			return nil, false, err
+		case msg.Header.Get("Status") == "503":
+			return nil, false, nats.ErrNoResponders
+		case final(msg):
+			return msg, true, nil
 		}
-		if stale == nil {
+		if other == nil {
 			var cancel context.CancelFunc
-			wait, cancel = context.WithTimeout(ctx, staleWait)
+			wait, cancel = context.WithTimeout(ctx, settle)
 			defer cancel()
 		}
-		stale = reply.StreamInfo
+		other = msg
 	}
 }
 
@@ -170,7 +198,13 @@ type msgGetReply struct {
 // does not exist.
 func leaderLastMsg(ctx context.Context, js natsjs.JetStream, stream, subject string) (*natsjs.RawStreamMsg, error) {
 	body, _ := json.Marshal(msgGetRequest{LastBySubject: subject})
-	msg, err := js.Conn().RequestWithContext(ctx, apiSubjectOf(js, "STREAM.MSG.GET."+stream), body)
+	// A message is final; "not found" may come from a meta leader that
+	// has not applied the stream's assignment yet, before the stream
+	// leader's message.
+	msg, _, err := gather(ctx, js, "STREAM.MSG.GET."+stream, body, notFoundWait, func(msg *nats.Msg) bool {
+		var r msgGetReply
+		return json.Unmarshal(msg.Data, &r) == nil && r.Error == nil && r.Message != nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("last message of %s on %s: %w", stream, subject, err)
 	}

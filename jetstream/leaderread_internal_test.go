@@ -109,8 +109,9 @@ func TestStateTakesTheLeadersAnswer(t *testing.T) {
 
 // TestMetaLoadAsksTheLeader: a KV get is a direct get, which any replica
 // of the bucket answers, one that restarted a moment ago and has not
-// caught up included: "no such key". Meta.Load must read the leader's
-// copy (a restarted node stopped with "the app has no metadata",
+// caught up included: "no such key"; and a meta leader elected a moment
+// ago may say "no such stream" before the stream's leader answers.
+// Meta.Load must read the stream leader's copy (a restarted node stopped with "the app has no metadata",
 // TestChangelogLeadersOffOwners and TestWindowCloseOnceAcrossFailover
 // under load).
 func TestMetaLoadAsksTheLeader(t *testing.T) {
@@ -151,6 +152,11 @@ func TestMetaLoadAsksTheLeader(t *testing.T) {
 		_ = m.RespondMsg(&nats.Msg{Header: nats.Header{"Status": []string{"404"}, "Description": []string{"Message Not Found"}}})
 	})
 	respond("$JS.API.STREAM.MSG.GET."+stream, func(m *nats.Msg) {
+		// A meta leader elected a moment ago, without the stream's
+		// assignment yet, says there is no such stream; then the
+		// stream's leader answers.
+		_ = m.Respond([]byte(`{"type":"io.nats.jetstream.api.v1.stream_msg_get_response","error":{"code":404,"err_code":10059,"description":"stream not found"}}`))
+		time.Sleep(20 * time.Millisecond)
 		b, _ := json.Marshal(map[string]any{"type": "io.nats.jetstream.api.v1.stream_msg_get_response",
 			"message": map[string]any{"subject": "$KV." + MetaBucket("a") + ".app", "seq": 7, "data": doc, "time": time.Now()}})
 		_ = m.Respond(b)

@@ -172,6 +172,13 @@ func (m *Meta) Bucket() string { return m.bucket }
 // nothing. One request, answered by the bucket stream's leader, retried
 // while the cluster or the stream has no leader.
 func (m *Meta) Load(ctx context.Context) (AppMeta, uint64, error) {
+	return m.load(ctx, false)
+}
+
+// load is Load; with exists set, the caller knows the document exists (its
+// create was refused), and "not found" is retried: an answer from a server
+// that has not caught up.
+func (m *Meta) load(ctx context.Context, exists bool) (AppMeta, uint64, error) {
 	var (
 		doc AppMeta
 		rev uint64
@@ -185,6 +192,8 @@ func (m *Meta) Load(ctx context.Context) (AppMeta, uint64, error) {
 		// create the app again or stop.
 		msg, err := leaderLastMsg(actx, m.js, "KV_"+m.bucket, kvSubject(m.bucket, metaKey))
 		switch {
+		case exists && (errors.Is(err, natsjs.ErrStreamNotFound) || errors.Is(err, natsjs.ErrMsgNotFound)):
+			return fmt.Errorf("%w: %w", errStaleAnswer, err)
 		case errors.Is(err, natsjs.ErrStreamNotFound):
 			return natsjs.ErrBucketNotFound
 		case errors.Is(err, natsjs.ErrMsgNotFound):
@@ -242,7 +251,7 @@ func (m *Meta) Create(ctx context.Context, doc AppMeta, replicas int) (AppMeta, 
 	case errors.Is(err, natsjs.ErrKeyExists):
 		// Another node was first (or our first attempt's answer was
 		// lost): read what is stored.
-		got, rev, err := m.Load(ctx)
+		got, rev, err := m.load(ctx, true)
 		return got, rev, false, err
 	}
 	return AppMeta{}, 0, false, fmt.Errorf("edgetables/jetstream: create the metadata of app %s: %w", m.app, err)

@@ -110,5 +110,10 @@ func retryable(err error) bool {
 		return apiErr.Code == 503 || apiErr.Code == 408 || apiErr.Code == 500
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, natsjs.ErrNoStreamResponse) || errors.Is(err, natsjs.ErrJetStreamNotEnabled) ||
-		errors.Is(err, ErrLeaderless) || errors.Is(err, nats.ErrTimeout)
+		errors.Is(err, ErrLeaderless) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, errStaleAnswer)
 }
+
+// errStaleAnswer: a read answered by a server that has not caught up with
+// the stream (a replica, or a meta leader elected a moment ago); asking
+// again is answered right soon.
+var errStaleAnswer = errors.New("edgetables/jetstream: answered by a server still catching up")
