@@ -189,3 +189,43 @@ func plainServer(t *testing.T) *nats.Conn {
 	t.Cleanup(nc.Close)
 	return nc
 }
+
+// TestMetaLoadAfterRefusedCreate: when the create of the document was
+// refused because it exists, a "not found" read (a stream leader elected
+// a moment ago; seen right after a 3-node cluster's first start) is asked
+// again, not taken for "no metadata" (the node stopped).
+func TestMetaLoadAfterRefusedCreate(t *testing.T) {
+	nc := plainServer(t)
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := EncodeAppMeta(AppMeta{Version: MetaVersion, App: "a", Partitions: 6})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asked atomic.Int32
+	sub, err := nc.Subscribe("$JS.API.STREAM.MSG.GET.KV_"+MetaBucket("a"), func(m *nats.Msg) {
+		if asked.Add(1) <= 2 {
+			_ = m.Respond([]byte(`{"type":"io.nats.jetstream.api.v1.stream_msg_get_response","error":{"code":404,"err_code":10037,"description":"no message found"}}`))
+			return
+		}
+		b, _ := json.Marshal(map[string]any{"message": map[string]any{"subject": "$KV." + MetaBucket("a") + ".app", "seq": 3, "data": doc, "time": time.Now()}})
+		_ = m.Respond(b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	m := &Meta{js: js, app: "a", bucket: MetaBucket("a")}
+	got, rev, err := m.load(ctx, true)
+	if err != nil || got.Partitions != 6 || rev != 3 {
+		t.Fatalf("load after a refused create = %+v, %d, %v; want the document at revision 3", got, rev, err)
+	}
+	asked.Store(0)
+	if _, _, err := m.Load(ctx); !errors.Is(err, ErrNoMeta) {
+		t.Fatalf("Load with the leader saying not found = %v; want ErrNoMeta", err)
+	}
+}

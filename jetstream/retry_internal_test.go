@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
 
@@ -47,5 +49,34 @@ func TestRetrySaysWhatItWaitsFor(t *testing.T) {
 	err = retry(context.Background(), "create stream s", func() error { calls++; return permanent })
 	if !errors.Is(err, permanent) || calls != 1 || time.Since(start) > time.Second {
 		t.Errorf("a permanent error: %v after %d calls in %v; want it at once", err, calls, time.Since(start))
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	notFound := &natsjs.APIError{Code: 404, ErrorCode: natsjs.JSErrCodeMessageNotFound, Description: "message not found"}
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"no meta leader", &natsjs.APIError{Code: 503, ErrorCode: 10008}, true},
+		{"no suitable peers", &natsjs.APIError{Code: 500, ErrorCode: 10005}, true},
+		{"not found", notFound, false},
+		// A "not found" from a server that has not caught up, when the
+		// caller knows better (Meta's create path): retried, although
+		// it wraps an API error that is not.
+		{"stale not found", fmt.Errorf("%w: %w", errStaleAnswer, notFound), true},
+		{"only replicas answered", fmt.Errorf("x: %w", ErrLeaderless), true},
+		{"timeout", nats.ErrTimeout, true},
+		{"deadline", context.DeadlineExceeded, true},
+		{"bad request", &natsjs.APIError{Code: 400, ErrorCode: 10003}, false},
+		{"other", errors.New("boom"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := retryable(tt.err); got != tt.want {
+				t.Errorf("retryable(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
 	}
 }

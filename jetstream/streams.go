@@ -99,6 +99,9 @@ func retry(ctx context.Context, what string, f func() error) error {
 // retryable tells errors of a JetStream request that a retry may cure: time
 // outs and a cluster without quorum or leader yet.
 func retryable(err error) bool {
+	if errors.Is(err, errStaleAnswer) || errors.Is(err, ErrLeaderless) {
+		return true // whatever the answer said
+	}
 	var apiErr *natsjs.APIError
 	if errors.As(err, &apiErr) {
 		// 10008: JetStream cluster not available (no meta leader yet);
@@ -110,7 +113,7 @@ func retryable(err error) bool {
 		return apiErr.Code == 503 || apiErr.Code == 408 || apiErr.Code == 500
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, natsjs.ErrNoStreamResponse) || errors.Is(err, natsjs.ErrJetStreamNotEnabled) ||
-		errors.Is(err, ErrLeaderless) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, errStaleAnswer)
+		errors.Is(err, nats.ErrTimeout)
 }
 
 // errStaleAnswer: a read answered by a server that has not caught up with
