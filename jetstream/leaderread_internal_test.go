@@ -69,11 +69,7 @@ func infoAnswer(t *testing.T, name, leader string, last uint64) []byte {
 // sequence one short of the log's, and a Sync returned before the write
 // it missed (TestGlobalTableConvergence under load, 2 of 30 runs).
 func TestStateTakesTheLeadersAnswer(t *testing.T) {
-	nc := plainServer(t)
-	js, err := natsjs.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := plainServer(t)
 	defer func(prev []time.Duration) { stateAttempts = prev }(stateAttempts)
 	stateAttempts = []time.Duration{time.Second}
 
@@ -115,11 +111,7 @@ func TestStateTakesTheLeadersAnswer(t *testing.T) {
 // TestChangelogLeadersOffOwners and TestWindowCloseOnceAcrossFailover
 // under load).
 func TestMetaLoadAsksTheLeader(t *testing.T) {
-	nc := plainServer(t)
-	js, err := natsjs.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := plainServer(t)
 	doc, err := EncodeAppMeta(AppMeta{Version: MetaVersion, App: "a", Partitions: 6})
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +163,7 @@ func TestMetaLoadAsksTheLeader(t *testing.T) {
 
 // plainServer starts a NATS server without JetStream, on which a test's
 // responders play the JetStream API, and connects to it.
-func plainServer(t *testing.T) *nats.Conn {
+func plainServer(t *testing.T) (*nats.Conn, natsjs.JetStream) {
 	t.Helper()
 	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
 	if err != nil {
@@ -187,7 +179,11 @@ func plainServer(t *testing.T) *nats.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	return nc
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
 }
 
 // TestMetaLoadAfterRefusedCreate: when the create of the document was
@@ -195,11 +191,7 @@ func plainServer(t *testing.T) *nats.Conn {
 // a moment ago; seen right after a 3-node cluster's first start) is asked
 // again, not taken for "no metadata" (the node stopped).
 func TestMetaLoadAfterRefusedCreate(t *testing.T) {
-	nc := plainServer(t)
-	js, err := natsjs.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := plainServer(t)
 	doc, err := EncodeAppMeta(AppMeta{Version: MetaVersion, App: "a", Partitions: 6})
 	if err != nil {
 		t.Fatal(err)
