@@ -271,39 +271,47 @@ func TestClusterExactAggregatesThroughMembershipChanges(t *testing.T) {
 
 // checkStandbyMetrics: every node's /metrics reports its standbys, each
 // with a lag that reaches 0 once it follows its changelog, and the
-// generation it applied.
+// generation it applied. The node's status and its metrics are read at
+// different moments, and standbys may still be created after a rejoin, so
+// they are compared again until they agree or 20 s have passed.
 func checkStandbyMetrics(t *testing.T, c *testCluster) {
 	t.Helper()
 	standbys := 0
 	for i, n := range c.nodes {
-		st := n.Manager().Status()
-		var mine []int
-		for _, p := range st.Partitions {
-			if p.State == manager.StateStandby {
-				mine = append(mine, p.Partition)
-			}
-		}
-		standbys += len(mine)
 		deadline := time.Now().Add(20 * time.Second)
 		for {
-			fams := scrape(t, n)
-			lagging := 0
-			for _, p := range mine {
-				if value(t, fams, "edgetables_standby_lag_records", "partition", fmt.Sprint(p)) > 0 {
-					lagging++
+			var mine []int
+			for _, p := range n.Manager().Status().Partitions {
+				if p.State == manager.StateStandby {
+					mine = append(mine, p.Partition)
 				}
 			}
-			if got := value(t, fams, "edgetables_partitions", "state", "standby"); got != float64(len(mine)) {
-				t.Errorf("node %d: standby partitions metric %v, status has %d", i, got, len(mine))
+			fams := scrape(t, n)
+			problem := ""
+			for _, p := range mine {
+				lag, ok := lookup(fams, "edgetables_standby_lag_records", "partition", fmt.Sprint(p))
+				switch {
+				case !ok:
+					problem = fmt.Sprintf("no edgetables_standby_lag_records series for standby partition %d", p)
+				case lag > 0:
+					problem = fmt.Sprintf("standby of partition %d lags by %v records", p, lag)
+				}
+				if problem != "" {
+					break
+				}
 			}
-			if g := value(t, fams, "edgetables_assignment_generation"); g < 2 {
-				t.Errorf("node %d: generation %v after membership changes", i, g)
+			if got := value(t, fams, "edgetables_partitions", "state", "standby"); problem == "" && got != float64(len(mine)) {
+				problem = fmt.Sprintf("standby partitions metric %v, status has %d", got, len(mine))
 			}
-			if lagging == 0 {
+			if problem == "" {
+				if g := value(t, fams, "edgetables_assignment_generation"); g < 2 {
+					t.Errorf("node %d: generation %v after membership changes", i, g)
+				}
+				standbys += len(mine)
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Errorf("node %d: %d standbys still lag", i, lagging)
+				t.Errorf("node %d: %s", i, problem)
 				break
 			}
 			time.Sleep(50 * time.Millisecond)

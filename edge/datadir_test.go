@@ -87,3 +87,29 @@ func TestDataDirReleasedOnStop(t *testing.T) {
 	publish(t, n, "e.a", "{}")
 	waitValue(t, n, "c", "a", "1")
 }
+
+// TestStopWhileStarting: a node stopped at any point of its start-up (a
+// SIGTERM from a service manager while the app's metadata is read, say)
+// returns nil, as a stop after start does: it exited 1 with "node failed:
+// ... context canceled".
+func TestStopWhileStarting(t *testing.T) {
+	for _, after := range []time.Duration{0, 20 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond, 400 * time.Millisecond, 700 * time.Millisecond} {
+		n, err := NewNode(testConfig(t, t.TempDir(), "name=c,source=e.*,key=subject:2,agg=count"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- n.Run(ctx) }()
+		time.Sleep(after)
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("stopped %s after Run: %v; want nil", after, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("stopped %s after Run: Run did not return", after)
+		}
+	}
+}

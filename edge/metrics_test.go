@@ -30,12 +30,25 @@ func scrape(t *testing.T, n *Node) map[string]*dto.MetricFamily {
 }
 
 // value returns the value of the family's series whose labels include
-// labels (name, value pairs).
+// labels (name, value pairs); the test fails without one.
 func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
 	t.Helper()
+	if fams[name] == nil {
+		t.Fatalf("metric %s missing", name)
+	}
+	v, ok := lookup(fams, name, labels...)
+	if !ok {
+		t.Fatalf("metric %s has no series with labels %v", name, labels)
+	}
+	return v
+}
+
+// lookup returns the value of the family's series whose labels include
+// labels (name, value pairs), and whether there is one.
+func lookup(fams map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
 	f := fams[name]
 	if f == nil {
-		t.Fatalf("metric %s missing", name)
+		return 0, false
 	}
 next:
 	for _, m := range f.GetMetric() {
@@ -50,15 +63,14 @@ next:
 		}
 		switch {
 		case m.Counter != nil:
-			return m.Counter.GetValue()
+			return m.Counter.GetValue(), true
 		case m.Gauge != nil:
-			return m.Gauge.GetValue()
+			return m.Gauge.GetValue(), true
 		case m.Histogram != nil:
-			return float64(m.Histogram.GetSampleCount())
+			return float64(m.Histogram.GetSampleCount()), true
 		}
 	}
-	t.Fatalf("metric %s has no series with labels %v", name, labels)
-	return 0
+	return 0, false
 }
 
 func TestMetrics(t *testing.T) {

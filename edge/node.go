@@ -319,7 +319,8 @@ func (n *Node) Manager() *manager.TableManager {
 }
 
 // Run starts the node and blocks until ctx ends (then it commits, stops
-// and returns nil) or a fatal error occurs. It first locks the data
+// and returns nil, also when ctx ends before the node has started) or a
+// fatal error occurs. It first locks the data
 // directory, before it touches anything in it, and holds the lock until it
 // returns: while another node holds it, Run returns an error wrapping
 // ErrDataDirLocked at once. It then reads the app's metadata (or records
@@ -329,6 +330,10 @@ func (n *Node) Run(ctx context.Context) error {
 	pause := time.Duration(0)
 	for {
 		err := n.runOnce(ctx)
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			// Stopped while starting: a stop, not a failure.
+			return nil
+		}
 		if !errors.Is(err, errStorageRestart) || ctx.Err() != nil {
 			return err
 		}
