@@ -85,8 +85,9 @@ func apiSubjectOf(js natsjs.JetStream, subject string) string {
 // message counts of the subjects matching filter when filter is set (one
 // page: enough for the few subjects its callers ask about). It waits for
 // the leader's answer until ctx ends (at most defaultInfoTimeout without
-// a deadline), and at most staleWait once another answer came; it fails
-// with an error wrapping ErrLeaderless when only replicas answered
+// a deadline), and at most staleWait once a replica's came (notFoundWait
+// after an error); it fails with an error wrapping ErrLeaderless when
+// only replicas answered
 // (returning the last replica's answer with it), and with
 // natsjs.ErrStreamNotFound when the stream does not exist.
 func streamInfo(ctx context.Context, js natsjs.JetStream, stream, filter string) (*natsjs.StreamInfo, error) {
@@ -95,9 +96,18 @@ func streamInfo(ctx context.Context, js natsjs.JetStream, stream, filter string)
 		body, _ = json.Marshal(streamInfoRequest{SubjectsFilter: filter})
 	}
 	var reply streamInfoReply
-	msg, final, err := gather(ctx, js, "STREAM.INFO."+stream, body, staleWait, func(msg *nats.Msg) bool {
+	// The leader's answer is final. After a replica's, the leader's comes
+	// soon; after an error ("stream not found" from a meta leader elected
+	// a moment ago, or the truth), a better one would come at once.
+	msg, final, err := gather(ctx, js, "STREAM.INFO."+stream, body, func(msg *nats.Msg) (bool, time.Duration) {
 		var r streamInfoReply
-		return json.Unmarshal(msg.Data, &r) == nil && r.Error == nil && r.StreamInfo != nil && fromLeader(r.StreamInfo)
+		switch {
+		case json.Unmarshal(msg.Data, &r) != nil || r.Error != nil || r.StreamInfo == nil:
+			return false, notFoundWait
+		case fromLeader(r.StreamInfo):
+			return true, 0
+		}
+		return false, staleWait
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stream info of %s: %w", stream, err)
@@ -124,14 +134,15 @@ func streamInfo(ctx context.Context, js natsjs.JetStream, stream, filter string)
 }
 
 // gather sends a JetStream API request (subject under the API prefix) and
-// returns the first answer for which final is true, or, when another
-// answer came but no final one within settle after it (or before ctx
-// ends), the last other answer with final false. Several servers may
+// returns the first answer judge calls final, or, when another answer
+// came but no final one within the time judge gave for it (counted from
+// the first such answer, and before ctx ends), the last other answer with
+// final false. Several servers may
 // answer one request: a replica besides the stream's leader, or a meta
 // leader elected a moment ago that has not applied the stream assignments
 // yet ("stream not found"), and the first answer is not always the right
 // one. Without a deadline, ctx is bounded by defaultInfoTimeout.
-func gather(ctx context.Context, js natsjs.JetStream, subject string, body []byte, settle time.Duration, final func(*nats.Msg) bool) (*nats.Msg, bool, error) {
+func gather(ctx context.Context, js natsjs.JetStream, subject string, body []byte, judge func(*nats.Msg) (final bool, settle time.Duration)) (*nats.Msg, bool, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultInfoTimeout)
@@ -160,7 +171,9 @@ func gather(ctx context.Context, js natsjs.JetStream, subject string, body []byt
 			return nil, false, err
 		case msg.Header.Get("Status") == "503":
 			return nil, false, nats.ErrNoResponders
-		case final(msg):
+		}
+		final, settle := judge(msg)
+		if final {
 			return msg, true, nil
 		}
 		if other == nil {
@@ -201,9 +214,9 @@ func leaderLastMsg(ctx context.Context, js natsjs.JetStream, stream, subject str
 	// A message is final; "not found" may come from a meta leader that
 	// has not applied the stream's assignment yet, before the stream
 	// leader's message.
-	msg, _, err := gather(ctx, js, "STREAM.MSG.GET."+stream, body, notFoundWait, func(msg *nats.Msg) bool {
+	msg, _, err := gather(ctx, js, "STREAM.MSG.GET."+stream, body, func(msg *nats.Msg) (bool, time.Duration) {
 		var r msgGetReply
-		return json.Unmarshal(msg.Data, &r) == nil && r.Error == nil && r.Message != nil
+		return json.Unmarshal(msg.Data, &r) == nil && r.Error == nil && r.Message != nil, notFoundWait
 	})
 	if err != nil {
 		return nil, fmt.Errorf("last message of %s on %s: %w", stream, subject, err)
