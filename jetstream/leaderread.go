@@ -23,9 +23,9 @@ import (
 // the leader's answer instead.
 
 // staleWait is how long streamInfo waits for the leader's answer once a
-// replica's came; notFoundWait how long leaderLastMsg waits for a message
-// once a "not found" came (the usual answer for a key never written, so
-// short).
+// replica's came; notFoundWait how long a read waits for a better answer
+// once an error or "not found" came (usually the truth: a key never
+// written, a stream deleted; so short).
 const (
 	staleWait    = 2 * time.Second
 	notFoundWait = 300 * time.Millisecond
