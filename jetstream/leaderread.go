@@ -13,11 +13,11 @@ import (
 )
 
 // Stream info requests go to every server of the cluster, and more than
-// one may answer. The stream's leader does, and so does, for the first
-// seconds after its server (re)starts, the replica that is the stream's
-// preferred leader (nats-server answers as "a new group" then: its raft
-// node was just created), with its own state, which lags while it catches
-// up, under the leader's name. A client that takes the first answer, as
+// one may answer. The stream's leader does, and so does, for up to 10 s
+// after the group's raft node is created on its server (a new stream, or
+// the server's start), the replica that is the group's preferred leader
+// when another leads (nats-server answers as "a new group" then), with its
+// own state, which lags while it catches up, under the leader's name. A client that takes the first answer, as
 // nats.go's Stream and Info do, may get that replica's: a last sequence
 // below messages the stream acknowledged long ago. streamInfo waits for
 // the leader's answer instead.
