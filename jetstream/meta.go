@@ -324,7 +324,6 @@ func (m *Meta) WaitChange(ctx context.Context, rev uint64) (AppMeta, uint64, err
 // apiAbsent marks an error of a request nobody answered (no responders:
 // the JetStream API of a cluster between meta leaders, or of a server still
 // starting) as retryable, as JetStream not being enabled yet is.
-
 func apiAbsent(err error) error {
 	if errors.Is(err, nats.ErrNoResponders) {
 		return fmt.Errorf("%w: %w", natsjs.ErrJetStreamNotEnabled, err)
