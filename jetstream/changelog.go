@@ -33,9 +33,9 @@ const replayIdle = 2 * time.Second
 
 // stateAttempts are the timeouts of State's requests, each sent when the
 // one before went unanswered or only a replica answered (see streamInfo).
-// A request sent while the stream has no
-// leader (its leader's node died and the others elect one, which takes
-// seconds) is never answered, even once a leader is elected; short
+// A request sent while the stream has no leader (its leader's node died
+// and the others elect one, which takes seconds) is never answered, even
+// once a leader is elected; short
 // timeouts send the next one soon after the election, which is when a
 // promoted standby can serve. The last ones are long enough for a busy
 // server.
