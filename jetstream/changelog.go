@@ -35,10 +35,9 @@ const replayIdle = 2 * time.Second
 // one before went unanswered or only a replica answered (see streamInfo).
 // A request sent while the stream has no leader (its leader's node died
 // and the others elect one, which takes seconds) is never answered, even
-// once a leader is elected; short
-// timeouts send the next one soon after the election, which is when a
-// promoted standby can serve. The last ones are long enough for a busy
-// server.
+// once a leader is elected; short timeouts send the next one soon after
+// the election, which is when a promoted standby can serve. The last ones
+// are long enough for a busy server.
 var stateAttempts = []time.Duration{
 	500 * time.Millisecond, 500 * time.Millisecond, 500 * time.Millisecond, 500 * time.Millisecond,
 	500 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second,
