@@ -144,6 +144,7 @@ func TestClusterGroup(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster")
 	}
+	skipUnderRace(t) // heartbeats and assignments are conditional writes to an R3 bucket
 	nodes := jstest.StartCluster(t, 3)
 	ctx := testCtx(t)
 	var groups []*jetstream.Group

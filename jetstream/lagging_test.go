@@ -108,6 +108,7 @@ func TestGroupWatchFromLaggingReplica(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster")
 	}
+	skipUnderRace(t) // PublishAssignment is a conditional write to an R3 bucket
 	nodes := jstest.StartCluster(t, 3)
 	ctx := testCtx(t)
 	g1, err := jetstream.NewGroup(ctx, nodes[0].JS, jetstream.GroupConfig{App: app, Node: "n1", SessionTimeout: 2 * time.Second, Replicas: 3, Logger: quiet})
