@@ -86,10 +86,9 @@ func apiSubjectOf(js natsjs.JetStream, subject string) string {
 // page: enough for the few subjects its callers ask about). It waits for
 // the leader's answer until ctx ends (at most defaultInfoTimeout without
 // a deadline), and at most staleWait once a replica's came (notFoundWait
-// after an error); it fails with an error wrapping ErrLeaderless when
-// only replicas answered
-// (returning the last replica's answer with it), and with
-// natsjs.ErrStreamNotFound when the stream does not exist.
+// after an error); it fails with an error wrapping ErrLeaderless when only
+// replicas answered (returning the last replica's answer with it), and
+// with natsjs.ErrStreamNotFound when the stream does not exist.
 func streamInfo(ctx context.Context, js natsjs.JetStream, stream, filter string) (*natsjs.StreamInfo, error) {
 	var body []byte
 	if filter != "" {
@@ -137,11 +136,11 @@ func streamInfo(ctx context.Context, js natsjs.JetStream, stream, filter string)
 // returns the first answer judge calls final, or, when another answer
 // came but no final one within the time judge gave for it (counted from
 // the first such answer, and before ctx ends), the last other answer with
-// final false. Several servers may
-// answer one request: a replica besides the stream's leader, or a meta
-// leader elected a moment ago that has not applied the stream assignments
-// yet ("stream not found"), and the first answer is not always the right
-// one. Without a deadline, ctx is bounded by defaultInfoTimeout.
+// final false. Several servers may answer one request: a replica besides
+// the stream's leader, or a meta leader elected a moment ago that has not
+// applied the stream assignments yet ("stream not found"), and the first
+// answer is not always the right one. Without a deadline, ctx is bounded
+// by defaultInfoTimeout.
 func gather(ctx context.Context, js natsjs.JetStream, subject string, body []byte, judge func(*nats.Msg) (final bool, settle time.Duration)) (*nats.Msg, bool, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
