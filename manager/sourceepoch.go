@@ -50,11 +50,20 @@ func resolveSource(pos uint64, epoch string, src SourceState) (uint64, string, s
 	return pos, src.Epoch, ""
 }
 
+// takeoverSourceWait bounds the source-state read of a takeover. A healthy
+// read takes milliseconds; one that takes longer is waiting for a source
+// stream without a leader (its leader died with the partition's previous
+// owner, and JetStream elects another in 4–9 s). The takeover does not wait
+// for that election: the processing goroutine makes the same check
+// (syncSource) when it reopens the source and every sourceCheckEvery, and
+// moves the position then, rereading what the partition skipped meanwhile.
+const takeoverSourceWait = 500 * time.Millisecond
+
 // resolveRecovered checks the recovered position of p against the source
-// before p is taken over. If the source cannot be read, the position
-// stands: the processing goroutine checks it again (syncSource).
+// before p is taken over. If the source cannot be read within
+// takeoverSourceWait, the position stands until that later check.
 func (m *TableManager) resolveRecovered(ctx context.Context, p *partition) {
-	sctx, cancel := context.WithTimeout(ctx, readerStallAfter)
+	sctx, cancel := context.WithTimeout(ctx, takeoverSourceWait)
 	src, err := m.cfg.Source.State(sctx)
 	cancel()
 	if err != nil {

@@ -127,3 +127,52 @@ func TestStaleSourceStateMovesNothing(t *testing.T) {
 		t.Errorf("source resets %d, marker regressions %d; want 0 and 0", st.SourceResets, st.MarkerRegressions)
 	}
 }
+
+// leaderlessSource plays a source stream whose leader died: while down is
+// set, State waits for its context to end, as a stream-info request that
+// nobody answers does until JetStream elects a new leader.
+type leaderlessSource struct {
+	manager.Source
+	down atomic.Bool
+}
+
+func (s *leaderlessSource) State(ctx context.Context) (manager.SourceState, error) {
+	if s.down.Load() {
+		<-ctx.Done()
+		return manager.SourceState{}, ctx.Err()
+	}
+	return s.Source.State(ctx)
+}
+
+// TestTakeoverDoesNotWaitForLeaderlessSource: a partition's takeover reads
+// the source's state to check its position, and a source stream whose
+// leader died with the previous owner answers nothing for the 4–9 s of its
+// election. The takeover gave that read 2 s, which was most of a failover
+// with a standby; it now gives it takeoverSourceWait (500 ms) and leaves the
+// check to the processing goroutine. Fails with the old 2-s wait.
+func TestTakeoverDoesNotWaitForLeaderlessSource(t *testing.T) {
+	src := &leaderlessSource{}
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
+	h.wrapSource = func(s manager.Source) manager.Source { src.Source = s; return src }
+	h.start()
+	want := map[string]int64{}
+	h.publishCounts(100, 10, want)
+	h.waitCounts(want)
+	must(t, h.stop())
+
+	src.down.Store(true)
+	m := h.start()
+	for _, rp := range m.Recovery().Progress() {
+		if rp.Ended.IsZero() {
+			t.Fatalf("partition %d: recovery not ended although the manager is ready", rp.Partition)
+		}
+		// The old wait alone was 2 s; the new one is 500 ms, and an empty
+		// tail replays in milliseconds.
+		if took := rp.Ended.Sub(rp.Started); took >= 1500*time.Millisecond {
+			t.Errorf("partition %d: takeover took %s with the source's leader gone, want < 1.5s (it waited for the source)", rp.Partition, took)
+		}
+	}
+	src.down.Store(false)
+	h.publishCounts(50, 10, want)
+	h.waitCounts(want)
+}
