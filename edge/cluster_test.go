@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,7 +32,39 @@ type testCluster struct {
 	configure func(i int, cfg *Config)
 	nodes     []*Node
 	stops     []func()
-	mu        sync.Mutex
+	// logs keeps each node's last log lines, shown when the test fails.
+	logs []*logTail
+	mu   sync.Mutex
+}
+
+// logTailLines is how many of a node's last log lines a failed cluster
+// test shows.
+const logTailLines = 80
+
+// logTail keeps the last logTailLines lines written to it.
+type logTail struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logTail) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, string(p))
+	if len(l.lines) > logTailLines {
+		l.lines = l.lines[len(l.lines)-logTailLines:]
+	}
+	return len(p), nil
+}
+
+func (l *logTail) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	for _, line := range l.lines {
+		b.WriteString(line)
+	}
+	return b.String()
 }
 
 func freeAddr(t *testing.T) string {
@@ -53,6 +86,7 @@ func newTestCluster(t *testing.T, n int, specs ...string) *testCluster {
 func newConfiguredCluster(t *testing.T, n int, configure func(i int, cfg *Config), specs ...string) *testCluster {
 	c := &testCluster{t: t, dir: t.TempDir(), specs: specs, configure: configure, nodes: make([]*Node, n), stops: make([]func(), n)}
 	for i := 0; i < n; i++ {
+		c.logs = append(c.logs, &logTail{})
 		a := freeAddr(t)
 		c.listen = append(c.listen, a)
 		c.routes = append(c.routes, "nats-route://"+a)
@@ -75,14 +109,22 @@ func newConfiguredCluster(t *testing.T, n int, configure func(i int, cfg *Config
 		}
 		wg.Wait()
 	})
+	// Cleanups run last first: this one, before the nodes stop.
+	t.Cleanup(func() {
+		if t.Failed() {
+			for i, l := range c.logs {
+				t.Logf("node %d's last %d log lines:\n%s", i, logTailLines, l)
+			}
+		}
+	})
 	c.waitAssigned()
 	return c
 }
 
 func (c *testCluster) logger(i int) *slog.Logger {
-	var w io.Writer = io.Discard
+	var w io.Writer = c.logs[i]
 	if os.Getenv("EDGETABLES_TEST_LOG") != "" {
-		w = os.Stderr
+		w = io.MultiWriter(os.Stderr, c.logs[i])
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test_node", i)
 }
