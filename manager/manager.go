@@ -218,6 +218,9 @@ type TableManager struct {
 	// lastSourceCheck (sourceepoch.go); owned by the processing goroutine.
 	sourceEpoch     string
 	lastSourceCheck time.Time
+	// lastSource is the source's state as the last syncSource read it
+	// (nil: that read failed); owned by the processing goroutine.
+	lastSource *SourceState
 	// sourceFailing is the current streak of failures to open or read
 	// the source (nil: none); written by the processing goroutine.
 	sourceFailing atomic.Pointer[sourceFailure]

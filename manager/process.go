@@ -237,13 +237,16 @@ func (m *TableManager) checkStall(ctx context.Context) {
 		m.reposition(ctx)
 		return
 	}
-	sctx, cancel := context.WithTimeout(ctx, readerStallAfter)
-	st, err := m.cfg.Source.State(sctx)
-	cancel()
+	// The state syncSource just read; none if that read failed (a source
+	// without a leader: the check is made again later).
+	st := m.lastSource
+	if st == nil {
+		return
+	}
 	first, last := st.First, st.Last
 	// Nothing to deliver: nothing past examined, or the source is empty
 	// (everything up to last was trimmed, committed by every partition).
-	if err != nil || last <= m.examined || first > last || m.reader == nil {
+	if last <= m.examined || first > last || m.reader == nil {
 		return
 	}
 	m.log.Warn("source reader delivered nothing although the source holds more; reopening it",

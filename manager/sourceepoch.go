@@ -59,6 +59,13 @@ func resolveSource(pos uint64, epoch string, src SourceState) (uint64, string, s
 // moves the position then, rereading what the partition skipped meanwhile.
 const takeoverSourceWait = 500 * time.Millisecond
 
+// sourceStateWait bounds the processing goroutine's reads of the source's
+// state (syncSource, confirmSource, checkStall). That goroutine also applies
+// new assignments: while a read waits for a source stream that has no
+// leader, a failover's new assignment waits with it. A read that times out
+// is made again at the next check.
+const sourceStateWait = time.Second
+
 // resolveRecovered checks the recovered position of p against the source
 // before p is taken over. If the source cannot be read within
 // takeoverSourceWait, the position stands until that later check.
@@ -104,7 +111,7 @@ func (m *TableManager) confirmSource(ctx context.Context, src SourceState, moves
 		if !sleep(ctx, sourceConfirmPause) {
 			return src, false
 		}
-		sctx, cancel := context.WithTimeout(ctx, readerStallAfter)
+		sctx, cancel := context.WithTimeout(ctx, sourceStateWait)
 		next, err := m.cfg.Source.State(sctx)
 		cancel()
 		if err != nil || next.Epoch == "" {
@@ -148,11 +155,16 @@ func (m *TableManager) moveSource(p *partition, pos uint64, src SourceState) boo
 // committed first: then nothing moved and the source must not be read.
 func (m *TableManager) syncSource(ctx context.Context) (changed, ok bool) {
 	m.lastSourceCheck = time.Now()
-	sctx, cancel := context.WithTimeout(ctx, readerStallAfter)
+	m.lastSource = nil
+	sctx, cancel := context.WithTimeout(ctx, sourceStateWait)
 	src, err := m.cfg.Source.State(sctx)
 	cancel()
-	if err != nil || src.Epoch == "" {
-		return false, true // reading fails or goes on; checked again later
+	if err != nil {
+		return false, true // checked again later
+	}
+	m.lastSource = &src
+	if src.Epoch == "" {
+		return false, true // a source without epochs: nothing to compare
 	}
 	moves := func(src SourceState) bool {
 		if m.sourceEpoch != "" && m.sourceEpoch != src.Epoch || m.examined > src.Last {

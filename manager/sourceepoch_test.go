@@ -134,10 +134,21 @@ func TestStaleSourceStateMovesNothing(t *testing.T) {
 type leaderlessSource struct {
 	manager.Source
 	down atomic.Bool
+	// longest is the longest wait a State call was given while down, in
+	// nanoseconds (until its context's deadline), the trim's aside: it
+	// runs on a goroutine of its own and gives its reads 5 s.
+	longest atomic.Int64
 }
 
 func (s *leaderlessSource) State(ctx context.Context) (manager.SourceState, error) {
 	if s.down.Load() {
+		if d, ok := ctx.Deadline(); ok {
+			wait := int64(time.Until(d))
+			for old := s.longest.Load(); wait < int64(4*time.Second) && wait > old && !s.longest.CompareAndSwap(old, wait); old = s.longest.Load() {
+			}
+		} else {
+			s.longest.Store(int64(time.Hour)) // no bound at all
+		}
 		<-ctx.Done()
 		return manager.SourceState{}, ctx.Err()
 	}
@@ -149,7 +160,8 @@ func (s *leaderlessSource) State(ctx context.Context) (manager.SourceState, erro
 // leader died with the previous owner answers nothing for the 4–9 s of its
 // election. The takeover gave that read 2 s, which was most of a failover
 // with a standby; it now gives it takeoverSourceWait (500 ms) and leaves the
-// check to the processing goroutine. Fails with the old 2-s wait.
+// check to the processing goroutine, whose own reads wait at most 1 s.
+// Fails with the old 2-s waits.
 func TestTakeoverDoesNotWaitForLeaderlessSource(t *testing.T) {
 	src := &leaderlessSource{}
 	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
@@ -171,6 +183,13 @@ func TestTakeoverDoesNotWaitForLeaderlessSource(t *testing.T) {
 		if took := rp.Ended.Sub(rp.Started); took >= 1500*time.Millisecond {
 			t.Errorf("partition %d: takeover took %s with the source's leader gone, want < 1.5s (it waited for the source)", rp.Partition, took)
 		}
+	}
+	// The processing goroutine, which also applies new assignments, reads
+	// the source's state every 5 s and when the reader is silent; none of
+	// those reads may hold it longer than a second. They were given 2 s each.
+	time.Sleep(6 * time.Second)
+	if longest := time.Duration(src.longest.Load()); longest > 1100*time.Millisecond {
+		t.Errorf("a read of the source's state was given %s with the source's leader gone, want at most 1s", longest.Round(time.Millisecond))
 	}
 	src.down.Store(false)
 	h.publishCounts(50, 10, want)
