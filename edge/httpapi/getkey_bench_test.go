@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -163,6 +164,48 @@ func BenchmarkKVGet(b *testing.B) {
 		}
 		if v, _ := strconv.Atoi(string(e.Value())); v != k%5+1 {
 			b.Fatalf("key k%d: %s", k, e.Value())
+		}
+	}
+}
+
+// BenchmarkHTTPGetKeyOneGoroutine: BenchmarkHTTPGetKey with a client that
+// writes each request on its own connection and parses the answer with
+// http.ReadResponse in the calling goroutine, without the Transport's
+// reader and writer goroutines: how much of a read is the client's.
+func BenchmarkHTTPGetKeyOneGoroutine(b *testing.B) {
+	addr := startReadNode(b)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	reqs := make([][]byte, benchKeys)
+	for k := range reqs {
+		reqs[k] = []byte("GET /v1/tables/counts/keys/k" + strconv.Itoa(k) + " HTTP/1.1\r\nHost: " + addr + "\r\n\r\n")
+	}
+	get := &http.Request{Method: http.MethodGet}
+	var body bytes.Buffer
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		k := (i * 7919) % benchKeys
+		if _, err := c.Write(reqs[k]); err != nil {
+			b.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, get)
+		if err != nil {
+			b.Fatal(err)
+		}
+		body.Reset()
+		_, err = body.ReadFrom(resp.Body)
+		_ = resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			b.Fatalf("key k%d: %v %s", k, err, resp.Status)
+		}
+		var got struct{ Value int64 }
+		if err := json.Unmarshal(body.Bytes(), &got); err != nil || got.Value != int64(k%5+1) {
+			b.Fatalf("key k%d: %s (%v)", k, body.Bytes(), err)
 		}
 	}
 }
