@@ -6,6 +6,8 @@ var (
 	Open         = open
 	DecodeAnswer = decodeAnswer
 	CodeErrors   = codeErrors
+	// UpdateGolden is -update: rewrite the golden files.
+	UpdateGolden = updateGolden
 )
 
 // Query and Answer are a routed query and its answer on the wire.

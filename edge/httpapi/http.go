@@ -172,7 +172,7 @@ func (a *API) Handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
-	return a.authenticate(jsonErrors(mux))
+	return a.authenticate(a.keyReads(jsonErrors(mux)))
 }
 
 func (a *API) listTables(w http.ResponseWriter, r *http.Request) {
@@ -209,13 +209,17 @@ func partitionOf(t manager.Collection, p int) *int {
 }
 
 func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("table")
+	a.readKey(w, r, r.PathValue("table"), r.PathValue("key"))
+}
+
+// readKey answers GET /v1/tables/{table}/keys/{key} for name and key (the
+// path's segments, unescaped).
+func (a *API) readKey(w http.ResponseWriter, r *http.Request, name, key string) {
 	t, err := a.m.Table(name)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	key := r.PathValue("key")
 	kb, err := t.ParseKey(key)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, CodeBadKey, err.Error())
@@ -225,7 +229,7 @@ func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 		a.getWindows(w, r, wc, key, kb)
 		return
 	}
-	if r.URL.Query().Has("window") {
+	if r.URL.RawQuery != "" && r.URL.Query().Has("window") {
 		writeError(w, http.StatusBadRequest, CodeBadRequest, "table "+name+" is not windowed: window= does not apply")
 		return
 	}
@@ -251,7 +255,10 @@ func (a *API) getKey(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, entry{Table: name, Key: key, Value: js, Partition: partitionOf(t, p)})
+	if manager.IsGlobalTable(t) {
+		p = -1 // no partition
+	}
+	writeEntry(w, name, key, js, p)
 }
 
 // windowJSON is one window of a key in the HTTP API.

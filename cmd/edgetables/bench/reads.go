@@ -107,7 +107,8 @@ func (e *env) reads(ctx context.Context) ([]Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("HTTP listener: %w", err)
 	}
-	api := &http.Server{Handler: httpapi.New(m, httpapi.Options{Logger: e.plog}).Handler(), ReadHeaderTimeout: 5 * time.Second}
+	// The server a node runs (its timeouts set deadlines on every request).
+	api := httpapi.NewServer(httpapi.New(m, httpapi.Options{Logger: e.plog}).Handler())
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
