@@ -220,12 +220,45 @@ func (m *TableManager) setPendingAssignment(a assign.Assignment) {
 	m.assignMu.Lock()
 	if m.pendingAssign == nil || a.Generation > m.pendingAssign.Generation {
 		m.pendingAssign = &a
+		close(m.assignArrived)
+		m.assignArrived = make(chan struct{})
 	}
 	m.assignMu.Unlock()
 	select {
 	case m.assignSignal <- struct{}{}:
 	default:
 	}
+}
+
+// yielding returns ctx, also canceled once an assignment is pending (at
+// once if one is). The processing goroutine, which applies assignments,
+// waits on the source with it: a source stream whose leader died with a
+// node answers nothing for the 4–9 s of its election, and a failover's new
+// assignment must not wait for that. What was canceled is retried after
+// the assignment is applied. Never for commits: they must end on their own.
+func (m *TableManager) yielding(ctx context.Context) (context.Context, context.CancelFunc) {
+	m.assignMu.Lock()
+	arrived, pending := m.assignArrived, m.pendingAssign != nil
+	m.assignMu.Unlock()
+	yctx, cancel := context.WithCancel(ctx)
+	if pending {
+		cancel()
+		return yctx, cancel
+	}
+	go func() {
+		select {
+		case <-arrived:
+			cancel()
+		case <-yctx.Done():
+		}
+	}()
+	return yctx, cancel
+}
+
+// yielded reports whether err ended a call made with a yielding context
+// that gave way to an assignment (and not to ctx, the processing's own).
+func yielded(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && errors.Is(err, context.Canceled)
 }
 
 func (m *TableManager) takePendingAssignment() *assign.Assignment {

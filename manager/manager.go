@@ -247,6 +247,10 @@ type TableManager struct {
 	assignMu      sync.Mutex
 	pendingAssign *assign.Assignment
 	assignSignal  chan struct{}
+	// assignArrived is closed (and replaced) when an assignment is set
+	// pending: the processing goroutine's waits on the source give way
+	// to it (yielding).
+	assignArrived chan struct{}
 	// stateSignal asks the group loop to heartbeat now
 	stateSignal chan struct{}
 
@@ -276,6 +280,7 @@ func New(cfg Config) (*TableManager, error) {
 	m.recovery = newRecovery(m)
 	m.events = make(chan procEvent)
 	m.assignSignal = make(chan struct{}, 1)
+	m.assignArrived = make(chan struct{})
 	m.stateSignal = make(chan struct{}, 1)
 	m.viewChanged = make(chan struct{})
 	m.counters.deadLetters = make(map[string]*atomic.Uint64)

@@ -165,7 +165,11 @@ func (m *TableManager) process(ctx context.Context) error {
 		}
 		if err != nil {
 			m.noteSource("read source", m.examined+1, err, backoff)
-			if !sleep(ctx, backoff) {
+			// The pause gives way to a new assignment, applied first.
+			yctx, stopYielding := m.yielding(ctx)
+			sleep(yctx, backoff)
+			stopYielding()
+			if ctx.Err() != nil {
 				return m.stop(ctx)
 			}
 			backoff = min(2*backoff, 5*time.Second)
@@ -265,14 +269,18 @@ func (m *TableManager) reopen(ctx context.Context) {
 		return
 	}
 	_ = m.reader.Close()
-	r, err := m.cfg.Source.Open(ctx, m.examined+1)
+	yctx, stopYielding := m.yielding(ctx)
+	r, err := m.cfg.Source.Open(yctx, m.examined+1)
+	stopYielding()
 	if err == nil {
 		m.reader = r
 		return
 	}
 	m.detach()
 	m.reader = nil
-	m.noteSource("reopen source", m.examined+1, err, 0)
+	if !yielded(ctx, err) {
+		m.noteSource("reopen source", m.examined+1, err, 0)
+	}
 }
 
 // sourceFailure is a streak of failures to open or read the source.

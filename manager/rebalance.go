@@ -437,10 +437,14 @@ func (m *TableManager) reposition(ctx context.Context) {
 		}
 	}
 	from := floor + 1
-	r, err := m.cfg.Source.Open(ctx, from)
+	yctx, stopYielding := m.yielding(ctx)
+	r, err := m.cfg.Source.Open(yctx, from)
+	stopYielding()
 	if err != nil {
-		m.noteSource("open source", from, err, 0)
-		return // the processing loop retries
+		if !yielded(ctx, err) {
+			m.noteSource("open source", from, err, 0)
+		}
+		return // the processing loop retries (after the assignment)
 	}
 	m.reader, m.examined = r, from-1
 	m.seen.Store(m.examined)

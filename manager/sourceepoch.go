@@ -156,7 +156,10 @@ func (m *TableManager) moveSource(p *partition, pos uint64, src SourceState) boo
 func (m *TableManager) syncSource(ctx context.Context) (changed, ok bool) {
 	m.lastSourceCheck = time.Now()
 	m.lastSource = nil
-	sctx, cancel := context.WithTimeout(ctx, sourceStateWait)
+	// The reads give way to a new assignment; the commit below does not.
+	yctx, stopYielding := m.yielding(ctx)
+	defer stopYielding()
+	sctx, cancel := context.WithTimeout(yctx, sourceStateWait)
 	src, err := m.cfg.Source.State(sctx)
 	cancel()
 	if err != nil {
@@ -182,7 +185,7 @@ func (m *TableManager) syncSource(ctx context.Context) (changed, ok bool) {
 	moved := moves(src)
 	if moved {
 		var confirmed bool
-		src, confirmed = m.confirmSource(ctx, src, moves)
+		src, confirmed = m.confirmSource(yctx, src, moves)
 		if !confirmed && (src.Epoch == "" || moves(src)) {
 			return false, true // a read failed: checked again later
 		}
