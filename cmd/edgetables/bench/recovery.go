@@ -134,8 +134,12 @@ func (e *env) writeChangelog(ctx context.Context, cl *jetstream.Changelog, table
 			defer wg.Done()
 			var expect uint64
 			batch := make([]manager.Record, 0, appendBatch)
-			flush := func(i int) error {
-				l, err := cl.Append(ctx, part, expect, batch, manager.CommitMarker{SourceSeq: uint64(i), Node: nodeName})
+			// The markers commit no source position: the source stream
+			// is empty, and a position beyond its end would be taken for
+			// a source that lost its tail, which a takeover confirms
+			// for seconds before it ends the partition's recovery.
+			flush := func() error {
+				l, err := cl.Append(ctx, part, expect, batch, manager.CommitMarker{Node: nodeName})
 				expect = l
 				batch = batch[:0]
 				return err
@@ -146,14 +150,14 @@ func (e *env) writeChangelog(ctx context.Context, cl *jetstream.Changelog, table
 				}
 				batch = append(batch, manager.Record{Table: table, Key: []byte(keyName(int(k))), Value: payload(i)})
 				if len(batch) == appendBatch {
-					if errs[part] = flush(i + 1); errs[part] != nil {
+					if errs[part] = flush(); errs[part] != nil {
 						cancel()
 						return
 					}
 				}
 			}
 			if len(batch) > 0 {
-				if errs[part] = flush(n); errs[part] != nil {
+				if errs[part] = flush(); errs[part] != nil {
 					cancel()
 				}
 			}
