@@ -37,13 +37,13 @@ type benchCmd struct {
 	ModuleDir       string   `name:"module-dir" hidden:"" help:"edgetables module to build the stripped binary from ('-': do not build)."`
 
 	Sweep                bool     `help:"Measure the scaling sweep's curves instead of the scenarios (about 10 minutes on 2 cores): each point once, a table per curve (--sweep-* choose the points)."`
-	SweepCurves          []string `name:"sweep-curves" help:"Curves of the sweep, comma-separated: pipeline events/s vs keys and vs partitions, recovery time vs changelog records, idle RSS vs partitions and tables." default:"pipeline-keys,pipeline-partitions,recovery-records,idle-rss" enum:"pipeline-keys,pipeline-partitions,recovery-records,idle-rss"`
+	SweepCurves          []string `placeholder:"CURVE" name:"sweep-curves" help:"Curves of the sweep, comma-separated: pipeline events/s vs keys and vs partitions, recovery time vs changelog records, idle RSS vs partitions and tables." default:"pipeline-keys,pipeline-partitions,recovery-records,idle-rss" enum:"pipeline-keys,pipeline-partitions,recovery-records,idle-rss"`
 	SweepEvents          int      `name:"sweep-events" help:"Source events of every pipeline point of the sweep (0: --events)." default:"0"`
-	SweepKeys            []int    `name:"sweep-keys" help:"Key counts of the pipeline-keys curve, on --partitions partitions (default: powers of ten from 1000 to --sweep-events, at most 1000000)."`
-	SweepPartitions      []int    `name:"sweep-partitions" help:"Partition counts of the pipeline-partitions curve (at --keys keys) and of the idle-rss curve." default:"8,32,128"`
-	SweepRecoveryRecords []int    `name:"sweep-recovery-records" help:"Changelog sizes of the recovery-records curve: N records over N/10 keys on --partitions partitions; a size the free disk cannot hold is skipped with a note." default:"100000,1000000,10000000"`
-	SweepTables          []int    `name:"sweep-tables" help:"Table counts of the idle-rss curve, one line each." default:"1,4,16"`
-	SweepPlot            string   `name:"sweep-plot" help:"Write one SVG plot per curve of the sweep into this directory (scaling-<curve>.svg)."`
+	SweepKeys            []int    `placeholder:"N" name:"sweep-keys" help:"Key counts of the pipeline-keys curve, on --partitions partitions (default: powers of ten from 1000 to --sweep-events, at most 1000000)."`
+	SweepPartitions      []int    `placeholder:"N" name:"sweep-partitions" help:"Partition counts of the pipeline-partitions curve (at --keys keys) and of the idle-rss curve." default:"8,32,128"`
+	SweepRecoveryRecords []int    `placeholder:"N" name:"sweep-recovery-records" help:"Changelog sizes of the recovery-records curve: N records over N/10 keys on --partitions partitions; a size the free disk cannot hold is skipped with a note." default:"100000,1000000,10000000"`
+	SweepTables          []int    `placeholder:"N" name:"sweep-tables" help:"Table counts of the idle-rss curve, one line each." default:"1,4,16"`
+	SweepPlot            string   `placeholder:"DIR" name:"sweep-plot" help:"Write one SVG plot per curve of the sweep into this directory (scaling-<curve>.svg)."`
 }
 
 // Validate checks the sizes; errors name the flag.
