@@ -14,9 +14,10 @@ import (
 // plot is a line chart over a logarithmic x axis: one line per series,
 // each point marked.
 type plot struct {
-	title  string
-	xLabel string // the quantity on the x axis, with its unit
-	yLabel string // the quantity on the y axis, with its unit
+	title    string
+	subtitle string // conditions, in small type under the title ("": none)
+	xLabel   string // the quantity on the x axis, with its unit
+	yLabel   string // the quantity on the y axis, with its unit
 	// logY makes the y axis logarithmic too; otherwise it is linear
 	// from 0.
 	logY   bool
@@ -40,7 +41,7 @@ const (
 	svgHeight = 400
 	svgLeft   = 72
 	svgRight  = 150
-	svgTop    = 44
+	svgTop    = 56
 	svgBottom = 56
 	// svgPad is the share of the x range left free at each end, so that
 	// the first and last points do not sit on the frame.
@@ -143,7 +144,8 @@ func tickLabel(v float64) string {
 	}
 }
 
-// writeSVG writes p as a standalone SVG document: the title, the frame
+// writeSVG writes p as a standalone SVG document: the title and
+// subtitle, the frame
 // with the axes' ticks, grid lines and labels, one line with a marker per
 // point for each series, and a legend. A marker's tooltip gives its
 // values.
@@ -169,8 +171,12 @@ func writeSVG(w io.Writer, p plot) error {
 		svgWidth, svgHeight, svgWidth, svgHeight)
 	fmt.Fprintf(&b, `<title>%s</title>`+"\n", esc(p.title))
 	b.WriteString(`<rect width="100%" height="100%" fill="#ffffff"/>` + "\n")
-	fmt.Fprintf(&b, `<text x="%d" y="24" text-anchor="middle" font-size="15" font-weight="bold">%s</text>`+"\n",
+	fmt.Fprintf(&b, `<text x="%d" y="22" text-anchor="middle" font-size="15" font-weight="bold">%s</text>`+"\n",
 		(svgLeft+svgWidth-svgRight)/2, esc(p.title))
+	if p.subtitle != "" {
+		fmt.Fprintf(&b, `<text x="%d" y="40" text-anchor="middle" font-size="11" fill="#555555">%s</text>`+"\n",
+			(svgLeft+svgWidth-svgRight)/2, esc(p.subtitle))
+	}
 
 	left, right, top, bottom := float64(svgLeft), float64(svgWidth-svgRight), float64(svgTop), float64(svgHeight-svgBottom)
 	b.WriteString(`<g stroke="#dddddd" stroke-width="1">` + "\n")

@@ -95,7 +95,7 @@ func near(a, b float64) bool { return math.Abs(a-b) < 0.11 } // positions are wr
 // labels are there and escaped.
 func TestSVGLogAxis(t *testing.T) {
 	p := plot{
-		title: "events/s vs keys <&>", xLabel: "keys", yLabel: "events/s",
+		title: "events/s vs keys <&>", subtitle: "one run", xLabel: "keys", yLabel: "events/s",
 		series: []plotSeries{
 			{name: "edgetables", points: []plotPoint{{1e3, 100}, {1e4, 50}, {1e5, 0}}},
 			{name: "raw", points: []plotPoint{{1e3, 200}, {math.Sqrt(1e3 * 1e4), 150}}},
@@ -133,7 +133,7 @@ func TestSVGLogAxis(t *testing.T) {
 		t.Errorf("tooltip %q", e[1].title)
 	}
 	all := strings.Join(doc.texts, "|")
-	for _, want := range []string{"events/s vs keys <&>", "keys (log scale)", "events/s", "1k", "10k", "100k", "edgetables", "raw", "|0|", "200"} {
+	for _, want := range []string{"events/s vs keys <&>", "one run", "keys (log scale)", "events/s", "1k", "10k", "100k", "edgetables", "raw", "|0|", "200"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no text %q in %q", want, all)
 		}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,7 +49,7 @@ const (
 	sweepRecordsPerKey = 10
 	// diskPerRecord is the disk space a recovery point needs per record
 	// written, with room to spare: the changelog before the server
-	// compacts it (about 130 bytes a record, measured) and the stores.
+	// compacts it and the store took 1.2 GB at 10,000,000 records.
 	diskPerRecord = 400
 	// maxSweepTables bounds SweepConfig.Tables.
 	maxSweepTables = 100
@@ -104,6 +105,8 @@ type Curve struct {
 	// Plot is the path of the SVG written ("" when none).
 	Plot string `json:"plot,omitempty"`
 	logY bool
+	// brief is Fixed in a few words, for the plot's subtitle.
+	brief string
 }
 
 // Row is one point of a curve.
@@ -221,7 +224,8 @@ func (e *env) sweep(ctx context.Context) ([]Curve, error) {
 			errs = append(errs, fmt.Errorf("curve %s: %w", name, err))
 		}
 		if s.PlotDir != "" && len(c.Rows) > 0 {
-			if perr := writeCurvePlot(s.PlotDir, &c); perr != nil {
+			when := fmt.Sprintf("each point once, %s, %d CPUs", time.Now().UTC().Format(time.DateOnly), runtime.NumCPU())
+			if perr := writeCurvePlot(s.PlotDir, &c, when); perr != nil {
 				errs = append(errs, perr)
 			}
 		}
@@ -250,12 +254,14 @@ func (e *env) sweepPipeline(ctx context.Context, name string) (Curve, error) {
 	var sizes []pipeSize
 	if name == CurvePipelineKeys {
 		c.Title, c.X = "Pipeline throughput vs keys", "keys"
+		c.brief = fmt.Sprintf("%s events, %d partitions, at least once", count(s.Events), e.cfg.Partitions)
 		c.Fixed = fmt.Sprintf("%s events of %d B over K keys, %d partitions, a count table, at least once", count(s.Events), payloadSize, e.cfg.Partitions)
 		for _, k := range s.Keys {
 			sizes = append(sizes, pipeSize{events: s.Events, keys: k, partitions: e.cfg.Partitions})
 		}
 	} else {
 		c.Title, c.X = "Pipeline throughput vs partitions", "partitions"
+		c.brief = fmt.Sprintf("%s events over %s keys, at least once", count(s.Events), count(e.cfg.Keys))
 		c.Fixed = fmt.Sprintf("%s events of %d B over %s keys, P partitions, a count table, at least once", count(s.Events), payloadSize, count(e.cfg.Keys))
 		for _, p := range s.Partitions {
 			sizes = append(sizes, pipeSize{events: s.Events, keys: e.cfg.Keys, partitions: p})
@@ -298,7 +304,8 @@ func (e *env) sweepRecovery(ctx context.Context) (Curve, error) {
 	c := Curve{Name: CurveRecoveryRecords, Title: "Recovery time vs changelog records", X: "records", Unit: "s",
 		Fixed: fmt.Sprintf("N records of %d B over N/%d keys in %d partitions, compacted by the server to the last record per key; edgetables: Run to the last partition recovered into a fresh store; raw: ordered-consumer replay of the same streams, concurrently",
 			payloadSize, sweepRecordsPerKey, e.cfg.Partitions),
-		Series: []string{"edgetables", "raw replay"}, Ratio: "raw replay time ÷ edgetables time", logY: true}
+		Series: []string{"edgetables", "raw replay"}, Ratio: "raw replay time ÷ edgetables time", logY: true,
+		brief: fmt.Sprintf("N records over N/%d keys, %d partitions, into a fresh store", sweepRecordsPerKey, e.cfg.Partitions)}
 	var errs []error
 	for _, n := range s.RecoveryRecords {
 		keys := max(1, n/sweepRecordsPerKey)
@@ -337,7 +344,8 @@ func (e *env) sweepRecovery(ctx context.Context) (Curve, error) {
 func (e *env) sweepIdle(ctx context.Context) (Curve, error) {
 	s := e.cfg.Sweep
 	c := Curve{Name: CurveIdleRSS, Title: "Idle RSS vs partitions and tables", X: "partitions", Unit: "MiB",
-		Fixed: fmt.Sprintf("VmRSS of `edgetables run` %s after /readyz, nothing loaded, a fresh data directory per point; tables: a count table, a max table, then count tables", idleSettle)}
+		Fixed: fmt.Sprintf("VmRSS of `edgetables run` %s after /readyz, nothing loaded, a fresh data directory per point; tables: a count table, a max table, then count tables", idleSettle),
+		brief: fmt.Sprintf("VmRSS of edgetables run %s after ready, nothing loaded", idleSettle)}
 	for _, t := range s.Tables {
 		c.Series = append(c.Series, fmt.Sprintf("%d table%s", t, map[bool]string{true: "", false: "s"}[t == 1]))
 	}
@@ -376,10 +384,10 @@ points:
 	return c, errors.Join(errs...)
 }
 
-// writeCurvePlot writes c's plot to dir/scaling-<name>.svg and records its
-// path in c.
-func writeCurvePlot(dir string, c *Curve) error {
-	p := plot{title: c.Title, xLabel: c.X, yLabel: c.Unit, logY: c.logY}
+// writeCurvePlot writes c's plot to dir/scaling-<name>.svg, when (the
+// run's date and machine) in its subtitle, and records its path in c.
+func writeCurvePlot(dir string, c *Curve, when string) error {
+	p := plot{title: c.Title, subtitle: c.brief + "; " + when, xLabel: c.X, yLabel: c.Unit, logY: c.logY}
 	switch c.Unit {
 	case "s":
 		p.yLabel = "time (s)"

@@ -95,3 +95,33 @@ func TestCurvesMarkdown(t *testing.T) {
 		t.Errorf("a sweep's Markdown has the scenarios' table:\n%s", out)
 	}
 }
+
+// TestSweepDiskShort runs the recovery curve with a point that the free
+// disk cannot hold: it is skipped with a note saying why, and the other
+// point is measured.
+func TestSweepDiskShort(t *testing.T) {
+	dir := t.TempDir()
+	const huge = 1 << 31
+	free, err := freeDisk(dir)
+	if err != nil {
+		t.Skip(err)
+	}
+	if free >= huge*diskPerRecord {
+		t.Skipf("%d bytes free: the disk is not short", free)
+	}
+	rep, err := Run(context.Background(), Config{Events: 1000, Keys: 10, Partitions: 2, Dir: dir,
+		Sweep: &SweepConfig{Curves: []string{CurveRecoveryRecords}, RecoveryRecords: []int{200, huge}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Curves) != 1 {
+		t.Fatalf("curves: %+v", rep.Curves)
+	}
+	c := rep.Curves[0]
+	if len(c.Rows) != 1 || c.Rows[0].X != 200 || c.Rows[0].Y[0] <= 0 || c.Rows[0].Y[1] <= 0 {
+		t.Errorf("rows %+v, want the 200-record point measured", c.Rows)
+	}
+	if len(c.Notes) != 1 || !strings.Contains(c.Notes[0], "2,147,483,648 records: skipped: needs about 800.0 GiB of disk") {
+		t.Errorf("notes %q, want the huge point skipped for the disk", c.Notes)
+	}
+}
