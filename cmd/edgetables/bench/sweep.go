@@ -159,7 +159,7 @@ func (s *SweepConfig) setDefaults(cfg *Config) error {
 		v        []int
 		min, max int
 	}{{"Keys", s.Keys, 1, s.Events}, {"Partitions", s.Partitions, 1, 1024},
-		{"RecoveryRecords", s.RecoveryRecords, 1, 1 << 31}, {"Tables", s.Tables, 1, maxSweepTables}} {
+		{"RecoveryRecords", s.RecoveryRecords, 1, math.MaxInt32}, {"Tables", s.Tables, 1, maxSweepTables}} {
 		if err := CheckPoints(l.v, l.min, l.max); err != nil {
 			return fmt.Errorf("bench config: Sweep.%s: %w", l.name, err)
 		}

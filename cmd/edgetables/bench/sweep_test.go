@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -101,7 +102,7 @@ func TestCurvesMarkdown(t *testing.T) {
 // point is measured.
 func TestSweepDiskShort(t *testing.T) {
 	dir := t.TempDir()
-	const huge = 1 << 31
+	const huge = math.MaxInt32
 	free, err := freeDisk(dir)
 	if err != nil {
 		t.Skip(err)
@@ -121,7 +122,7 @@ func TestSweepDiskShort(t *testing.T) {
 	if len(c.Rows) != 1 || c.Rows[0].X != 200 || c.Rows[0].Y[0] <= 0 || c.Rows[0].Y[1] <= 0 {
 		t.Errorf("rows %+v, want the 200-record point measured", c.Rows)
 	}
-	if len(c.Notes) != 1 || !strings.Contains(c.Notes[0], "2,147,483,648 records: skipped: needs about 800.0 GiB of disk") {
+	if len(c.Notes) != 1 || !strings.Contains(c.Notes[0], "2,147,483,647 records: skipped: needs about 800.0 GiB of disk") {
 		t.Errorf("notes %q, want the huge point skipped for the disk", c.Notes)
 	}
 }
