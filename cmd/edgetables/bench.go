@@ -37,7 +37,7 @@ type benchCmd struct {
 	NoSpawn         bool     `name:"no-spawn" hidden:"" help:"Skip what starts the binary: the footprint's RSS and the failover scenario."`
 	ModuleDir       string   `name:"module-dir" hidden:"" help:"edgetables module to build the stripped binary from ('-': do not build)."`
 
-	Sweep                bool     `help:"Measure the scaling sweep's curves instead of the scenarios (--scenarios is ignored; 10 to 15 minutes on 2 cores): each point once, a table and with --sweep-plot an SVG per curve; --sweep-* choose the points."`
+	Sweep                bool     `help:"Measure the scaling sweep's curves instead of the scenarios (--scenarios is ignored; 8 to 13 minutes on 2 cores): each point once, a table and with --sweep-plot an SVG per curve; --sweep-* choose the points."`
 	SweepCurves          []string `placeholder:"CURVE" name:"sweep-curves" help:"Curves of the sweep, comma-separated: pipeline events/s vs keys and vs partitions, recovery time vs changelog records, idle RSS vs partitions and tables." default:"pipeline-keys,pipeline-partitions,recovery-records,idle-rss" enum:"pipeline-keys,pipeline-partitions,recovery-records,idle-rss"`
 	SweepEvents          int      `name:"sweep-events" help:"Source events of every pipeline point of the sweep (0: --events)." default:"0"`
 	SweepKeys            []int    `placeholder:"N" name:"sweep-keys" help:"Key counts of the pipeline-keys curve, on --partitions partitions (default: powers of ten from 1000 to --sweep-events, at most 1000000)."`
