@@ -440,7 +440,12 @@ func writeCurves(b *strings.Builder, curves []Curve) {
 				fmt.Fprintf(b, " | %s", cell(c.Ratio))
 				align += "|---:"
 			}
-			b.WriteString(" | other CPU |\n" + align + "|---:|\n")
+			other := slices.ContainsFunc(c.Rows, func(r Row) bool { return r.OtherCPU != nil })
+			if other {
+				b.WriteString(" | other CPU")
+				align += "|---:"
+			}
+			b.WriteString(" |\n" + align + "|\n")
 			for _, r := range c.Rows {
 				fmt.Fprintf(b, "| %s", count(int(r.X)))
 				for _, y := range r.Y {
@@ -449,11 +454,13 @@ func writeCurves(b *strings.Builder, curves []Curve) {
 				if c.Ratio != "" {
 					fmt.Fprintf(b, " | %.2f×", r.Ratio)
 				}
-				other := "—"
-				if r.OtherCPU != nil {
-					other = otherNote(*r.OtherCPU)
+				switch {
+				case r.OtherCPU != nil:
+					fmt.Fprintf(b, " | %s", otherNote(*r.OtherCPU))
+				case other:
+					b.WriteString(" | —")
 				}
-				fmt.Fprintf(b, " | %s |\n", other)
+				b.WriteString(" |\n")
 			}
 		}
 		if c.Plot != "" {
