@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/edgetables/edgetables/cmd/edgetables/bench"
@@ -33,6 +36,15 @@ type benchCmd struct {
 	Executable      string   `help:"edgetables binary the footprint and failover scenarios start (default: this one)."`
 	NoSpawn         bool     `name:"no-spawn" hidden:"" help:"Skip what starts the binary: the footprint's RSS and the failover scenario."`
 	ModuleDir       string   `name:"module-dir" hidden:"" help:"edgetables module to build the stripped binary from ('-': do not build)."`
+
+	Sweep                bool     `help:"Measure the scaling sweep's curves instead of the scenarios (--scenarios is ignored; 8 to 13 minutes on 2 cores): each point once, a table and with --sweep-plot an SVG per curve; --sweep-* choose the points."`
+	SweepCurves          []string `placeholder:"CURVE" name:"sweep-curves" help:"Curves of the sweep, comma-separated: pipeline events/s vs keys and vs partitions, recovery time vs changelog records, idle RSS vs partitions and tables." default:"pipeline-keys,pipeline-partitions,recovery-records,idle-rss" enum:"pipeline-keys,pipeline-partitions,recovery-records,idle-rss"`
+	SweepEvents          int      `name:"sweep-events" help:"Source events of every pipeline point of the sweep (0: --events)." default:"0"`
+	SweepKeys            []int    `placeholder:"N" name:"sweep-keys" help:"Key counts of the pipeline-keys curve, on --partitions partitions (default: powers of ten from 1000 to --sweep-events, at most 1000000)."`
+	SweepPartitions      []int    `placeholder:"N" name:"sweep-partitions" help:"Partition counts of the pipeline-partitions curve (at --keys keys) and of the idle-rss curve." default:"8,32,128"`
+	SweepRecoveryRecords []int    `placeholder:"N" name:"sweep-recovery-records" help:"Changelog sizes of the recovery-records curve: N records over N/10 keys on --partitions partitions; a size the free disk cannot hold is skipped with a note." default:"100000,1000000,10000000"`
+	SweepTables          []int    `placeholder:"N" name:"sweep-tables" help:"Table counts of the idle-rss curve, one line each." default:"1,4,16"`
+	SweepPlot            string   `placeholder:"DIR" name:"sweep-plot" help:"Write one SVG plot per curve of the sweep into this directory (scaling-<curve>.svg)."`
 }
 
 // Validate checks the sizes; errors name the flag.
@@ -54,7 +66,45 @@ func (b *benchCmd) Validate() error {
 	case b.Keys > b.Events:
 		return fmt.Errorf("--keys %d: must not exceed --events %d", b.Keys, b.Events)
 	}
+	return b.validateSweep()
+}
+
+// validateSweep checks the sweep's flags; errors name the flag.
+func (b *benchCmd) validateSweep() error {
+	events := b.sweepEvents()
+	switch {
+	case b.SweepEvents < 0:
+		return fmt.Errorf("--sweep-events %d: must be at least 0", b.SweepEvents)
+	case b.Keys > events:
+		return fmt.Errorf("--keys %d: must not exceed --sweep-events %d (the pipeline-partitions curve's keys)", b.Keys, events)
+	}
+	for _, l := range []struct {
+		name     string
+		points   []int
+		min, max int
+	}{{"--sweep-keys", b.SweepKeys, 1, events}, {"--sweep-partitions", b.SweepPartitions, 1, 1024},
+		{"--sweep-recovery-records", b.SweepRecoveryRecords, 1, math.MaxInt32}, {"--sweep-tables", b.SweepTables, 1, 100}} {
+		if err := bench.CheckPoints(l.points, l.min, l.max); err != nil {
+			return fmt.Errorf("%s %s: %w", l.name, joinInts(l.points), err)
+		}
+	}
 	return nil
+}
+
+// sweepEvents is the events of the sweep's pipeline points.
+func (b *benchCmd) sweepEvents() int {
+	if b.SweepEvents == 0 {
+		return b.Events
+	}
+	return b.SweepEvents
+}
+
+func joinInts(vs []int) string {
+	s := make([]string, len(vs))
+	for i, v := range vs {
+		s[i] = strconv.Itoa(v)
+	}
+	return strings.Join(s, ",")
 }
 
 func (b *benchCmd) config(log *slog.Logger) bench.Config {
@@ -68,6 +118,18 @@ func (b *benchCmd) config(log *slog.Logger) bench.Config {
 		FailoverKills: b.FailoverKills, FailoverBaselineKills: base,
 		Scenarios: b.Scenarios, Logger: log, Dir: b.Dir, ProfileDir: b.ProfileDir,
 		Executable: b.Executable, NoSpawn: b.NoSpawn, ModuleDir: b.ModuleDir,
+		Sweep: b.sweepConfig(),
+	}
+}
+
+// sweepConfig is the sweep's configuration, nil without --sweep.
+func (b *benchCmd) sweepConfig() *bench.SweepConfig {
+	if !b.Sweep {
+		return nil
+	}
+	return &bench.SweepConfig{
+		Curves: b.SweepCurves, Events: b.SweepEvents, Keys: b.SweepKeys, Partitions: b.SweepPartitions,
+		RecoveryRecords: b.SweepRecoveryRecords, Tables: b.SweepTables, PlotDir: b.SweepPlot,
 	}
 }
 
@@ -82,7 +144,7 @@ func (b *benchCmd) run(ctx context.Context, stdout, stderr io.Writer, log *slog.
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := bench.Run(ctx, b.config(log))
-	if err != nil && len(rep.Results) == 0 && len(rep.NotRun) == 0 {
+	if err != nil && len(rep.Results) == 0 && len(rep.NotRun) == 0 && len(rep.Curves) == 0 {
 		fmt.Fprintf(stderr, "edgetables: bench: %v\n", err)
 		return 1
 	}

@@ -111,9 +111,12 @@ type Config struct {
 	// the size of Executable is reported instead.
 	ModuleDir string
 	// NoSpawn skips what starts Executable: the footprint's idle and
-	// loaded RSS (the binary size is still reported) and the failover
-	// scenario (reported as not run).
+	// loaded RSS (the binary size is still reported), the failover
+	// scenario (reported as not run) and the sweep's idle-rss curve.
 	NoSpawn bool
+	// Sweep, if set, makes Run measure the scaling sweep's curves instead
+	// of the scenarios (Scenarios is then ignored).
+	Sweep *SweepConfig
 }
 
 func (c *Config) setDefaults() error {
@@ -164,6 +167,13 @@ func (c *Config) setDefaults() error {
 			return fmt.Errorf("bench config: unknown scenario %q (want %s)", s, strings.Join(Scenarios, ", "))
 		}
 	}
+	if c.Sweep != nil {
+		s := *c.Sweep // the caller's slices are not changed
+		if err := s.setDefaults(c); err != nil {
+			return err
+		}
+		c.Sweep = &s
+	}
 	return nil
 }
 
@@ -181,6 +191,9 @@ type env struct {
 	// (see connect), as a node has one.
 	pub     *publisher
 	nextApp int
+	// sweepRows holds the sweep's pipeline points by size, for a curve
+	// that has a point of the same size as an earlier one.
+	sweepRows map[pipeSize]Row
 }
 
 // Run runs the selected scenarios and returns their results. A scenario
@@ -192,7 +205,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return Report{}, err
 	}
 	start := time.Now()
-	e := &env{cfg: cfg, log: cfg.Logger}
+	e := &env{cfg: cfg, log: cfg.Logger, sweepRows: make(map[pipeSize]Row)}
 	e.plog = slog.New(minLevel{h: cfg.Logger.Handler(), min: slog.LevelWarn})
 	if cfg.Logger.Enabled(ctx, slog.LevelDebug) {
 		e.plog = cfg.Logger
@@ -220,6 +233,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	rep := Report{Machine: machine(), Sizes: Sizes{Events: cfg.Events, Keys: cfg.Keys, Partitions: cfg.Partitions,
 		RecoveryRecords: cfg.RecoveryRecords, RecoveryKeys: cfg.RecoveryKeys, Reads: cfg.Reads}}
 	var errs []error
+	if cfg.Sweep != nil {
+		curves, err := e.sweep(ctx)
+		rep.Curves = curves
+		rep.Took = time.Since(start).Round(time.Second).String()
+		return rep, err
+	}
 	for _, name := range Scenarios {
 		if !slices.Contains(cfg.Scenarios, name) {
 			continue

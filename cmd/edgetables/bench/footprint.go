@@ -65,33 +65,10 @@ func (e *env) spawnFootprint(ctx context.Context) ([]Result, error) {
 	}
 	httpAddr := "127.0.0.1:" + strconv.Itoa(port)
 	dataDir := filepath.Join(e.dir, "footprint")
-	// The pipeline's count table, and a max table over another subject
-	// that the load leaves alone.
-	args := []string{"--name=" + footprintNode, "--app=" + footprintApp, "--data-dir=" + dataDir,
-		"--nats-listen=127.0.0.1:0", "--http-listen=" + httpAddr,
-		"--partitions=" + strconv.Itoa(e.cfg.Partitions), "--log-level=warn",
-		"--table=name=counts,source=" + footprintApp + ".ev.*,key=subject:3,agg=count",
-		"--table=name=maxv,source=" + footprintApp + ".temp.*,key=subject:3,agg=max,field=value"}
-
+	args := nodeArgs(dataDir, httpAddr, e.cfg.Partitions, 2)
 	e.log.Info("bench: footprint: idle node", "exe", exe)
-	c, err := spawn(footprintNode, exe, httpAddr, args)
+	idle, err := idleRSS(ctx, exe, httpAddr, args)
 	if err != nil {
-		return nil, err
-	}
-	defer func() { _ = c.stop() }()
-	if err := c.waitReady(ctx); err != nil {
-		return nil, err
-	}
-	select {
-	case <-time.After(idleSettle):
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	idle, err := procStatusBytes(c.cmd.Process.Pid, "VmRSS")
-	if err != nil {
-		return nil, err
-	}
-	if err := c.stop(); err != nil {
 		return nil, err
 	}
 
@@ -104,7 +81,7 @@ func (e *env) spawnFootprint(ctx context.Context) ([]Result, error) {
 
 	e.log.Info("bench: footprint: node under load")
 	t0 := time.Now()
-	c, err = spawn(footprintNode, exe, httpAddr, args)
+	c, err := spawn(footprintNode, exe, httpAddr, args)
 	if err != nil {
 		return nil, err
 	}
@@ -177,6 +154,52 @@ func (e *env) spawnFootprint(ctx context.Context) ([]Result, error) {
 		Note: fmt.Sprintf("VmHWM of the same node restarted with %s events over %s keys for its count table in its source stream, until it committed them all: %s from the start of the process (%s events/s); highest VmRSS sampled every %s: %.1f MiB",
 			count(n), count(keys), took.Round(time.Millisecond), short(float64(n)/took.Seconds()), rssSampleEvery, mib(sampled)),
 	}}, nil
+}
+
+// nodeArgs returns the flags of a footprint node with its data in dataDir,
+// its HTTP API on httpAddr, partitions partitions and tables tables: the
+// pipeline's count table, a max table over another subject that the load
+// leaves alone, and from the third on count tables over subjects of their
+// own.
+func nodeArgs(dataDir, httpAddr string, partitions, tables int) []string {
+	args := []string{"--name=" + footprintNode, "--app=" + footprintApp, "--data-dir=" + dataDir,
+		"--nats-listen=127.0.0.1:0", "--http-listen=" + httpAddr,
+		"--partitions=" + strconv.Itoa(partitions), "--log-level=warn"}
+	for i := range tables {
+		switch i {
+		case 0:
+			args = append(args, "--table=name=counts,source="+footprintApp+".ev.*,key=subject:3,agg=count")
+		case 1:
+			args = append(args, "--table=name=maxv,source="+footprintApp+".temp.*,key=subject:3,agg=max,field=value")
+		default:
+			args = append(args, fmt.Sprintf("--table=name=t%d,source=%s.t%d.*,key=subject:3,agg=count", i, footprintApp, i))
+		}
+	}
+	return args
+}
+
+// idleRSS starts `exe run` with args, waits until it is ready and
+// idleSettle more, and returns its resident memory (VmRSS); the node is
+// stopped before it returns.
+func idleRSS(ctx context.Context, exe, httpAddr string, args []string) (int64, error) {
+	c, err := spawn(footprintNode, exe, httpAddr, args)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = c.stop() }()
+	if err := c.waitReady(ctx); err != nil {
+		return 0, err
+	}
+	select {
+	case <-time.After(idleSettle):
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	idle, err := procStatusBytes(c.cmd.Process.Pid, "VmRSS")
+	if err != nil {
+		return 0, err
+	}
+	return idle, c.stop()
 }
 
 // preload opens the stopped node's JetStream storage in dataDir with an

@@ -55,11 +55,12 @@ func builtin(spec string) (manager.Collection, manager.Agent, error) {
 	return edgebuiltin.Builtin(s)
 }
 
-// newManager returns a table manager over p with its stores in storeDir,
-// configured as edge.Node configures it by default for mode.
-func (e *env) newManager(p ports, storeDir string, tables []manager.Collection, agents []manager.Agent, mode deliveryMode) (*manager.TableManager, error) {
+// newManager returns a table manager of partitions partitions over p with
+// its stores in storeDir, configured as edge.Node configures it by default
+// for mode.
+func (e *env) newManager(p ports, partitions int, storeDir string, tables []manager.Collection, agents []manager.Agent, mode deliveryMode) (*manager.TableManager, error) {
 	m, err := manager.New(manager.Config{
-		Node: nodeName, Partitions: e.cfg.Partitions, MaxCommitRecords: edge.MaxCommitRecords(mode == exactlyOnce),
+		Node: nodeName, Partitions: partitions, MaxCommitRecords: edge.MaxCommitRecords(mode == exactlyOnce),
 		Changelog: p.changelog, Source: p.source, DeadLetters: p.dlq,
 		Stores: store.NewDir(storeDir, nil), Logger: e.plog,
 	})

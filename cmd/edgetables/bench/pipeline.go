@@ -60,7 +60,8 @@ func (e *env) pipeline(ctx context.Context) ([]Result, error) {
 	for i, c := range cases {
 		var raw *rawRun
 		for _, mode := range c.modes {
-			r, measured, err := e.pipelineRun(ctx, mode, c.keys, c.target, raw, i == 0)
+			sz := pipeSize{events: e.cfg.Events, keys: c.keys, partitions: e.cfg.Partitions}
+			r, measured, err := e.pipelineRun(ctx, mode, sz, c.target, raw, i == 0)
 			if err != nil {
 				return nil, fmt.Errorf("K=%d, %s: %w", c.keys, mode, err)
 			}
@@ -99,18 +100,25 @@ func events(ctx context.Context, pub *publisher, stream, prefix string, n, keys 
 // alone, which does nothing with the events: the limit of any pipeline.
 const consumeTarget = 0.4
 
-// pipelineRun measures one mode and key count. It measures the raw
-// baseline on the same events too, unless raw is given, and then with
-// consumeAlone also the raw consumer alone, reported as a second result;
-// it returns the baseline it compared with.
-func (e *env) pipelineRun(ctx context.Context, mode deliveryMode, keys int, target float64, raw *rawRun, consumeAlone bool) ([]Result, *rawRun, error) {
-	n := e.cfg.Events
+// pipeSize is the size of one pipeline run: events over keys keys, into
+// a table of partitions partitions.
+type pipeSize struct{ events, keys, partitions int }
+
+// pipelineRun measures one mode and size. It measures the raw baseline on
+// the same events too, unless raw is given, and then with consumeAlone
+// also the raw consumer alone, reported as a second result; it returns the
+// baseline it compared with.
+func (e *env) pipelineRun(ctx context.Context, mode deliveryMode, sz pipeSize, target float64, raw *rawRun, consumeAlone bool) ([]Result, *rawRun, error) {
+	n, keys := sz.events, sz.keys
 	app := e.app("pipe")
 	name := fmt.Sprintf("pipeline, K=%s (%s)", count(keys), mode)
 	if keys == n {
 		name = fmt.Sprintf("pipeline, K=N=%s (%s)", count(keys), mode)
 	}
 	phase := fmt.Sprintf("pipeline-k%d-%s", keys, mode)
+	if sz.partitions != e.cfg.Partitions {
+		phase = fmt.Sprintf("pipeline-k%d-p%d-%s", keys, sz.partitions, mode)
+	}
 	table, agent, err := builtin(fmt.Sprintf("name=counts,source=%s.ev.*,key=subject:3,agg=count", app))
 	if err != nil {
 		return nil, nil, err
@@ -128,7 +136,7 @@ func (e *env) pipelineRun(ctx context.Context, mode deliveryMode, keys int, targ
 	// changelog would otherwise weigh on the scenarios after it (the
 	// embedded server shares this process's heap and garbage collector).
 	defer e.dropStreams(js, app)
-	p, err := newPorts(ctx, js, app, e.cfg.Partitions, []manager.Agent{agent}, mode)
+	p, err := newPorts(ctx, js, app, sz.partitions, []manager.Agent{agent}, mode)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -177,7 +185,7 @@ func (e *env) pipelineRun(ctx context.Context, mode deliveryMode, keys int, targ
 	}
 
 	e.log.Info("bench: edgetables", "run", name)
-	m, err := e.newManager(p, filepath.Join(e.dir, app, "tables"), []manager.Collection{table}, []manager.Agent{agent}, mode)
+	m, err := e.newManager(p, sz.partitions, filepath.Join(e.dir, app, "tables"), []manager.Collection{table}, []manager.Agent{agent}, mode)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -212,7 +220,7 @@ func (e *env) pipelineRun(ctx context.Context, mode deliveryMode, keys int, targ
 		BaselineValue: rawRate, Ratio: rate / rawRate,
 		Target: fmt.Sprintf("≥ %.1f× raw", target),
 		Note: fmt.Sprintf("%s events of %d B on %d partitions: edgetables %s, %s %s; %d commits (mean %s), %.3f changelog records/event; source loaded at %s/s; other processes used %s of the CPUs during the edgetables run, %s during the raw run",
-			count(n), payloadSize, e.cfg.Partitions, took.Round(time.Millisecond), rawNote, raw.took.Round(time.Millisecond),
+			count(n), payloadSize, sz.partitions, took.Round(time.Millisecond), rawNote, raw.took.Round(time.Millisecond),
 			st.Commits, st.MeanCommit.Round(10*time.Microsecond), float64(st.ChangelogRecords)/float64(n), short(pubRate),
 			otherNote(otherEdge), otherNote(raw.other)),
 	}

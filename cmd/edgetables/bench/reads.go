@@ -81,7 +81,7 @@ func (e *env) reads(ctx context.Context) ([]Result, error) {
 			}
 		}
 	}
-	m, err := e.newManager(p, filepath.Join(e.dir, app, "tables"), []manager.Collection{table}, []manager.Agent{agent}, atLeastOnce)
+	m, err := e.newManager(p, e.cfg.Partitions, filepath.Join(e.dir, app, "tables"), []manager.Collection{table}, []manager.Agent{agent}, atLeastOnce)
 	if err != nil {
 		return nil, err
 	}

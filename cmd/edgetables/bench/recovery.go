@@ -32,87 +32,117 @@ const (
 // server to the last record per key), against a raw ordered-consumer replay
 // of the same streams.
 func (e *env) recovery(ctx context.Context) ([]Result, error) {
-	n, keys := e.cfg.RecoveryRecords, e.cfg.RecoveryKeys
-	app := e.app("rec")
-	spec := fmt.Sprintf("name=latest,source=%s.ev.*,key=subject:3,agg=latest", app)
-	table, agent, err := builtin(spec)
+	sz := recoverySize{records: e.cfg.RecoveryRecords, keys: e.cfg.RecoveryKeys, partitions: e.cfg.Partitions,
+		reps: recoveryReps, phase: "recovery"}
+	m, err := e.recoveryCase(ctx, sz)
 	if err != nil {
 		return nil, err
 	}
-	nc, js, err := e.connect(app)
-	if err != nil {
-		return nil, err
-	}
-	defer nc.Close()
-	defer e.dropStreams(js, app)
-	p, err := newPorts(ctx, js, app, e.cfg.Partitions, []manager.Agent{agent}, atLeastOnce)
-	if err != nil {
-		return nil, err
-	}
-	e.log.Info("bench: writing the changelog", "records", n, "keys", keys)
-	t0 := time.Now()
-	last, err := e.writeChangelog(ctx, p.changelog, table.Name(), n, keys)
-	if err != nil {
-		return nil, fmt.Errorf("write changelog: %w", err)
-	}
-	appendTook := time.Since(t0)
-	live := 0
-	for part := 0; part < e.cfg.Partitions; part++ {
-		st, err := js.Stream(ctx, p.changelog.Stream(part))
-		if err != nil {
-			return nil, fmt.Errorf("changelog stream %d: %w", part, err)
-		}
-		live += int(st.CachedInfo().State.Msgs)
-	}
-
-	var edgeTimes, readyTimes, rawTimes []time.Duration
-	var entries, rawEntries int
-	otherEdge, otherRaw := -1.0, -1.0 // the most other processes used in a rep
-	for rep := 1; rep <= recoveryReps; rep++ {
-		e.log.Info("bench: raw replay", "rep", rep)
-		var took time.Duration
-		other, err := e.phase(fmt.Sprintf("recovery-raw-%d", rep), func() (err error) {
-			took, rawEntries, err = e.rawReplay(ctx, app)
-			return err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("raw replay: %w", err)
-		}
-		rawTimes, otherRaw = append(rawTimes, took), max(otherRaw, other)
-		e.log.Info("bench: edgetables recovery", "rep", rep)
-		rr, err := e.recoverOnce(ctx, p, rep, spec, last)
-		if err != nil {
-			return nil, err
-		}
-		edgeTimes, readyTimes = append(edgeTimes, rr.took), append(readyTimes, rr.ready)
-		entries, otherEdge = rr.entries, max(otherEdge, rr.other)
-	}
-	if entries != live || rawEntries != live {
-		return nil, fmt.Errorf("the changelog holds %d messages; recovery replayed %d, the raw replay read %d", live, entries, rawEntries)
-	}
-	took, raw := median(edgeTimes), median(rawTimes)
-	rate, rawRate := float64(entries)/took.Seconds(), float64(rawEntries)/raw.Seconds()
+	n, keys := sz.records, sz.keys
+	took, raw := median(m.edge), median(m.raw)
+	rate, rawRate := float64(m.live)/took.Seconds(), float64(m.live)/raw.Seconds()
 	res := Result{
 		Name: fmt.Sprintf("recovery, %s records over %s keys into a fresh store", count(n), count(keys)),
 		Unit: "records/s", Value: rate,
-		Baseline:      fmt.Sprintf("raw ordered-consumer replay of the same %d streams, concurrently", e.cfg.Partitions),
+		Baseline:      fmt.Sprintf("raw ordered-consumer replay of the same %d streams, concurrently", sz.partitions),
 		BaselineValue: rawRate, Ratio: rate / rawRate, Target: "≥ 0.5× raw", Met: ptr(rate/rawRate >= 0.5),
 		Note: fmt.Sprintf("written with Changelog.Append in batches of %s in %s (%s records/s); compacted by the server to %s live messages (records and one marker per partition), all replayed; median of %d: edgetables %s from Run to the last partition recovered (all %v), %s to Ready (all %v); raw %s (all %v); other processes used up to %s of the CPUs during a recovery, %s during a raw replay",
-			count(appendBatch), appendTook.Round(time.Millisecond), short(float64(n)/appendTook.Seconds()), count(live),
-			recoveryReps, took.Round(time.Millisecond), rounded(edgeTimes), median(readyTimes).Round(time.Millisecond), rounded(readyTimes),
-			raw.Round(time.Millisecond), rounded(rawTimes), otherNote(otherEdge), otherNote(otherRaw)),
-		OtherCPU: otherMax(otherEdge, otherRaw),
+			count(appendBatch), m.appendTook.Round(time.Millisecond), short(float64(n)/m.appendTook.Seconds()), count(m.live),
+			sz.reps, took.Round(time.Millisecond), rounded(m.edge), median(m.ready).Round(time.Millisecond), rounded(m.ready),
+			raw.Round(time.Millisecond), rounded(m.raw), otherNote(m.otherEdge), otherNote(m.otherRaw)),
+		OtherCPU: otherMax(m.otherEdge, m.otherRaw),
 	}
 	return []Result{res}, nil
 }
 
+// recoverySize is the size of one recovery case: records records over
+// keys keys in a changelog of partitions partitions, recovered (and
+// replayed raw) reps times. phase prefixes its profiles' names.
+type recoverySize struct {
+	records, keys, partitions, reps int
+	phase                           string
+}
+
+// recoveryMeasure is what recoveryCase measured.
+type recoveryMeasure struct {
+	live       int           // messages in the compacted changelog, each replayed by every rep
+	appendTook time.Duration // writing the changelog
+	// edge holds the time of each edgetables recovery from Run to the
+	// last partition recovered, ready to Ready, raw of each raw replay.
+	edge, ready, raw []time.Duration
+	// otherEdge and otherRaw are the most other processes used of the
+	// CPUs during a recovery and a raw replay (-1: unknown).
+	otherEdge, otherRaw float64
+}
+
+// recoveryCase writes a changelog of sz and times, sz.reps times each, a
+// raw replay of it and the recovery of a fresh store from it, checking
+// every recovered table. The changelog's streams are deleted at the end.
+func (e *env) recoveryCase(ctx context.Context, sz recoverySize) (recoveryMeasure, error) {
+	n, keys := sz.records, sz.keys
+	app := e.app("rec")
+	spec := fmt.Sprintf("name=latest,source=%s.ev.*,key=subject:3,agg=latest", app)
+	table, agent, err := builtin(spec)
+	if err != nil {
+		return recoveryMeasure{}, err
+	}
+	nc, js, err := e.connect(app)
+	if err != nil {
+		return recoveryMeasure{}, err
+	}
+	defer nc.Close()
+	defer e.dropStreams(js, app)
+	p, err := newPorts(ctx, js, app, sz.partitions, []manager.Agent{agent}, atLeastOnce)
+	if err != nil {
+		return recoveryMeasure{}, err
+	}
+	e.log.Info("bench: writing the changelog", "records", n, "keys", keys, "partitions", sz.partitions)
+	t0 := time.Now()
+	last, err := e.writeChangelog(ctx, p.changelog, sz.partitions, table.Name(), n, keys)
+	if err != nil {
+		return recoveryMeasure{}, fmt.Errorf("write changelog: %w", err)
+	}
+	m := recoveryMeasure{appendTook: time.Since(t0), otherEdge: -1, otherRaw: -1}
+	for part := 0; part < sz.partitions; part++ {
+		st, err := js.Stream(ctx, p.changelog.Stream(part))
+		if err != nil {
+			return recoveryMeasure{}, fmt.Errorf("changelog stream %d: %w", part, err)
+		}
+		m.live += int(st.CachedInfo().State.Msgs)
+	}
+
+	for rep := 1; rep <= sz.reps; rep++ {
+		e.log.Info("bench: raw replay", "rep", rep)
+		var took time.Duration
+		var rawEntries int
+		other, err := e.phase(fmt.Sprintf("%s-raw-%d", sz.phase, rep), func() (err error) {
+			took, rawEntries, err = e.rawReplay(ctx, app, sz.partitions)
+			return err
+		})
+		if err != nil {
+			return recoveryMeasure{}, fmt.Errorf("raw replay: %w", err)
+		}
+		m.raw, m.otherRaw = append(m.raw, took), max(m.otherRaw, other)
+		e.log.Info("bench: edgetables recovery", "rep", rep)
+		rr, err := e.recoverOnce(ctx, p, sz, app, rep, spec, last)
+		if err != nil {
+			return recoveryMeasure{}, err
+		}
+		m.edge, m.ready = append(m.edge, rr.took), append(m.ready, rr.ready)
+		m.otherEdge = max(m.otherEdge, rr.other)
+		if rr.entries != m.live || rawEntries != m.live {
+			return recoveryMeasure{}, fmt.Errorf("the changelog holds %d messages; recovery replayed %d, the raw replay read %d", m.live, rr.entries, rawEntries)
+		}
+	}
+	return m, nil
+}
+
 // writeChangelog appends n records of table over keys keys to the
-// changelog, each partition in its own goroutine in batches of appendBatch
-// records and a marker, as commits do. Record i has key k<r> (r drawn
-// uniformly) and value payload(i). It returns, per key, 1 + the index of
-// its last record (0: never written).
-func (e *env) writeChangelog(ctx context.Context, cl *jetstream.Changelog, table string, n, keys int) ([]int32, error) {
-	parts := e.cfg.Partitions
+// changelog of parts partitions, each partition in its own goroutine in
+// batches of appendBatch records and a marker, as commits do. Record i has
+// key k<r> (r drawn uniformly) and value payload(i). It returns, per key,
+// 1 + the index of its last record (0: never written).
+func (e *env) writeChangelog(ctx context.Context, cl *jetstream.Changelog, parts int, table string, n, keys int) ([]int32, error) {
 	keyOf := make([]int32, n)
 	last := make([]int32, keys)
 	partOf := make([]int16, keys)
@@ -134,8 +164,12 @@ func (e *env) writeChangelog(ctx context.Context, cl *jetstream.Changelog, table
 			defer wg.Done()
 			var expect uint64
 			batch := make([]manager.Record, 0, appendBatch)
-			flush := func(i int) error {
-				l, err := cl.Append(ctx, part, expect, batch, manager.CommitMarker{SourceSeq: uint64(i), Node: nodeName})
+			// The markers commit no source position: the source stream
+			// is empty, and a position beyond its end would be taken for
+			// a source that lost its tail, which a takeover confirms
+			// for seconds before it ends the partition's recovery.
+			flush := func() error {
+				l, err := cl.Append(ctx, part, expect, batch, manager.CommitMarker{Node: nodeName})
 				expect = l
 				batch = batch[:0]
 				return err
@@ -146,14 +180,14 @@ func (e *env) writeChangelog(ctx context.Context, cl *jetstream.Changelog, table
 				}
 				batch = append(batch, manager.Record{Table: table, Key: []byte(keyName(int(k))), Value: payload(i)})
 				if len(batch) == appendBatch {
-					if errs[part] = flush(i + 1); errs[part] != nil {
+					if errs[part] = flush(); errs[part] != nil {
 						cancel()
 						return
 					}
 				}
 			}
 			if len(batch) > 0 {
-				if errs[part] = flush(n); errs[part] != nil {
+				if errs[part] = flush(); errs[part] != nil {
 					cancel()
 				}
 			}
@@ -176,9 +210,10 @@ type recoveryRun struct {
 	other   float64       // other processes' share of the CPUs meanwhile
 }
 
-// recoverOnce starts a manager on a fresh store directory, times its
-// recovery, checks the table and stops the manager.
-func (e *env) recoverOnce(ctx context.Context, p ports, rep int, spec string, last []int32) (recoveryRun, error) {
+// recoverOnce starts a manager of sz.partitions partitions on a fresh
+// store directory, times its recovery, checks the table and stops the
+// manager.
+func (e *env) recoverOnce(ctx context.Context, p ports, sz recoverySize, app string, rep int, spec string, last []int32) (recoveryRun, error) {
 	// A table belongs to one manager: every run gets its own.
 	table, agent, err := builtin(spec)
 	if err != nil {
@@ -188,14 +223,14 @@ func (e *env) recoverOnce(ctx context.Context, p ports, rep int, spec string, la
 	if !ok {
 		return recoveryRun{}, fmt.Errorf("built-in latest table is a %T, want *manager.Table[string, json.RawMessage]", table)
 	}
-	dir := filepath.Join(e.dir, fmt.Sprintf("recovery-%d", rep))
-	m, err := e.newManager(p, dir, []manager.Collection{table}, []manager.Agent{agent}, atLeastOnce)
+	dir := filepath.Join(e.dir, app, fmt.Sprintf("recovery-%d", rep))
+	m, err := e.newManager(p, sz.partitions, dir, []manager.Collection{table}, []manager.Agent{agent}, atLeastOnce)
 	if err != nil {
 		return recoveryRun{}, err
 	}
 	var rr recoveryRun
 	r := run(ctx, m)
-	rr.other, err = e.phase(fmt.Sprintf("recovery-edgetables-%d", rep), func() error {
+	rr.other, err = e.phase(fmt.Sprintf("%s-edgetables-%d", sz.phase, rep), func() error {
 		err := r.waitReady(ctx)
 		rr.ready = time.Since(r.start)
 		return err
@@ -254,11 +289,11 @@ func checkLatest(ctx context.Context, m *manager.TableManager, t *manager.Table[
 	return nil
 }
 
-// rawReplay reads every partition stream of app from its start with an
-// ordered consumer, all streams concurrently, pulling as the product's
-// Replay does, and returns the time from the first consumer's creation to
-// the last message, and the messages read.
-func (e *env) rawReplay(ctx context.Context, app string) (time.Duration, int, error) {
+// rawReplay reads the parts partition streams of app from their start
+// with an ordered consumer, all streams concurrently, pulling as the
+// product's Replay does, and returns the time from the first consumer's
+// creation to the last message, and the messages read.
+func (e *env) rawReplay(ctx context.Context, app string, parts int) (time.Duration, int, error) {
 	nc, js, err := e.connect(app + "-replay")
 	if err != nil {
 		return 0, 0, err
@@ -266,7 +301,6 @@ func (e *env) rawReplay(ctx context.Context, app string) (time.Duration, int, er
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(ctx, phaseTimeout)
 	defer cancel()
-	parts := e.cfg.Partitions
 	counts := make([]int, parts)
 	errs := make([]error, parts)
 	var wg sync.WaitGroup

@@ -72,6 +72,8 @@ type Report struct {
 	Sizes   Sizes    `json:"sizes"`
 	Results []Result `json:"results"`
 	NotRun  []NotRun `json:"not_run,omitempty"`
+	// Curves are the scaling sweep's curves (Config.Sweep).
+	Curves []Curve `json:"curves,omitempty"`
 	// Took is the run's wall time.
 	Took string `json:"took"`
 }
@@ -150,6 +152,11 @@ func (r Report) Markdown(w io.Writer) error {
 	fmt.Fprintf(&b, "- machine: %s/%s, %d CPUs (GOMAXPROCS %d), %s, %s RAM, kernel %s\n",
 		m.GOOS, m.GOARCH, m.NumCPU, m.GOMAXPROCS, orDash(m.CPU), orDash(m.Memory), orDash(m.Kernel))
 	fmt.Fprintf(&b, "- software: %s, nats-server v%s, nats.go %s, bbolt %s\n", m.Go, m.NATSServer, orDash(m.NATSClient), orDash(m.Bbolt))
+	if len(r.Results) == 0 && len(r.NotRun) == 0 && len(r.Curves) > 0 {
+		writeCurves(&b, r.Curves)
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
 	s := r.Sizes
 	fmt.Fprintf(&b, "- sizes: %s events, %s keys, %d partitions; recovery %s records over %s keys; %s reads of each kind\n\n",
 		count(s.Events), count(s.Keys), s.Partitions, count(s.RecoveryRecords), count(s.RecoveryKeys), count(s.Reads))
