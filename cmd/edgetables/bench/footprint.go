@@ -23,6 +23,7 @@ import (
 const (
 	modulePath     = "github.com/edgetables/edgetables"
 	idleRSSTarget  = 30 << 20
+	peakRSSTarget  = 128 << 20
 	binaryTarget   = 25 << 20
 	idleSettle     = time.Second
 	rssSampleEvery = 100 * time.Millisecond
@@ -151,6 +152,7 @@ func (e *env) spawnFootprint(ctx context.Context) ([]Result, error) {
 		Note: fmt.Sprintf("VmRSS of `%s run` (a count and a max table) %s after /readyz", base, idleSettle),
 	}, {
 		Name: "footprint: peak RSS under the pipeline load", Unit: "MiB", Value: mib(peak),
+		Target: "≤ 128 MiB", Met: ptr(peak <= peakRSSTarget),
 		Note: fmt.Sprintf("VmHWM of the same node restarted with %s events over %s keys for its count table in its source stream, until it committed them all: %s from the start of the process (%s events/s); highest VmRSS sampled every %s: %.1f MiB",
 			count(n), count(keys), took.Round(time.Millisecond), short(float64(n)/took.Seconds()), rssSampleEvery, mib(sampled)),
 	}}, nil

@@ -59,6 +59,7 @@ func (e *env) pipeline(ctx context.Context) ([]Result, error) {
 	var out []Result
 	for i, c := range cases {
 		var raw *rawRun
+		byMode := map[deliveryMode]Result{}
 		for _, mode := range c.modes {
 			sz := pipeSize{events: e.cfg.Events, keys: c.keys, partitions: e.cfg.Partitions}
 			r, measured, err := e.pipelineRun(ctx, mode, sz, c.target, raw, i == 0)
@@ -66,7 +67,13 @@ func (e *env) pipeline(ctx context.Context) ([]Result, error) {
 				return nil, fmt.Errorf("K=%d, %s: %w", c.keys, mode, err)
 			}
 			raw = measured
+			byMode[mode] = r[0]
 			out = append(out, r...)
+		}
+		if alo, ok := byMode[atLeastOnce]; ok {
+			if eo, ok := byMode[exactlyOnce]; ok {
+				out = append(out, exactlyOnceCost(c.keys, alo, eo))
+			}
 		}
 	}
 	// The NATS-native peer, against the first run: Keys keys, at least once.
@@ -75,6 +82,35 @@ func (e *env) pipeline(ctx context.Context) ([]Result, error) {
 		return nil, err
 	}
 	return append(out, peer), nil
+}
+
+// exactlyOnceTarget is the goal of exactly once against at least once on
+// the same events.
+const exactlyOnceTarget = 0.8
+
+// exactlyOnceCost is the row of exactly once's rate against at least
+// once's, on the same events and keys.
+func exactlyOnceCost(keys int, alo, eo Result) Result {
+	r := Result{
+		Name: fmt.Sprintf("pipeline, K=%s: exactly-once vs at-least-once", count(keys)), Unit: "events/s", Value: eo.Value,
+		Baseline: "the same pipeline at least once", BaselineValue: alo.Value, Ratio: eo.Value / alo.Value,
+		Target: fmt.Sprintf("≥ %.1f× at-least-once", exactlyOnceTarget),
+	}
+	for _, o := range []*float64{alo.OtherCPU, eo.OtherCPU} {
+		if o != nil {
+			r.OtherCPU = otherMax(*o, valueOr(r.OtherCPU, -1))
+		}
+	}
+	r.Met = ptr(r.Ratio >= exactlyOnceTarget)
+	return r
+}
+
+// valueOr returns *p, or or when p is nil.
+func valueOr(p *float64, or float64) float64 {
+	if p == nil {
+		return or
+	}
+	return *p
 }
 
 // events loads n events over keys keys into stream with pub: event i goes

@@ -30,6 +30,9 @@ const (
 	// least 20× as many ops/s as KV Get, and a median under 5 µs.
 	inProcessTargetX = 20
 	inProcessP50     = 5 * time.Microsecond
+	// httpTargetX is the HTTP API's target: a GET of a key at least 1.5×
+	// as many ops/s as KV Get.
+	httpTargetX = 1.5
 )
 
 // readValue is the count key k holds in the reads' table and bucket.
@@ -204,6 +207,7 @@ func (e *env) reads(ctx context.Context) ([]Result, error) {
 	}, {
 		Name: "reads: HTTP GET /v1/tables/{t}/keys/{k}, keep-alive", Unit: "ops/s", Value: ht.rate,
 		Baseline: "NATS KV Get (same keys and values)", BaselineValue: kvs.rate, Ratio: ht.rate / kvs.rate, OtherCPU: otherMax(ht.other, kvs.other),
+		Target: fmt.Sprintf("≥ %.1f× KV Get", httpTargetX), Met: ptr(ht.rate/kvs.rate >= httpTargetX),
 		Note: fmt.Sprintf("%s, client and server in one process; p50 %s, p99 %s (request, response body and JSON decode)", sizes, us(ht.p50), us(ht.p99)),
 	}}, nil
 }
