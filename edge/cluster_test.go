@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -112,8 +113,13 @@ func newConfiguredCluster(t *testing.T, n int, configure func(i int, cfg *Config
 	// Cleanups run last first: this one, before the nodes stop.
 	t.Cleanup(func() {
 		if t.Failed() {
-			for i, l := range c.logs {
-				t.Logf("node %d's last %d log lines:\n%s", i, logTailLines, l)
+			c.mu.Lock()
+			logs := slices.Clone(c.logs)
+			c.mu.Unlock()
+			for i, l := range logs {
+				if l.String() != "" {
+					t.Logf("node %d's last %d log lines:\n%s", i, logTailLines, l)
+				}
 			}
 		}
 	})
@@ -121,10 +127,18 @@ func newConfiguredCluster(t *testing.T, n int, configure func(i int, cfg *Config
 	return c
 }
 
+// logger returns node i's logger; a node beyond the cluster's (a test's
+// intruder) gets a log tail of its own, shown with the others.
 func (c *testCluster) logger(i int) *slog.Logger {
-	var w io.Writer = c.logs[i]
+	c.mu.Lock()
+	for len(c.logs) <= i {
+		c.logs = append(c.logs, &logTail{})
+	}
+	tail := c.logs[i]
+	c.mu.Unlock()
+	var w io.Writer = tail
 	if os.Getenv("EDGETABLES_TEST_LOG") != "" {
-		w = io.MultiWriter(os.Stderr, c.logs[i])
+		w = io.MultiWriter(os.Stderr, tail)
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test_node", i)
 }
