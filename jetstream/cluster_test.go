@@ -15,6 +15,7 @@ import (
 	"github.com/edgetables/edgetables/jetstream/jstest"
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // TestCluster runs a three-node cluster in this process: R3 streams are
@@ -160,7 +161,7 @@ func TestClusterGroup(t *testing.T) {
 	}
 	views := watchGroup(t, groups[2])
 	for _, g := range groups {
-		if err := g.Heartbeat(ctx, manager.MemberState{}); err != nil {
+		if err := g.Heartbeat(ctx, status.MemberState{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -194,7 +195,7 @@ func TestClusterGroup(t *testing.T) {
 		defer tick.Stop()
 		for {
 			for i, g := range groups[:2] {
-				st := manager.MemberState{Generation: gen.Load()}
+				st := status.MemberState{Generation: gen.Load()}
 				if i == 1 {
 					st.Generation = 6
 				}
@@ -210,7 +211,7 @@ func TestClusterGroup(t *testing.T) {
 		}
 	}()
 	defer func() { stopRenewing(); <-renewing }()
-	if err := groups[2].Heartbeat(ctx, manager.MemberState{}); err != nil {
+	if err := groups[2].Heartbeat(ctx, status.MemberState{}); err != nil {
 		t.Fatal(err)
 	}
 	waitView(t, views, "n1's generation 5", func(v manager.GroupView) bool { return v.Members["n1"].Generation == 5 })

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // DefaultSessionTimeout is GroupConfig.SessionTimeout's default.
@@ -173,7 +174,7 @@ func (g *Group) SessionTimeout() time.Duration { return g.ttl }
 // (that went through: a failed heartbeat makes the next one expect
 // nothing), the later one stops, and a node restarted after a crash takes
 // its old lease over, since its dead instance writes no more.
-func (g *Group) Heartbeat(ctx context.Context, st manager.MemberState) error {
+func (g *Group) Heartbeat(ctx context.Context, st status.MemberState) error {
 	st.Node = g.node
 	data, err := EncodeMemberState(st)
 	if err != nil {
@@ -215,7 +216,7 @@ func (g *Group) Heartbeat(ctx context.Context, st manager.MemberState) error {
 // checkOtherInstance reads member.<node> after a heartbeat found it
 // written by someone else, and returns an error wrapping
 // manager.ErrDuplicateNode if an instance that started before st's holds it.
-func (g *Group) checkOtherInstance(ctx context.Context, st manager.MemberState) error {
+func (g *Group) checkOtherInstance(ctx context.Context, st status.MemberState) error {
 	e, err := g.kv.Get(ctx, g.memberKey)
 	if errors.Is(err, natsjs.ErrKeyNotFound) {
 		return nil // the lease expired (a pause): take it again

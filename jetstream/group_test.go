@@ -12,6 +12,7 @@ import (
 	"github.com/edgetables/edgetables/jetstream/jstest"
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // expirySlack is how long after SessionTimeout an expired lease must be
@@ -66,7 +67,7 @@ func waitView(t testing.TB, ch <-chan manager.GroupView, what string, ok func(ma
 	}
 }
 
-func heartbeat(t testing.TB, g *jetstream.Group, st manager.MemberState) {
+func heartbeat(t testing.TB, g *jetstream.Group, st status.MemberState) {
 	t.Helper()
 	if err := g.Heartbeat(testCtx(t), st); err != nil {
 		t.Fatalf("Heartbeat: %v", err)
@@ -135,8 +136,8 @@ func TestGroupMembers(t *testing.T) {
 	if v := waitView(t, views, "the initial view", func(manager.GroupView) bool { return true }); len(v.Members) != 0 || v.Leader != "" || v.AssignmentRev != 0 {
 		t.Fatalf("initial view %+v", v)
 	}
-	heartbeat(t, g1, manager.MemberState{Generation: 1, Actives: []int{0, 2}, Positions: map[int]uint64{0: 7}, HTTP: "127.0.0.1:8080"})
-	heartbeat(t, g2, manager.MemberState{Node: "ignored", Actives: []int{1}})
+	heartbeat(t, g1, status.MemberState{Generation: 1, Actives: []int{0, 2}, Positions: map[int]uint64{0: 7}, HTTP: "127.0.0.1:8080"})
+	heartbeat(t, g2, status.MemberState{Node: "ignored", Actives: []int{1}})
 	v := waitView(t, views, "two members", func(v manager.GroupView) bool { return len(v.Members) == 2 })
 	if m := v.Members["n1"]; m.Node != "n1" || m.Generation != 1 || len(m.Actives) != 2 || m.Positions[0] != 7 || m.HTTP == "" {
 		t.Errorf("n1's state %+v", m)
@@ -148,8 +149,8 @@ func TestGroupMembers(t *testing.T) {
 
 	// A renewal with the same state changes nothing: no view. Then a
 	// changed state arrives.
-	heartbeat(t, g2, manager.MemberState{Actives: []int{1}})
-	heartbeat(t, g2, manager.MemberState{Actives: []int{1, 3}})
+	heartbeat(t, g2, status.MemberState{Actives: []int{1}})
+	heartbeat(t, g2, status.MemberState{Actives: []int{1, 3}})
 	v = waitView(t, views, "n2's new state", func(manager.GroupView) bool { return true })
 	if got := v.Members["n2"].Actives; len(got) != 2 {
 		t.Fatalf("first view after an unchanged renewal has n2 actives %v, want [1 3]", got)
@@ -167,7 +168,7 @@ func TestGroupMembers(t *testing.T) {
 		t.Errorf("Leave took %v to reach the view", took)
 	}
 	// Rejoining after Leave works.
-	heartbeat(t, g2, manager.MemberState{})
+	heartbeat(t, g2, status.MemberState{})
 	waitView(t, views, "n2 back", func(v manager.GroupView) bool { return len(v.Members) == 2 })
 }
 
@@ -180,8 +181,8 @@ func TestGroupMemberExpiry(t *testing.T) {
 	g1 := newGroup(t, js, "n1", timeout)
 	g2 := newGroup(t, js, "n2", timeout)
 	views := watchGroup(t, g1)
-	heartbeat(t, g1, manager.MemberState{})
-	heartbeat(t, g2, manager.MemberState{})
+	heartbeat(t, g1, status.MemberState{})
+	heartbeat(t, g2, status.MemberState{})
 	last := time.Now()
 	waitView(t, views, "two members", func(v manager.GroupView) bool { return len(v.Members) == 2 })
 
@@ -196,7 +197,7 @@ func TestGroupMemberExpiry(t *testing.T) {
 				renewed <- nil
 				return
 			case <-tick.C:
-				if err := g1.Heartbeat(ctx, manager.MemberState{}); err != nil && ctx.Err() == nil {
+				if err := g1.Heartbeat(ctx, status.MemberState{}); err != nil && ctx.Err() == nil {
 					renewed <- err
 					return
 				}
@@ -364,7 +365,7 @@ func TestGroupWatchLatest(t *testing.T) {
 	}
 	const n = 300 // changes while nobody reads
 	for i := 1; i <= n; i++ {
-		heartbeat(t, g, manager.MemberState{Generation: uint64(i)})
+		heartbeat(t, g, status.MemberState{Generation: uint64(i)})
 	}
 	waitView(t, views, "the last generation", func(v manager.GroupView) bool { return v.Members["n1"].Generation == n })
 	cancel()
@@ -387,7 +388,7 @@ func TestGroupWatchStartsOver(t *testing.T) {
 	_, _, js := jstest.Start(t)
 	g := newGroup(t, js, "n1", 0)
 	views := watchGroup(t, g)
-	heartbeat(t, g, manager.MemberState{Generation: 1})
+	heartbeat(t, g, status.MemberState{Generation: 1})
 	waitView(t, views, "generation 1", func(v manager.GroupView) bool { return v.Members["n1"].Generation == 1 })
 	ctx := testCtx(t)
 	stream, err := js.Stream(ctx, "KV_"+g.Bucket())
@@ -406,7 +407,7 @@ func TestGroupWatchStartsOver(t *testing.T) {
 		t.Fatalf("%d consumers (%v), want the watch's one", n, names.Err())
 	}
 	start := time.Now()
-	heartbeat(t, g, manager.MemberState{Generation: 2})
+	heartbeat(t, g, status.MemberState{Generation: 2})
 	waitView(t, views, "generation 2", func(v manager.GroupView) bool { return v.Members["n1"].Generation == 2 })
 	t.Logf("watch recovered %v after its consumer was deleted", time.Since(start))
 }

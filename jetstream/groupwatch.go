@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // Group.Watch's consumer.
@@ -225,7 +226,7 @@ func (g *Group) watch(ctx context.Context, w *groupWatch, out chan manager.Group
 // the consumer gone or offline), a reconnection (messages may have been
 // lost meanwhile), or a gap in the consumer's sequence.
 func (g *Group) follow(ctx context.Context, w *groupWatch, out chan manager.GroupView) error {
-	v := viewState{view: manager.GroupView{Members: map[string]manager.MemberState{}}, raw: map[string][]byte{}}
+	v := viewState{view: manager.GroupView{Members: map[string]status.MemberState{}}, raw: map[string][]byte{}}
 	// The consumer may read a replica still catching up (an R1 consumer
 	// goes to any replica of the stream): its view is complete once it
 	// has read what the stream's leader held when the watch began, not
@@ -384,7 +385,7 @@ func (v *viewState) apply(key string, value []byte, rev uint64, removed bool, lo
 		if err != nil {
 			// Still a live member; its state is unknown.
 			log.Error("undecodable member state in group bucket", "key", key, "revision", rev, "err", err)
-			st = manager.MemberState{}
+			st = status.MemberState{}
 		}
 		st.Node = node
 		v.view.Members[node] = st
@@ -398,7 +399,7 @@ func (v *viewState) apply(key string, value []byte, rev uint64, removed bool, lo
 // cloneView returns a deep copy of v, so readers may keep and modify views.
 func cloneView(v manager.GroupView) manager.GroupView {
 	c := v
-	c.Members = make(map[string]manager.MemberState, len(v.Members))
+	c.Members = make(map[string]status.MemberState, len(v.Members))
 	for n, st := range v.Members {
 		st.Actives = slices.Clone(st.Actives)
 		st.Standbys = slices.Clone(st.Standbys)

@@ -18,6 +18,7 @@ import (
 	"github.com/edgetables/edgetables/jetstream/jstest"
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/codec"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // goldenMeta is the document of testdata/appmeta-v1.json.
@@ -371,7 +372,7 @@ func TestLiveMembers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := g.Heartbeat(ctx, manager.MemberState{}); err != nil {
+		if err := g.Heartbeat(ctx, status.MemberState{}); err != nil {
 			t.Fatal(err)
 		}
 		groups = append(groups, g)

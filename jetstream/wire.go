@@ -7,6 +7,7 @@ import (
 
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // Wire format versions of the documents this package writes to NATS. A
@@ -101,11 +102,11 @@ func DecodeCommitMarker(b []byte) (manager.CommitMarker, error) {
 // memberStateWire is a member's state on the wire (see commitMarkerWire).
 type memberStateWire struct {
 	V int `json:"v"`
-	manager.MemberState
+	status.MemberState
 }
 
 // EncodeMemberState returns the JSON of st as written under member.<node>.
-func EncodeMemberState(st manager.MemberState) ([]byte, error) {
+func EncodeMemberState(st status.MemberState) ([]byte, error) {
 	b, err := json.Marshal(memberStateWire{V: MemberStateVersion, MemberState: st})
 	if err != nil {
 		return nil, fmt.Errorf("edgetables/jetstream: encode member state of %s: %w", st.Node, err)
@@ -114,13 +115,13 @@ func EncodeMemberState(st manager.MemberState) ([]byte, error) {
 }
 
 // DecodeMemberState decodes a member's state of this or an earlier version.
-func DecodeMemberState(b []byte) (manager.MemberState, error) {
+func DecodeMemberState(b []byte) (status.MemberState, error) {
 	var w memberStateWire
 	if err := json.Unmarshal(b, &w); err != nil {
-		return manager.MemberState{}, fmt.Errorf("edgetables/jetstream: member state: %w", err)
+		return status.MemberState{}, fmt.Errorf("edgetables/jetstream: member state: %w", err)
 	}
 	if _, err := wireVersion("member state", w.V, MemberStateVersion); err != nil {
-		return manager.MemberState{}, err
+		return status.MemberState{}, err
 	}
 	return w.MemberState, nil
 }

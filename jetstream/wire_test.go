@@ -18,6 +18,7 @@ import (
 	"github.com/edgetables/edgetables/jetstream/jstest"
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // updateGolden rewrites the version 1 golden files of the current
@@ -53,7 +54,7 @@ func TestWireGolden(t *testing.T) {
 	marker := manager.CommitMarker{SourceSeq: 1234, Node: "n1", Generation: 7, SourceEpoch: "2026-12-01T09:00:00.123456789Z"}
 	// The release before versions wrote no source epoch.
 	marker0 := manager.CommitMarker{SourceSeq: 1234, Node: "n1", Generation: 7}
-	member := manager.MemberState{Node: "n2", Generation: 7, Actives: []int{0, 3}, Standbys: []int{1},
+	member := status.MemberState{Node: "n2", Generation: 7, Actives: []int{0, 3}, Standbys: []int{1},
 		Positions: map[int]uint64{0: 1200, 3: 877}, HTTP: "10.0.0.2:8080", Instance: "4f2a9c01d3e5b7a9", Started: goldenStarted}
 	assignment := assign.Assignment{Generation: 7, Partitions: 4, Actives: []string{"n1", "n2", "n3", "n1"},
 		Standbys: [][]string{{"n2"}, {"n3"}, {"n1"}, {"n2"}}}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // leaveTimeout bounds leaving the group at stop.
@@ -191,15 +192,15 @@ func (m *TableManager) lead(ctx context.Context, v GroupView) {
 }
 
 // memberState is what this node tells the group about itself.
-func (m *TableManager) memberState() MemberState {
-	st := MemberState{Node: m.cfg.Node, Generation: m.gen.Load(), HTTP: m.cfg.HTTPAddr, Positions: map[int]uint64{},
+func (m *TableManager) memberState() status.MemberState {
+	st := status.MemberState{Node: m.cfg.Node, Generation: m.gen.Load(), HTTP: m.cfg.HTTPAddr, Positions: map[int]uint64{},
 		Instance: m.instance, Started: m.started}
 	for _, p := range m.assigned() {
 		switch p.State() {
-		case StateActive:
+		case status.StateActive:
 			st.Actives = append(st.Actives, p.id)
 			st.Positions[p.id] = p.sourceSeq.Load()
-		case StateStandby:
+		case status.StateStandby:
 			st.Standbys = append(st.Standbys, p.id)
 		}
 	}
@@ -286,22 +287,13 @@ func (m *TableManager) currentView() (*GroupView, <-chan struct{}) {
 	return m.view, m.viewChanged
 }
 
-// ClusterStatus is the group as this node sees it.
-type ClusterStatus struct {
-	Leader     string            `json:"leader"`
-	Generation uint64            `json:"generation"`
-	Applied    uint64            `json:"applied_generation"`
-	Members    []MemberState     `json:"members"`
-	Assignment assign.Assignment `json:"assignment"`
-}
-
 // Cluster returns the group as this node sees it (nil alone).
-func (m *TableManager) Cluster() *ClusterStatus {
+func (m *TableManager) Cluster() *status.ClusterStatus {
 	v, _ := m.currentView()
 	if v == nil {
 		return nil
 	}
-	cs := &ClusterStatus{Leader: v.Leader, Generation: v.Assignment.Generation, Applied: m.gen.Load(), Assignment: v.Assignment}
+	cs := &status.ClusterStatus{Leader: v.Leader, Generation: v.Assignment.Generation, Applied: m.gen.Load(), Assignment: v.Assignment}
 	for _, st := range v.Members {
 		cs.Members = append(cs.Members, st)
 	}
@@ -315,7 +307,7 @@ func (m *TableManager) Cluster() *ClusterStatus {
 func (m *TableManager) Owner(p int) (node string, serving bool) {
 	if m.cfg.Coordinator == nil {
 		part := m.partition(p)
-		return m.cfg.Node, part != nil && part.State() == StateActive
+		return m.cfg.Node, part != nil && part.State() == status.StateActive
 	}
 	v, _ := m.currentView()
 	if v == nil || p >= len(v.Assignment.Actives) {

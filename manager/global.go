@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/status"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -56,19 +57,8 @@ func newGlobalReplica(m *TableManager) *globalReplica {
 	}
 }
 
-// GlobalStatus is the state of this node's replica of the global tables.
-type GlobalStatus struct {
-	// Ready is set once the replica has caught up with the global log
-	// after start; reads fail with ErrNotReady before.
-	Ready bool `json:"ready"`
-	// AppliedOffset is the last global log sequence in the local store;
-	// HighWater the log's end as last known.
-	AppliedOffset uint64 `json:"applied_offset"`
-	HighWater     uint64 `json:"high_water"`
-}
-
-func (g *globalReplica) status() *GlobalStatus {
-	return &GlobalStatus{Ready: g.ready.Load(), AppliedOffset: g.applied.Load(), HighWater: g.highWater.Load()}
+func (g *globalReplica) status() *status.GlobalStatus {
+	return &status.GlobalStatus{Ready: g.ready.Load(), AppliedOffset: g.applied.Load(), HighWater: g.highWater.Load()}
 }
 
 // run keeps the replica following the log until ctx ends, starting again

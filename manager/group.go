@@ -3,9 +3,9 @@ package manager
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // The consumer group: how the members of a cluster agree on who processes
@@ -22,31 +22,10 @@ var ErrStaleAssignment = errors.New("edgetables: assignment changed meanwhile")
 // from one image, say): this instance must stop.
 var ErrDuplicateNode = errors.New("edgetables: another live instance holds this node name")
 
-// MemberState is what a member publishes about itself under its lease.
-type MemberState struct {
-	Node string `json:"node"`
-	// Generation is the assignment generation the member has applied.
-	Generation uint64 `json:"generation"`
-	// Actives are the partitions the member processes now; a partition it
-	// gave up is absent (released), so its next owner may take it.
-	Actives []int `json:"actives"`
-	// Standbys are the partitions the member keeps warm.
-	Standbys []int `json:"standbys,omitempty"`
-	// Positions is the committed source position of each active partition.
-	Positions map[int]uint64 `json:"positions,omitempty"`
-	// HTTP is the member's HTTP API address, for status displays.
-	HTTP string `json:"http,omitempty"`
-	// Instance identifies this run of the member (random, new at every
-	// start) and Started is when it started: two live instances under one
-	// name are told apart by them, and the later one stops.
-	Instance string    `json:"instance,omitempty"`
-	Started  time.Time `json:"started,omitzero"`
-}
-
 // GroupView is the group's state as last seen.
 type GroupView struct {
 	// Members are the members whose lease is alive, by node name.
-	Members map[string]MemberState
+	Members map[string]status.MemberState
 	// Leader is the node holding the leader lease ("" if none).
 	Leader string
 	// Assignment is the current assignment and AssignmentRev its revision
@@ -62,7 +41,7 @@ type Coordinator interface {
 	// renewing it for one session timeout. If another instance wrote the
 	// member's lease since the last heartbeat and is alive and older, it
 	// returns an error wrapping ErrDuplicateNode.
-	Heartbeat(ctx context.Context, st MemberState) error
+	Heartbeat(ctx context.Context, st status.MemberState) error
 	// Leave removes this member's lease at once.
 	Leave(ctx context.Context) error
 	// Campaign acquires or renews the leader lease and reports whether

@@ -12,6 +12,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // The committed source position of a partition must never pass an event
@@ -76,7 +77,7 @@ func (h *harness) waitNothingUncommitted() {
 	h.t.Helper()
 	waitFor(h.t, 20*time.Second, "every write committed", func() bool {
 		for _, ps := range h.m.Status().Partitions {
-			if ps.Buffered > 0 || ps.State != manager.StateActive {
+			if ps.Buffered > 0 || ps.State != status.StateActive {
 				return false
 			}
 		}
@@ -157,7 +158,7 @@ func TestActivationWithoutReaderSkipsNothing(t *testing.T) {
 	failed := src.failed.Load()
 	gc.open()
 	waitFor(t, 20*time.Second, "both partitions active again, with no reader", func() bool {
-		return partitionState(h.m, 0) == manager.StateActive && partitionState(h.m, 1) == manager.StateActive &&
+		return partitionState(h.m, 0) == status.StateActive && partitionState(h.m, 1) == status.StateActive &&
 			src.failed.Load() >= failed+2
 	})
 	time.Sleep(200 * time.Millisecond) // commits of the active partitions, while no reader reads
@@ -237,7 +238,7 @@ type flakyCoordinator struct {
 	failAt int32
 }
 
-func (c *flakyCoordinator) Heartbeat(ctx context.Context, st manager.MemberState) error {
+func (c *flakyCoordinator) Heartbeat(ctx context.Context, st status.MemberState) error {
 	if c.beats.Add(1) == c.failAt {
 		return errors.New("injected: heartbeat lost")
 	}

@@ -3,6 +3,8 @@ package manager
 import (
 	"context"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // Leader placement: the log of a partition should not be led by the
@@ -44,7 +46,7 @@ func (m *TableManager) runLeaderPlacement(ctx context.Context) {
 				return
 			}
 			p := part.id
-			if part.State() != StateActive || p >= len(v.Assignment.Actives) || v.Assignment.Actives[p] != m.cfg.Node {
+			if part.State() != status.StateActive || p >= len(v.Assignment.Actives) || v.Assignment.Actives[p] != m.cfg.Node {
 				continue
 			}
 			to := ""

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/status"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -427,7 +428,7 @@ func (m *TableManager) onRebalanceStart(generation uint64) {
 // on_actives_ready). It runs on the processing goroutine.
 func (m *TableManager) onActivesReady() {
 	m.activesReady.Store(true)
-	actives := m.partitionsIn(StateActive)
+	actives := m.partitionsIn(status.StateActive)
 	m.log.Info("actives ready", "generation", m.gen.Load(), "partitions", len(actives))
 	if f := m.cfg.Listener.OnActivesReady; f != nil {
 		m.notify("actives ready", func() { f(PartitionsReady{Generation: m.gen.Load(), Partitions: actives}) })
@@ -440,7 +441,7 @@ func (m *TableManager) onActivesReady() {
 func (m *TableManager) onStandbysReady() {
 	m.standbysReady.Store(true)
 	if f := m.cfg.Listener.OnStandbysReady; f != nil {
-		standbys := m.partitionsIn(StateStandby)
+		standbys := m.partitionsIn(status.StateStandby)
 		m.notify("standbys ready", func() { f(PartitionsReady{Generation: m.gen.Load(), Partitions: standbys}) })
 	}
 }

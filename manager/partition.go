@@ -6,22 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/status"
 	"github.com/edgetables/edgetables/store"
-)
-
-// PartitionState is the lifecycle state of an assigned partition.
-type PartitionState string
-
-// The states of a partition.
-const (
-	// StateRecovering: the store is being brought up to the changelog's
-	// end; the partition is not processed and not read.
-	StateRecovering PartitionState = "recovering"
-	// StateActive: recovered; events are processed and reads served.
-	StateActive PartitionState = "active"
-	// StateFenced: another writer took the partition's changelog; this node
-	// stopped processing it.
-	StateFenced PartitionState = "fenced"
 )
 
 // partition is one assigned partition: its store, its uncommitted writes and
@@ -58,7 +44,7 @@ type partition struct {
 	failing atomic.Pointer[commitFailure]
 	// taskFailing is the current streak of failures of p's recovery or
 	// standby task (nil: none); written by the task, read by status.
-	taskFailing atomic.Pointer[TaskFailure]
+	taskFailing atomic.Pointer[status.TaskFailure]
 
 	// logSource is the SourceSeq of the last commit marker replayed from
 	// or written to the changelog (a check: markers never go back).
@@ -134,12 +120,12 @@ type pending struct {
 	ttl    time.Duration // Record.TTL
 }
 
-func (p *partition) State() PartitionState {
-	s, _ := p.state.Load().(PartitionState)
+func (p *partition) State() status.PartitionState {
+	s, _ := p.state.Load().(status.PartitionState)
 	return s
 }
 
-func (p *partition) setState(s PartitionState) { p.state.Store(s) }
+func (p *partition) setState(s status.PartitionState) { p.state.Store(s) }
 
 // get returns the uncommitted value of key if there is one (the newest:
 // buf, then the commit in flight), else the committed one.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/status"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -85,7 +86,7 @@ func (m *TableManager) commitLimit() int {
 // position in memory, and now and then in the store (synchronously, a
 // small transaction). It reports whether a commit started.
 func (m *TableManager) startCommit(ctx context.Context, p *partition, r *commitRound) (bool, error) {
-	if p.State() != StateActive {
+	if p.State() != status.StateActive {
 		return false, nil
 	}
 	j := p.inflight
@@ -235,7 +236,7 @@ func (m *TableManager) finish(p *partition, j *commitJob) error {
 		return nil
 	case errors.Is(err, ErrFenced):
 		m.counters.commitsFenced.Add(1)
-		p.setState(StateFenced)
+		p.setState(status.StateFenced)
 		p.reset()
 		m.fenced.Store(true)
 		m.log.Error("partition fenced: another writer owns its changelog; this node stops processing it and drops its uncommitted writes",
@@ -339,7 +340,7 @@ func (m *TableManager) commitTick(ctx context.Context) error {
 			return err
 		}
 		for _, j := range failed {
-			if p := j.part; p.State() == StateActive && !p.parked && p.bufferedKeys() >= m.commitLimit() {
+			if p := j.part; p.State() == status.StateActive && !p.parked && p.bufferedKeys() >= m.commitLimit() {
 				m.park(p, "its commit failed: "+j.err.Error())
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/status"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -23,58 +24,33 @@ type Recovery struct {
 	m *TableManager
 
 	mu       sync.Mutex
-	progress map[int]*RecoveryProgress
+	progress map[int]*status.RecoveryProgress
 
 	// logEvery and stallAfter override the progress log's timing (tests).
 	logEvery, stallAfter time.Duration
 }
 
-// RecoveryProgress is the state of one partition's recovery (of an
-// active, or of a standby's catch-up).
-type RecoveryProgress struct {
-	Partition int `json:"partition"`
-	// Standby is set for a standby's catch-up.
-	Standby bool `json:"standby,omitempty"`
-	// Phase says what the recovery does or waits for (the Phase*
-	// constants; a failure adds its error).
-	Phase string `json:"phase"`
-	// From is the first changelog sequence replayed; HighWater the last
-	// (the log's end when recovery started).
-	From      uint64 `json:"from"`
-	HighWater uint64 `json:"high_water"`
-	// Applied is the last sequence applied so far; Records counts the
-	// entries applied.
-	Applied uint64 `json:"applied"`
-	Records int    `json:"records"`
-	// RecordsRemaining estimates the sequences left to replay
-	// (Remaining); RatePerSecond is the entries applied per second since
-	// the start; ETASeconds the time left at that rate (absent while the
-	// rate is unknown). Progress computes them.
-	RecordsRemaining uint64  `json:"remaining"`
-	RatePerSecond    float64 `json:"rate_per_s"`
-	ETASeconds       float64 `json:"eta_s,omitempty"`
-	// Rebuilt is set, with Reason, when the store was discarded and rebuilt.
-	Rebuilt bool      `json:"rebuilt"`
-	Reason  string    `json:"reason,omitempty"`
-	Started time.Time `json:"started"`
-	Ended   time.Time `json:"ended"` // zero while running
-	// LastProgress is when a batch was last applied or the phase changed.
-	LastProgress time.Time `json:"last_progress"`
+func newRecovery(m *TableManager) *Recovery {
+	return &Recovery{m: m, progress: make(map[int]*status.RecoveryProgress)}
 }
 
-// Remaining estimates the sequences left to replay.
-func (p RecoveryProgress) Remaining() uint64 {
-	if p.Applied >= p.HighWater {
-		return 0
+// Progress returns the state of the last recovery of every partition, in
+// partition order.
+func (r *Recovery) Progress() []status.RecoveryProgress {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]status.RecoveryProgress, 0, len(r.progress))
+	now := time.Now()
+	for i := 0; i < r.m.cfg.Partitions; i++ {
+		if p := r.progress[i]; p != nil {
+			out = append(out, withRates(*p, now))
+		}
 	}
-	if p.Applied < p.From {
-		return p.HighWater - p.From + 1
-	}
-	return p.HighWater - p.Applied
+	return out
 }
 
-// withRates fills the computed fields as of now.
-func (p RecoveryProgress) withRates(now time.Time) RecoveryProgress {
+// withRates fills p's computed fields as of now.
+func withRates(p status.RecoveryProgress, now time.Time) status.RecoveryProgress {
 	p.RecordsRemaining = p.Remaining()
 	if !p.Ended.IsZero() {
 		now = p.Ended
@@ -89,25 +65,6 @@ func (p RecoveryProgress) withRates(now time.Time) RecoveryProgress {
 	return p
 }
 
-func newRecovery(m *TableManager) *Recovery {
-	return &Recovery{m: m, progress: make(map[int]*RecoveryProgress)}
-}
-
-// Progress returns the state of the last recovery of every partition, in
-// partition order.
-func (r *Recovery) Progress() []RecoveryProgress {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]RecoveryProgress, 0, len(r.progress))
-	now := time.Now()
-	for i := 0; i < r.m.cfg.Partitions; i++ {
-		if p := r.progress[i]; p != nil {
-			out = append(out, p.withRates(now))
-		}
-	}
-	return out
-}
-
 // forget drops the progress of a partition this node no longer holds.
 func (r *Recovery) forget(id int) {
 	r.mu.Lock()
@@ -115,12 +72,12 @@ func (r *Recovery) forget(id int) {
 	delete(r.progress, id)
 }
 
-func (r *Recovery) update(id int, f func(p *RecoveryProgress)) {
+func (r *Recovery) update(id int, f func(p *status.RecoveryProgress)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := r.progress[id]
 	if p == nil {
-		p = &RecoveryProgress{Partition: id}
+		p = &status.RecoveryProgress{Partition: id}
 		r.progress[id] = p
 	}
 	f(p)
@@ -143,7 +100,7 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 	log := m.log.With("partition", p.id)
 	rs := r.newRestore(p, RecoveryActive)
 	defer func() { rs.finish(ctx, err) }()
-	r.setPhase(p.id, PhaseOpening)
+	r.setPhase(p.id, status.PhaseOpening)
 	first := true
 	for attempt := 0; ; attempt++ {
 		check := retake || attempt > 0
@@ -169,8 +126,8 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 			first = false
 			rs.begin(from, state.Last, reason)
 		} else {
-			r.update(p.id, func(rp *RecoveryProgress) {
-				rp.Phase, rp.LastProgress = PhaseReplaying, time.Now()
+			r.update(p.id, func(rp *status.RecoveryProgress) {
+				rp.Phase, rp.LastProgress = status.PhaseReplaying, time.Now()
 				if reason != "" {
 					rp.Rebuilt, rp.Reason = true, reason
 				}
@@ -202,7 +159,7 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 		if newer != nil {
 			return &staleError{node: newer.Node, gen: newer.Generation, mine: gen}
 		}
-		r.setPhase(p.id, PhaseTakingOver)
+		r.setPhase(p.id, status.PhaseTakingOver)
 		m.resolveRecovered(ctx, p)
 		marker := CommitMarker{SourceSeq: p.sourceSeq.Load(), Node: m.cfg.Node, Generation: gen, SourceEpoch: p.sourceEpoch}
 		actx, cancel := context.WithTimeout(ctx, commitTimeout)
@@ -265,7 +222,7 @@ func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) (e
 	m := r.m
 	rs := r.newRestore(p, RecoveryStandby)
 	defer func() { rs.finish(ctx, err) }()
-	r.setPhase(p.id, PhaseOpening)
+	r.setPhase(p.id, status.PhaseOpening)
 	state, err := m.cfg.Changelog.State(ctx, p.id)
 	if err != nil {
 		return fmt.Errorf("changelog state: %w", err)

@@ -3,6 +3,8 @@ package manager
 import (
 	"context"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // Source epochs.
@@ -174,7 +176,7 @@ func (m *TableManager) syncSource(ctx context.Context) (changed, ok bool) {
 			return true
 		}
 		for _, p := range m.assigned() {
-			if p.State() == StateActive {
+			if p.State() == status.StateActive {
 				if _, _, what := resolveSource(p.position(m.examined), p.sourceEpoch, src); what != "" {
 					return true
 				}
@@ -194,7 +196,7 @@ func (m *TableManager) syncSource(ctx context.Context) (changed, ok bool) {
 	if !moved {
 		m.sourceEpoch = src.Epoch
 		for _, p := range m.assigned() {
-			if p.State() == StateActive && p.sourceEpoch == "" {
+			if p.State() == status.StateActive && p.sourceEpoch == "" {
 				p.sourceEpoch = src.Epoch
 			}
 		}
@@ -207,7 +209,7 @@ func (m *TableManager) syncSource(ctx context.Context) (changed, ok bool) {
 		return false, false
 	}
 	for _, p := range m.assigned() {
-		if p.State() != StateActive {
+		if p.State() != status.StateActive {
 			continue
 		}
 		if m.moveSource(p, p.position(m.examined), src) {

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // stateSource reports fixed stream bounds and counts reader opens.
@@ -88,7 +90,7 @@ func TestSourceGapCounting(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			m := &TableManager{cfg: Config{Changelog: c.log}, log: slog.New(slog.NewTextHandler(io.Discard, nil)), parts: map[int]*partition{}}
 			p := &partition{m: m, id: 0}
-			p.setState(StateActive)
+			p.setState(status.StateActive)
 			p.sourceSeq.Store(10)
 			m.parts[0], m.examined = p, 10
 			m.checkGap(context.Background(), 11, 50)

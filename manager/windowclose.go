@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/status"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -48,7 +49,7 @@ func (m *TableManager) closeWindows(ctx context.Context) {
 		return
 	}
 	for _, p := range m.assigned() {
-		if p.State() != StateActive {
+		if p.State() != status.StateActive {
 			continue
 		}
 		for _, c := range closers {
@@ -58,7 +59,7 @@ func (m *TableManager) closeWindows(ctx context.Context) {
 			m.full = true
 		}
 	}
-	active := func(p *partition) bool { return p.State() == StateActive && m.partition(p.id) == p }
+	active := func(p *partition) bool { return p.State() == status.StateActive && m.partition(p.id) == p }
 	for _, c := range closers {
 		c.retainMarks(active)
 	}

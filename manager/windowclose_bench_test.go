@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager/codec"
+	"github.com/edgetables/edgetables/manager/status"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -80,7 +81,7 @@ func newCloseBench(b *testing.B, open, dueMinutes, perMinute int) *closeBench {
 	}
 	flush()
 	c.p = &partition{m: m, id: 0, partitions: 1, store: st}
-	c.p.setState(StateActive)
+	c.p.setState(status.StateActive)
 	c.p.activations.Add(1)
 	return c
 }

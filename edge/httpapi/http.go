@@ -21,6 +21,7 @@ import (
 	"github.com/edgetables/edgetables/edge/console"
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // Error codes of the HTTP API: stable, for clients to branch on.
@@ -179,7 +180,7 @@ func (a *API) listTables(w http.ResponseWriter, r *http.Request) {
 	// One count per table, over the cluster (not a local count first).
 	infos := a.m.TableList()
 	if infos == nil {
-		infos = []manager.TableInfo{}
+		infos = []status.TableInfo{}
 	}
 	for i := range infos {
 		var err error

@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // queryTimeout bounds one routed read.
@@ -73,7 +74,7 @@ type answer struct {
 	Windows   []manager.WindowEntry `json:"windows,omitempty"`
 	// Partitions is the answering node's partition states (op
 	// partitions; a node of an earlier release answers bad_request).
-	Partitions []manager.PartitionStatus `json:"partitions,omitempty"`
+	Partitions []status.PartitionStatus `json:"partitions,omitempty"`
 }
 
 // entryWire is a scanned entry in an answer. Its names are those the first
@@ -325,8 +326,8 @@ const partitionsTimeout = time.Second
 // nodePartitions is one member's partitions in GET /v1/cluster/partitions,
 // or why they could not be read.
 type nodePartitions struct {
-	Partitions []manager.PartitionStatus `json:"partitions"`
-	Error      string                    `json:"error,omitempty"`
+	Partitions []status.PartitionStatus `json:"partitions"`
+	Error      string                   `json:"error,omitempty"`
 }
 
 // clusterPartitions asks every member, at once, for the state of the

@@ -15,6 +15,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // deliveryMode is the delivery guarantee a pipeline run is measured with.
@@ -182,7 +183,7 @@ func (e *env) pipelineRun(ctx context.Context, mode deliveryMode, keys int, targ
 		return nil, nil, err
 	}
 	var took time.Duration
-	var st manager.Status
+	var st status.Status
 	r := run(ctx, m)
 	otherEdge, err := e.phase(phase+"-edgetables", func() error {
 		at, err := r.waitCommitted(ctx, last)
