@@ -9,6 +9,7 @@ import (
 
 	"github.com/edgetables/edgetables/edge/builtin"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // TestDuplicateNameEmbedded: a node whose embedded server joins a cluster
@@ -37,7 +38,7 @@ func TestDuplicateNameEmbedded(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	err = dup.Run(ctx)
-	if !errors.Is(err, manager.ErrDuplicateNode) {
+	if !errors.Is(err, port.ErrDuplicateNode) {
 		t.Fatalf("the duplicate's Run: %v; want an error wrapping ErrDuplicateNode", err)
 	}
 	t.Logf("duplicate: %v", err)

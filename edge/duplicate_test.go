@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // TestDuplicateNameRefused: a second live node under a name another live
@@ -33,7 +33,7 @@ func TestDuplicateNameRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = second.Run(ctx)
-	if !errors.Is(err, manager.ErrDuplicateNode) {
+	if !errors.Is(err, port.ErrDuplicateNode) {
 		t.Fatalf("second node's Run: %v; want an error wrapping ErrDuplicateNode", err)
 	}
 	t.Logf("second node: %v", err)

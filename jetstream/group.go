@@ -11,8 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/manager/status"
 )
 
@@ -86,7 +86,7 @@ type Group struct {
 	memberRev             uint64     // revision of our last heartbeat; 0: none yet
 }
 
-var _ manager.Coordinator = (*Group)(nil)
+var _ port.Coordinator = (*Group)(nil)
 
 // NewGroup creates the bucket <app>_group, or updates it to this
 // configuration: History 1 (a lease must not resurrect older revisions when
@@ -191,7 +191,7 @@ func (g *Group) Heartbeat(ctx context.Context, st status.MemberState) error {
 	ack, err := g.js.PublishMsg(ctx, msg, opts...)
 	if isWrongLastSequence(err) {
 		if err := g.checkOtherInstance(ctx, st); err != nil {
-			if !errors.Is(err, manager.ErrDuplicateNode) {
+			if !errors.Is(err, port.ErrDuplicateNode) {
 				g.memberRev = 0
 			}
 			return err
@@ -230,7 +230,7 @@ func (g *Group) checkOtherInstance(ctx context.Context, st status.MemberState) e
 	}
 	if other.Started.Before(st.Started) || other.Started.Equal(st.Started) && other.Instance < st.Instance {
 		return fmt.Errorf("%w: %s (instance %s, started %s) also runs as %s, since %s; stop one of them, or give each its own --name",
-			manager.ErrDuplicateNode, g.node, other.Instance, other.Started.Format(time.RFC3339), g.node, st.Started.Format(time.RFC3339))
+			port.ErrDuplicateNode, g.node, other.Instance, other.Started.Format(time.RFC3339), g.node, st.Started.Format(time.RFC3339))
 	}
 	g.log.Error("another instance runs under this node's name; it started later and stops at its next heartbeat",
 		"other_instance", other.Instance, "other_started", other.Started, "http", other.HTTP)
@@ -358,7 +358,7 @@ func (g *Group) PublishAssignment(ctx context.Context, a assign.Assignment, prev
 		return rev, nil
 	case errors.Is(err, natsjs.ErrKeyExists), errors.Is(err, natsjs.ErrKeyRevisionMismatch):
 		return 0, fmt.Errorf("%w: bucket %s key %s, generation %d on revision %d: %w",
-			manager.ErrStaleAssignment, g.bucket, groupAssignmentKey, a.Generation, prevRev, err)
+			port.ErrStaleAssignment, g.bucket, groupAssignmentKey, a.Generation, prevRev, err)
 	default:
 		return 0, fmt.Errorf("edgetables/jetstream: publish assignment of generation %d: bucket %s key %s: %w",
 			a.Generation, g.bucket, groupAssignmentKey, err)

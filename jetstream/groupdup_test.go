@@ -8,7 +8,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/manager/status"
 )
 
@@ -45,7 +45,7 @@ func TestHeartbeatTellsInstancesApart(t *testing.T) {
 	}
 	for _, s := range steps {
 		err := s.g.Heartbeat(ctx, s.st)
-		if got := errors.Is(err, manager.ErrDuplicateNode); got != s.dup || (!s.dup && err != nil) {
+		if got := errors.Is(err, port.ErrDuplicateNode); got != s.dup || (!s.dup && err != nil) {
 			t.Fatalf("%s: %v", s.what, err)
 		}
 	}

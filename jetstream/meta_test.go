@@ -18,6 +18,7 @@ import (
 	"github.com/edgetables/edgetables/jetstream/jstest"
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/codec"
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/manager/status"
 )
 
@@ -311,7 +312,7 @@ func TestPurgeTable(t *testing.T) {
 				t.Fatalf("last message %+v, %v; want the marker again", m, err)
 			}
 			var got uint64
-			if err := cl.Replay(ctx, p, 1, info.State.LastSeq, 100, func(es []manager.Entry) error {
+			if err := cl.Replay(ctx, p, 1, info.State.LastSeq, 100, func(es []port.Entry) error {
 				got = es[len(es)-1].Seq
 				return nil
 			}); err != nil || got != info.State.LastSeq {
@@ -336,7 +337,7 @@ func TestPurgeGlobalTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, table := range []string{"h", "g", "h", "g"} {
-		if _, err := gl.Put(ctx, manager.Record{Table: table, Key: fmt.Appendf(nil, "k%d", i), Value: []byte("1")}, nil); err != nil {
+		if _, err := gl.Put(ctx, port.Record{Table: table, Key: fmt.Appendf(nil, "k%d", i), Value: []byte("1")}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/manager/status"
 )
 
@@ -73,11 +73,11 @@ func headerVersion(doc, h string, max int) error {
 // is written too; the golden test in wire_test.go shows any change).
 type commitMarkerWire struct {
 	V int `json:"v"`
-	manager.CommitMarker
+	port.CommitMarker
 }
 
 // EncodeCommitMarker returns the JSON of m as written on <app>.commit.<p>.
-func EncodeCommitMarker(m manager.CommitMarker) ([]byte, error) {
+func EncodeCommitMarker(m port.CommitMarker) ([]byte, error) {
 	b, err := json.Marshal(commitMarkerWire{V: CommitMarkerVersion, CommitMarker: m})
 	if err != nil {
 		return nil, fmt.Errorf("edgetables/jetstream: encode commit marker: %w", err)
@@ -88,13 +88,13 @@ func EncodeCommitMarker(m manager.CommitMarker) ([]byte, error) {
 // DecodeCommitMarker decodes a commit marker of this or an earlier version
 // (a marker without "v" is version 1). An undecodable one gives an error
 // wrapping ErrBadMarker; one of a later version, ErrWireVersion.
-func DecodeCommitMarker(b []byte) (manager.CommitMarker, error) {
+func DecodeCommitMarker(b []byte) (port.CommitMarker, error) {
 	var w commitMarkerWire
 	if err := json.Unmarshal(b, &w); err != nil {
-		return manager.CommitMarker{}, fmt.Errorf("%w: %w", ErrBadMarker, err)
+		return port.CommitMarker{}, fmt.Errorf("%w: %w", ErrBadMarker, err)
 	}
 	if _, err := wireVersion("commit marker", w.V, CommitMarkerVersion); err != nil {
-		return manager.CommitMarker{}, err
+		return port.CommitMarker{}, err
 	}
 	return w.CommitMarker, nil
 }

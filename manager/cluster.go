@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/manager/status"
 )
 
@@ -52,7 +53,7 @@ func (m *TableManager) runGroup(ctx context.Context) {
 	heartbeat := func() {
 		err := bounded(func(ctx context.Context) error { return c.Heartbeat(ctx, m.memberState()) })
 		switch {
-		case errors.Is(err, ErrDuplicateNode):
+		case errors.Is(err, port.ErrDuplicateNode):
 			duplicate.Store(true)
 			log.Error("this node's name is held by another live instance; stopping", "err", err)
 			m.send(ctx, procEvent{err: fmt.Errorf("join the group: %w", err)})
@@ -108,7 +109,7 @@ func (m *TableManager) runGroup(ctx context.Context) {
 	campaign()
 	tick := time.NewTicker(step)
 	defer tick.Stop()
-	var last *GroupView
+	var last *port.GroupView
 	var delivered uint64
 	for {
 		select {
@@ -160,7 +161,7 @@ func (m *TableManager) runGroup(ctx context.Context) {
 // lead publishes a new assignment when the live members differ from those
 // of the current one, and applies it. A stale revision means another
 // leader published meanwhile: the watch brings its assignment.
-func (m *TableManager) lead(ctx context.Context, v GroupView) {
+func (m *TableManager) lead(ctx context.Context, v port.GroupView) {
 	members := make([]string, 0, len(v.Members))
 	for name := range v.Members {
 		members = append(members, name)
@@ -176,7 +177,7 @@ func (m *TableManager) lead(ctx context.Context, v GroupView) {
 	pctx, cancel := context.WithTimeout(ctx, m.cfg.SessionTimeout/2)
 	defer cancel()
 	if _, err := m.cfg.Coordinator.PublishAssignment(pctx, next, v.AssignmentRev); err != nil {
-		if !errors.Is(err, ErrStaleAssignment) && ctx.Err() == nil {
+		if !errors.Is(err, port.ErrStaleAssignment) && ctx.Err() == nil {
 			m.log.Warn("publish assignment", "generation", next.Generation, "err", err)
 		}
 		return
@@ -271,7 +272,7 @@ func (m *TableManager) takePendingAssignment() *assign.Assignment {
 }
 
 // setView records the group's latest view and wakes its waiters.
-func (m *TableManager) setView(v GroupView) {
+func (m *TableManager) setView(v port.GroupView) {
 	m.viewMu.Lock()
 	defer m.viewMu.Unlock()
 	m.view = &v
@@ -281,7 +282,7 @@ func (m *TableManager) setView(v GroupView) {
 
 // currentView returns the latest view (nil before the first) and a channel
 // closed when a newer one arrives.
-func (m *TableManager) currentView() (*GroupView, <-chan struct{}) {
+func (m *TableManager) currentView() (*port.GroupView, <-chan struct{}) {
 	m.viewMu.Lock()
 	defer m.viewMu.Unlock()
 	return m.view, m.viewChanged

@@ -10,6 +10,7 @@ import (
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/codec"
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/manager/status"
 )
 
@@ -32,8 +33,8 @@ func (h *harness) intruderAt(p int, gen uint64, key string, value int64, source 
 	must(h.t, err)
 	v, err := codec.Int64{}.Encode(value)
 	must(h.t, err)
-	rec := manager.Record{Table: "counts", Key: []byte(key), Value: v}
-	last, err := cl.Append(ctx, p, st.Last, []manager.Record{rec}, manager.CommitMarker{SourceSeq: source, Node: "intruder", Generation: gen})
+	rec := port.Record{Table: "counts", Key: []byte(key), Value: v}
+	last, err := cl.Append(ctx, p, st.Last, []port.Record{rec}, port.CommitMarker{SourceSeq: source, Node: "intruder", Generation: gen})
 	if err != nil {
 		h.t.Fatalf("intruder append: %v", err)
 	}

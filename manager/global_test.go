@@ -14,6 +14,7 @@ import (
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/codec"
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -178,7 +179,7 @@ func TestGlobalTableRestart(t *testing.T) {
 	must(t, err)
 	v1001, err := codec.Int64{}.Encode(1001)
 	must(t, err)
-	if _, err := gl.Put(ctx, manager.Record{Table: "limits", Key: []byte("k1"), Value: v1001}, nil); err != nil {
+	if _, err := gl.Put(ctx, port.Record{Table: "limits", Key: []byte("k1"), Value: v1001}, nil); err != nil {
 		t.Fatal(err)
 	}
 	st, err := store.NewDir(h.globalDir(), nil).Open(0)
@@ -236,13 +237,13 @@ func TestGlobalTableNeedsLog(t *testing.T) {
 // zero (counting down at each call), as a replicated log's does while it
 // elects a leader.
 type unreadableState struct {
-	manager.GlobalLog
+	port.GlobalLog
 	failing atomic.Int32
 }
 
-func (u *unreadableState) State(ctx context.Context) (manager.LogState, error) {
+func (u *unreadableState) State(ctx context.Context) (port.LogState, error) {
 	if u.failing.Add(-1) >= 0 {
-		return manager.LogState{}, errors.New("stream has no leader")
+		return port.LogState{}, errors.New("stream has no leader")
 	}
 	return u.GlobalLog.State(ctx)
 }

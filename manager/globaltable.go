@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // GlobalTable is a table every node holds whole: Faust's GlobalTable. Its
@@ -160,7 +162,7 @@ func (t *GlobalTable[K, V]) writeKey(ctx context.Context, kb, vb []byte, del boo
 	if err := g.waitReady(ctx); err != nil {
 		return 0, fmt.Errorf("global table %s: %w", t.cfg.Name, err)
 	}
-	rec := Record{Table: t.cfg.Name, Key: kb, Value: vb, Delete: del}
+	rec := port.Record{Table: t.cfg.Name, Key: kb, Value: vb, Delete: del}
 	seq, err := g.put(ctx, rec, expect)
 	if err != nil {
 		return 0, fmt.Errorf("global table %s: %w", t.cfg.Name, err)
@@ -253,7 +255,7 @@ func (t *GlobalTable[K, V]) Update(ctx context.Context, k K, f func(v V, found b
 			return v, fmt.Errorf("global table %s: encode value: %w", t.cfg.Name, err)
 		}
 		err = t.write(ctx, k, vb, false, &seq)
-		if !errors.Is(err, ErrConflict) {
+		if !errors.Is(err, port.ErrConflict) {
 			return v, err
 		}
 		// Another write came first: catch up with it and try again. A

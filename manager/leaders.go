@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/manager/status"
 )
 
@@ -24,7 +25,7 @@ const (
 // active owner to a live standby of the partition (or another replica).
 // Nothing when the changelog is not a LeaderMover.
 func (m *TableManager) runLeaderPlacement(ctx context.Context) {
-	mover, ok := m.cfg.Changelog.(LeaderMover)
+	mover, ok := m.cfg.Changelog.(port.LeaderMover)
 	if !ok {
 		return
 	}

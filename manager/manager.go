@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/manager/status"
 	"github.com/edgetables/edgetables/store"
 )
@@ -58,7 +59,7 @@ type Config struct {
 	// Coordinator, when set, makes the node a member of a cluster: it
 	// receives its partitions from the group's assignment instead of
 	// taking all of them.
-	Coordinator Coordinator
+	Coordinator port.Coordinator
 	// SessionTimeout bounds how long a member that stopped renewing its
 	// lease keeps its partitions (default 5s). Shorter means faster
 	// failover and more heartbeat traffic; below about 2 s, KV TTL
@@ -96,18 +97,18 @@ type Config struct {
 	// app (the hub of an edge site, which sources the stream): the trim
 	// never removes an event it has not taken, and removes nothing while
 	// that is unknown. Used only when the trim runs (not KeepSource).
-	SourceHold SourceHold
+	SourceHold port.SourceHold
 	// Changelog, Source and Stores are required; DeadLetters may be nil,
 	// in which case refused events are only logged and counted.
-	Changelog   Changelog
-	Source      Source
-	DeadLetters DeadLetters
+	Changelog   port.Changelog
+	Source      port.Source
+	DeadLetters port.DeadLetters
 	Stores      store.Provider
 	// Global and GlobalStores hold the global tables (see GlobalTable):
 	// the log every node writes and follows, and the provider of this
 	// node's store of it (its store 0). Both are required once a global
 	// table is added, and unused otherwise.
-	Global       GlobalLog
+	Global       port.GlobalLog
 	GlobalStores store.Provider
 	// ChangelogBehind says what to do with a partition whose changelog is
 	// behind its store (deleted, or restored from an older backup, while
@@ -212,7 +213,7 @@ type TableManager struct {
 
 	// The processing goroutine owns reader and examined (the last source
 	// sequence dispatched); seen is examined for the status.
-	reader   SourceReader
+	reader   port.SourceReader
 	examined uint64
 	seen     atomic.Uint64
 	// sourceEpoch is the source's epoch as last checked, at
@@ -221,7 +222,7 @@ type TableManager struct {
 	lastSourceCheck time.Time
 	// lastSource is the source's state as the last syncSource read it
 	// (nil: that read failed); owned by the processing goroutine.
-	lastSource *SourceState
+	lastSource *port.SourceState
 	// sourceFailing is the current streak of failures to open or read
 	// the source (nil: none); written by the processing goroutine.
 	sourceFailing atomic.Pointer[sourceFailure]
@@ -256,7 +257,7 @@ type TableManager struct {
 	stateSignal chan struct{}
 
 	viewMu      sync.Mutex
-	view        *GroupView
+	view        *port.GroupView
 	viewChanged chan struct{} // closed and replaced on every new view
 
 	activesReady  atomic.Bool

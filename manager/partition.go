@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/manager/status"
 	"github.com/edgetables/edgetables/store"
 )
@@ -175,7 +176,7 @@ func (p *partition) dirty() bool { return len(p.buf) > 0 }
 // table's closing horizon is then stored only after the tombstones it
 // vouches for, even when a commit takes several batches and only the first
 // ones are stored.
-func recordsOf(buf map[string]map[string]pending) []Record {
+func recordsOf(buf map[string]map[string]pending) []port.Record {
 	tables := make([]string, 0, len(buf))
 	n := 0
 	for t, keys := range buf {
@@ -183,11 +184,11 @@ func recordsOf(buf map[string]map[string]pending) []Record {
 		n += len(keys)
 	}
 	sort.Strings(tables)
-	recs := make([]Record, 0, n)
+	recs := make([]port.Record, 0, n)
 	for _, t := range tables {
 		start := len(recs)
 		for k, w := range buf[t] {
-			recs = append(recs, Record{Table: t, Key: []byte(k), Value: w.value, Delete: w.delete, TTL: w.ttl})
+			recs = append(recs, port.Record{Table: t, Key: []byte(k), Value: w.value, Delete: w.delete, TTL: w.ttl})
 		}
 		part := recs[start:]
 		sort.Slice(part, func(i, j int) bool { return string(part[i].Key) < string(part[j].Key) })
@@ -265,7 +266,7 @@ func (p *partition) uncommittedKeys() int {
 	return n
 }
 
-func toMutations(recs []Record) []store.Mutation {
+func toMutations(recs []port.Record) []store.Mutation {
 	ms := make([]store.Mutation, len(recs))
 	for i, r := range recs {
 		ms[i] = store.Mutation{Table: r.Table, Key: r.Key, Value: r.Value, Delete: r.Delete}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/manager/status"
 )
 
@@ -485,7 +486,7 @@ func (m *TableManager) committedFloor() uint64 {
 
 // dispatch hands one source message to every agent that reads its subject,
 // in the partition of the agent's key for it.
-func (m *TableManager) dispatch(ctx context.Context, sm *SourceMessage) {
+func (m *TableManager) dispatch(ctx context.Context, sm *port.SourceMessage) {
 	msg := &message{SourceMessage: *sm}
 	for _, a := range m.agents {
 		if !a.matches(sm.Subject) {
@@ -562,7 +563,7 @@ func (m *TableManager) runAgent(a *Agent, e *Event) (err error) {
 	return a.Process(e)
 }
 
-func (m *TableManager) deadLetter(ctx context.Context, a *Agent, sm *SourceMessage, kind, reason string) {
+func (m *TableManager) deadLetter(ctx context.Context, a *Agent, sm *port.SourceMessage, kind, reason string) {
 	m.counters.deadLetters[a.Name].Add(1)
 	m.counters.deadLetterReasons[kind].Add(1)
 	if ok, held := m.dlq.logs.allow(a.Name + "\x00" + reasonKind(reason)); ok {
@@ -572,7 +573,7 @@ func (m *TableManager) deadLetter(ctx context.Context, a *Agent, sm *SourceMessa
 	if m.cfg.DeadLetters == nil {
 		return
 	}
-	m.dlq.enqueue(ctx, DeadLetter{Agent: a.Name, Reason: reason, Message: *sm})
+	m.dlq.enqueue(ctx, port.DeadLetter{Agent: a.Name, Reason: reason, Message: *sm})
 }
 
 // closeAll stops every partition task, closes the reader and the stores.

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/manager/status"
 	"github.com/edgetables/edgetables/store"
 )
@@ -104,7 +105,7 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 	first := true
 	for attempt := 0; ; attempt++ {
 		check := retake || attempt > 0
-		var newer *CommitMarker
+		var newer *port.CommitMarker
 		state, err := m.cfg.Changelog.State(ctx, p.id)
 		if err != nil {
 			return fmt.Errorf("changelog state: %w", err)
@@ -136,7 +137,7 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 		p.highWater.Store(state.Last)
 		if from <= state.Last {
 			log.Info("recovering partition", "from", from, "high_water", state.Last, "source_seq", p.sourceSeq.Load())
-			err = m.cfg.Changelog.Replay(ctx, p.id, from, state.Last, m.cfg.RecoveryBufferSize, func(es []Entry) error {
+			err = m.cfg.Changelog.Replay(ctx, p.id, from, state.Last, m.cfg.RecoveryBufferSize, func(es []port.Entry) error {
 				if err := r.apply(p, es); err != nil {
 					return err
 				}
@@ -161,11 +162,11 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 		}
 		r.setPhase(p.id, status.PhaseTakingOver)
 		m.resolveRecovered(ctx, p)
-		marker := CommitMarker{SourceSeq: p.sourceSeq.Load(), Node: m.cfg.Node, Generation: gen, SourceEpoch: p.sourceEpoch}
+		marker := port.CommitMarker{SourceSeq: p.sourceSeq.Load(), Node: m.cfg.Node, Generation: gen, SourceEpoch: p.sourceEpoch}
 		actx, cancel := context.WithTimeout(ctx, commitTimeout)
 		last, err := m.cfg.Changelog.Append(actx, p.id, state.Last, nil, marker)
 		cancel()
-		if errors.Is(err, ErrFenced) && attempt < 100 {
+		if errors.Is(err, port.ErrFenced) && attempt < 100 {
 			log.Info("changelog grew during takeover; replaying the new tail", "expected_last", state.Last)
 			continue
 		}
@@ -206,7 +207,7 @@ func (e *staleError) Unwrap() error { return errStale }
 
 // newerMarker returns the first commit marker in es of a generation above
 // gen, or nil.
-func newerMarker(es []Entry, gen uint64) *CommitMarker {
+func newerMarker(es []port.Entry, gen uint64) *port.CommitMarker {
 	for _, e := range es {
 		if e.Commit != nil && e.Commit.Generation > gen {
 			return e.Commit
@@ -236,7 +237,7 @@ func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) (e
 	from := max(p.applied.Load()+1, state.First)
 	rs.begin(from, state.Last, reason)
 	if from <= state.Last {
-		err := m.cfg.Changelog.Replay(ctx, p.id, from, state.Last, m.cfg.StandbyBufferSize, func(es []Entry) error {
+		err := m.cfg.Changelog.Replay(ctx, p.id, from, state.Last, m.cfg.StandbyBufferSize, func(es []port.Entry) error {
 			if err := r.apply(p, es); err != nil {
 				return err
 			}
@@ -254,7 +255,7 @@ func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) (e
 	rs.end()
 	caughtUp()
 	from = max(p.applied.Load()+1, state.Last+1)
-	return m.cfg.Changelog.Follow(ctx, p.id, from, m.cfg.StandbyBufferSize, func(es []Entry) error {
+	return m.cfg.Changelog.Follow(ctx, p.id, from, m.cfg.StandbyBufferSize, func(es []port.Entry) error {
 		if err := r.apply(p, es); err != nil {
 			return err
 		}
@@ -265,14 +266,14 @@ func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) (e
 }
 
 // trusted reports whether p's open store agrees with the log's state.
-func (r *Recovery) trusted(p *partition, state LogState) bool {
+func (r *Recovery) trusted(p *partition, state port.LogState) bool {
 	a := p.applied.Load()
-	return a <= state.Last && (a == 0 || (p.epoch == state.Epoch && a+1 >= state.First)) && !state.missedTombstones(a)
+	return a <= state.Last && (a == 0 || (p.epoch == state.Epoch && a+1 >= state.First)) && !missedTombstones(state, a)
 }
 
 // open opens p's store (closing one already open), rebuilding it when it
 // cannot be trusted, and loads its offsets. reason says why it was rebuilt.
-func (r *Recovery) open(ctx context.Context, p *partition, state LogState, active bool) (reason string, err error) {
+func (r *Recovery) open(ctx context.Context, p *partition, state port.LogState, active bool) (reason string, err error) {
 	if p.store != nil {
 		_ = p.store.Close()
 		p.store = nil
@@ -302,7 +303,7 @@ func (r *Recovery) open(ctx context.Context, p *partition, state LogState, activ
 // returned. A store that does not cover every table of tables (the node
 // declares a table the store's replays skipped) is rebuilt too; the store
 // kept or rebuilt then records that it covers tables (tableset.go).
-func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState, tables []string,
+func openTrusted(log *slog.Logger, stores store.Provider, id int, state port.LogState, tables []string,
 	ahead func(st store.Store, offs store.Offsets, why string) error) (store.Store, store.Offsets, string, error) {
 	st, err := stores.Open(id)
 	reason, behind, newer := "", false, false
@@ -332,7 +333,7 @@ func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState
 			reason = fmt.Sprintf("persisted changelog offset %d is behind the changelog's first sequence %d: the log was compacted or trimmed past it, so the whole log is replayed into a new store",
 				offs.Changelog, state.First)
 			behind = true
-		case state.missedTombstones(offs.Changelog):
+		case missedTombstones(state, offs.Changelog):
 			reason = fmt.Sprintf("persisted changelog offset %d is older than the tombstone TTL (the log from sequence %d on is younger): a tombstone it did not apply may have expired, so the whole log is replayed into a new store",
 				offs.Changelog, state.TombstonesFrom)
 			behind = true
@@ -389,7 +390,7 @@ func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState
 
 // apply writes one batch of replayed entries to p's store with the offsets
 // they bring it to, in one transaction.
-func (r *Recovery) apply(p *partition, es []Entry) error {
+func (r *Recovery) apply(p *partition, es []port.Entry) error {
 	if len(es) == 0 {
 		return nil
 	}

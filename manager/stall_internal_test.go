@@ -7,26 +7,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/manager/status"
 )
 
 // stateSource reports fixed stream bounds and counts reader opens.
 type stateSource struct {
-	Source
+	port.Source
 	first, last uint64
 	opens       int
 }
 
-func (s *stateSource) State(context.Context) (SourceState, error) {
-	return SourceState{First: s.first, Last: s.last}, nil
+func (s *stateSource) State(context.Context) (port.SourceState, error) {
+	return port.SourceState{First: s.first, Last: s.last}, nil
 }
 
-func (s *stateSource) Open(context.Context, uint64) (SourceReader, error) {
+func (s *stateSource) Open(context.Context, uint64) (port.SourceReader, error) {
 	s.opens++
 	return idleReader{}, nil
 }
 
-type idleReader struct{ SourceReader }
+type idleReader struct{ port.SourceReader }
 
 func (idleReader) Close() error { return nil }
 
@@ -63,12 +64,12 @@ func TestStallCheckOnTrimmedSource(t *testing.T) {
 
 // markerLog answers LastCommit with a fixed marker.
 type markerLog struct {
-	Changelog
-	marker CommitMarker
+	port.Changelog
+	marker port.CommitMarker
 	found  bool
 }
 
-func (l markerLog) LastCommit(context.Context, int) (CommitMarker, uint64, bool, error) {
+func (l markerLog) LastCommit(context.Context, int) (port.CommitMarker, uint64, bool, error) {
 	return l.marker, 1, l.found, nil
 }
 
@@ -83,8 +84,8 @@ func TestSourceGapCounting(t *testing.T) {
 		log    markerLog
 		counts uint64
 	}{
-		{"committed past the gap by another owner", markerLog{marker: CommitMarker{SourceSeq: 60, Node: "n2"}, found: true}, 0},
-		{"committed only before the gap", markerLog{marker: CommitMarker{SourceSeq: 10}, found: true}, 40},
+		{"committed past the gap by another owner", markerLog{marker: port.CommitMarker{SourceSeq: 60, Node: "n2"}, found: true}, 0},
+		{"committed only before the gap", markerLog{marker: port.CommitMarker{SourceSeq: 10}, found: true}, 40},
 		{"no commit at all", markerLog{}, 40},
 	} {
 		t.Run(c.name, func(t *testing.T) {

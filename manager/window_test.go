@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"testing"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // at returns the instant s seconds after the Unix epoch.
@@ -156,7 +158,7 @@ func TestParseTimeSource(t *testing.T) {
 
 func TestEventTime(t *testing.T) {
 	mk := func(data string, hdr map[string][]string) *Event {
-		return &Event{Data: []byte(data), Header: hdr, Time: at(5), msg: &message{SourceMessage: SourceMessage{Data: []byte(data)}}}
+		return &Event{Data: []byte(data), Header: hdr, Time: at(5), msg: &message{SourceMessage: port.SourceMessage{Data: []byte(data)}}}
 	}
 	now := at(99)
 	cases := []struct {

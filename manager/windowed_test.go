@@ -12,6 +12,7 @@ import (
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/codec"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // fakeClock is a windowed table's clock that tests move by hand.
@@ -207,7 +208,7 @@ func changelogState(t *testing.T, h *harness, table string) map[string]bool {
 		if st.Last == 0 {
 			continue
 		}
-		must(t, cl.Replay(ctx, p, max(st.First, 1), st.Last, 1000, func(es []manager.Entry) error {
+		must(t, cl.Replay(ctx, p, max(st.First, 1), st.Last, 1000, func(es []port.Entry) error {
 			for _, e := range es {
 				if e.Commit == nil && e.Record.Table == table && len(e.Record.Key) >= 8 {
 					k := fmt.Sprintf("%d/%x", p, e.Record.Key)

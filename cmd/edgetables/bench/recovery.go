@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // Recovery settings.
@@ -133,9 +134,9 @@ func (e *env) writeChangelog(ctx context.Context, cl *jetstream.Changelog, table
 		go func() {
 			defer wg.Done()
 			var expect uint64
-			batch := make([]manager.Record, 0, appendBatch)
+			batch := make([]port.Record, 0, appendBatch)
 			flush := func(i int) error {
-				l, err := cl.Append(ctx, part, expect, batch, manager.CommitMarker{SourceSeq: uint64(i), Node: nodeName})
+				l, err := cl.Append(ctx, part, expect, batch, port.CommitMarker{SourceSeq: uint64(i), Node: nodeName})
 				expect = l
 				batch = batch[:0]
 				return err
@@ -144,7 +145,7 @@ func (e *env) writeChangelog(ctx context.Context, cl *jetstream.Changelog, table
 				if int(partOf[k]) != part {
 					continue
 				}
-				batch = append(batch, manager.Record{Table: table, Key: []byte(keyName(int(k))), Value: payload(i)})
+				batch = append(batch, port.Record{Table: table, Key: []byte(keyName(int(k))), Value: payload(i)})
 				if len(batch) == appendBatch {
 					if errs[part] = flush(i + 1); errs[part] != nil {
 						cancel()
