@@ -20,6 +20,7 @@ import (
 	"github.com/edgetables/edgetables/manager/codec"
 	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/manager/status"
+	"github.com/edgetables/edgetables/manager/window"
 )
 
 // goldenMeta is the document of testdata/appmeta-v1.json.
@@ -108,8 +109,8 @@ func TestDecodeAppMetaRefuses(t *testing.T) {
 // a windowed table's windows with their defaults filled in.
 func TestNewTableMeta(t *testing.T) {
 	win := manager.NewWindowedTable(manager.WindowedTableConfig[string, int64]{Name: "w", Keys: codec.String{},
-		Values: codec.Int64{}, Windows: manager.Hopping(time.Minute, 20*time.Second, 0),
-		Time: manager.TimeSource{Kind: manager.TimeField, Name: "ts"}, Spec: map[string]string{"note": "x"}})
+		Values: codec.Int64{}, Windows: window.Hopping(time.Minute, 20*time.Second, 0),
+		Time: window.TimeSource{Kind: window.TimeField, Name: "ts"}, Spec: map[string]string{"note": "x"}})
 	cases := []struct {
 		table manager.Collection
 		want  jetstream.TableMeta

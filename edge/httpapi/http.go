@@ -22,6 +22,7 @@ import (
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/status"
+	"github.com/edgetables/edgetables/manager/window"
 )
 
 // Error codes of the HTTP API: stable, for clients to branch on.
@@ -276,7 +277,7 @@ type windowJSON struct {
 // "windows": [{"start", "end", "value"}], "partition"}. A key without such
 // windows is 404 key_not_found.
 func (a *API) getWindows(w http.ResponseWriter, r *http.Request, t manager.WindowedCollection, key string, kb []byte) {
-	var q manager.WindowQuery
+	var q window.Query
 	switch sel := r.URL.Query().Get("window"); sel {
 	case "", "now":
 	case "all":
