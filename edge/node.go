@@ -537,7 +537,7 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 		}
 	}
 	var global port.GlobalLog // nil without global tables: no stream
-	if slices.ContainsFunc(cfg.Tables, manager.IsGlobalTable) {
+	if slices.ContainsFunc(cfg.Tables, func(c manager.Collection) bool { return manager.ShapeOf(c).Kind == manager.KindGlobal }) {
 		gl, err := jetstream.NewGlobalLog(ctx, js, jetstream.GlobalConfig{App: cfg.App, Replicas: cfg.Replicas, TombstoneTTL: cfg.TombstoneTTL})
 		if err != nil {
 			return nil, err

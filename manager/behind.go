@@ -68,7 +68,7 @@ const reseedChunk = 10000
 // log: it decides, by Config.ChangelogBehind, whether the store is rebuilt
 // from the log (nil), or kept and the partition stopped or re-seeded (a
 // *behindError). active tells an active's recovery from a standby's.
-func (r *Recovery) behind(ctx context.Context, p *partition, active bool) func(store.Store, store.Offsets, string) error {
+func (r *recovery) behind(ctx context.Context, p *partition, active bool) func(store.Store, store.Offsets, string) error {
 	m := r.m
 	return func(st store.Store, offs store.Offsets, why string) error {
 		if offs.Source == 0 {
@@ -126,7 +126,7 @@ func (r *Recovery) behind(ctx context.Context, p *partition, active bool) func(s
 // so that a crash midway leaves a log that still shows itself behind; the
 // last one carries the store's source position. The store then records
 // the log's new end and epoch, and p is set up from it.
-func (r *Recovery) reseed(ctx context.Context, p *partition, state port.LogState, gen uint64) error {
+func (r *recovery) reseed(ctx context.Context, p *partition, state port.LogState, gen uint64) error {
 	m := r.m
 	st, err := m.cfg.Stores.Open(p.id)
 	if err != nil {
@@ -176,7 +176,7 @@ func (r *Recovery) reseed(ctx context.Context, p *partition, state port.LogState
 		err := m.cfg.Changelog.Replay(ctx, p.id, state.First, state.Last, m.cfg.RecoveryBufferSize, func(es []port.Entry) error {
 			for _, e := range es {
 				t, known := m.tables[e.Record.Table]
-				if e.Commit != nil || e.Record.Delete || !known || IsGlobalTable(t) {
+				if e.Commit != nil || e.Record.Delete || !known || isGlobalTable(t) {
 					continue
 				}
 				if _, found, err := st.Get(e.Record.Table, e.Record.Key); err != nil {
@@ -196,7 +196,7 @@ func (r *Recovery) reseed(ctx context.Context, p *partition, state port.LogState
 		}
 	}
 	for _, t := range m.Tables() {
-		if IsGlobalTable(t) {
+		if isGlobalTable(t) {
 			continue
 		}
 		var ferr error

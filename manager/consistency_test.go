@@ -50,7 +50,7 @@ func TestRebuildBehindFirstSequence(t *testing.T) {
 	}
 
 	h.start()
-	rp := h.m.Recovery().Progress()
+	rp := h.m.RecoveryProgress()
 	if len(rp) != 1 || !rp[0].Rebuilt || !strings.Contains(rp[0].Reason, "first sequence") {
 		t.Fatalf("recovery = %+v, want a store rebuilt because its offset is behind the log's first sequence", rp)
 	}

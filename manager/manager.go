@@ -199,7 +199,7 @@ type TableManager struct {
 	mu    sync.RWMutex // guards parts
 	parts map[int]*partition
 
-	recovery *Recovery
+	recovery *recovery
 	// global is this node's copy of the global tables (nil without any).
 	global   *globalReplica
 	counters counters
@@ -316,10 +316,10 @@ func (m *TableManager) Add(t Collection) error {
 }
 
 // IsGlobal reports whether table is a global table (see GlobalTable).
-func (m *TableManager) IsGlobal(table string) bool { return IsGlobalTable(m.tables[table]) }
+func (m *TableManager) IsGlobal(table string) bool { return isGlobalTable(m.tables[table]) }
 
-// IsGlobalTable reports whether t is a global table (see GlobalTable).
-func IsGlobalTable(t Collection) bool {
+// isGlobalTable reports whether t is a global table (see GlobalTable).
+func isGlobalTable(t Collection) bool {
 	_, ok := t.(globalTable)
 	return ok
 }
@@ -367,15 +367,6 @@ func (m *TableManager) Partitions() int { return m.cfg.Partitions }
 // Node returns the node's name.
 func (m *TableManager) Node() string { return m.cfg.Node }
 
-// Subjects returns the subjects of every agent, for the source stream.
-func (m *TableManager) Subjects() []string {
-	agents := make([]Agent, len(m.agents))
-	for i, a := range m.agents {
-		agents[i] = *a
-	}
-	return SubjectsOf(agents)
-}
-
 // SubjectsOf returns the distinct subjects of agents, sorted.
 func SubjectsOf(agents []Agent) []string {
 	seen := map[string]bool{}
@@ -392,16 +383,6 @@ func SubjectsOf(agents []Agent) []string {
 	return out
 }
 
-// ChangelogTopics returns, per table, the changelog subjects holding its
-// records (Faust's changelog_topics).
-func (m *TableManager) ChangelogTopics() map[string][]string {
-	out := make(map[string][]string, len(m.tables))
-	for name := range m.tables {
-		out[name] = m.subjects(name)
-	}
-	return out
-}
-
 // subjects returns the changelog subjects of table.
 func (m *TableManager) subjects(table string) []string {
 	if m.IsGlobal(table) {
@@ -409,9 +390,6 @@ func (m *TableManager) subjects(table string) []string {
 	}
 	return m.cfg.Changelog.Subjects(table)
 }
-
-// Recovery returns the recovery service.
-func (m *TableManager) Recovery() *Recovery { return m.recovery }
 
 // onRebalanceStart begins a rebalance to generation (Faust's
 // on_rebalance_start): neither actives nor standbys are ready until it

@@ -147,7 +147,7 @@ func TestStopWaitsForCommitInFlight(t *testing.T) {
 	gc.open()
 	must(t, <-stopped)
 	h.start()
-	for _, rp := range h.m.Recovery().Progress() {
+	for _, rp := range h.m.RecoveryProgress() {
 		if rp.Records != 0 {
 			t.Errorf("partition %d replayed %d records after a clean stop; want its store up to date", rp.Partition, rp.Records)
 		}

@@ -140,22 +140,9 @@ func (m *TableManager) Count(table string) (int, error) {
 	return n, nil
 }
 
-// TableInfos describes every table, in name order, with the keys of the
-// partitions assigned here counted (a pass over each table's stores).
-func (m *TableManager) TableInfos() ([]status.TableInfo, error) {
-	out := m.TableList()
-	for i := range out {
-		n, err := m.Count(out[i].Name)
-		if err != nil {
-			return nil, err
-		}
-		out[i].Keys = n
-	}
-	return out, nil
-}
-
-// TableList is TableInfos without counting keys (Keys is 0): it reads no
-// store.
+// TableList describes every table, in name order, without counting keys
+// (Keys is 0): it reads no store (Count counts a table's keys here; the HTTP
+// API counts them over the cluster).
 func (m *TableManager) TableList() []status.TableInfo {
 	var out []status.TableInfo
 	for _, t := range m.Tables() {

@@ -13,7 +13,7 @@ import (
 	"github.com/edgetables/edgetables/store"
 )
 
-// Recovery brings the stores of newly assigned partitions up to the end of
+// recovery brings the stores of newly assigned partitions up to the end of
 // their changelogs before they are processed (Faust's Recovery service).
 //
 // A partition replays from the offset persisted in its store to the
@@ -21,7 +21,7 @@ import (
 // be trusted is destroyed and rebuilt by a full replay, with the reason
 // logged: a corrupt or unreadable file, a persisted offset beyond the end of
 // the changelog, or a changelog that was recreated (another epoch).
-type Recovery struct {
+type recovery struct {
 	m *TableManager
 
 	mu       sync.Mutex
@@ -31,13 +31,13 @@ type Recovery struct {
 	logEvery, stallAfter time.Duration
 }
 
-func newRecovery(m *TableManager) *Recovery {
-	return &Recovery{m: m, progress: make(map[int]*status.RecoveryProgress)}
+func newRecovery(m *TableManager) *recovery {
+	return &recovery{m: m, progress: make(map[int]*status.RecoveryProgress)}
 }
 
-// Progress returns the state of the last recovery of every partition, in
-// partition order.
-func (r *Recovery) Progress() []status.RecoveryProgress {
+// snapshot returns the state of the last recovery of every partition, in
+// partition order, with its rates computed.
+func (r *recovery) snapshot() []status.RecoveryProgress {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]status.RecoveryProgress, 0, len(r.progress))
@@ -67,13 +67,13 @@ func withRates(p status.RecoveryProgress, now time.Time) status.RecoveryProgress
 }
 
 // forget drops the progress of a partition this node no longer holds.
-func (r *Recovery) forget(id int) {
+func (r *recovery) forget(id int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.progress, id)
 }
 
-func (r *Recovery) update(id int, f func(p *status.RecoveryProgress)) {
+func (r *recovery) update(id int, f func(p *status.RecoveryProgress)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := r.progress[id]
@@ -96,7 +96,7 @@ func (r *Recovery) update(id int, f func(p *status.RecoveryProgress)) {
 // instead of fencing it, and p waits for that assignment. Markers are
 // checked in the tail that grew during the takeover, and, when retake is
 // set (p was fenced while this node still owned it), in the whole tail.
-func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, retake bool) (err error) {
+func (r *recovery) recoverActive(ctx context.Context, p *partition, gen uint64, retake bool) (err error) {
 	m := r.m
 	log := m.log.With("partition", p.id)
 	rs := r.newRestore(p, RecoveryActive)
@@ -219,7 +219,7 @@ func newerMarker(es []port.Entry, gen uint64) *port.CommitMarker {
 // follow keeps standby partition p up to date with its changelog until ctx
 // ends: a catch-up replay to the log's end, then following it as it grows.
 // caughtUp is called once the catch-up is done.
-func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) (err error) {
+func (r *recovery) follow(ctx context.Context, p *partition, caughtUp func()) (err error) {
 	m := r.m
 	rs := r.newRestore(p, RecoveryStandby)
 	defer func() { rs.finish(ctx, err) }()
@@ -266,14 +266,14 @@ func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) (e
 }
 
 // trusted reports whether p's open store agrees with the log's state.
-func (r *Recovery) trusted(p *partition, state port.LogState) bool {
+func (r *recovery) trusted(p *partition, state port.LogState) bool {
 	a := p.applied.Load()
 	return a <= state.Last && (a == 0 || (p.epoch == state.Epoch && a+1 >= state.First)) && !missedTombstones(state, a)
 }
 
 // open opens p's store (closing one already open), rebuilding it when it
 // cannot be trusted, and loads its offsets. reason says why it was rebuilt.
-func (r *Recovery) open(ctx context.Context, p *partition, state port.LogState, active bool) (reason string, err error) {
+func (r *recovery) open(ctx context.Context, p *partition, state port.LogState, active bool) (reason string, err error) {
 	if p.store != nil {
 		_ = p.store.Close()
 		p.store = nil
@@ -390,7 +390,7 @@ func openTrusted(log *slog.Logger, stores store.Provider, id int, state port.Log
 
 // apply writes one batch of replayed entries to p's store with the offsets
 // they bring it to, in one transaction.
-func (r *Recovery) apply(p *partition, es []port.Entry) error {
+func (r *recovery) apply(p *partition, es []port.Entry) error {
 	if len(es) == 0 {
 		return nil
 	}
@@ -443,7 +443,7 @@ func (r *Recovery) apply(p *partition, es []port.Entry) error {
 // logProgress logs the progress of every running recovery every 5 s until
 // stopped, and warns about a partition that made no progress for 30 s,
 // naming what it does or waits for.
-func (r *Recovery) logProgress(ctx context.Context) (stop func()) {
+func (r *recovery) logProgress(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	every, stall := logEvery, stallAfter
@@ -465,7 +465,7 @@ func (r *Recovery) logProgress(ctx context.Context) (stop func()) {
 				return
 			case <-t.C:
 				now := time.Now()
-				for _, p := range r.Progress() {
+				for _, p := range r.snapshot() {
 					if !p.Ended.IsZero() {
 						continue
 					}

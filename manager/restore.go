@@ -151,7 +151,7 @@ func (p *partition) stopTaskFor(reason SuspendReason) {
 // partition's RecoveryProgress and calls the hooks. It lives in the task's
 // goroutine.
 type restore struct {
-	r       *Recovery
+	r       *recovery
 	p       *partition
 	kind    RecoveryKind
 	start   time.Time
@@ -161,7 +161,7 @@ type restore struct {
 	high    uint64
 }
 
-func (r *Recovery) newRestore(p *partition, kind RecoveryKind) *restore {
+func (r *recovery) newRestore(p *partition, kind RecoveryKind) *restore {
 	return &restore{r: r, p: p, kind: kind, start: time.Now()}
 }
 
@@ -256,7 +256,7 @@ func (t *restore) call(f func()) {
 
 // setPhase records what partition id's recovery does or waits for. A
 // partition whose last recovery ended starts a new progress record.
-func (r *Recovery) setPhase(id int, phase string) {
+func (r *recovery) setPhase(id int, phase string) {
 	now := time.Now()
 	r.update(id, func(rp *status.RecoveryProgress) {
 		if !rp.Ended.IsZero() || rp.Started.IsZero() {

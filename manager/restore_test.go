@@ -122,7 +122,7 @@ func TestRecoveryHooksTailReplay(t *testing.T) {
 	h.cfg.RecoveryHooks = l.hooks()
 	h.start()
 	h.waitCounts(want)
-	records, starts := checkCompleted(t, &l, h.m.Recovery().Progress())
+	records, starts := checkCompleted(t, &l, h.m.RecoveryProgress())
 	if records == 0 {
 		t.Error("the hooks saw no record replayed after a crash between append and store commit")
 	}
@@ -155,7 +155,7 @@ func TestRecoveryHooksRebuild(t *testing.T) {
 	h.cfg.RecoveryHooks = l.hooks()
 	h.start()
 	h.waitCounts(want)
-	records, _ := checkCompleted(t, &l, h.m.Recovery().Progress())
+	records, _ := checkCompleted(t, &l, h.m.RecoveryProgress())
 	if uint64(records) != inLog || records < 40 {
 		t.Errorf("hooks saw %d entries replayed, want every message of the log (%d), at least one per key (40)", records, inLog)
 	}
@@ -223,7 +223,7 @@ func TestRecoveryStallWarningAndSuspend(t *testing.T) {
 			t.Errorf("stall warning %q lacks %s", warn, part)
 		}
 	}
-	rp := m.Recovery().Progress()
+	rp := m.RecoveryProgress()
 	if len(rp) != 1 || rp[0].Phase != status.PhaseReplaying || rp[0].RecordsRemaining == 0 || !rp[0].Ended.IsZero() {
 		t.Fatalf("progress while stalled = %+v, want replaying with records remaining", rp)
 	}

@@ -175,7 +175,7 @@ func TestTakeoverDoesNotWaitForLeaderlessSource(t *testing.T) {
 
 	src.down.Store(true)
 	m := h.start()
-	for _, rp := range m.Recovery().Progress() {
+	for _, rp := range m.RecoveryProgress() {
 		if rp.Ended.IsZero() {
 			t.Fatalf("partition %d: recovery not ended although the manager is ready", rp.Partition)
 		}

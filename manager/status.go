@@ -47,7 +47,7 @@ func (m *TableManager) Status() status.Status {
 		st.DeadLetters[name] = c.Load()
 	}
 	rec := map[int]status.RecoveryProgress{}
-	for _, rp := range m.recovery.Progress() {
+	for _, rp := range m.recovery.snapshot() {
 		rec[rp.Partition] = rp
 	}
 	for _, p := range m.assigned() {

@@ -145,7 +145,7 @@ func TestExpiredTombstoneStaleStore(t *testing.T) {
 			copyDir(t, stale, h.dir)
 			r.clock.Set(t0.Add(30 * time.Second))
 			h.start()
-			for _, rp := range h.m.Recovery().Progress() {
+			for _, rp := range h.m.RecoveryProgress() {
 				if rp.Rebuilt {
 					t.Fatalf("partition %d rebuilt (%s): the stale store was not replayed", rp.Partition, rp.Reason)
 				}

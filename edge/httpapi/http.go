@@ -203,8 +203,8 @@ type entry struct {
 }
 
 // partitionOf returns p for an entry of table, nil for a global table.
-func partitionOf(t manager.Collection, p int) *int {
-	if manager.IsGlobalTable(t) {
+func (a *API) partitionOf(t manager.Collection, p int) *int {
+	if a.m.IsGlobal(t.Name()) {
 		return nil
 	}
 	return &p
@@ -257,7 +257,7 @@ func (a *API) readKey(w http.ResponseWriter, r *http.Request, name, key string) 
 		a.fail(w, r, err)
 		return
 	}
-	if manager.IsGlobalTable(t) {
+	if a.m.IsGlobal(t.Name()) {
 		p = -1 // no partition
 	}
 	writeEntry(w, name, key, js, p)
@@ -364,7 +364,7 @@ func (a *API) listKeys(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, r, err)
 			return
 		}
-		out = append(out, entry{Key: k, Value: js, Partition: partitionOf(t, kv.Partition)})
+		out = append(out, entry{Key: k, Value: js, Partition: a.partitionOf(t, kv.Partition)})
 	}
 	resp := map[string]any{"table": name, "entries": out}
 	if len(out) == limit {

@@ -1,6 +1,6 @@
 package status
 
-// TableInfo describes a table on this node (manager.TableManager.TableInfos),
+// TableInfo describes a table on this node (manager.TableManager.TableList),
 // served as an element of GET /v1/tables's "tables".
 type TableInfo struct {
 	Name       string            `json:"name"`

@@ -206,7 +206,11 @@ func (e *env) recoverOnce(ctx context.Context, p ports, rep int, spec string, la
 		return recoveryRun{}, err
 	}
 	var ended time.Time
-	for _, rp := range m.Recovery().Progress() {
+	for _, ps := range m.Status().Partitions {
+		rp := ps.Recovery
+		if rp == nil {
+			continue
+		}
 		rr.entries += rp.Records
 		if rp.Ended.After(ended) {
 			ended = rp.Ended
@@ -243,14 +247,12 @@ func checkLatest(ctx context.Context, m *manager.TableManager, t *manager.Table[
 			return fmt.Errorf("key %s: value %s, want %s", keyName(k), v, want)
 		}
 	}
-	infos, err := m.TableInfos()
+	n, err := m.Count(t.Name())
 	if err != nil {
 		return err
 	}
-	for _, ti := range infos {
-		if ti.Name == t.Name() && ti.Keys != present {
-			return fmt.Errorf("table holds %d keys, want %d", ti.Keys, present)
-		}
+	if n != present {
+		return fmt.Errorf("table holds %d keys, want %d", n, present)
 	}
 	return nil
 }
