@@ -112,7 +112,7 @@ type ChangelogConfig struct {
 	// TombstoneTTL, if positive, is how long a tombstone (a deleted key)
 	// stays in the log: the server removes it then (Nats-TTL), so deleted
 	// keys do not accumulate for ever. Tombstones given their own TTL
-	// (manager.Record.TTL: closed windows) keep it. With it, State reports
+	// (port.Record.TTL: closed windows) keep it. With it, State reports
 	// TombstonesFrom, and a store that may have missed an expired
 	// tombstone is rebuilt by a full replay. Default 0: kept for ever.
 	TombstoneTTL time.Duration
@@ -123,7 +123,7 @@ type ChangelogConfig struct {
 	BeforeCommit func(p, batch int) error
 }
 
-// Changelog implements manager.Changelog with one JetStream stream per
+// Changelog implements port.Changelog with one JetStream stream per
 // partition (see the package documentation). It is safe for concurrent use;
 // Append and Replay of different partitions run independently.
 type Changelog struct {
@@ -276,7 +276,7 @@ func (c *Changelog) LastCommit(ctx context.Context, p int) (marker port.CommitMa
 // writer expects it (expectLast, then the end of the previous batch), and
 // the server checks it when it commits the batch, against the stream as it
 // is then. A writer that lost the partition (another wrote meanwhile) gets
-// an error wrapping manager.ErrFenced, and none of its batch is stored.
+// an error wrapping port.ErrFenced, and none of its batch is stored.
 //
 // Each batch waits for its predecessor's acknowledgement, so what is stored
 // after an error is a prefix of whole batches, and never lands after

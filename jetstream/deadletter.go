@@ -27,7 +27,7 @@ const (
 	maxReasonLen = 4096
 )
 
-// DeadLetters implements manager.DeadLetterQueue on the stream <app>_dlq.
+// DeadLetters implements port.DeadLetterQueue on the stream <app>_dlq.
 type DeadLetters struct {
 	js  natsjs.JetStream
 	app string

@@ -24,7 +24,7 @@ type GlobalConfig struct {
 	TombstoneTTL time.Duration
 }
 
-// GlobalLog implements manager.GlobalLog with one JetStream stream,
+// GlobalLog implements port.GlobalLog with one JetStream stream,
 // <app>_global, holding every global table's records on subjects
 // <app>.global.<table>.<keytoken>, compacted like a partition's changelog
 // (MaxMsgsPerSubject 1). Any node may write: the stream's order is the one
@@ -89,7 +89,7 @@ func (g *GlobalLog) State(ctx context.Context) (port.LogState, error) {
 // Put publishes rec and returns its sequence once the stream stored it.
 // With expect set, the message carries Nats-Expected-Last-Subject-Sequence:
 // the server stores it only if the key's subject last changed at *expect
-// (0: never), else Put fails with an error wrapping manager.ErrConflict.
+// (0: never), else Put fails with an error wrapping port.ErrConflict.
 // Replicated streams also refuse a check while another write to the same
 // subject is in flight; that is a conflict too.
 func (g *GlobalLog) Put(ctx context.Context, rec port.Record, expect *uint64) (uint64, error) {

@@ -52,10 +52,10 @@ type GroupConfig struct {
 	Logger *slog.Logger
 }
 
-// Group implements manager.Coordinator on the KV bucket <app>_group, with
+// Group implements port.Coordinator on the KV bucket <app>_group, with
 // the keys
 //
-//	member.<node>   the JSON of the member's manager.MemberState, under a lease
+//	member.<node>   the JSON of the member's status.MemberState, under a lease
 //	leader          the leader's node name, under a lease
 //	assignment      the JSON of the current assign.Assignment (no lease)
 //

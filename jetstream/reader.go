@@ -38,7 +38,7 @@ const ackTimeout = 5 * time.Second
 
 var ackBody = []byte("+ACK")
 
-// SourceReader implements manager.SourceReader on a durable pull consumer.
+// SourceReader implements port.SourceReader on a durable pull consumer.
 // nats.go's delivery goroutine (the Consume callback) decodes messages into
 // a buffer; Next takes them from it. Next and Ack may be called from
 // different goroutines.

@@ -57,7 +57,7 @@ type SourceConfig struct {
 	Sites []SiteSource
 }
 
-// Source implements manager.Source on the stream <app>_source with one
+// Source implements port.Source on the stream <app>_source with one
 // durable pull consumer. It is safe for concurrent use.
 type Source struct {
 	js       natsjs.JetStream

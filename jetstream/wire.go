@@ -69,7 +69,7 @@ func headerVersion(doc, h string, max int) error {
 }
 
 // commitMarkerWire is the commit marker on the wire: the version, then
-// every field of manager.CommitMarker (embedded, so a field added there
+// every field of port.CommitMarker (embedded, so a field added there
 // is written too; the golden test in wire_test.go shows any change).
 type commitMarkerWire struct {
 	V int `json:"v"`

@@ -8,9 +8,11 @@
 // one store transaction, then the source messages are acknowledged. See
 // docs/ARCHITECTURE.md for the mapping of Faust's terms.
 //
-// The manager speaks in tables, partitions, offsets and commits; package
-// jetstream implements its Changelog, Source and DeadLetters on NATS
-// JetStream and package store its stores.
+// The manager speaks in tables, partitions, offsets and commits. It reaches
+// the message system through the interfaces of package port (package
+// jetstream implements them on NATS JetStream) and its disk through package
+// store; it reports in the documents of package status; windowed tables cut
+// time with package window, and codecs are package codec's.
 package manager
 
 import (

@@ -20,7 +20,7 @@ import (
 const standbyLagTimeout = 2 * time.Second
 
 // Metrics is a Prometheus collector of a table manager's figures. It reads
-// manager.Status (and, for standbys, the changelogs' ends) at scrape time,
+// status.Status (and, for standbys, the changelogs' ends) at scrape time,
 // so it adds nothing to the processing path. The metrics are documented in
 // the README.
 type Metrics struct {

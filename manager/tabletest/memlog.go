@@ -10,7 +10,7 @@ import (
 	"github.com/edgetables/edgetables/manager/port"
 )
 
-// The manager's ports (manager.Changelog, Source, GlobalLog, DeadLetters)
+// The manager's ports (port.Changelog, Source, GlobalLog, DeadLetters)
 // held in memory. They outlive the managers a Driver starts, as JetStream
 // streams outlive a node: a crash loses a manager and its stores, never
 // these.
@@ -95,7 +95,7 @@ func cloneRecord(r port.Record) port.Record {
 	return r
 }
 
-// changelog implements manager.Changelog.
+// changelog implements port.Changelog.
 type changelog struct {
 	mu    sync.Mutex
 	parts []memLog
@@ -198,7 +198,7 @@ func (c *changelog) records(table string) []port.Record {
 	return out
 }
 
-// source implements manager.Source: it holds msgs[head:], numbered from
+// source implements port.Source: it holds msgs[head:], numbered from
 // first on.
 type source struct {
 	mu       sync.Mutex
@@ -265,7 +265,7 @@ func (s *source) State(context.Context) (port.SourceState, error) {
 	return port.SourceState{First: s.first, Last: s.last, Epoch: epoch}, nil
 }
 
-// reader implements manager.SourceReader; Next never waits.
+// reader implements port.SourceReader; Next never waits.
 type reader struct {
 	s    *source
 	next uint64
@@ -295,7 +295,7 @@ func (r *reader) Ack(_ context.Context, seq uint64) error {
 
 func (r *reader) Close() error { return nil }
 
-// globalLog implements manager.GlobalLog.
+// globalLog implements port.GlobalLog.
 type globalLog struct {
 	mu   sync.Mutex
 	log  memLog
@@ -339,7 +339,7 @@ func (g *globalLog) Follow(ctx context.Context, from uint64, batchSize int, fn f
 	return follow(ctx, &g.mu, &g.log, from, batchSize, fn)
 }
 
-// deadLetters implements manager.DeadLetterQueue: a dead letter is stored
+// deadLetters implements port.DeadLetterQueue: a dead letter is stored
 // when it is enqueued.
 type deadLetters struct {
 	mu  sync.Mutex
