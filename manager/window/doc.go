@@ -7,7 +7,7 @@
 // A windowed table is declared with manager.NewWindowedTable:
 //
 //	manager.WindowedTableConfig[string, int64]{
-//		Name:    "per_minute",
+//		Name:    "per-minute",
 //		Windows: window.Tumbling(time.Minute, 5*time.Minute),
 //		Time:    window.TimeSource{Kind: window.TimeField, Name: "ts"},
 //	}

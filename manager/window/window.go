@@ -31,10 +31,11 @@ func (w Window) String() string {
 // end.
 //
 // A window closes when the table's clock reaches its end plus Expires (see
-// manager.WindowedTableConfig.Clock). Until then it accepts events (late ones
-// included) and is readable; at that moment OnWindowClose is called with its
-// final value and it is removed from the store and the changelog. An event
-// whose every window is closed is refused with manager.ErrWindowClosed.
+// manager.WindowedTableConfig.Clock). Until then it accepts events (late
+// ones included) and is readable; at that moment the table's OnWindowClose
+// is called with its final value and it is removed from the store and the
+// changelog. An event whose every window is closed is refused with
+// manager.ErrWindowClosed.
 type Windows struct {
 	// Size is the length of a window. Required, at least 1ms.
 	Size time.Duration
