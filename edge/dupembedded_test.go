@@ -14,7 +14,7 @@ import (
 
 // TestDuplicateNameEmbedded: a node whose embedded server joins a cluster
 // under a name a live node holds (a cloned device) stops with an error
-// wrapping manager.ErrDuplicateNode as soon as its routes meet, before its
+// wrapping port.ErrDuplicateNode as soon as its routes meet, before its
 // table manager starts, and the cluster keeps counting exactly.
 func TestDuplicateNameEmbedded(t *testing.T) {
 	const spec = "name=c,source=e.*,key=subject:2,agg=count"

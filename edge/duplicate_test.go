@@ -11,7 +11,7 @@ import (
 
 // TestDuplicateNameRefused: a second live node under a name another live
 // node holds (two devices cloned from one image) stops with an error
-// wrapping manager.ErrDuplicateNode, without disturbing the first; a node
+// wrapping port.ErrDuplicateNode, without disturbing the first; a node
 // restarted under its own name after a crash is not refused.
 func TestDuplicateNameRefused(t *testing.T) {
 	host, _ := startNode(t, t.TempDir(), "name=c,source=e.*,key=subject:2,agg=count")

@@ -303,7 +303,7 @@ func (g *globalReplica) put(ctx context.Context, rec port.Record, expect *uint64
 // GlobalTable); the HTTP API's PUT and DELETE use it. Keys are encoded
 // (ParseKey); expect, when set, makes the write conditional: on the key's
 // revision, or with 0 on the key not existing (never written or deleted);
-// ErrConflict otherwise. Writes return the new revision: the sequence of
+// port.ErrConflict otherwise. Writes return the new revision: the sequence of
 // the key's record in the global log.
 type WritableCollection interface {
 	Collection

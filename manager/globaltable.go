@@ -195,7 +195,7 @@ func (t *GlobalTable[K, V]) DeleteKey(ctx context.Context, key []byte, expect *u
 // absent gives an expected revision of 0 its meaning for WritableCollection
 // ("the key must not exist"): for a key this node's copy holds deleted, the
 // revision of its tombstone. If the copy is stale, the log refuses the
-// write (ErrConflict), as it should.
+// write (port.ErrConflict), as it should.
 func (t *GlobalTable[K, V]) absent(key []byte, expect *uint64) (*uint64, error) {
 	if expect == nil || *expect != 0 {
 		return expect, nil
