@@ -19,7 +19,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/edge/builtin"
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // testCluster is a cluster of nodes in this process, on loopback.
@@ -338,7 +338,7 @@ func checkStandbyMetrics(t *testing.T, c *testCluster) {
 		for {
 			var mine []int
 			for _, p := range n.Manager().Status().Partitions {
-				if p.State == manager.StateStandby {
+				if p.State == status.StateStandby {
 					mine = append(mine, p.Partition)
 				}
 			}

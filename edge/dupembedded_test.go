@@ -9,11 +9,12 @@ import (
 
 	"github.com/edgetables/edgetables/edge/builtin"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // TestDuplicateNameEmbedded: a node whose embedded server joins a cluster
 // under a name a live node holds (a cloned device) stops with an error
-// wrapping manager.ErrDuplicateNode as soon as its routes meet, before its
+// wrapping port.ErrDuplicateNode as soon as its routes meet, before its
 // table manager starts, and the cluster keeps counting exactly.
 func TestDuplicateNameEmbedded(t *testing.T) {
 	const spec = "name=c,source=e.*,key=subject:2,agg=count"
@@ -37,7 +38,7 @@ func TestDuplicateNameEmbedded(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	err = dup.Run(ctx)
-	if !errors.Is(err, manager.ErrDuplicateNode) {
+	if !errors.Is(err, port.ErrDuplicateNode) {
 		t.Fatalf("the duplicate's Run: %v; want an error wrapping ErrDuplicateNode", err)
 	}
 	t.Logf("duplicate: %v", err)

@@ -6,12 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // TestDuplicateNameRefused: a second live node under a name another live
 // node holds (two devices cloned from one image) stops with an error
-// wrapping manager.ErrDuplicateNode, without disturbing the first; a node
+// wrapping port.ErrDuplicateNode, without disturbing the first; a node
 // restarted under its own name after a crash is not refused.
 func TestDuplicateNameRefused(t *testing.T) {
 	host, _ := startNode(t, t.TempDir(), "name=c,source=e.*,key=subject:2,agg=count")
@@ -33,7 +33,7 @@ func TestDuplicateNameRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = second.Run(ctx)
-	if !errors.Is(err, manager.ErrDuplicateNode) {
+	if !errors.Is(err, port.ErrDuplicateNode) {
 		t.Fatalf("second node's Run: %v; want an error wrapping ErrDuplicateNode", err)
 	}
 	t.Logf("second node: %v", err)

@@ -24,6 +24,7 @@ import (
 	"github.com/edgetables/edgetables/edge/httpapi"
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -527,7 +528,7 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 	if err != nil {
 		return nil, err
 	}
-	var coord manager.Coordinator
+	var coord port.Coordinator
 	if cfg.clustered() {
 		coord, err = jetstream.NewGroup(ctx, js, jetstream.GroupConfig{App: cfg.App, Node: cfg.Name,
 			SessionTimeout: cfg.SessionTimeout, Replicas: cfg.Replicas, Logger: n.log})
@@ -535,8 +536,8 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 			return nil, err
 		}
 	}
-	var global manager.GlobalLog // nil without global tables: no stream
-	if slices.ContainsFunc(cfg.Tables, manager.IsGlobalTable) {
+	var global port.GlobalLog // nil without global tables: no stream
+	if slices.ContainsFunc(cfg.Tables, func(c manager.Collection) bool { return manager.ShapeOf(c).Kind == manager.KindGlobal }) {
 		gl, err := jetstream.NewGlobalLog(ctx, js, jetstream.GlobalConfig{App: cfg.App, Replicas: cfg.Replicas, TombstoneTTL: cfg.TombstoneTTL})
 		if err != nil {
 			return nil, err

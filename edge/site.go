@@ -11,6 +11,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // DefaultHubDomain is the hub's JetStream domain a site assumes.
@@ -184,7 +185,7 @@ func (c *edgeMetrics) Collect(ch chan<- prometheus.Metric) {
 
 // sourceHold is the manager's SourceHold: the site's hold, or none (a nil
 // *HubHold must not become a non-nil interface).
-func (n *Node) sourceHold() manager.SourceHold {
+func (n *Node) sourceHold() port.SourceHold {
 	if n.hold == nil {
 		return nil
 	}

@@ -11,8 +11,8 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/jetstream"
-	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // ghostMember joins the group of app as node name and claims, with every
@@ -43,7 +43,7 @@ func ghostMember(t *testing.T, ctx context.Context, url, app, name string) <-cha
 		defer tick.Stop()
 		var a assign.Assignment
 		for {
-			st := manager.MemberState{Node: name, Generation: a.Generation, Actives: a.ActivesOf(name), Positions: map[int]uint64{}}
+			st := status.MemberState{Node: name, Generation: a.Generation, Actives: a.ActivesOf(name), Positions: map[int]uint64{}}
 			for _, p := range st.Actives {
 				st.Positions[p] = 1 << 40
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/codec"
+	"github.com/edgetables/edgetables/manager/window"
 )
 
 // TestWindowCloseOnceAcrossFailover: in a three-node cluster, OnWindowClose
@@ -40,10 +41,10 @@ func TestWindowCloseOnceAcrossFailover(t *testing.T) {
 			Name: "finals", Keys: codec.String{}, Values: codec.Int64{}})
 		perMinute := manager.NewWindowedTable(manager.WindowedTableConfig[string, int64]{
 			Name: "per-minute", Keys: codec.String{}, Values: codec.Int64{},
-			Windows: manager.Tumbling(time.Minute, time.Minute),
-			Time:    manager.TimeSource{Kind: manager.TimeField, Name: "ts"},
+			Windows: window.Tumbling(time.Minute, time.Minute),
+			Time:    window.TimeSource{Kind: window.TimeField, Name: "ts"},
 			Clock:   now,
-			OnWindowClose: func(e *manager.Event, k string, w manager.Window, n int64) error {
+			OnWindowClose: func(e *manager.Event, k string, w window.Window, n int64) error {
 				mu.Lock()
 				id := k + "@" + w.Start.Format("15:04")
 				calls[id] = append(calls[id], i)
@@ -60,7 +61,7 @@ func TestWindowCloseOnceAcrossFailover(t *testing.T) {
 			Name: "per-minute", Subjects: []string{"ev.*"},
 			Key: func(e *manager.Event) ([]byte, error) { return []byte(e.Token(2)), nil },
 			Process: func(e *manager.Event) error {
-				return perMinute.Update(e, string(e.Key), func(_ manager.Window, n int64, _ bool) (int64, error) { return n + 1, nil })
+				return perMinute.Update(e, string(e.Key), func(_ window.Window, n int64, _ bool) (int64, error) { return n + 1, nil })
 			},
 		})
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
 
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // MaxAtomicBatch is the most messages one atomic batch may hold (the
@@ -119,7 +119,7 @@ func (c *Changelog) appendBatch(ctx context.Context, p, batch int, expectLast ui
 			err := fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s, expected last %d): %s (code %d)",
 				p, c.streams[p], expectLast, r.Error.Description, r.Error.ErrCode)
 			if r.Error.ErrCode == 10071 || r.Error.ErrCode == 10164 {
-				return 0, fmt.Errorf("%w: %w", manager.ErrFenced, err)
+				return 0, fmt.Errorf("%w: %w", port.ErrFenced, err)
 			}
 			return 0, err
 		}

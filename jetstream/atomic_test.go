@@ -11,7 +11,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 func newAtomicChangelog(t *testing.T) (*jetstream.Changelog, *nats.Conn) {
@@ -23,17 +23,17 @@ func newAtomicChangelog(t *testing.T) (*jetstream.Changelog, *nats.Conn) {
 	return cl, nc
 }
 
-func atomicRecords(n int, prefix string) []manager.Record {
-	recs := make([]manager.Record, n)
+func atomicRecords(n int, prefix string) []port.Record {
+	recs := make([]port.Record, n)
 	for i := range recs {
-		recs[i] = manager.Record{Table: "t", Key: []byte(fmt.Sprintf("%s%d", prefix, i)), Value: []byte(strconv.Itoa(i))}
+		recs[i] = port.Record{Table: "t", Key: []byte(fmt.Sprintf("%s%d", prefix, i)), Value: []byte(strconv.Itoa(i))}
 	}
 	return recs
 }
 
 func TestAtomicAppend(t *testing.T) {
 	cl, _ := newAtomicChangelog(t)
-	last := mustAppend(t, cl, 0, 0, atomicRecords(999, "k"), manager.CommitMarker{SourceSeq: 7})
+	last := mustAppend(t, cl, 0, 0, atomicRecords(999, "k"), port.CommitMarker{SourceSeq: 7})
 	if last != 1000 {
 		t.Fatalf("last = %d, want 1000", last)
 	}
@@ -42,12 +42,12 @@ func TestAtomicAppend(t *testing.T) {
 		t.Fatalf("replayed %d entries, last %+v", len(es), es[len(es)-1])
 	}
 	// One message more than a batch holds is refused before anything is sent.
-	if _, err := cl.Append(testCtx(t), 0, last, atomicRecords(1000, "x"), manager.CommitMarker{}); !errors.Is(err, jetstream.ErrBatchTooLarge) {
+	if _, err := cl.Append(testCtx(t), 0, last, atomicRecords(1000, "x"), port.CommitMarker{}); !errors.Is(err, jetstream.ErrBatchTooLarge) {
 		t.Errorf("1001-message append = %v, want ErrBatchTooLarge", err)
 	}
 	// A stale writer's whole batch is refused: nothing of it is stored.
-	_, err := cl.Append(testCtx(t), 0, last-1, atomicRecords(10, "z"), manager.CommitMarker{SourceSeq: 9})
-	if !errors.Is(err, manager.ErrFenced) {
+	_, err := cl.Append(testCtx(t), 0, last-1, atomicRecords(10, "z"), port.CommitMarker{SourceSeq: 9})
+	if !errors.Is(err, port.ErrFenced) {
 		t.Fatalf("stale atomic append = %v, want ErrFenced", err)
 	}
 	if st, _ := cl.State(testCtx(t), 0); st.Last != last {
@@ -59,7 +59,7 @@ func TestAtomicAppend(t *testing.T) {
 // that dies after staging part of a batch leaves nothing in the log.
 func TestAtomicBatchNeverCommitted(t *testing.T) {
 	cl, nc := newAtomicChangelog(t)
-	last := mustAppend(t, cl, 1, 0, atomicRecords(3, "a"), manager.CommitMarker{SourceSeq: 3})
+	last := mustAppend(t, cl, 1, 0, atomicRecords(3, "a"), port.CommitMarker{SourceSeq: 3})
 	for i := 1; i <= 5; i++ { // staged, never committed
 		m := &nats.Msg{Subject: jetstream.RecordSubject("atom", 1, "t", []byte(fmt.Sprint("b", i))), Header: nats.Header{}, Data: []byte("1")}
 		m.Header.Set("Nats-Batch-Id", "crashed-writer")
@@ -76,7 +76,7 @@ func TestAtomicBatchNeverCommitted(t *testing.T) {
 	}
 	// The next commit of the partition's owner goes through, and the
 	// abandoned batch never shows.
-	last = mustAppend(t, cl, 1, last, atomicRecords(2, "c"), manager.CommitMarker{SourceSeq: 5})
+	last = mustAppend(t, cl, 1, last, atomicRecords(2, "c"), port.CommitMarker{SourceSeq: 5})
 	es := replayAll(t, cl, 1, 1, last, 100)
 	for _, e := range es {
 		if e.Commit == nil && string(e.Record.Key[:1]) == "b" {

@@ -11,14 +11,14 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
-func records(n, keyOffset int) []manager.Record {
-	recs := make([]manager.Record, n)
+func records(n, keyOffset int) []port.Record {
+	recs := make([]port.Record, n)
 	val := make([]byte, 100)
 	for i := range recs {
-		recs[i] = manager.Record{Table: "t", Key: fmt.Appendf(nil, "key-%08d", keyOffset+i), Value: val}
+		recs[i] = port.Record{Table: "t", Key: fmt.Appendf(nil, "key-%08d", keyOffset+i), Value: val}
 	}
 	return recs
 }
@@ -33,7 +33,7 @@ func BenchmarkAppend(b *testing.B) {
 	var last uint64
 	for b.Loop() {
 		var err error
-		if last, err = cl.Append(ctx, 0, last, recs, manager.CommitMarker{SourceSeq: last}); err != nil {
+		if last, err = cl.Append(ctx, 0, last, recs, port.CommitMarker{SourceSeq: last}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -49,14 +49,14 @@ func BenchmarkReplay(b *testing.B) {
 	var last uint64
 	for i := 0; i < 20; i++ {
 		var err error
-		if last, err = cl.Append(ctx, 0, last, records(10000, i*10000), manager.CommitMarker{SourceSeq: uint64(i)}); err != nil {
+		if last, err = cl.Append(ctx, 0, last, records(10000, i*10000), port.CommitMarker{SourceSeq: uint64(i)}); err != nil {
 			b.Fatal(err)
 		}
 	}
 	var n int
 	for b.Loop() {
 		n = 0
-		err := cl.Replay(ctx, 0, 1, last, 1000, func(es []manager.Entry) error {
+		err := cl.Replay(ctx, 0, 1, last, 1000, func(es []port.Entry) error {
 			n += len(es)
 			return nil
 		})
@@ -184,7 +184,7 @@ func BenchmarkRawOrderedReplay(b *testing.B) {
 	var last uint64
 	for i := 0; i < 20; i++ {
 		var err error
-		if last, err = cl.Append(ctx, 0, last, records(10000, i*10000), manager.CommitMarker{}); err != nil {
+		if last, err = cl.Append(ctx, 0, last, records(10000, i*10000), port.CommitMarker{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
@@ -112,7 +112,7 @@ type ChangelogConfig struct {
 	// TombstoneTTL, if positive, is how long a tombstone (a deleted key)
 	// stays in the log: the server removes it then (Nats-TTL), so deleted
 	// keys do not accumulate for ever. Tombstones given their own TTL
-	// (manager.Record.TTL: closed windows) keep it. With it, State reports
+	// (port.Record.TTL: closed windows) keep it. With it, State reports
 	// TombstonesFrom, and a store that may have missed an expired
 	// tombstone is rebuilt by a full replay. Default 0: kept for ever.
 	TombstoneTTL time.Duration
@@ -123,7 +123,7 @@ type ChangelogConfig struct {
 	BeforeCommit func(p, batch int) error
 }
 
-// Changelog implements manager.Changelog with one JetStream stream per
+// Changelog implements port.Changelog with one JetStream stream per
 // partition (see the package documentation). It is safe for concurrent use;
 // Append and Replay of different partitions run independently.
 type Changelog struct {
@@ -134,7 +134,7 @@ type Changelog struct {
 	drops                      sync.WaitGroup // consumer deletions in flight
 }
 
-var _ manager.Changelog = (*Changelog)(nil)
+var _ port.Changelog = (*Changelog)(nil)
 
 // NewChangelog creates every partition's stream, or updates it to the
 // configuration below if it exists, so it is idempotent. Streams: file
@@ -209,9 +209,9 @@ func (c *Changelog) checkPartition(p int) error {
 // stream's creation time in UTC, RFC 3339 with nanoseconds. The epoch
 // survives server restarts and changes when the stream is deleted and
 // created again. One request.
-func (c *Changelog) State(ctx context.Context, p int) (manager.LogState, error) {
+func (c *Changelog) State(ctx context.Context, p int) (port.LogState, error) {
 	if err := c.checkPartition(p); err != nil {
-		return manager.LogState{}, err
+		return port.LogState{}, err
 	}
 	var (
 		info *natsjs.StreamInfo
@@ -229,16 +229,16 @@ func (c *Changelog) State(ctx context.Context, p int) (manager.LogState, error) 
 		}
 	}
 	if err != nil {
-		return manager.LogState{}, fmt.Errorf("edgetables/jetstream: state of partition %d (stream %s): %w", p, c.streams[p], err)
+		return port.LogState{}, fmt.Errorf("edgetables/jetstream: state of partition %d (stream %s): %w", p, c.streams[p], err)
 	}
-	state := manager.LogState{
+	state := port.LogState{
 		First: info.State.FirstSeq,
 		Last:  info.State.LastSeq,
 		Epoch: epochOf(info),
 	}
 	if c.cfg.TombstoneTTL > 0 {
 		if state.TombstonesFrom, err = tombstonesFrom(ctx, c.js.Conn(), c.streams[p], c.cfg.TombstoneTTL, state.Last); err != nil {
-			return manager.LogState{}, fmt.Errorf("state of partition %d: %w", p, err)
+			return port.LogState{}, fmt.Errorf("state of partition %d: %w", p, err)
 		}
 	}
 	return state, nil
@@ -248,7 +248,7 @@ func (c *Changelog) State(ctx context.Context, p int) (manager.LogState, error) 
 // sequence (ok false when the log holds none). The stream's leader answers
 // (a lagging replica cannot): every source event up to the marker's
 // SourceSeq has its effects in the log. Two requests.
-func (c *Changelog) LastCommit(ctx context.Context, p int) (marker manager.CommitMarker, seq uint64, ok bool, err error) {
+func (c *Changelog) LastCommit(ctx context.Context, p int) (marker port.CommitMarker, seq uint64, ok bool, err error) {
 	if err := c.checkPartition(p); err != nil {
 		return marker, 0, false, err
 	}
@@ -276,7 +276,7 @@ func (c *Changelog) LastCommit(ctx context.Context, p int) (marker manager.Commi
 // writer expects it (expectLast, then the end of the previous batch), and
 // the server checks it when it commits the batch, against the stream as it
 // is then. A writer that lost the partition (another wrote meanwhile) gets
-// an error wrapping manager.ErrFenced, and none of its batch is stored.
+// an error wrapping port.ErrFenced, and none of its batch is stored.
 //
 // Each batch waits for its predecessor's acknowledgement, so what is stored
 // after an error is a prefix of whole batches, and never lands after
@@ -293,7 +293,7 @@ func (c *Changelog) LastCommit(ctx context.Context, p int) (marker manager.Commi
 // with the header Edgetables-Op: del. A record with a TTL carries Nats-TTL
 // (its TTL in whole seconds, rounded up), in atomic batches too: the server
 // removes it once the TTL has passed.
-func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs []manager.Record, marker manager.CommitMarker) (uint64, error) {
+func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs []port.Record, marker port.CommitMarker) (uint64, error) {
 	if err := c.checkPartition(p); err != nil {
 		return 0, err
 	}
@@ -336,7 +336,7 @@ func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs [
 }
 
 // recordMsg returns the message of record r in partition p.
-func (c *Changelog) recordMsg(p int, r *manager.Record) *nats.Msg {
+func (c *Changelog) recordMsg(p int, r *port.Record) *nats.Msg {
 	m := &nats.Msg{Subject: c.prefixes[p] + r.Table + "." + EncodeKey(r.Key), Header: make(nats.Header, 4)}
 	if r.Delete {
 		m.Header.Set(HeaderOp, OpDelete)
@@ -367,7 +367,7 @@ func ttlHeader(ttl time.Duration) string {
 // subject is neither a record nor a marker of partition p gives an error
 // wrapping ErrBadSubject. The cost is one stream info request, one consumer
 // creation and deletion, and the messages (about 0.5 M/s measured).
-func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batchSize int, fn func([]manager.Entry) error) error {
+func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batchSize int, fn func([]port.Entry) error) error {
 	if err := c.checkPartition(p); err != nil {
 		return err
 	}
@@ -420,7 +420,7 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 	// message says nothing is pending before until, or nothing arrives for a
 	// while, the loop asks the stream whether a message it has not read is
 	// left.
-	batch := make([]manager.Entry, 0, batchSize)
+	batch := make([]port.Entry, 0, batchSize)
 	next := from
 	lagging := false // the leader said messages up to until are left
 	for {
@@ -459,7 +459,7 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 			if err := fn(batch); err != nil {
 				return err
 			}
-			batch = make([]manager.Entry, 0, batchSize)
+			batch = make([]port.Entry, 0, batchSize)
 		}
 		if seq >= until {
 			break
@@ -489,7 +489,7 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 }
 
 // decode turns a changelog message into an Entry.
-func (c *Changelog) decode(p int, seq uint64, msg natsjs.Msg) (manager.Entry, error) {
+func (c *Changelog) decode(p int, seq uint64, msg natsjs.Msg) (port.Entry, error) {
 	return decodeEntry(p, c.streams[p], c.prefixes[p], c.commits[p], seq, msg.Subject(), msg.Headers(), msg.Data())
 }
 
@@ -499,20 +499,20 @@ func (c *Changelog) decode(p int, seq uint64, msg natsjs.Msg) (manager.Entry, er
 // or a commit marker. Anything else is an error wrapping ErrBadSubject, a
 // key token that does not decode one wrapping ErrBadKeyToken, a marker
 // that does not decode one wrapping ErrBadMarker.
-func decodeEntry(p int, stream, prefix, commits string, seq uint64, subj string, h nats.Header, data []byte) (manager.Entry, error) {
+func decodeEntry(p int, stream, prefix, commits string, seq uint64, subj string, h nats.Header, data []byte) (port.Entry, error) {
 	if rest, ok := strings.CutPrefix(subj, prefix); ok {
 		dot := strings.LastIndexByte(rest, '.')
 		if dot <= 0 || strings.IndexByte(rest[:dot], '.') >= 0 {
-			return manager.Entry{}, fmt.Errorf("%w: partition %d (stream %s) sequence %d: %q", ErrBadSubject, p, stream, seq, subj)
+			return port.Entry{}, fmt.Errorf("%w: partition %d (stream %s) sequence %d: %q", ErrBadSubject, p, stream, seq, subj)
 		}
 		key, err := DecodeKey(rest[dot+1:])
 		if err != nil {
-			return manager.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: subject %q: %w", p, stream, seq, subj, err)
+			return port.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: subject %q: %w", p, stream, seq, subj, err)
 		}
 		if err := headerVersion("record", h.Get(HeaderVersion), RecordVersion); err != nil {
-			return manager.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: %w", p, stream, seq, err)
+			return port.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: %w", p, stream, seq, err)
 		}
-		e := manager.Entry{Seq: seq, Record: manager.Record{Table: rest[:dot], Key: key}}
+		e := port.Entry{Seq: seq, Record: port.Record{Table: rest[:dot], Key: key}}
 		// A subject delete marker (left by the server when a TTL or MaxAge
 		// removes a subject's last message, if SubjectDeleteMarkerTTL is
 		// set on the stream by hand) says the key is gone: a tombstone.
@@ -526,13 +526,13 @@ func decodeEntry(p int, stream, prefix, commits string, seq uint64, subj string,
 	if subj == commits {
 		m, err := decodeMarker(data)
 		if err != nil {
-			return manager.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: %w", p, stream, seq, err)
+			return port.Entry{}, fmt.Errorf("edgetables/jetstream: partition %d (stream %s) sequence %d: %w", p, stream, seq, err)
 		}
-		return manager.Entry{Seq: seq, Commit: &m}, nil
+		return port.Entry{Seq: seq, Commit: &m}, nil
 	}
-	return manager.Entry{}, fmt.Errorf("%w: partition %d (stream %s) sequence %d: %q", ErrBadSubject, p, stream, seq, subj)
+	return port.Entry{}, fmt.Errorf("%w: partition %d (stream %s) sequence %d: %q", ErrBadSubject, p, stream, seq, subj)
 }
 
 // decodeMarker decodes a commit marker (DecodeCommitMarker); an error
 // wraps ErrBadMarker, or ErrWireVersion for a later version.
-func decodeMarker(data []byte) (manager.CommitMarker, error) { return DecodeCommitMarker(data) }
+func decodeMarker(data []byte) (port.CommitMarker, error) { return DecodeCommitMarker(data) }

@@ -14,7 +14,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 const app = "testapp"
@@ -36,10 +36,10 @@ func newChangelog(t testing.TB, js natsjs.JetStream, parts int) *jetstream.Chang
 
 // replayAll replays p from..until and returns the entries, checking batch
 // sizes and order.
-func replayAll(t testing.TB, cl *jetstream.Changelog, p int, from, until uint64, batch int) []manager.Entry {
+func replayAll(t testing.TB, cl *jetstream.Changelog, p int, from, until uint64, batch int) []port.Entry {
 	t.Helper()
-	var got []manager.Entry
-	err := cl.Replay(testCtx(t), p, from, until, batch, func(es []manager.Entry) error {
+	var got []port.Entry
+	err := cl.Replay(testCtx(t), p, from, until, batch, func(es []port.Entry) error {
 		if len(es) == 0 || len(es) > batch {
 			t.Errorf("batch of %d entries, batch size %d", len(es), batch)
 		}
@@ -57,7 +57,7 @@ func replayAll(t testing.TB, cl *jetstream.Changelog, p int, from, until uint64,
 	return got
 }
 
-func mustAppend(t testing.TB, cl *jetstream.Changelog, p int, expect uint64, recs []manager.Record, m manager.CommitMarker) uint64 {
+func mustAppend(t testing.TB, cl *jetstream.Changelog, p int, expect uint64, recs []port.Record, m port.CommitMarker) uint64 {
 	t.Helper()
 	last, err := cl.Append(testCtx(t), p, expect, recs, m)
 	if err != nil {
@@ -72,14 +72,14 @@ func mustAppend(t testing.TB, cl *jetstream.Changelog, p int, expect uint64, rec
 func TestAppendReplayRoundTrip(t *testing.T) {
 	_, _, js := jstest.Start(t)
 	cl := newChangelog(t, js, 2)
-	recs := []manager.Record{
+	recs := []port.Record{
 		{Table: "t1", Key: []byte("a"), Value: []byte("1")},
 		{Table: "t1", Key: []byte{}, Value: []byte("empty key")},
 		{Table: "t2", Key: []byte("a.b*>"), Value: []byte{}},
 		{Table: "t1", Key: []byte("gone"), Delete: true},
 		{Table: "t2", Key: []byte{0, 0xff}, Value: []byte("bin")},
 	}
-	marker := manager.CommitMarker{SourceSeq: 42, Node: "n1", Generation: 7}
+	marker := port.CommitMarker{SourceSeq: 42, Node: "n1", Generation: 7}
 	last := mustAppend(t, cl, 1, 0, recs, marker)
 
 	st, err := cl.State(testCtx(t), 1)
@@ -130,15 +130,15 @@ func TestAppendRejectsBadRecords(t *testing.T) {
 	cl := newChangelog(t, js, 1)
 	ctx := testCtx(t)
 	for _, tt := range []struct {
-		rec  manager.Record
+		rec  port.Record
 		want error
 	}{
-		{manager.Record{Table: "a.b", Key: []byte("k")}, jetstream.ErrBadName},
-		{manager.Record{Table: "", Key: []byte("k")}, jetstream.ErrBadName},
-		{manager.Record{Table: "t", Key: make([]byte, jetstream.MaxKeyLen+1)}, jetstream.ErrKeyTooLong},
+		{port.Record{Table: "a.b", Key: []byte("k")}, jetstream.ErrBadName},
+		{port.Record{Table: "", Key: []byte("k")}, jetstream.ErrBadName},
+		{port.Record{Table: "t", Key: make([]byte, jetstream.MaxKeyLen+1)}, jetstream.ErrKeyTooLong},
 	} {
-		recs := []manager.Record{{Table: "ok", Key: []byte("k")}, tt.rec}
-		if _, err := cl.Append(ctx, 0, 0, recs, manager.CommitMarker{}); !errors.Is(err, tt.want) {
+		recs := []port.Record{{Table: "ok", Key: []byte("k")}, tt.rec}
+		if _, err := cl.Append(ctx, 0, 0, recs, port.CommitMarker{}); !errors.Is(err, tt.want) {
 			t.Errorf("Append(%+v) = %v, want %v", tt.rec.Table, err, tt.want)
 		}
 	}
@@ -146,7 +146,7 @@ func TestAppendRejectsBadRecords(t *testing.T) {
 		t.Errorf("a refused Append stored messages: %+v", st)
 	}
 	// The longest key goes through.
-	mustAppend(t, cl, 0, 0, []manager.Record{{Table: "t", Key: make([]byte, jetstream.MaxKeyLen)}}, manager.CommitMarker{})
+	mustAppend(t, cl, 0, 0, []port.Record{{Table: "t", Key: make([]byte, jetstream.MaxKeyLen)}}, port.CommitMarker{})
 }
 
 func TestCompaction(t *testing.T) {
@@ -154,8 +154,8 @@ func TestCompaction(t *testing.T) {
 	cl := newChangelog(t, js, 1)
 	var last uint64
 	for i := 1; i <= 3; i++ {
-		recs := []manager.Record{{Table: "t", Key: []byte("k"), Value: fmt.Appendf(nil, "v%d", i)}}
-		last = mustAppend(t, cl, 0, last, recs, manager.CommitMarker{SourceSeq: uint64(i)})
+		recs := []port.Record{{Table: "t", Key: []byte("k"), Value: fmt.Appendf(nil, "v%d", i)}}
+		last = mustAppend(t, cl, 0, last, recs, port.CommitMarker{SourceSeq: uint64(i)})
 	}
 	st, err := cl.State(testCtx(t), 0)
 	if err != nil {
@@ -176,16 +176,16 @@ func TestReplayEdgeCases(t *testing.T) {
 	ctx := testCtx(t)
 	// Partition 1: keys a, b, c at 1..3, marker 4; then a again (5), marker 6.
 	// Live: b@2, c@3, a@5, marker@6; gaps at 1 and 4.
-	last := mustAppend(t, cl, 1, 0, []manager.Record{
+	last := mustAppend(t, cl, 1, 0, []port.Record{
 		{Table: "t", Key: []byte("a"), Value: []byte("a1")},
 		{Table: "t", Key: []byte("b"), Value: []byte("b1")},
 		{Table: "t", Key: []byte("c"), Value: []byte("c1")},
-	}, manager.CommitMarker{SourceSeq: 1})
-	last = mustAppend(t, cl, 1, last, []manager.Record{{Table: "t", Key: []byte("a"), Value: []byte("a2")}}, manager.CommitMarker{SourceSeq: 2})
+	}, port.CommitMarker{SourceSeq: 1})
+	last = mustAppend(t, cl, 1, last, []port.Record{{Table: "t", Key: []byte("a"), Value: []byte("a2")}}, port.CommitMarker{SourceSeq: 2})
 	if last != 6 {
 		t.Fatalf("last = %d", last)
 	}
-	seqs := func(es []manager.Entry) []uint64 {
+	seqs := func(es []port.Entry) []uint64 {
 		var out []uint64
 		for _, e := range es {
 			out = append(out, e.Seq)
@@ -240,13 +240,13 @@ func TestReplayEdgeCases(t *testing.T) {
 
 	// An error from fn stops the replay and is returned.
 	stop := errors.New("stop")
-	if err := cl.Replay(ctx, 1, 1, 6, 1, func([]manager.Entry) error { return stop }); !errors.Is(err, stop) {
+	if err := cl.Replay(ctx, 1, 1, 6, 1, func([]port.Entry) error { return stop }); !errors.Is(err, stop) {
 		t.Errorf("Replay with failing fn = %v", err)
 	}
 	// A cancelled context ends it.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := cl.Replay(cctx, 1, 1, 6, 1, func([]manager.Entry) error { return nil }); !errors.Is(err, context.Canceled) {
+	if err := cl.Replay(cctx, 1, 1, 6, 1, func([]port.Entry) error { return nil }); !errors.Is(err, context.Canceled) {
 		t.Errorf("Replay with cancelled ctx = %v", err)
 	}
 }
@@ -270,7 +270,7 @@ func TestReplayForeignSubjects(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = cl.Replay(ctx, 0, ack.Sequence, ack.Sequence, 10, func([]manager.Entry) error { return nil })
+			err = cl.Replay(ctx, 0, ack.Sequence, ack.Sequence, 10, func([]port.Entry) error { return nil })
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Replay = %v, want %v", err, tt.want)
 			}
@@ -284,7 +284,7 @@ func TestReplayForeignSubjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cl.Replay(ctx, 0, ack.Sequence, ack.Sequence, 10, func([]manager.Entry) error { return nil }); err == nil {
+	if err := cl.Replay(ctx, 0, ack.Sequence, ack.Sequence, 10, func([]port.Entry) error { return nil }); err == nil {
 		t.Error("Replay of a garbled marker succeeded")
 	}
 	_ = nc
@@ -312,16 +312,16 @@ func TestFencing(t *testing.T) {
 	_, _, js := jstest.Start(t)
 	cl := newChangelog(t, js, 1)
 	ctx := testCtx(t)
-	recs := []manager.Record{{Table: "t", Key: []byte("a"), Value: []byte("1")}, {Table: "t", Key: []byte("b"), Value: []byte("1")}}
-	last := mustAppend(t, cl, 0, 0, recs, manager.CommitMarker{Node: "old"})
+	recs := []port.Record{{Table: "t", Key: []byte("a"), Value: []byte("1")}, {Table: "t", Key: []byte("b"), Value: []byte("1")}}
+	last := mustAppend(t, cl, 0, 0, recs, port.CommitMarker{Node: "old"})
 
 	// A new owner takes over from the state it reads and writes.
 	st, _ := cl.State(ctx, 0)
-	newLast := mustAppend(t, cl, 0, st.Last, recs, manager.CommitMarker{Node: "new"})
+	newLast := mustAppend(t, cl, 0, st.Last, recs, port.CommitMarker{Node: "new"})
 
 	// The old owner still believes the log ends at last.
-	_, err := cl.Append(ctx, 0, last, recs, manager.CommitMarker{Node: "old"})
-	if !errors.Is(err, manager.ErrFenced) {
+	_, err := cl.Append(ctx, 0, last, recs, port.CommitMarker{Node: "old"})
+	if !errors.Is(err, port.ErrFenced) {
 		t.Fatalf("stale Append = %v, want ErrFenced", err)
 	}
 	if !contains(err.Error(), "10071") {
@@ -333,7 +333,7 @@ func TestFencing(t *testing.T) {
 		t.Errorf("log ends at %d after fenced Append, want %d", st.Last, newLast)
 	}
 	// A writer expecting a sequence beyond the end is fenced too.
-	if _, err := cl.Append(ctx, 0, newLast+5, nil, manager.CommitMarker{}); !errors.Is(err, manager.ErrFenced) {
+	if _, err := cl.Append(ctx, 0, newLast+5, nil, port.CommitMarker{}); !errors.Is(err, port.ErrFenced) {
 		t.Errorf("Append beyond end = %v, want ErrFenced", err)
 	}
 }
@@ -347,10 +347,10 @@ func TestFencedWriterLandsNothing(t *testing.T) {
 	_, _, js := jstest.Start(t)
 	cl := newChangelog(t, js, 1)
 	ctx := testCtx(t)
-	recs := func(n int, prefix string) []manager.Record {
-		out := make([]manager.Record, n)
+	recs := func(n int, prefix string) []port.Record {
+		out := make([]port.Record, n)
 		for i := range out {
-			out[i] = manager.Record{Table: "t", Key: fmt.Appendf(nil, "%s-%d", prefix, i), Value: []byte("v")}
+			out[i] = port.Record{Table: "t", Key: fmt.Appendf(nil, "%s-%d", prefix, i), Value: []byte("v")}
 		}
 		return out
 	}
@@ -364,8 +364,8 @@ func TestFencedWriterLandsNothing(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			st, _ := cl.State(ctx, 0)
 			zombie := st.Last
-			took := mustAppend(t, cl, 0, zombie, recs(tc.taken, "new"), manager.CommitMarker{Node: "new", SourceSeq: 10})
-			if _, err := cl.Append(ctx, 0, zombie, recs(tc.old, "old"), manager.CommitMarker{Node: "old", SourceSeq: 5}); !errors.Is(err, manager.ErrFenced) {
+			took := mustAppend(t, cl, 0, zombie, recs(tc.taken, "new"), port.CommitMarker{Node: "new", SourceSeq: 10})
+			if _, err := cl.Append(ctx, 0, zombie, recs(tc.old, "old"), port.CommitMarker{Node: "old", SourceSeq: 5}); !errors.Is(err, port.ErrFenced) {
 				t.Fatalf("paused writer's Append = %v, want ErrFenced", err)
 			}
 			if st, _ := cl.State(ctx, 0); st.Last != took {
@@ -379,17 +379,17 @@ func TestAppendLargePipelined(t *testing.T) {
 	_, _, js := jstest.Start(t)
 	cl := newChangelog(t, js, 1)
 	const n = 10000
-	recs := make([]manager.Record, n)
+	recs := make([]port.Record, n)
 	for i := range recs {
-		recs[i] = manager.Record{Table: "t", Key: fmt.Appendf(nil, "key-%d", i), Value: make([]byte, 100)}
+		recs[i] = port.Record{Table: "t", Key: fmt.Appendf(nil, "key-%d", i), Value: make([]byte, 100)}
 	}
-	last := mustAppend(t, cl, 0, 0, recs, manager.CommitMarker{SourceSeq: 1})
-	last = mustAppend(t, cl, 0, last, recs, manager.CommitMarker{SourceSeq: 2})
+	last := mustAppend(t, cl, 0, 0, recs, port.CommitMarker{SourceSeq: 1})
+	last = mustAppend(t, cl, 0, last, recs, port.CommitMarker{SourceSeq: 2})
 	if got := replayAll(t, cl, 0, 1, last, 1000); len(got) != n+1 {
 		t.Errorf("replay after compaction: %d entries, want %d", len(got), n+1)
 	}
 	// A stale second writer is fenced on its first message.
-	if _, err := cl.Append(testCtx(t), 0, n+1, recs, manager.CommitMarker{}); !errors.Is(err, manager.ErrFenced) {
+	if _, err := cl.Append(testCtx(t), 0, n+1, recs, port.CommitMarker{}); !errors.Is(err, port.ErrFenced) {
 		t.Errorf("stale 10k Append = %v, want ErrFenced", err)
 	}
 	if st, _ := cl.State(testCtx(t), 0); st.Last != last {
@@ -407,12 +407,12 @@ func TestAppendConcurrentPartitions(t *testing.T) {
 		wg.Go(func() {
 			var last uint64
 			for r := range rounds {
-				recs := make([]manager.Record, n)
+				recs := make([]port.Record, n)
 				for i := range recs {
-					recs[i] = manager.Record{Table: "t", Key: fmt.Appendf(nil, "%d-%d", r, i), Value: []byte("v")}
+					recs[i] = port.Record{Table: "t", Key: fmt.Appendf(nil, "%d-%d", r, i), Value: []byte("v")}
 				}
 				var err error
-				if last, err = cl.Append(testCtx(t), p, last, recs, manager.CommitMarker{SourceSeq: uint64(r)}); err != nil {
+				if last, err = cl.Append(testCtx(t), p, last, recs, port.CommitMarker{SourceSeq: uint64(r)}); err != nil {
 					errs <- err
 					return
 				}
@@ -435,7 +435,7 @@ func TestNewChangelogIdempotent(t *testing.T) {
 	_, _, js := jstest.Start(t)
 	ctx := testCtx(t)
 	cl := newChangelog(t, js, 3)
-	last := mustAppend(t, cl, 2, 0, []manager.Record{{Table: "t", Key: []byte("k")}}, manager.CommitMarker{})
+	last := mustAppend(t, cl, 2, 0, []port.Record{{Table: "t", Key: []byte("k")}}, port.CommitMarker{})
 	st1, _ := cl.State(ctx, 2)
 	cl2 := newChangelog(t, js, 3)
 	st2, err := cl2.State(ctx, 2)
@@ -459,7 +459,7 @@ func TestRestartKeepsDataAndEpoch(t *testing.T) {
 	dir := t.TempDir()
 	srv, nc, js := jstest.StartIn(t, dir)
 	cl := newChangelog(t, js, 1)
-	last := mustAppend(t, cl, 0, 0, []manager.Record{{Table: "t", Key: []byte("k"), Value: []byte("v")}}, manager.CommitMarker{SourceSeq: 9})
+	last := mustAppend(t, cl, 0, 0, []port.Record{{Table: "t", Key: []byte("k"), Value: []byte("v")}}, port.CommitMarker{SourceSeq: 9})
 	st1, err := cl.State(testCtx(t), 0)
 	if err != nil {
 		t.Fatal(err)
@@ -484,7 +484,7 @@ func TestEpochChangesOnRecreate(t *testing.T) {
 	_, _, js := jstest.Start(t)
 	ctx := testCtx(t)
 	cl := newChangelog(t, js, 1)
-	mustAppend(t, cl, 0, 0, nil, manager.CommitMarker{})
+	mustAppend(t, cl, 0, 0, nil, port.CommitMarker{})
 	st1, _ := cl.State(ctx, 0)
 	if err := js.DeleteStream(ctx, cl.Stream(0)); err != nil {
 		t.Fatal(err)

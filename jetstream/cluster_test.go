@@ -13,8 +13,9 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
-	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // TestCluster runs a three-node cluster in this process: R3 streams are
@@ -44,8 +45,8 @@ func TestCluster(t *testing.T) {
 	// Append through n2, replay through n3.
 	cl2 := changelogOn(t, nodes[1].JS, 2)
 	cl3 := changelogOn(t, nodes[2].JS, 2)
-	recs := []manager.Record{{Table: "t", Key: []byte("a"), Value: []byte("1")}, {Table: "t", Key: []byte("b"), Value: []byte("2")}}
-	last := mustAppend(t, cl2, 0, 0, recs, manager.CommitMarker{SourceSeq: 1, Node: "n2"})
+	recs := []port.Record{{Table: "t", Key: []byte("a"), Value: []byte("1")}, {Table: "t", Key: []byte("b"), Value: []byte("2")}}
+	last := mustAppend(t, cl2, 0, 0, recs, port.CommitMarker{SourceSeq: 1, Node: "n2"})
 	if got := replayAll(t, cl3, 0, 1, last, 10); len(got) != 3 || got[2].Commit == nil {
 		t.Fatalf("replay through n3: %+v", got)
 	}
@@ -68,14 +69,14 @@ func TestCluster(t *testing.T) {
 	down.Stop()
 	stopped := time.Now()
 	clUp := changelogOn(t, up[0].JS, 2)
-	more := []manager.Record{{Table: "t", Key: []byte("c"), Value: []byte("3")}}
+	more := []port.Record{{Table: "t", Key: []byte("c"), Value: []byte("3")}}
 	for {
 		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		st, err := clUp.State(sctx, 0)
 		cancel()
 		if err == nil {
 			actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			last, err = clUp.Append(actx, 0, st.Last, more, manager.CommitMarker{SourceSeq: 2, Node: up[0].Name})
+			last, err = clUp.Append(actx, 0, st.Last, more, port.CommitMarker{SourceSeq: 2, Node: up[0].Name})
 			cancel()
 			if err == nil {
 				break
@@ -108,7 +109,7 @@ func TestCluster(t *testing.T) {
 	for {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		var n int
-		err := changelogOn(t, up[1].JS, 2).Replay(rctx, 0, 1, last, 10, func(es []manager.Entry) error { n += len(es); return nil })
+		err := changelogOn(t, up[1].JS, 2).Replay(rctx, 0, 1, last, 10, func(es []port.Entry) error { n += len(es); return nil })
 		cancel()
 		if err == nil && n == 4 {
 			break
@@ -160,11 +161,11 @@ func TestClusterGroup(t *testing.T) {
 	}
 	views := watchGroup(t, groups[2])
 	for _, g := range groups {
-		if err := g.Heartbeat(ctx, manager.MemberState{}); err != nil {
+		if err := g.Heartbeat(ctx, status.MemberState{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitView(t, views, "three members", func(v manager.GroupView) bool { return len(v.Members) == 3 })
+	waitView(t, views, "three members", func(v port.GroupView) bool { return len(v.Members) == 3 })
 	if n := campaignRace(t, groups); n != 1 {
 		t.Fatalf("%d leaders", n)
 	}
@@ -172,13 +173,13 @@ func TestClusterGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := groups[1].PublishAssignment(ctx, assign.Assignment{Generation: 2}, rev-1); !errors.Is(err, manager.ErrStaleAssignment) {
+	if _, err := groups[1].PublishAssignment(ctx, assign.Assignment{Generation: 2}, rev-1); !errors.Is(err, port.ErrStaleAssignment) {
 		t.Fatalf("stale update on R3: %v", err)
 	}
-	if _, err := groups[1].PublishAssignment(ctx, assign.Assignment{Generation: 2}, 0); !errors.Is(err, manager.ErrStaleAssignment) {
+	if _, err := groups[1].PublishAssignment(ctx, assign.Assignment{Generation: 2}, 0); !errors.Is(err, port.ErrStaleAssignment) {
 		t.Fatalf("stale create on R3: %v", err)
 	}
-	waitView(t, views, "assignment", func(v manager.GroupView) bool { return v.AssignmentRev == rev })
+	waitView(t, views, "assignment", func(v port.GroupView) bool { return v.AssignmentRev == rev })
 
 	// n3 stops while n1 and n2 keep renewing: n3's lease expires (through
 	// a Raft proposal on the bucket's leader), and the watch over n3's
@@ -194,7 +195,7 @@ func TestClusterGroup(t *testing.T) {
 		defer tick.Stop()
 		for {
 			for i, g := range groups[:2] {
-				st := manager.MemberState{Generation: gen.Load()}
+				st := status.MemberState{Generation: gen.Load()}
 				if i == 1 {
 					st.Generation = 6
 				}
@@ -210,17 +211,17 @@ func TestClusterGroup(t *testing.T) {
 		}
 	}()
 	defer func() { stopRenewing(); <-renewing }()
-	if err := groups[2].Heartbeat(ctx, manager.MemberState{}); err != nil {
+	if err := groups[2].Heartbeat(ctx, status.MemberState{}); err != nil {
 		t.Fatal(err)
 	}
-	waitView(t, views, "n1's generation 5", func(v manager.GroupView) bool { return v.Members["n1"].Generation == 5 })
+	waitView(t, views, "n1's generation 5", func(v port.GroupView) bool { return v.Members["n1"].Generation == 5 })
 	last := time.Now()
 	nodes[2].Stop()
 	gen.Store(7)
-	waitView(t, views, "n1's generation 7 through a recovered watch", func(v manager.GroupView) bool { return v.Members["n1"].Generation == 7 })
+	waitView(t, views, "n1's generation 7 through a recovered watch", func(v port.GroupView) bool { return v.Members["n1"].Generation == 7 })
 	recovered := time.Since(last)
 	t.Logf("watch over the stopped node's connection saw n1's next state %v after the node stopped", recovered)
-	v := waitView(t, views1, "n3 expired", func(v manager.GroupView) bool { _, ok := v.Members["n3"]; return !ok })
+	v := waitView(t, views1, "n3 expired", func(v port.GroupView) bool { _, ok := v.Members["n3"]; return !ok })
 	took := time.Since(last)
 	t.Logf("R3: member lease of %v seen expired %v after the last heartbeat", groups[0].SessionTimeout(), took)
 	// The expiry cannot be seen before the watches over the stopped

@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
@@ -27,7 +27,7 @@ const (
 	maxReasonLen = 4096
 )
 
-// DeadLetters implements manager.DeadLetterQueue on the stream <app>_dlq.
+// DeadLetters implements port.DeadLetterQueue on the stream <app>_dlq.
 type DeadLetters struct {
 	js  natsjs.JetStream
 	app string
@@ -40,7 +40,7 @@ type DeadLetters struct {
 	log        *slog.Logger
 }
 
-var _ manager.DeadLetterQueue = (*DeadLetters)(nil)
+var _ port.DeadLetterQueue = (*DeadLetters)(nil)
 
 // maxPendingDeadLetters bounds the dead letters sent and not yet
 // acknowledged; Enqueue waits beyond it.
@@ -125,7 +125,7 @@ func (d *DeadLetters) asyncFailed(m *nats.Msg, err error) {
 // (line breaks replaced by spaces, cut to 4 KiB), Edgetables-Source-Subject,
 // Edgetables-Source-Seq, Edgetables-Version (DeadLetterVersion), and Nats-Msg-Id "<agent>-<seq>", so sending the
 // same message again within the duplicate window stores it once.
-func (d *DeadLetters) Send(ctx context.Context, dl manager.DeadLetter) error {
+func (d *DeadLetters) Send(ctx context.Context, dl port.DeadLetter) error {
 	m, id, err := d.message(dl)
 	if err != nil {
 		return err
@@ -146,7 +146,7 @@ func (d *DeadLetters) Send(ctx context.Context, dl manager.DeadLetter) error {
 // many are (it never drops one). A send that fails later is logged (at
 // most once every 10 s); the event stays in the source stream until it is
 // trimmed.
-func (d *DeadLetters) Enqueue(ctx context.Context, dl manager.DeadLetter) error {
+func (d *DeadLetters) Enqueue(ctx context.Context, dl port.DeadLetter) error {
 	m, id, err := d.message(dl)
 	if err != nil {
 		return err
@@ -187,7 +187,7 @@ func (d *DeadLetters) Flush(ctx context.Context) error {
 var lineBreaks = strings.NewReplacer("\r", " ", "\n", " ")
 
 // message builds dl's message and its message id.
-func (d *DeadLetters) message(dl manager.DeadLetter) (*nats.Msg, string, error) {
+func (d *DeadLetters) message(dl port.DeadLetter) (*nats.Msg, string, error) {
 	if err := ValidateToken("agent", dl.Agent); err != nil {
 		return nil, "", fmt.Errorf("edgetables/jetstream: dead letter of source sequence %d: %w", dl.Message.Seq, err)
 	}
@@ -214,7 +214,7 @@ func (d *DeadLetters) message(dl manager.DeadLetter) (*nats.Msg, string, error) 
 // omitData leaves the event's data out of m: an event refused for its size
 // may not fit with the dead letter's headers; the reason and origin go
 // without it.
-func omitData(m *nats.Msg, dl manager.DeadLetter) {
+func omitData(m *nats.Msg, dl port.DeadLetter) {
 	m.Header.Set(HeaderDataOmitted, strconv.Itoa(len(dl.Message.Data)))
 	m.Data = nil
 }
@@ -226,21 +226,21 @@ func omitData(m *nats.Msg, dl manager.DeadLetter) {
 // (the Edgetables-Orig- prefix removed) and data (nil when the dead letter
 // says it was omitted; the header keeps its size). The source message's
 // time is not recorded.
-func DecodeDeadLetter(m *nats.Msg) (manager.DeadLetter, error) {
+func DecodeDeadLetter(m *nats.Msg) (port.DeadLetter, error) {
 	if m == nil || m.Header == nil {
-		return manager.DeadLetter{}, errors.New("edgetables/jetstream: dead letter without headers")
+		return port.DeadLetter{}, errors.New("edgetables/jetstream: dead letter without headers")
 	}
 	if err := headerVersion("dead letter", m.Header.Get(HeaderVersion), DeadLetterVersion); err != nil {
-		return manager.DeadLetter{}, err
+		return port.DeadLetter{}, err
 	}
 	seq, err := strconv.ParseUint(m.Header.Get(HeaderSourceSeq), 10, 64)
 	if err != nil {
-		return manager.DeadLetter{}, fmt.Errorf("edgetables/jetstream: dead letter on %s: %s: %w", m.Subject, HeaderSourceSeq, err)
+		return port.DeadLetter{}, fmt.Errorf("edgetables/jetstream: dead letter on %s: %s: %w", m.Subject, HeaderSourceSeq, err)
 	}
-	dl := manager.DeadLetter{
+	dl := port.DeadLetter{
 		Agent:  m.Header.Get(HeaderAgent),
 		Reason: m.Header.Get(HeaderReason),
-		Message: manager.SourceMessage{
+		Message: port.SourceMessage{
 			Seq: seq, Subject: m.Header.Get(HeaderSourceSubject), Data: m.Data,
 		},
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 func TestDeadLetters(t *testing.T) {
@@ -22,10 +22,10 @@ func TestDeadLetters(t *testing.T) {
 	if _, err := jetstream.NewDeadLetters(ctx, js, app, 1); err != nil { // idempotent
 		t.Fatal(err)
 	}
-	dl := manager.DeadLetter{
+	dl := port.DeadLetter{
 		Agent:  "counter",
 		Reason: "bad event:\r\nnot JSON",
-		Message: manager.SourceMessage{
+		Message: port.SourceMessage{
 			Seq:     17,
 			Subject: "in.orders",
 			Header: map[string][]string{

@@ -1,6 +1,6 @@
-// Package jetstream implements the table manager's ports (manager.Changelog,
-// manager.Source, manager.SourceReader, manager.DeadLetters and
-// manager.Coordinator) on NATS JetStream, carries routed reads between
+// Package jetstream implements the table manager's ports (port.Changelog,
+// port.Source, port.SourceReader, port.DeadLetters and
+// port.Coordinator) on NATS JetStream, carries routed reads between
 // nodes (ServeQueries, Query), and runs the embedded nats-server, alone or
 // as a node of a cluster. Everything specific to JetStream lives here;
 // package manager never imports it.
@@ -22,7 +22,7 @@
 // <app>.changelog.<p>.<t>.<token>, where token is k in unpadded URL-safe
 // base64 ("=" for the empty key; see EncodeKey). A tombstone is an empty
 // message with the header Edgetables-Op: del. A commit marker is the JSON of
-// a manager.CommitMarker. The dead letters of agent a go to <app>.dlq.<a>.
+// a port.CommitMarker. The dead letters of agent a go to <app>.dlq.<a>.
 //
 // # Why one changelog stream per partition
 //

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // followFlush is how long Follow waits for a message before it applies
@@ -27,7 +27,7 @@ const (
 // while the log grows and by nothing once it is idle. Follow returns nil when
 // ctx ends, or the first error of fn or of the read. Standby replicas use it.
 // The cost is one ordered consumer for as long as Follow runs.
-func (c *Changelog) Follow(ctx context.Context, p int, from uint64, batchSize int, fn func([]manager.Entry) error) error {
+func (c *Changelog) Follow(ctx context.Context, p int, from uint64, batchSize int, fn func([]port.Entry) error) error {
 	if err := c.checkPartition(p); err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func (c *Changelog) Follow(ctx context.Context, p int, from uint64, batchSize in
 		it.Stop()
 		c.dropConsumer(stream, cons)
 	}()
-	var batch []manager.Entry
+	var batch []port.Entry
 	next := max(from, 1)  // the sequence the follower waits for
 	lastMsg := time.Now() // when a message last came, or the log was checked
 	for {

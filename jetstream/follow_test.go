@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/jetstream/jstest"
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // TestFollow: a follower gets what the log holds from its start, then
@@ -17,14 +17,14 @@ import (
 func TestFollow(t *testing.T) {
 	_, _, js := jstest.Start(t)
 	cl := newChangelog(t, js, 1)
-	recs := func(from, n int) []manager.Record {
-		out := make([]manager.Record, n)
+	recs := func(from, n int) []port.Record {
+		out := make([]port.Record, n)
 		for i := range out {
-			out[i] = manager.Record{Table: "t", Key: fmt.Appendf(nil, "k%d", from+i), Value: []byte("v")}
+			out[i] = port.Record{Table: "t", Key: fmt.Appendf(nil, "k%d", from+i), Value: []byte("v")}
 		}
 		return out
 	}
-	last := mustAppend(t, cl, 0, 0, recs(0, 30), manager.CommitMarker{SourceSeq: 1})
+	last := mustAppend(t, cl, 0, 0, recs(0, 30), port.CommitMarker{SourceSeq: 1})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var (
@@ -33,7 +33,7 @@ func TestFollow(t *testing.T) {
 	)
 	done := make(chan error, 1)
 	go func() {
-		done <- cl.Follow(ctx, 0, 1, 7, func(es []manager.Entry) error {
+		done <- cl.Follow(ctx, 0, 1, 7, func(es []port.Entry) error {
 			mu.Lock()
 			defer mu.Unlock()
 			for _, e := range es {
@@ -63,7 +63,7 @@ func TestFollow(t *testing.T) {
 		}
 	}
 	upTo(last)
-	last = mustAppend(t, cl, 0, last, recs(30, 3), manager.CommitMarker{SourceSeq: 2})
+	last = mustAppend(t, cl, 0, last, recs(30, 3), port.CommitMarker{SourceSeq: 2})
 	upTo(last)
 	mu.Lock()
 	for i, s := range seqs {

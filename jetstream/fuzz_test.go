@@ -14,8 +14,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // FuzzDecodeEntry decodes any message of a changelog (subject, operation
@@ -25,7 +26,7 @@ import (
 func FuzzDecodeEntry(f *testing.F) {
 	const app, p = "app", 3
 	prefix, commits := recordPrefix(app, p), CommitSubject(app, p)
-	marker, _ := json.Marshal(manager.CommitMarker{SourceSeq: 7, Node: "n1", Generation: 2})
+	marker, _ := json.Marshal(port.CommitMarker{SourceSeq: 7, Node: "n1", Generation: 2})
 	f.Add(prefix+"count."+EncodeKey([]byte("k1")), "", []byte("1"))
 	f.Add(prefix+"count."+EncodeKey(nil), OpDelete, []byte{})
 	f.Add(prefix+"a.b.c", "", []byte("x"))
@@ -106,7 +107,7 @@ func FuzzDecodeAppMeta(f *testing.F) {
 // never panics, a member's state re-encodes to one that applies to the
 // same view, and the views handed out are deep copies.
 func FuzzGroupView(f *testing.F) {
-	st, _ := json.Marshal(manager.MemberState{Generation: 3, Actives: []int{0, 2}, Standbys: []int{1},
+	st, _ := json.Marshal(status.MemberState{Generation: 3, Actives: []int{0, 2}, Standbys: []int{1},
 		Positions: map[int]uint64{0: 5}, HTTP: "127.0.0.1:8080", Instance: "i1", Started: time.Unix(5, 0).UTC()})
 	a, _ := json.Marshal(assign.Assign(assign.Assignment{}, []string{"n0", "n1"}, 4, 1))
 	// The input: messages separated by 0x00, each "KEY\x01VALUE"; a value
@@ -117,7 +118,7 @@ func FuzzGroupView(f *testing.F) {
 	f.Add(join("member.\x01null", "assignment\x01{\"actives\":null,\"standbys\":[[\"x\"]]}", "other\x01x"))
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		v := &viewState{view: manager.GroupView{Members: map[string]manager.MemberState{}}, raw: map[string][]byte{}}
+		v := &viewState{view: port.GroupView{Members: map[string]status.MemberState{}}, raw: map[string][]byte{}}
 		for i, m := range bytes.Split(in, []byte{0}) {
 			key, value, _ := bytes.Cut(m, []byte{1})
 			removed := len(value) > 0 && value[0] == 2
@@ -135,7 +136,7 @@ func FuzzGroupView(f *testing.F) {
 			if err != nil {
 				t.Fatalf("member %q: %+v does not encode: %v", node, st, err)
 			}
-			w := &viewState{view: manager.GroupView{Members: map[string]manager.MemberState{}}, raw: map[string][]byte{}}
+			w := &viewState{view: port.GroupView{Members: map[string]status.MemberState{}}, raw: map[string][]byte{}}
 			w.apply(groupMemberPrefix+node, b, 1, false, log)
 			if got := w.view.Members[node]; !reflect.DeepEqual(normalizeState(got), normalizeState(st)) {
 				t.Fatalf("member %q: %+v -> %s -> %+v", node, st, b, got)
@@ -150,7 +151,7 @@ func FuzzGroupView(f *testing.F) {
 
 // normalizeState makes empty and nil slices and maps alike (the JSON of a
 // member state omits them).
-func normalizeState(st manager.MemberState) manager.MemberState {
+func normalizeState(st status.MemberState) status.MemberState {
 	if len(st.Standbys) == 0 {
 		st.Standbys = nil
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // GlobalConfig configures the stream of an app's global tables.
@@ -24,7 +24,7 @@ type GlobalConfig struct {
 	TombstoneTTL time.Duration
 }
 
-// GlobalLog implements manager.GlobalLog with one JetStream stream,
+// GlobalLog implements port.GlobalLog with one JetStream stream,
 // <app>_global, holding every global table's records on subjects
 // <app>.global.<table>.<keytoken>, compacted like a partition's changelog
 // (MaxMsgsPerSubject 1). Any node may write: the stream's order is the one
@@ -36,7 +36,7 @@ type GlobalLog struct {
 	log *Changelog
 }
 
-var _ manager.GlobalLog = (*GlobalLog)(nil)
+var _ port.GlobalLog = (*GlobalLog)(nil)
 
 // NewGlobalLog creates the app's global stream, or updates it to the
 // configuration below if it exists: file storage, MaxMsgsPerSubject 1,
@@ -82,17 +82,17 @@ func (g *GlobalLog) Subjects(table string) []string { return GlobalTableSubjects
 // State returns the stream's first and last sequences and its epoch (see
 // Changelog.State). It fails with ErrLeaderless while a replicated stream
 // elects its leader.
-func (g *GlobalLog) State(ctx context.Context) (manager.LogState, error) {
+func (g *GlobalLog) State(ctx context.Context) (port.LogState, error) {
 	return g.log.State(ctx, 0)
 }
 
 // Put publishes rec and returns its sequence once the stream stored it.
 // With expect set, the message carries Nats-Expected-Last-Subject-Sequence:
 // the server stores it only if the key's subject last changed at *expect
-// (0: never), else Put fails with an error wrapping manager.ErrConflict.
+// (0: never), else Put fails with an error wrapping port.ErrConflict.
 // Replicated streams also refuse a check while another write to the same
 // subject is in flight; that is a conflict too.
-func (g *GlobalLog) Put(ctx context.Context, rec manager.Record, expect *uint64) (uint64, error) {
+func (g *GlobalLog) Put(ctx context.Context, rec port.Record, expect *uint64) (uint64, error) {
 	if err := ValidateToken("table", rec.Table); err != nil {
 		return 0, fmt.Errorf("edgetables/jetstream: put to global table: %w", err)
 	}
@@ -117,7 +117,7 @@ func (g *GlobalLog) Put(ctx context.Context, rec manager.Record, expect *uint64)
 		var apiErr *natsjs.APIError
 		if errors.As(err, &apiErr) && (apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequence ||
 			apiErr.ErrorCode == natsjs.JSErrCodeStreamWrongLastSequenceConstant) {
-			return 0, fmt.Errorf("%w: global table %s (stream %s): %w", manager.ErrConflict, rec.Table, g.Stream(), err)
+			return 0, fmt.Errorf("%w: global table %s (stream %s): %w", port.ErrConflict, rec.Table, g.Stream(), err)
 		}
 		return 0, fmt.Errorf("edgetables/jetstream: put to global table %s (stream %s): %w", rec.Table, g.Stream(), err)
 	}
@@ -126,12 +126,12 @@ func (g *GlobalLog) Put(ctx context.Context, rec manager.Record, expect *uint64)
 
 // Replay reads the stream from sequence from up to and including until (see
 // Changelog.Replay).
-func (g *GlobalLog) Replay(ctx context.Context, from, until uint64, batchSize int, fn func([]manager.Entry) error) error {
+func (g *GlobalLog) Replay(ctx context.Context, from, until uint64, batchSize int, fn func([]port.Entry) error) error {
 	return g.log.Replay(ctx, 0, from, until, batchSize, fn)
 }
 
 // Follow reads the stream from sequence from and keeps reading as it grows
 // (see Changelog.Follow).
-func (g *GlobalLog) Follow(ctx context.Context, from uint64, batchSize int, fn func([]manager.Entry) error) error {
+func (g *GlobalLog) Follow(ctx context.Context, from uint64, batchSize int, fn func([]port.Entry) error) error {
 	return g.log.Follow(ctx, 0, from, batchSize, fn)
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // TestGlobalLog: any writer puts records; conditional puts succeed only
@@ -27,42 +27,42 @@ func TestGlobalLog(t *testing.T) {
 		t.Fatalf("second NewGlobalLog: %v", err)
 	}
 	seq := func(s uint64) *uint64 { return &s }
-	put := func(rec manager.Record, expect *uint64) (uint64, error) {
+	put := func(rec port.Record, expect *uint64) (uint64, error) {
 		t.Helper()
 		return gl.Put(ctx, rec, expect)
 	}
-	a1, err := put(manager.Record{Table: "cfg", Key: []byte("a"), Value: []byte("1")}, seq(0))
+	a1, err := put(port.Record{Table: "cfg", Key: []byte("a"), Value: []byte("1")}, seq(0))
 	if err != nil {
 		t.Fatalf("create a: %v", err)
 	}
-	if _, err := put(manager.Record{Table: "cfg", Key: []byte("a"), Value: []byte("x")}, seq(0)); !errors.Is(err, manager.ErrConflict) {
+	if _, err := put(port.Record{Table: "cfg", Key: []byte("a"), Value: []byte("x")}, seq(0)); !errors.Is(err, port.ErrConflict) {
 		t.Fatalf("create of an existing key = %v, want ErrConflict", err)
 	}
-	a2, err := put(manager.Record{Table: "cfg", Key: []byte("a"), Value: []byte("2")}, seq(a1))
+	a2, err := put(port.Record{Table: "cfg", Key: []byte("a"), Value: []byte("2")}, seq(a1))
 	if err != nil {
 		t.Fatalf("update a at %d: %v", a1, err)
 	}
-	if _, err := put(manager.Record{Table: "cfg", Key: []byte("a"), Value: []byte("y")}, seq(a1)); !errors.Is(err, manager.ErrConflict) {
+	if _, err := put(port.Record{Table: "cfg", Key: []byte("a"), Value: []byte("y")}, seq(a1)); !errors.Is(err, port.ErrConflict) {
 		t.Fatalf("stale update = %v, want ErrConflict", err)
 	}
-	b1, err := put(manager.Record{Table: "cfg", Key: []byte("b"), Value: []byte("1")}, nil)
+	b1, err := put(port.Record{Table: "cfg", Key: []byte("b"), Value: []byte("1")}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	bDel, err := put(manager.Record{Table: "cfg", Key: []byte("b"), Delete: true}, seq(b1))
+	bDel, err := put(port.Record{Table: "cfg", Key: []byte("b"), Delete: true}, seq(b1))
 	if err != nil {
 		t.Fatalf("delete b: %v", err)
 	}
-	if _, err := put(manager.Record{Table: "cfg", Key: []byte("b"), Value: []byte("again")}, seq(0)); !errors.Is(err, manager.ErrConflict) {
+	if _, err := put(port.Record{Table: "cfg", Key: []byte("b"), Value: []byte("again")}, seq(0)); !errors.Is(err, port.ErrConflict) {
 		t.Fatalf("create over a tombstone expecting 0 = %v, want ErrConflict", err)
 	}
-	if _, err := put(manager.Record{Table: "cfg", Key: []byte("b"), Value: []byte("again")}, seq(bDel)); err != nil {
+	if _, err := put(port.Record{Table: "cfg", Key: []byte("b"), Value: []byte("again")}, seq(bDel)); err != nil {
 		t.Fatalf("write after the tombstone at %d: %v", bDel, err)
 	}
-	if _, err := put(manager.Record{Table: "bad.name", Key: []byte("k")}, nil); err == nil {
+	if _, err := put(port.Record{Table: "bad.name", Key: []byte("k")}, nil); err == nil {
 		t.Error("put with a dotted table name succeeded")
 	}
-	if _, err := put(manager.Record{Table: "cfg", Key: make([]byte, jetstream.MaxKeyLen+1)}, nil); !errors.Is(err, jetstream.ErrKeyTooLong) {
+	if _, err := put(port.Record{Table: "cfg", Key: make([]byte, jetstream.MaxKeyLen+1)}, nil); !errors.Is(err, jetstream.ErrKeyTooLong) {
 		t.Errorf("put with a long key = %v, want ErrKeyTooLong", err)
 	}
 
@@ -73,8 +73,8 @@ func TestGlobalLog(t *testing.T) {
 	if st.Epoch == "" || st.Last != bDel+1 {
 		t.Fatalf("state = %+v, want last %d and an epoch", st, bDel+1)
 	}
-	var got []manager.Entry
-	if err := gl.Replay(ctx, 1, st.Last, 0, func(es []manager.Entry) error {
+	var got []port.Entry
+	if err := gl.Replay(ctx, 1, st.Last, 0, func(es []port.Entry) error {
 		got = append(got, es...)
 		return nil
 	}); err != nil {
@@ -109,14 +109,14 @@ func TestGlobalLogConflictReplicated(t *testing.T) {
 		}
 		gls[i] = gl
 	}
-	base, err := gls[0].Put(ctx, manager.Record{Table: "c", Key: []byte("k"), Value: []byte("0")}, nil)
+	base, err := gls[0].Put(ctx, port.Record{Table: "c", Key: []byte("k"), Value: []byte("0")}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	errs := make(chan error, 3*len(gls))
 	for i := range 3 * len(gls) {
 		go func() {
-			_, err := gls[i%len(gls)].Put(ctx, manager.Record{Table: "c", Key: []byte("k"), Value: []byte{'a' + byte(i)}}, &base)
+			_, err := gls[i%len(gls)].Put(ctx, port.Record{Table: "c", Key: []byte("k"), Value: []byte{'a' + byte(i)}}, &base)
 			errs <- err
 		}()
 	}
@@ -126,7 +126,7 @@ func TestGlobalLogConflictReplicated(t *testing.T) {
 		switch {
 		case err == nil:
 			ok++
-		case !errors.Is(err, manager.ErrConflict):
+		case !errors.Is(err, port.ErrConflict):
 			t.Errorf("concurrent put: %v, want nil or ErrConflict", err)
 		}
 	}

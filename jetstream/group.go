@@ -11,8 +11,9 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // DefaultSessionTimeout is GroupConfig.SessionTimeout's default.
@@ -51,10 +52,10 @@ type GroupConfig struct {
 	Logger *slog.Logger
 }
 
-// Group implements manager.Coordinator on the KV bucket <app>_group, with
+// Group implements port.Coordinator on the KV bucket <app>_group, with
 // the keys
 //
-//	member.<node>   the JSON of the member's manager.MemberState, under a lease
+//	member.<node>   the JSON of the member's status.MemberState, under a lease
 //	leader          the leader's node name, under a lease
 //	assignment      the JSON of the current assign.Assignment (no lease)
 //
@@ -85,7 +86,7 @@ type Group struct {
 	memberRev             uint64     // revision of our last heartbeat; 0: none yet
 }
 
-var _ manager.Coordinator = (*Group)(nil)
+var _ port.Coordinator = (*Group)(nil)
 
 // NewGroup creates the bucket <app>_group, or updates it to this
 // configuration: History 1 (a lease must not resurrect older revisions when
@@ -173,7 +174,7 @@ func (g *Group) SessionTimeout() time.Duration { return g.ttl }
 // (that went through: a failed heartbeat makes the next one expect
 // nothing), the later one stops, and a node restarted after a crash takes
 // its old lease over, since its dead instance writes no more.
-func (g *Group) Heartbeat(ctx context.Context, st manager.MemberState) error {
+func (g *Group) Heartbeat(ctx context.Context, st status.MemberState) error {
 	st.Node = g.node
 	data, err := EncodeMemberState(st)
 	if err != nil {
@@ -190,7 +191,7 @@ func (g *Group) Heartbeat(ctx context.Context, st manager.MemberState) error {
 	ack, err := g.js.PublishMsg(ctx, msg, opts...)
 	if isWrongLastSequence(err) {
 		if err := g.checkOtherInstance(ctx, st); err != nil {
-			if !errors.Is(err, manager.ErrDuplicateNode) {
+			if !errors.Is(err, port.ErrDuplicateNode) {
 				g.memberRev = 0
 			}
 			return err
@@ -215,7 +216,7 @@ func (g *Group) Heartbeat(ctx context.Context, st manager.MemberState) error {
 // checkOtherInstance reads member.<node> after a heartbeat found it
 // written by someone else, and returns an error wrapping
 // manager.ErrDuplicateNode if an instance that started before st's holds it.
-func (g *Group) checkOtherInstance(ctx context.Context, st manager.MemberState) error {
+func (g *Group) checkOtherInstance(ctx context.Context, st status.MemberState) error {
 	e, err := g.kv.Get(ctx, g.memberKey)
 	if errors.Is(err, natsjs.ErrKeyNotFound) {
 		return nil // the lease expired (a pause): take it again
@@ -229,7 +230,7 @@ func (g *Group) checkOtherInstance(ctx context.Context, st manager.MemberState) 
 	}
 	if other.Started.Before(st.Started) || other.Started.Equal(st.Started) && other.Instance < st.Instance {
 		return fmt.Errorf("%w: %s (instance %s, started %s) also runs as %s, since %s; stop one of them, or give each its own --name",
-			manager.ErrDuplicateNode, g.node, other.Instance, other.Started.Format(time.RFC3339), g.node, st.Started.Format(time.RFC3339))
+			port.ErrDuplicateNode, g.node, other.Instance, other.Started.Format(time.RFC3339), g.node, st.Started.Format(time.RFC3339))
 	}
 	g.log.Error("another instance runs under this node's name; it started later and stops at its next heartbeat",
 		"other_instance", other.Instance, "other_started", other.Started, "http", other.HTTP)
@@ -357,7 +358,7 @@ func (g *Group) PublishAssignment(ctx context.Context, a assign.Assignment, prev
 		return rev, nil
 	case errors.Is(err, natsjs.ErrKeyExists), errors.Is(err, natsjs.ErrKeyRevisionMismatch):
 		return 0, fmt.Errorf("%w: bucket %s key %s, generation %d on revision %d: %w",
-			manager.ErrStaleAssignment, g.bucket, groupAssignmentKey, a.Generation, prevRev, err)
+			port.ErrStaleAssignment, g.bucket, groupAssignmentKey, a.Generation, prevRev, err)
 	default:
 		return 0, fmt.Errorf("edgetables/jetstream: publish assignment of generation %d: bucket %s key %s: %w",
 			a.Generation, g.bucket, groupAssignmentKey, err)

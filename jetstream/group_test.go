@@ -10,8 +10,9 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
-	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // expirySlack is how long after SessionTimeout an expired lease must be
@@ -29,7 +30,7 @@ func newGroup(t testing.TB, js natsjs.JetStream, node string, timeout time.Durat
 
 // watchGroup watches g until the test ends, then checks that the channel
 // is closed.
-func watchGroup(t testing.TB, g *jetstream.Group) <-chan manager.GroupView {
+func watchGroup(t testing.TB, g *jetstream.Group) <-chan port.GroupView {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ch, err := g.Watch(ctx)
@@ -45,11 +46,11 @@ func watchGroup(t testing.TB, g *jetstream.Group) <-chan manager.GroupView {
 }
 
 // waitView returns the first view satisfying ok, failing after 15 s.
-func waitView(t testing.TB, ch <-chan manager.GroupView, what string, ok func(manager.GroupView) bool) manager.GroupView {
+func waitView(t testing.TB, ch <-chan port.GroupView, what string, ok func(port.GroupView) bool) port.GroupView {
 	t.Helper()
 	timeout := time.NewTimer(15 * time.Second)
 	defer timeout.Stop()
-	var last manager.GroupView
+	var last port.GroupView
 	for {
 		select {
 		case v, open := <-ch:
@@ -66,7 +67,7 @@ func waitView(t testing.TB, ch <-chan manager.GroupView, what string, ok func(ma
 	}
 }
 
-func heartbeat(t testing.TB, g *jetstream.Group, st manager.MemberState) {
+func heartbeat(t testing.TB, g *jetstream.Group, st status.MemberState) {
 	t.Helper()
 	if err := g.Heartbeat(testCtx(t), st); err != nil {
 		t.Fatalf("Heartbeat: %v", err)
@@ -132,12 +133,12 @@ func TestGroupMembers(t *testing.T) {
 	g1 := newGroup(t, js, "n1", 5*time.Second)
 	g2 := newGroup(t, js2, "n2", 5*time.Second)
 	views := watchGroup(t, g1)
-	if v := waitView(t, views, "the initial view", func(manager.GroupView) bool { return true }); len(v.Members) != 0 || v.Leader != "" || v.AssignmentRev != 0 {
+	if v := waitView(t, views, "the initial view", func(port.GroupView) bool { return true }); len(v.Members) != 0 || v.Leader != "" || v.AssignmentRev != 0 {
 		t.Fatalf("initial view %+v", v)
 	}
-	heartbeat(t, g1, manager.MemberState{Generation: 1, Actives: []int{0, 2}, Positions: map[int]uint64{0: 7}, HTTP: "127.0.0.1:8080"})
-	heartbeat(t, g2, manager.MemberState{Node: "ignored", Actives: []int{1}})
-	v := waitView(t, views, "two members", func(v manager.GroupView) bool { return len(v.Members) == 2 })
+	heartbeat(t, g1, status.MemberState{Generation: 1, Actives: []int{0, 2}, Positions: map[int]uint64{0: 7}, HTTP: "127.0.0.1:8080"})
+	heartbeat(t, g2, status.MemberState{Node: "ignored", Actives: []int{1}})
+	v := waitView(t, views, "two members", func(v port.GroupView) bool { return len(v.Members) == 2 })
 	if m := v.Members["n1"]; m.Node != "n1" || m.Generation != 1 || len(m.Actives) != 2 || m.Positions[0] != 7 || m.HTTP == "" {
 		t.Errorf("n1's state %+v", m)
 	}
@@ -148,9 +149,9 @@ func TestGroupMembers(t *testing.T) {
 
 	// A renewal with the same state changes nothing: no view. Then a
 	// changed state arrives.
-	heartbeat(t, g2, manager.MemberState{Actives: []int{1}})
-	heartbeat(t, g2, manager.MemberState{Actives: []int{1, 3}})
-	v = waitView(t, views, "n2's new state", func(manager.GroupView) bool { return true })
+	heartbeat(t, g2, status.MemberState{Actives: []int{1}})
+	heartbeat(t, g2, status.MemberState{Actives: []int{1, 3}})
+	v = waitView(t, views, "n2's new state", func(port.GroupView) bool { return true })
 	if got := v.Members["n2"].Actives; len(got) != 2 {
 		t.Fatalf("first view after an unchanged renewal has n2 actives %v, want [1 3]", got)
 	}
@@ -162,13 +163,13 @@ func TestGroupMembers(t *testing.T) {
 	if err := g2.Leave(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	waitView(t, views, "n2 gone", func(v manager.GroupView) bool { _, ok := v.Members["n2"]; return !ok && len(v.Members) == 1 })
+	waitView(t, views, "n2 gone", func(v port.GroupView) bool { _, ok := v.Members["n2"]; return !ok && len(v.Members) == 1 })
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("Leave took %v to reach the view", took)
 	}
 	// Rejoining after Leave works.
-	heartbeat(t, g2, manager.MemberState{})
-	waitView(t, views, "n2 back", func(v manager.GroupView) bool { return len(v.Members) == 2 })
+	heartbeat(t, g2, status.MemberState{})
+	waitView(t, views, "n2 back", func(v port.GroupView) bool { return len(v.Members) == 2 })
 }
 
 // TestGroupMemberExpiry: a member that stops heart-beating disappears from
@@ -180,10 +181,10 @@ func TestGroupMemberExpiry(t *testing.T) {
 	g1 := newGroup(t, js, "n1", timeout)
 	g2 := newGroup(t, js, "n2", timeout)
 	views := watchGroup(t, g1)
-	heartbeat(t, g1, manager.MemberState{})
-	heartbeat(t, g2, manager.MemberState{})
+	heartbeat(t, g1, status.MemberState{})
+	heartbeat(t, g2, status.MemberState{})
 	last := time.Now()
-	waitView(t, views, "two members", func(v manager.GroupView) bool { return len(v.Members) == 2 })
+	waitView(t, views, "two members", func(v port.GroupView) bool { return len(v.Members) == 2 })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	renewed := make(chan error, 1)
@@ -196,7 +197,7 @@ func TestGroupMemberExpiry(t *testing.T) {
 				renewed <- nil
 				return
 			case <-tick.C:
-				if err := g1.Heartbeat(ctx, manager.MemberState{}); err != nil && ctx.Err() == nil {
+				if err := g1.Heartbeat(ctx, status.MemberState{}); err != nil && ctx.Err() == nil {
 					renewed <- err
 					return
 				}
@@ -209,7 +210,7 @@ func TestGroupMemberExpiry(t *testing.T) {
 			t.Errorf("renewing n1: %v", err)
 		}
 	}()
-	v := waitView(t, views, "n2 expired", func(v manager.GroupView) bool { _, ok := v.Members["n2"]; return !ok })
+	v := waitView(t, views, "n2 expired", func(v port.GroupView) bool { _, ok := v.Members["n2"]; return !ok })
 	took := time.Since(last)
 	t.Logf("member lease of %v seen expired %v after the last heartbeat", timeout, took)
 	if took < timeout-100*time.Millisecond || took > timeout+expirySlack {
@@ -247,7 +248,7 @@ func TestGroupLeader(t *testing.T) {
 			t.Fatalf("round %d: %d leaders", round, n)
 		}
 	}
-	v := waitView(t, views, "a leader", func(v manager.GroupView) bool { return v.Leader != "" })
+	v := waitView(t, views, "a leader", func(v port.GroupView) bool { return v.Leader != "" })
 	var leader *jetstream.Group
 	var others []*jetstream.Group
 	for i, g := range groups {
@@ -298,13 +299,13 @@ func TestGroupLeader(t *testing.T) {
 	if err := leader.Resign(testCtx(t)); err != nil { // not the leader: nothing
 		t.Fatal(err)
 	}
-	waitView(t, views, "the new leader", func(v manager.GroupView) bool { return v.Leader == next.Node() })
+	waitView(t, views, "the new leader", func(v port.GroupView) bool { return v.Leader == next.Node() })
 
 	// Resign hands over at once.
 	if err := next.Resign(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	waitView(t, views, "no leader", func(v manager.GroupView) bool { return v.Leader == "" })
+	waitView(t, views, "no leader", func(v port.GroupView) bool { return v.Leader == "" })
 	if ok, err := leader.Campaign(testCtx(t)); !ok || err != nil {
 		t.Fatalf("campaign after resign: %v, %v", ok, err)
 	}
@@ -334,17 +335,17 @@ func TestGroupAssignment(t *testing.T) {
 		t.Fatal(err)
 	}
 	a2 := assign.Assignment{Generation: 2, Partitions: 2, Actives: []string{"n2", "n1"}, Standbys: [][]string{{"n1"}, {"n2"}}}
-	if _, err := g2.PublishAssignment(ctx, a2, 0); !errors.Is(err, manager.ErrStaleAssignment) {
+	if _, err := g2.PublishAssignment(ctx, a2, 0); !errors.Is(err, port.ErrStaleAssignment) {
 		t.Fatalf("second create: %v, want ErrStaleAssignment", err)
 	}
 	rev2, err := g2.PublishAssignment(ctx, a2, rev1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g1.PublishAssignment(ctx, a1, rev1); !errors.Is(err, manager.ErrStaleAssignment) {
+	if _, err := g1.PublishAssignment(ctx, a1, rev1); !errors.Is(err, port.ErrStaleAssignment) {
 		t.Fatalf("update from an old revision: %v, want ErrStaleAssignment", err)
 	}
-	v := waitView(t, views, "generation 2", func(v manager.GroupView) bool { return v.AssignmentRev == rev2 })
+	v := waitView(t, views, "generation 2", func(v port.GroupView) bool { return v.AssignmentRev == rev2 })
 	if !v.Assignment.Equal(a2) {
 		t.Fatalf("view's assignment %+v, want %+v", v.Assignment, a2)
 	}
@@ -364,9 +365,9 @@ func TestGroupWatchLatest(t *testing.T) {
 	}
 	const n = 300 // changes while nobody reads
 	for i := 1; i <= n; i++ {
-		heartbeat(t, g, manager.MemberState{Generation: uint64(i)})
+		heartbeat(t, g, status.MemberState{Generation: uint64(i)})
 	}
-	waitView(t, views, "the last generation", func(v manager.GroupView) bool { return v.Members["n1"].Generation == n })
+	waitView(t, views, "the last generation", func(v port.GroupView) bool { return v.Members["n1"].Generation == n })
 	cancel()
 	timeout := time.After(5 * time.Second)
 	for {
@@ -387,8 +388,8 @@ func TestGroupWatchStartsOver(t *testing.T) {
 	_, _, js := jstest.Start(t)
 	g := newGroup(t, js, "n1", 0)
 	views := watchGroup(t, g)
-	heartbeat(t, g, manager.MemberState{Generation: 1})
-	waitView(t, views, "generation 1", func(v manager.GroupView) bool { return v.Members["n1"].Generation == 1 })
+	heartbeat(t, g, status.MemberState{Generation: 1})
+	waitView(t, views, "generation 1", func(v port.GroupView) bool { return v.Members["n1"].Generation == 1 })
 	ctx := testCtx(t)
 	stream, err := js.Stream(ctx, "KV_"+g.Bucket())
 	if err != nil {
@@ -406,7 +407,7 @@ func TestGroupWatchStartsOver(t *testing.T) {
 		t.Fatalf("%d consumers (%v), want the watch's one", n, names.Err())
 	}
 	start := time.Now()
-	heartbeat(t, g, manager.MemberState{Generation: 2})
-	waitView(t, views, "generation 2", func(v manager.GroupView) bool { return v.Members["n1"].Generation == 2 })
+	heartbeat(t, g, status.MemberState{Generation: 2})
+	waitView(t, views, "generation 2", func(v port.GroupView) bool { return v.Members["n1"].Generation == 2 })
 	t.Logf("watch recovered %v after its consumer was deleted", time.Since(start))
 }

@@ -8,7 +8,8 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // TestHeartbeatTellsInstancesApart: two live instances of one member name
@@ -27,11 +28,11 @@ func TestHeartbeatTellsInstancesApart(t *testing.T) {
 	}
 	t0 := time.Now()
 	older, newer := group(), group()
-	s1 := manager.MemberState{Instance: "i1", Started: t0}
-	s2 := manager.MemberState{Instance: "i2", Started: t0.Add(time.Second)}
+	s1 := status.MemberState{Instance: "i1", Started: t0}
+	s2 := status.MemberState{Instance: "i2", Started: t0.Add(time.Second)}
 	steps := []struct {
 		g    *jetstream.Group
-		st   manager.MemberState
+		st   status.MemberState
 		dup  bool
 		what string
 	}{
@@ -44,7 +45,7 @@ func TestHeartbeatTellsInstancesApart(t *testing.T) {
 	}
 	for _, s := range steps {
 		err := s.g.Heartbeat(ctx, s.st)
-		if got := errors.Is(err, manager.ErrDuplicateNode); got != s.dup || (!s.dup && err != nil) {
+		if got := errors.Is(err, port.ErrDuplicateNode); got != s.dup || (!s.dup && err != nil) {
 			t.Fatalf("%s: %v", s.what, err)
 		}
 	}
@@ -61,7 +62,7 @@ func TestHeartbeatTellsInstancesApart(t *testing.T) {
 	// The older instance dies; a restarted one takes its lease over at
 	// once and keeps it.
 	restarted := group()
-	s3 := manager.MemberState{Instance: "i3", Started: t0.Add(2 * time.Second)}
+	s3 := status.MemberState{Instance: "i3", Started: t0.Add(2 * time.Second)}
 	for i := 0; i < 3; i++ {
 		if err := restarted.Heartbeat(ctx, s3); err != nil {
 			t.Fatalf("restarted instance, heartbeat %d: %v", i, err)

@@ -13,8 +13,9 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // Group.Watch's consumer.
@@ -68,12 +69,12 @@ var errWatchGap = errors.New("edgetables/jetstream: group watch missed a message
 // the channel as its last act, so reading until the channel is closed waits
 // for it. Watch retries creating its first consumer until ctx ends, and
 // returns an error if that fails or the bucket does not exist.
-func (g *Group) Watch(ctx context.Context) (<-chan manager.GroupView, error) {
+func (g *Group) Watch(ctx context.Context) (<-chan port.GroupView, error) {
 	w, err := g.openWatch(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make(chan manager.GroupView, 1)
+	out := make(chan port.GroupView, 1)
 	go g.watch(ctx, w, out)
 	return out, nil
 }
@@ -188,7 +189,7 @@ func (g *Group) deleteConsumer(cons natsjs.Consumer) {
 
 // watch runs Watch's goroutine: follow w, and start over on a new consumer
 // whenever it fails, until ctx ends.
-func (g *Group) watch(ctx context.Context, w *groupWatch, out chan manager.GroupView) {
+func (g *Group) watch(ctx context.Context, w *groupWatch, out chan port.GroupView) {
 	defer close(out)
 	for {
 		err := g.follow(ctx, w, out)
@@ -224,8 +225,8 @@ func (g *Group) watch(ctx context.Context, w *groupWatch, out chan manager.Group
 // can no longer be trusted: any error of its consumer (missed heartbeats,
 // the consumer gone or offline), a reconnection (messages may have been
 // lost meanwhile), or a gap in the consumer's sequence.
-func (g *Group) follow(ctx context.Context, w *groupWatch, out chan manager.GroupView) error {
-	v := viewState{view: manager.GroupView{Members: map[string]manager.MemberState{}}, raw: map[string][]byte{}}
+func (g *Group) follow(ctx context.Context, w *groupWatch, out chan port.GroupView) error {
+	v := viewState{view: port.GroupView{Members: map[string]status.MemberState{}}, raw: map[string][]byte{}}
 	// The consumer may read a replica still catching up (an R1 consumer
 	// goes to any replica of the stream): its view is complete once it
 	// has read what the stream's leader held when the watch began, not
@@ -317,7 +318,7 @@ func (g *Group) readAll(ctx context.Context, next, last uint64) bool {
 
 // send puts a copy of v in out, replacing an unread older view. The caller
 // is out's only sender, so the send never blocks.
-func send(out chan manager.GroupView, v manager.GroupView) {
+func send(out chan port.GroupView, v port.GroupView) {
 	select {
 	case <-out:
 	default:
@@ -335,7 +336,7 @@ func kvRemoved(h nats.Header) bool {
 // viewState is a view being built from the bucket's messages, with the raw
 // values of the members to recognize renewals that change nothing.
 type viewState struct {
-	view manager.GroupView
+	view port.GroupView
 	raw  map[string][]byte
 }
 
@@ -384,7 +385,7 @@ func (v *viewState) apply(key string, value []byte, rev uint64, removed bool, lo
 		if err != nil {
 			// Still a live member; its state is unknown.
 			log.Error("undecodable member state in group bucket", "key", key, "revision", rev, "err", err)
-			st = manager.MemberState{}
+			st = status.MemberState{}
 		}
 		st.Node = node
 		v.view.Members[node] = st
@@ -396,9 +397,9 @@ func (v *viewState) apply(key string, value []byte, rev uint64, removed bool, lo
 }
 
 // cloneView returns a deep copy of v, so readers may keep and modify views.
-func cloneView(v manager.GroupView) manager.GroupView {
+func cloneView(v port.GroupView) port.GroupView {
 	c := v
-	c.Members = make(map[string]manager.MemberState, len(v.Members))
+	c.Members = make(map[string]status.MemberState, len(v.Members))
 	for n, st := range v.Members {
 		st.Actives = slices.Clone(st.Actives)
 		st.Standbys = slices.Clone(st.Standbys)

@@ -157,7 +157,7 @@ type HubHoldConfig struct {
 }
 
 // HubHold is a site's view of what its hub has taken from the site's
-// source stream, for the trim (it implements manager.SourceHold).
+// source stream, for the trim (it implements port.SourceHold).
 //
 // It asks the hub's JetStream, across the leaf link, for the hub stream's
 // info ($JS.<hub>.API.STREAM.INFO): the hub reports, per source, the last
@@ -237,7 +237,7 @@ func NewHubHold(nc *nats.Conn, cfg HubHoldConfig) (*HubHold, error) {
 	return h, nil
 }
 
-// Taken implements manager.SourceHold.
+// Taken implements port.SourceHold.
 func (h *HubHold) Taken() (uint64, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

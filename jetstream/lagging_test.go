@@ -10,8 +10,8 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
-	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // TestReplayFromLaggingReplica: a replay's ordered consumer is an R1
@@ -58,7 +58,7 @@ func TestReplayFromLaggingReplica(t *testing.T) {
 		}
 		var n, last uint64
 		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = gl3.Replay(rctx, 1, st.Last, 1000, func(es []manager.Entry) error {
+		err = gl3.Replay(rctx, 1, st.Last, 1000, func(es []port.Entry) error {
 			n += uint64(len(es))
 			last = es[len(es)-1].Seq
 			return nil

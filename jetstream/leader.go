@@ -8,10 +8,10 @@ import (
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
-var _ manager.LeaderMover = (*Changelog)(nil)
+var _ port.LeaderMover = (*Changelog)(nil)
 
 // MoveLeader asks partition p's stream to elect another leader when server
 // from leads it: to if it is a current replica (a partition's standby),

@@ -18,6 +18,9 @@ import (
 	"github.com/edgetables/edgetables/jetstream/jstest"
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/codec"
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
+	"github.com/edgetables/edgetables/manager/window"
 )
 
 // goldenMeta is the document of testdata/appmeta-v1.json.
@@ -106,8 +109,8 @@ func TestDecodeAppMetaRefuses(t *testing.T) {
 // a windowed table's windows with their defaults filled in.
 func TestNewTableMeta(t *testing.T) {
 	win := manager.NewWindowedTable(manager.WindowedTableConfig[string, int64]{Name: "w", Keys: codec.String{},
-		Values: codec.Int64{}, Windows: manager.Hopping(time.Minute, 20*time.Second, 0),
-		Time: manager.TimeSource{Kind: manager.TimeField, Name: "ts"}, Spec: map[string]string{"note": "x"}})
+		Values: codec.Int64{}, Windows: window.Hopping(time.Minute, 20*time.Second, 0),
+		Time: window.TimeSource{Kind: window.TimeField, Name: "ts"}, Spec: map[string]string{"note": "x"}})
 	cases := []struct {
 		table manager.Collection
 		want  jetstream.TableMeta
@@ -310,7 +313,7 @@ func TestPurgeTable(t *testing.T) {
 				t.Fatalf("last message %+v, %v; want the marker again", m, err)
 			}
 			var got uint64
-			if err := cl.Replay(ctx, p, 1, info.State.LastSeq, 100, func(es []manager.Entry) error {
+			if err := cl.Replay(ctx, p, 1, info.State.LastSeq, 100, func(es []port.Entry) error {
 				got = es[len(es)-1].Seq
 				return nil
 			}); err != nil || got != info.State.LastSeq {
@@ -335,7 +338,7 @@ func TestPurgeGlobalTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, table := range []string{"h", "g", "h", "g"} {
-		if _, err := gl.Put(ctx, manager.Record{Table: table, Key: fmt.Appendf(nil, "k%d", i), Value: []byte("1")}, nil); err != nil {
+		if _, err := gl.Put(ctx, port.Record{Table: table, Key: fmt.Appendf(nil, "k%d", i), Value: []byte("1")}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -371,7 +374,7 @@ func TestLiveMembers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := g.Heartbeat(ctx, manager.MemberState{}); err != nil {
+		if err := g.Heartbeat(ctx, status.MemberState{}); err != nil {
 			t.Fatal(err)
 		}
 		groups = append(groups, g)

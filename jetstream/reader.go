@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
@@ -38,7 +38,7 @@ const ackTimeout = 5 * time.Second
 
 var ackBody = []byte("+ACK")
 
-// SourceReader implements manager.SourceReader on a durable pull consumer.
+// SourceReader implements port.SourceReader on a durable pull consumer.
 // nats.go's delivery goroutine (the Consume callback) decodes messages into
 // a buffer; Next takes them from it. Next and Ack may be called from
 // different goroutines.
@@ -54,13 +54,13 @@ type SourceReader struct {
 	closer sync.Once
 
 	bufMu   sync.Mutex
-	msgs    []manager.SourceMessage // decoded, not yet returned by Next
-	replies []ackHandle             // parallel to msgs
-	bytes   int                     // payload bytes in msgs
-	failed  bool                    // the callback hit an error: stop
-	err     error                   // the last consumer error
-	ready   chan struct{}           // (cap 1) the buffer got a message, or failed
-	space   chan struct{}           // (cap 1) Next took messages
+	msgs    []port.SourceMessage // decoded, not yet returned by Next
+	replies []ackHandle          // parallel to msgs
+	bytes   int                  // payload bytes in msgs
+	failed  bool                 // the callback hit an error: stop
+	err     error                // the last consumer error
+	ready   chan struct{}        // (cap 1) the buffer got a message, or failed
+	space   chan struct{}        // (cap 1) Next took messages
 
 	ackMu   sync.Mutex
 	handles []ackHandle // returned by Next and not acked, ascending seq
@@ -68,7 +68,7 @@ type SourceReader struct {
 	lastSeen uint64 // owned by the Consume callback
 }
 
-var _ manager.SourceReader = (*SourceReader)(nil)
+var _ port.SourceReader = (*SourceReader)(nil)
 
 // ackHandle keeps what acking a delivered message needs: its ack subject
 // (not the message, so its data can be freed).
@@ -119,7 +119,7 @@ func (r *SourceReader) handle(m natsjs.Msg) {
 		return // a redelivery after AckWait: already delivered in order
 	}
 	r.lastSeen = seq
-	msg := manager.SourceMessage{
+	msg := port.SourceMessage{
 		Seq:     seq,
 		Subject: m.Subject(),
 		Header:  map[string][]string(m.Headers()),
@@ -167,7 +167,7 @@ func (r *SourceReader) fail(err error) {
 }
 
 // take removes up to limit messages from the buffer. bufMu must be held.
-func (r *SourceReader) take(limit int) ([]manager.SourceMessage, []ackHandle) {
+func (r *SourceReader) take(limit int) ([]port.SourceMessage, []ackHandle) {
 	k := min(limit, len(r.msgs))
 	if k == 0 {
 		return nil, nil
@@ -210,7 +210,7 @@ func (r *SourceReader) endedErr() error {
 // waits to fill a batch. After Close, or once consuming ended (the server
 // deleted the consumer, the connection closed) and the buffer is empty, it
 // returns an error wrapping ErrReaderClosed.
-func (r *SourceReader) Next(ctx context.Context, limit int, wait time.Duration) ([]manager.SourceMessage, error) {
+func (r *SourceReader) Next(ctx context.Context, limit int, wait time.Duration) ([]port.SourceMessage, error) {
 	limit = max(limit, 1)
 	var timer *time.Timer
 	for {
@@ -237,7 +237,7 @@ func (r *SourceReader) Next(ctx context.Context, limit int, wait time.Duration) 
 			return nil, err
 		}
 		if wait <= 0 {
-			return []manager.SourceMessage{}, nil
+			return []port.SourceMessage{}, nil
 		}
 		if timer == nil {
 			timer = time.NewTimer(wait)
@@ -246,7 +246,7 @@ func (r *SourceReader) Next(ctx context.Context, limit int, wait time.Duration) 
 		select {
 		case <-r.ready:
 		case <-timer.C:
-			return []manager.SourceMessage{}, nil
+			return []port.SourceMessage{}, nil
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-r.done:

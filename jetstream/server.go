@@ -17,7 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // Defaults of ServerConfig.
@@ -445,7 +445,7 @@ func (l *logAdapter) awaitDuplicateName(ctx context.Context, d time.Duration) er
 		l.mu.Unlock()
 		if dup != "" {
 			return fmt.Errorf("%w: another server of the NATS cluster runs under this name (%s); stop one of them, or give each its own --name",
-				manager.ErrDuplicateNode, dup)
+				port.ErrDuplicateNode, dup)
 		}
 		select {
 		case <-ctx.Done():

@@ -15,7 +15,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/jetstream"
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // TestSiteTablesGet: a site (an embedded server, leaf node of a hub in
@@ -68,17 +68,17 @@ func TestSiteTablesGet(t *testing.T) {
 	}
 	defer cl.Close()
 	last := []uint64{0, 0}
-	appendRecs := func(p int, recs ...manager.Record) {
+	appendRecs := func(p int, recs ...port.Record) {
 		t.Helper()
-		seq, err := cl.Append(ctx, p, last[p], recs, manager.CommitMarker{})
+		seq, err := cl.Append(ctx, p, last[p], recs, port.CommitMarker{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		last[p] = seq
 	}
-	appendRecs(0, manager.Record{Table: "t", Key: []byte("k1"), Value: []byte("1")},
-		manager.Record{Table: "t", Key: []byte("gone"), Value: []byte("7")})
-	appendRecs(1, manager.Record{Table: "t", Key: []byte("k2"), Value: []byte{0xff, 0}})
+	appendRecs(0, port.Record{Table: "t", Key: []byte("k1"), Value: []byte("1")},
+		port.Record{Table: "t", Key: []byte("gone"), Value: []byte("7")})
+	appendRecs(1, port.Record{Table: "t", Key: []byte("k2"), Value: []byte{0xff, 0}})
 
 	st, err := jetstream.NewSiteTables(hjs, jetstream.SiteTablesConfig{App: "app", Sites: []jetstream.SiteSource{{Site: "s1"}}})
 	if err != nil {
@@ -114,8 +114,8 @@ func TestSiteTablesGet(t *testing.T) {
 	wait("k1", "1")
 	wait("k2", "\xff\x00")
 	wait("gone", "7")
-	appendRecs(0, manager.Record{Table: "t", Key: []byte("k1"), Value: []byte("2")},
-		manager.Record{Table: "t", Key: []byte("gone"), Delete: true})
+	appendRecs(0, port.Record{Table: "t", Key: []byte("k1"), Value: []byte("2")},
+		port.Record{Table: "t", Key: []byte("gone"), Delete: true})
 	wait("k1", "2")
 	if rec, err := st.Get(ctx, "s1", "t", []byte("k1")); err != nil || rec.Partition != 0 || rec.Table != "t" || string(rec.Key) != "k1" {
 		t.Fatalf("Get k1: %+v, %v", rec, err)

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/manager/subject"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -57,7 +57,7 @@ type SourceConfig struct {
 	Sites []SiteSource
 }
 
-// Source implements manager.Source on the stream <app>_source with one
+// Source implements port.Source on the stream <app>_source with one
 // durable pull consumer. It is safe for concurrent use.
 type Source struct {
 	js       natsjs.JetStream
@@ -70,7 +70,7 @@ type Source struct {
 	last string // the consumer of the last reader opened
 }
 
-var _ manager.Source = (*Source)(nil)
+var _ port.Source = (*Source)(nil)
 
 // readerIdle is how long a reader's consumer lives on the server once
 // nobody pulls from it (a node that died or moved on).
@@ -220,7 +220,7 @@ func (s *Source) Stream() string { return s.stream }
 // deleting nor recreating a replicated durable consumer (which waits for the
 // consumer's own leader, possibly on a paused node) is on the path of a
 // reposition.
-func (s *Source) Open(ctx context.Context, from uint64) (manager.SourceReader, error) {
+func (s *Source) Open(ctx context.Context, from uint64) (port.SourceReader, error) {
 	return s.OpenReader(ctx, from)
 }
 
@@ -302,12 +302,12 @@ func (s *Source) Trim(ctx context.Context, seq uint64) error {
 // which changes when the stream is deleted and created again, as the
 // stream's leader answers: when only a replica answers (its state may
 // lag), State fails with an error wrapping ErrLeaderless. One request.
-func (s *Source) State(ctx context.Context) (manager.SourceState, error) {
+func (s *Source) State(ctx context.Context) (port.SourceState, error) {
 	info, err := streamInfo(ctx, s.js, s.stream, "")
 	if err != nil {
-		return manager.SourceState{}, fmt.Errorf("edgetables/jetstream: state of stream %s: %w", s.stream, err)
+		return port.SourceState{}, fmt.Errorf("edgetables/jetstream: state of stream %s: %w", s.stream, err)
 	}
-	return manager.SourceState{First: info.State.FirstSeq, Last: info.State.LastSeq, Epoch: epochOf(info)}, nil
+	return port.SourceState{First: info.State.FirstSeq, Last: info.State.LastSeq, Epoch: epochOf(info)}, nil
 }
 
 // epochOf is a stream's epoch: its creation time in UTC, RFC 3339 with

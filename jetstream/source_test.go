@@ -13,7 +13,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 func newSource(t testing.TB, js natsjs.JetStream, subjects ...string) *jetstream.Source {
@@ -40,7 +40,7 @@ func publishN(t testing.TB, js natsjs.JetStream, subject string, n int, size int
 	}
 }
 
-func open(t testing.TB, src *jetstream.Source, from uint64) manager.SourceReader {
+func open(t testing.TB, src *jetstream.Source, from uint64) port.SourceReader {
 	t.Helper()
 	r, err := src.Open(testCtx(t), from)
 	if err != nil {
@@ -51,7 +51,7 @@ func open(t testing.TB, src *jetstream.Source, from uint64) manager.SourceReader
 }
 
 // readSeqs reads until n messages came or a read times out.
-func readSeqs(t testing.TB, r manager.SourceReader, n int) []uint64 {
+func readSeqs(t testing.TB, r port.SourceReader, n int) []uint64 {
 	t.Helper()
 	var seqs []uint64
 	for len(seqs) < n {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // waitGone waits until subject holds no message in stream (the server
@@ -50,13 +50,13 @@ func TestRecordTTL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			recs := []manager.Record{
+			recs := []port.Record{
 				{Table: "t", Key: []byte("keep"), Value: []byte("1")},
 				{Table: "t", Key: []byte("gone"), Value: []byte("2"), TTL: time.Second},
 				{Table: "t", Key: []byte("tomb"), Delete: true},
 				{Table: "t", Key: []byte("tomb-ttl"), Delete: true, TTL: 1500 * time.Millisecond},
 			}
-			last := mustAppend(t, cl, 0, 0, recs, manager.CommitMarker{SourceSeq: 4})
+			last := mustAppend(t, cl, 0, 0, recs, port.CommitMarker{SourceSeq: 4})
 
 			// The header says whole seconds, rounded up.
 			st, err := js.Stream(ctx, cl.Stream(0))
@@ -90,7 +90,7 @@ func TestRecordTTL(t *testing.T) {
 			if s, err := cl.State(ctx, 0); err != nil || s.Last != last {
 				t.Errorf("state = %+v, %v; want last %d", s, err, last)
 			}
-			mustAppend(t, cl, 0, last, nil, manager.CommitMarker{SourceSeq: 5})
+			mustAppend(t, cl, 0, last, nil, port.CommitMarker{SourceSeq: 5})
 		})
 	}
 }
@@ -100,7 +100,7 @@ func TestRecordTTL(t *testing.T) {
 func TestAppendRejectsNegativeTTL(t *testing.T) {
 	_, _, js := jstest.Start(t)
 	cl := newChangelog(t, js, 1)
-	_, err := cl.Append(testCtx(t), 0, 0, []manager.Record{{Table: "t", Key: []byte("k"), TTL: -time.Second}}, manager.CommitMarker{})
+	_, err := cl.Append(testCtx(t), 0, 0, []port.Record{{Table: "t", Key: []byte("k"), TTL: -time.Second}}, port.CommitMarker{})
 	if err == nil {
 		t.Fatal("append with a negative TTL succeeded")
 	}
@@ -156,7 +156,7 @@ func TestExistingStreamGetsMsgTTL(t *testing.T) {
 	if !info.Created.Equal(before.CachedInfo().Created) || info.State.Msgs != 1 {
 		t.Errorf("stream recreated or data lost: created %v → %v, %d messages", before.CachedInfo().Created, info.Created, info.State.Msgs)
 	}
-	last := mustAppend(t, cl, 0, info.State.LastSeq, []manager.Record{{Table: "t", Key: []byte("ttl"), Delete: true, TTL: time.Second}}, manager.CommitMarker{})
+	last := mustAppend(t, cl, 0, info.State.LastSeq, []port.Record{{Table: "t", Key: []byte("ttl"), Delete: true, TTL: time.Second}}, port.CommitMarker{})
 	waitGone(t, js, name, jetstream.RecordSubject(app, 0, "t", []byte("ttl")), 10*time.Second)
 	if es := replayAll(t, cl, 0, 1, last, 10); len(es) != 2 || string(es[0].Record.Key) != "old" || es[1].Commit == nil {
 		t.Errorf("log = %+v, want the old record and the marker", es)
@@ -176,17 +176,17 @@ func TestTombstoneTTL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := mustAppend(t, cl, 0, 0, []manager.Record{
+	before := mustAppend(t, cl, 0, 0, []port.Record{
 		{Table: "t", Key: []byte("a"), Value: []byte("1")},
 		{Table: "t", Key: []byte("b"), Value: []byte("2")},
-	}, manager.CommitMarker{SourceSeq: 2})
+	}, port.CommitMarker{SourceSeq: 2})
 	if s, err := cl.State(ctx, 0); err != nil || s.TombstonesFrom != 1 {
 		t.Fatalf("state of a young log = %+v, %v; want TombstonesFrom 1", s, err)
 	}
-	last := mustAppend(t, cl, 0, before, []manager.Record{
+	last := mustAppend(t, cl, 0, before, []port.Record{
 		{Table: "t", Key: []byte("a"), Delete: true},
 		{Table: "w", Key: []byte("window"), Delete: true, TTL: time.Hour},
-	}, manager.CommitMarker{SourceSeq: 3})
+	}, port.CommitMarker{SourceSeq: 3})
 	st, err := js.Stream(ctx, cl.Stream(0))
 	if err != nil {
 		t.Fatal(err)

@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // Wire format versions of the documents this package writes to NATS. A
@@ -68,15 +69,15 @@ func headerVersion(doc, h string, max int) error {
 }
 
 // commitMarkerWire is the commit marker on the wire: the version, then
-// every field of manager.CommitMarker (embedded, so a field added there
+// every field of port.CommitMarker (embedded, so a field added there
 // is written too; the golden test in wire_test.go shows any change).
 type commitMarkerWire struct {
 	V int `json:"v"`
-	manager.CommitMarker
+	port.CommitMarker
 }
 
 // EncodeCommitMarker returns the JSON of m as written on <app>.commit.<p>.
-func EncodeCommitMarker(m manager.CommitMarker) ([]byte, error) {
+func EncodeCommitMarker(m port.CommitMarker) ([]byte, error) {
 	b, err := json.Marshal(commitMarkerWire{V: CommitMarkerVersion, CommitMarker: m})
 	if err != nil {
 		return nil, fmt.Errorf("edgetables/jetstream: encode commit marker: %w", err)
@@ -87,13 +88,13 @@ func EncodeCommitMarker(m manager.CommitMarker) ([]byte, error) {
 // DecodeCommitMarker decodes a commit marker of this or an earlier version
 // (a marker without "v" is version 1). An undecodable one gives an error
 // wrapping ErrBadMarker; one of a later version, ErrWireVersion.
-func DecodeCommitMarker(b []byte) (manager.CommitMarker, error) {
+func DecodeCommitMarker(b []byte) (port.CommitMarker, error) {
 	var w commitMarkerWire
 	if err := json.Unmarshal(b, &w); err != nil {
-		return manager.CommitMarker{}, fmt.Errorf("%w: %w", ErrBadMarker, err)
+		return port.CommitMarker{}, fmt.Errorf("%w: %w", ErrBadMarker, err)
 	}
 	if _, err := wireVersion("commit marker", w.V, CommitMarkerVersion); err != nil {
-		return manager.CommitMarker{}, err
+		return port.CommitMarker{}, err
 	}
 	return w.CommitMarker, nil
 }
@@ -101,11 +102,11 @@ func DecodeCommitMarker(b []byte) (manager.CommitMarker, error) {
 // memberStateWire is a member's state on the wire (see commitMarkerWire).
 type memberStateWire struct {
 	V int `json:"v"`
-	manager.MemberState
+	status.MemberState
 }
 
 // EncodeMemberState returns the JSON of st as written under member.<node>.
-func EncodeMemberState(st manager.MemberState) ([]byte, error) {
+func EncodeMemberState(st status.MemberState) ([]byte, error) {
 	b, err := json.Marshal(memberStateWire{V: MemberStateVersion, MemberState: st})
 	if err != nil {
 		return nil, fmt.Errorf("edgetables/jetstream: encode member state of %s: %w", st.Node, err)
@@ -114,13 +115,13 @@ func EncodeMemberState(st manager.MemberState) ([]byte, error) {
 }
 
 // DecodeMemberState decodes a member's state of this or an earlier version.
-func DecodeMemberState(b []byte) (manager.MemberState, error) {
+func DecodeMemberState(b []byte) (status.MemberState, error) {
 	var w memberStateWire
 	if err := json.Unmarshal(b, &w); err != nil {
-		return manager.MemberState{}, fmt.Errorf("edgetables/jetstream: member state: %w", err)
+		return status.MemberState{}, fmt.Errorf("edgetables/jetstream: member state: %w", err)
 	}
 	if _, err := wireVersion("member state", w.V, MemberStateVersion); err != nil {
-		return manager.MemberState{}, err
+		return status.MemberState{}, err
 	}
 	return w.MemberState, nil
 }

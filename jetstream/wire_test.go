@@ -16,8 +16,9 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
-	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // updateGolden rewrites the version 1 golden files of the current
@@ -50,10 +51,10 @@ var goldenStarted = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 // before versions wrote it (-v0, no "v") decodes to the same value; a
 // document of a later version is refused with ErrWireVersion.
 func TestWireGolden(t *testing.T) {
-	marker := manager.CommitMarker{SourceSeq: 1234, Node: "n1", Generation: 7, SourceEpoch: "2026-12-01T09:00:00.123456789Z"}
+	marker := port.CommitMarker{SourceSeq: 1234, Node: "n1", Generation: 7, SourceEpoch: "2026-12-01T09:00:00.123456789Z"}
 	// The release before versions wrote no source epoch.
-	marker0 := manager.CommitMarker{SourceSeq: 1234, Node: "n1", Generation: 7}
-	member := manager.MemberState{Node: "n2", Generation: 7, Actives: []int{0, 3}, Standbys: []int{1},
+	marker0 := port.CommitMarker{SourceSeq: 1234, Node: "n1", Generation: 7}
+	member := status.MemberState{Node: "n2", Generation: 7, Actives: []int{0, 3}, Standbys: []int{1},
 		Positions: map[int]uint64{0: 1200, 3: 877}, HTTP: "10.0.0.2:8080", Instance: "4f2a9c01d3e5b7a9", Started: goldenStarted}
 	assignment := assign.Assignment{Generation: 7, Partitions: 4, Actives: []string{"n1", "n2", "n3", "n1"},
 		Standbys: [][]string{{"n2"}, {"n3"}, {"n1"}, {"n2"}}}
@@ -179,12 +180,12 @@ func publishGolden(t *testing.T, js natsjs.JetStream, msgs []goldenMsg) {
 func TestRecordGolden(t *testing.T) {
 	_, _, js := jstest.Start(t)
 	ctx := testCtx(t)
-	recs := []manager.Record{
+	recs := []port.Record{
 		{Table: "counts", Key: []byte("sensor-1"), Value: []byte("42")},
 		{Table: "counts", Key: []byte("sensor-2"), Delete: true},
 		{Table: "per-min", Key: []byte("\x00\x01k"), Value: []byte(`{"count":3}`), TTL: 90 * time.Second},
 	}
-	marker := manager.CommitMarker{SourceSeq: 77, Node: "n1", Generation: 3}
+	marker := port.CommitMarker{SourceSeq: 77, Node: "n1", Generation: 3}
 	cl := newChangelog(t, js, 1)
 	last := mustAppend(t, cl, 0, 0, recs, marker)
 	golden := checkGoldenMsgs(t, "changelog-v1.json", storedMsgs(t, js, jetstream.ChangelogStream(app, 0), 1, last))
@@ -211,7 +212,7 @@ func TestRecordGolden(t *testing.T) {
 	later := golden[0]
 	later.Header = map[string][]string{jetstream.HeaderVersion: {"2"}}
 	publishGolden(t, js, []goldenMsg{later})
-	err := cl.Replay(ctx, 0, uint64(len(golden))+1, uint64(len(golden))+1, 10, func([]manager.Entry) error { return nil })
+	err := cl.Replay(ctx, 0, uint64(len(golden))+1, uint64(len(golden))+1, 10, func([]port.Entry) error { return nil })
 	if !errors.Is(err, jetstream.ErrWireVersion) {
 		t.Errorf("replay of a version 2 record: %v, want ErrWireVersion", err)
 	}
@@ -231,7 +232,7 @@ func TestGlobalRecordGolden(t *testing.T) {
 		return g
 	}
 	g := newGlobal()
-	recs := []manager.Record{
+	recs := []port.Record{
 		{Table: "sites", Key: []byte("site-7"), Value: []byte(`{"name":"north"}`)},
 		{Table: "sites", Key: []byte("site-9"), Delete: true},
 	}
@@ -246,8 +247,8 @@ func TestGlobalRecordGolden(t *testing.T) {
 	}
 	g = newGlobal()
 	publishGolden(t, js, golden)
-	var got []manager.Entry
-	if err := g.Replay(ctx, 1, 2, 10, func(es []manager.Entry) error { got = append(got, es...); return nil }); err != nil {
+	var got []port.Entry
+	if err := g.Replay(ctx, 1, 2, 10, func(es []port.Entry) error { got = append(got, es...); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 2 || !reflect.DeepEqual(got[0].Record, recs[0]) || !reflect.DeepEqual(got[1].Record, recs[1]) {
@@ -266,8 +267,8 @@ func TestDeadLetterGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dl := manager.DeadLetter{Agent: "counts", Reason: "decode value: invalid character 'x'",
-		Message: manager.SourceMessage{Seq: 4711, Subject: "sensors.s1.temp",
+	dl := port.DeadLetter{Agent: "counts", Reason: "decode value: invalid character 'x'",
+		Message: port.SourceMessage{Seq: 4711, Subject: "sensors.s1.temp",
 			Header: map[string][]string{"Trace": {"abc"}, "Nats-Msg-Id": {"orig-1"}}, Data: []byte("x1")}}
 	if err := d.Send(ctx, dl); err != nil {
 		t.Fatal(err)

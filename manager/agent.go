@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/manager/subject"
 )
 
@@ -83,7 +84,7 @@ type Event struct {
 // message is one source message shared by the events of every agent that
 // processes it, so that its JSON is decoded once.
 type message struct {
-	SourceMessage
+	port.SourceMessage
 	decoded  map[string]any
 	parseErr error
 	parsed   bool
@@ -106,7 +107,7 @@ func (e *Event) Context() context.Context { return e.ctx }
 func (e *Event) JSON() (map[string]any, error) {
 	m := e.msg
 	if m == nil { // an Event built outside the manager, as in a test
-		m = &message{SourceMessage: SourceMessage{Data: e.Data}}
+		m = &message{SourceMessage: port.SourceMessage{Data: e.Data}}
 		e.msg = m
 	}
 	if !m.parsed {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -67,7 +68,7 @@ const reseedChunk = 10000
 // log: it decides, by Config.ChangelogBehind, whether the store is rebuilt
 // from the log (nil), or kept and the partition stopped or re-seeded (a
 // *behindError). active tells an active's recovery from a standby's.
-func (r *Recovery) behind(ctx context.Context, p *partition, active bool) func(store.Store, store.Offsets, string) error {
+func (r *recovery) behind(ctx context.Context, p *partition, active bool) func(store.Store, store.Offsets, string) error {
 	m := r.m
 	return func(st store.Store, offs store.Offsets, why string) error {
 		if offs.Source == 0 {
@@ -125,7 +126,7 @@ func (r *Recovery) behind(ctx context.Context, p *partition, active bool) func(s
 // so that a crash midway leaves a log that still shows itself behind; the
 // last one carries the store's source position. The store then records
 // the log's new end and epoch, and p is set up from it.
-func (r *Recovery) reseed(ctx context.Context, p *partition, state LogState, gen uint64) error {
+func (r *recovery) reseed(ctx context.Context, p *partition, state port.LogState, gen uint64) error {
 	m := r.m
 	st, err := m.cfg.Stores.Open(p.id)
 	if err != nil {
@@ -141,7 +142,7 @@ func (r *Recovery) reseed(ctx context.Context, p *partition, state LogState, gen
 	if err != nil {
 		return fmt.Errorf("reseed: store offsets: %w", err)
 	}
-	var base CommitMarker // the position intermediate markers carry
+	var base port.CommitMarker // the position intermediate markers carry
 	if lm, _, found, err := m.cfg.Changelog.LastCommit(ctx, p.id); err != nil {
 		return fmt.Errorf("reseed: %w", err)
 	} else if found {
@@ -152,14 +153,14 @@ func (r *Recovery) reseed(ctx context.Context, p *partition, state LogState, gen
 		chunk = m.cfg.CommitCapacity
 	}
 	expect, written := state.Last, 0
-	var pending []Record
+	var pending []port.Record
 	flush := func(final bool) error {
 		if len(pending) == 0 && !final {
 			return nil
 		}
-		marker := CommitMarker{SourceSeq: base.SourceSeq, SourceEpoch: base.SourceEpoch, Node: m.cfg.Node, Generation: gen}
+		marker := port.CommitMarker{SourceSeq: base.SourceSeq, SourceEpoch: base.SourceEpoch, Node: m.cfg.Node, Generation: gen}
 		if final {
-			marker = CommitMarker{SourceSeq: offs.Source, SourceEpoch: offs.SourceEpoch, Node: m.cfg.Node, Generation: gen}
+			marker = port.CommitMarker{SourceSeq: offs.Source, SourceEpoch: offs.SourceEpoch, Node: m.cfg.Node, Generation: gen}
 		}
 		actx, cancel := context.WithTimeout(ctx, commitTimeout)
 		last, err := m.cfg.Changelog.Append(actx, p.id, expect, pending, marker)
@@ -172,16 +173,16 @@ func (r *Recovery) reseed(ctx context.Context, p *partition, state LogState, gen
 	}
 	tombstones := 0
 	if state.Last > 0 && state.Last >= state.First {
-		err := m.cfg.Changelog.Replay(ctx, p.id, state.First, state.Last, m.cfg.RecoveryBufferSize, func(es []Entry) error {
+		err := m.cfg.Changelog.Replay(ctx, p.id, state.First, state.Last, m.cfg.RecoveryBufferSize, func(es []port.Entry) error {
 			for _, e := range es {
 				t, known := m.tables[e.Record.Table]
-				if e.Commit != nil || e.Record.Delete || !known || IsGlobalTable(t) {
+				if e.Commit != nil || e.Record.Delete || !known || isGlobalTable(t) {
 					continue
 				}
 				if _, found, err := st.Get(e.Record.Table, e.Record.Key); err != nil {
 					return err
 				} else if !found {
-					pending = append(pending, Record{Table: e.Record.Table, Key: e.Record.Key, Delete: true})
+					pending = append(pending, port.Record{Table: e.Record.Table, Key: e.Record.Key, Delete: true})
 					tombstones++
 				}
 			}
@@ -195,12 +196,12 @@ func (r *Recovery) reseed(ctx context.Context, p *partition, state LogState, gen
 		}
 	}
 	for _, t := range m.Tables() {
-		if IsGlobalTable(t) {
+		if isGlobalTable(t) {
 			continue
 		}
 		var ferr error
 		err := st.Scan(t.Name(), nil, nil, func(k, v []byte) bool {
-			pending = append(pending, Record{Table: t.Name(), Key: bytes.Clone(k), Value: bytes.Clone(v)})
+			pending = append(pending, port.Record{Table: t.Name(), Key: bytes.Clone(k), Value: bytes.Clone(v)})
 			if len(pending) >= chunk {
 				ferr = flush(false)
 			}

@@ -81,7 +81,7 @@ func TestChangelogDeletedStopsPartition(t *testing.T) {
 	h.cfg.ChangelogBehind = ""
 	h.start()
 	h.waitCounts(want)
-	if rp := h.m.Recovery().Progress(); len(rp) != 1 || rp[0].Records < 5 {
+	if rp := h.m.RecoveryProgress(); len(rp) != 1 || rp[0].Records < 5 {
 		t.Errorf("recovery %+v: want the 5 keys replayed from the log", rp)
 	}
 }

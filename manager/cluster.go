@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // leaveTimeout bounds leaving the group at stop.
@@ -51,7 +53,7 @@ func (m *TableManager) runGroup(ctx context.Context) {
 	heartbeat := func() {
 		err := bounded(func(ctx context.Context) error { return c.Heartbeat(ctx, m.memberState()) })
 		switch {
-		case errors.Is(err, ErrDuplicateNode):
+		case errors.Is(err, port.ErrDuplicateNode):
 			duplicate.Store(true)
 			log.Error("this node's name is held by another live instance; stopping", "err", err)
 			m.send(ctx, procEvent{err: fmt.Errorf("join the group: %w", err)})
@@ -107,7 +109,7 @@ func (m *TableManager) runGroup(ctx context.Context) {
 	campaign()
 	tick := time.NewTicker(step)
 	defer tick.Stop()
-	var last *GroupView
+	var last *port.GroupView
 	var delivered uint64
 	for {
 		select {
@@ -159,7 +161,7 @@ func (m *TableManager) runGroup(ctx context.Context) {
 // lead publishes a new assignment when the live members differ from those
 // of the current one, and applies it. A stale revision means another
 // leader published meanwhile: the watch brings its assignment.
-func (m *TableManager) lead(ctx context.Context, v GroupView) {
+func (m *TableManager) lead(ctx context.Context, v port.GroupView) {
 	members := make([]string, 0, len(v.Members))
 	for name := range v.Members {
 		members = append(members, name)
@@ -175,7 +177,7 @@ func (m *TableManager) lead(ctx context.Context, v GroupView) {
 	pctx, cancel := context.WithTimeout(ctx, m.cfg.SessionTimeout/2)
 	defer cancel()
 	if _, err := m.cfg.Coordinator.PublishAssignment(pctx, next, v.AssignmentRev); err != nil {
-		if !errors.Is(err, ErrStaleAssignment) && ctx.Err() == nil {
+		if !errors.Is(err, port.ErrStaleAssignment) && ctx.Err() == nil {
 			m.log.Warn("publish assignment", "generation", next.Generation, "err", err)
 		}
 		return
@@ -191,15 +193,15 @@ func (m *TableManager) lead(ctx context.Context, v GroupView) {
 }
 
 // memberState is what this node tells the group about itself.
-func (m *TableManager) memberState() MemberState {
-	st := MemberState{Node: m.cfg.Node, Generation: m.gen.Load(), HTTP: m.cfg.HTTPAddr, Positions: map[int]uint64{},
+func (m *TableManager) memberState() status.MemberState {
+	st := status.MemberState{Node: m.cfg.Node, Generation: m.gen.Load(), HTTP: m.cfg.HTTPAddr, Positions: map[int]uint64{},
 		Instance: m.instance, Started: m.started}
 	for _, p := range m.assigned() {
 		switch p.State() {
-		case StateActive:
+		case status.StateActive:
 			st.Actives = append(st.Actives, p.id)
 			st.Positions[p.id] = p.sourceSeq.Load()
-		case StateStandby:
+		case status.StateStandby:
 			st.Standbys = append(st.Standbys, p.id)
 		}
 	}
@@ -270,7 +272,7 @@ func (m *TableManager) takePendingAssignment() *assign.Assignment {
 }
 
 // setView records the group's latest view and wakes its waiters.
-func (m *TableManager) setView(v GroupView) {
+func (m *TableManager) setView(v port.GroupView) {
 	m.viewMu.Lock()
 	defer m.viewMu.Unlock()
 	m.view = &v
@@ -280,28 +282,19 @@ func (m *TableManager) setView(v GroupView) {
 
 // currentView returns the latest view (nil before the first) and a channel
 // closed when a newer one arrives.
-func (m *TableManager) currentView() (*GroupView, <-chan struct{}) {
+func (m *TableManager) currentView() (*port.GroupView, <-chan struct{}) {
 	m.viewMu.Lock()
 	defer m.viewMu.Unlock()
 	return m.view, m.viewChanged
 }
 
-// ClusterStatus is the group as this node sees it.
-type ClusterStatus struct {
-	Leader     string            `json:"leader"`
-	Generation uint64            `json:"generation"`
-	Applied    uint64            `json:"applied_generation"`
-	Members    []MemberState     `json:"members"`
-	Assignment assign.Assignment `json:"assignment"`
-}
-
 // Cluster returns the group as this node sees it (nil alone).
-func (m *TableManager) Cluster() *ClusterStatus {
+func (m *TableManager) Cluster() *status.ClusterStatus {
 	v, _ := m.currentView()
 	if v == nil {
 		return nil
 	}
-	cs := &ClusterStatus{Leader: v.Leader, Generation: v.Assignment.Generation, Applied: m.gen.Load(), Assignment: v.Assignment}
+	cs := &status.ClusterStatus{Leader: v.Leader, Generation: v.Assignment.Generation, Applied: m.gen.Load(), Assignment: v.Assignment}
 	for _, st := range v.Members {
 		cs.Members = append(cs.Members, st)
 	}
@@ -315,7 +308,7 @@ func (m *TableManager) Cluster() *ClusterStatus {
 func (m *TableManager) Owner(p int) (node string, serving bool) {
 	if m.cfg.Coordinator == nil {
 		part := m.partition(p)
-		return m.cfg.Node, part != nil && part.State() == StateActive
+		return m.cfg.Node, part != nil && part.State() == status.StateActive
 	}
 	v, _ := m.currentView()
 	if v == nil || p >= len(v.Assignment.Actives) {

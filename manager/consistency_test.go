@@ -10,6 +10,7 @@ import (
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/codec"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // TestRebuildBehindFirstSequence: a store whose persisted offset is behind
@@ -31,13 +32,13 @@ func TestRebuildBehindFirstSequence(t *testing.T) {
 	must(t, err)
 	st, err := cl.State(ctx, 0)
 	must(t, err)
-	del, err := cl.Append(ctx, 0, st.Last, []manager.Record{{Table: "counts", Key: []byte("k0"), Delete: true}},
-		manager.CommitMarker{SourceSeq: 50, Node: "other"})
+	del, err := cl.Append(ctx, 0, st.Last, []port.Record{{Table: "counts", Key: []byte("k0"), Delete: true}},
+		port.CommitMarker{SourceSeq: 50, Node: "other"})
 	must(t, err)
 	v, err := codec.Int64{}.Encode(42)
 	must(t, err)
-	_, err = cl.Append(ctx, 0, del, []manager.Record{{Table: "counts", Key: []byte("k1"), Value: v}},
-		manager.CommitMarker{SourceSeq: 50, Node: "other"})
+	_, err = cl.Append(ctx, 0, del, []port.Record{{Table: "counts", Key: []byte("k1"), Value: v}},
+		port.CommitMarker{SourceSeq: 50, Node: "other"})
 	must(t, err)
 	stream, err := h.js.Stream(ctx, jetstream.ChangelogStream(h.app, 0))
 	must(t, err)
@@ -49,7 +50,7 @@ func TestRebuildBehindFirstSequence(t *testing.T) {
 	}
 
 	h.start()
-	rp := h.m.Recovery().Progress()
+	rp := h.m.RecoveryProgress()
 	if len(rp) != 1 || !rp[0].Rebuilt || !strings.Contains(rp[0].Reason, "first sequence") {
 		t.Fatalf("recovery = %+v, want a store rebuilt because its offset is behind the log's first sequence", rp)
 	}

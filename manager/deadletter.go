@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 	"unicode"
+
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // Dead letters must not amplify bad input: a device sending a burst of
@@ -46,7 +48,7 @@ const (
 // goroutines are owned by Run, which starts and stops them.
 type deadLetterSender struct {
 	m  *TableManager
-	ch chan DeadLetter
+	ch chan port.DeadLetter
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -56,7 +58,7 @@ type deadLetterSender struct {
 }
 
 func newDeadLetterSender(m *TableManager) *deadLetterSender {
-	s := &deadLetterSender{m: m, ch: make(chan DeadLetter, deadLetterQueue)}
+	s := &deadLetterSender{m: m, ch: make(chan port.DeadLetter, deadLetterQueue)}
 	s.cond = sync.NewCond(&s.mu)
 	s.logs.every = deadLetterLogEvery
 	return s
@@ -78,14 +80,14 @@ func (s *deadLetterSender) run() {
 }
 
 // failed logs a dead letter that could not be sent.
-func (s *deadLetterSender) failed(dl DeadLetter, err error) {
+func (s *deadLetterSender) failed(dl port.DeadLetter, err error) {
 	if ok, more := s.logs.allow("send\x00" + dl.Agent); ok {
 		s.m.log.Error("dead-letter publish failed: the refused event is only in the source stream (until trimmed) and in this log",
 			"agent", dl.Agent, "subject", dl.Message.Subject, "source_seq", dl.Message.Seq, "err", err, "similar_failures_not_logged", more)
 	}
 }
 
-func (s *deadLetterSender) send(dl DeadLetter) {
+func (s *deadLetterSender) send(dl port.DeadLetter) {
 	ctx, cancel := context.WithTimeout(context.Background(), deadLetterTimeout)
 	err := s.m.cfg.DeadLetters.Send(ctx, dl)
 	cancel()
@@ -101,8 +103,8 @@ func (s *deadLetterSender) send(dl DeadLetter) {
 // enqueue queues dl, waiting while the queue is full (or until ctx ends:
 // then dl is sent at once, synchronously). A DeadLetterQueue takes it
 // directly.
-func (s *deadLetterSender) enqueue(ctx context.Context, dl DeadLetter) {
-	if q, ok := s.m.cfg.DeadLetters.(DeadLetterQueue); ok {
+func (s *deadLetterSender) enqueue(ctx context.Context, dl port.DeadLetter) {
+	if q, ok := s.m.cfg.DeadLetters.(port.DeadLetterQueue); ok {
 		if err := q.Enqueue(ctx, dl); err != nil {
 			s.failed(dl, err)
 		}
@@ -121,7 +123,7 @@ func (s *deadLetterSender) enqueue(ctx context.Context, dl DeadLetter) {
 // flush waits until every dead letter queued before the call was sent or
 // failed, or d passed; it reports whether they all were.
 func (s *deadLetterSender) flush(d time.Duration) bool {
-	if q, ok := s.m.cfg.DeadLetters.(DeadLetterQueue); ok {
+	if q, ok := s.m.cfg.DeadLetters.(port.DeadLetterQueue); ok {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
 		return q.Flush(ctx) == nil

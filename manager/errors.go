@@ -7,10 +7,6 @@ import (
 
 // Sentinel errors of the table manager. Test for them with errors.Is.
 var (
-	// ErrFenced is returned by Changelog.Append when another writer has
-	// written to the partition's log since this writer last did: the
-	// partition now belongs to someone else.
-	ErrFenced = errors.New("edgetables: changelog fenced: another writer owns the partition")
 	// ErrTableNotFound is returned for a table name the manager does not know.
 	ErrTableNotFound = errors.New("edgetables: table not found")
 	// ErrKeyNotFound is returned by lookups of an absent key.
@@ -59,10 +55,6 @@ var (
 
 // Sentinel errors of global tables.
 var (
-	// ErrConflict is returned by GlobalLog.Put when the key's last record
-	// is not at the sequence the writer expected: another write to the key
-	// came first. GlobalTable.Update retries on it.
-	ErrConflict = errors.New("edgetables: global table key changed meanwhile")
 	// ErrBadValue is returned by WritableCollection.PutJSON for a value
 	// that is not JSON or does not fit the table's value type.
 	ErrBadValue = errors.New("edgetables: bad value")

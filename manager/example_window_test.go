@@ -14,6 +14,7 @@ import (
 	"github.com/edgetables/edgetables/edge"
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/codec"
+	"github.com/edgetables/edgetables/manager/window"
 )
 
 // runExample runs a node with tables and agent until stop is called, and
@@ -38,10 +39,10 @@ func Example_windowedTable() {
 	now := time.Date(2026, 3, 1, 12, 1, 30, 0, time.UTC)
 	perMinute := manager.NewWindowedTable(manager.WindowedTableConfig[string, int64]{
 		Name: "readings-per-minute", Keys: codec.String{}, Values: codec.Int64{},
-		Windows: manager.Tumbling(time.Minute, time.Minute),
-		Time:    manager.TimeSource{Kind: manager.TimeField, Name: "ts"},
+		Windows: window.Tumbling(time.Minute, time.Minute),
+		Time:    window.TimeSource{Kind: window.TimeField, Name: "ts"},
 		Clock:   func() time.Time { return now }, // a fixed clock, for the example
-		OnWindowClose: func(e *manager.Event, device string, w manager.Window, n int64) error {
+		OnWindowClose: func(e *manager.Event, device string, w window.Window, n int64) error {
 			return nil // e.g. write n to a table of final counts
 		},
 	})
@@ -50,7 +51,7 @@ func Example_windowedTable() {
 		Subjects: []string{"readings.*"},
 		Key:      func(e *manager.Event) ([]byte, error) { return []byte(e.Token(2)), nil },
 		Process: func(e *manager.Event) error {
-			return perMinute.Update(e, string(e.Key), func(_ manager.Window, n int64, _ bool) (int64, error) {
+			return perMinute.Update(e, string(e.Key), func(_ window.Window, n int64, _ bool) (int64, error) {
 				return n + 1, nil
 			})
 		},
@@ -61,7 +62,7 @@ func Example_windowedTable() {
 	for _, ts := range []string{"12:00:05", "12:00:50", "12:01:10"} {
 		_, _ = js.Publish(ctx, "readings.d1", []byte(`{"ts": "2026-03-01T`+ts+`Z"}`))
 	}
-	var windows []manager.WindowValue[int64]
+	var windows []window.Value[int64]
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		if windows, _ = perMinute.LookupAll(ctx, "d1"); len(windows) == 2 && windows[1].Value == 1 {
 			break

@@ -1,6 +1,10 @@
 package manager
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/edgetables/edgetables/manager/status"
+)
 
 // Test hooks for the external tests of this package.
 
@@ -23,3 +27,8 @@ func EnableFailpoint(t testing.TB, name string, f func() error) (disable func())
 	setFailpoint(name, f)
 	return func() { setFailpoint(name, nil) }
 }
+
+// RecoveryProgress returns the state of the last recovery of every
+// partition that has one (released partitions' forgotten), in partition
+// order.
+func (m *TableManager) RecoveryProgress() []status.RecoveryProgress { return m.recovery.snapshot() }

@@ -10,6 +10,8 @@ import (
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/codec"
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // intruder appends one record and a commit marker of generation gen to
@@ -31,8 +33,8 @@ func (h *harness) intruderAt(p int, gen uint64, key string, value int64, source 
 	must(h.t, err)
 	v, err := codec.Int64{}.Encode(value)
 	must(h.t, err)
-	rec := manager.Record{Table: "counts", Key: []byte(key), Value: v}
-	last, err := cl.Append(ctx, p, st.Last, []manager.Record{rec}, manager.CommitMarker{SourceSeq: source, Node: "intruder", Generation: gen})
+	rec := port.Record{Table: "counts", Key: []byte(key), Value: v}
+	last, err := cl.Append(ctx, p, st.Last, []port.Record{rec}, port.CommitMarker{SourceSeq: source, Node: "intruder", Generation: gen})
 	if err != nil {
 		h.t.Fatalf("intruder append: %v", err)
 	}
@@ -49,7 +51,7 @@ func keyIn(p, partitions int, prefix string) string {
 	}
 }
 
-func partitionState(m *manager.TableManager, p int) manager.PartitionState {
+func partitionState(m *manager.TableManager, p int) status.PartitionState {
 	for _, ps := range m.Status().Partitions {
 		if ps.Partition == p {
 			return ps.State
@@ -75,7 +77,7 @@ func TestFencedPartitionIsTakenBack(t *testing.T) {
 	h.publishCounts(200, 10, want) // both partitions get events: partition 0 is fenced
 	waitFor(t, 20*time.Second, "partition 0 fenced and active again", func() bool {
 		return h.m.Status().Partitions[0].Recovery != nil && h.m.Status().Partitions[0].Recovery.Records > 0 &&
-			partitionState(h.m, 0) == manager.StateActive
+			partitionState(h.m, 0) == status.StateActive
 	})
 	h.waitCounts(want)
 	got, ok, err := h.counter.Lookup(context.Background(), other)
@@ -102,12 +104,12 @@ func TestFencedByNewerOwnerWaits(t *testing.T) {
 
 	h.intruder(0, 99, keyIn(0, 2, "newer"), 7)
 	h.publishCounts(200, 10, want)
-	waitFor(t, 20*time.Second, "partition 0 fenced", func() bool { return partitionState(h.m, 0) == manager.StateFenced })
+	waitFor(t, 20*time.Second, "partition 0 fenced", func() bool { return partitionState(h.m, 0) == status.StateFenced })
 	time.Sleep(500 * time.Millisecond) // a retake would have happened by now
-	if s := partitionState(h.m, 0); s != manager.StateFenced {
+	if s := partitionState(h.m, 0); s != status.StateFenced {
 		t.Fatalf("partition 0 is %s; want it to stay fenced by the newer owner", s)
 	}
-	if s := partitionState(h.m, 1); s != manager.StateActive {
+	if s := partitionState(h.m, 1); s != status.StateActive {
 		t.Errorf("partition 1 is %s; the other partition must go on", s)
 	}
 	if ready, reasons := h.m.Readiness(); ready || len(reasons) != 1 || !strings.Contains(reasons[0], "partition 0: fenced by a newer owner") {

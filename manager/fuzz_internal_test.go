@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/window"
 )
 
 // FuzzSetAndWindowKeys decodes any bytes as a set value and as a window
@@ -58,12 +60,12 @@ func FuzzEventTime(f *testing.F) {
 	f.Add("header:Ts", []byte(``), "1e400")
 	f.Add("json:ts", []byte(`{"ts":-0.5}`), "")
 	f.Fuzz(func(t *testing.T, source string, data []byte, header string) {
-		src, err := ParseTimeSource(source)
-		if err != nil || src.Kind == TimeNow || src.Kind == TimeStream {
+		src, err := window.ParseTimeSource(source)
+		if err != nil || src.Kind == window.TimeNow || src.Kind == window.TimeStream {
 			return
 		}
 		e := &Event{Data: data, Header: map[string][]string{src.Name: {header}}}
-		ts, err := src.eventTime(e, time.Now())
+		ts, err := eventTime(src, e, time.Now())
 		if err != nil {
 			if !errors.Is(err, ErrBadEvent) {
 				t.Fatalf("%s of %q / %q: %v does not wrap ErrBadEvent", source, data, header, err)
@@ -73,7 +75,7 @@ func FuzzEventTime(f *testing.F) {
 		if checkEventTime(ts) != nil {
 			t.Fatalf("%s of %q / %q: accepted %s", source, data, header, ts)
 		}
-		if src.Kind == TimeField {
+		if src.Kind == window.TimeField {
 			var doc map[string]any
 			if json.Unmarshal(data, &doc) != nil {
 				t.Fatalf("%s: a time from a payload that is not a JSON object: %q", source, data)

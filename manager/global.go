@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -56,19 +58,8 @@ func newGlobalReplica(m *TableManager) *globalReplica {
 	}
 }
 
-// GlobalStatus is the state of this node's replica of the global tables.
-type GlobalStatus struct {
-	// Ready is set once the replica has caught up with the global log
-	// after start; reads fail with ErrNotReady before.
-	Ready bool `json:"ready"`
-	// AppliedOffset is the last global log sequence in the local store;
-	// HighWater the log's end as last known.
-	AppliedOffset uint64 `json:"applied_offset"`
-	HighWater     uint64 `json:"high_water"`
-}
-
-func (g *globalReplica) status() *GlobalStatus {
-	return &GlobalStatus{Ready: g.ready.Load(), AppliedOffset: g.applied.Load(), HighWater: g.highWater.Load()}
+func (g *globalReplica) status() *status.GlobalStatus {
+	return &status.GlobalStatus{Ready: g.ready.Load(), AppliedOffset: g.applied.Load(), HighWater: g.highWater.Load()}
 }
 
 // run keeps the replica following the log until ctx ends, starting again
@@ -133,7 +124,7 @@ func (g *globalReplica) follow(ctx context.Context) error {
 	if g.ready.CompareAndSwap(false, true) {
 		close(g.readyCh)
 	}
-	err = gl.Follow(ctx, max(g.applied.Load(), state.Last)+1, g.m.cfg.StandbyBufferSize, func(es []Entry) error {
+	err = gl.Follow(ctx, max(g.applied.Load(), state.Last)+1, g.m.cfg.StandbyBufferSize, func(es []port.Entry) error {
 		if err := g.apply(es); err != nil {
 			return err
 		}
@@ -147,9 +138,9 @@ func (g *globalReplica) follow(ctx context.Context) error {
 }
 
 // open opens the store unless the open one agrees with the log's state.
-func (g *globalReplica) open(state LogState) error {
+func (g *globalReplica) open(state port.LogState) error {
 	a := g.applied.Load()
-	if g.st != nil && a <= state.Last && (a == 0 || (g.epoch == state.Epoch && a+1 >= state.First)) && !state.missedTombstones(a) {
+	if g.st != nil && a <= state.Last && (a == 0 || (g.epoch == state.Epoch && a+1 >= state.First)) && !missedTombstones(state, a) {
 		return nil
 	}
 	g.mu.Lock()
@@ -177,7 +168,7 @@ func (g *globalReplica) open(state LogState) error {
 // bring it to, in one transaction: each record's value, and the sequence
 // of the key's last record (kept for deleted keys too), which conditional
 // writes expect.
-func (g *globalReplica) apply(es []Entry) error {
+func (g *globalReplica) apply(es []port.Entry) error {
 	if len(es) == 0 {
 		return nil
 	}
@@ -300,7 +291,7 @@ func (g *globalReplica) get(table string, key []byte) (value []byte, found bool,
 
 // put writes rec to the global log, conditionally when expect is set, and
 // waits until this node's store holds it.
-func (g *globalReplica) put(ctx context.Context, rec Record, expect *uint64) (uint64, error) {
+func (g *globalReplica) put(ctx context.Context, rec port.Record, expect *uint64) (uint64, error) {
 	seq, err := g.m.cfg.Global.Put(ctx, rec, expect)
 	if err != nil {
 		return 0, err
@@ -312,7 +303,7 @@ func (g *globalReplica) put(ctx context.Context, rec Record, expect *uint64) (ui
 // GlobalTable); the HTTP API's PUT and DELETE use it. Keys are encoded
 // (ParseKey); expect, when set, makes the write conditional: on the key's
 // revision, or with 0 on the key not existing (never written or deleted);
-// ErrConflict otherwise. Writes return the new revision: the sequence of
+// port.ErrConflict otherwise. Writes return the new revision: the sequence of
 // the key's record in the global log.
 type WritableCollection interface {
 	Collection

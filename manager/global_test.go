@@ -14,6 +14,7 @@ import (
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/codec"
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -114,7 +115,13 @@ func TestGlobalTableReadsWritesAndAgents(t *testing.T) {
 	if !m.IsGlobal("limits") || m.IsGlobal("counts") {
 		t.Error("IsGlobal is wrong")
 	}
-	if topics := m.ChangelogTopics()["limits"]; len(topics) != 1 || topics[0] != "test.global.limits.>" {
+	var topics []string
+	for _, ti := range m.TableList() {
+		if ti.Name == "limits" {
+			topics = ti.Changelog
+		}
+	}
+	if len(topics) != 1 || topics[0] != "test.global.limits.>" {
 		t.Errorf("changelog topics = %q", topics)
 	}
 	if st := m.Status().Global; st == nil || !st.Ready || st.AppliedOffset == 0 {
@@ -178,7 +185,7 @@ func TestGlobalTableRestart(t *testing.T) {
 	must(t, err)
 	v1001, err := codec.Int64{}.Encode(1001)
 	must(t, err)
-	if _, err := gl.Put(ctx, manager.Record{Table: "limits", Key: []byte("k1"), Value: v1001}, nil); err != nil {
+	if _, err := gl.Put(ctx, port.Record{Table: "limits", Key: []byte("k1"), Value: v1001}, nil); err != nil {
 		t.Fatal(err)
 	}
 	st, err := store.NewDir(h.globalDir(), nil).Open(0)
@@ -236,13 +243,13 @@ func TestGlobalTableNeedsLog(t *testing.T) {
 // zero (counting down at each call), as a replicated log's does while it
 // elects a leader.
 type unreadableState struct {
-	manager.GlobalLog
+	port.GlobalLog
 	failing atomic.Int32
 }
 
-func (u *unreadableState) State(ctx context.Context) (manager.LogState, error) {
+func (u *unreadableState) State(ctx context.Context) (port.LogState, error) {
 	if u.failing.Add(-1) >= 0 {
-		return manager.LogState{}, errors.New("stream has no leader")
+		return port.LogState{}, errors.New("stream has no leader")
 	}
 	return u.GlobalLog.State(ctx)
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // GlobalTable is a table every node holds whole: Faust's GlobalTable. Its
@@ -160,7 +162,7 @@ func (t *GlobalTable[K, V]) writeKey(ctx context.Context, kb, vb []byte, del boo
 	if err := g.waitReady(ctx); err != nil {
 		return 0, fmt.Errorf("global table %s: %w", t.cfg.Name, err)
 	}
-	rec := Record{Table: t.cfg.Name, Key: kb, Value: vb, Delete: del}
+	rec := port.Record{Table: t.cfg.Name, Key: kb, Value: vb, Delete: del}
 	seq, err := g.put(ctx, rec, expect)
 	if err != nil {
 		return 0, fmt.Errorf("global table %s: %w", t.cfg.Name, err)
@@ -193,7 +195,7 @@ func (t *GlobalTable[K, V]) DeleteKey(ctx context.Context, key []byte, expect *u
 // absent gives an expected revision of 0 its meaning for WritableCollection
 // ("the key must not exist"): for a key this node's copy holds deleted, the
 // revision of its tombstone. If the copy is stale, the log refuses the
-// write (ErrConflict), as it should.
+// write (port.ErrConflict), as it should.
 func (t *GlobalTable[K, V]) absent(key []byte, expect *uint64) (*uint64, error) {
 	if expect == nil || *expect != 0 {
 		return expect, nil
@@ -253,7 +255,7 @@ func (t *GlobalTable[K, V]) Update(ctx context.Context, k K, f func(v V, found b
 			return v, fmt.Errorf("global table %s: encode value: %w", t.cfg.Name, err)
 		}
 		err = t.write(ctx, k, vb, false, &seq)
-		if !errors.Is(err, ErrConflict) {
+		if !errors.Is(err, port.ErrConflict) {
 			return v, err
 		}
 		// Another write came first: catch up with it and try again. A

@@ -18,6 +18,7 @@ import (
 	"github.com/edgetables/edgetables/jetstream/jstest"
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/codec"
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -39,9 +40,9 @@ type harness struct {
 	// beforeCommit is the changelog's failure injection point.
 	beforeCommit func(p, batch int) error
 	// wrapSource, if set, wraps the source the manager reads.
-	wrapSource func(manager.Source) manager.Source
+	wrapSource func(port.Source) port.Source
 	// wrapChangelog, if set, wraps the changelog the manager writes.
-	wrapChangelog func(manager.Changelog) manager.Changelog
+	wrapChangelog func(port.Changelog) port.Changelog
 	// wrapStores, if set, wraps the provider of the partitions' stores.
 	wrapStores func(store.Provider) store.Provider
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // The committed source position of a partition must never pass an event
@@ -22,7 +24,7 @@ import (
 // make new readers deliver nothing, as a source stream electing a leader
 // (JetStream 503) or a consumer on a dead node would.
 type flakySource struct {
-	manager.Source
+	port.Source
 	failOpens atomic.Int32 // the next Opens that fail
 	failed    atomic.Int32 // Opens failed
 	opens     atomic.Int32 // Opens that succeeded
@@ -30,7 +32,7 @@ type flakySource struct {
 	breakNext atomic.Bool  // the reader's next Next fails
 }
 
-func (s *flakySource) Open(ctx context.Context, from uint64) (manager.SourceReader, error) {
+func (s *flakySource) Open(ctx context.Context, from uint64) (port.SourceReader, error) {
 	for {
 		n := s.failOpens.Load()
 		if n <= 0 {
@@ -50,12 +52,12 @@ func (s *flakySource) Open(ctx context.Context, from uint64) (manager.SourceRead
 }
 
 type flakyReader struct {
-	manager.SourceReader
+	port.SourceReader
 	s    *flakySource
 	deaf bool
 }
 
-func (r *flakyReader) Next(ctx context.Context, max int, wait time.Duration) ([]manager.SourceMessage, error) {
+func (r *flakyReader) Next(ctx context.Context, max int, wait time.Duration) ([]port.SourceMessage, error) {
 	if r.s.breakNext.CompareAndSwap(true, false) {
 		return nil, errors.New("injected: reader failed")
 	}
@@ -76,7 +78,7 @@ func (h *harness) waitNothingUncommitted() {
 	h.t.Helper()
 	waitFor(h.t, 20*time.Second, "every write committed", func() bool {
 		for _, ps := range h.m.Status().Partitions {
-			if ps.Buffered > 0 || ps.State != manager.StateActive {
+			if ps.Buffered > 0 || ps.State != status.StateActive {
 				return false
 			}
 		}
@@ -96,8 +98,8 @@ func TestReaderReopenFailureKeepsWhatIsBuffered(t *testing.T) {
 	src := &flakySource{}
 	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
 	h.atomic = true
-	h.wrapChangelog = func(c manager.Changelog) manager.Changelog { gc.Changelog = c; return gc }
-	h.wrapSource = func(s manager.Source) manager.Source { src.Source = s; return src }
+	h.wrapChangelog = func(c port.Changelog) port.Changelog { gc.Changelog = c; return gc }
+	h.wrapSource = func(s port.Source) port.Source { src.Source = s; return src }
 	h.start()
 	want := map[string]int64{}
 	h.publishCounts(100, 10, want)
@@ -139,8 +141,8 @@ func TestActivationWithoutReaderSkipsNothing(t *testing.T) {
 	gc := &gatedChangelog{}
 	src := &flakySource{}
 	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
-	h.wrapChangelog = func(c manager.Changelog) manager.Changelog { gc.Changelog = c; return gc }
-	h.wrapSource = func(s manager.Source) manager.Source { src.Source = s; return src }
+	h.wrapChangelog = func(c port.Changelog) port.Changelog { gc.Changelog = c; return gc }
+	h.wrapSource = func(s port.Source) port.Source { src.Source = s; return src }
 	h.start()
 	want := map[string]int64{}
 	h.publishCounts(100, 10, want)
@@ -157,7 +159,7 @@ func TestActivationWithoutReaderSkipsNothing(t *testing.T) {
 	failed := src.failed.Load()
 	gc.open()
 	waitFor(t, 20*time.Second, "both partitions active again, with no reader", func() bool {
-		return partitionState(h.m, 0) == manager.StateActive && partitionState(h.m, 1) == manager.StateActive &&
+		return partitionState(h.m, 0) == status.StateActive && partitionState(h.m, 1) == status.StateActive &&
 			src.failed.Load() >= failed+2
 	})
 	time.Sleep(200 * time.Millisecond) // commits of the active partitions, while no reader reads
@@ -174,13 +176,13 @@ func TestActivationWithoutReaderSkipsNothing(t *testing.T) {
 // fails with a timeout and stores nothing, as a request to a paused or
 // partitioned stream leader would.
 type lossyChangelog struct {
-	manager.Changelog
+	port.Changelog
 	partition int
 	armed     atomic.Bool
 	lost      atomic.Int32
 }
 
-func (c *lossyChangelog) Append(ctx context.Context, p int, expectLast uint64, recs []manager.Record, marker manager.CommitMarker) (uint64, error) {
+func (c *lossyChangelog) Append(ctx context.Context, p int, expectLast uint64, recs []port.Record, marker port.CommitMarker) (uint64, error) {
 	if p == c.partition && c.armed.Load() {
 		c.lost.Add(1)
 		return 0, fmt.Errorf("injected: %w", nats.ErrTimeout)
@@ -199,7 +201,7 @@ func (c *lossyChangelog) Append(ctx context.Context, p int, expectLast uint64, r
 func TestUnansweredAppendNeverLandsAfterAnotherWriter(t *testing.T) {
 	lc := &lossyChangelog{partition: 0}
 	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
-	h.wrapChangelog = func(c manager.Changelog) manager.Changelog { lc.Changelog = c; return lc }
+	h.wrapChangelog = func(c port.Changelog) port.Changelog { lc.Changelog = c; return lc }
 	h.start()
 	want := map[string]int64{}
 	h.publishCounts(100, 10, want)
@@ -232,12 +234,12 @@ func TestUnansweredAppendNeverLandsAfterAnotherWriter(t *testing.T) {
 
 // flakyCoordinator fails one heartbeat, the failAt-th.
 type flakyCoordinator struct {
-	manager.Coordinator
+	port.Coordinator
 	beats  atomic.Int32
 	failAt int32
 }
 
-func (c *flakyCoordinator) Heartbeat(ctx context.Context, st manager.MemberState) error {
+func (c *flakyCoordinator) Heartbeat(ctx context.Context, st status.MemberState) error {
 	if c.beats.Add(1) == c.failAt {
 		return errors.New("injected: heartbeat lost")
 	}

@@ -4,6 +4,8 @@ import (
 	"sort"
 	"sync/atomic"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // commitBounds are the upper bounds, in seconds, of the commit latency
@@ -25,35 +27,11 @@ func (h *latencyHistogram) observe(d time.Duration) {
 }
 
 // snapshot returns the histogram's current counts.
-func (h *latencyHistogram) snapshot() Histogram {
-	out := Histogram{Bounds: commitBounds[:], Counts: make([]uint64, len(h.counts)), Sum: time.Duration(h.nanos.Load())}
+func (h *latencyHistogram) snapshot() status.Histogram {
+	out := status.Histogram{Bounds: commitBounds[:], Counts: make([]uint64, len(h.counts)), Sum: time.Duration(h.nanos.Load())}
 	for i := range h.counts {
 		out.Counts[i] = h.counts[i].Load()
 		out.Count += out.Counts[i]
-	}
-	return out
-}
-
-// Histogram is a snapshot of a latency histogram.
-type Histogram struct {
-	// Bounds are the buckets' upper bounds in seconds, ascending; Counts
-	// the observations per bucket (not cumulative), with one more for
-	// those above the last bound.
-	Bounds []float64 `json:"bounds_s"`
-	Counts []uint64  `json:"counts"`
-	// Count is the number of observations; Sum their total duration.
-	Count uint64        `json:"count"`
-	Sum   time.Duration `json:"sum_ns"`
-}
-
-// Cumulative returns, per upper bound, the observations at or below it (the
-// form Prometheus histograms take).
-func (h Histogram) Cumulative() map[float64]uint64 {
-	out := make(map[float64]uint64, len(h.Bounds))
-	var n uint64
-	for i, b := range h.Bounds {
-		n += h.Counts[i]
-		out[b] = n
 	}
 	return out
 }

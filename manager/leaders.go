@@ -3,6 +3,9 @@ package manager
 import (
 	"context"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // Leader placement: the log of a partition should not be led by the
@@ -22,7 +25,7 @@ const (
 // active owner to a live standby of the partition (or another replica).
 // Nothing when the changelog is not a LeaderMover.
 func (m *TableManager) runLeaderPlacement(ctx context.Context) {
-	mover, ok := m.cfg.Changelog.(LeaderMover)
+	mover, ok := m.cfg.Changelog.(port.LeaderMover)
 	if !ok {
 		return
 	}
@@ -44,7 +47,7 @@ func (m *TableManager) runLeaderPlacement(ctx context.Context) {
 				return
 			}
 			p := part.id
-			if part.State() != StateActive || p >= len(v.Assignment.Actives) || v.Assignment.Actives[p] != m.cfg.Node {
+			if part.State() != status.StateActive || p >= len(v.Assignment.Actives) || v.Assignment.Actives[p] != m.cfg.Node {
 				continue
 			}
 			to := ""

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // One event must never wedge a partition: a commit that cannot be written
@@ -62,7 +64,7 @@ func (m *TableManager) makeRoom(ctx context.Context, p *partition, ws []write) b
 			case <-ctx.Done():
 				return false
 			}
-			if err := m.finish(p, j); err != nil && p.State() == StateActive {
+			if err := m.finish(p, j); err != nil && p.State() == status.StateActive {
 				m.log.Warn("a full partition's commit failed; processing waits for it", "partition", p.id, "retry_in", backoff)
 				if !sleep(ctx, backoff) {
 					return false
@@ -70,7 +72,7 @@ func (m *TableManager) makeRoom(ctx context.Context, p *partition, ws []write) b
 				backoff = min(2*backoff, 5*time.Second)
 			}
 		}
-		if p.State() != StateActive || ctx.Err() != nil {
+		if p.State() != status.StateActive || ctx.Err() != nil {
 			return false
 		}
 		if p.inflight.running() {
@@ -119,12 +121,12 @@ func (m *TableManager) Readiness() (ready bool, reasons []string) {
 	now := time.Now()
 	for _, p := range m.assigned() {
 		switch p.State() {
-		case StateRecovering, StateStandby:
+		case status.StateRecovering, status.StateStandby:
 			if b := p.behind.Load(); b != nil {
 				reasons = append(reasons, fmt.Sprintf("partition %d: %s", p.id, *b))
 				continue
 			}
-			if p.State() == StateStandby {
+			if p.State() == status.StateStandby {
 				continue
 			}
 			if f := p.taskFailing.Load(); f != nil {
@@ -133,13 +135,13 @@ func (m *TableManager) Readiness() (ready bool, reasons []string) {
 			} else {
 				reasons = append(reasons, fmt.Sprintf("partition %d: recovering", p.id))
 			}
-		case StateFenced:
+		case status.StateFenced:
 			if p.stale.Load() {
 				reasons = append(reasons, fmt.Sprintf("partition %d: fenced by a newer owner; waiting for the assignment that says so", p.id))
 			} else {
 				reasons = append(reasons, fmt.Sprintf("partition %d: fenced; being taken back", p.id))
 			}
-		case StateActive:
+		case status.StateActive:
 			// A streak counts while its commit is still to be written: a
 			// failed commit stays in flight until it goes through.
 			if f := p.failing.Load(); f != nil && now.Sub(f.since) >= commitFailingAfter && p.hasInflight() {

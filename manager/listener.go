@@ -1,5 +1,7 @@
 package manager
 
+import "github.com/edgetables/edgetables/manager/status"
+
 // Listener observes the life of a TableManager: its start and stop, each
 // rebalance, and each partition's commit. These are the points at which
 // Faust calls its TableManager's on_start, on_rebalance_start,
@@ -147,7 +149,7 @@ func (m *TableManager) notify(event string, f func()) {
 }
 
 // partitionsIn returns the assigned partitions in state st, in order.
-func (m *TableManager) partitionsIn(st PartitionState) []int {
+func (m *TableManager) partitionsIn(st status.PartitionState) []int {
 	var out []int
 	for _, p := range m.assigned() {
 		if p.State() == st {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -61,8 +62,8 @@ func TestListenerSingleNode(t *testing.T) {
 	h := newHarness(t, manager.Config{Partitions: 4, CommitInterval: 20 * time.Millisecond})
 	stores := &openStores{stores: map[int]store.Store{}}
 	h.wrapStores = func(p store.Provider) store.Provider { stores.Provider = p; return stores }
-	var cl manager.Changelog
-	h.wrapChangelog = func(c manager.Changelog) manager.Changelog { cl = c; return c }
+	var cl port.Changelog
+	h.wrapChangelog = func(c port.Changelog) port.Changelog { cl = c; return c }
 
 	var (
 		m          *manager.TableManager

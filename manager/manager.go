@@ -8,9 +8,11 @@
 // one store transaction, then the source messages are acknowledged. See
 // docs/ARCHITECTURE.md for the mapping of Faust's terms.
 //
-// The manager speaks in tables, partitions, offsets and commits; package
-// jetstream implements its Changelog, Source and DeadLetters on NATS
-// JetStream and package store its stores.
+// The manager speaks in tables, partitions, offsets and commits. It reaches
+// the message system through the interfaces of package port (package
+// jetstream implements them on NATS JetStream) and its disk through package
+// store; it reports in the documents of package status; windowed tables cut
+// time with package window, and codecs are package codec's.
 package manager
 
 import (
@@ -25,6 +27,8 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -57,7 +61,7 @@ type Config struct {
 	// Coordinator, when set, makes the node a member of a cluster: it
 	// receives its partitions from the group's assignment instead of
 	// taking all of them.
-	Coordinator Coordinator
+	Coordinator port.Coordinator
 	// SessionTimeout bounds how long a member that stopped renewing its
 	// lease keeps its partitions (default 5s). Shorter means faster
 	// failover and more heartbeat traffic; below about 2 s, KV TTL
@@ -95,18 +99,18 @@ type Config struct {
 	// app (the hub of an edge site, which sources the stream): the trim
 	// never removes an event it has not taken, and removes nothing while
 	// that is unknown. Used only when the trim runs (not KeepSource).
-	SourceHold SourceHold
+	SourceHold port.SourceHold
 	// Changelog, Source and Stores are required; DeadLetters may be nil,
 	// in which case refused events are only logged and counted.
-	Changelog   Changelog
-	Source      Source
-	DeadLetters DeadLetters
+	Changelog   port.Changelog
+	Source      port.Source
+	DeadLetters port.DeadLetters
 	Stores      store.Provider
 	// Global and GlobalStores hold the global tables (see GlobalTable):
 	// the log every node writes and follows, and the provider of this
 	// node's store of it (its store 0). Both are required once a global
 	// table is added, and unused otherwise.
-	Global       GlobalLog
+	Global       port.GlobalLog
 	GlobalStores store.Provider
 	// ChangelogBehind says what to do with a partition whose changelog is
 	// behind its store (deleted, or restored from an older backup, while
@@ -197,7 +201,7 @@ type TableManager struct {
 	mu    sync.RWMutex // guards parts
 	parts map[int]*partition
 
-	recovery *Recovery
+	recovery *recovery
 	// global is this node's copy of the global tables (nil without any).
 	global   *globalReplica
 	counters counters
@@ -211,7 +215,7 @@ type TableManager struct {
 
 	// The processing goroutine owns reader and examined (the last source
 	// sequence dispatched); seen is examined for the status.
-	reader   SourceReader
+	reader   port.SourceReader
 	examined uint64
 	seen     atomic.Uint64
 	// sourceEpoch is the source's epoch as last checked, at
@@ -220,7 +224,7 @@ type TableManager struct {
 	lastSourceCheck time.Time
 	// lastSource is the source's state as the last syncSource read it
 	// (nil: that read failed); owned by the processing goroutine.
-	lastSource *SourceState
+	lastSource *port.SourceState
 	// sourceFailing is the current streak of failures to open or read
 	// the source (nil: none); written by the processing goroutine.
 	sourceFailing atomic.Pointer[sourceFailure]
@@ -255,7 +259,7 @@ type TableManager struct {
 	stateSignal chan struct{}
 
 	viewMu      sync.Mutex
-	view        *GroupView
+	view        *port.GroupView
 	viewChanged chan struct{} // closed and replaced on every new view
 
 	activesReady  atomic.Bool
@@ -314,10 +318,10 @@ func (m *TableManager) Add(t Collection) error {
 }
 
 // IsGlobal reports whether table is a global table (see GlobalTable).
-func (m *TableManager) IsGlobal(table string) bool { return IsGlobalTable(m.tables[table]) }
+func (m *TableManager) IsGlobal(table string) bool { return isGlobalTable(m.tables[table]) }
 
-// IsGlobalTable reports whether t is a global table (see GlobalTable).
-func IsGlobalTable(t Collection) bool {
+// isGlobalTable reports whether t is a global table (see GlobalTable).
+func isGlobalTable(t Collection) bool {
 	_, ok := t.(globalTable)
 	return ok
 }
@@ -365,15 +369,6 @@ func (m *TableManager) Partitions() int { return m.cfg.Partitions }
 // Node returns the node's name.
 func (m *TableManager) Node() string { return m.cfg.Node }
 
-// Subjects returns the subjects of every agent, for the source stream.
-func (m *TableManager) Subjects() []string {
-	agents := make([]Agent, len(m.agents))
-	for i, a := range m.agents {
-		agents[i] = *a
-	}
-	return SubjectsOf(agents)
-}
-
 // SubjectsOf returns the distinct subjects of agents, sorted.
 func SubjectsOf(agents []Agent) []string {
 	seen := map[string]bool{}
@@ -390,16 +385,6 @@ func SubjectsOf(agents []Agent) []string {
 	return out
 }
 
-// ChangelogTopics returns, per table, the changelog subjects holding its
-// records (Faust's changelog_topics).
-func (m *TableManager) ChangelogTopics() map[string][]string {
-	out := make(map[string][]string, len(m.tables))
-	for name := range m.tables {
-		out[name] = m.subjects(name)
-	}
-	return out
-}
-
 // subjects returns the changelog subjects of table.
 func (m *TableManager) subjects(table string) []string {
 	if m.IsGlobal(table) {
@@ -407,9 +392,6 @@ func (m *TableManager) subjects(table string) []string {
 	}
 	return m.cfg.Changelog.Subjects(table)
 }
-
-// Recovery returns the recovery service.
-func (m *TableManager) Recovery() *Recovery { return m.recovery }
 
 // onRebalanceStart begins a rebalance to generation (Faust's
 // on_rebalance_start): neither actives nor standbys are ready until it
@@ -427,7 +409,7 @@ func (m *TableManager) onRebalanceStart(generation uint64) {
 // on_actives_ready). It runs on the processing goroutine.
 func (m *TableManager) onActivesReady() {
 	m.activesReady.Store(true)
-	actives := m.partitionsIn(StateActive)
+	actives := m.partitionsIn(status.StateActive)
 	m.log.Info("actives ready", "generation", m.gen.Load(), "partitions", len(actives))
 	if f := m.cfg.Listener.OnActivesReady; f != nil {
 		m.notify("actives ready", func() { f(PartitionsReady{Generation: m.gen.Load(), Partitions: actives}) })
@@ -440,7 +422,7 @@ func (m *TableManager) onActivesReady() {
 func (m *TableManager) onStandbysReady() {
 	m.standbysReady.Store(true)
 	if f := m.cfg.Listener.OnStandbysReady; f != nil {
-		standbys := m.partitionsIn(StateStandby)
+		standbys := m.partitionsIn(status.StateStandby)
 		m.notify("standbys ready", func() { f(PartitionsReady{Generation: m.gen.Load(), Partitions: standbys}) })
 	}
 }

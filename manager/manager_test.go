@@ -58,7 +58,7 @@ func TestRestartReplaysOnlyTail(t *testing.T) {
 
 	// A clean restart: the stores are up to date, nothing is replayed.
 	h.start()
-	for _, rp := range h.m.Recovery().Progress() {
+	for _, rp := range h.m.RecoveryProgress() {
 		if rp.Records != 0 || rp.Rebuilt {
 			t.Errorf("partition %d: replayed %d records (rebuilt %v) after a clean stop, want 0", rp.Partition, rp.Records, rp.Rebuilt)
 		}
@@ -101,7 +101,7 @@ func TestCrashAfterAppend(t *testing.T) {
 			h.start()
 			h.waitCounts(want)
 			replayed := 0
-			for _, rp := range h.m.Recovery().Progress() {
+			for _, rp := range h.m.RecoveryProgress() {
 				replayed += rp.Records
 			}
 			if fp == manager.FPAfterAppend && replayed == 0 {
@@ -160,7 +160,7 @@ func TestRebuildUntrustedStore(t *testing.T) {
 			h.start()
 			h.waitCounts(want)
 			replayed := 0
-			for _, rp := range h.m.Recovery().Progress() {
+			for _, rp := range h.m.RecoveryProgress() {
 				replayed += rp.Records
 			}
 			if replayed < 25 {

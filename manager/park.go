@@ -3,6 +3,8 @@ package manager
 import (
 	"context"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // One failing partition must not stop the others. A partition whose
@@ -41,7 +43,7 @@ func (m *TableManager) park(p *partition, why string) {
 func (m *TableManager) unpark(ctx context.Context) {
 	any := false
 	for _, p := range m.assigned() {
-		if !p.parked || p.State() != StateActive {
+		if !p.parked || p.State() != status.StateActive {
 			continue
 		}
 		if p.inflight != nil || p.bufferedKeys() >= m.commitLimit() {

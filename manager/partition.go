@@ -6,22 +6,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 	"github.com/edgetables/edgetables/store"
-)
-
-// PartitionState is the lifecycle state of an assigned partition.
-type PartitionState string
-
-// The states of a partition.
-const (
-	// StateRecovering: the store is being brought up to the changelog's
-	// end; the partition is not processed and not read.
-	StateRecovering PartitionState = "recovering"
-	// StateActive: recovered; events are processed and reads served.
-	StateActive PartitionState = "active"
-	// StateFenced: another writer took the partition's changelog; this node
-	// stopped processing it.
-	StateFenced PartitionState = "fenced"
 )
 
 // partition is one assigned partition: its store, its uncommitted writes and
@@ -58,7 +45,7 @@ type partition struct {
 	failing atomic.Pointer[commitFailure]
 	// taskFailing is the current streak of failures of p's recovery or
 	// standby task (nil: none); written by the task, read by status.
-	taskFailing atomic.Pointer[TaskFailure]
+	taskFailing atomic.Pointer[status.TaskFailure]
 
 	// logSource is the SourceSeq of the last commit marker replayed from
 	// or written to the changelog (a check: markers never go back).
@@ -134,12 +121,12 @@ type pending struct {
 	ttl    time.Duration // Record.TTL
 }
 
-func (p *partition) State() PartitionState {
-	s, _ := p.state.Load().(PartitionState)
+func (p *partition) State() status.PartitionState {
+	s, _ := p.state.Load().(status.PartitionState)
 	return s
 }
 
-func (p *partition) setState(s PartitionState) { p.state.Store(s) }
+func (p *partition) setState(s status.PartitionState) { p.state.Store(s) }
 
 // get returns the uncommitted value of key if there is one (the newest:
 // buf, then the commit in flight), else the committed one.
@@ -189,7 +176,7 @@ func (p *partition) dirty() bool { return len(p.buf) > 0 }
 // table's closing horizon is then stored only after the tombstones it
 // vouches for, even when a commit takes several batches and only the first
 // ones are stored.
-func recordsOf(buf map[string]map[string]pending) []Record {
+func recordsOf(buf map[string]map[string]pending) []port.Record {
 	tables := make([]string, 0, len(buf))
 	n := 0
 	for t, keys := range buf {
@@ -197,11 +184,11 @@ func recordsOf(buf map[string]map[string]pending) []Record {
 		n += len(keys)
 	}
 	sort.Strings(tables)
-	recs := make([]Record, 0, n)
+	recs := make([]port.Record, 0, n)
 	for _, t := range tables {
 		start := len(recs)
 		for k, w := range buf[t] {
-			recs = append(recs, Record{Table: t, Key: []byte(k), Value: w.value, Delete: w.delete, TTL: w.ttl})
+			recs = append(recs, port.Record{Table: t, Key: []byte(k), Value: w.value, Delete: w.delete, TTL: w.ttl})
 		}
 		part := recs[start:]
 		sort.Slice(part, func(i, j int) bool { return string(part[i].Key) < string(part[j].Key) })
@@ -279,7 +266,7 @@ func (p *partition) uncommittedKeys() int {
 	return n
 }
 
-func toMutations(recs []Record) []store.Mutation {
+func toMutations(recs []port.Record) []store.Mutation {
 	ms := make([]store.Mutation, len(recs))
 	for i, r := range recs {
 		ms[i] = store.Mutation{Table: r.Table, Key: r.Key, Value: r.Value, Delete: r.Delete}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -85,7 +87,7 @@ func (m *TableManager) commitLimit() int {
 // position in memory, and now and then in the store (synchronously, a
 // small transaction). It reports whether a commit started.
 func (m *TableManager) startCommit(ctx context.Context, p *partition, r *commitRound) (bool, error) {
-	if p.State() != StateActive {
+	if p.State() != status.StateActive {
 		return false, nil
 	}
 	j := p.inflight
@@ -146,7 +148,7 @@ func (m *TableManager) writeCommit(ctx context.Context, p *partition, j *commitJ
 		}
 		if st.Last != p.expectLast {
 			return fmt.Errorf("%w: the log ends at %d, not at %d where this writer's last answered append left it",
-				ErrFenced, st.Last, p.expectLast)
+				port.ErrFenced, st.Last, p.expectLast)
 		}
 		p.refresh = false
 	}
@@ -156,11 +158,11 @@ func (m *TableManager) writeCommit(ctx context.Context, p *partition, j *commitJ
 			"partition", p.id, "source_seq", j.target)
 	}
 	recs := recordsOf(j.buf)
-	marker := CommitMarker{SourceSeq: j.target, Node: m.cfg.Node, Generation: j.gen, SourceEpoch: j.epoch}
+	marker := port.CommitMarker{SourceSeq: j.target, Node: m.cfg.Node, Generation: j.gen, SourceEpoch: j.epoch}
 	actx, cancel := context.WithTimeout(ctx, commitTimeout)
 	last, err := m.cfg.Changelog.Append(actx, p.id, p.expectLast, recs, marker)
 	cancel()
-	if errors.Is(err, ErrFenced) {
+	if errors.Is(err, port.ErrFenced) {
 		return fmt.Errorf("append expecting the log to end at %d: %w", p.expectLast, err)
 	}
 	if err != nil {
@@ -233,9 +235,9 @@ func (m *TableManager) finish(p *partition, j *commitJob) error {
 		p.lastPersist, p.persistedAt = j.target, j.ended
 		m.onCommitTP(p, j)
 		return nil
-	case errors.Is(err, ErrFenced):
+	case errors.Is(err, port.ErrFenced):
 		m.counters.commitsFenced.Add(1)
-		p.setState(StateFenced)
+		p.setState(status.StateFenced)
 		p.reset()
 		m.fenced.Store(true)
 		m.log.Error("partition fenced: another writer owns its changelog; this node stops processing it and drops its uncommitted writes",
@@ -339,7 +341,7 @@ func (m *TableManager) commitTick(ctx context.Context) error {
 			return err
 		}
 		for _, j := range failed {
-			if p := j.part; p.State() == StateActive && !p.parked && p.bufferedKeys() >= m.commitLimit() {
+			if p := j.part; p.State() == status.StateActive && !p.parked && p.bufferedKeys() >= m.commitLimit() {
 				m.park(p, "its commit failed: "+j.err.Error())
 			}
 		}

@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // gatedChangelog holds every Append while closed, as a slow changelog
 // would.
 type gatedChangelog struct {
-	manager.Changelog
+	port.Changelog
 	mu   sync.Mutex
 	gate chan struct{} // nil: open
 	held atomic.Int32
@@ -34,7 +35,7 @@ func (c *gatedChangelog) open() {
 	}
 }
 
-func (c *gatedChangelog) Append(ctx context.Context, p int, expectLast uint64, recs []manager.Record, marker manager.CommitMarker) (uint64, error) {
+func (c *gatedChangelog) Append(ctx context.Context, p int, expectLast uint64, recs []port.Record, marker port.CommitMarker) (uint64, error) {
 	c.mu.Lock()
 	gate := c.gate
 	c.mu.Unlock()
@@ -66,7 +67,7 @@ func committed(m *manager.TableManager) map[int]uint64 {
 func TestProcessingGoesOnWhileCommitsAreInFlight(t *testing.T) {
 	gc := &gatedChangelog{}
 	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
-	h.wrapChangelog = func(c manager.Changelog) manager.Changelog { gc.Changelog = c; return gc }
+	h.wrapChangelog = func(c port.Changelog) port.Changelog { gc.Changelog = c; return gc }
 	h.start()
 	want := map[string]int64{}
 	h.publishCounts(200, 10, want)
@@ -124,7 +125,7 @@ func TestProcessingGoesOnWhileCommitsAreInFlight(t *testing.T) {
 func TestStopWaitsForCommitInFlight(t *testing.T) {
 	gc := &gatedChangelog{}
 	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
-	h.wrapChangelog = func(c manager.Changelog) manager.Changelog { gc.Changelog = c; return gc }
+	h.wrapChangelog = func(c port.Changelog) port.Changelog { gc.Changelog = c; return gc }
 	h.start()
 	want := map[string]int64{}
 	h.publishCounts(100, 10, want)
@@ -146,7 +147,7 @@ func TestStopWaitsForCommitInFlight(t *testing.T) {
 	gc.open()
 	must(t, <-stopped)
 	h.start()
-	for _, rp := range h.m.Recovery().Progress() {
+	for _, rp := range h.m.RecoveryProgress() {
 		if rp.Records != 0 {
 			t.Errorf("partition %d replayed %d records after a clean stop; want its store up to date", rp.Partition, rp.Records)
 		}

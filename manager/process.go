@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // stopTimeout bounds the final commit when Run's context ends.
@@ -102,7 +104,7 @@ func (m *TableManager) Run(ctx context.Context) (err error) {
 	// Leave after the final commit, so that the next owners find the
 	// partitions committed and released.
 	for _, p := range m.assigned() {
-		p.setState(StateFenced) // not processed any more: released
+		p.setState(status.StateFenced) // not processed any more: released
 	}
 	m.signalState()
 	stopGroup()
@@ -332,7 +334,7 @@ func (m *TableManager) sourceReadable() {
 func (m *TableManager) checkGap(ctx context.Context, from, to uint64) {
 	var lost []int
 	for _, p := range m.assigned() {
-		if p.State() != StateActive || p.position(m.examined) >= to {
+		if p.State() != status.StateActive || p.position(m.examined) >= to {
 			continue
 		}
 		lctx, cancel := context.WithTimeout(ctx, readerStallAfter)
@@ -377,7 +379,7 @@ func (m *TableManager) overFull() bool {
 		return false
 	}
 	for _, p := range m.assigned() {
-		if p.State() == StateActive && !p.parked && p.bufferedKeys() >= lim {
+		if p.State() == status.StateActive && !p.parked && p.bufferedKeys() >= lim {
 			return true
 		}
 	}
@@ -420,7 +422,7 @@ func (m *TableManager) handle(ctx context.Context, ev procEvent) error {
 	case ev.ready:
 		m.activate(ctx, ev.p)
 	case ev.stale:
-		if ev.p.State() != StateRecovering || m.partition(ev.p.id) != ev.p {
+		if ev.p.State() != status.StateRecovering || m.partition(ev.p.id) != ev.p {
 			return nil
 		}
 		if m.gen.Load() >= ev.newerGen && slices.Contains(m.actives, ev.p.id) {
@@ -430,7 +432,7 @@ func (m *TableManager) handle(ctx context.Context, ev procEvent) error {
 			m.startRecovery(ctx, ev.p, true)
 			return nil
 		}
-		ev.p.setState(StateFenced)
+		ev.p.setState(status.StateFenced)
 		ev.p.stale.Store(true)
 		m.checkReady()
 		m.signalState()
@@ -444,7 +446,7 @@ func (m *TableManager) handle(ctx context.Context, ev procEvent) error {
 func (m *TableManager) activeCount() int {
 	n := 0
 	for _, p := range m.assigned() {
-		if p.State() == StateActive {
+		if p.State() == status.StateActive {
 			n++
 		}
 	}
@@ -472,7 +474,7 @@ func (m *TableManager) committedFloor() uint64 {
 	var floor uint64
 	first := true
 	for _, p := range m.assigned() {
-		if p.State() != StateActive || p.parked {
+		if p.State() != status.StateActive || p.parked {
 			continue
 		}
 		if s := p.sourceSeq.Load(); first || s < floor {
@@ -484,7 +486,7 @@ func (m *TableManager) committedFloor() uint64 {
 
 // dispatch hands one source message to every agent that reads its subject,
 // in the partition of the agent's key for it.
-func (m *TableManager) dispatch(ctx context.Context, sm *SourceMessage) {
+func (m *TableManager) dispatch(ctx context.Context, sm *port.SourceMessage) {
 	msg := &message{SourceMessage: *sm}
 	for _, a := range m.agents {
 		if !a.matches(sm.Subject) {
@@ -531,7 +533,7 @@ func (m *TableManager) dispatch(ctx context.Context, sm *SourceMessage) {
 // takes reports whether p processes the source message at seq: p is active
 // here and has not seen seq.
 func (p *partition) takes(seq uint64) bool {
-	return p != nil && p.State() == StateActive && !p.parked && seq > p.sourceSeq.Load() && seq > p.covered
+	return p != nil && p.State() == status.StateActive && !p.parked && seq > p.sourceSeq.Load() && seq > p.covered
 }
 
 func (m *TableManager) eventKey(a *Agent, e *Event) (key []byte, err error) {
@@ -561,7 +563,7 @@ func (m *TableManager) runAgent(a *Agent, e *Event) (err error) {
 	return a.Process(e)
 }
 
-func (m *TableManager) deadLetter(ctx context.Context, a *Agent, sm *SourceMessage, kind, reason string) {
+func (m *TableManager) deadLetter(ctx context.Context, a *Agent, sm *port.SourceMessage, kind, reason string) {
 	m.counters.deadLetters[a.Name].Add(1)
 	m.counters.deadLetterReasons[kind].Add(1)
 	if ok, held := m.dlq.logs.allow(a.Name + "\x00" + reasonKind(reason)); ok {
@@ -571,7 +573,7 @@ func (m *TableManager) deadLetter(ctx context.Context, a *Agent, sm *SourceMessa
 	if m.cfg.DeadLetters == nil {
 		return
 	}
-	m.dlq.enqueue(ctx, DeadLetter{Agent: a.Name, Reason: reason, Message: *sm})
+	m.dlq.enqueue(ctx, port.DeadLetter{Agent: a.Name, Reason: reason, Message: *sm})
 }
 
 // closeAll stops every partition task, closes the reader and the stores.

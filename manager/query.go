@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/edgetables/edgetables/manager/status"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -48,10 +49,10 @@ func (m *TableManager) Get(ctx context.Context, table string, key []byte) ([]byt
 
 func (m *TableManager) readable(id int) (*partition, error) {
 	p := m.partition(id)
-	if p == nil || p.State() == StateFenced {
+	if p == nil || p.State() == status.StateFenced {
 		return nil, fmt.Errorf("partition %d: %w", id, ErrNotOwner)
 	}
-	if p.State() != StateActive {
+	if p.State() != status.StateActive {
 		return nil, fmt.Errorf("partition %d: %w", id, ErrNotReady)
 	}
 	return p, nil
@@ -75,9 +76,9 @@ func (m *TableManager) Scan(ctx context.Context, table string, prefix, after []b
 	var out []KeyValue
 	for _, p := range m.assigned() {
 		switch p.State() {
-		case StateFenced, StateStandby:
+		case status.StateFenced, status.StateStandby:
 			continue
-		case StateRecovering:
+		case status.StateRecovering:
 			return nil, fmt.Errorf("partition %d: %w", p.id, ErrNotReady)
 		}
 		n := 0
@@ -123,7 +124,7 @@ func (m *TableManager) Count(table string) (int, error) {
 	}
 	n := 0
 	for _, p := range m.assigned() {
-		if p.State() != StateActive {
+		if p.State() != status.StateActive {
 			continue
 		}
 		c, err := p.store.Count(table)
@@ -139,38 +140,13 @@ func (m *TableManager) Count(table string) (int, error) {
 	return n, nil
 }
 
-// TableInfo describes a table on this node.
-type TableInfo struct {
-	Name       string            `json:"name"`
-	Spec       map[string]string `json:"spec,omitempty"`
-	Partitions int               `json:"partitions"`
-	// Keys counts the committed keys in the partitions assigned here.
-	Keys int `json:"keys"`
-	// Global is set for global tables: every node holds all of it.
-	Global    bool     `json:"global,omitempty"`
-	Changelog []string `json:"changelog"`
-}
-
-// TableInfos describes every table, in name order, with the keys of the
-// partitions assigned here counted (a pass over each table's stores).
-func (m *TableManager) TableInfos() ([]TableInfo, error) {
-	out := m.TableList()
-	for i := range out {
-		n, err := m.Count(out[i].Name)
-		if err != nil {
-			return nil, err
-		}
-		out[i].Keys = n
-	}
-	return out, nil
-}
-
-// TableList is TableInfos without counting keys (Keys is 0): it reads no
-// store.
-func (m *TableManager) TableList() []TableInfo {
-	var out []TableInfo
+// TableList describes every table, in name order, without counting keys
+// (Keys is 0): it reads no store (Count counts a table's keys here; the HTTP
+// API counts them over the cluster).
+func (m *TableManager) TableList() []status.TableInfo {
+	var out []status.TableInfo
 	for _, t := range m.Tables() {
-		out = append(out, TableInfo{Name: t.Name(), Spec: t.Spec(), Partitions: m.cfg.Partitions, Changelog: m.subjects(t.Name()), Global: m.IsGlobal(t.Name())})
+		out = append(out, status.TableInfo{Name: t.Name(), Spec: t.Spec(), Partitions: m.cfg.Partitions, Changelog: m.subjects(t.Name()), Global: m.IsGlobal(t.Name())})
 	}
 	return out
 }

@@ -8,12 +8,9 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/status"
 	"github.com/edgetables/edgetables/store"
 )
-
-// StateStandby: the partition's store follows its changelog on this node,
-// ready to be promoted; it is neither processed nor read.
-const StateStandby PartitionState = "standby"
 
 // procEvent is a message from a partition task to the processor.
 type procEvent struct {
@@ -61,21 +58,6 @@ const (
 	resetRetryAfter = time.Minute
 )
 
-// TaskFailure describes a streak of failures of a partition's recovery or
-// standby task: it is retried with a growing pause, shown in
-// PartitionStatus and Readiness (a recovery's), and counted.
-type TaskFailure struct {
-	// Task is "recover" or "standby".
-	Task string `json:"task"`
-	// Attempts counts the failed attempts in a row; Since is the first.
-	Attempts int       `json:"attempts"`
-	Since    time.Time `json:"since"`
-	// Error is the last attempt's error.
-	Error string `json:"error"`
-	// RetryIn is the pause before the next attempt.
-	RetryIn time.Duration `json:"retry_in"`
-}
-
 // startTask runs f in p's goroutine, retrying transient failures with a
 // pause that grows from retryDelay to maxRetryDelay; the streak shows in
 // p's status, and is logged at its first failure and then at every
@@ -89,7 +71,7 @@ func (m *TableManager) startTask(ctx context.Context, p *partition, what string,
 	go func() {
 		defer close(t.done)
 		defer p.taskFailing.Store(nil)
-		var streak *TaskFailure
+		var streak *status.TaskFailure
 		for {
 			began := time.Now()
 			err := f(ctx)
@@ -101,7 +83,7 @@ func (m *TableManager) startTask(ctx context.Context, p *partition, what string,
 				return
 			}
 			if streak == nil || time.Since(began) >= resetRetryAfter {
-				streak = &TaskFailure{Task: what, Since: began}
+				streak = &status.TaskFailure{Task: what, Since: began}
 			}
 			next := *streak
 			next.Attempts++
@@ -207,7 +189,7 @@ func (m *TableManager) startRecovery(ctx context.Context, p *partition, retake b
 	// Its uncommitted writes are gone (released, fenced or demoted): what
 	// it takes next is decided by its recovered position alone.
 	p.covered, p.attached = 0, false
-	p.setState(StateRecovering)
+	p.setState(status.StateRecovering)
 	m.startTask(ctx, p, "recover", func(ctx context.Context) error {
 		if err := m.waitReleased(ctx, p.id); err != nil {
 			return err
@@ -237,7 +219,7 @@ func (m *TableManager) retakeFenced(ctx context.Context) {
 		return
 	}
 	for _, p := range m.assigned() {
-		if p.State() == StateFenced && !p.stale.Load() && slices.Contains(m.actives, p.id) {
+		if p.State() == status.StateFenced && !p.stale.Load() && slices.Contains(m.actives, p.id) {
 			m.log.Info("taking over the fenced partition again", "partition", p.id, "generation", m.gen.Load())
 			m.counters.takenBack.Add(1)
 			m.startRecovery(ctx, p, true)
@@ -248,7 +230,7 @@ func (m *TableManager) retakeFenced(ctx context.Context) {
 
 func (m *TableManager) newPartition(id int) *partition {
 	p := &partition{m: m, id: id, partitions: m.cfg.Partitions}
-	p.setState(StateRecovering)
+	p.setState(status.StateRecovering)
 	m.mu.Lock()
 	m.parts[id] = p
 	m.mu.Unlock()
@@ -258,7 +240,7 @@ func (m *TableManager) newPartition(id int) *partition {
 // startStandby makes p a standby and starts its follower.
 func (m *TableManager) startStandby(ctx context.Context, p *partition) {
 	p.stopTaskFor(SuspendDemoted)
-	p.setState(StateStandby)
+	p.setState(status.StateStandby)
 	p.caughtUp = false
 	p.covered, p.attached = 0, false
 	m.startTask(ctx, p, "standby", func(ctx context.Context) error {
@@ -284,14 +266,14 @@ func (m *TableManager) applyAssignment(ctx context.Context, a assign.Assignment)
 	var revoked, demote, lost []int
 	for _, p := range m.assigned() {
 		switch active, standby := slices.Contains(actives, p.id), slices.Contains(standbys, p.id); {
-		case p.State() == StateActive && !active, p.State() == StateFenced:
+		case p.State() == status.StateActive && !active, p.State() == status.StateFenced:
 			revoked = append(revoked, p.id)
 			lost = append(lost, p.id)
 			if standby {
 				demote = append(demote, p.id)
 			}
-		case p.State() == StateRecovering && !active, p.State() == StateStandby && !active && !standby:
-			if p.State() == StateRecovering {
+		case p.State() == status.StateRecovering && !active, p.State() == status.StateStandby && !active && !standby:
+			if p.State() == status.StateRecovering {
 				lost = append(lost, p.id)
 			}
 			if standby {
@@ -331,7 +313,7 @@ func (m *TableManager) applyAssignment(ctx context.Context, a assign.Assignment)
 
 	var newly []int
 	for _, id := range actives {
-		if p := m.partition(id); p == nil || (p.State() != StateActive && p.State() != StateRecovering) {
+		if p := m.partition(id); p == nil || (p.State() != status.StateActive && p.State() != status.StateRecovering) {
 			newly = append(newly, id)
 		}
 	}
@@ -363,7 +345,7 @@ func (m *TableManager) waitReleased(ctx context.Context, id int) error {
 	if m.cfg.Coordinator == nil {
 		return nil
 	}
-	m.recovery.setPhase(id, PhaseWaitingRelease)
+	m.recovery.setPhase(id, status.PhaseWaitingRelease)
 	logged := false
 	for {
 		v, changed := m.currentView()
@@ -395,7 +377,7 @@ func (m *TableManager) waitReleased(ctx context.Context, id int) error {
 // from the lowest position of the active partitions, and each of the others
 // skips what it covers; else p attaches to the reader as it is.
 func (m *TableManager) activate(ctx context.Context, p *partition) {
-	if p.State() != StateRecovering || m.partition(p.id) != p {
+	if p.State() != status.StateRecovering || m.partition(p.id) != p {
 		return // revoked meanwhile
 	}
 	if err := m.commit(ctx); err != nil {
@@ -403,7 +385,7 @@ func (m *TableManager) activate(ctx context.Context, p *partition) {
 	}
 	p.activations.Add(1)
 	p.covered, p.attached, p.parked = 0, false, false
-	p.setState(StateActive)
+	p.setState(status.StateActive)
 	if m.reader != nil && p.sourceSeq.Load() >= m.examined {
 		p.attached = true
 	} else {
@@ -429,7 +411,7 @@ func (m *TableManager) reposition(ctx context.Context) {
 	var floor uint64
 	first := true
 	for _, p := range m.assigned() {
-		if p.State() != StateActive {
+		if p.State() != status.StateActive {
 			continue
 		}
 		if pos := p.position(m.examined); first || pos < floor {
@@ -452,7 +434,7 @@ func (m *TableManager) reposition(ctx context.Context) {
 		// A parked partition takes no events: attached, its position
 		// would follow the reader past events it never processed. It is
 		// attached by the reposition that follows its unparking.
-		if p.State() == StateActive && !p.parked {
+		if p.State() == status.StateActive && !p.parked {
 			p.attached = true
 		}
 	}
@@ -469,9 +451,9 @@ func (m *TableManager) checkReady() {
 	actives, standbys := true, true
 	for _, p := range m.assigned() {
 		switch p.State() {
-		case StateRecovering:
+		case status.StateRecovering:
 			actives = false
-		case StateStandby:
+		case status.StateStandby:
 			standbys = standbys && p.caughtUp
 		}
 	}

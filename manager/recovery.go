@@ -8,10 +8,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 	"github.com/edgetables/edgetables/store"
 )
 
-// Recovery brings the stores of newly assigned partitions up to the end of
+// recovery brings the stores of newly assigned partitions up to the end of
 // their changelogs before they are processed (Faust's Recovery service).
 //
 // A partition replays from the offset persisted in its store to the
@@ -19,62 +21,37 @@ import (
 // be trusted is destroyed and rebuilt by a full replay, with the reason
 // logged: a corrupt or unreadable file, a persisted offset beyond the end of
 // the changelog, or a changelog that was recreated (another epoch).
-type Recovery struct {
+type recovery struct {
 	m *TableManager
 
 	mu       sync.Mutex
-	progress map[int]*RecoveryProgress
+	progress map[int]*status.RecoveryProgress
 
 	// logEvery and stallAfter override the progress log's timing (tests).
 	logEvery, stallAfter time.Duration
 }
 
-// RecoveryProgress is the state of one partition's recovery (of an
-// active, or of a standby's catch-up).
-type RecoveryProgress struct {
-	Partition int `json:"partition"`
-	// Standby is set for a standby's catch-up.
-	Standby bool `json:"standby,omitempty"`
-	// Phase says what the recovery does or waits for (the Phase*
-	// constants; a failure adds its error).
-	Phase string `json:"phase"`
-	// From is the first changelog sequence replayed; HighWater the last
-	// (the log's end when recovery started).
-	From      uint64 `json:"from"`
-	HighWater uint64 `json:"high_water"`
-	// Applied is the last sequence applied so far; Records counts the
-	// entries applied.
-	Applied uint64 `json:"applied"`
-	Records int    `json:"records"`
-	// RecordsRemaining estimates the sequences left to replay
-	// (Remaining); RatePerSecond is the entries applied per second since
-	// the start; ETASeconds the time left at that rate (absent while the
-	// rate is unknown). Progress computes them.
-	RecordsRemaining uint64  `json:"remaining"`
-	RatePerSecond    float64 `json:"rate_per_s"`
-	ETASeconds       float64 `json:"eta_s,omitempty"`
-	// Rebuilt is set, with Reason, when the store was discarded and rebuilt.
-	Rebuilt bool      `json:"rebuilt"`
-	Reason  string    `json:"reason,omitempty"`
-	Started time.Time `json:"started"`
-	Ended   time.Time `json:"ended"` // zero while running
-	// LastProgress is when a batch was last applied or the phase changed.
-	LastProgress time.Time `json:"last_progress"`
+func newRecovery(m *TableManager) *recovery {
+	return &recovery{m: m, progress: make(map[int]*status.RecoveryProgress)}
 }
 
-// Remaining estimates the sequences left to replay.
-func (p RecoveryProgress) Remaining() uint64 {
-	if p.Applied >= p.HighWater {
-		return 0
+// snapshot returns the state of the last recovery of every partition, in
+// partition order, with its rates computed.
+func (r *recovery) snapshot() []status.RecoveryProgress {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]status.RecoveryProgress, 0, len(r.progress))
+	now := time.Now()
+	for i := 0; i < r.m.cfg.Partitions; i++ {
+		if p := r.progress[i]; p != nil {
+			out = append(out, withRates(*p, now))
+		}
 	}
-	if p.Applied < p.From {
-		return p.HighWater - p.From + 1
-	}
-	return p.HighWater - p.Applied
+	return out
 }
 
-// withRates fills the computed fields as of now.
-func (p RecoveryProgress) withRates(now time.Time) RecoveryProgress {
+// withRates fills p's computed fields as of now.
+func withRates(p status.RecoveryProgress, now time.Time) status.RecoveryProgress {
 	p.RecordsRemaining = p.Remaining()
 	if !p.Ended.IsZero() {
 		now = p.Ended
@@ -89,38 +66,19 @@ func (p RecoveryProgress) withRates(now time.Time) RecoveryProgress {
 	return p
 }
 
-func newRecovery(m *TableManager) *Recovery {
-	return &Recovery{m: m, progress: make(map[int]*RecoveryProgress)}
-}
-
-// Progress returns the state of the last recovery of every partition, in
-// partition order.
-func (r *Recovery) Progress() []RecoveryProgress {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]RecoveryProgress, 0, len(r.progress))
-	now := time.Now()
-	for i := 0; i < r.m.cfg.Partitions; i++ {
-		if p := r.progress[i]; p != nil {
-			out = append(out, p.withRates(now))
-		}
-	}
-	return out
-}
-
 // forget drops the progress of a partition this node no longer holds.
-func (r *Recovery) forget(id int) {
+func (r *recovery) forget(id int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.progress, id)
 }
 
-func (r *Recovery) update(id int, f func(p *RecoveryProgress)) {
+func (r *recovery) update(id int, f func(p *status.RecoveryProgress)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := r.progress[id]
 	if p == nil {
-		p = &RecoveryProgress{Partition: id}
+		p = &status.RecoveryProgress{Partition: id}
 		r.progress[id] = p
 	}
 	f(p)
@@ -138,16 +96,16 @@ func (r *Recovery) update(id int, f func(p *RecoveryProgress)) {
 // instead of fencing it, and p waits for that assignment. Markers are
 // checked in the tail that grew during the takeover, and, when retake is
 // set (p was fenced while this node still owned it), in the whole tail.
-func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, retake bool) (err error) {
+func (r *recovery) recoverActive(ctx context.Context, p *partition, gen uint64, retake bool) (err error) {
 	m := r.m
 	log := m.log.With("partition", p.id)
 	rs := r.newRestore(p, RecoveryActive)
 	defer func() { rs.finish(ctx, err) }()
-	r.setPhase(p.id, PhaseOpening)
+	r.setPhase(p.id, status.PhaseOpening)
 	first := true
 	for attempt := 0; ; attempt++ {
 		check := retake || attempt > 0
-		var newer *CommitMarker
+		var newer *port.CommitMarker
 		state, err := m.cfg.Changelog.State(ctx, p.id)
 		if err != nil {
 			return fmt.Errorf("changelog state: %w", err)
@@ -169,8 +127,8 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 			first = false
 			rs.begin(from, state.Last, reason)
 		} else {
-			r.update(p.id, func(rp *RecoveryProgress) {
-				rp.Phase, rp.LastProgress = PhaseReplaying, time.Now()
+			r.update(p.id, func(rp *status.RecoveryProgress) {
+				rp.Phase, rp.LastProgress = status.PhaseReplaying, time.Now()
 				if reason != "" {
 					rp.Rebuilt, rp.Reason = true, reason
 				}
@@ -179,7 +137,7 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 		p.highWater.Store(state.Last)
 		if from <= state.Last {
 			log.Info("recovering partition", "from", from, "high_water", state.Last, "source_seq", p.sourceSeq.Load())
-			err = m.cfg.Changelog.Replay(ctx, p.id, from, state.Last, m.cfg.RecoveryBufferSize, func(es []Entry) error {
+			err = m.cfg.Changelog.Replay(ctx, p.id, from, state.Last, m.cfg.RecoveryBufferSize, func(es []port.Entry) error {
 				if err := r.apply(p, es); err != nil {
 					return err
 				}
@@ -202,13 +160,13 @@ func (r *Recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 		if newer != nil {
 			return &staleError{node: newer.Node, gen: newer.Generation, mine: gen}
 		}
-		r.setPhase(p.id, PhaseTakingOver)
+		r.setPhase(p.id, status.PhaseTakingOver)
 		m.resolveRecovered(ctx, p)
-		marker := CommitMarker{SourceSeq: p.sourceSeq.Load(), Node: m.cfg.Node, Generation: gen, SourceEpoch: p.sourceEpoch}
+		marker := port.CommitMarker{SourceSeq: p.sourceSeq.Load(), Node: m.cfg.Node, Generation: gen, SourceEpoch: p.sourceEpoch}
 		actx, cancel := context.WithTimeout(ctx, commitTimeout)
 		last, err := m.cfg.Changelog.Append(actx, p.id, state.Last, nil, marker)
 		cancel()
-		if errors.Is(err, ErrFenced) && attempt < 100 {
+		if errors.Is(err, port.ErrFenced) && attempt < 100 {
 			log.Info("changelog grew during takeover; replaying the new tail", "expected_last", state.Last)
 			continue
 		}
@@ -249,7 +207,7 @@ func (e *staleError) Unwrap() error { return errStale }
 
 // newerMarker returns the first commit marker in es of a generation above
 // gen, or nil.
-func newerMarker(es []Entry, gen uint64) *CommitMarker {
+func newerMarker(es []port.Entry, gen uint64) *port.CommitMarker {
 	for _, e := range es {
 		if e.Commit != nil && e.Commit.Generation > gen {
 			return e.Commit
@@ -261,11 +219,11 @@ func newerMarker(es []Entry, gen uint64) *CommitMarker {
 // follow keeps standby partition p up to date with its changelog until ctx
 // ends: a catch-up replay to the log's end, then following it as it grows.
 // caughtUp is called once the catch-up is done.
-func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) (err error) {
+func (r *recovery) follow(ctx context.Context, p *partition, caughtUp func()) (err error) {
 	m := r.m
 	rs := r.newRestore(p, RecoveryStandby)
 	defer func() { rs.finish(ctx, err) }()
-	r.setPhase(p.id, PhaseOpening)
+	r.setPhase(p.id, status.PhaseOpening)
 	state, err := m.cfg.Changelog.State(ctx, p.id)
 	if err != nil {
 		return fmt.Errorf("changelog state: %w", err)
@@ -279,7 +237,7 @@ func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) (e
 	from := max(p.applied.Load()+1, state.First)
 	rs.begin(from, state.Last, reason)
 	if from <= state.Last {
-		err := m.cfg.Changelog.Replay(ctx, p.id, from, state.Last, m.cfg.StandbyBufferSize, func(es []Entry) error {
+		err := m.cfg.Changelog.Replay(ctx, p.id, from, state.Last, m.cfg.StandbyBufferSize, func(es []port.Entry) error {
 			if err := r.apply(p, es); err != nil {
 				return err
 			}
@@ -297,7 +255,7 @@ func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) (e
 	rs.end()
 	caughtUp()
 	from = max(p.applied.Load()+1, state.Last+1)
-	return m.cfg.Changelog.Follow(ctx, p.id, from, m.cfg.StandbyBufferSize, func(es []Entry) error {
+	return m.cfg.Changelog.Follow(ctx, p.id, from, m.cfg.StandbyBufferSize, func(es []port.Entry) error {
 		if err := r.apply(p, es); err != nil {
 			return err
 		}
@@ -308,14 +266,14 @@ func (r *Recovery) follow(ctx context.Context, p *partition, caughtUp func()) (e
 }
 
 // trusted reports whether p's open store agrees with the log's state.
-func (r *Recovery) trusted(p *partition, state LogState) bool {
+func (r *recovery) trusted(p *partition, state port.LogState) bool {
 	a := p.applied.Load()
-	return a <= state.Last && (a == 0 || (p.epoch == state.Epoch && a+1 >= state.First)) && !state.missedTombstones(a)
+	return a <= state.Last && (a == 0 || (p.epoch == state.Epoch && a+1 >= state.First)) && !missedTombstones(state, a)
 }
 
 // open opens p's store (closing one already open), rebuilding it when it
 // cannot be trusted, and loads its offsets. reason says why it was rebuilt.
-func (r *Recovery) open(ctx context.Context, p *partition, state LogState, active bool) (reason string, err error) {
+func (r *recovery) open(ctx context.Context, p *partition, state port.LogState, active bool) (reason string, err error) {
 	if p.store != nil {
 		_ = p.store.Close()
 		p.store = nil
@@ -345,7 +303,7 @@ func (r *Recovery) open(ctx context.Context, p *partition, state LogState, activ
 // returned. A store that does not cover every table of tables (the node
 // declares a table the store's replays skipped) is rebuilt too; the store
 // kept or rebuilt then records that it covers tables (tableset.go).
-func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState, tables []string,
+func openTrusted(log *slog.Logger, stores store.Provider, id int, state port.LogState, tables []string,
 	ahead func(st store.Store, offs store.Offsets, why string) error) (store.Store, store.Offsets, string, error) {
 	st, err := stores.Open(id)
 	reason, behind, newer := "", false, false
@@ -375,7 +333,7 @@ func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState
 			reason = fmt.Sprintf("persisted changelog offset %d is behind the changelog's first sequence %d: the log was compacted or trimmed past it, so the whole log is replayed into a new store",
 				offs.Changelog, state.First)
 			behind = true
-		case state.missedTombstones(offs.Changelog):
+		case missedTombstones(state, offs.Changelog):
 			reason = fmt.Sprintf("persisted changelog offset %d is older than the tombstone TTL (the log from sequence %d on is younger): a tombstone it did not apply may have expired, so the whole log is replayed into a new store",
 				offs.Changelog, state.TombstonesFrom)
 			behind = true
@@ -432,7 +390,7 @@ func openTrusted(log *slog.Logger, stores store.Provider, id int, state LogState
 
 // apply writes one batch of replayed entries to p's store with the offsets
 // they bring it to, in one transaction.
-func (r *Recovery) apply(p *partition, es []Entry) error {
+func (r *recovery) apply(p *partition, es []port.Entry) error {
 	if len(es) == 0 {
 		return nil
 	}
@@ -485,7 +443,7 @@ func (r *Recovery) apply(p *partition, es []Entry) error {
 // logProgress logs the progress of every running recovery every 5 s until
 // stopped, and warns about a partition that made no progress for 30 s,
 // naming what it does or waits for.
-func (r *Recovery) logProgress(ctx context.Context) (stop func()) {
+func (r *recovery) logProgress(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	every, stall := logEvery, stallAfter
@@ -507,7 +465,7 @@ func (r *Recovery) logProgress(ctx context.Context) (stop func()) {
 				return
 			case <-t.C:
 				now := time.Now()
-				for _, p := range r.Progress() {
+				for _, p := range r.snapshot() {
 					if !p.Ended.IsZero() {
 						continue
 					}

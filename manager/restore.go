@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // RecoveryHooks observe the recovery of this node's partitions, like Kafka
@@ -127,18 +129,6 @@ type RecoverySuspend struct {
 	Took    time.Duration
 }
 
-// Phases of a recovery, in RecoveryProgress.Phase: what it does or waits
-// for.
-const (
-	PhaseWaitingRelease = "waiting for the previous owner to release it"
-	PhaseOpening        = "reading the changelog state and opening the store"
-	PhaseReplaying      = "replaying the changelog"
-	PhaseTakingOver     = "taking the changelog over"
-	PhaseFollowing      = "following the changelog"
-	PhaseDone           = "done"
-	PhaseFailed         = "failed; retrying"
-)
-
 // stallAfter is how long a recovery may make no progress before it is
 // warned about; logEvery how often progress is logged.
 const (
@@ -161,7 +151,7 @@ func (p *partition) stopTaskFor(reason SuspendReason) {
 // partition's RecoveryProgress and calls the hooks. It lives in the task's
 // goroutine.
 type restore struct {
-	r       *Recovery
+	r       *recovery
 	p       *partition
 	kind    RecoveryKind
 	start   time.Time
@@ -171,7 +161,7 @@ type restore struct {
 	high    uint64
 }
 
-func (r *Recovery) newRestore(p *partition, kind RecoveryKind) *restore {
+func (r *recovery) newRestore(p *partition, kind RecoveryKind) *restore {
 	return &restore{r: r, p: p, kind: kind, start: time.Now()}
 }
 
@@ -179,8 +169,8 @@ func (r *Recovery) newRestore(p *partition, kind RecoveryKind) *restore {
 func (t *restore) begin(from, high uint64, reason string) {
 	t.started, t.high = true, high
 	now := time.Now()
-	t.r.update(t.p.id, func(rp *RecoveryProgress) {
-		*rp = RecoveryProgress{Partition: t.p.id, Standby: t.kind == RecoveryStandby, Phase: PhaseReplaying,
+	t.r.update(t.p.id, func(rp *status.RecoveryProgress) {
+		*rp = status.RecoveryProgress{Partition: t.p.id, Standby: t.kind == RecoveryStandby, Phase: status.PhaseReplaying,
 			From: from, HighWater: high, Applied: t.p.applied.Load(), Rebuilt: reason != "", Reason: reason,
 			Started: t.start, LastProgress: now}
 	})
@@ -196,7 +186,7 @@ func (t *restore) batch(n int) {
 	t.records += n
 	applied := t.p.applied.Load()
 	if !t.ended {
-		t.r.update(t.p.id, func(rp *RecoveryProgress) {
+		t.r.update(t.p.id, func(rp *status.RecoveryProgress) {
 			rp.Applied, rp.Records, rp.LastProgress = applied, t.records, time.Now()
 		})
 	}
@@ -213,11 +203,11 @@ func (t *restore) end() {
 	t.ended = true
 	applied := t.p.applied.Load()
 	now := time.Now()
-	phase := PhaseDone
+	phase := status.PhaseDone
 	if t.kind == RecoveryStandby {
-		phase = PhaseFollowing
+		phase = status.PhaseFollowing
 	}
-	t.r.update(t.p.id, func(rp *RecoveryProgress) {
+	t.r.update(t.p.id, func(rp *status.RecoveryProgress) {
 		rp.Applied, rp.Records, rp.Ended, rp.Phase, rp.LastProgress = applied, t.records, now, phase, now
 	})
 	if h := t.r.m.cfg.RecoveryHooks.OnEnd; h != nil {
@@ -244,7 +234,7 @@ func (t *restore) finish(ctx context.Context, err error) {
 		reason = SuspendStale
 	case err != nil:
 		reason = SuspendFailed
-		t.r.setPhase(t.p.id, fmt.Sprintf("%s: %v", PhaseFailed, err))
+		t.r.setPhase(t.p.id, fmt.Sprintf("%s: %v", status.PhaseFailed, err))
 	}
 	if h := t.r.m.cfg.RecoveryHooks.OnSuspend; h != nil {
 		t.call(func() {
@@ -266,11 +256,11 @@ func (t *restore) call(f func()) {
 
 // setPhase records what partition id's recovery does or waits for. A
 // partition whose last recovery ended starts a new progress record.
-func (r *Recovery) setPhase(id int, phase string) {
+func (r *recovery) setPhase(id int, phase string) {
 	now := time.Now()
-	r.update(id, func(rp *RecoveryProgress) {
+	r.update(id, func(rp *status.RecoveryProgress) {
 		if !rp.Ended.IsZero() || rp.Started.IsZero() {
-			*rp = RecoveryProgress{Partition: id, Started: now}
+			*rp = status.RecoveryProgress{Partition: id, Started: now}
 		}
 		rp.Phase, rp.LastProgress = phase, now
 	})
@@ -285,7 +275,7 @@ func (m *TableManager) StandbyLags(ctx context.Context) (map[int]uint64, error) 
 	lags := map[int]uint64{}
 	var errs []error
 	for _, p := range m.assigned() {
-		if p.State() != StateStandby {
+		if p.State() != status.StateStandby {
 			continue
 		}
 		st, err := m.cfg.Changelog.State(ctx, p.id)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // hookLog records every recovery hook call, in order.
@@ -61,7 +62,7 @@ func (l *hookLog) byPartition() map[int][]any {
 // checkCompleted checks that each partition's calls are one OnStart, its
 // batches, one OnEnd, with figures that agree with each other and with
 // the recovery's progress, and returns the records replayed in all.
-func checkCompleted(t *testing.T, l *hookLog, progress []manager.RecoveryProgress) (records int, starts []manager.RecoveryStart) {
+func checkCompleted(t *testing.T, l *hookLog, progress []status.RecoveryProgress) (records int, starts []manager.RecoveryStart) {
 	t.Helper()
 	calls := l.byPartition()
 	for _, rp := range progress {
@@ -121,7 +122,7 @@ func TestRecoveryHooksTailReplay(t *testing.T) {
 	h.cfg.RecoveryHooks = l.hooks()
 	h.start()
 	h.waitCounts(want)
-	records, starts := checkCompleted(t, &l, h.m.Recovery().Progress())
+	records, starts := checkCompleted(t, &l, h.m.RecoveryProgress())
 	if records == 0 {
 		t.Error("the hooks saw no record replayed after a crash between append and store commit")
 	}
@@ -154,7 +155,7 @@ func TestRecoveryHooksRebuild(t *testing.T) {
 	h.cfg.RecoveryHooks = l.hooks()
 	h.start()
 	h.waitCounts(want)
-	records, _ := checkCompleted(t, &l, h.m.Recovery().Progress())
+	records, _ := checkCompleted(t, &l, h.m.RecoveryProgress())
 	if uint64(records) != inLog || records < 40 {
 		t.Errorf("hooks saw %d entries replayed, want every message of the log (%d), at least one per key (40)", records, inLog)
 	}
@@ -217,13 +218,13 @@ func TestRecoveryStallWarningAndSuspend(t *testing.T) {
 			break
 		}
 	}
-	for _, part := range []string{"partition=0", `waiting_for="` + manager.PhaseReplaying + `"`, "tables=[counts]", "remaining="} {
+	for _, part := range []string{"partition=0", `waiting_for="` + status.PhaseReplaying + `"`, "tables=[counts]", "remaining="} {
 		if !strings.Contains(warn, part) {
 			t.Errorf("stall warning %q lacks %s", warn, part)
 		}
 	}
-	rp := m.Recovery().Progress()
-	if len(rp) != 1 || rp[0].Phase != manager.PhaseReplaying || rp[0].RecordsRemaining == 0 || !rp[0].Ended.IsZero() {
+	rp := m.RecoveryProgress()
+	if len(rp) != 1 || rp[0].Phase != status.PhaseReplaying || rp[0].RecordsRemaining == 0 || !rp[0].Ended.IsZero() {
 		t.Fatalf("progress while stalled = %+v, want replaying with records remaining", rp)
 	}
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/edgetables/edgetables/manager/codec"
+	"github.com/edgetables/edgetables/manager/window"
 )
 
 // TableKind is the kind of a table: what its stored records mean.
@@ -39,8 +40,8 @@ type TableShape struct {
 	KeyCodec, ValueCodec string
 	// Windows and Time are a windowed table's windows (with defaults filled
 	// in) and time source; zero for other kinds.
-	Windows Windows
-	Time    TimeSource
+	Windows window.Windows
+	Time    window.TimeSource
 }
 
 // ShapeOf returns the shape of a table made by NewTable, NewWindowedTable,

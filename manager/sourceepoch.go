@@ -3,6 +3,9 @@ package manager
 import (
 	"context"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // Source epochs.
@@ -38,7 +41,7 @@ const sourceCheckEvery = 5 * time.Second
 // resolveSource returns the position and epoch a partition at position pos
 // of source epoch epoch resumes from on source src, and what happened to
 // the source ("" when the position stands).
-func resolveSource(pos uint64, epoch string, src SourceState) (uint64, string, string) {
+func resolveSource(pos uint64, epoch string, src port.SourceState) (uint64, string, string) {
 	switch {
 	case src.Epoch == "":
 		return pos, epoch, ""
@@ -79,7 +82,7 @@ func (m *TableManager) resolveRecovered(ctx context.Context, p *partition) {
 		return
 	}
 	pos := p.sourceSeq.Load()
-	moves := func(src SourceState) bool {
+	moves := func(src port.SourceState) bool {
 		_, _, what := resolveSource(pos, p.sourceEpoch, src)
 		return what != ""
 	}
@@ -106,7 +109,7 @@ const (
 // confirmSource reads the source's state again, sourceConfirmations times
 // sourceConfirmPause apart, and reports whether moves holds for every read,
 // with the last state read. A failed read confirms nothing.
-func (m *TableManager) confirmSource(ctx context.Context, src SourceState, moves func(SourceState) bool) (SourceState, bool) {
+func (m *TableManager) confirmSource(ctx context.Context, src port.SourceState, moves func(port.SourceState) bool) (port.SourceState, bool) {
 	for range sourceConfirmations {
 		if !sleep(ctx, sourceConfirmPause) {
 			return src, false
@@ -129,7 +132,7 @@ func (m *TableManager) confirmSource(ctx context.Context, src SourceState, moves
 
 // moveSource moves p's source position, pos, to where it resumes on src,
 // logging and counting a move. It reports whether p moved.
-func (m *TableManager) moveSource(p *partition, pos uint64, src SourceState) bool {
+func (m *TableManager) moveSource(p *partition, pos uint64, src port.SourceState) bool {
 	to, epoch, what := resolveSource(pos, p.sourceEpoch, src)
 	if what == "" {
 		p.sourceEpoch = epoch
@@ -169,12 +172,12 @@ func (m *TableManager) syncSource(ctx context.Context) (changed, ok bool) {
 	if src.Epoch == "" {
 		return false, true // a source without epochs: nothing to compare
 	}
-	moves := func(src SourceState) bool {
+	moves := func(src port.SourceState) bool {
 		if m.sourceEpoch != "" && m.sourceEpoch != src.Epoch || m.examined > src.Last {
 			return true
 		}
 		for _, p := range m.assigned() {
-			if p.State() == StateActive {
+			if p.State() == status.StateActive {
 				if _, _, what := resolveSource(p.position(m.examined), p.sourceEpoch, src); what != "" {
 					return true
 				}
@@ -194,7 +197,7 @@ func (m *TableManager) syncSource(ctx context.Context) (changed, ok bool) {
 	if !moved {
 		m.sourceEpoch = src.Epoch
 		for _, p := range m.assigned() {
-			if p.State() == StateActive && p.sourceEpoch == "" {
+			if p.State() == status.StateActive && p.sourceEpoch == "" {
 				p.sourceEpoch = src.Epoch
 			}
 		}
@@ -207,7 +210,7 @@ func (m *TableManager) syncSource(ctx context.Context) (changed, ok bool) {
 		return false, false
 	}
 	for _, p := range m.assigned() {
-		if p.State() != StateActive {
+		if p.State() != status.StateActive {
 			continue
 		}
 		if m.moveSource(p, p.position(m.examined), src) {

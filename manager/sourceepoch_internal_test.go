@@ -3,15 +3,17 @@ package manager
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 func TestResolveSource(t *testing.T) {
-	src := SourceState{First: 3, Last: 40, Epoch: "e2"}
+	src := port.SourceState{First: 3, Last: 40, Epoch: "e2"}
 	for _, c := range []struct {
 		name      string
 		pos       uint64
 		epoch     string
-		src       SourceState
+		src       port.SourceState
 		wantPos   uint64
 		wantEpoch string
 		moved     bool
@@ -20,11 +22,11 @@ func TestResolveSource(t *testing.T) {
 		{"same stream, at its end", 40, "e2", src, 40, "e2", false},
 		{"created again", 500, "e1", src, 2, "e2", true},
 		{"created again, behind", 10, "e1", src, 2, "e2", true},
-		{"created again, empty", 500, "e1", SourceState{Epoch: "e2"}, 0, "e2", true},
+		{"created again, empty", 500, "e1", port.SourceState{Epoch: "e2"}, 0, "e2", true},
 		{"lost its tail", 55, "e2", src, 40, "e2", true},
 		{"unknown epoch adopted", 30, "", src, 30, "e2", false},
 		{"unknown epoch beyond the end", 55, "", src, 40, "e2", true},
-		{"source epoch unknown", 55, "e1", SourceState{Last: 40}, 55, "e1", false},
+		{"source epoch unknown", 55, "e1", port.SourceState{Last: 40}, 55, "e1", false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			pos, epoch, what := resolveSource(c.pos, c.epoch, c.src)
@@ -39,14 +41,14 @@ func TestResolveSource(t *testing.T) {
 // TestOldCommitMarkerDecodes: a marker written before source epochs reads
 // with an unknown epoch; a new one keeps it.
 func TestOldCommitMarkerDecodes(t *testing.T) {
-	var m CommitMarker
+	var m port.CommitMarker
 	if err := json.Unmarshal([]byte(`{"source_seq": 17, "node": "n1", "generation": 3}`), &m); err != nil {
 		t.Fatal(err)
 	}
-	if m != (CommitMarker{SourceSeq: 17, Node: "n1", Generation: 3}) {
+	if m != (port.CommitMarker{SourceSeq: 17, Node: "n1", Generation: 3}) {
 		t.Errorf("old marker = %+v", m)
 	}
-	b, _ := json.Marshal(CommitMarker{SourceSeq: 5, Node: "n2", SourceEpoch: "2026-01-02T03:04:05.000000006Z"})
+	b, _ := json.Marshal(port.CommitMarker{SourceSeq: 5, Node: "n2", SourceEpoch: "2026-01-02T03:04:05.000000006Z"})
 	if want := `{"source_seq":5,"node":"n2","source_epoch":"2026-01-02T03:04:05.000000006Z"}`; string(b) != want {
 		t.Errorf("marker encodes as %s, want %s", b, want)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // TestSourceRecreatedUnderRunningNode: the source stream deleted and created
@@ -88,11 +89,11 @@ func TestSourceLostTail(t *testing.T) {
 // staleSource answers its next `stale` State calls with a last sequence one
 // below the stream's: what a stream leader elected a moment ago answered.
 type staleSource struct {
-	manager.Source
+	port.Source
 	stale atomic.Int32
 }
 
-func (s *staleSource) State(ctx context.Context) (manager.SourceState, error) {
+func (s *staleSource) State(ctx context.Context) (port.SourceState, error) {
 	st, err := s.Source.State(ctx)
 	if err == nil && s.stale.Add(-1) >= 0 && st.Last > 0 {
 		st.Last--
@@ -108,7 +109,7 @@ func (s *staleSource) State(ctx context.Context) (manager.SourceState, error) {
 func TestStaleSourceStateMovesNothing(t *testing.T) {
 	src := &staleSource{}
 	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
-	h.wrapSource = func(s manager.Source) manager.Source { src.Source = s; return src }
+	h.wrapSource = func(s port.Source) port.Source { src.Source = s; return src }
 	h.start()
 	want := map[string]int64{}
 	h.publishCounts(100, 10, want)
@@ -132,7 +133,7 @@ func TestStaleSourceStateMovesNothing(t *testing.T) {
 // set, State waits for its context to end, as a stream-info request that
 // nobody answers does until JetStream elects a new leader.
 type leaderlessSource struct {
-	manager.Source
+	port.Source
 	down atomic.Bool
 	// longest is the longest wait a State call was given while down, in
 	// nanoseconds (until its context's deadline), the trim's aside: it
@@ -140,7 +141,7 @@ type leaderlessSource struct {
 	longest atomic.Int64
 }
 
-func (s *leaderlessSource) State(ctx context.Context) (manager.SourceState, error) {
+func (s *leaderlessSource) State(ctx context.Context) (port.SourceState, error) {
 	if s.down.Load() {
 		if d, ok := ctx.Deadline(); ok {
 			wait := int64(time.Until(d))
@@ -150,7 +151,7 @@ func (s *leaderlessSource) State(ctx context.Context) (manager.SourceState, erro
 			s.longest.Store(int64(time.Hour)) // no bound at all
 		}
 		<-ctx.Done()
-		return manager.SourceState{}, ctx.Err()
+		return port.SourceState{}, ctx.Err()
 	}
 	return s.Source.State(ctx)
 }
@@ -165,7 +166,7 @@ func (s *leaderlessSource) State(ctx context.Context) (manager.SourceState, erro
 func TestTakeoverDoesNotWaitForLeaderlessSource(t *testing.T) {
 	src := &leaderlessSource{}
 	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
-	h.wrapSource = func(s manager.Source) manager.Source { src.Source = s; return src }
+	h.wrapSource = func(s port.Source) port.Source { src.Source = s; return src }
 	h.start()
 	want := map[string]int64{}
 	h.publishCounts(100, 10, want)
@@ -174,7 +175,7 @@ func TestTakeoverDoesNotWaitForLeaderlessSource(t *testing.T) {
 
 	src.down.Store(true)
 	m := h.start()
-	for _, rp := range m.Recovery().Progress() {
+	for _, rp := range m.RecoveryProgress() {
 		if rp.Ended.IsZero() {
 			t.Fatalf("partition %d: recovery not ended although the manager is ready", rp.Partition)
 		}

@@ -6,25 +6,28 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // stateSource reports fixed stream bounds and counts reader opens.
 type stateSource struct {
-	Source
+	port.Source
 	first, last uint64
 	opens       int
 }
 
-func (s *stateSource) State(context.Context) (SourceState, error) {
-	return SourceState{First: s.first, Last: s.last}, nil
+func (s *stateSource) State(context.Context) (port.SourceState, error) {
+	return port.SourceState{First: s.first, Last: s.last}, nil
 }
 
-func (s *stateSource) Open(context.Context, uint64) (SourceReader, error) {
+func (s *stateSource) Open(context.Context, uint64) (port.SourceReader, error) {
 	s.opens++
 	return idleReader{}, nil
 }
 
-type idleReader struct{ SourceReader }
+type idleReader struct{ port.SourceReader }
 
 func (idleReader) Close() error { return nil }
 
@@ -61,12 +64,12 @@ func TestStallCheckOnTrimmedSource(t *testing.T) {
 
 // markerLog answers LastCommit with a fixed marker.
 type markerLog struct {
-	Changelog
-	marker CommitMarker
+	port.Changelog
+	marker port.CommitMarker
 	found  bool
 }
 
-func (l markerLog) LastCommit(context.Context, int) (CommitMarker, uint64, bool, error) {
+func (l markerLog) LastCommit(context.Context, int) (port.CommitMarker, uint64, bool, error) {
 	return l.marker, 1, l.found, nil
 }
 
@@ -81,14 +84,14 @@ func TestSourceGapCounting(t *testing.T) {
 		log    markerLog
 		counts uint64
 	}{
-		{"committed past the gap by another owner", markerLog{marker: CommitMarker{SourceSeq: 60, Node: "n2"}, found: true}, 0},
-		{"committed only before the gap", markerLog{marker: CommitMarker{SourceSeq: 10}, found: true}, 40},
+		{"committed past the gap by another owner", markerLog{marker: port.CommitMarker{SourceSeq: 60, Node: "n2"}, found: true}, 0},
+		{"committed only before the gap", markerLog{marker: port.CommitMarker{SourceSeq: 10}, found: true}, 40},
 		{"no commit at all", markerLog{}, 40},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			m := &TableManager{cfg: Config{Changelog: c.log}, log: slog.New(slog.NewTextHandler(io.Discard, nil)), parts: map[int]*partition{}}
 			p := &partition{m: m, id: 0}
-			p.setState(StateActive)
+			p.setState(status.StateActive)
 			p.sourceSeq.Store(10)
 			m.parts[0], m.examined = p, 10
 			m.checkGap(context.Background(), 11, 50)

@@ -7,16 +7,17 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // deafSource is a source whose first reader never delivers anything, as a
 // consumer whose leader died may stay silent.
 type deafSource struct {
-	manager.Source
+	port.Source
 	opens atomic.Int32
 }
 
-func (s *deafSource) Open(ctx context.Context, from uint64) (manager.SourceReader, error) {
+func (s *deafSource) Open(ctx context.Context, from uint64) (port.SourceReader, error) {
 	r, err := s.Source.Open(ctx, from)
 	if err != nil || s.opens.Add(1) > 1 {
 		return r, err
@@ -24,14 +25,14 @@ func (s *deafSource) Open(ctx context.Context, from uint64) (manager.SourceReade
 	return deafReader{r}, nil
 }
 
-type deafReader struct{ manager.SourceReader }
+type deafReader struct{ port.SourceReader }
 
-func (deafReader) Next(ctx context.Context, _ int, wait time.Duration) ([]manager.SourceMessage, error) {
+func (deafReader) Next(ctx context.Context, _ int, wait time.Duration) ([]port.SourceMessage, error) {
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-t.C:
-		return []manager.SourceMessage{}, nil
+		return []port.SourceMessage{}, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -42,7 +43,7 @@ func (deafReader) Next(ctx context.Context, _ int, wait time.Duration) ([]manage
 func TestSilentReaderIsReopened(t *testing.T) {
 	src := &deafSource{}
 	h := newHarness(t, manager.Config{Partitions: 2})
-	h.wrapSource = func(s manager.Source) manager.Source { src.Source = s; return src }
+	h.wrapSource = func(s port.Source) port.Source { src.Source = s; return src }
 	h.start()
 	want := map[string]int64{}
 	h.publishCounts(300, 10, want)

@@ -33,7 +33,7 @@ const tablesTable = "\x00tables"
 func (m *TableManager) storeTables(global bool) []string {
 	var out []string
 	for _, t := range m.Tables() {
-		if IsGlobalTable(t) == global {
+		if isGlobalTable(t) == global {
 			out = append(out, t.Name())
 		}
 	}

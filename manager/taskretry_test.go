@@ -9,18 +9,19 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // failingReplay is a changelog whose Replay fails while broken is set.
 type failingReplay struct {
-	manager.Changelog
+	port.Changelog
 	broken atomic.Bool
 	calls  atomic.Int64
 }
 
 var errReplayBroken = errors.New("replay: the log cannot be read")
 
-func (c *failingReplay) Replay(ctx context.Context, p int, from, until uint64, batchSize int, fn func([]manager.Entry) error) error {
+func (c *failingReplay) Replay(ctx context.Context, p int, from, until uint64, batchSize int, fn func([]port.Entry) error) error {
 	if c.broken.Load() {
 		c.calls.Add(1)
 		return errReplayBroken
@@ -35,7 +36,7 @@ func (c *failingReplay) Replay(ctx context.Context, p int, from, until uint64, b
 func TestRecoveryFailureIsBoundedAndVisible(t *testing.T) {
 	fr := &failingReplay{}
 	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
-	h.wrapChangelog = func(c manager.Changelog) manager.Changelog { fr.Changelog = c; return fr }
+	h.wrapChangelog = func(c port.Changelog) port.Changelog { fr.Changelog = c; return fr }
 	h.start()
 	want := map[string]int64{}
 	h.publishCounts(40, 8, want)
@@ -104,7 +105,7 @@ func TestRecoveryFailureIsBoundedAndVisible(t *testing.T) {
 func TestSourceFailureIsBoundedAndVisible(t *testing.T) {
 	src := &flakySource{}
 	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
-	h.wrapSource = func(s manager.Source) manager.Source { src.Source = s; return src }
+	h.wrapSource = func(s port.Source) port.Source { src.Source = s; return src }
 	m := h.start()
 	want := map[string]int64{}
 	h.publishCounts(40, 8, want)

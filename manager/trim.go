@@ -59,15 +59,6 @@ func (m *TableManager) runTrim(ctx context.Context) {
 	}
 }
 
-// SourceHold is a reader of the source stream outside the app, such as the
-// hub of an edge site: the trim keeps what it has not taken yet.
-type SourceHold interface {
-	// Taken returns the last source sequence the reader has durably
-	// taken; ok is false while that is unknown (then the trim removes
-	// nothing). It must not block: it returns what it last learned.
-	Taken() (seq uint64, ok bool)
-}
-
 // trimSource removes the source events at or below the lowest committed
 // source position of every partition's changelog (and, with a SourceHold,
 // at or below what it has taken), and returns that position. A partition

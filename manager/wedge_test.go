@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/codec"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // fanSetup adds to the count setup a table "fan" written by agent "fan" on
@@ -110,7 +111,7 @@ func TestOneEventNeverWedgesAPartition(t *testing.T) {
 func TestFailedFinalCommitIsReturned(t *testing.T) {
 	lc := &lossyChangelog{partition: 0}
 	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 100 * time.Millisecond})
-	h.wrapChangelog = func(c manager.Changelog) manager.Changelog { lc.Changelog = c; return lc }
+	h.wrapChangelog = func(c port.Changelog) port.Changelog { lc.Changelog = c; return lc }
 	h.start()
 	want := map[string]int64{}
 	h.publishCounts(100, 10, want)
@@ -137,7 +138,7 @@ func TestFailedFinalCommitIsReturned(t *testing.T) {
 func TestFailingPartitionDoesNotStopOthers(t *testing.T) {
 	lc := &lossyChangelog{partition: 0}
 	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond, CommitEvery: 20})
-	h.wrapChangelog = func(c manager.Changelog) manager.Changelog { lc.Changelog = c; return lc }
+	h.wrapChangelog = func(c port.Changelog) port.Changelog { lc.Changelog = c; return lc }
 	h.start()
 	want := map[string]int64{}
 	h.publishCounts(200, 100, want)
@@ -160,11 +161,11 @@ func TestFailingPartitionDoesNotStopOthers(t *testing.T) {
 
 // twoLossyChangelogs refuses the appends of the partitions armed.
 type twoLossyChangelogs struct {
-	manager.Changelog
+	port.Changelog
 	armed [2]atomic.Bool
 }
 
-func (c *twoLossyChangelogs) Append(ctx context.Context, p int, expectLast uint64, recs []manager.Record, marker manager.CommitMarker) (uint64, error) {
+func (c *twoLossyChangelogs) Append(ctx context.Context, p int, expectLast uint64, recs []port.Record, marker port.CommitMarker) (uint64, error) {
 	if p < 2 && c.armed[p].Load() {
 		return 0, fmt.Errorf("injected: %w", nats.ErrTimeout)
 	}
@@ -179,7 +180,7 @@ func (c *twoLossyChangelogs) Append(ctx context.Context, p int, expectLast uint6
 func TestUnparkingOneLeavesTheOtherParked(t *testing.T) {
 	lc := &twoLossyChangelogs{}
 	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond, CommitEvery: 20})
-	h.wrapChangelog = func(c manager.Changelog) manager.Changelog { lc.Changelog = c; return lc }
+	h.wrapChangelog = func(c port.Changelog) port.Changelog { lc.Changelog = c; return lc }
 	h.start()
 	want := map[string]int64{}
 	h.publishCounts(200, 100, want)

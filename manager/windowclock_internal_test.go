@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/window"
 )
 
 // TestTableClock drives a table's closing clock through readings of the
@@ -182,7 +184,7 @@ func FuzzParseTime(f *testing.F) {
 			return
 		}
 		// An accepted time has windows, and window keys round-trip.
-		ws := Tumbling(time.Minute, 0)
+		ws := window.Tumbling(time.Minute, 0)
 		w := ws.Current(ts)
 		if w.Start.IsZero() || !w.Contains(ts) {
 			t.Fatalf("%q: %s in no window (%v)", s, ts, w)
@@ -213,7 +215,7 @@ func TestRoughDuration(t *testing.T) {
 }
 
 func TestWindowsOutOfRange(t *testing.T) {
-	ws := Hopping(time.Hour, time.Minute, 0)
+	ws := window.Hopping(time.Hour, time.Minute, 0)
 	for _, ts := range []time.Time{
 		time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC),
 		time.Date(2262, 4, 12, 0, 0, 0, 0, time.UTC),

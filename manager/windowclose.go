@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/edgetables/edgetables/manager/status"
+	"github.com/edgetables/edgetables/manager/window"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -48,7 +50,7 @@ func (m *TableManager) closeWindows(ctx context.Context) {
 		return
 	}
 	for _, p := range m.assigned() {
-		if p.State() != StateActive {
+		if p.State() != status.StateActive {
 			continue
 		}
 		for _, c := range closers {
@@ -58,7 +60,7 @@ func (m *TableManager) closeWindows(ctx context.Context) {
 			m.full = true
 		}
 	}
-	active := func(p *partition) bool { return p.State() == StateActive && m.partition(p.id) == p }
+	active := func(p *partition) bool { return p.State() == status.StateActive && m.partition(p.id) == p }
 	for _, c := range closers {
 		c.retainMarks(active)
 	}
@@ -246,7 +248,7 @@ func (t *WindowedTable[K, V]) closeWindows(ctx context.Context, p *partition) {
 	t.mu.Lock()
 	mk.cs = cs
 	t.marks[p.id] = mk
-	due, truncated := mk.idx.take(now, func(s int64) time.Time { return t.ws.closeAt(t.ws.window(s)) }, maxClosesPerPass)
+	due, truncated := mk.idx.take(now, func(s int64) time.Time { return closeAt(t.ws, windowAt(t.ws, s)) }, maxClosesPerPass)
 	t.mu.Unlock()
 
 	ttl := t.cfg.TombstoneTTL
@@ -285,7 +287,7 @@ func (t *WindowedTable[K, V]) closeWindows(ctx context.Context, p *partition) {
 			ok, err := t.closeOne(ctx, p, d.sk, now, tombTTL)
 			if err != nil {
 				kb, start, _ := splitWindowKey(d.sk)
-				log.Error("window not closed; retrying", "key", string(kb), "window", t.ws.window(start).String(),
+				log.Error("window not closed; retrying", "key", string(kb), "window", windowAt(t.ws, start).String(),
 					"retry_in", closeRetry, "err", err)
 				if r := now.Add(closeRetry); retry.IsZero() || r.Before(retry) {
 					retry = r
@@ -330,7 +332,7 @@ func (t *WindowedTable[K, V]) closeWindows(ctx context.Context, p *partition) {
 	// windows kept, due already, are tried again then, or at their retry).
 	mk.at = time.Unix(1<<62, 0) // far future: nothing to close
 	for _, s := range mk.idx.starts {
-		if at := t.ws.closeAt(t.ws.window(s)); now.Before(at) {
+		if at := closeAt(t.ws, windowAt(t.ws, s)); now.Before(at) {
 			mk.at = at
 			break
 		}
@@ -364,7 +366,7 @@ func (t *WindowedTable[K, V]) closeOne(ctx context.Context, p *partition, sk []b
 		return false, err
 	}
 	kb, start, _ := splitWindowKey(sk)
-	w := t.ws.window(start)
+	w := windowAt(t.ws, start)
 	e := &Event{Key: kb, Partition: p.id, Time: now, ctx: ctx, msg: &message{}, part: p}
 	if t.cfg.OnWindowClose != nil {
 		k, err := t.cfg.Keys.Decode(kb)
@@ -388,7 +390,7 @@ func (t *WindowedTable[K, V]) closeOne(ctx context.Context, p *partition, sk []b
 }
 
 // callClose calls OnWindowClose, turning a panic into an error.
-func (t *WindowedTable[K, V]) callClose(e *Event, k K, w Window, v V) (err error) {
+func (t *WindowedTable[K, V]) callClose(e *Event, k K, w window.Window, v V) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("OnWindowClose panicked: %v", r)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager/codec"
+	"github.com/edgetables/edgetables/manager/status"
+	"github.com/edgetables/edgetables/manager/window"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -51,7 +53,7 @@ func newCloseBench(b *testing.B, open, dueMinutes, perMinute int) *closeBench {
 	c := &closeBench{st: st, now: t0}
 	m := &TableManager{log: slog.New(slog.NewTextHandler(io.Discard, nil)), tables: map[string]Collection{}}
 	c.t = NewWindowedTable(WindowedTableConfig[string, int64]{Name: "w", Keys: codec.String{}, Values: codec.Int64{},
-		Windows: Tumbling(time.Minute, time.Minute), Clock: c.clock, TombstoneTTL: -1})
+		Windows: window.Tumbling(time.Minute, time.Minute), Clock: c.clock, TombstoneTTL: -1})
 	if err := c.t.bind(m); err != nil {
 		b.Fatal(err)
 	}
@@ -80,7 +82,7 @@ func newCloseBench(b *testing.B, open, dueMinutes, perMinute int) *closeBench {
 	}
 	flush()
 	c.p = &partition{m: m, id: 0, partitions: 1, store: st}
-	c.p.setState(StateActive)
+	c.p.setState(status.StateActive)
 	c.p.activations.Add(1)
 	return c
 }

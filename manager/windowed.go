@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager/codec"
+	"github.com/edgetables/edgetables/manager/window"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -22,10 +23,10 @@ type WindowedTableConfig[K, V any] struct {
 	Default func() V
 	Spec    map[string]string
 	// Windows cuts time into windows (Tumbling or Hopping). Required.
-	Windows Windows
+	Windows window.Windows
 	// Time says where an event's time comes from (default: the stream's
 	// time, Event.Time).
-	Time TimeSource
+	Time window.TimeSource
 	// OnWindowClose, when set, is called once for every window that
 	// closes, with its final value, on the partition's active owner. It
 	// runs on the processing goroutine with an Event of the key's
@@ -37,7 +38,7 @@ type WindowedTableConfig[K, V any] struct {
 	// window on the next owner. An error (or a panic) drops the call's
 	// writes, keeps the window, and retries it a second later; it is
 	// logged with table, partition, key and window.
-	OnWindowClose func(e *Event, key K, w Window, v V) error
+	OnWindowClose func(e *Event, key K, w window.Window, v V) error
 	// Clock is the node's clock as the table reads it (default
 	// time.Now). The table's closing clock follows it (see MaxClockSkew):
 	// it closes windows and is "now" for TimeNow and for reads of the
@@ -80,12 +81,6 @@ type WindowedTableConfig[K, V any] struct {
 // 60,000 tombstones, where permanent ones grew by 1.44 million a day).
 const DefaultTombstoneTTL = time.Hour
 
-// WindowValue is the value of one window of a key.
-type WindowValue[V any] struct {
-	Window Window
-	Value  V
-}
-
 // WindowedTable is a table whose values are kept per time window, like
 // Faust's tumbling and hopping tables: a write updates every window that
 // contains the event's time.
@@ -127,7 +122,7 @@ type WindowValue[V any] struct {
 // OnWindowClose.
 type WindowedTable[K, V any] struct {
 	cfg   WindowedTableConfig[K, V]
-	ws    Windows
+	ws    window.Windows
 	m     *TableManager
 	clock *tableClock
 
@@ -173,8 +168,8 @@ func (t *WindowedTable[K, V]) Spec() map[string]string { return t.cfg.Spec }
 func (t *WindowedTable[K, V]) MaxClockSkew() time.Duration { return t.clock.skew }
 
 // Windows returns the table's windows, with defaults filled in.
-func (t *WindowedTable[K, V]) Windows() Windows {
-	if ws, err := t.cfg.Windows.withDefaults(); err == nil {
+func (t *WindowedTable[K, V]) Windows() window.Windows {
+	if ws, err := t.cfg.Windows.WithDefaults(); err == nil {
 		return ws
 	}
 	return t.cfg.Windows
@@ -187,11 +182,11 @@ func (t *WindowedTable[K, V]) bind(m *TableManager) error {
 	if t.cfg.Keys == nil || t.cfg.Values == nil {
 		return fmt.Errorf("table %q: Keys and Values codecs are required", t.cfg.Name)
 	}
-	ws, err := t.cfg.Windows.withDefaults()
+	ws, err := t.cfg.Windows.WithDefaults()
 	if err != nil {
 		return fmt.Errorf("table %q: %w", t.cfg.Name, err)
 	}
-	if err := t.cfg.Time.validate(); err != nil {
+	if err := t.cfg.Time.Validate(); err != nil {
 		return fmt.Errorf("table %q: %w", t.cfg.Name, err)
 	}
 	if heldBy(t.m, m) {
@@ -243,14 +238,14 @@ func (t *WindowedTable[K, V]) Time(e *Event) (time.Time, error) {
 
 // eventTime returns the time of e, read with the clock reading r, checked.
 func (t *WindowedTable[K, V]) eventTime(e *Event, r clockReading) (time.Time, error) {
-	ts, err := t.cfg.Time.eventTime(e, r.now)
+	ts, err := eventTime(t.cfg.Time, e, r.now)
 	if err != nil {
 		return ts, err
 	}
 	if err := checkAhead(ts, r.wall, t.clock.skew); err != nil {
 		return ts, err
 	}
-	if k := t.cfg.Time.Kind; k == TimeField || k == TimeHeader {
+	if k := t.cfg.Time.Kind; k == window.TimeField || k == window.TimeHeader {
 		t.clock.vouch(ts, r)
 	}
 	return ts, nil
@@ -261,7 +256,7 @@ func (t *WindowedTable[K, V]) eventTime(e *Event, r clockReading) (time.Time, er
 // window without a value yet, v then being the default). Windows already
 // closed are skipped; if all are, Update returns ErrWindowClosed and
 // writes nothing.
-func (t *WindowedTable[K, V]) Update(e *Event, k K, f func(w Window, v V, found bool) (V, error)) error {
+func (t *WindowedTable[K, V]) Update(e *Event, k K, f func(w window.Window, v V, found bool) (V, error)) error {
 	kb, err := t.eventKey(e, k)
 	if err != nil {
 		return err
@@ -306,7 +301,7 @@ func (t *WindowedTable[K, V]) Update(e *Event, k K, f func(w Window, v V, found 
 			return err
 		}
 		if !found {
-			t.noteWindow(e.part, sk, t.ws.closeAt(w))
+			t.noteWindow(e.part, sk, closeAt(t.ws, w))
 		}
 	}
 	if open == 0 {
@@ -319,7 +314,7 @@ func (t *WindowedTable[K, V]) Update(e *Event, k K, f func(w Window, v V, found 
 // Set writes v to every open window of k that contains the event's time
 // (see Update).
 func (t *WindowedTable[K, V]) Set(e *Event, k K, v V) error {
-	return t.Update(e, k, func(Window, V, bool) (V, error) { return v, nil })
+	return t.Update(e, k, func(window.Window, V, bool) (V, error) { return v, nil })
 }
 
 // Current returns k's value in the most recent window containing the
@@ -358,31 +353,31 @@ func (t *WindowedTable[K, V]) GetAt(e *Event, k K, ts time.Time) (V, bool, error
 // LookupAt returns the committed value of k in the most recent window
 // containing ts, from this node's local store; found is false when that
 // window has no value or is closed. Errors as Table.Lookup.
-func (t *WindowedTable[K, V]) LookupAt(ctx context.Context, k K, ts time.Time) (WindowValue[V], bool, error) {
-	ws, err := t.lookup(ctx, k, WindowQuery{At: ts})
+func (t *WindowedTable[K, V]) LookupAt(ctx context.Context, k K, ts time.Time) (window.Value[V], bool, error) {
+	ws, err := t.lookup(ctx, k, window.Query{At: ts})
 	if err != nil || len(ws) == 0 {
-		return WindowValue[V]{Window: t.ws.Current(ts), Value: t.missing()}, false, err
+		return window.Value[V]{Window: t.ws.Current(ts), Value: t.missing()}, false, err
 	}
 	return ws[0], true, nil
 }
 
 // LookupNow is LookupAt the table's clock: the current window.
-func (t *WindowedTable[K, V]) LookupNow(ctx context.Context, k K) (WindowValue[V], bool, error) {
+func (t *WindowedTable[K, V]) LookupNow(ctx context.Context, k K) (window.Value[V], bool, error) {
 	return t.LookupAt(ctx, k, t.now())
 }
 
 // LookupDelta is LookupAt d before the table's clock (Faust's delta).
-func (t *WindowedTable[K, V]) LookupDelta(ctx context.Context, k K, d time.Duration) (WindowValue[V], bool, error) {
+func (t *WindowedTable[K, V]) LookupDelta(ctx context.Context, k K, d time.Duration) (window.Value[V], bool, error) {
 	return t.LookupAt(ctx, k, t.now().Add(-d))
 }
 
 // LookupAll returns every open window of k with a committed value, oldest
 // first. Cost: a scan of the stored keys that start with k's encoding.
-func (t *WindowedTable[K, V]) LookupAll(ctx context.Context, k K) ([]WindowValue[V], error) {
-	return t.lookup(ctx, k, WindowQuery{All: true})
+func (t *WindowedTable[K, V]) LookupAll(ctx context.Context, k K) ([]window.Value[V], error) {
+	return t.lookup(ctx, k, window.Query{All: true})
 }
 
-func (t *WindowedTable[K, V]) lookup(ctx context.Context, k K, q WindowQuery) ([]WindowValue[V], error) {
+func (t *WindowedTable[K, V]) lookup(ctx context.Context, k K, q window.Query) ([]window.Value[V], error) {
 	if t.m == nil {
 		return nil, fmt.Errorf("table %s: not added to a manager", t.cfg.Name)
 	}
@@ -394,13 +389,13 @@ func (t *WindowedTable[K, V]) lookup(ctx context.Context, k K, q WindowQuery) ([
 	if err != nil {
 		return nil, err
 	}
-	out := make([]WindowValue[V], 0, len(es))
+	out := make([]window.Value[V], 0, len(es))
 	for _, e := range es {
 		v, err := t.decodeValue(e.Value)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, WindowValue[V]{Window: e.Window, Value: v})
+		out = append(out, window.Value[V]{Window: e.Window, Value: v})
 	}
 	return out, nil
 }
@@ -436,36 +431,23 @@ func later(a, b time.Time) time.Time {
 	return a
 }
 
-// WindowQuery selects windows of a key: All open windows, or the most
-// recent window containing At (the table's clock when At is zero).
-type WindowQuery struct {
-	All bool
-	At  time.Time
-}
-
-// WindowEntry is one committed window of a key, its value encoded.
-type WindowEntry struct {
-	Window
-	Value []byte `json:"value"`
-}
-
 // WindowedCollection is a Collection whose values live in time windows (a
 // WindowedTable), whatever its key and value types.
 type WindowedCollection interface {
 	Collection
 	// Windows returns how the table cuts time.
-	Windows() Windows
+	Windows() window.Windows
 	// ParseStoreKey parses the text form of a stored window key, KEY@START
 	// (START in RFC 3339), as listings show them.
 	ParseStoreKey(s string) ([]byte, error)
 
-	readWindows(st store.Store, key []byte, q WindowQuery) ([]WindowEntry, error)
+	readWindows(st store.Store, key []byte, q window.Query) ([]window.Entry, error)
 }
 
 // Windows returns the committed windows of key (encoded) in the windowed
 // table named table, from this node's store, with key's partition. Errors:
 // ErrTableNotFound, ErrNotWindowed, ErrNotOwner, ErrNotReady.
-func (m *TableManager) Windows(ctx context.Context, table string, key []byte, q WindowQuery) ([]WindowEntry, int, error) {
+func (m *TableManager) Windows(ctx context.Context, table string, key []byte, q window.Query) ([]window.Entry, int, error) {
 	c, ok := m.tables[table]
 	if !ok {
 		return nil, 0, fmt.Errorf("%w: %s", ErrTableNotFound, table)
@@ -490,7 +472,7 @@ func (m *TableManager) Windows(ctx context.Context, table string, key []byte, q 
 }
 
 // readWindows reads key's committed open windows from st.
-func (t *WindowedTable[K, V]) readWindows(st store.Store, key []byte, q WindowQuery) ([]WindowEntry, error) {
+func (t *WindowedTable[K, V]) readWindows(st store.Store, key []byte, q window.Query) ([]window.Entry, error) {
 	horizon, err := t.horizon(st.Get)
 	if err != nil {
 		return nil, err
@@ -510,16 +492,16 @@ func (t *WindowedTable[K, V]) readWindows(st store.Store, key []byte, q WindowQu
 		if err != nil || !ok {
 			return nil, err
 		}
-		return []WindowEntry{{Window: w, Value: v}}, nil
+		return []window.Entry{{Window: w, Value: v}}, nil
 	}
-	var out []WindowEntry
+	var out []window.Entry
 	err = st.Scan(t.cfg.Name, key, nil, func(sk, v []byte) bool {
 		k, start, ok := splitWindowKey(sk)
 		if !ok || !bytes.Equal(k, key) {
 			return true // a longer key with the same prefix
 		}
-		if w := t.ws.window(start); !t.ws.Closed(w, now) {
-			out = append(out, WindowEntry{Window: w, Value: bytes.Clone(v)})
+		if w := windowAt(t.ws, start); !t.ws.Closed(w, now) {
+			out = append(out, window.Entry{Window: w, Value: bytes.Clone(v)})
 		}
 		return true
 	})

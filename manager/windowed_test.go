@@ -12,6 +12,8 @@ import (
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/codec"
+	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/window"
 )
 
 // fakeClock is a windowed table's clock that tests move by hand.
@@ -68,12 +70,12 @@ func newWindowRig(h *harness) *windowRig {
 			Name: "finals", Keys: codec.String{}, Values: codec.Int64{}})
 		r.wcount = manager.NewWindowedTable(manager.WindowedTableConfig[string, int64]{
 			Name: "wcount", Keys: codec.String{}, Values: codec.Int64{},
-			Windows:      manager.Tumbling(time.Minute, time.Minute),
-			Time:         manager.TimeSource{Kind: manager.TimeField, Name: "ts"},
+			Windows:      window.Tumbling(time.Minute, time.Minute),
+			Time:         window.TimeSource{Kind: window.TimeField, Name: "ts"},
 			Clock:        r.clock.Now,
 			TombstoneTTL: r.tombstoneTTL,
 			MaxClockSkew: r.maxClockSkew,
-			OnWindowClose: func(e *manager.Event, k string, w manager.Window, v int64) error {
+			OnWindowClose: func(e *manager.Event, k string, w window.Window, v int64) error {
 				r.mu.Lock()
 				if r.failClose != nil && r.failClose(k) {
 					r.mu.Unlock()
@@ -90,8 +92,8 @@ func newWindowRig(h *harness) *windowRig {
 		})
 		r.whop = manager.NewWindowedTable(manager.WindowedTableConfig[string, int64]{
 			Name: "whop", Keys: codec.String{}, Values: codec.Int64{},
-			Windows:      manager.Hopping(2*time.Minute, time.Minute, time.Minute),
-			Time:         manager.TimeSource{Kind: manager.TimeField, Name: "ts"},
+			Windows:      window.Hopping(2*time.Minute, time.Minute, time.Minute),
+			Time:         window.TimeSource{Kind: window.TimeField, Name: "ts"},
 			Clock:        r.clock.Now,
 			TombstoneTTL: r.tombstoneTTL,
 			MaxClockSkew: r.maxClockSkew,
@@ -99,7 +101,7 @@ func newWindowRig(h *harness) *windowRig {
 		must(h.t, m.Add(r.finals))
 		must(h.t, m.Add(r.wcount))
 		must(h.t, m.Add(r.whop))
-		inc := func(_ manager.Window, n int64, _ bool) (int64, error) { return n + 1, nil }
+		inc := func(_ window.Window, n int64, _ bool) (int64, error) { return n + 1, nil }
 		must(h.t, m.AddAgent(manager.Agent{
 			Name: "count", Subjects: []string{"ev.*"},
 			Key: func(e *manager.Event) ([]byte, error) { return []byte(e.Token(2)), nil },
@@ -207,7 +209,7 @@ func changelogState(t *testing.T, h *harness, table string) map[string]bool {
 		if st.Last == 0 {
 			continue
 		}
-		must(t, cl.Replay(ctx, p, max(st.First, 1), st.Last, 1000, func(es []manager.Entry) error {
+		must(t, cl.Replay(ctx, p, max(st.First, 1), st.Last, 1000, func(es []port.Entry) error {
 			for _, e := range es {
 				if e.Commit == nil && e.Record.Table == table && len(e.Record.Key) >= 8 {
 					k := fmt.Sprintf("%d/%x", p, e.Record.Key)

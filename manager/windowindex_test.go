@@ -4,11 +4,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgetables/edgetables/manager/window"
 )
 
 func TestWindowIndexTake(t *testing.T) {
-	ws := Tumbling(time.Minute, time.Minute)
-	closeAt := func(s int64) time.Time { return ws.closeAt(ws.window(s)) }
+	ws := window.Tumbling(time.Minute, time.Minute)
+	closeAt := func(s int64) time.Time { return closeAt(ws, windowAt(ws, s)) }
 	min := func(i int) time.Time { return time.Unix(0, 0).Add(time.Duration(i) * time.Minute) }
 	x := newWindowIndex()
 	for _, k := range []struct {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // windowMessages replays every partition's changelog and returns the
@@ -29,7 +30,7 @@ func windowMessages(t *testing.T, h *harness, table, key string) []string {
 		if st.Last == 0 {
 			continue
 		}
-		must(t, cl.Replay(ctx, p, max(st.First, 1), st.Last, 1000, func(es []manager.Entry) error {
+		must(t, cl.Replay(ctx, p, max(st.First, 1), st.Last, 1000, func(es []port.Entry) error {
 			for _, e := range es {
 				k := e.Record.Key
 				if e.Commit != nil || e.Record.Table != table || len(k) != len(key)+8 || string(k[:len(key)]) != key {
@@ -144,7 +145,7 @@ func TestExpiredTombstoneStaleStore(t *testing.T) {
 			copyDir(t, stale, h.dir)
 			r.clock.Set(t0.Add(30 * time.Second))
 			h.start()
-			for _, rp := range h.m.Recovery().Progress() {
+			for _, rp := range h.m.RecoveryProgress() {
 				if rp.Rebuilt {
 					t.Fatalf("partition %d rebuilt (%s): the stale store was not replayed", rp.Partition, rp.Reason)
 				}

@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // clusterProcs runs a cluster of edgetables processes on loopback.
@@ -211,7 +211,7 @@ func (c *clusterProcs) standbyOffsets(live []int, nodes ...int) map[int]map[int]
 			var st nodeStatus
 			c.procs[i].tryGet("/v1/status", &st)
 			for _, p := range st.Partitions {
-				if p.State == manager.StateActive {
+				if p.State == status.StateActive {
 					ends[p.Partition] = p.AppliedOffset
 				}
 			}
@@ -225,7 +225,7 @@ func (c *clusterProcs) standbyOffsets(live []int, nodes ...int) map[int]map[int]
 			}
 			out[i] = map[int]uint64{}
 			for _, p := range st.Partitions {
-				if p.State != manager.StateStandby {
+				if p.State != status.StateStandby {
 					continue
 				}
 				out[i][p.Partition] = p.AppliedOffset
@@ -257,7 +257,7 @@ func (c *clusterProcs) checkPromoted(standby map[int]map[int]uint64, start time.
 		for _, p := range st.Partitions {
 			applied, was := offsets[p.Partition]
 			rp := p.Recovery
-			if !was || p.State != manager.StateActive || rp == nil || rp.Standby || rp.Started.Before(start) {
+			if !was || p.State != status.StateActive || rp == nil || rp.Standby || rp.Started.Before(start) {
 				continue
 			}
 			promoted++

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // BenchmarkStandbyFailover measures a failover to standbys in a cluster of
@@ -49,7 +49,7 @@ func BenchmarkStandbyFailover(b *testing.B) {
 			c.procs[n].tryGet("/v1/status", &st)
 			for _, p := range st.Partitions {
 				rp := p.Recovery
-				if _, was := offsets[p.Partition]; !was || p.State != manager.StateActive || rp == nil || rp.Started.Before(start) {
+				if _, was := offsets[p.Partition]; !was || p.State != status.StateActive || rp == nil || rp.Started.Before(start) {
 					continue
 				}
 				longest = max(longest, rp.Ended.Sub(rp.Started))
@@ -91,7 +91,7 @@ func waitCommitted(b *testing.B, c *clusterProcs, seq int, nodes ...int) {
 			var st nodeStatus
 			c.procs[n].tryGet("/v1/status", &st)
 			for _, p := range st.Partitions {
-				if p.State == manager.StateActive && p.SourceSeq >= uint64(seq) {
+				if p.State == status.StateActive && p.SourceSeq >= uint64(seq) {
 					done++
 				}
 			}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // barWidth is the number of cells of a progress bar.
@@ -16,7 +16,7 @@ const barWidth = 30
 // (or standby catch-up) is running: changelog sequences applied of those to
 // replay, the node's rate and ETA, and what it does or waits for. It writes
 // nothing when none runs.
-func printRecoveries(w io.Writer, parts []manager.PartitionStatus, now time.Time) {
+func printRecoveries(w io.Writer, parts []status.PartitionStatus, now time.Time) {
 	first := true
 	for _, p := range parts {
 		rp := p.Recovery

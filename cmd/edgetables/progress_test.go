@@ -11,21 +11,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 func recoveringStatus(now time.Time) nodeStatus {
-	return nodeStatus{Node: "n1", Partitions: []manager.PartitionStatus{
-		{Partition: 0, State: manager.StateActive, AppliedOffset: 10, HighWater: 10,
-			Recovery: &manager.RecoveryProgress{Partition: 0, Phase: manager.PhaseDone, From: 1, HighWater: 9, Applied: 10, Ended: now}},
-		{Partition: 1, State: manager.StateRecovering, AppliedOffset: 500, HighWater: 1000,
-			Recovery: &manager.RecoveryProgress{Partition: 1, Phase: manager.PhaseReplaying, From: 1, HighWater: 1000, Applied: 500,
+	return nodeStatus{Node: "n1", Partitions: []status.PartitionStatus{
+		{Partition: 0, State: status.StateActive, AppliedOffset: 10, HighWater: 10,
+			Recovery: &status.RecoveryProgress{Partition: 0, Phase: status.PhaseDone, From: 1, HighWater: 9, Applied: 10, Ended: now}},
+		{Partition: 1, State: status.StateRecovering, AppliedOffset: 500, HighWater: 1000,
+			Recovery: &status.RecoveryProgress{Partition: 1, Phase: status.PhaseReplaying, From: 1, HighWater: 1000, Applied: 500,
 				Records: 450, RecordsRemaining: 500, RatePerSecond: 1500, ETASeconds: 2.4, Started: now.Add(-time.Second), LastProgress: now}},
-		{Partition: 2, State: manager.StateRecovering,
-			Recovery: &manager.RecoveryProgress{Partition: 2, Phase: manager.PhaseWaitingRelease, Started: now.Add(-40 * time.Second),
+		{Partition: 2, State: status.StateRecovering,
+			Recovery: &status.RecoveryProgress{Partition: 2, Phase: status.PhaseWaitingRelease, Started: now.Add(-40 * time.Second),
 				LastProgress: now.Add(-40 * time.Second)}},
-		{Partition: 3, State: manager.StateStandby, AppliedOffset: 0, HighWater: 40,
-			Recovery: &manager.RecoveryProgress{Partition: 3, Standby: true, Phase: manager.PhaseReplaying, From: 1, HighWater: 40,
+		{Partition: 3, State: status.StateStandby, AppliedOffset: 0, HighWater: 40,
+			Recovery: &status.RecoveryProgress{Partition: 3, Standby: true, Phase: status.PhaseReplaying, From: 1, HighWater: 40,
 				RecordsRemaining: 40, Started: now, LastProgress: now}},
 	}}
 }
@@ -39,12 +39,12 @@ func TestPrintRecoveries(t *testing.T) {
 		t.Fatalf("output:\n%s\nwant a header and three bars (the recovered partition has none)", out.String())
 	}
 	half := "[" + strings.Repeat("#", 15) + strings.Repeat("-", 15) + "]"
-	for _, want := range []string{"1 active", half, " 50%", "500/1000", "1.5k/s", "ETA 2s", manager.PhaseReplaying} {
+	for _, want := range []string{"1 active", half, " 50%", "500/1000", "1.5k/s", "ETA 2s", status.PhaseReplaying} {
 		if !strings.Contains(lines[1], want) {
 			t.Errorf("partition 1 line %q lacks %q", lines[1], want)
 		}
 	}
-	for _, want := range []string{"2 active", "[" + strings.Repeat("-", 30) + "]", "0/0", "ETA -", manager.PhaseWaitingRelease, "(no progress for 40s)"} {
+	for _, want := range []string{"2 active", "[" + strings.Repeat("-", 30) + "]", "0/0", "ETA -", status.PhaseWaitingRelease, "(no progress for 40s)"} {
 		if !strings.Contains(lines[2], want) {
 			t.Errorf("partition 2 line %q lacks %q", lines[2], want)
 		}
@@ -71,7 +71,7 @@ func TestStatusWatch(t *testing.T) {
 		if calls.Add(1) >= 3 {
 			st.Ready = true
 			for i := range st.Partitions[:3] {
-				st.Partitions[i].State = manager.StateActive
+				st.Partitions[i].State = status.StateActive
 				st.Partitions[i].Recovery.Ended = time.Now()
 			}
 		}

@@ -14,7 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 type statusCmd struct {
@@ -29,15 +29,15 @@ type statusCmd struct {
 
 // nodeStatus is the part of /v1/status the command shows.
 type nodeStatus struct {
-	Node       string                    `json:"node"`
-	Ready      bool                      `json:"ready"`
-	NotReady   []string                  `json:"not_ready"`
-	Events     uint64                    `json:"events_processed"`
-	Records    uint64                    `json:"changelog_records"`
-	DeadLetter map[string]uint64         `json:"dead_letters"`
-	Partitions []manager.PartitionStatus `json:"partitions"`
-	Cluster    *manager.ClusterStatus    `json:"cluster"`
-	Global     *manager.GlobalStatus     `json:"global"`
+	Node       string                   `json:"node"`
+	Ready      bool                     `json:"ready"`
+	NotReady   []string                 `json:"not_ready"`
+	Events     uint64                   `json:"events_processed"`
+	Records    uint64                   `json:"changelog_records"`
+	DeadLetter map[string]uint64        `json:"dead_letters"`
+	Partitions []status.PartitionStatus `json:"partitions"`
+	Cluster    *status.ClusterStatus    `json:"cluster"`
+	Global     *status.GlobalStatus     `json:"global"`
 }
 
 func (s *statusCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
@@ -122,7 +122,7 @@ func (s *statusCmd) fetch(ctx context.Context, client *http.Client, token, url s
 // is recovering.
 func allActive(st nodeStatus) bool {
 	for _, p := range st.Partitions {
-		if p.State == manager.StateRecovering {
+		if p.State == status.StateRecovering {
 			return false
 		}
 	}

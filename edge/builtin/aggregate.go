@@ -10,6 +10,7 @@ import (
 
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/codec"
+	"github.com/edgetables/edgetables/manager/window"
 )
 
 // Average is the value of an avg table.
@@ -119,7 +120,7 @@ func builtinTable[V any](s TableSpec, spec map[string]string, agent *manager.Age
 	t := manager.NewWindowedTable(manager.WindowedTableConfig[string, V]{Name: s.Name, Keys: codec.String{},
 		Values: values, Spec: spec, Windows: s.Windows(), Time: s.Time, TombstoneTTL: s.TombstoneTTL, MaxClockSkew: s.MaxClockSkew})
 	agent.Process = func(e *manager.Event) error {
-		return t.Update(e, string(e.Key), func(_ manager.Window, cur V, found bool) (V, error) {
+		return t.Update(e, string(e.Key), func(_ window.Window, cur V, found bool) (V, error) {
 			return fold(e, cur, found)
 		})
 	}

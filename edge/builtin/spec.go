@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/subject"
+	"github.com/edgetables/edgetables/manager/window"
 )
 
 // Aggregations a built-in table can compute.
@@ -60,7 +60,7 @@ type TableSpec struct {
 	Window  time.Duration
 	Hop     time.Duration
 	Expires time.Duration
-	Time    manager.TimeSource
+	Time    window.TimeSource
 	// TombstoneTTL is how long the changelog keeps a closed window's
 	// tombstone: manager.WindowedTableConfig.TombstoneTTL (0: the default,
 	// negative, "forever": no TTL of its own, so the node's
@@ -120,8 +120,8 @@ func (s TableSpec) String() string {
 }
 
 // Windows returns the spec's windows (meaningful when Window is set).
-func (s TableSpec) Windows() manager.Windows {
-	return manager.Windows{Size: s.Window, Step: s.Hop, Expires: s.Expires}
+func (s TableSpec) Windows() window.Windows {
+	return window.Windows{Size: s.Window, Step: s.Hop, Expires: s.Expires}
 }
 
 // ParseTableSpec parses a --table value. Its errors wrap ErrSpec and name
@@ -179,7 +179,7 @@ func ParseTableSpec(v string) (TableSpec, error) {
 			}
 			s.TombstoneTTL = d
 		case "time":
-			ts, err := manager.ParseTimeSource(val)
+			ts, err := window.ParseTimeSource(val)
 			if err != nil {
 				return s, fmt.Errorf("%w %q: %w", ErrSpec, v, err)
 			}
@@ -252,7 +252,7 @@ func (s TableSpec) validateWindow() error {
 		return fmt.Errorf("window=%s,hop=%s: %w", s.Window, s.Hop, err)
 	}
 	if s.Time.Kind != "" {
-		if _, err := manager.ParseTimeSource(s.Time.String()); err != nil {
+		if _, err := window.ParseTimeSource(s.Time.String()); err != nil {
 			return err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/window"
 )
 
 func TestParseTableSpec(t *testing.T) {
@@ -27,13 +28,13 @@ func TestParseTableSpec(t *testing.T) {
 			TableSpec{Name: "w", Source: "a.*", Key: KeySpec{Token: 2}, Agg: "count", Window: time.Minute}},
 		{"name=w,source=a.*,key=subject:2,agg=avg,field=v,window=10m,hop=1m,expires=1h,time=json:at.ts",
 			TableSpec{Name: "w", Source: "a.*", Key: KeySpec{Token: 2}, Agg: "avg", Field: "v", Window: 10 * time.Minute,
-				Hop: time.Minute, Expires: time.Hour, Time: manager.TimeSource{Kind: manager.TimeField, Name: "at.ts"}}},
+				Hop: time.Minute, Expires: time.Hour, Time: window.TimeSource{Kind: window.TimeField, Name: "at.ts"}}},
 		{"name=w,source=a.*,key=subject:2,agg=set,field=v,window=30s,time=now",
 			TableSpec{Name: "w", Source: "a.*", Key: KeySpec{Token: 2}, Agg: "set", Field: "v", Window: 30 * time.Second,
-				Time: manager.TimeSource{Kind: manager.TimeNow}}},
+				Time: window.TimeSource{Kind: window.TimeNow}}},
 		{"name=w,source=a.*,key=subject:2,agg=count,window=1h,time=header:Ts,expires=5m",
 			TableSpec{Name: "w", Source: "a.*", Key: KeySpec{Token: 2}, Agg: "count", Window: time.Hour, Expires: 5 * time.Minute,
-				Time: manager.TimeSource{Kind: manager.TimeHeader, Name: "Ts"}}},
+				Time: window.TimeSource{Kind: window.TimeHeader, Name: "Ts"}}},
 		{"name=w,source=a.*,key=subject:2,agg=count,window=1m,tombstone-ttl=24h",
 			TableSpec{Name: "w", Source: "a.*", Key: KeySpec{Token: 2}, Agg: "count", Window: time.Minute, TombstoneTTL: 24 * time.Hour}},
 		{"name=w,source=a.*,key=subject:2,agg=count,window=1m,tombstone-ttl=forever",

@@ -21,6 +21,8 @@ import (
 	"github.com/edgetables/edgetables/edge/console"
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/status"
+	"github.com/edgetables/edgetables/manager/window"
 )
 
 // Error codes of the HTTP API: stable, for clients to branch on.
@@ -179,7 +181,7 @@ func (a *API) listTables(w http.ResponseWriter, r *http.Request) {
 	// One count per table, over the cluster (not a local count first).
 	infos := a.m.TableList()
 	if infos == nil {
-		infos = []manager.TableInfo{}
+		infos = []status.TableInfo{}
 	}
 	for i := range infos {
 		var err error
@@ -201,8 +203,8 @@ type entry struct {
 }
 
 // partitionOf returns p for an entry of table, nil for a global table.
-func partitionOf(t manager.Collection, p int) *int {
-	if manager.IsGlobalTable(t) {
+func (a *API) partitionOf(t manager.Collection, p int) *int {
+	if a.m.IsGlobal(t.Name()) {
 		return nil
 	}
 	return &p
@@ -255,7 +257,7 @@ func (a *API) readKey(w http.ResponseWriter, r *http.Request, name, key string) 
 		a.fail(w, r, err)
 		return
 	}
-	if manager.IsGlobalTable(t) {
+	if a.m.IsGlobal(t.Name()) {
 		p = -1 // no partition
 	}
 	writeEntry(w, name, key, js, p)
@@ -275,7 +277,7 @@ type windowJSON struct {
 // "windows": [{"start", "end", "value"}], "partition"}. A key without such
 // windows is 404 key_not_found.
 func (a *API) getWindows(w http.ResponseWriter, r *http.Request, t manager.WindowedCollection, key string, kb []byte) {
-	var q manager.WindowQuery
+	var q window.Query
 	switch sel := r.URL.Query().Get("window"); sel {
 	case "", "now":
 	case "all":
@@ -362,7 +364,7 @@ func (a *API) listKeys(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, r, err)
 			return
 		}
-		out = append(out, entry{Key: k, Value: js, Partition: partitionOf(t, kv.Partition)})
+		out = append(out, entry{Key: k, Value: js, Partition: a.partitionOf(t, kv.Partition)})
 	}
 	resp := map[string]any{"table": name, "entries": out}
 	if len(out) == limit {

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // Error codes of the HTTP API's writes.
@@ -139,7 +140,7 @@ func (a *API) failWrite(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, manager.ErrBadValue):
 		writeError(w, http.StatusBadRequest, CodeBadRequest, err.Error())
-	case errors.Is(err, manager.ErrConflict):
+	case errors.Is(err, port.ErrConflict):
 		// Not err's text: it ends in the NATS API error of the check.
 		writeError(w, http.StatusPreconditionFailed, CodeConflict, conflictMessage(r))
 	case errors.Is(err, nats.ErrMaxPayload):

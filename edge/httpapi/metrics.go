@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // standbyLagTimeout bounds the changelog requests a scrape makes to measure
@@ -19,7 +20,7 @@ import (
 const standbyLagTimeout = 2 * time.Second
 
 // Metrics is a Prometheus collector of a table manager's figures. It reads
-// manager.Status (and, for standbys, the changelogs' ends) at scrape time,
+// status.Status (and, for standbys, the changelogs' ends) at scrape time,
 // so it adds nothing to the processing path. The metrics are documented in
 // the README.
 type Metrics struct {
@@ -123,18 +124,18 @@ func (c *Metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(c.sourceResets, st.SourceResets)
 	counter(c.changelogBehind, st.ChangelogBehind)
 
-	states := map[manager.PartitionState]int{manager.StateRecovering: 0, manager.StateActive: 0,
-		manager.StateStandby: 0, manager.StateFenced: 0}
+	states := map[status.PartitionState]int{status.StateRecovering: 0, status.StateActive: 0,
+		status.StateStandby: 0, status.StateFenced: 0}
 	for _, p := range st.Partitions {
 		states[p.State]++
 		left := uint64(0)
 		if rp := p.Recovery; rp != nil && rp.Ended.IsZero() {
 			left = rp.RecordsRemaining
 		}
-		if p.State != manager.StateStandby {
+		if p.State != status.StateStandby {
 			gauge(c.remaining, float64(left), strconv.Itoa(p.Partition))
 		}
-		if p.State == manager.StateActive {
+		if p.State == status.StateActive {
 			gauge(c.uncommitted, float64(st.ExaminedSeq-min(p.SourceSeq, st.ExaminedSeq)), strconv.Itoa(p.Partition))
 		}
 	}

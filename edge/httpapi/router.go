@@ -14,6 +14,8 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/status"
+	"github.com/edgetables/edgetables/manager/window"
 )
 
 // queryTimeout bounds one routed read.
@@ -63,17 +65,17 @@ type query struct {
 // answer is the reply to a query. Code is one of the HTTP API's error codes
 // when the read failed. testdata/answer-v1.json is its golden file.
 type answer struct {
-	V         int                   `json:"v"`
-	Code      string                `json:"code,omitempty"`
-	Error     string                `json:"error,omitempty"`
-	Value     []byte                `json:"value,omitempty"`
-	Partition int                   `json:"partition"`
-	Entries   []entryWire           `json:"entries,omitempty"`
-	Count     int                   `json:"count,omitempty"`
-	Windows   []manager.WindowEntry `json:"windows,omitempty"`
+	V         int            `json:"v"`
+	Code      string         `json:"code,omitempty"`
+	Error     string         `json:"error,omitempty"`
+	Value     []byte         `json:"value,omitempty"`
+	Partition int            `json:"partition"`
+	Entries   []entryWire    `json:"entries,omitempty"`
+	Count     int            `json:"count,omitempty"`
+	Windows   []window.Entry `json:"windows,omitempty"`
 	// Partitions is the answering node's partition states (op
 	// partitions; a node of an earlier release answers bad_request).
-	Partitions []manager.PartitionStatus `json:"partitions,omitempty"`
+	Partitions []status.PartitionStatus `json:"partitions,omitempty"`
 }
 
 // entryWire is a scanned entry in an answer. Its names are those the first
@@ -149,7 +151,7 @@ func (r *Router) get(ctx context.Context, table string, key []byte) ([]byte, int
 }
 
 // windows reads the windows of key of a windowed table from its owner.
-func (r *Router) windows(ctx context.Context, table string, key []byte, wq manager.WindowQuery) ([]manager.WindowEntry, int, error) {
+func (r *Router) windows(ctx context.Context, table string, key []byte, wq window.Query) ([]window.Entry, int, error) {
 	p := manager.PartitionOf(key, r.m.Partitions())
 	owner, serving := r.m.Owner(p)
 	if owner == r.m.Node() || r.nc == nil {
@@ -301,7 +303,7 @@ func (r *Router) Serve(ctx context.Context, req []byte) []byte {
 		case "partitions":
 			a.Partitions = r.m.Status().Partitions
 		case "windows":
-			wq := manager.WindowQuery{All: q.All}
+			wq := window.Query{All: q.All}
 			if q.At != nil {
 				wq.At = *q.At
 			}
@@ -325,8 +327,8 @@ const partitionsTimeout = time.Second
 // nodePartitions is one member's partitions in GET /v1/cluster/partitions,
 // or why they could not be read.
 type nodePartitions struct {
-	Partitions []manager.PartitionStatus `json:"partitions"`
-	Error      string                    `json:"error,omitempty"`
+	Partitions []status.PartitionStatus `json:"partitions"`
+	Error      string                   `json:"error,omitempty"`
 }
 
 // clusterPartitions asks every member, at once, for the state of the

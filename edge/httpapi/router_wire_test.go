@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/window"
 )
 
 // updateGolden rewrites the version 1 golden files of the current
@@ -51,7 +51,7 @@ func TestRoutedWireGolden(t *testing.T) {
 		{V: 1, Value: []byte("42"), Partition: 3},
 		{V: 1, Entries: []entryWire{{Key: []byte("sensor-2"), Value: []byte("7"), Partition: 1}, {Key: []byte("sensor-3"), Value: []byte("9"), Partition: 0}}},
 		{V: 1, Count: 12},
-		{V: 1, Partition: 2, Windows: []manager.WindowEntry{{Window: manager.Window{Start: at, End: at.Add(time.Minute)}, Value: []byte(`{"count":3}`)}}},
+		{V: 1, Partition: 2, Windows: []window.Entry{{Window: window.Window{Start: at, End: at.Add(time.Minute)}, Value: []byte(`{"count":3}`)}}},
 		{V: 1, Code: CodeKeyNotFound, Error: "table counts: key not found"},
 	}
 	for _, c := range []struct {

@@ -46,6 +46,7 @@ import (
 
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/internal/drive"
+	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -381,7 +382,7 @@ func (d *Driver) Manager() *manager.TableManager { return d.m }
 // they were refused, with the agent and the reason: the Key's error
 // ("key: ..."), Process's error or panic, or a limit (a key or value too
 // large, too many keys for one commit).
-func (d *Driver) DeadLetters() []manager.DeadLetter { return d.dead.all() }
+func (d *Driver) DeadLetters() []port.DeadLetter { return d.dead.all() }
 
 // Count returns the number of committed keys of table (for a windowed
 // table, of windows).
@@ -422,4 +423,4 @@ func (d *Driver) Keys(table string) ([]string, error) {
 // (not of global tables), partition by partition, each in log order: every
 // committed change, a key's writes within one commit coalesced into one
 // record. Values are encoded; a delete has Delete set.
-func (d *Driver) Records(table string) []manager.Record { return d.changelog.records(table) }
+func (d *Driver) Records(table string) []port.Record { return d.changelog.records(table) }

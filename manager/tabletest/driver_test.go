@@ -13,6 +13,7 @@ import (
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/codec"
 	"github.com/edgetables/edgetables/manager/tabletest"
+	"github.com/edgetables/edgetables/manager/window"
 )
 
 var ctx = context.Background()
@@ -197,8 +198,8 @@ func minuteCounts(closes *[]string) (*manager.WindowedTable[string, int64], *man
 		Name: "final", Keys: codec.String{}, Values: codec.Int64{}})
 	perMinute := manager.NewWindowedTable(manager.WindowedTableConfig[string, int64]{
 		Name: "per-minute", Keys: codec.String{}, Values: codec.Int64{},
-		Windows: manager.Tumbling(time.Minute, time.Minute),
-		OnWindowClose: func(e *manager.Event, k string, w manager.Window, n int64) error {
+		Windows: window.Tumbling(time.Minute, time.Minute),
+		OnWindowClose: func(e *manager.Event, k string, w window.Window, n int64) error {
 			*closes = append(*closes, fmt.Sprintf("%s@%s=%d", k, w.Start.Format("15:04"), n))
 			sum, err := final.Get(e, k)
 			if err != nil {
@@ -210,7 +211,7 @@ func minuteCounts(closes *[]string) (*manager.WindowedTable[string, int64], *man
 	agent := manager.Agent{Name: "count", Subjects: []string{"ev.*"},
 		Key: func(e *manager.Event) ([]byte, error) { return []byte(e.Token(2)), nil },
 		Process: func(e *manager.Event) error {
-			return perMinute.Update(e, string(e.Key), func(_ manager.Window, n int64, _ bool) (int64, error) { return n + 1, nil })
+			return perMinute.Update(e, string(e.Key), func(_ window.Window, n int64, _ bool) (int64, error) { return n + 1, nil })
 		}}
 	return perMinute, final, agent
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/codec"
 	"github.com/edgetables/edgetables/manager/tabletest"
+	"github.com/edgetables/edgetables/manager/window"
 )
 
 // wordCount returns the README's word count: events on "words" carry one
@@ -63,8 +64,8 @@ func Example_wordCount() {
 func Example_windowedTable() {
 	perMinute := manager.NewWindowedTable(manager.WindowedTableConfig[string, int64]{
 		Name: "readings-per-minute", Keys: codec.String{}, Values: codec.Int64{},
-		Windows: manager.Tumbling(time.Minute, time.Minute),
-		OnWindowClose: func(e *manager.Event, device string, w manager.Window, n int64) error {
+		Windows: window.Tumbling(time.Minute, time.Minute),
+		OnWindowClose: func(e *manager.Event, device string, w window.Window, n int64) error {
 			fmt.Println("closed", device, w.Start.Format("15:04"), "-", w.End.Format("15:04"), "count", n)
 			return nil
 		},
@@ -74,7 +75,7 @@ func Example_windowedTable() {
 		Subjects: []string{"readings.*"},
 		Key:      func(e *manager.Event) ([]byte, error) { return []byte(e.Token(2)), nil },
 		Process: func(e *manager.Event) error {
-			return perMinute.Update(e, string(e.Key), func(_ manager.Window, n int64, _ bool) (int64, error) {
+			return perMinute.Update(e, string(e.Key), func(_ window.Window, n int64, _ bool) (int64, error) {
 				return n + 1, nil
 			})
 		},

@@ -7,10 +7,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
-// The manager's ports (manager.Changelog, Source, GlobalLog, DeadLetters)
+// The manager's ports (port.Changelog, Source, GlobalLog, DeadLetters)
 // held in memory. They outlive the managers a Driver starts, as JetStream
 // streams outlive a node: a crash loses a manager and its stores, never
 // these.
@@ -21,25 +21,25 @@ const epoch = "tabletest"
 // memLog is an ordered log of entries numbered from 1, never compacted.
 // grown is closed and replaced at every append, for followers.
 type memLog struct {
-	entries []manager.Entry
+	entries []port.Entry
 	grown   chan struct{}
 }
 
-func (l *memLog) append(e manager.Entry) uint64 {
+func (l *memLog) append(e port.Entry) uint64 {
 	e.Seq = uint64(len(l.entries)) + 1
 	l.entries = append(l.entries, e)
 	return e.Seq
 }
 
-func (l *memLog) state() manager.LogState {
+func (l *memLog) state() port.LogState {
 	if len(l.entries) == 0 {
-		return manager.LogState{Epoch: epoch}
+		return port.LogState{Epoch: epoch}
 	}
-	return manager.LogState{First: 1, Last: uint64(len(l.entries)), Epoch: epoch}
+	return port.LogState{First: 1, Last: uint64(len(l.entries)), Epoch: epoch}
 }
 
 // slice returns the entries from seq from to until (inclusive).
-func (l *memLog) slice(from, until uint64) []manager.Entry {
+func (l *memLog) slice(from, until uint64) []port.Entry {
 	from = max(from, 1)
 	until = min(until, uint64(len(l.entries)))
 	if from > until {
@@ -56,7 +56,7 @@ func (l *memLog) signal() {
 }
 
 // replay passes es to fn in batches of at most size.
-func replay(es []manager.Entry, size int, fn func([]manager.Entry) error) error {
+func replay(es []port.Entry, size int, fn func([]port.Entry) error) error {
 	size = max(size, 1)
 	for len(es) > 0 {
 		n := min(size, len(es))
@@ -69,7 +69,7 @@ func replay(es []manager.Entry, size int, fn func([]manager.Entry) error) error 
 }
 
 // follow replays from seq from on, then waits for growth until ctx ends.
-func follow(ctx context.Context, mu *sync.Mutex, l *memLog, from uint64, size int, fn func([]manager.Entry) error) error {
+func follow(ctx context.Context, mu *sync.Mutex, l *memLog, from uint64, size int, fn func([]port.Entry) error) error {
 	for {
 		mu.Lock()
 		es := l.slice(from, uint64(len(l.entries)))
@@ -90,12 +90,12 @@ func follow(ctx context.Context, mu *sync.Mutex, l *memLog, from uint64, size in
 	}
 }
 
-func cloneRecord(r manager.Record) manager.Record {
+func cloneRecord(r port.Record) port.Record {
 	r.Key, r.Value = bytes.Clone(r.Key), bytes.Clone(r.Value)
 	return r
 }
 
-// changelog implements manager.Changelog.
+// changelog implements port.Changelog.
 type changelog struct {
 	mu    sync.Mutex
 	parts []memLog
@@ -103,7 +103,7 @@ type changelog struct {
 	marker []int
 }
 
-var _ manager.Changelog = (*changelog)(nil)
+var _ port.Changelog = (*changelog)(nil)
 
 func newChangelog(partitions int) *changelog {
 	return &changelog{parts: make([]memLog, partitions), marker: make([]int, partitions)}
@@ -120,17 +120,17 @@ func (c *changelog) Subjects(table string) []string {
 	return []string{"tabletest.changelog.*." + table}
 }
 
-func (c *changelog) State(_ context.Context, p int) (manager.LogState, error) {
+func (c *changelog) State(_ context.Context, p int) (port.LogState, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l, err := c.part(p)
 	if err != nil {
-		return manager.LogState{}, err
+		return port.LogState{}, err
 	}
 	return l.state(), nil
 }
 
-func (c *changelog) Append(_ context.Context, p int, expectLast uint64, recs []manager.Record, marker manager.CommitMarker) (uint64, error) {
+func (c *changelog) Append(_ context.Context, p int, expectLast uint64, recs []port.Record, marker port.CommitMarker) (uint64, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l, err := c.part(p)
@@ -138,33 +138,33 @@ func (c *changelog) Append(_ context.Context, p int, expectLast uint64, recs []m
 		return 0, err
 	}
 	if last := uint64(len(l.entries)); last != expectLast {
-		return 0, fmt.Errorf("tabletest changelog partition %d ends at %d, not %d: %w", p, last, expectLast, manager.ErrFenced)
+		return 0, fmt.Errorf("tabletest changelog partition %d ends at %d, not %d: %w", p, last, expectLast, port.ErrFenced)
 	}
 	for _, r := range recs {
-		l.append(manager.Entry{Record: cloneRecord(r)})
+		l.append(port.Entry{Record: cloneRecord(r)})
 	}
 	mk := marker
-	last := l.append(manager.Entry{Commit: &mk})
+	last := l.append(port.Entry{Commit: &mk})
 	c.marker[p] = int(last)
 	l.signal()
 	return last, nil
 }
 
-func (c *changelog) LastCommit(_ context.Context, p int) (manager.CommitMarker, uint64, bool, error) {
+func (c *changelog) LastCommit(_ context.Context, p int) (port.CommitMarker, uint64, bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l, err := c.part(p)
 	if err != nil || c.marker[p] == 0 {
-		return manager.CommitMarker{}, 0, false, err
+		return port.CommitMarker{}, 0, false, err
 	}
 	e := l.entries[c.marker[p]-1]
 	return *e.Commit, e.Seq, true, nil
 }
 
-func (c *changelog) Replay(ctx context.Context, p int, from, until uint64, batchSize int, fn func([]manager.Entry) error) error {
+func (c *changelog) Replay(ctx context.Context, p int, from, until uint64, batchSize int, fn func([]port.Entry) error) error {
 	c.mu.Lock()
 	l, err := c.part(p)
-	var es []manager.Entry
+	var es []port.Entry
 	if err == nil {
 		es = l.slice(from, until)
 	}
@@ -175,7 +175,7 @@ func (c *changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 	return replay(es, batchSize, fn)
 }
 
-func (c *changelog) Follow(ctx context.Context, p int, from uint64, batchSize int, fn func([]manager.Entry) error) error {
+func (c *changelog) Follow(ctx context.Context, p int, from uint64, batchSize int, fn func([]port.Entry) error) error {
 	l, err := c.part(p)
 	if err != nil {
 		return err
@@ -184,10 +184,10 @@ func (c *changelog) Follow(ctx context.Context, p int, from uint64, batchSize in
 }
 
 // records returns table's records in partition then log order.
-func (c *changelog) records(table string) []manager.Record {
+func (c *changelog) records(table string) []port.Record {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []manager.Record
+	var out []port.Record
 	for i := range c.parts {
 		for _, e := range c.parts[i].entries {
 			if e.Commit == nil && e.Record.Table == table {
@@ -198,19 +198,19 @@ func (c *changelog) records(table string) []manager.Record {
 	return out
 }
 
-// source implements manager.Source: it holds msgs[head:], numbered from
+// source implements port.Source: it holds msgs[head:], numbered from
 // first on.
 type source struct {
 	mu       sync.Mutex
 	subjects []string
-	msgs     []manager.SourceMessage
+	msgs     []port.SourceMessage
 	head     int
 	first    uint64 // seq of msgs[head], or last+1 when empty
 	last     uint64
 	acked    uint64
 }
 
-var _ manager.Source = (*source)(nil)
+var _ port.Source = (*source)(nil)
 
 func newSource(subjects []string) *source { return &source{subjects: subjects, first: 1} }
 
@@ -230,16 +230,16 @@ func (s *source) add(msgs []Message, now time.Time) {
 		if t.IsZero() {
 			t = now
 		}
-		s.msgs = append(s.msgs, manager.SourceMessage{Seq: s.last, Subject: m.Subject, Header: m.Header, Data: m.Data, Time: t})
+		s.msgs = append(s.msgs, port.SourceMessage{Seq: s.last, Subject: m.Subject, Header: m.Header, Data: m.Data, Time: t})
 	}
 }
 
 // held returns the messages held.
-func (s *source) held() []manager.SourceMessage { return s.msgs[s.head:] }
+func (s *source) held() []port.SourceMessage { return s.msgs[s.head:] }
 
 func (s *source) Subjects() []string { return s.subjects }
 
-func (s *source) Open(_ context.Context, from uint64) (manager.SourceReader, error) {
+func (s *source) Open(_ context.Context, from uint64) (port.SourceReader, error) {
 	return &reader{s: s, next: max(from, 1)}, nil
 }
 
@@ -256,22 +256,22 @@ func (s *source) Trim(_ context.Context, seq uint64) error {
 	return nil
 }
 
-func (s *source) State(context.Context) (manager.SourceState, error) {
+func (s *source) State(context.Context) (port.SourceState, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.last == 0 {
-		return manager.SourceState{Epoch: epoch}, nil
+		return port.SourceState{Epoch: epoch}, nil
 	}
-	return manager.SourceState{First: s.first, Last: s.last, Epoch: epoch}, nil
+	return port.SourceState{First: s.first, Last: s.last, Epoch: epoch}, nil
 }
 
-// reader implements manager.SourceReader; Next never waits.
+// reader implements port.SourceReader; Next never waits.
 type reader struct {
 	s    *source
 	next uint64
 }
 
-func (r *reader) Next(_ context.Context, n int, _ time.Duration) ([]manager.SourceMessage, error) {
+func (r *reader) Next(_ context.Context, n int, _ time.Duration) ([]port.SourceMessage, error) {
 	s := r.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -283,7 +283,7 @@ func (r *reader) Next(_ context.Context, n int, _ time.Duration) ([]manager.Sour
 	}
 	msgs := held[i:min(i+uint64(max(n, 1)), uint64(len(held)))]
 	r.next += uint64(len(msgs))
-	return append([]manager.SourceMessage(nil), msgs...), nil
+	return append([]port.SourceMessage(nil), msgs...), nil
 }
 
 func (r *reader) Ack(_ context.Context, seq uint64) error {
@@ -295,74 +295,74 @@ func (r *reader) Ack(_ context.Context, seq uint64) error {
 
 func (r *reader) Close() error { return nil }
 
-// globalLog implements manager.GlobalLog.
+// globalLog implements port.GlobalLog.
 type globalLog struct {
 	mu   sync.Mutex
 	log  memLog
 	last map[string]uint64 // table NUL key → seq of its last record
 }
 
-var _ manager.GlobalLog = (*globalLog)(nil)
+var _ port.GlobalLog = (*globalLog)(nil)
 
 func newGlobalLog() *globalLog { return &globalLog{last: make(map[string]uint64)} }
 
 func (g *globalLog) Subjects(table string) []string { return []string{"tabletest.global." + table} }
 
-func (g *globalLog) State(context.Context) (manager.LogState, error) {
+func (g *globalLog) State(context.Context) (port.LogState, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.log.state(), nil
 }
 
-func (g *globalLog) Put(_ context.Context, rec manager.Record, expect *uint64) (uint64, error) {
+func (g *globalLog) Put(_ context.Context, rec port.Record, expect *uint64) (uint64, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	k := rec.Table + "\x00" + string(rec.Key)
 	if expect != nil && g.last[k] != *expect {
 		return 0, fmt.Errorf("tabletest global log: key %q of table %s is at %d, not %d: %w",
-			rec.Key, rec.Table, g.last[k], *expect, manager.ErrConflict)
+			rec.Key, rec.Table, g.last[k], *expect, port.ErrConflict)
 	}
-	seq := g.log.append(manager.Entry{Record: cloneRecord(rec)})
+	seq := g.log.append(port.Entry{Record: cloneRecord(rec)})
 	g.last[k] = seq
 	g.log.signal()
 	return seq, nil
 }
 
-func (g *globalLog) Replay(_ context.Context, from, until uint64, batchSize int, fn func([]manager.Entry) error) error {
+func (g *globalLog) Replay(_ context.Context, from, until uint64, batchSize int, fn func([]port.Entry) error) error {
 	g.mu.Lock()
 	es := g.log.slice(from, until)
 	g.mu.Unlock()
 	return replay(es, batchSize, fn)
 }
 
-func (g *globalLog) Follow(ctx context.Context, from uint64, batchSize int, fn func([]manager.Entry) error) error {
+func (g *globalLog) Follow(ctx context.Context, from uint64, batchSize int, fn func([]port.Entry) error) error {
 	return follow(ctx, &g.mu, &g.log, from, batchSize, fn)
 }
 
-// deadLetters implements manager.DeadLetterQueue: a dead letter is stored
+// deadLetters implements port.DeadLetterQueue: a dead letter is stored
 // when it is enqueued.
 type deadLetters struct {
 	mu  sync.Mutex
-	dls []manager.DeadLetter
+	dls []port.DeadLetter
 }
 
-var _ manager.DeadLetterQueue = (*deadLetters)(nil)
+var _ port.DeadLetterQueue = (*deadLetters)(nil)
 
-func (d *deadLetters) Send(_ context.Context, dl manager.DeadLetter) error {
+func (d *deadLetters) Send(_ context.Context, dl port.DeadLetter) error {
 	d.mu.Lock()
 	d.dls = append(d.dls, dl)
 	d.mu.Unlock()
 	return nil
 }
 
-func (d *deadLetters) Enqueue(ctx context.Context, dl manager.DeadLetter) error {
+func (d *deadLetters) Enqueue(ctx context.Context, dl port.DeadLetter) error {
 	return d.Send(ctx, dl)
 }
 
 func (d *deadLetters) Flush(context.Context) error { return nil }
 
-func (d *deadLetters) all() []manager.DeadLetter {
+func (d *deadLetters) all() []port.DeadLetter {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return append([]manager.DeadLetter(nil), d.dls...)
+	return append([]port.DeadLetter(nil), d.dls...)
 }

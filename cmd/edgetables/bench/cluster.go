@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // A cluster of spawned edgetables nodes on loopback, for the failover
@@ -29,15 +29,15 @@ const outputShown = 2 << 10
 // nodeStatus is the part of a node's /v1/status the failover scenario
 // reads.
 type nodeStatus struct {
-	Node       string                    `json:"node"`
-	Ready      bool                      `json:"ready"`
-	Partitions []manager.PartitionStatus `json:"partitions"`
-	Cluster    *manager.ClusterStatus    `json:"cluster"`
+	Node       string                   `json:"node"`
+	Ready      bool                     `json:"ready"`
+	Partitions []status.PartitionStatus `json:"partitions"`
+	Cluster    *status.ClusterStatus    `json:"cluster"`
 }
 
 // partition returns the node's status of partition p (nil: not assigned
 // to it).
-func (s *nodeStatus) partition(p int) *manager.PartitionStatus {
+func (s *nodeStatus) partition(p int) *status.PartitionStatus {
 	for i := range s.Partitions {
 		if s.Partitions[i].Partition == p {
 			return &s.Partitions[i]
@@ -208,7 +208,7 @@ func settled(sts map[int]*nodeStatus, live []int, minGen uint64) (assign.Assignm
 		if !ok {
 			return asg, fmt.Sprintf("partition %d assigned to %q, not a live node", p, owner)
 		}
-		if ps := sts[i].partition(p); ps == nil || ps.State != manager.StateActive {
+		if ps := sts[i].partition(p); ps == nil || ps.State != status.StateActive {
 			return asg, fmt.Sprintf("partition %d not active on its owner %s yet", p, owner)
 		}
 	}

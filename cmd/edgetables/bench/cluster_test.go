@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // TestSettled checks when the failover scenario takes a cluster for
@@ -14,14 +14,14 @@ import (
 // its owner.
 func TestSettled(t *testing.T) {
 	asg := assign.Assignment{Generation: 5, Partitions: 2, Actives: []string{"n0", "n2"}}
-	members := []manager.MemberState{{Node: "n0"}, {Node: "n2"}}
-	node := func(name string, p int, state manager.PartitionState) *nodeStatus {
+	members := []status.MemberState{{Node: "n0"}, {Node: "n2"}}
+	node := func(name string, p int, state status.PartitionState) *nodeStatus {
 		return &nodeStatus{Node: name, Ready: true,
-			Partitions: []manager.PartitionStatus{{Partition: p, State: state}},
-			Cluster:    &manager.ClusterStatus{Generation: 5, Applied: 5, Members: members, Assignment: asg}}
+			Partitions: []status.PartitionStatus{{Partition: p, State: state}},
+			Cluster:    &status.ClusterStatus{Generation: 5, Applied: 5, Members: members, Assignment: asg}}
 	}
 	good := func() map[int]*nodeStatus {
-		return map[int]*nodeStatus{0: node("n0", 0, manager.StateActive), 2: node("n2", 1, manager.StateActive)}
+		return map[int]*nodeStatus{0: node("n0", 0, status.StateActive), 2: node("n2", 1, status.StateActive)}
 	}
 	live := []int{0, 2}
 	if got, why := settled(good(), live, 4); why != "" || got.Generation != 5 {
@@ -36,7 +36,7 @@ func TestSettled(t *testing.T) {
 		{"a node does not answer", func(s map[int]*nodeStatus) { delete(s, 2) }, 4, "n2 does not answer"},
 		{"not ready", func(s map[int]*nodeStatus) { s[0].Ready = false }, 4, "n0 not ready"},
 		{"the dead member still seen", func(s map[int]*nodeStatus) {
-			s[2].Cluster.Members = append(s[2].Cluster.Members, manager.MemberState{Node: "n1"})
+			s[2].Cluster.Members = append(s[2].Cluster.Members, status.MemberState{Node: "n1"})
 		}, 4, "n2 sees 3 members"},
 		{"no generation since the kill", func(map[int]*nodeStatus) {}, 5, "n0 at generation 5"},
 		{"not applied", func(s map[int]*nodeStatus) { s[2].Cluster.Applied = 4 }, 4, "n2 at generation 5, applied 4"},
@@ -49,13 +49,13 @@ func TestSettled(t *testing.T) {
 			}
 		}, 4, `partition 1 assigned to "n1"`},
 		{"still recovering", func(s map[int]*nodeStatus) {
-			s[2].Partitions[0].State = manager.StateRecovering
+			s[2].Partitions[0].State = status.StateRecovering
 		}, 4, "partition 1 not active on its owner n2"},
 	} {
 		sts := good()
 		for _, st := range sts { // no shared slices between the cases
 			cs := *st.Cluster
-			cs.Members = append([]manager.MemberState(nil), cs.Members...)
+			cs.Members = append([]status.MemberState(nil), cs.Members...)
 			cs.Assignment.Actives = append([]string(nil), cs.Assignment.Actives...)
 			st.Cluster = &cs
 		}

@@ -14,8 +14,8 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/jetstream"
-	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/assign"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // The kills of one failover case: a cluster started once, killed and
@@ -177,7 +177,7 @@ func (c *cluster) waitCaughtUp(ctx context.Context, what string, live []int, min
 						return fmt.Sprintf("partition %d's standby %q is not a node", p, name), nil
 					}
 					sb := sts[j].partition(p)
-					if sb == nil || sb.State != manager.StateStandby || sb.AppliedOffset < act.AppliedOffset {
+					if sb == nil || sb.State != status.StateStandby || sb.AppliedOffset < act.AppliedOffset {
 						return fmt.Sprintf("partition %d's standby on %s has not applied offset %d", p, name, act.AppliedOffset), nil
 					}
 					standbyOf[p] = append(standbyOf[p], name)
@@ -363,7 +363,7 @@ func (e *env) failoverKill(ctx context.Context, c *cluster, victim int, sts map[
 	out.observed = time.Since(killed)
 	asg := sts[survivors[0]].Cluster.Assignment
 	out.gen = asg.Generation
-	recs := map[int]*manager.RecoveryProgress{}
+	recs := map[int]*status.RecoveryProgress{}
 	detected := genSeen
 	for _, p := range out.moved {
 		i, _ := index(sts, asg.Actives[p])

@@ -13,6 +13,7 @@ import (
 	edgebuiltin "github.com/edgetables/edgetables/edge/builtin"
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/status"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -147,7 +148,7 @@ func (r *running) waitReady(ctx context.Context) error {
 // last seen.
 func (r *running) waitCommitted(ctx context.Context, seq uint64) (time.Time, error) {
 	var at time.Time
-	var st manager.Status
+	var st status.Status
 	// Every 10 ms: Status costs about 0.1 ms of CPU, which more frequent
 	// polling would take from the run it measures.
 	err := waitUntil(ctx, fmt.Sprintf("every partition to commit source sequence %d", seq), 10*time.Millisecond, func() (bool, error) {
@@ -177,7 +178,7 @@ func (r *running) waitCommitted(ctx context.Context, seq uint64) (time.Time, err
 }
 
 // deadLetters returns the number of refused events.
-func deadLetters(st manager.Status) uint64 {
+func deadLetters(st status.Status) uint64 {
 	var n uint64
 	for _, c := range st.DeadLetters {
 		n += c

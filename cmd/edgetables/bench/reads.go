@@ -18,6 +18,7 @@ import (
 
 	"github.com/edgetables/edgetables/edge/httpapi"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // Reads settings.
@@ -67,19 +68,19 @@ func (e *env) reads(ctx context.Context) ([]Result, error) {
 	// The table: one changelog record per key, recovered by a manager.
 	names := make([]string, keys)
 	values := make([][]byte, keys)
-	batches := make([][]manager.Record, e.cfg.Partitions)
+	batches := make([][]port.Record, e.cfg.Partitions)
 	for k := range names {
 		names[k] = keyName(k)
 		values[k] = strconv.AppendInt(nil, readValue(k), 10)
 		part := manager.PartitionOf([]byte(names[k]), e.cfg.Partitions)
-		batches[part] = append(batches[part], manager.Record{Table: table.Name(), Key: []byte(names[k]), Value: values[k]})
+		batches[part] = append(batches[part], port.Record{Table: table.Name(), Key: []byte(names[k]), Value: values[k]})
 	}
 	for part, recs := range batches {
 		var expect uint64
 		for len(recs) > 0 {
 			b := recs[:min(len(recs), appendBatch)]
 			recs = recs[len(b):]
-			if expect, err = p.changelog.Append(ctx, part, expect, b, manager.CommitMarker{Node: nodeName}); err != nil {
+			if expect, err = p.changelog.Append(ctx, part, expect, b, port.CommitMarker{Node: nodeName}); err != nil {
 				return nil, fmt.Errorf("write changelog: %w", err)
 			}
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
+	"github.com/edgetables/edgetables/manager/port"
 )
 
 // Recovery settings.
@@ -167,13 +168,13 @@ func (e *env) writeChangelog(ctx context.Context, cl *jetstream.Changelog, parts
 		go func() {
 			defer wg.Done()
 			var expect uint64
-			batch := make([]manager.Record, 0, appendBatch)
+			batch := make([]port.Record, 0, appendBatch)
 			// The markers commit no source position: the source stream
 			// is empty, and a position beyond its end would be taken for
 			// a source that lost its tail, which a takeover confirms
 			// for seconds before it ends the partition's recovery.
 			flush := func() error {
-				l, err := cl.Append(ctx, part, expect, batch, manager.CommitMarker{Node: nodeName})
+				l, err := cl.Append(ctx, part, expect, batch, port.CommitMarker{Node: nodeName})
 				expect = l
 				batch = batch[:0]
 				return err
@@ -182,7 +183,7 @@ func (e *env) writeChangelog(ctx context.Context, cl *jetstream.Changelog, parts
 				if int(partOf[k]) != part {
 					continue
 				}
-				batch = append(batch, manager.Record{Table: table, Key: []byte(keyName(int(k))), Value: payload(i)})
+				batch = append(batch, port.Record{Table: table, Key: []byte(keyName(int(k))), Value: payload(i)})
 				if len(batch) == appendBatch {
 					if errs[part] = flush(); errs[part] != nil {
 						cancel()
@@ -244,7 +245,11 @@ func (e *env) recoverOnce(ctx context.Context, p ports, sz recoverySize, app str
 		return recoveryRun{}, err
 	}
 	var ended time.Time
-	for _, rp := range m.Recovery().Progress() {
+	for _, ps := range m.Status().Partitions {
+		rp := ps.Recovery
+		if rp == nil {
+			continue
+		}
 		rr.entries += rp.Records
 		if rp.Ended.After(ended) {
 			ended = rp.Ended
@@ -281,14 +286,12 @@ func checkLatest(ctx context.Context, m *manager.TableManager, t *manager.Table[
 			return fmt.Errorf("key %s: value %s, want %s", keyName(k), v, want)
 		}
 	}
-	infos, err := m.TableInfos()
+	n, err := m.Count(t.Name())
 	if err != nil {
 		return err
 	}
-	for _, ti := range infos {
-		if ti.Name == t.Name() && ti.Keys != present {
-			return fmt.Errorf("table holds %d keys, want %d", ti.Keys, present)
-		}
+	if n != present {
+		return fmt.Errorf("table holds %d keys, want %d", n, present)
 	}
 	return nil
 }
