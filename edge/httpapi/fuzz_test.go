@@ -67,27 +67,7 @@ func fuzzNode(f *testing.F) (*edge.Node, http.Handler) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	f.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			f.Errorf("node Run: %v", err)
-		}
-	})
-	select {
-	case <-n.Started():
-	case err := <-done:
-		f.Fatalf("node stopped: %v", err)
-	case <-time.After(20 * time.Second):
-		f.Fatal("node did not start")
-	}
-	for deadline := time.Now().Add(20 * time.Second); !n.Manager().Ready(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			f.Fatal("node not ready")
-		}
-	}
+	runReadyNode(f, n)
 	return n, httpapi.New(n.Manager(), httpapi.Options{Logger: log, Tokens: tokens}).Handler()
 }
 
@@ -209,4 +189,31 @@ func FuzzRouterServe(f *testing.F) {
 			}
 		}
 	})
+}
+
+// runReadyNode runs n until the test ends (its Run must then return nil)
+// and waits until it has started and its table manager is ready.
+func runReadyNode(tb testing.TB, n *edge.Node) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	tb.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("node Run: %v", err)
+		}
+	})
+	select {
+	case <-n.Started():
+	case err := <-done:
+		tb.Fatalf("node stopped: %v", err)
+	case <-time.After(20 * time.Second):
+		tb.Fatal("node did not start")
+	}
+	for deadline := time.Now().Add(20 * time.Second); !n.Manager().Ready(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			tb.Fatal("node not ready")
+		}
+	}
 }

@@ -3,7 +3,6 @@ package httpapi_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -52,27 +51,7 @@ func startNode(tb testing.TB, specs, globals []string) *edge.Node {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("node Run: %v", err)
-		}
-	})
-	select {
-	case <-n.Started():
-	case err := <-done:
-		tb.Fatalf("node stopped: %v", err)
-	case <-time.After(20 * time.Second):
-		tb.Fatal("node did not start")
-	}
-	for deadline := time.Now().Add(20 * time.Second); !n.Manager().Ready(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			tb.Fatal("node not ready")
-		}
-	}
+	runReadyNode(tb, n)
 	return n
 }
 
