@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -83,8 +84,13 @@ func (n *Node) checkApp(ctx context.Context, js natsjs.JetStream) error {
 			return n.syncLocalStores(doc)
 		}
 		if len(plan.claimed) > 0 {
-			if err := n.checkStopped(ctx, js, plan.claimed); err != nil {
+			replan, err := n.checkStopped(ctx, js, meta, rev, plan.claimed)
+			if err != nil {
 				return err
+			}
+			if replan {
+				n.log.Info("the app's metadata changed meanwhile; reading it again", "bucket", meta.Bucket())
+				continue
 			}
 		}
 		if _, err := meta.Update(ctx, plan.doc, rev); errors.Is(err, jetstream.ErrMetaConflict) {
@@ -149,18 +155,71 @@ func (n *Node) createApp(ctx context.Context, js natsjs.JetStream, meta *jetstre
 }
 
 // checkStopped refuses a reset while other nodes of the app run: they
-// would go on writing the table's records while it is purged.
-func (n *Node) checkStopped(ctx context.Context, js natsjs.JetStream, tables []string) error {
-	live, err := jetstream.LiveMembers(ctx, js, n.cfg.App)
+// would go on writing the table's records while it is purged. A lease in
+// the group does not prove that its node runs: a node that stopped after
+// the cluster lost its quorum (the last ones of a cluster stopped together)
+// could not remove it, and it stays until the server expires it, some time
+// after the cluster is back. So the leases found are watched for one TTL,
+// and only the nodes that renew theirs are running. Meanwhile another node
+// may have carried out the reset and started; when the metadata moved from
+// rev, checkStopped returns replan and the caller plans again from what is
+// stored.
+func (n *Node) checkStopped(ctx context.Context, js natsjs.JetStream, meta *jetstream.Meta, rev uint64, tables []string) (replan bool, err error) {
+	others := func() ([]jetstream.Lease, error) {
+		live, err := jetstream.LiveMembers(ctx, js, n.cfg.App)
+		return slices.DeleteFunc(live, func(l jetstream.Lease) bool { return l.Node == n.cfg.Name }), err
+	}
+	first, err := others()
+	if err != nil || len(first) == 0 {
+		return false, err
+	}
+	wait := cmp.Or(n.cfg.SessionTimeout, jetstream.DefaultSessionTimeout)
+	for _, l := range first {
+		wait = max(wait, l.TTL)
+	}
+	wait = min(wait, maxLeaseWatch) + time.Second
+	n.log.Info("--reset-table: other nodes of the app hold leases in its group; watching whether they renew them",
+		"tables", tables, "nodes", leaseNodes(first), "for", wait)
+	t := time.NewTimer(wait)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return false, ctx.Err()
+	case <-t.C:
+	}
+	if _, now, err := meta.Load(ctx); err != nil || now != rev {
+		return err == nil, err
+	}
+	second, err := others()
 	if err != nil {
-		return err
+		return false, err
 	}
-	live = slices.DeleteFunc(live, func(m string) bool { return m == n.cfg.Name })
-	if len(live) > 0 {
-		return shapeErrorf("--reset-table %s: nodes %v of app %s are running; stop every node of the app first "+
-			"(they write the table's records, which the reset drops), then start them with the new spec", tables[0], live, n.cfg.App)
+	var running []string
+	for _, l := range second {
+		i := slices.IndexFunc(first, func(f jetstream.Lease) bool { return f.Node == l.Node })
+		if i < 0 || first[i].Revision != l.Revision {
+			running = append(running, l.Node)
+		}
 	}
-	return nil
+	if len(running) > 0 {
+		return false, shapeErrorf("--reset-table %s: nodes %v of app %s are running; stop every node of the app first "+
+			"(they write the table's records, which the reset drops), then start them with the new spec", tables[0], running, n.cfg.App)
+	}
+	n.log.Info("--reset-table: no other node renewed its lease; they are stopped", "nodes", leaseNodes(first))
+	return false, nil
+}
+
+// maxLeaseWatch bounds how long checkStopped watches leases: a node's
+// session timeout is seconds.
+const maxLeaseWatch = time.Minute
+
+// leaseNodes returns the node of each lease.
+func leaseNodes(ls []jetstream.Lease) []string {
+	out := make([]string, len(ls))
+	for i, l := range ls {
+		out[i] = l.Node
+	}
+	return out
 }
 
 // finishReset drops the records of table, whose reset this node claimed,

@@ -359,8 +359,9 @@ func TestPurgeGlobalTable(t *testing.T) {
 	}
 }
 
-// TestLiveMembers: members with a live lease are listed; one that left is
-// not; an app without a group has none.
+// TestLiveMembers: members with a lease are listed with its revision and
+// TTL, and a renewal moves the revision; one that left is not listed; an
+// app without a group has none.
 func TestLiveMembers(t *testing.T) {
 	_, _, js := jstest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -370,7 +371,7 @@ func TestLiveMembers(t *testing.T) {
 	}
 	var groups []*jetstream.Group
 	for _, node := range []string{"n2", "n1"} {
-		g, err := jetstream.NewGroup(ctx, js, jetstream.GroupConfig{App: "app", Node: node})
+		g, err := jetstream.NewGroup(ctx, js, jetstream.GroupConfig{App: "app", Node: node, SessionTimeout: 3 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -379,13 +380,33 @@ func TestLiveMembers(t *testing.T) {
 		}
 		groups = append(groups, g)
 	}
-	if live, err := jetstream.LiveMembers(ctx, js, "app"); err != nil || !reflect.DeepEqual(live, []string{"n1", "n2"}) {
+	names := func(ls []jetstream.Lease) []string {
+		var out []string
+		for _, l := range ls {
+			out = append(out, l.Node)
+		}
+		return out
+	}
+	live, err := jetstream.LiveMembers(ctx, js, "app")
+	if err != nil || !reflect.DeepEqual(names(live), []string{"n1", "n2"}) {
 		t.Fatalf("LiveMembers = %v, %v; want [n1 n2]", live, err)
+	}
+	for _, l := range live {
+		if l.TTL != 3*time.Second || l.Revision == 0 {
+			t.Errorf("lease %+v, want a revision and a TTL of 3s", l)
+		}
+	}
+	if err := groups[1].Heartbeat(ctx, status.MemberState{}); err != nil {
+		t.Fatal(err)
+	}
+	renewed, err := jetstream.LiveMembers(ctx, js, "app")
+	if err != nil || len(renewed) != 2 || renewed[0].Revision <= live[0].Revision || renewed[1].Revision != live[1].Revision {
+		t.Fatalf("after n1 renewed: %+v, %v; before %+v; want n1's revision moved and n2's not", renewed, err, live)
 	}
 	if err := groups[0].Leave(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if live, err := jetstream.LiveMembers(ctx, js, "app"); err != nil || !reflect.DeepEqual(live, []string{"n1"}) {
+	if live, err := jetstream.LiveMembers(ctx, js, "app"); err != nil || !reflect.DeepEqual(names(live), []string{"n1"}) {
 		t.Fatalf("LiveMembers after n2 left = %v, %v; want [n1]", live, err)
 	}
 }

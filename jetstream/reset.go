@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -122,17 +123,32 @@ func purgeSubject(ctx context.Context, js natsjs.JetStream, stream, subject stri
 	return purged, nil
 }
 
-// LiveMembers returns the names of the members of app's consumer group
-// whose lease is live (their key in <app>_group holds a value, not a
-// removal marker), sorted; none when the bucket does not exist. One request
-// plus one per member key.
-func LiveMembers(ctx context.Context, js natsjs.JetStream, app string) ([]string, error) {
+// Lease is a member's lease in an app's consumer group as stored: a member
+// that runs renews it (a new revision) at least once per TTL; one that
+// stopped without leaving keeps its last revision until the server removes
+// the key when the TTL runs out (which a cluster that lost its quorum
+// meanwhile may do only some time after it is back).
+type Lease struct {
+	// Node is the member's name.
+	Node string
+	// Revision is the stream sequence of the lease's last renewal.
+	Revision uint64
+	// TTL is the lease's time to live (its Nats-TTL); 0 when it has none.
+	TTL time.Duration
+}
+
+// LiveMembers returns the leases of the members of app's consumer group
+// that hold one (their key in <app>_group holds a value, not a removal
+// marker), sorted by node; none when the bucket does not exist. One request
+// plus one per member key. A lease listed here may belong to a node that
+// has stopped: only one whose Revision moves within its TTL is renewed.
+func LiveMembers(ctx context.Context, js natsjs.JetStream, app string) ([]Lease, error) {
 	if err := ValidateApp(app); err != nil {
 		return nil, err
 	}
 	bucket := GroupBucket(app)
 	prefix := kvSubject(bucket, groupMemberPrefix)
-	var live []string
+	var live []Lease
 	err := retry(ctx, "list the members of "+bucket, func() error {
 		live = live[:0]
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
@@ -156,17 +172,32 @@ func LiveMembers(ctx context.Context, js natsjs.JetStream, app string) ([]string
 			if err != nil {
 				return apiAbsent(err)
 			}
-			if !kvRemoved(msg.Header) {
-				live = append(live, strings.TrimPrefix(subj, prefix))
+			if kvRemoved(msg.Header) {
+				continue
 			}
+			l := Lease{Node: strings.TrimPrefix(subj, prefix), Revision: msg.Sequence}
+			if ttl := msg.Header.Get(natsjs.MsgTTLHeader); ttl != "" {
+				if d, err := parseMsgTTL(ttl); err == nil {
+					l.TTL = d
+				}
+			}
+			live = append(live, l)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("edgetables/jetstream: members of app %s: %w", app, err)
 	}
-	slices.Sort(live)
+	slices.SortFunc(live, func(a, b Lease) int { return strings.Compare(a.Node, b.Node) })
 	return live, nil
+}
+
+// parseMsgTTL parses a Nats-TTL header: a Go duration or whole seconds.
+func parseMsgTTL(v string) (time.Duration, error) {
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		return time.Duration(secs) * time.Second, nil
+	}
+	return time.ParseDuration(v)
 }
 
 // ChangelogPartitions returns the partition count the changelog streams of
