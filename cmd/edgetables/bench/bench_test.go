@@ -10,7 +10,7 @@ import (
 )
 
 func TestPayload(t *testing.T) {
-	for _, v := range []int{0, 7, 999_999, 1 << 40} {
+	for _, v := range []int{0, 7, 999_999, 1<<31 - 1} { // the largest value of a 32-bit int
 		p := payload(v)
 		if len(p) != payloadSize {
 			t.Errorf("payload(%d) has %d bytes", v, len(p))
