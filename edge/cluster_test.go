@@ -19,6 +19,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/edge/builtin"
+	"github.com/edgetables/edgetables/jetstream/jstest"
 	"github.com/edgetables/edgetables/manager/status"
 )
 
@@ -85,6 +86,7 @@ func newTestCluster(t *testing.T, n int, specs ...string) *testCluster {
 // newConfiguredCluster is newTestCluster with configure called on each
 // node's configuration before it starts.
 func newConfiguredCluster(t *testing.T, n int, configure func(i int, cfg *Config), specs ...string) *testCluster {
+	jstest.SkipUnlessCluster(t)
 	c := &testCluster{t: t, dir: t.TempDir(), specs: specs, configure: configure, nodes: make([]*Node, n), stops: make([]func(), n)}
 	for i := 0; i < n; i++ {
 		c.logs = append(c.logs, &logTail{})

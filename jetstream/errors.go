@@ -65,4 +65,14 @@ var (
 	// marker, member state, assignment, record, dead letter) of a later
 	// wire version than this edgetables reads: a newer one wrote it.
 	ErrWireVersion = errors.New("edgetables/jetstream: document of a later wire version")
+	// ErrClusterUnsupported is returned by StartServer and
+	// CheckServerConfig for an embedded cluster (ServerConfig.ClusterListen)
+	// in a 32-bit build (linux/arm/v7): nats-server v2.15.2's JetStream
+	// cluster stores a 64-bit field atomically at an offset that is not
+	// 64-bit aligned on 32-bit platforms, and the server panics within a
+	// second of forming the cluster. A single node, a leaf node of a hub
+	// and a client of an external cluster run there.
+	ErrClusterUnsupported = errors.New("edgetables/jetstream: an embedded JetStream cluster does not run in a 32-bit build " +
+		"(nats-server v2.15.2 panics on an unaligned 64-bit atomic in its cluster state); " +
+		"on this device run a single node, a leaf node of a hub, or use an external NATS cluster")
 )

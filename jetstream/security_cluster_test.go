@@ -32,6 +32,7 @@ func freeAddr(t *testing.T) string {
 // two nodes form it; a node without the password, or without a
 // certificate, cannot join.
 func TestClusterRouteSecurity(t *testing.T) {
+	jstest.SkipUnlessCluster(t)
 	const routePassword = "route-secret-77c2"
 	pki := jstest.NewPKI(t, "n1", "n2", "n3")
 	other := jstest.NewPKI(t, "n3")

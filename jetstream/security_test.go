@@ -311,6 +311,9 @@ func TestInsecureListen(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.cfg.ClusterListen != "" {
+				jstest.SkipUnlessCluster(t)
+			}
 			logs := &syncBuffer{}
 			tt.cfg.StoreDir = t.TempDir()
 			tt.cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))

@@ -213,6 +213,9 @@ func serverOptions(cfg *ServerConfig) (*server.Options, *nodeIdentity, error) {
 	if cfg.ClusterListen != "" && cfg.Name == "" {
 		return nil, nil, errors.New("edgetables/jetstream: ServerConfig.Name is required with ClusterListen")
 	}
+	if cfg.ClusterListen != "" && !ClusterSupported {
+		return nil, nil, ErrClusterUnsupported
+	}
 	if cfg.Name == "" {
 		cfg.Name, _ = os.Hostname()
 		if cfg.Name == "" {

@@ -151,6 +151,8 @@ func (r *runCmd) Validate() error {
 		return errors.New("--name: a cluster member needs a stable name")
 	case r.ClusterListen != "" && len(r.NATSURL) > 0:
 		return errors.New("--nats-url: excludes --cluster-listen (an embedded cluster)")
+	case r.ClusterListen != "" && !jetstream.ClusterSupported:
+		return fmt.Errorf("--cluster-listen: %w", jetstream.ErrClusterUnsupported)
 	case r.Replicas < 0 || r.Replicas > 5:
 		return fmt.Errorf("--replicas %d: want 0 (automatic) to 5", r.Replicas)
 	case r.Standbys < 0:

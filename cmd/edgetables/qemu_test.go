@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -18,10 +19,15 @@ import (
 )
 
 // qemuTargets are the device builds of deploy/release.sh that CI runs
-// under qemu user emulation: the release binary's name and the emulator.
-var qemuTargets = []struct{ target, binary, qemu string }{
-	{"linux/arm64", "edgetables-linux-arm64", "qemu-aarch64"},
-	{"linux/arm/v7", "edgetables-linux-armv7", "qemu-arm"},
+// under qemu user emulation: the release binary's name, the emulator, and
+// whether it runs an embedded cluster (a 32-bit build refuses to: see
+// jetstream.ErrClusterUnsupported).
+var qemuTargets = []struct {
+	target, binary, qemu string
+	cluster              bool
+}{
+	{"linux/arm64", "edgetables-linux-arm64", "qemu-aarch64", true},
+	{"linux/arm/v7", "edgetables-linux-armv7", "qemu-arm", false},
 }
 
 // TestQEMUSmoke runs the ARM release binaries under qemu user emulation:
@@ -70,6 +76,9 @@ func TestQEMUSmoke(t *testing.T) {
 			}
 			start := time.Now()
 			qemuSmoke(t, emu, bin)
+			if !q.cluster {
+				qemuClusterRefused(t, emu, bin)
+			}
 			t.Logf("%s under %s: %s", q.binary, filepath.Base(emu), time.Since(start).Round(100*time.Millisecond))
 		})
 	}
@@ -137,5 +146,18 @@ func qemuSmoke(t *testing.T, emu, bin string) {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("exit after SIGTERM: %v\n%s", err, log)
+	}
+}
+
+// qemuClusterRefused runs bin under emu as a cluster member, which a 32-bit
+// build refuses: exit 2, naming --cluster-listen and why.
+func qemuClusterRefused(t *testing.T, emu, bin string) {
+	cmd := exec.Command(emu, bin, "run", "--name=c1", "--data-dir="+t.TempDir(),
+		fmt.Sprintf("--cluster-listen=127.0.0.1:%d", freePort(t)), fmt.Sprintf("--routes=nats-route://127.0.0.1:%d", freePort(t)),
+		"--table=name=count,source=sensors.*.temp,key=subject:2,agg=count")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "--cluster-listen") || !strings.Contains(string(out), "32-bit") {
+		t.Fatalf("a cluster member in a 32-bit build: %v\n%s\nwant exit 2 naming --cluster-listen and the 32-bit build", err, out)
 	}
 }

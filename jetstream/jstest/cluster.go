@@ -52,6 +52,7 @@ type Node struct {
 // logs are discarded unless EDGETABLES_TEST_LOG is set.
 func StartCluster(t testing.TB, n int) []*Node {
 	t.Helper()
+	SkipUnlessCluster(t)
 	if n < 1 {
 		t.Fatalf("jstest: StartCluster(%d)", n)
 	}
@@ -191,4 +192,13 @@ func testLogger() *slog.Logger {
 		out = os.Stderr
 	}
 	return slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// SkipUnlessCluster skips t in a build that cannot run an embedded cluster
+// (see jetstream.ErrClusterUnsupported).
+func SkipUnlessCluster(t testing.TB) {
+	t.Helper()
+	if !jetstream.ClusterSupported {
+		t.Skip("an embedded JetStream cluster does not run in a 32-bit build (jetstream.ErrClusterUnsupported)")
+	}
 }
