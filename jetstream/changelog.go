@@ -44,10 +44,10 @@ var stateAttempts = []time.Duration{
 }
 
 // consumerDropTimeout bounds the deletion of a replay's or follower's
-// ordered consumer.
+// consumer.
 const consumerDropTimeout = 2 * time.Second
 
-// dropConsumer deletes cons, an ordered consumer of stream that a replay or
+// dropConsumer deletes cons, a consumer of stream that a replay or
 // a follower is done with, in the background: its caller does not wait for
 // the answer, which does not come while the stream has no leader (after
 // its leader's node died, when standbys are promoted), and would hold up a
@@ -359,14 +359,19 @@ func ttlHeader(ttl time.Duration) string {
 }
 
 // Replay reads partition p from sequence from up to and including until with
-// an ordered consumer and passes the entries to fn in batches of at most
+// a consumer of its own (see seqReader) and passes the entries to fn in batches of at most
 // batchSize (DefaultReplayBatch if <= 0); fn may keep the slices. It returns
 // once the entry at until, or the last one before it, has been passed: the
 // log may have gaps (compaction) or end before until. It returns at once if
 // until < from or the log holds nothing at or after from. A message whose
 // subject is neither a record nor a marker of partition p gives an error
-// wrapping ErrBadSubject. The cost is one stream info request, one consumer
-// creation and deletion, and the messages (about 0.5 M/s measured).
+// wrapping ErrBadSubject. A consumer lost with its server, or one that skips
+// a message, is replaced (maxReaderReopens times) by one reading on from
+// the next sequence; after that the replay ends with an error: the entries
+// passed to fn are good, and the caller replays again from after them. The
+// cost is one
+// stream info request, one consumer creation and deletion, and the messages
+// (about 0.5 M/s measured).
 func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batchSize int, fn func([]port.Entry) error) error {
 	if err := c.checkPartition(p); err != nil {
 		return err
@@ -394,27 +399,12 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 		return nil // the messages from there on were removed or superseded
 	}
 	from = first
-	cons, err := c.js.OrderedConsumer(ctx, stream, natsjs.OrderedConsumerConfig{
-		DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
-		OptStartSeq:       from,
-		MaxResetAttempts:  3,
-		InactiveThreshold: time.Minute,
-	})
+	r, err := c.openSeqReader(ctx, stream, from)
 	if err != nil {
 		return fmt.Errorf("edgetables/jetstream: replay partition %d (stream %s) from %d: %w", p, stream, from, err)
 	}
-	it, err := cons.Messages(natsjs.PullMaxMessagesWithBytesLimit(replayPull, replayPullBytes))
-	if err != nil {
-		return fmt.Errorf("edgetables/jetstream: replay partition %d (stream %s) from %d: %w", p, stream, from, err)
-	}
-	// Next does not watch ctx while the ordered consumer recreates itself;
-	// stopping the iterator ends that too.
-	unwatch := context.AfterFunc(ctx, it.Stop)
-	defer func() {
-		unwatch()
-		it.Stop()
-		c.dropConsumer(stream, cons)
-	}()
+	defer func() { r.close() }()
+	reopens := 0
 	// The consumer's NumPending at creation is not reliable on replicated
 	// streams, nor are the messages' own on a lagging replica, so when a
 	// message says nothing is pending before until, or nothing arrives for a
@@ -424,7 +414,7 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 	next := from
 	lagging := false // the leader said messages up to until are left
 	for {
-		msg, err := it.Next(natsjs.NextMaxWait(replayIdle))
+		msg, md, err := r.next(replayIdle)
 		if errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
 			left, lerr := c.firstAtOrAfter(ctx, p, next)
 			if lerr != nil {
@@ -433,17 +423,24 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 			if left == 0 || left > until {
 				break // what remained was removed or superseded
 			}
-			return fmt.Errorf("edgetables/jetstream: replay partition %d (stream %s): no message for %s although sequence %d is stored", p, stream, replayIdle, left)
+			// A consumer lost with its server may go silent.
+			err = fmt.Errorf("no message for %s although sequence %d is stored", replayIdle, left)
+		}
+		if err != nil && ctx.Err() == nil && reopens < maxReaderReopens {
+			// The consumer was lost with its server, or skipped a message:
+			// go on from next on a new one.
+			reopens++
+			r.close()
+			r, err = c.openSeqReader(ctx, stream, next)
+			if err == nil {
+				continue
+			}
 		}
 		if err != nil {
 			if ctx.Err() != nil {
 				err = ctx.Err()
 			}
-			return fmt.Errorf("edgetables/jetstream: replay partition %d (stream %s) from %d to %d: %w", p, stream, from, until, err)
-		}
-		md, err := msg.Metadata()
-		if err != nil {
-			return fmt.Errorf("edgetables/jetstream: replay partition %d (stream %s): %w", p, stream, err)
+			return fmt.Errorf("edgetables/jetstream: replay partition %d (stream %s) from %d to %d, at %d: %w", p, stream, from, until, next, err)
 		}
 		seq := md.Sequence.Stream
 		if seq > until {

@@ -25,8 +25,10 @@ const (
 // in sequence order. A batch is passed when it is full or when the reader
 // has caught up with the log's end, so a follower lags by at most one batch
 // while the log grows and by nothing once it is idle. Follow returns nil when
-// ctx ends, or the first error of fn or of the read. Standby replicas use it.
-// The cost is one ordered consumer for as long as Follow runs.
+// ctx ends, or the first error of fn or of the read. A consumer lost with
+// its server (two missed heartbeats) or one that skips a message is
+// replaced by one reading on from the next sequence. Standby replicas use
+// it. The cost is one consumer for as long as Follow runs.
 func (c *Changelog) Follow(ctx context.Context, p int, from uint64, batchSize int, fn func([]port.Entry) error) error {
 	if err := c.checkPartition(p); err != nil {
 		return err
@@ -35,39 +37,20 @@ func (c *Changelog) Follow(ctx context.Context, p int, from uint64, batchSize in
 		batchSize = DefaultReplayBatch
 	}
 	stream := c.streams[p]
-	cons, err := c.js.OrderedConsumer(ctx, stream, natsjs.OrderedConsumerConfig{
-		DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
-		OptStartSeq:       max(from, 1),
-		InactiveThreshold: time.Minute,
-		// Unlimited by default: a consumer that cannot be recreated (no
-		// meta leader) would keep Next, and so the standby's task, busy
-		// for ever. The task retries instead, watching its context.
-		MaxResetAttempts: 3,
-	})
+	r, err := c.openSeqReader(ctx, stream, max(from, 1))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
 		return fmt.Errorf("edgetables/jetstream: follow partition %d (stream %s) from %d: %w", p, stream, from, err)
 	}
-	it, err := cons.Messages(natsjs.PullMaxMessagesWithBytesLimit(replayPull, replayPullBytes),
-		natsjs.PullExpiry(pullExpiry), natsjs.PullHeartbeat(pullHeartbeat))
-	if err != nil {
-		return fmt.Errorf("edgetables/jetstream: follow partition %d (stream %s) from %d: %w", p, stream, from, err)
-	}
-	// Next does not watch ctx while the ordered consumer recreates itself;
-	// stopping the iterator ends that too.
-	unwatch := context.AfterFunc(ctx, it.Stop)
-	defer func() {
-		unwatch()
-		it.Stop()
-		c.dropConsumer(stream, cons)
-	}()
+	defer func() { r.close() }()
 	var batch []port.Entry
 	next := max(from, 1)  // the sequence the follower waits for
 	lastMsg := time.Now() // when a message last came, or the log was checked
+	barren := 0           // consumers in a row that failed before delivering
 	for {
-		msg, err := it.Next(natsjs.NextMaxWait(followFlush))
+		msg, md, err := r.next(followFlush)
 		if errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
 			// Quiet log: apply what was read (a message's NumPending is
 			// not reliable on replicated streams, so the batch may not
@@ -93,11 +76,24 @@ func (c *Changelog) Follow(ctx context.Context, p int, from uint64, batchSize in
 			if ctx.Err() != nil || errors.Is(err, natsjs.ErrMsgIteratorClosed) {
 				return nil
 			}
-			return fmt.Errorf("edgetables/jetstream: follow partition %d (stream %s): %w", p, stream, err)
-		}
-		md, err := msg.Metadata()
-		if err != nil {
-			return fmt.Errorf("edgetables/jetstream: follow partition %d (stream %s): %w", p, stream, err)
+			// The consumer was lost with its server, or skipped a
+			// message: go on from next on a new one, unless consumers keep
+			// failing before they deliver anything (the caller then
+			// retries after a pause).
+			if r.delivered > 0 {
+				barren = 0
+			} else if barren++; barren >= maxReaderReopens {
+				return fmt.Errorf("edgetables/jetstream: follow partition %d (stream %s) at %d: %w", p, stream, next, err)
+			}
+			r.close()
+			if r, err = c.openSeqReader(ctx, stream, next); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("edgetables/jetstream: follow partition %d (stream %s) at %d: %w", p, stream, next, err)
+			}
+			lastMsg = time.Now()
+			continue
 		}
 		e, err := c.decode(p, md.Sequence.Stream, msg)
 		if err != nil {
