@@ -23,14 +23,19 @@ const (
 	// watchExpiry is how long one pull request lives.
 	watchExpiry = 5 * time.Second
 	// watchHeartbeat is how often an idle consumer hears from the server;
-	// two missed heartbeats make the watch start over.
-	watchHeartbeat = time.Second
+	// two missed heartbeats make the watch start over. After a node's
+	// death the survivors whose watch read from it learn the new
+	// assignment only once their watch started over.
+	watchHeartbeat = 500 * time.Millisecond
 	// watchPoll is how often Watch checks whether its connection
 	// reconnected (messages may have been lost meanwhile: it starts over).
 	watchPoll = time.Second
 	// watchCreateTimeout bounds one attempt to create the consumer: a
-	// request sent while the cluster elects a meta leader gets no answer.
-	watchCreateTimeout = 2 * time.Second
+	// request sent while the cluster elects a meta leader gets no answer,
+	// nor one whose consumer was placed on a server that just died. The
+	// first attempt gets watchFirstCreateTimeout.
+	watchCreateTimeout      = 2 * time.Second
+	watchFirstCreateTimeout = time.Second
 	// watchRetryWait is the pause between failed attempts.
 	watchRetryWait = 250 * time.Millisecond
 	// watchFailWait is the pause after an error that retries do not cure
@@ -54,15 +59,16 @@ var errWatchGap = errors.New("edgetables/jetstream: group watch missed a message
 // reconnected, its consumer was lost with a node of the cluster, a message
 // is missing) it reads the bucket again from the start on a new consumer
 // and sends the view once that is done. A lost consumer is noticed within
-// 2 s (two missed idle heartbeats), and each attempt to create one is
-// bounded by 2 s, so the view recovers a few seconds after a node failure.
+// 1 s (two missed idle heartbeats), and each attempt to create one is
+// bounded by 1 s, then 2 s, so the view recovers a second or two after a
+// node failure.
 // (kv.Watch, nats.go's push ordered consumer, noticed only after 10 to 20 s
 // in the same test; nats.go's pull ordered consumer waits 10 s for the
 // answer to each re-creation request, and its iterator does not report a
 // consumer that went offline.)
 //
-// Costs: one goroutine and one ephemeral consumer per call; one heartbeat
-// message a second and one pull request every few seconds while idle; a
+// Costs: one goroutine and one ephemeral consumer per call; two heartbeat
+// messages a second and one pull request every few seconds while idle; a
 // full read of the bucket (one message per member, plus two) on each start.
 //
 // The goroutine runs until ctx ends, then deletes its consumer and closes
@@ -115,7 +121,11 @@ func (g *Group) openWatch(ctx context.Context) (*groupWatch, error) {
 			done:       make(chan struct{}),
 			reconnects: g.js.Conn().Stats().Reconnects,
 		}
-		actx, cancel := context.WithTimeout(ctx, watchCreateTimeout)
+		timeout := watchCreateTimeout
+		if attempt == 1 {
+			timeout = watchFirstCreateTimeout
+		}
+		actx, cancel := context.WithTimeout(ctx, timeout)
 		var cons natsjs.Consumer
 		var err error
 		if w.last, err = g.leaderLast(actx); err == nil {
