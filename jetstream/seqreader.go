@@ -11,13 +11,19 @@ import (
 	"github.com/nats-io/nuid"
 )
 
-// readerCreateAttempts are the timeouts of the attempts to create a
-// seqReader's consumer, each made when the one before went unanswered. The meta leader places an R1 consumer on one of the stream's
-// servers, possibly one that has just died and is not yet known dead; the
-// creation request then gets no answer, and a new attempt is placed again.
-// nats.go's ordered consumer (v1.55.0) waits 10 s for each answer, with no
-// way to shorten it, which held up promoted standbys that had to replay.
-var readerCreateAttempts = []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 4 * time.Second, 4 * time.Second}
+// readerHedges are when, from the start of a seqReader's creation, the
+// attempts to create its consumer are sent, each while the ones before are
+// still unanswered; each attempt waits readerAttemptTimeout for its answer.
+// The meta leader places an R1 consumer on one of the stream's servers at
+// random, possibly one that has just died and is not yet known dead, and
+// that creation is never answered; a second attempt placed while the first
+// waits lands on a live server two times in three. (nats.go's ordered
+// consumer, v1.55.0, waits 10 s for each answer, with no way to shorten
+// it, which held up promoted standbys that had to replay.)
+var readerHedges = []time.Duration{0, 300 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}
+
+// readerAttemptTimeout bounds one attempt to create a seqReader's consumer.
+const readerAttemptTimeout = 4 * time.Second
 
 // maxReaderReopens is how many times one Replay replaces a lost consumer
 // before it gives up and lets its caller retry.
@@ -42,43 +48,111 @@ type seqReader struct {
 	delivered uint64 // consumer sequence of the last message read
 }
 
-// openSeqReader creates a reader of stream from sequence from, retrying
-// unanswered creations (readerCreateAttempts).
+// openSeqReader creates a reader of stream from sequence from (see
+// readerHedges).
 func (c *Changelog) openSeqReader(ctx context.Context, stream string, from uint64) (*seqReader, error) {
-	cfg := natsjs.ConsumerConfig{
+	cons, err := c.createHedged(ctx, stream, natsjs.ConsumerConfig{
 		DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
 		OptStartSeq:       max(from, 1),
 		AckPolicy:         natsjs.AckNonePolicy,
 		InactiveThreshold: time.Minute,
 		Replicas:          1,
 		MemoryStorage:     true,
-	}
-	var cons natsjs.Consumer
-	for attempt, wait := range readerCreateAttempts {
-		cfg.Name = "edgetables_read_" + nuid.Next()
-		actx, cancel := context.WithTimeout(ctx, wait)
-		var err error
-		cons, err = c.js.CreateConsumer(actx, stream, cfg)
-		cancel()
-		if err == nil {
-			break
-		}
-		// An unanswered attempt may still create its consumer later.
-		c.dropConsumerNamed(stream, cfg.Name)
-		switch {
-		case ctx.Err() != nil:
-			return nil, ctx.Err()
-		case attempt == len(readerCreateAttempts)-1 || !unanswered(err):
-			return nil, fmt.Errorf("create a consumer (attempt %d): %w", attempt+1, err)
-		}
+	})
+	if err != nil {
+		return nil, err
 	}
 	it, err := cons.Messages(natsjs.PullMaxMessagesWithBytesLimit(replayPull, replayPullBytes),
 		natsjs.PullExpiry(pullExpiry), natsjs.PullHeartbeat(pullHeartbeat), natsjs.WithMessagesErrOnMissingHeartbeat(true))
 	if err != nil {
-		c.dropConsumerNamed(stream, cfg.Name)
+		c.dropConsumer(stream, cons)
 		return nil, err
 	}
 	return &seqReader{c: c, stream: stream, cons: cons, it: it, unwatch: context.AfterFunc(ctx, it.Stop)}, nil
+}
+
+// createAttempt is the outcome of one attempt to create a consumer.
+type createAttempt struct {
+	name string
+	cons natsjs.Consumer
+	err  error
+}
+
+// createHedged creates a consumer of stream with cfg (each attempt under a
+// name of its own), sending the attempts at readerHedges while none has
+// succeeded, and at once when every attempt sent has failed unanswered. It
+// returns the first consumer created, or the error of an attempt that was
+// answered with one (the stream is gone, say), or the last one's error when
+// every attempt went unanswered. Attempts still out when it returns are
+// collected in the background (c.drops): a consumer they create after all
+// is deleted.
+func (c *Changelog) createHedged(ctx context.Context, stream string, cfg natsjs.ConsumerConfig) (natsjs.Consumer, error) {
+	results := make(chan createAttempt, len(readerHedges))
+	sent, out := 0, 0
+	send := func() {
+		cfg := cfg
+		cfg.Name = "edgetables_read_" + nuid.Next()
+		sent++
+		out++
+		go func() {
+			actx, cancel := context.WithTimeout(ctx, readerAttemptTimeout)
+			defer cancel()
+			cons, err := c.js.CreateConsumer(actx, stream, cfg)
+			results <- createAttempt{name: cfg.Name, cons: cons, err: err}
+		}()
+	}
+	// collect waits, in the background, for the attempts still out and
+	// deletes what they created.
+	collect := func() {
+		n := out
+		c.drops.Go(func() {
+			for range n {
+				a := <-results
+				ctx, cancel := context.WithTimeout(context.Background(), consumerDropTimeout)
+				_ = c.js.DeleteConsumer(ctx, stream, a.name)
+				cancel()
+			}
+		})
+	}
+	start := time.Now()
+	send()
+	hedge := time.NewTimer(readerHedges[1])
+	defer hedge.Stop()
+	for {
+		select {
+		case a := <-results:
+			out--
+			switch {
+			case a.err == nil:
+				collect()
+				return a.cons, nil
+			case ctx.Err() != nil:
+				collect()
+				return nil, ctx.Err()
+			case !unanswered(a.err):
+				collect()
+				return nil, fmt.Errorf("create a consumer: %w", a.err)
+			}
+			// An unanswered attempt may still create its consumer.
+			c.dropConsumerNamed(stream, a.name)
+			if out == 0 {
+				if sent == len(readerHedges) {
+					return nil, fmt.Errorf("create a consumer: %d attempts unanswered: %w", sent, a.err)
+				}
+				send()
+			}
+		case <-hedge.C:
+			if sent < len(readerHedges) {
+				send()
+			}
+			if sent < len(readerHedges) {
+				hedge.Reset(readerHedges[sent] - time.Since(start))
+			}
+		case <-ctx.Done():
+			collect()
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // unanswered says whether err is a request that got no answer, or none
