@@ -12,18 +12,27 @@ import (
 )
 
 // readerHedges are when, from the start of a seqReader's creation, the
-// attempts to create its consumer are sent, each while the ones before are
-// still unanswered; each attempt waits readerAttemptTimeout for its answer.
-// The meta leader places an R1 consumer on one of the stream's servers at
-// random, possibly one that has just died and is not yet known dead, and
-// that creation is never answered; a second attempt placed while the first
-// waits lands on a live server two times in three. (nats.go's ordered
-// consumer, v1.55.0, waits 10 s for each answer, with no way to shorten
-// it, which held up promoted standbys that had to replay.)
-var readerHedges = []time.Duration{0, 300 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}
+// first attempts to create its consumer are sent, each while the ones
+// before are still unanswered; each attempt waits readerAttemptTimeout for
+// its answer, and one that goes unanswered is replaced by a new one at
+// once, up to readerAttempts in all. The meta leader places an R1 consumer
+// on one of the stream's servers at random, possibly one that has just died
+// and is not yet known dead, and that creation is never answered; a second
+// attempt placed while the first waits lands on a live server two times in
+// three. While the cluster has no meta leader (it died, and the others
+// elect one, which takes seconds) no creation is answered, nor is one sent
+// during the election once it is over: the attempts in flight then make
+// sure one is sent soon after it. (nats.go's ordered consumer, v1.55.0,
+// waits 10 s for each answer, with no way to shorten it, which held up
+// promoted standbys that had to replay.)
+var readerHedges = []time.Duration{0, 300 * time.Millisecond, time.Second}
 
-// readerAttemptTimeout bounds one attempt to create a seqReader's consumer.
-const readerAttemptTimeout = 4 * time.Second
+// readerAttemptTimeout bounds one attempt to create a seqReader's consumer;
+// readerAttempts bounds their number.
+const (
+	readerAttemptTimeout = 2 * time.Second
+	readerAttempts       = 16
+)
 
 // maxReaderReopens is how many times one Replay replaces a lost consumer
 // before it gives up and lets its caller retry.
@@ -79,15 +88,15 @@ type createAttempt struct {
 }
 
 // createHedged creates a consumer of stream with cfg (each attempt under a
-// name of its own), sending the attempts at readerHedges while none has
-// succeeded, and at once when every attempt sent has failed unanswered. It
+// name of its own), sending the first attempts at readerHedges while none
+// has succeeded, and another at once when one goes unanswered. It
 // returns the first consumer created, or the error of an attempt that was
 // answered with one (the stream is gone, say), or the last one's error when
 // every attempt went unanswered. Attempts still out when it returns are
 // collected in the background (c.drops): a consumer they create after all
 // is deleted.
 func (c *Changelog) createHedged(ctx context.Context, stream string, cfg natsjs.ConsumerConfig) (natsjs.Consumer, error) {
-	results := make(chan createAttempt, len(readerHedges))
+	results := make(chan createAttempt, readerAttempts)
 	sent, out := 0, 0
 	send := func() {
 		cfg := cfg
@@ -98,6 +107,11 @@ func (c *Changelog) createHedged(ctx context.Context, stream string, cfg natsjs.
 			actx, cancel := context.WithTimeout(ctx, readerAttemptTimeout)
 			defer cancel()
 			cons, err := c.js.CreateConsumer(actx, stream, cfg)
+			if err != nil && unanswered(err) {
+				// Failed at once (no responders): report it when its time
+				// is up, so the attempts sent in its place stay few.
+				<-actx.Done()
+			}
 			results <- createAttempt{name: cfg.Name, cons: cons, err: err}
 		}()
 	}
@@ -135,11 +149,11 @@ func (c *Changelog) createHedged(ctx context.Context, stream string, cfg natsjs.
 			}
 			// An unanswered attempt may still create its consumer.
 			c.dropConsumerNamed(stream, a.name)
-			if out == 0 {
-				if sent == len(readerHedges) {
-					return nil, fmt.Errorf("create a consumer: %d attempts unanswered: %w", sent, a.err)
-				}
+			switch {
+			case sent < readerAttempts:
 				send()
+			case out == 0:
+				return nil, fmt.Errorf("create a consumer: %d attempts unanswered: %w", sent, a.err)
 			}
 		case <-hedge.C:
 			if sent < len(readerHedges) {
