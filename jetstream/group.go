@@ -80,10 +80,11 @@ type Group struct {
 	memberKey, memberSubj string
 	leaderSubj            string
 	log                   *slog.Logger
-	mu                    sync.Mutex // guards leaderRev, held across Campaign and Resign
-	leaderRev             uint64     // revision of our leader lease; 0: we do not hold it
-	beatMu                sync.Mutex // guards memberRev, held across Heartbeat
-	memberRev             uint64     // revision of our last heartbeat; 0: none yet
+	mu                    sync.Mutex     // guards leaderRev, held across Campaign and Resign
+	leaderRev             uint64         // revision of our leader lease; 0: we do not hold it
+	beatMu                sync.Mutex     // guards memberRev, held across Heartbeat
+	memberRev             uint64         // revision of our last heartbeat; 0: none yet
+	drops                 sync.WaitGroup // deletions of watch consumers created by hedged attempts
 }
 
 var _ port.Coordinator = (*Group)(nil)

@@ -30,10 +30,10 @@ const (
 	// watchPoll is how often Watch checks whether its connection
 	// reconnected (messages may have been lost meanwhile: it starts over).
 	watchPoll = time.Second
-	// watchCreateTimeout bounds one attempt to create the consumer: a
-	// request sent while the cluster elects a meta leader gets no answer,
-	// nor one whose consumer was placed on a server that just died. The
-	// first attempt gets watchFirstCreateTimeout.
+	// watchCreateTimeout bounds one attempt to read the stream's last
+	// sequence from its leader before the consumer is created (with
+	// createHedged): a request sent while the stream elects a leader gets
+	// no answer. The first attempt gets watchFirstCreateTimeout.
 	watchCreateTimeout      = 2 * time.Second
 	watchFirstCreateTimeout = time.Second
 	// watchRetryWait is the pause between failed attempts.
@@ -59,9 +59,9 @@ var errWatchGap = errors.New("edgetables/jetstream: group watch missed a message
 // reconnected, its consumer was lost with a node of the cluster, a message
 // is missing) it reads the bucket again from the start on a new consumer
 // and sends the view once that is done. A lost consumer is noticed within
-// 1 s (two missed idle heartbeats), and each attempt to create one is
-// bounded by 1 s, then 2 s, so the view recovers a second or two after a
-// node failure.
+// 1 s (two missed idle heartbeats), and its creation is hedged (see
+// createHedged: a consumer placed on the dead server does not hold it up),
+// so the view recovers a second or two after a node failure.
 // (kv.Watch, nats.go's push ordered consumer, noticed only after 10 to 20 s
 // in the same test; nats.go's pull ordered consumer waits 10 s for the
 // answer to each re-creation request, and its iterator does not report a
@@ -78,6 +78,7 @@ var errWatchGap = errors.New("edgetables/jetstream: group watch missed a message
 func (g *Group) Watch(ctx context.Context) (<-chan port.GroupView, error) {
 	w, err := g.openWatch(ctx)
 	if err != nil {
+		g.drops.Wait()
 		return nil, err
 	}
 	out := make(chan port.GroupView, 1)
@@ -128,10 +129,13 @@ func (g *Group) openWatch(ctx context.Context) (*groupWatch, error) {
 		actx, cancel := context.WithTimeout(ctx, timeout)
 		var cons natsjs.Consumer
 		var err error
-		if w.last, err = g.leaderLast(actx); err == nil {
-			cons, err = g.js.CreateConsumer(actx, g.stream, cfg)
-		}
+		w.last, err = g.leaderLast(actx)
 		cancel()
+		if err == nil {
+			// The consumer is placed on one of the stream's servers at
+			// random, possibly one that just died: hedged attempts.
+			cons, err = createHedged(ctx, g.js, &g.drops, g.stream, "edgetables_watch_", cfg)
+		}
 		if err == nil {
 			w.cons = cons
 			if info := cons.CachedInfo(); info != nil {
@@ -201,6 +205,7 @@ func (g *Group) deleteConsumer(cons natsjs.Consumer) {
 // whenever it fails, until ctx ends.
 func (g *Group) watch(ctx context.Context, w *groupWatch, out chan port.GroupView) {
 	defer close(out)
+	defer g.drops.Wait() // the deletions of hedged attempts' consumers
 	for {
 		err := g.follow(ctx, w, out)
 		w.stop()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -60,7 +61,7 @@ type seqReader struct {
 // openSeqReader creates a reader of stream from sequence from (see
 // readerHedges).
 func (c *Changelog) openSeqReader(ctx context.Context, stream string, from uint64) (*seqReader, error) {
-	cons, err := c.createHedged(ctx, stream, natsjs.ConsumerConfig{
+	cons, err := createHedged(ctx, c.js, &c.drops, stream, "edgetables_read_", natsjs.ConsumerConfig{
 		DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
 		OptStartSeq:       max(from, 1),
 		AckPolicy:         natsjs.AckNonePolicy,
@@ -87,26 +88,26 @@ type createAttempt struct {
 	err  error
 }
 
-// createHedged creates a consumer of stream with cfg (each attempt under a
-// name of its own), sending the first attempts at readerHedges while none
-// has succeeded, and another at once when one goes unanswered. It
-// returns the first consumer created, or the error of an attempt that was
-// answered with one (the stream is gone, say), or the last one's error when
-// every attempt went unanswered. Attempts still out when it returns are
-// collected in the background (c.drops): a consumer they create after all
-// is deleted.
-func (c *Changelog) createHedged(ctx context.Context, stream string, cfg natsjs.ConsumerConfig) (natsjs.Consumer, error) {
+// createHedged creates a consumer of stream with cfg, each attempt under a
+// name of its own made of prefix and a unique suffix. It sends the first
+// attempts at readerHedges while none has succeeded, and another at once
+// when one goes unanswered (readerAttempts at most). It returns the first
+// consumer created, or the error of an attempt that was answered with one
+// (the stream is gone, say), or the last one's error when every attempt
+// went unanswered. Attempts still out when it returns are collected in the
+// background, in drops: a consumer they create after all is deleted.
+func createHedged(ctx context.Context, js natsjs.JetStream, drops *sync.WaitGroup, stream, prefix string, cfg natsjs.ConsumerConfig) (natsjs.Consumer, error) {
 	results := make(chan createAttempt, readerAttempts)
 	sent, out := 0, 0
 	send := func() {
 		cfg := cfg
-		cfg.Name = "edgetables_read_" + nuid.Next()
+		cfg.Name = prefix + nuid.Next()
 		sent++
 		out++
 		go func() {
 			actx, cancel := context.WithTimeout(ctx, readerAttemptTimeout)
 			defer cancel()
-			cons, err := c.js.CreateConsumer(actx, stream, cfg)
+			cons, err := js.CreateConsumer(actx, stream, cfg)
 			if err != nil && unanswered(err) {
 				// Failed at once (no responders): report it when its time
 				// is up, so the attempts sent in its place stay few.
@@ -115,16 +116,18 @@ func (c *Changelog) createHedged(ctx context.Context, stream string, cfg natsjs.
 			results <- createAttempt{name: cfg.Name, cons: cons, err: err}
 		}()
 	}
+	drop := func(name string) {
+		ctx, cancel := context.WithTimeout(context.Background(), consumerDropTimeout)
+		_ = js.DeleteConsumer(ctx, stream, name)
+		cancel()
+	}
 	// collect waits, in the background, for the attempts still out and
 	// deletes what they created.
 	collect := func() {
 		n := out
-		c.drops.Go(func() {
+		drops.Go(func() {
 			for range n {
-				a := <-results
-				ctx, cancel := context.WithTimeout(context.Background(), consumerDropTimeout)
-				_ = c.js.DeleteConsumer(ctx, stream, a.name)
-				cancel()
+				drop((<-results).name)
 			}
 		})
 	}
@@ -148,7 +151,7 @@ func (c *Changelog) createHedged(ctx context.Context, stream string, cfg natsjs.
 				return nil, fmt.Errorf("create a consumer: %w", a.err)
 			}
 			// An unanswered attempt may still create its consumer.
-			c.dropConsumerNamed(stream, a.name)
+			drops.Go(func() { drop(a.name) })
 			switch {
 			case sent < readerAttempts:
 				send()
@@ -204,13 +207,4 @@ func (r *seqReader) close() {
 	r.unwatch()
 	r.it.Stop()
 	r.c.dropConsumer(r.stream, r.cons)
-}
-
-// dropConsumerNamed is dropConsumer for a consumer known by name only.
-func (c *Changelog) dropConsumerNamed(stream, name string) {
-	c.drops.Go(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), consumerDropTimeout)
-		defer cancel()
-		_ = c.js.DeleteConsumer(ctx, stream, name)
-	})
 }

@@ -12,6 +12,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/manager/status"
 )
 
 // deadPlacement is a JetStream whose first consumer creation is never
@@ -37,25 +38,7 @@ func (d *deadPlacement) CreateConsumer(ctx context.Context, stream string, cfg n
 // the log on that one without waiting for the first to time out; the first
 // is collected afterwards, and no consumer is left behind.
 func TestReplayHedgesUnansweredCreation(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
-		JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	defer ns.Shutdown()
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := natsjs.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := startJetStream(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cl, err := NewChangelog(ctx, js, ChangelogConfig{App: "hedge", Partitions: 1})
@@ -91,5 +74,64 @@ func TestReplayHedgesUnansweredCreation(t *testing.T) {
 	}
 	if info, err := st.Info(ctx); err != nil || info.State.Consumers != 0 {
 		t.Fatalf("consumers left on the changelog: %+v, %v", info.State, err)
+	}
+}
+
+// startJetStream starts a single JetStream server for t and connects to it.
+func startJetStream(t *testing.T) natsjs.JetStream {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+		JetStream: true, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(5 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// TestGroupWatchHedgesUnansweredCreation: a group watch whose first
+// consumer creation goes unanswered sends a second one while it waits, and
+// its first view comes without waiting for the first to time out.
+func TestGroupWatchHedgesUnansweredCreation(t *testing.T) {
+	js := startJetStream(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dead := &deadPlacement{JetStream: js, firstDone: make(chan struct{})}
+	g, err := NewGroup(ctx, dead, GroupConfig{App: "hedge", Node: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Heartbeat(ctx, status.MemberState{Node: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, stop := context.WithCancel(ctx)
+	views, err := g.Watch(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := <-views
+	select {
+	case <-dead.firstDone:
+		t.Fatal("the watch waited for its unanswered first creation to time out")
+	default:
+	}
+	if _, ok := v.Members["n1"]; !ok || dead.creations.Load() != 2 {
+		t.Fatalf("first view %+v after %d creations; want n1 in it after 2", v, dead.creations.Load())
+	}
+	stop()
+	for range views { // closed once the watch and its collections are done
 	}
 }
