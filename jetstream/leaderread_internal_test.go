@@ -165,7 +165,15 @@ func TestMetaLoadAsksTheLeader(t *testing.T) {
 // responders play the JetStream API, and connects to it.
 func plainServer(t *testing.T) (*nats.Conn, natsjs.JetStream) {
 	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	return testServer(t, &server.Options{})
+}
+
+// testServer starts a server with opts on a random loopback port for t, and
+// connects to it.
+func testServer(t *testing.T, opts *server.Options) (*nats.Conn, natsjs.JetStream) {
+	t.Helper()
+	opts.Host, opts.Port, opts.NoSigs, opts.NoLog = "127.0.0.1", -1, true, true
+	ns, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
