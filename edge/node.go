@@ -513,7 +513,7 @@ func (n *Node) connect(ctx context.Context) (nc *nats.Conn, url string, stop fun
 func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr string) (*manager.TableManager, error) {
 	cfg := n.cfg
 	changelog, err := jetstream.NewChangelog(ctx, js, jetstream.ChangelogConfig{App: cfg.App, Partitions: cfg.Partitions,
-		Replicas: cfg.Replicas, Atomic: cfg.ExactlyOnce, TombstoneTTL: cfg.TombstoneTTL})
+		Replicas: cfg.Replicas, Atomic: cfg.ExactlyOnce, TombstoneTTL: cfg.TombstoneTTL, Logger: n.log.With("component", "changelog")})
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -121,6 +122,9 @@ type ChangelogConfig struct {
 	// failure injection point. An error abandons the batch, which the
 	// server then never stores, and ends the Append with that error.
 	BeforeCommit func(p, batch int) error
+	// Logger gets what a read survives without an error: a replay's or
+	// follower's consumer replaced (default slog.Default()).
+	Logger *slog.Logger
 }
 
 // Changelog implements port.Changelog with one JetStream stream per
@@ -156,6 +160,9 @@ func NewChangelog(ctx context.Context, js natsjs.JetStream, cfg ChangelogConfig)
 	}
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = -1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
 	c := &Changelog{js: js, cfg: cfg}
 	for p := 0; p < cfg.Partitions; p++ {
@@ -429,6 +436,7 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 		if err != nil && ctx.Err() == nil && reopens < maxReaderReopens {
 			// The consumer was lost with its server, or skipped a message:
 			// go on from next on a new one.
+			c.cfg.Logger.Info("replay: replacing its consumer", "partition", p, "stream", stream, "at", next, "err", err)
 			reopens++
 			r.close()
 			r, err = c.openSeqReader(ctx, stream, next)

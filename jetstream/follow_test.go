@@ -1,8 +1,11 @@
 package jetstream_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,7 +125,12 @@ func deleteConsumers(t *testing.T, js natsjs.JetStream, stream string) int {
 // from where it was on a new one, and passes every entry once, in order.
 func TestReplayConsumerLost(t *testing.T) {
 	_, _, js := jstest.Start(t)
-	cl := newChangelog(t, js, 1)
+	var log bytes.Buffer
+	cl, err := jetstream.NewChangelog(testCtx(t), js, jetstream.ChangelogConfig{App: app, Partitions: 1,
+		Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var recs []port.Record
 	for i := range 20_000 {
 		recs = append(recs, port.Record{Table: "t", Key: fmt.Appendf(nil, "k%d", i), Value: make([]byte, 200)})
@@ -133,7 +141,7 @@ func TestReplayConsumerLost(t *testing.T) {
 	}
 	var seqs []uint64
 	deleted := 0
-	err := cl.Replay(testCtx(t), 0, 1, last, 100, func(es []port.Entry) error {
+	err = cl.Replay(testCtx(t), 0, 1, last, 100, func(es []port.Entry) error {
 		for _, e := range es {
 			seqs = append(seqs, e.Seq)
 		}
@@ -144,6 +152,9 @@ func TestReplayConsumerLost(t *testing.T) {
 	})
 	if err != nil || deleted != 1 {
 		t.Fatalf("Replay = %v after deleting %d consumers, want nil after 1", err, deleted)
+	}
+	if !strings.Contains(log.String(), "replay: replacing its consumer") {
+		t.Errorf("the replacement is not logged:\n%s", log.String())
 	}
 	// Every record, and the last commit marker (each one supersedes the
 	// one before).
