@@ -67,6 +67,15 @@ func (c *Changelog) dropConsumer(stream string, cons natsjs.Consumer) {
 	})
 }
 
+// logger returns cfg.Logger, or slog.Default() without one (the global
+// log's Changelog is built without NewChangelog).
+func (c *Changelog) logger() *slog.Logger {
+	if c.cfg.Logger != nil {
+		return c.cfg.Logger
+	}
+	return slog.Default()
+}
+
 // Close waits for the deletions of replay and follower consumers still in
 // flight (each at most consumerDropTimeout). Call it when no Replay or
 // Follow runs any more, before closing the connection.
@@ -160,9 +169,6 @@ func NewChangelog(ctx context.Context, js natsjs.JetStream, cfg ChangelogConfig)
 	}
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = -1
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
 	}
 	c := &Changelog{js: js, cfg: cfg}
 	for p := 0; p < cfg.Partitions; p++ {
@@ -436,7 +442,7 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 		if err != nil && ctx.Err() == nil && reopens < maxReaderReopens {
 			// The consumer was lost with its server, or skipped a message:
 			// go on from next on a new one.
-			c.cfg.Logger.Info("replay: replacing its consumer", "partition", p, "stream", stream, "at", next, "err", err)
+			c.logger().Info("replay: replacing its consumer", "partition", p, "stream", stream, "at", next, "err", err)
 			reopens++
 			r.close()
 			r, err = c.openSeqReader(ctx, stream, next)

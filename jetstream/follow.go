@@ -85,7 +85,7 @@ func (c *Changelog) Follow(ctx context.Context, p int, from uint64, batchSize in
 			} else if barren++; barren >= maxReaderReopens {
 				return fmt.Errorf("edgetables/jetstream: follow partition %d (stream %s) at %d: %w", p, stream, next, err)
 			}
-			c.cfg.Logger.Info("follower: replacing its consumer", "partition", p, "stream", stream, "at", next, "err", err)
+			c.logger().Info("follower: replacing its consumer", "partition", p, "stream", stream, "at", next, "err", err)
 			r.close()
 			if r, err = c.openSeqReader(ctx, stream, next); err != nil {
 				if ctx.Err() != nil {
