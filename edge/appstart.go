@@ -117,13 +117,23 @@ func (n *Node) checkApp(ctx context.Context, js natsjs.JetStream) error {
 // node's configuration, unless another node does it first: then it returns
 // that node's document. An app that has changelog streams but no metadata
 // was created by an earlier edgetables: its partition count is read from
-// its streams, and another count is refused before anything is written.
+// its streams, and another count is refused before anything is written
+// (unless the metadata appeared meanwhile: then that is returned).
 func (n *Node) createApp(ctx context.Context, js natsjs.JetStream, meta *jetstream.Meta,
 	declared map[string]jetstream.TableMeta) (jetstream.AppMeta, uint64, error) {
 	cfg := n.cfg
 	existing, err := jetstream.ChangelogPartitions(ctx, js, cfg.App)
 	if err != nil {
 		return jetstream.AppMeta{}, 0, err
+	}
+	if existing != 0 {
+		// Another node may have recorded the app, then created its first
+		// streams, since this one found no metadata: a node records the
+		// metadata before it creates a stream, so it is there to read now.
+		doc, rev, err := meta.Load(ctx)
+		if !errors.Is(err, jetstream.ErrNoMeta) {
+			return doc, rev, err
+		}
 	}
 	if existing != 0 && existing != cfg.Partitions {
 		return jetstream.AppMeta{}, 0, partitionsError(cfg.App, cfg.Partitions, existing,

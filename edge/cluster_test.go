@@ -228,6 +228,9 @@ func (c *testCluster) waitAssigned() {
 		}
 		for _, n := range c.live() {
 			m := n.Manager()
+			if m == nil {
+				c.t.Fatalf("node %s has no table manager: it did not start", n.cfg.Name)
+			}
 			cs := m.Cluster()
 			if cs == nil || !m.Ready() || len(cs.Members) != len(live) || cs.Applied != cs.Generation {
 				ok = false
