@@ -39,9 +39,10 @@ type Assignment struct {
 //
 //  1. Balance: every member owns ⌊P/M⌋ or ⌈P/M⌉ actives; each partition has
 //     s = min(S, M−1) distinct standbys, never its active; every member
-//     holds ⌊P·s/M⌋ or ⌈P·s/M⌉ standbys. This standby balance is always
-//     reachable once the actives are balanced. With M = 0 every active is
-//     "" and there are no standbys.
+//     holds ⌊P·(1+s)/M⌋ or ⌈P·(1+s)/M⌉ partitions, actives and standbys
+//     together, so a member with fewer actives holds more standbys. This
+//     balance is always reachable once the actives are balanced. With M = 0
+//     every active is "" and there are no standbys.
 //  2. Minimal movement: the fewest actives change owner among members present
 //     in prev and now. A member keeps every active it had but those it must
 //     give up to the balance, taken from the most loaded; a pure join moves
@@ -50,11 +51,17 @@ type Assignment struct {
 //  3. Standby promotion: among the placements of minimal movement, the one
 //     where the most moving actives go to a standby of theirs in prev, so
 //     that failover finds a warm copy.
-//  4. Sticky standbys: no balanced placement keeps more of the standbys of
+//  4. Failover readiness (s = 1): the standbys are placed so that if any one
+//     member fails, the next Assign gives each of its actives to that
+//     active's standby, whenever the balance allows such a placement (it
+//     always does for two or three members with P ≥ 2M). The standbys of a
+//     member's actives are spread over the others in the proportions their
+//     room in the survivors' balance calls for. Without this a failure can
+//     move an active to a member that must replay its whole changelog first.
+//  5. Sticky standbys: no placement as ready keeps more of the standbys of
 //     prev that are still valid (a member, not the new active); among those,
 //     the most former owners of moved actives become their standbys, having
-//     the data. New standbys spread each member's actives over the others,
-//     so that a member's failure can promote on several members.
+//     the data. Remaining ties spread each member's actives over the others.
 //
 // The result depends only on the arguments (ties break by member name and
 // partition number), so every member can recompute the leader's result; and
@@ -63,9 +70,10 @@ type Assignment struct {
 //
 // Cost: O(P·S + M) when prev is already valid for members with s standbys.
 // Otherwise a maximum flow for the actives and a minimum-cost flow for the
-// standbys over P·M edges: O(P·M) memory, and in practice a few passes over
-// those edges (about 2 MB and a few milliseconds for P = 1024, M = 16,
-// S = 1). Assign has no side effects and is safe for concurrent use.
+// standbys over P·M + 3M² edges: O(P·M + M²) memory, and in practice a few
+// passes over those edges (about 2.5 MB and 4–11 ms for P = 1024, M = 16,
+// S = 1, BenchmarkAssign). Assign has no side effects and is safe for
+// concurrent use.
 func Assign(prev Assignment, members []string, partitions, standbys int) Assignment {
 	names := normalizeMembers(members)
 	p := max(partitions, 0)
@@ -309,44 +317,84 @@ func leastLoadedReceiver(owned [][]int, count []int, q int, freeLeft *int) int {
 }
 
 // placeStandbys returns the standbys of every partition, ascending: s per
-// partition, never its owner, and ⌊P·s/M⌋ or ⌈P·s/M⌉ per member.
+// partition, never its owner, and ⌊P·(1+s)/M⌋ or ⌈P·(1+s)/M⌉ partitions
+// per member, actives and standbys together (a member with fewer actives
+// holds more standbys).
 //
-// It is a minimum-cost maximum flow: partitions (s each) → members → sink
-// (⌊P·s/M⌋ each, plus one for P·s mod M of them). A standby of prev costs 0,
-// the former owner of a moved active W and any other member W+1, with W
-// above the number of standbys: the result keeps the most standbys of prev
-// that any balanced placement can, then uses the most former owners.
-// Remaining ties spread the standbys of each member's actives over the other
-// members (its k-th active prefers the k-th member after it in name order),
-// so that the actives of a member that fails can be promoted on several.
+// It is a minimum-cost maximum flow: partitions (s each) → (owner, member)
+// pairs → members → sink. Costs, from the most to the least important:
+//
+//   - readiness (s = 1 only): the failure of a member o gives each survivor
+//     j room for lo(o,j) of o's actives and one more on the survivors the
+//     balance lets hold one more (failoverRoom). A standby of o's beyond
+//     lo(o,j) costs R, beyond lo(o,j)+1 costs 2R: the cheapest placements
+//     are those where every active of every member can be promoted to its
+//     standby if that member fails, when there are such placements;
+//   - stickiness: a standby of prev costs 0, the former owner of a moved
+//     active W and any other member W+1, with W above the number of
+//     standbys: the result keeps the most standbys of prev it can, then
+//     uses the most former owners.
+//
+// Remaining ties spread the standbys of each member's actives over the
+// other members (its k-th active prefers the k-th member after it in name
+// order).
 func placeStandbys(h prevPlacement, owners []int, m, s int) [][]int {
 	p := len(owners)
 	out := make([][]int, p)
 	if s <= 0 {
 		return out
 	}
+	actives := make([]int, m)
+	for _, o := range owners {
+		actives[o]++
+	}
 	const src, sink, pool = 0, 1, 2
 	part := func(i int) int { return 3 + i }
 	memb := func(j int) int { return 3 + p + j }
-	g := newFlowNet(3+p+m, 1+p*(m+1)+2*m)
+	pair := func(o, j int) int { return 3 + p + m + o*m + j }
+	g := newFlowNet(3+p+m+m*m, 1+p*(m+1)+2*m+3*m*m)
 	for i := range p {
 		g.reserve(part(i), m)
 		g.addEdge(src, part(i), s, 0)
 	}
-	for j := range m {
-		g.reserve(memb(j), p+2)
-		g.addEdge(memb(j), sink, p*s/m, 0)
-		g.addEdge(memb(j), pool, 1, 0)
-	}
-	g.addEdge(pool, sink, p*s%m, 0)
 	w := p*s + 1
+	r := (w+1)*p*s + 1 // above any sum of stickiness costs
+	for o := range m {
+		room, ceil := failoverRoom(actives, o, p)
+		for j := range m {
+			if j == o || actives[o] == 0 {
+				continue
+			}
+			g.addEdge(pair(o, j), memb(j), room[j], 0)
+			if s == 1 {
+				if ceil[j] {
+					g.addEdge(pair(o, j), memb(j), 1, r)
+				}
+				g.addEdge(pair(o, j), memb(j), p, 2*r)
+			} else {
+				g.addEdge(pair(o, j), memb(j), p, 0)
+			}
+		}
+	}
+	total := p * (1 + s)
+	low, high := total/m, (total+m-1)/m
+	ceil := total % m
+	for j := range m {
+		g.addEdge(memb(j), sink, max(0, low-actives[j]), 0)
+		g.addEdge(memb(j), pool, max(0, high-max(actives[j], low)), 0)
+		if actives[j] > low {
+			ceil-- // a member whose actives alone are above low takes a ceiling
+		}
+	}
+	g.addEdge(pool, sink, max(0, ceil), 0)
 	seen := make([]int, m) // seen[j] == i+1: j already has an edge from i
 	rank := make([]int, m) // rank[o]: how many partitions of o came before
+	edges := make([][]int, p)
 	for i, o := range owners {
 		add := func(j, cost int) {
 			if j != o && seen[j] != i+1 {
 				seen[j] = i + 1
-				g.addEdge(part(i), memb(j), 1, cost)
+				edges[i] = append(edges[i], g.addEdge(part(i), pair(o, j), 1, cost))
 			}
 		}
 		for _, b := range h.standbys[i] {
@@ -355,22 +403,43 @@ func placeStandbys(h prevPlacement, owners []int, m, s int) [][]int {
 		if h.owner[i] >= 0 {
 			add(h.owner[i], w)
 		}
-		for r := range m - 1 {
-			add((o+1+(rank[o]+r)%(m-1))%m, w+1)
+		for k := range m - 1 {
+			add((o+1+(rank[o]+k)%(m-1))%m, w+1)
 		}
 		rank[o]++
 	}
 	g.minCostFlow(src, sink)
-	for i := range out {
+	for i, o := range owners {
 		out[i] = make([]int, 0, s)
-		for _, e := range g.adj[part(i)] {
-			if e%2 == 0 && g.flow(e) > 0 { // a forward edge to a member
-				out[i] = append(out[i], g.to[e]-memb(0))
+		for _, e := range edges[i] {
+			if g.flow(e) > 0 {
+				out[i] = append(out[i], g.to[e]-pair(o, 0))
 			}
 		}
 		slices.Sort(out[i])
 	}
 	return out
+}
+
+// failoverRoom returns, for each member j other than o, how many of o's
+// actives j must take if o fails, given each member's actives: the balance
+// of the survivors, ⌊P/(M−1)⌋ each, leaves j room for that many more than
+// it owns. ceil[j] tells whether j may also take one more while the
+// ceilings of that balance last (it owns no more than ⌊P/(M−1)⌋).
+// room[o] is 0 and ceil[o] false.
+func failoverRoom(actives []int, o, p int) (room []int, ceil []bool) {
+	m := len(actives)
+	room, ceil = make([]int, m), make([]bool, m)
+	if m < 2 {
+		return room, ceil
+	}
+	q := p / (m - 1)
+	for j, a := range actives {
+		if j != o && a <= q {
+			room[j], ceil[j] = q-a, true
+		}
+	}
+	return room, ceil
 }
 
 // WellFormed checks a's shape, whoever wrote it (a member checks an
@@ -451,7 +520,8 @@ func (a Assignment) Equal(b Assignment) bool {
 //   - every active a member, each member owning ⌊P/M⌋ or ⌈P/M⌉ actives;
 //   - the same number s ≤ M−1 of standbys on every partition, sorted,
 //     distinct, members, never the partition's active;
-//   - each member holding ⌊P·s/M⌋ or ⌈P·s/M⌉ standbys.
+//   - each member holding ⌊P·(1+s)/M⌋ or ⌈P·(1+s)/M⌉ partitions, actives
+//     and standbys together.
 //
 // It does not check s against the configured S, which a does not carry. It
 // costs O(P·S + M).
@@ -498,7 +568,12 @@ func (a Assignment) validateStandbys(names []string, index map[string]int) error
 	if s > max(len(names)-1, 0) {
 		return fmt.Errorf("%w: %d standbys per partition for %d members", ErrInvalid, s, len(names))
 	}
-	count := make([]int, len(names))
+	count := make([]int, len(names)) // actives and standbys
+	for _, o := range a.Actives {
+		if j, ok := index[o]; ok {
+			count[j]++
+		}
+	}
 	for p, bs := range a.Standbys {
 		if len(bs) != s {
 			return fmt.Errorf("%w: partition %d: %d standbys, partition 0 has %d", ErrInvalid, p, len(bs), s)
@@ -519,7 +594,7 @@ func (a Assignment) validateStandbys(names []string, index map[string]int) error
 	if len(names) == 0 {
 		return nil
 	}
-	return checkBalance("standbys", names, count, a.Partitions*s)
+	return checkBalance("actives and standbys", names, count, a.Partitions*(1+s))
 }
 
 // checkBalance checks that each member's count is ⌊total/M⌋ or ⌈total/M⌉.

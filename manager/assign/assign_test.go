@@ -87,7 +87,7 @@ func mustValidateAssignment(t testing.TB, a Assignment, members []string) {
 	}
 }
 
-// checkAssignPromotions checks rule 4: a moving active that did not go to one of
+// checkAssignPromotions checks rule 3: a moving active that did not go to one of
 // its standbys in prev had no standby in prev that could take it in place of
 // its new owner X without breaking the active balance (the standby below
 // ⌈P/M⌉ and X above ⌊P/M⌋). Such a swap would not change the movement.
@@ -214,7 +214,7 @@ func TestAssignRejoin(t *testing.T) {
 	}
 }
 
-// TestAssignStable is rule 6: a valid prev comes back unchanged, whatever the
+// TestAssignStable: a valid prev comes back unchanged, whatever the
 // order and duplicates of members, from Assign's shortcut and from the flows
 // it skips.
 func TestAssignStable(t *testing.T) {
@@ -300,7 +300,7 @@ func TestValidateRejects(t *testing.T) {
 		"duplicate standby":   func(a *Assignment) { a.Standbys = [][]string{{"b", "b"}, {"a", "c"}, {"a", "b"}, {"b", "c"}} },
 		"unsorted standbys":   func(a *Assignment) { a.Standbys = [][]string{{"c", "b"}, {"a", "c"}, {"a", "b"}, {"b", "c"}} },
 		"unknown standby":     func(a *Assignment) { a.Standbys[0] = []string{"x"} },
-		"unbalanced standbys": func(a *Assignment) { a.Standbys[2] = []string{"b"} },
+		"unbalanced standbys": func(a *Assignment) { a.Standbys[1], a.Standbys[3] = []string{"a"}, []string{"b"} },
 		"too many standbys": func(a *Assignment) {
 			a.Standbys = [][]string{{"b", "c", "d"}, {"a", "c", "d"}, {"a", "b", "d"}, {"b", "c", "d"}}
 		},
@@ -464,7 +464,9 @@ func standbysPerPartition(a Assignment) int {
 //   - actives: among balanced placements, Assign moves the fewest actives of
 //     members still present, and among those promotes the most standbys;
 //   - standbys: among balanced standby placements for Assign's actives, it
-//     keeps the most still valid standbys of prev, then uses the most former
+//     has the fewest actives that would not go to their standby if their
+//     owner failed (one standby per partition, failoverMisses), then keeps
+//     the most still valid standbys of prev, then uses the most former
 //     owners of moved actives.
 func TestAssignOptimal(t *testing.T) {
 	pool := []string{"a", "b", "c", "d", "e"}
@@ -486,9 +488,9 @@ func TestAssignOptimal(t *testing.T) {
 		if got != want {
 			t.Fatalf("case %d: actives (moves, -promotions) %v, best %v\nprev %+v\nmembers %v\nnext %+v", n, got, want, prev, members, next)
 		}
-		got, want = standbyPlacementScore(h, next, normalizeMembers(members)), bestStandbyPlacement(h, next, normalizeMembers(members))
-		if got != want {
-			t.Fatalf("case %d: standbys (-kept, -former owners) %v, best %v\nprev %+v\nmembers %v\nnext %+v", n, got, want, prev, members, next)
+		gotS, wantS := standbyPlacementScore(h, next, normalizeMembers(members)), bestStandbyPlacement(h, next, normalizeMembers(members))
+		if gotS != wantS {
+			t.Fatalf("case %d: standbys (failover misses, -kept, -former owners) %v, best %v\nprev %+v\nmembers %v\nnext %+v", n, gotS, wantS, prev, members, next)
 		}
 	}
 }
@@ -566,28 +568,57 @@ func memberIndex(names []string) map[string]int {
 	return index
 }
 
-// standbyScore is (-kept, -former owners) of a's standbys for the sorted
-// members names.
-func standbyPlacementScore(h prevPlacement, a Assignment, names []string) assignScore {
-	var s assignScore
+// standbyScore is compared lexicographically: lower is better.
+type standbyScore [3]int
+
+func (s standbyScore) less(o standbyScore) bool { return slices.Compare(s[:], o[:]) < 0 }
+
+// standbyPlacementScore is (failover misses, -kept, -former owners) of a's
+// standbys for the sorted members names; misses count only with one
+// standby per partition (failoverMisses).
+func standbyPlacementScore(h prevPlacement, a Assignment, names []string) standbyScore {
+	var s standbyScore
+	if standbysPerPartition(a) == 1 {
+		s[0] = failoverMisses(a, names)
+	}
 	for p, bs := range a.Standbys {
 		for _, b := range bs {
 			j, _ := slices.BinarySearch(names, b)
 			if slices.Contains(h.standbys[p], j) {
-				s[0]--
-			} else if h.owner[p] == j {
 				s[1]--
+			} else if h.owner[p] == j {
+				s[2]--
 			}
 		}
 	}
 	return s
 }
 
+// failoverMisses counts, over every member o of failing (all of members
+// when empty), the actives of o that Assign does not give to one of their
+// standbys when o alone fails.
+func failoverMisses(a Assignment, members []string, failing ...string) int {
+	if len(failing) == 0 {
+		failing = members
+	}
+	misses := 0
+	for _, o := range failing {
+		rest := slices.DeleteFunc(slices.Clone(members), func(n string) bool { return n == o })
+		next := Assign(a, rest, a.Partitions, standbysPerPartition(a))
+		for p, owner := range a.Actives {
+			if owner == o && !slices.Contains(a.Standbys[p], next.Actives[p]) {
+				misses++
+			}
+		}
+	}
+	return misses
+}
+
 // bestStandbys returns the best standbyScore over all balanced standby
 // placements for a's actives and standbys per partition.
-func bestStandbyPlacement(h prevPlacement, a Assignment, members []string) assignScore {
+func bestStandbyPlacement(h prevPlacement, a Assignment, members []string) standbyScore {
 	s := standbysPerPartition(a)
-	best := assignScore{math.MaxInt, 0}
+	best := standbyScore{math.MaxInt, 0, 0}
 	try := Assignment{Partitions: a.Partitions, Actives: a.Actives, Standbys: make([][]string, a.Partitions)}
 	var walk func(p int)
 	walk = func(p int) {

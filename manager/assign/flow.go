@@ -72,7 +72,11 @@ func (g *flowNet) minCostFlow(s, t int) int {
 				g.pot[v] += d
 			}
 		}
-		total += g.blockingFlows(s, t)
+		f := g.blockingFlows(s, t)
+		if f == 0 {
+			return total // cannot happen with exact distances; never spin
+		}
+		total += f
 	}
 }
 
@@ -90,10 +94,10 @@ func (g *flowNet) distances(s int) []int {
 		dist[i] = -1
 	}
 	dist[s] = 0
-	q := nodeHeap{dist: dist}
-	q.push(s)
+	var q nodeHeap
+	q.push(s, 0)
 	done := make([]bool, len(g.adj))
-	for len(q.nodes) > 0 {
+	for len(q.items) > 0 {
 		u := q.pop()
 		if done[u] {
 			continue
@@ -106,33 +110,38 @@ func (g *flowNet) distances(s int) []int {
 			}
 			if d := dist[u] + g.cost[e] + g.pot[u] - g.pot[v]; dist[v] < 0 || d < dist[v] {
 				dist[v] = d
-				q.push(v)
+				q.push(v, d)
 			}
 		}
 	}
 	return dist
 }
 
-// nodeHeap is a binary min-heap of nodes by dist; a node may be pushed more
-// than once, with a smaller distance each time.
+// nodeHeap is a binary min-heap of nodes by the distance they were pushed
+// with; a node may be pushed more than once, with a smaller distance each
+// time, and its older entries are skipped when popped. Entries keep their
+// own distance: keying them by the live distance would let a decrease break
+// the heap order.
 type nodeHeap struct {
-	nodes []int
-	dist  []int
+	items []heapItem
 }
 
-func (h *nodeHeap) less(i, j int) bool { return h.dist[h.nodes[i]] < h.dist[h.nodes[j]] }
+// heapItem is a node and the distance it was pushed with.
+type heapItem struct{ node, dist int }
 
-func (h *nodeHeap) push(v int) {
-	h.nodes = append(h.nodes, v)
-	for i := len(h.nodes) - 1; i > 0 && h.less(i, (i-1)/2); i = (i - 1) / 2 {
-		h.nodes[i], h.nodes[(i-1)/2] = h.nodes[(i-1)/2], h.nodes[i]
+func (h *nodeHeap) less(i, j int) bool { return h.items[i].dist < h.items[j].dist }
+
+func (h *nodeHeap) push(v, d int) {
+	h.items = append(h.items, heapItem{v, d})
+	for i := len(h.items) - 1; i > 0 && h.less(i, (i-1)/2); i = (i - 1) / 2 {
+		h.items[i], h.items[(i-1)/2] = h.items[(i-1)/2], h.items[i]
 	}
 }
 
 func (h *nodeHeap) pop() int {
-	top, n := h.nodes[0], len(h.nodes)-1
-	h.nodes[0] = h.nodes[n]
-	h.nodes = h.nodes[:n]
+	top, n := h.items[0].node, len(h.items)-1
+	h.items[0] = h.items[n]
+	h.items = h.items[:n]
 	for i := 0; ; {
 		c := 2*i + 1
 		if c >= n {
@@ -144,7 +153,7 @@ func (h *nodeHeap) pop() int {
 		if !h.less(c, i) {
 			break
 		}
-		h.nodes[i], h.nodes[c] = h.nodes[c], h.nodes[i]
+		h.items[i], h.items[c] = h.items[c], h.items[i]
 		i = c
 	}
 	return top
