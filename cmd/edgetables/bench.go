@@ -33,6 +33,7 @@ type benchCmd struct {
 	JSON            bool     `name:"json" help:"Print JSON instead of Markdown."`
 	Dir             string   `help:"Directory for the bench's data, kept afterwards (default: a temporary directory, removed)."`
 	ProfileDir      string   `name:"profile-dir" help:"Write one CPU profile per measured phase into this directory."`
+	NodeLogDir      string   `name:"node-log-dir" help:"Write the output of every node the failover scenario starts, at log level info, into this directory (<case>-<node>-<start>.log)."`
 	Executable      string   `help:"edgetables binary the footprint and failover scenarios start (default: this one)."`
 	NoSpawn         bool     `name:"no-spawn" hidden:"" help:"Skip what starts the binary: the footprint's RSS and the failover scenario."`
 	ModuleDir       string   `name:"module-dir" hidden:"" help:"edgetables module to build the stripped binary from ('-': do not build)."`
@@ -116,7 +117,7 @@ func (b *benchCmd) config(log *slog.Logger) bench.Config {
 		Events: b.Events, Keys: b.Keys, Partitions: b.Partitions,
 		RecoveryRecords: b.RecoveryRecords, RecoveryKeys: b.RecoveryKeys, Reads: b.Reads,
 		FailoverKills: b.FailoverKills, FailoverBaselineKills: base,
-		Scenarios: b.Scenarios, Logger: log, Dir: b.Dir, ProfileDir: b.ProfileDir,
+		Scenarios: b.Scenarios, Logger: log, Dir: b.Dir, ProfileDir: b.ProfileDir, NodeLogDir: b.NodeLogDir,
 		Executable: b.Executable, NoSpawn: b.NoSpawn, ModuleDir: b.ModuleDir,
 		Sweep: b.sweepConfig(),
 	}

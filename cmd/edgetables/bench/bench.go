@@ -102,6 +102,10 @@ type Config struct {
 	// ProfileDir, if set, receives one CPU profile per measured phase
 	// (<scenario>-<phase>.pprof), for go tool pprof.
 	ProfileDir string
+	// NodeLogDir, if set, receives the output of every node the failover
+	// scenario starts, logging at info level (<case>-<node>-<start>.log),
+	// to see where a slow failover's time went.
+	NodeLogDir string
 	// Executable is the edgetables binary the footprint and failover
 	// scenarios start (default: os.Executable(), this program).
 	Executable string
@@ -223,6 +227,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.ProfileDir != "" {
 		if err := os.MkdirAll(cfg.ProfileDir, 0o750); err != nil {
 			return Report{}, fmt.Errorf("bench: profile dir: %w", err)
+		}
+	}
+	if cfg.NodeLogDir != "" {
+		if err := os.MkdirAll(cfg.NodeLogDir, 0o750); err != nil {
+			return Report{}, fmt.Errorf("bench: node log dir: %w", err)
 		}
 	}
 	if err := e.start(ctx); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -48,10 +49,10 @@ func (e *env) executable() (string, error) {
 	return exe, nil
 }
 
-// spawn starts `exe run` with args, its output kept in a tail buffer and
-// the EDGETABLES_ variables of this environment left out (the flags
-// decide). The caller stops it.
-func spawn(name, exe, httpAddr string, args []string) (*child, error) {
+// spawn starts `exe run` with args, its output kept in a tail buffer (and
+// written to logPath too, unless empty) and the EDGETABLES_ variables of
+// this environment left out (the flags decide). The caller stops it.
+func spawn(name, exe, httpAddr string, args []string, logPath string) (*child, error) {
 	c := &child{name: name, http: httpAddr, client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * readBackWorkers}}, out: &tail{max: 64 << 10}, exited: make(chan struct{})}
 	c.cmd = exec.Command(exe, append([]string{"run"}, args...)...)
 	for _, kv := range os.Environ() {
@@ -60,11 +61,27 @@ func spawn(name, exe, httpAddr string, args []string) (*child, error) {
 		}
 	}
 	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
+	var logFile *os.File
+	if logPath != "" {
+		f, err := os.Create(logPath)
+		if err != nil {
+			return nil, fmt.Errorf("node %s's log: %w", name, err)
+		}
+		logFile = f
+		c.cmd.Stdout = io.MultiWriter(c.out, f)
+		c.cmd.Stderr = c.cmd.Stdout
+	}
 	if err := c.cmd.Start(); err != nil {
+		if logFile != nil {
+			_ = logFile.Close()
+		}
 		return nil, fmt.Errorf("start %s run (node %s): %w", exe, name, err)
 	}
 	go func() {
 		c.err = c.cmd.Wait()
+		if logFile != nil {
+			_ = logFile.Close()
+		}
 		close(c.exited)
 	}()
 	return c, nil

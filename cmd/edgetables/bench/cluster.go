@@ -53,6 +53,10 @@ type cluster struct {
 	// exe and args start each node again (see restart).
 	exe  string
 	args [][]string
+	// logDir and logName name the files of the nodes' output (none when
+	// logDir is empty); starts counts each node's starts.
+	logDir, logName string
+	starts          []int
 }
 
 // clusterConfig is what differs between the clusters of a run.
@@ -63,6 +67,9 @@ type clusterConfig struct {
 	standbys      int
 	session       time.Duration
 	tables        []string // --table values
+	// logDir, if set, receives each node's output at info level, in
+	// files named after logName (see cluster.logPath).
+	logDir, logName string
 }
 
 // startCluster starts the nodes, each on ports of its own and a data
@@ -77,7 +84,11 @@ func startCluster(ctx context.Context, cfg clusterConfig) (*cluster, error) {
 	for i := range cfg.nodes {
 		routes[i] = "nats-route://127.0.0.1:" + strconv.Itoa(ports[3*i+2])
 	}
-	c := &cluster{exe: cfg.exe}
+	c := &cluster{exe: cfg.exe, logDir: cfg.logDir, logName: cfg.logName, starts: make([]int, cfg.nodes)}
+	level := "--log-level=warn"
+	if cfg.logDir != "" {
+		level = "--log-level=info"
+	}
 	for i := range cfg.nodes {
 		name := "n" + strconv.Itoa(i)
 		natsAddr := "127.0.0.1:" + strconv.Itoa(ports[3*i])
@@ -86,11 +97,11 @@ func startCluster(ctx context.Context, cfg clusterConfig) (*cluster, error) {
 			"--nats-listen=" + natsAddr, "--http-listen=" + httpAddr,
 			"--cluster-listen=127.0.0.1:" + strconv.Itoa(ports[3*i+2]), "--routes=" + strings.Join(routes, ","),
 			"--session-timeout=" + cfg.session.String(), "--partitions=" + strconv.Itoa(cfg.partitions),
-			"--standbys=" + strconv.Itoa(cfg.standbys), "--log-level=warn"}
+			"--standbys=" + strconv.Itoa(cfg.standbys), level}
 		for _, t := range cfg.tables {
 			args = append(args, "--table="+t)
 		}
-		ch, err := spawn(name, cfg.exe, httpAddr, args)
+		ch, err := spawn(name, cfg.exe, httpAddr, args, c.logPath(i, name))
 		if err != nil {
 			return nil, errors.Join(err, c.stop())
 		}
@@ -117,12 +128,22 @@ func (c *cluster) restart(ctx context.Context, i int) error {
 		return fmt.Errorf("restart node %s: it is still running", old.name)
 	}
 	old.client.CloseIdleConnections()
-	ch, err := spawn(old.name, c.exe, old.http, c.args[i])
+	ch, err := spawn(old.name, c.exe, old.http, c.args[i], c.logPath(i, old.name))
 	if err != nil {
 		return err
 	}
 	c.nodes[i] = ch
 	return ch.waitReady(ctx)
+}
+
+// logPath returns the file for the output of node i's next start, "" when
+// the cluster keeps no logs.
+func (c *cluster) logPath(i int, name string) string {
+	if c.logDir == "" {
+		return ""
+	}
+	c.starts[i]++
+	return filepath.Join(c.logDir, fmt.Sprintf("%s-%s-%d.log", c.logName, name, c.starts[i]))
 }
 
 // stop ends every node still running and returns an error for each node

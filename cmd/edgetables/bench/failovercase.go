@@ -45,7 +45,7 @@ func (e *env) failoverCase(ctx context.Context, exe string, standbys, kills int)
 	c, err := startCluster(ctx, clusterConfig{
 		exe: exe, dir: filepath.Join(e.dir, "failover-standbys-"+strconv.Itoa(standbys)), app: failoverApp,
 		nodes: failoverNodes, partitions: e.cfg.Partitions, standbys: standbys, session: failoverSession,
-		tables: []string{table},
+		tables: []string{table}, logDir: e.cfg.NodeLogDir, logName: "failover-standbys-" + strconv.Itoa(standbys),
 	})
 	if err != nil {
 		return nil, err

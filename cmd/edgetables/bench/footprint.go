@@ -82,7 +82,7 @@ func (e *env) spawnFootprint(ctx context.Context) ([]Result, error) {
 
 	e.log.Info("bench: footprint: node under load")
 	t0 := time.Now()
-	c, err := spawn(footprintNode, exe, httpAddr, args)
+	c, err := spawn(footprintNode, exe, httpAddr, args, "")
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +184,7 @@ func nodeArgs(dataDir, httpAddr string, partitions, tables int) []string {
 // idleSettle more, and returns its resident memory (VmRSS); the node is
 // stopped before it returns.
 func idleRSS(ctx context.Context, exe, httpAddr string, args []string) (int64, error) {
-	c, err := spawn(footprintNode, exe, httpAddr, args)
+	c, err := spawn(footprintNode, exe, httpAddr, args, "")
 	if err != nil {
 		return 0, err
 	}
