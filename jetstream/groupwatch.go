@@ -41,6 +41,11 @@ const (
 	// watchFailWait is the pause after an error that retries do not cure
 	// (the bucket is gone).
 	watchFailWait = 5 * time.Second
+	// keyPollEvery is how often a watch that starts over reads the bucket
+	// key by key meanwhile (see pollKeys), and keyPollTimeout bounds one
+	// such read.
+	keyPollEvery   = 250 * time.Millisecond
+	keyPollTimeout = time.Second
 )
 
 // kvOperationHeader marks KV delete and purge markers.
@@ -202,12 +207,18 @@ func (g *Group) deleteConsumer(cons natsjs.Consumer) {
 }
 
 // watch runs Watch's goroutine: follow w, and start over on a new consumer
-// whenever it fails, until ctx ends.
+// whenever it fails, until ctx ends. While it starts over it reads the
+// bucket key by key (pollKeys), so that a new assignment reaches this node
+// even while no consumer can be created.
 func (g *Group) watch(ctx context.Context, w *groupWatch, out chan port.GroupView) {
 	defer close(out)
 	defer g.drops.Wait() // the deletions of hedged attempts' consumers
+	var base *port.GroupView
 	for {
-		err := g.follow(ctx, w, out)
+		last, err := g.follow(ctx, w, out)
+		if last != nil {
+			base = last
+		}
 		w.stop()
 		if ctx.Err() != nil {
 			g.deleteConsumer(w.cons)
@@ -216,31 +227,120 @@ func (g *Group) watch(ctx context.Context, w *groupWatch, out chan port.GroupVie
 		g.log.Info("group watch starts over", "bucket", g.bucket, "reason", err)
 		// The old consumer is usually gone with its server; if not, its
 		// inactivity threshold removes it.
-		for {
-			if w, err = g.openWatch(ctx); err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			g.log.Error("cannot watch group bucket", "bucket", g.bucket, "err", err)
-			t := time.NewTimer(watchFailWait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
+		if w = g.reopen(ctx, base, out); w == nil {
+			return
 		}
 	}
 }
 
+// reopen opens a new watch, retrying until ctx ends (nil then), and
+// meanwhile sends views read key by key from base, if any (pollKeys).
+func (g *Group) reopen(ctx context.Context, base *port.GroupView, out chan port.GroupView) *groupWatch {
+	pctx, stopPoll := context.WithCancel(ctx)
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		if base != nil {
+			g.pollKeys(pctx, *base, out)
+		}
+	}()
+	defer func() {
+		stopPoll() // out has one sender at a time: follow waits for the poll
+		<-polled
+	}()
+	for {
+		w, err := g.openWatch(ctx)
+		if err == nil {
+			return w
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		g.log.Error("cannot watch group bucket", "bucket", g.bucket, "err", err)
+		t := time.NewTimer(watchFailWait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// pollKeys sends views read key by key until ctx ends, every keyPollEvery
+// while anything changed: base (the last complete view of the watch) with
+// the current assignment, leader and leases of base's members read
+// directly from the bucket. The bucket allows direct gets, which any of its
+// replicas answers: no consumer is created and JetStream's meta leader is
+// not involved, so this works while the watch cannot start over (after the
+// death of the server that led the meta group, until a new one is elected:
+// seconds). Such a view is Partial: members that joined after base are
+// missing from it.
+func (g *Group) pollKeys(ctx context.Context, base port.GroupView, out chan port.GroupView) {
+	t := time.NewTicker(keyPollEvery)
+	defer t.Stop()
+	var sent []uint64 // the revisions of the last view sent, 0 for a removed key
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		v, revs, err := g.readKeys(ctx, base)
+		if err != nil {
+			g.log.Debug("group bucket unreadable key by key", "bucket", g.bucket, "err", err)
+			continue
+		}
+		if slices.Equal(revs, sent) {
+			continue
+		}
+		sent = revs
+		// A later read from a replica further behind keeps this
+		// assignment (readKeys keeps base's if newer).
+		base.Assignment, base.AssignmentRev = v.Assignment, v.AssignmentRev
+		send(out, v)
+	}
+}
+
+// readKeys returns base with its assignment, leader and members' leases
+// read from the bucket, marked Partial, and the revisions read (0: removed),
+// in the order assignment, leader, then base's members by name.
+func (g *Group) readKeys(ctx context.Context, base port.GroupView) (port.GroupView, []uint64, error) {
+	v := viewState{view: cloneView(base), raw: map[string][]byte{}}
+	v.view.Partial = true
+	keys := []string{groupAssignmentKey, groupLeaderKey}
+	for _, node := range slices.Sorted(maps.Keys(base.Members)) {
+		keys = append(keys, groupMemberPrefix+node)
+	}
+	revs := make([]uint64, 0, len(keys))
+	for _, key := range keys {
+		rctx, cancel := context.WithTimeout(ctx, keyPollTimeout)
+		e, err := g.kv.Get(rctx, key)
+		cancel()
+		switch {
+		case errors.Is(err, natsjs.ErrKeyNotFound) || errors.Is(err, natsjs.ErrKeyDeleted):
+			v.apply(key, nil, 0, true, g.log)
+			revs = append(revs, 0)
+		case err != nil:
+			return port.GroupView{}, nil, fmt.Errorf("key %s: %w", key, err)
+		case key == groupAssignmentKey && e.Revision() < base.AssignmentRev:
+			// A replica behind the one base was read from: keep base's.
+			revs = append(revs, base.AssignmentRev)
+		default:
+			v.apply(key, e.Value(), e.Revision(), false, g.log)
+			revs = append(revs, e.Revision())
+		}
+	}
+	return v.view, revs, nil
+}
+
 // follow builds a view from w's messages and sends it to out, once
-// complete and after every change. It returns nil when ctx ends, or why w
-// can no longer be trusted: any error of its consumer (missed heartbeats,
-// the consumer gone or offline), a reconnection (messages may have been
-// lost meanwhile), or a gap in the consumer's sequence.
-func (g *Group) follow(ctx context.Context, w *groupWatch, out chan port.GroupView) error {
+// complete and after every change. It returns when ctx ends (nil error),
+// or why w can no longer be trusted: any error of its consumer (missed
+// heartbeats, the consumer gone or offline), a reconnection (messages may
+// have been lost meanwhile), or a gap in the consumer's sequence; and the
+// last complete view it sent (nil if none).
+func (g *Group) follow(ctx context.Context, w *groupWatch, out chan port.GroupView) (*port.GroupView, error) {
 	v := viewState{view: port.GroupView{Members: map[string]status.MemberState{}}, raw: map[string][]byte{}}
 	// The consumer may read a replica still catching up (an R1 consumer
 	// goes to any replica of the stream): its view is complete once it
@@ -248,6 +348,14 @@ func (g *Group) follow(ctx context.Context, w *groupWatch, out chan port.GroupVi
 	// when its replica has nothing more.
 	var dseq, sseq uint64 // consumer and stream sequences of the last message
 	complete := w.pending == 0 && g.readAll(ctx, 1, w.last)
+	// last returns the view as sent: follow no longer changes it once it
+	// returned.
+	last := func() *port.GroupView {
+		if !complete {
+			return nil
+		}
+		return &v.view
+	}
 	if complete {
 		send(out, v.view)
 	}
@@ -258,10 +366,10 @@ func (g *Group) follow(ctx context.Context, w *groupWatch, out chan port.GroupVi
 		var ev watchEvent
 		select {
 		case <-ctx.Done():
-			return nil
+			return last(), nil
 		case <-poll.C:
 			if n := g.js.Conn().Stats().Reconnects; n != w.reconnects {
-				return errors.New("connection reconnected")
+				return last(), errors.New("connection reconnected")
 			}
 			if !complete && g.readAll(ctx, sseq+1, w.last) {
 				complete = true
@@ -271,14 +379,14 @@ func (g *Group) follow(ctx context.Context, w *groupWatch, out chan port.GroupVi
 		case ev = <-w.events:
 		}
 		if ev.err != nil {
-			return ev.err
+			return last(), ev.err
 		}
 		md, err := ev.msg.Metadata()
 		if err != nil {
-			return err
+			return last(), err
 		}
 		if md.Sequence.Consumer != dseq+1 {
-			return fmt.Errorf("%w: consumer sequence %d after %d", errWatchGap, md.Sequence.Consumer, dseq)
+			return last(), fmt.Errorf("%w: consumer sequence %d after %d", errWatchGap, md.Sequence.Consumer, dseq)
 		}
 		dseq, sseq = md.Sequence.Consumer, md.Sequence.Stream
 		key, ok := strings.CutPrefix(ev.msg.Subject(), prefix)

@@ -134,10 +134,12 @@ func (m *TableManager) runGroup(ctx context.Context) {
 				<-ctx.Done()
 				continue
 			}
-			last = &v
 			m.setView(v)
-			if leading {
-				m.lead(ctx, v)
+			if !v.Partial {
+				last = &v
+				if leading {
+					m.lead(ctx, v)
+				}
 			}
 			if a := v.Assignment; a.Generation > delivered && a.Partitions == m.cfg.Partitions {
 				delivered = a.Generation

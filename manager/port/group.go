@@ -17,6 +17,12 @@ type GroupView struct {
 	// in the store (0: none published yet).
 	Assignment    assign.Assignment
 	AssignmentRev uint64
+	// Partial marks a view read key by key while the coordinator cannot
+	// follow the store as a whole (after a server's death, for seconds):
+	// its assignment, leader and the leases of the members it lists are
+	// current, but members that joined since may be missing. A leader
+	// does not compute assignments from it.
+	Partial bool
 }
 
 // Coordinator stores the group's state: member leases, the leader lease and
