@@ -228,6 +228,9 @@ type TableManager struct {
 	// sourceFailing is the current streak of failures to open or read
 	// the source (nil: none); written by the processing goroutine.
 	sourceFailing atomic.Pointer[sourceFailure]
+	// takeoverSource is the takeovers' shared read of the source's state
+	// (resolveRecovered).
+	takeoverSource takeoverSourceRead
 	// full is set when a partition reached MaxCommitRecords.
 	full bool
 	// commitWG counts the running commit goroutines (pipeline.go); the

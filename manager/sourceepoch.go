@@ -2,6 +2,8 @@ package manager
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/edgetables/edgetables/manager/port"
@@ -62,6 +64,12 @@ func resolveSource(pos uint64, epoch string, src port.SourceState) (uint64, stri
 // moves the position then, rereading what the partition skipped meanwhile.
 const takeoverSourceWait = 500 * time.Millisecond
 
+// takeoverSourceRest is how long, after a takeover's source-state read
+// timed out, the other takeovers skip theirs: they would wait for the same
+// election, one after the other (a failover takes several partitions over
+// at once).
+const takeoverSourceRest = 2 * time.Second
+
 // sourceStateWait bounds the processing goroutine's reads of the source's
 // state (syncSource, confirmSource, checkStall). That goroutine also applies
 // new assignments: while a read waits for a source stream that has no
@@ -69,13 +77,76 @@ const takeoverSourceWait = 500 * time.Millisecond
 // is made again at the next check.
 const sourceStateWait = time.Second
 
+// takeoverSourceRead is the source-state read that concurrent takeovers
+// share: a failover takes several partitions over at once, and each
+// reading the state of a source stream that has no leader waited
+// takeoverSourceWait after the other.
+type takeoverSourceRead struct {
+	mu      sync.Mutex
+	current *sourceRead // the read in flight or the last one
+}
+
+// sourceRead is one read of the source's state: src and err are set
+// before done is closed, at ended.
+type sourceRead struct {
+	done  chan struct{}
+	src   port.SourceState
+	err   error
+	ended time.Time
+}
+
+// read returns the source's state: the result of the read in flight if
+// there is one, an error at once if the last read timed out less than
+// takeoverSourceRest ago, or a new read's (given takeoverSourceWait).
+func (t *takeoverSourceRead) read(ctx context.Context, source port.Source) (port.SourceState, error) {
+	t.mu.Lock()
+	r := t.current
+	switch {
+	case r == nil:
+	case !closed(r.done):
+		t.mu.Unlock()
+		select {
+		case <-r.done:
+			return r.src, r.err
+		case <-ctx.Done():
+			return port.SourceState{}, ctx.Err()
+		}
+	case r.err != nil && time.Since(r.ended) < takeoverSourceRest:
+		t.mu.Unlock()
+		return port.SourceState{}, fmt.Errorf("not read again so soon: %w", r.err)
+	}
+	r = &sourceRead{done: make(chan struct{})}
+	t.current = r
+	t.mu.Unlock()
+	sctx, cancel := context.WithTimeout(ctx, takeoverSourceWait)
+	r.src, r.err = source.State(sctx)
+	cancel()
+	if r.err != nil && ctx.Err() != nil {
+		t.mu.Lock()
+		t.current = nil // this takeover ended: nothing learned about the source
+		t.mu.Unlock()
+	}
+	r.ended = time.Now()
+	close(r.done)
+	return r.src, r.err
+}
+
+// closed reports whether ch is closed.
+func closed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 // resolveRecovered checks the recovered position of p against the source
 // before p is taken over. If the source cannot be read within
-// takeoverSourceWait, the position stands until that later check.
+// takeoverSourceWait, the position stands until that later check; so it
+// does for the takeovers of the next takeoverSourceRest, which do not try.
 func (m *TableManager) resolveRecovered(ctx context.Context, p *partition) {
-	sctx, cancel := context.WithTimeout(ctx, takeoverSourceWait)
-	src, err := m.cfg.Source.State(sctx)
-	cancel()
+	src, err := m.takeoverSource.read(ctx, m.cfg.Source)
 	if err != nil {
 		m.log.Warn("source state unreadable at takeover; the partition's source position is checked again once it is processed",
 			"partition", p.id, "source_seq", p.sourceSeq.Load(), "err", err)

@@ -1,8 +1,12 @@
 package manager
 
 import (
+	"context"
 	"encoding/json"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/edgetables/edgetables/manager/port"
 )
@@ -51,5 +55,65 @@ func TestOldCommitMarkerDecodes(t *testing.T) {
 	b, _ := json.Marshal(port.CommitMarker{SourceSeq: 5, Node: "n2", SourceEpoch: "2026-01-02T03:04:05.000000006Z"})
 	if want := `{"source_seq":5,"node":"n2","source_epoch":"2026-01-02T03:04:05.000000006Z"}`; string(b) != want {
 		t.Errorf("marker encodes as %s, want %s", b, want)
+	}
+}
+
+// countingSource answers State after wait (or never, when wait is
+// negative: until the context ends), counting the calls.
+type countingSource struct {
+	port.Source
+	calls atomic.Int32
+	wait  time.Duration
+}
+
+func (s *countingSource) State(ctx context.Context) (port.SourceState, error) {
+	s.calls.Add(1)
+	if s.wait < 0 {
+		<-ctx.Done()
+		return port.SourceState{}, ctx.Err()
+	}
+	time.Sleep(s.wait)
+	return port.SourceState{Last: 7, Epoch: "e"}, nil
+}
+
+// TestTakeoverSourceReadShared: concurrent takeovers share one read of
+// the source's state; after a read timed out the next takeovers do not
+// wait for the same leaderless stream again; a successful read is not
+// reused afterwards.
+func TestTakeoverSourceReadShared(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		wait      time.Duration
+		wantCalls int32
+		wantErr   bool
+	}{
+		{name: "leaderless source", wait: -1, wantCalls: 1, wantErr: true},
+		{name: "healthy source", wait: 100 * time.Millisecond, wantCalls: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := &countingSource{wait: tc.wait}
+			var r takeoverSourceRead
+			var wg sync.WaitGroup
+			start := time.Now()
+			errs := make([]error, 4)
+			for i := range errs {
+				wg.Go(func() { _, errs[i] = r.read(context.Background(), src) })
+			}
+			wg.Wait()
+			if took := time.Since(start); took > takeoverSourceWait+300*time.Millisecond {
+				t.Errorf("4 concurrent takeovers took %s, want about one read's wait", took)
+			}
+			// A takeover after the first ones.
+			_, err := r.read(context.Background(), src)
+			errs = append(errs, err)
+			for i, err := range errs {
+				if (err != nil) != tc.wantErr {
+					t.Errorf("read %d: %v, want error %v", i, err, tc.wantErr)
+				}
+			}
+			if got := src.calls.Load(); got != tc.wantCalls {
+				t.Errorf("%d reads of the source, want %d", got, tc.wantCalls)
+			}
+		})
 	}
 }

@@ -162,10 +162,12 @@ func (s *leaderlessSource) State(ctx context.Context) (port.SourceState, error) 
 // election. The takeover gave that read 2 s, which was most of a failover
 // with a standby; it now gives it takeoverSourceWait (500 ms) and leaves the
 // check to the processing goroutine, whose own reads wait at most 1 s.
-// Fails with the old 2-s waits.
+// Fails with the old 2-s waits. Takeovers of the next takeoverSourceRest
+// skip the read: four partitions taken over one after the other waited
+// 500 ms each.
 func TestTakeoverDoesNotWaitForLeaderlessSource(t *testing.T) {
 	src := &leaderlessSource{}
-	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
+	h := newHarness(t, manager.Config{Partitions: 4, CommitInterval: 20 * time.Millisecond})
 	h.wrapSource = func(s port.Source) port.Source { src.Source = s; return src }
 	h.start()
 	want := map[string]int64{}
@@ -175,15 +177,25 @@ func TestTakeoverDoesNotWaitForLeaderlessSource(t *testing.T) {
 
 	src.down.Store(true)
 	m := h.start()
+	var first, last time.Time
 	for _, rp := range m.RecoveryProgress() {
 		if rp.Ended.IsZero() {
 			t.Fatalf("partition %d: recovery not ended although the manager is ready", rp.Partition)
+		}
+		if first.IsZero() || rp.Started.Before(first) {
+			first = rp.Started
+		}
+		if rp.Ended.After(last) {
+			last = rp.Ended
 		}
 		// The old wait alone was 2 s; the new one is 500 ms, and an empty
 		// tail replays in milliseconds.
 		if took := rp.Ended.Sub(rp.Started); took >= 1500*time.Millisecond {
 			t.Errorf("partition %d: takeover took %s with the source's leader gone, want < 1.5s (it waited for the source)", rp.Partition, took)
 		}
+	}
+	if took := last.Sub(first); took >= 1200*time.Millisecond {
+		t.Errorf("the takeovers of 4 partitions took %s with the source's leader gone, want < 1.2s (each waited for the source)", took)
 	}
 	// The processing goroutine, which also applies new assignments, reads
 	// the source's state every 5 s and when the reader is silent; none of
