@@ -137,16 +137,16 @@ func (r *recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 		p.highWater.Store(state.Last)
 		if from <= state.Last {
 			log.Info("recovering partition", "from", from, "high_water", state.Last, "source_seq", p.sourceSeq.Load())
-			err = m.cfg.Changelog.Replay(ctx, p.id, from, state.Last, m.cfg.RecoveryBufferSize, func(es []port.Entry) error {
-				if err := r.apply(p, es); err != nil {
-					return err
-				}
+			a := r.startApplier(ctx, p, rs.batch)
+			err = m.cfg.Changelog.Replay(ctx, p.id, from, state.Last, replayBatch(m.cfg.RecoveryBufferSize), func(es []port.Entry) error {
 				if check && newer == nil {
 					newer = newerMarker(es, gen)
 				}
-				rs.batch(len(es))
-				return nil
+				return a.add(ctx, es)
 			})
+			if aerr := a.wait(); err == nil {
+				err = aerr
+			}
 			if err != nil {
 				return fmt.Errorf("replay from %d to %d: %w", from, state.Last, err)
 			}
