@@ -2,8 +2,10 @@ package manager
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/edgetables/edgetables/manager/port"
+	"github.com/edgetables/edgetables/store"
 )
 
 // applyQueue is how many replayed batches wait for the store while it
@@ -104,4 +106,32 @@ func (a *applier) wait() error {
 	close(a.queue)
 	<-a.done
 	return a.err
+}
+
+// rebuilder is a store that can be filled without syncing every
+// transaction (store.Bolt; see store/rebuild.go).
+type rebuilder interface {
+	StartRebuild() error
+	EndRebuild() error
+}
+
+// startRebuild stops syncing st's transactions, marking it so that it is
+// rebuilt after a crash, if st can.
+func startRebuild(st store.Store) error {
+	if rb, ok := st.(rebuilder); ok {
+		if err := rb.StartRebuild(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// endRebuild syncs st and removes its mark if startRebuild marked it.
+func endRebuild(st store.Store) error {
+	if rb, ok := st.(rebuilder); ok {
+		if err := rb.EndRebuild(); err != nil {
+			return fmt.Errorf("sync the rebuilt store: %w", err)
+		}
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +21,7 @@ import (
 type hookedStores struct {
 	store.Provider
 	before func(b store.Batch) error
+	wrap   func(hookedStore) store.Store // if set, what Open returns
 	mu     sync.Mutex
 	last   store.Store // the store last opened
 }
@@ -32,6 +34,9 @@ func (h *hookedStores) Open(p int) (store.Store, error) {
 	h.mu.Lock()
 	h.last = s
 	h.mu.Unlock()
+	if h.wrap != nil {
+		return h.wrap(hookedStore{Store: s, h: h}), nil
+	}
 	return hookedStore{Store: s, h: h}, nil
 }
 
@@ -223,5 +228,56 @@ func TestRecoveryReplayReadsWhileStoreWrites(t *testing.T) {
 	h.waitCounts(want)
 	if !overlapped.Load() {
 		t.Fatal("the replay did not pass on a second batch while the store wrote the first")
+	}
+}
+
+// rebuildingStore is a hookedStore that can be rebuilt unsynced, as the
+// bbolt store it wraps.
+type rebuildingStore struct{ hookedStore }
+
+func (s rebuildingStore) StartRebuild() error { return s.Store.(*store.Bolt).StartRebuild() }
+func (s rebuildingStore) EndRebuild() error   { return s.Store.(*store.Bolt).EndRebuild() }
+
+// TestRecoveryRebuildUnsynced: a recovery into an empty store writes it
+// marked as being rebuilt (unsynced; a crash meanwhile has it rebuilt) and
+// removes the mark once the store holds the log, before the partition is
+// taken over; the store then reopens as it is, without a rebuild.
+func TestRecoveryRebuildUnsynced(t *testing.T) {
+	const keys = 40
+	h := newHarness(t, manager.Config{Partitions: 1, CommitInterval: 20 * time.Millisecond, RecoveryBufferSize: 8})
+	marks := func() []string {
+		m, err := filepath.Glob(filepath.Join(h.dir, "*.rebuilding"))
+		must(t, err)
+		return m
+	}
+	var marked, unmarked atomic.Int64
+	stores := &hookedStores{before: func(store.Batch) error {
+		if len(marks()) == 1 {
+			marked.Add(1)
+		} else {
+			unmarked.Add(1)
+		}
+		return nil
+	}}
+	stores.wrap = func(s hookedStore) store.Store { return rebuildingStore{s} }
+	want := recoverFresh(t, h, keys, stores, &countingReplay{})
+	h.waitCounts(want)
+	if marked.Load() == 0 || unmarked.Load() > 0 {
+		t.Fatalf("%d replayed batches written with the store marked, %d without; want all marked", marked.Load(), unmarked.Load())
+	}
+	if m := marks(); len(m) > 0 {
+		t.Fatalf("marks left after the recovery: %v", m)
+	}
+	must(t, h.stop())
+	var l hookLog
+	h.cfg.RecoveryHooks = l.hooks()
+	h.start()
+	h.waitCounts(want)
+	for _, evs := range l.byPartition() {
+		for _, ev := range evs {
+			if st, ok := ev.(manager.RecoveryStart); ok && st.Rebuilt {
+				t.Fatalf("the store was rebuilt after a restart: %s", st.Reason)
+			}
+		}
 	}
 }

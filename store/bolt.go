@@ -132,12 +132,15 @@ func (d *Dir) Open(p int) (Store, error) {
 	return b, nil
 }
 
-// Destroy removes the file of partition p; a missing file is not an error.
-// The store must be closed: a store still open keeps working on the removed
-// file, unseen by the next Open.
+// Destroy removes the file of partition p, then the mark of its rebuild
+// if any (rebuild.go); a missing file is not an error. The store must be
+// closed: a store still open keeps working on the removed file, unseen by
+// the next Open.
 func (d *Dir) Destroy(p int) error {
-	if err := os.Remove(d.Path(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("store: destroy partition %d: %w", p, err)
+	for _, path := range []string{d.Path(p), d.Path(p) + rebuildSuffix} {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("store: destroy partition %d: %w", p, err)
+		}
 	}
 	return nil
 }
@@ -150,6 +153,9 @@ type Bolt struct {
 	db     *bolt.DB
 	path   string
 	closed atomic.Bool
+	noSync bool // Options.NoSync
+	// rebuilding: between StartRebuild and EndRebuild (rebuild.go).
+	rebuilding bool
 }
 
 var _ Store = (*Bolt)(nil)
@@ -176,6 +182,10 @@ func OpenBolt(path string, opts *Options) (*Bolt, error) {
 	}
 	file, err := lockFile(path, o.OpenTimeout)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkRebuildMark(path); err != nil {
+		_ = file.Close()
 		return nil, err
 	}
 	fi, err := file.Stat()
@@ -219,7 +229,7 @@ func OpenBolt(path string, opts *Options) (*Bolt, error) {
 	case err != nil:
 		return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, path, err)
 	}
-	b := &Bolt{db: db, path: path}
+	b := &Bolt{db: db, path: path, noSync: o.NoSync}
 	if err := b.init(!o.SkipVerify); err != nil {
 		_ = guard(path, "close", nil, db.Close)
 		return nil, err
