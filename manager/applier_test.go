@@ -60,22 +60,21 @@ func (s hookedStore) Apply(b store.Batch) error {
 	return s.Store.Apply(b)
 }
 
-// countingReplay is a changelog that counts the batches its Replay passes
-// on and calls passed (if set) after each.
+// countingReplay is a changelog that counts the batches its Replay reads
+// and calls read (if set) with each before it passes it on.
 type countingReplay struct {
 	port.Changelog
 	batches atomic.Int64
-	passed  func()
+	read    func()
 }
 
 func (c *countingReplay) Replay(ctx context.Context, p int, from, until uint64, batchSize int, fn func([]port.Entry) error) error {
 	return c.Changelog.Replay(ctx, p, from, until, batchSize, func(es []port.Entry) error {
 		c.batches.Add(1)
-		err := fn(es)
-		if c.passed != nil {
-			c.passed()
+		if c.read != nil {
+			c.read()
 		}
-		return err
+		return fn(es)
 	})
 }
 
@@ -180,8 +179,7 @@ func TestRecoveryApplyFailureStopsReplay(t *testing.T) {
 	if v.applies != failAt {
 		t.Errorf("%d batches reached the store; the applier should have stopped at the failed one, the %dth", v.applies, failAt)
 	}
-	// Batches of 2 records (a quarter of the buffer): the whole log is
-	// about 100.
+	// Batches of 4 records (half the buffer): the whole log is about 50.
 	if v.batches > keys/2/4 {
 		t.Errorf("the replay passed on %d batches after the store failed at its %dth transaction", v.batches, failAt)
 	}
@@ -197,16 +195,16 @@ func TestRecoveryApplyFailureStopsReplay(t *testing.T) {
 	h.waitCounts(want)
 }
 
-// TestRecoveryReplayReadsWhileStoreWrites: the replay passes on the next
-// batch while the store still writes the one before (a replay that waited
-// for each transaction made the first write wait here for ever).
+// TestRecoveryReplayReadsWhileStoreWrites: the replay reads the next batch
+// while the store still writes the one before (a replay that waited for
+// each transaction made the first write wait here for ever).
 func TestRecoveryReplayReadsWhileStoreWrites(t *testing.T) {
 	const keys = 40
 	h := newHarness(t, manager.Config{Partitions: 1, CommitInterval: 20 * time.Millisecond, RecoveryBufferSize: 8})
 	log := &countingReplay{}
 	next := make(chan struct{})
 	var once sync.Once
-	log.passed = func() {
+	log.read = func() {
 		if log.batches.Load() >= 2 {
 			once.Do(func() { close(next) })
 		}
@@ -227,7 +225,7 @@ func TestRecoveryReplayReadsWhileStoreWrites(t *testing.T) {
 	want := recoverFresh(t, h, keys, stores, log)
 	h.waitCounts(want)
 	if !overlapped.Load() {
-		t.Fatal("the replay did not pass on a second batch while the store wrote the first")
+		t.Fatal("the replay did not read a second batch while the store wrote the first")
 	}
 }
 

@@ -51,8 +51,8 @@ type Config struct {
 	CommitEvery int
 	// RecoveryBufferSize bounds the changelog records a recovery holds in
 	// memory and writes to the store in one transaction (default 10,000).
-	// The replay reads batches of a quarter of it while the store writes
-	// what arrived before, in one transaction.
+	// The replay reads a batch of half of it while the store writes the
+	// one before, in one transaction.
 	RecoveryBufferSize int
 	// StandbyBufferSize is the number of changelog records a standby
 	// applies in one transaction (default 1,000): a standby lags its active
