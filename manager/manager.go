@@ -49,8 +49,10 @@ type Config struct {
 	// the partition buffers this many keys. It bounds the uncommitted
 	// state in memory.
 	CommitEvery int
-	// RecoveryBufferSize is the number of changelog records applied to the
-	// store in one transaction during recovery (default 10,000).
+	// RecoveryBufferSize bounds the changelog records a recovery holds in
+	// memory and writes to the store in one transaction (default 10,000).
+	// The replay reads a batch of half of it while the store writes the
+	// one before, in one transaction.
 	RecoveryBufferSize int
 	// StandbyBufferSize is the number of changelog records a standby
 	// applies in one transaction (default 1,000): a standby lags its active

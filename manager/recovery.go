@@ -137,16 +137,24 @@ func (r *recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 		p.highWater.Store(state.Last)
 		if from <= state.Last {
 			log.Info("recovering partition", "from", from, "high_water", state.Last, "source_seq", p.sourceSeq.Load())
-			err = m.cfg.Changelog.Replay(ctx, p.id, from, state.Last, m.cfg.RecoveryBufferSize, func(es []port.Entry) error {
-				if err := r.apply(p, es); err != nil {
+			if p.applied.Load() == 0 {
+				// An empty store, filled from the whole log: unsynced
+				// until it is (the store marks it, so that a crash
+				// meanwhile has it rebuilt).
+				if err := startRebuild(p.store); err != nil {
 					return err
 				}
+			}
+			a := r.startApplier(ctx, p, rs.batch)
+			err = m.cfg.Changelog.Replay(ctx, p.id, from, state.Last, replayBatch(m.cfg.RecoveryBufferSize), func(es []port.Entry) error {
 				if check && newer == nil {
 					newer = newerMarker(es, gen)
 				}
-				rs.batch(len(es))
-				return nil
+				return a.add(ctx, es)
 			})
+			if aerr := a.wait(); err == nil {
+				err = aerr
+			}
 			if err != nil {
 				return fmt.Errorf("replay from %d to %d: %w", from, state.Last, err)
 			}
@@ -156,6 +164,9 @@ func (r *recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 			if got := p.applied.Load(); got < state.Last {
 				return fmt.Errorf("replay from %d stopped at %d, before the log's end %d", from, got, state.Last)
 			}
+		}
+		if err := endRebuild(p.store); err != nil {
+			return err
 		}
 		if newer != nil {
 			return &staleError{node: newer.Node, gen: newer.Generation, mine: gen}
@@ -250,6 +261,9 @@ func (r *recovery) follow(ctx context.Context, p *partition, caughtUp func()) (e
 		if got := p.applied.Load(); got < state.Last {
 			return fmt.Errorf("standby catch-up from %d stopped at %d, before the log's end %d", from, got, state.Last)
 		}
+	}
+	if err := endRebuild(p.store); err != nil { // the store of an interrupted active recovery
+		return err
 	}
 	p.highWater.Store(state.Last)
 	rs.end()

@@ -94,7 +94,9 @@ type Changelog interface {
 	// Replay reads partition p's log from sequence from (inclusive) up to
 	// and including until, calling fn with batches of at most batchSize
 	// entries in sequence order. It returns when the entry at until (or the
-	// last one before it, in a compacted log) has been passed to fn.
+	// last one before it, in a compacted log) has been passed to fn. Each
+	// batch is a slice of its own, which fn may keep (and hand to another
+	// goroutine) after it returns.
 	Replay(ctx context.Context, p int, from, until uint64, batchSize int, fn func([]Entry) error) error
 	// Follow reads partition p's log from sequence from and keeps reading
 	// as it grows, passing batches of at most batchSize entries to fn (a
