@@ -198,7 +198,9 @@ func (r *SourceReader) take(limit int) ([]port.SourceMessage, []ackHandle) {
 	}
 	if k == len(r.msgs) {
 		out, hs := r.msgs, r.replies
-		r.msgs, r.replies, r.bytes = nil, nil, 0
+		// The next batch is likely as long as this one: room for it now
+		// spares the buffer growing by doubling (twice the allocation).
+		r.msgs, r.replies, r.bytes = make([]port.SourceMessage, 0, k), make([]ackHandle, 0, k), 0
 		return out, hs
 	}
 	out, hs := slices.Clone(r.msgs[:k]), slices.Clone(r.replies[:k])
