@@ -7,11 +7,12 @@ import (
 )
 
 // defaultGCPercent is the node's garbage collection target when neither
-// --gc-percent nor GOGC sets one. Under load most of the live heap is the
-// embedded server's message block caches; with Go's default of 100 the
-// heap grows to twice that before a collection. 50 measured about 45 MiB
-// less peak resident memory working through a backlog of a million events
-// at nearly the same rate (the commit that set it has the figures).
+// --gc-percent nor GOGC sets one. Under load most of the live heap (about
+// 110-135 MiB working through a backlog of a million events with 8
+// partitions) is the embedded server's message block caches; with Go's
+// default of 100 the heap grows to twice that before a collection, and the
+// peak resident memory was 277-301 MiB; with 50 it was 215-226 MiB, for a
+// few percent of the rate (`edgetables bench --scenarios footprint`).
 const defaultGCPercent = 50
 
 // gcPercent returns the collection target run sets and whether it sets one:
