@@ -15,11 +15,15 @@ import (
 )
 
 // Reader buffering: the client asks the server for up to sourcePull messages
-// at a time (at most sourcePullBytes per request), and the reader buffers up
-// to sourcePull decoded messages or sourcePullBytes of payload for Next.
+// at a time (at most sourcePullBytes per request, or twice the connection's
+// max_payload if more, so that the largest message always fits a pull), and
+// the reader buffers up to sourcePull decoded messages or sourcePullBytes of
+// them (subject, reply, headers and data) for Next. nats.go asks for more
+// once half a pull was delivered, so the client holds at most about three
+// pulls' worth: the buffer, and a pull and a half in flight.
 const (
 	sourcePull      = 10000
-	sourcePullBytes = 64 << 20
+	sourcePullBytes = 4 << 20
 	closeWait       = 5 * time.Second
 )
 
@@ -88,7 +92,7 @@ func newSourceReader(nc *nats.Conn, cons natsjs.Consumer, stream, consumer strin
 		space:    make(chan struct{}, 1),
 	}
 	cc, err := cons.Consume(r.handle,
-		natsjs.PullMaxMessagesWithBytesLimit(sourcePull, sourcePullBytes),
+		natsjs.PullMaxMessagesWithBytesLimit(sourcePull, pullBytes(nc)),
 		natsjs.PullExpiry(pullExpiry), natsjs.PullHeartbeat(pullHeartbeat),
 		natsjs.ConsumeErrHandler(r.consumeErr))
 	if err != nil {
@@ -97,6 +101,26 @@ func newSourceReader(nc *nats.Conn, cons natsjs.Consumer, stream, consumer strin
 	r.cc = cc
 	r.ended = cc.Closed()
 	return r, nil
+}
+
+// pullBytes is the byte limit of a source pull request on nc: a server
+// refuses to deliver a message larger than the request's limit, so the
+// limit is at least twice the largest message nc may carry.
+func pullBytes(nc *nats.Conn) int {
+	return max(sourcePullBytes, 2*int(nc.MaxPayload()))
+}
+
+// msgSize is what a buffered message counts against sourcePullBytes: its
+// subject, reply subject, headers and data.
+func msgSize(m *port.SourceMessage, reply int) int {
+	n := len(m.Subject) + reply + len(m.Data)
+	for k, vs := range m.Header {
+		n += len(k)
+		for _, v := range vs {
+			n += len(v)
+		}
+	}
+	return n
 }
 
 func signal(ch chan struct{}) {
@@ -142,7 +166,7 @@ func (r *SourceReader) handle(m natsjs.Msg) {
 	}
 	r.msgs = append(r.msgs, msg)
 	r.replies = append(r.replies, ackHandle{seq: seq, reply: m.Reply()})
-	r.bytes += len(msg.Data)
+	r.bytes += msgSize(&msg, len(m.Reply()))
 	first := len(r.msgs) == 1
 	r.bufMu.Unlock()
 	if first {
@@ -174,12 +198,14 @@ func (r *SourceReader) take(limit int) ([]port.SourceMessage, []ackHandle) {
 	}
 	if k == len(r.msgs) {
 		out, hs := r.msgs, r.replies
-		r.msgs, r.replies, r.bytes = nil, nil, 0
+		// The next batch is likely as long as this one: room for it now
+		// spares the buffer growing by doubling (twice the allocation).
+		r.msgs, r.replies, r.bytes = make([]port.SourceMessage, 0, k), make([]ackHandle, 0, k), 0
 		return out, hs
 	}
 	out, hs := slices.Clone(r.msgs[:k]), slices.Clone(r.replies[:k])
 	for i := range out {
-		r.bytes -= len(out[i].Data)
+		r.bytes -= msgSize(&out[i], len(hs[i].reply))
 	}
 	n := copy(r.msgs, r.msgs[k:])
 	clear(r.msgs[n:])

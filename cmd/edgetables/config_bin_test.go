@@ -99,6 +99,11 @@ table:
 	if got := scrapeMetric(t, base+"/metrics", "go_gc_gomemlimit_bytes"); got != 300<<20 {
 		t.Errorf("go_gc_gomemlimit_bytes = %v, want %d (memory-limit: 300MiB)", got, 300<<20)
 	}
+	if os.Getenv("GOGC") == "" {
+		if got := scrapeMetric(t, base+"/metrics", "go_gc_gogc_percent"); got != defaultGCPercent {
+			t.Errorf("go_gc_gogc_percent = %v, want %d (the default without GOGC)", got, defaultGCPercent)
+		}
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -78,6 +78,7 @@ func (g *globalTableFlag) UnmarshalText(b []byte) error {
 type runCmd struct {
 	Config          string            `help:"Configuration file (YAML or JSON) holding any of these flags, one key per flag (data-dir: ./data, table: [...]); flags and EDGETABLES_* variables override it." type:"existingfile" placeholder:"FILE"`
 	MemoryLimit     byteSize          `name:"memory-limit" help:"Soft memory limit of the Go runtime (runtime/debug.SetMemoryLimit), e.g. 400MiB; 0: none (GOMEMLIMIT applies if set)." default:"0" placeholder:"SIZE"`
+	GCPercent       int               `name:"gc-percent" help:"Garbage collection target of the Go runtime (runtime/debug.SetGCPercent): the heap grows this many percent over the live heap before a collection. 0: 50, or GOGC if set." default:"0" placeholder:"PERCENT"`
 	Name            string            `help:"Node name, stable across restarts (default: the host name)."`
 	App             string            `help:"Namespace of every NATS resource." default:"edgetables"`
 	DataDir         string            `help:"Directory for JetStream storage and table stores; one node per directory (a second one exits)." default:"./data"`
@@ -133,6 +134,8 @@ func (r *runCmd) Validate() error {
 		return fmt.Errorf("--partitions %d: want 1 to 1024", r.Partitions)
 	case r.CommitInterval <= 0:
 		return fmt.Errorf("--commit-interval %s: must be positive", r.CommitInterval)
+	case r.GCPercent < 0:
+		return fmt.Errorf("--gc-percent %d: want 0 (the default) or more", r.GCPercent)
 	case r.CommitEvery < 1:
 		return fmt.Errorf("--commit-every %d: must be at least 1", r.CommitEvery)
 	case r.RecoveryBuffer < 1:
@@ -346,6 +349,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return exitUsage
 		}
 		c.Run.setMemoryLimit(log)
+		c.Run.setGCPercent(log)
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		defer reloadOnHangup(ctx, node.Config(), log)()

@@ -35,6 +35,7 @@ func TestFlagErrors(t *testing.T) {
 		{"partitions", []string{"run", table, "--partitions=0"}, nil, "--partitions"},
 		{"partitions not a number", []string{"run", table, "--partitions=many"}, nil, "--partitions"},
 		{"commit interval", []string{"run", table, "--commit-interval=-1s"}, nil, "--commit-interval"},
+		{"gc percent", []string{"run", table, "--gc-percent=-5"}, nil, "--gc-percent"},
 		{"sync", []string{"run", table, "--sync=sometimes"}, nil, "--sync"},
 		{"changelog behind", []string{"run", table, "--changelog-behind=ignore"}, nil, "--changelog-behind"},
 		{"standby buffer", []string{"run", table, "--standby-buffer-size=0"}, nil, "--standby-buffer-size"},

@@ -92,11 +92,45 @@ type JSON[T any] struct{}
 // Encode implements Codec.
 func (JSON[T]) Encode(v T) ([]byte, error) { return json.Marshal(v) }
 
-// Decode implements Codec.
+// Decode implements Codec. An int64 written as a plain JSON integer is read
+// without encoding/json; anything else (spaces, exponents, invalid text)
+// goes to json.Unmarshal, so the result and errors are the same.
 func (JSON[T]) Decode(b []byte) (T, error) {
 	var v T
+	if _, ok := any(v).(int64); ok {
+		if n, ok := plainJSONInt(b); ok {
+			return any(n).(T), nil
+		}
+	}
 	err := json.Unmarshal(b, &v)
 	return v, err
+}
+
+// plainJSONInt parses b if it is a JSON integer that fits an int64,
+// without sign other than '-', leading zeros, fraction, exponent or
+// spaces: -?(0|[1-9][0-9]*).
+func plainJSONInt(b []byte) (int64, bool) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 19 || b[0] == '0' && len(b) > 1 {
+		return 0, false
+	}
+	var u uint64 // at most 19 digits: no overflow of a uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		u = u*10 + uint64(c-'0')
+	}
+	switch {
+	case !neg && u <= math.MaxInt64:
+		return int64(u), true
+	case neg && u <= 1<<63:
+		return int64(-u), true // -(1<<63) wraps to MinInt64
+	}
+	return 0, false
 }
 
 func (JSON[T]) isJSON() {}

@@ -2,8 +2,10 @@ package codec
 
 import (
 	"bytes"
+	"encoding/json"
 	"math"
 	"reflect"
+	"runtime"
 	"sort"
 	"testing"
 )
@@ -130,4 +132,61 @@ func TestIsJSON(t *testing.T) {
 			t.Errorf("IsJSON(%T) = %v, want %v", c.codec, got, c.want)
 		}
 	}
+}
+
+// TestJSONInt64MatchesEncodingJSON: JSON encodes an int64 as encoding/json
+// does, and its int64 shortcut decodes every input to the same value and
+// the same success or failure.
+func TestJSONInt64MatchesEncodingJSON(t *testing.T) {
+	var c JSON[int64]
+	for _, v := range []int64{0, 1, -1, 42, -9000, math.MaxInt64, math.MinInt64} {
+		got, err := c.Encode(v)
+		want, _ := json.Marshal(v)
+		if err != nil || string(got) != string(want) {
+			t.Errorf("Encode(%d) = %q, %v; want %q", v, got, err, want)
+		}
+	}
+	for _, in := range []string{"0", "7", "-7", "123456789", "9223372036854775807", "-9223372036854775808",
+		"9223372036854775808", "-9223372036854775809", "007", "-0", "-", "", "+5", " 5", "5 ", "1e3", "1.0",
+		"0x10", "1_000", "null", `"5"`, "--5", "5-"} {
+		got, gotErr := c.Decode([]byte(in))
+		var want int64
+		wantErr := json.Unmarshal([]byte(in), &want)
+		if got != want || (gotErr == nil) != (wantErr == nil) {
+			t.Errorf("Decode(%q) = %d, %v; encoding/json gives %d, %v", in, got, gotErr, want, wantErr)
+		}
+	}
+}
+
+// TestJSONInt64Allocs: decoding a count table's value allocates a few
+// bytes (the int64 itself), under a quarter of what encoding/json
+// allocates (about 150 bytes).
+func TestJSONInt64Allocs(t *testing.T) {
+	var c JSON[int64]
+	b := []byte("1234567")
+	var v int64
+	for _, tc := range []struct {
+		name     string
+		ours, js func()
+	}{
+		{"Decode", func() { _, _ = c.Decode(b) }, func() { _ = json.Unmarshal(b, &v) }},
+	} {
+		ours, js := bytesPerRun(tc.ours), bytesPerRun(tc.js)
+		if 4*ours >= js {
+			t.Errorf("%s allocates %d bytes, want under a quarter of encoding/json's %d", tc.name, ours, js)
+		}
+	}
+}
+
+// bytesPerRun returns the bytes f allocates per call, on average.
+func bytesPerRun(f func()) uint64 {
+	const runs = 1000
+	f() // warm up
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		f()
+	}
+	runtime.ReadMemStats(&after)
+	return (after.TotalAlloc - before.TotalAlloc) / runs
 }
