@@ -88,7 +88,7 @@ type runCmd struct {
 	Partitions      int               `help:"Partitions of every table (fixed for an app)." default:"8"`
 	CommitInterval  time.Duration     `help:"Longest time between commits." default:"100ms"`
 	CommitEvery     int               `help:"Commit after this many events even before the interval ends." default:"10000"`
-	RecoveryBuffer  int               `name:"recovery-buffer-size" help:"Changelog records per store transaction during recovery." default:"10000"`
+	RecoveryBuffer  int               `name:"recovery-buffer-size" help:"Changelog records a recovering partition holds in memory: it reads half of them while it writes the other half to its store (at most that many per store transaction)." default:"10000"`
 	StandbyBuffer   int               `name:"standby-buffer-size" help:"Changelog records per store transaction of a standby (it lags its active by at most this many while the log grows)." default:"1000"`
 	Sync            string            `help:"JetStream fsync policy: 'always' (every write reaches the disk before it is acknowledged) or 'interval' (the server's periodic sync)." default:"interval" enum:"always,interval"`
 	Guarantee       string            `name:"processing-guarantee" help:"at-least-once, or exactly-once (each commit is one atomic JetStream batch: no event counted twice, even across crashes)." default:"at-least-once" enum:"at-least-once,exactly-once"`
