@@ -11,8 +11,9 @@ import (
 // 110-135 MiB working through a backlog of a million events with 8
 // partitions) is the embedded server's message block caches; with Go's
 // default of 100 the heap grows to twice that before a collection, and the
-// peak resident memory was 277-301 MiB; with 50 it was 215-226 MiB, for a
-// few percent of the rate (`edgetables bench --scenarios footprint`).
+// peak resident memory was 277-301 MiB; with 50 it was 215-226 MiB, for
+// 0-11% of the node's rate (`edgetables bench --scenarios footprint`,
+// docs/benchmarks.md).
 const defaultGCPercent = 50
 
 // gcPercent returns the collection target run sets and whether it sets one:
