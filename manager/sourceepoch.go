@@ -87,48 +87,58 @@ type takeoverSourceRead struct {
 }
 
 // sourceRead is one read of the source's state: src and err are set
-// before done is closed, at ended.
+// before done is closed, at ended. abandoned: the takeover that made it
+// ended first, so its error says nothing about the source.
 type sourceRead struct {
-	done  chan struct{}
-	src   port.SourceState
-	err   error
-	ended time.Time
+	done      chan struct{}
+	src       port.SourceState
+	err       error
+	ended     time.Time
+	abandoned bool
 }
 
 // read returns the source's state: the result of the read in flight if
-// there is one, an error at once if the last read timed out less than
+// there is one (unless that read's own takeover ended first: then it reads
+// again), an error at once if the last read timed out less than
 // takeoverSourceRest ago, or a new read's (given takeoverSourceWait).
 func (t *takeoverSourceRead) read(ctx context.Context, source port.Source) (port.SourceState, error) {
-	t.mu.Lock()
-	r := t.current
-	switch {
-	case r == nil:
-	case !closed(r.done):
-		t.mu.Unlock()
-		select {
-		case <-r.done:
-			return r.src, r.err
-		case <-ctx.Done():
-			return port.SourceState{}, ctx.Err()
-		}
-	case r.err != nil && time.Since(r.ended) < takeoverSourceRest:
-		t.mu.Unlock()
-		return port.SourceState{}, fmt.Errorf("not read again so soon: %w", r.err)
-	}
-	r = &sourceRead{done: make(chan struct{})}
-	t.current = r
-	t.mu.Unlock()
-	sctx, cancel := context.WithTimeout(ctx, takeoverSourceWait)
-	r.src, r.err = source.State(sctx)
-	cancel()
-	if r.err != nil && ctx.Err() != nil {
+	for {
 		t.mu.Lock()
-		t.current = nil // this takeover ended: nothing learned about the source
+		r := t.current
+		switch {
+		case r != nil && !closed(r.done):
+			t.mu.Unlock()
+			select {
+			case <-r.done:
+				if r.abandoned {
+					continue
+				}
+				return r.src, r.err
+			case <-ctx.Done():
+				return port.SourceState{}, ctx.Err()
+			}
+		case r != nil && r.err != nil && time.Since(r.ended) < takeoverSourceRest:
+			t.mu.Unlock()
+			return port.SourceState{}, fmt.Errorf("not read again so soon: %w", r.err)
+		}
+		r = &sourceRead{done: make(chan struct{})}
+		t.current = r
 		t.mu.Unlock()
+		sctx, cancel := context.WithTimeout(ctx, takeoverSourceWait)
+		r.src, r.err = source.State(sctx)
+		cancel()
+		if r.err != nil && ctx.Err() != nil {
+			r.abandoned = true
+			t.mu.Lock()
+			if t.current == r {
+				t.current = nil // nothing learned about the source
+			}
+			t.mu.Unlock()
+		}
+		r.ended = time.Now()
+		close(r.done)
+		return r.src, r.err
 	}
-	r.ended = time.Now()
-	close(r.done)
-	return r.src, r.err
 }
 
 // closed reports whether ch is closed.

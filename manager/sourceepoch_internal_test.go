@@ -58,8 +58,8 @@ func TestOldCommitMarkerDecodes(t *testing.T) {
 	}
 }
 
-// countingSource answers State after wait (or never, when wait is
-// negative: until the context ends), counting the calls.
+// countingSource answers State after wait unless the context ends first
+// (never, when wait is negative), counting the calls.
 type countingSource struct {
 	port.Source
 	calls atomic.Int32
@@ -72,8 +72,12 @@ func (s *countingSource) State(ctx context.Context) (port.SourceState, error) {
 		<-ctx.Done()
 		return port.SourceState{}, ctx.Err()
 	}
-	time.Sleep(s.wait)
-	return port.SourceState{Last: 7, Epoch: "e"}, nil
+	select {
+	case <-time.After(s.wait):
+		return port.SourceState{Last: 7, Epoch: "e"}, nil
+	case <-ctx.Done():
+		return port.SourceState{}, ctx.Err()
+	}
 }
 
 // TestTakeoverSourceReadShared: concurrent takeovers share one read of
@@ -115,5 +119,32 @@ func TestTakeoverSourceReadShared(t *testing.T) {
 				t.Errorf("%d reads of the source, want %d", got, tc.wantCalls)
 			}
 		})
+	}
+}
+
+// TestTakeoverSourceReadAbandoned: a takeover that waits for another's
+// read, whose takeover ends before the read does, reads the source itself
+// rather than taking the other's cancellation for the source's answer.
+func TestTakeoverSourceReadAbandoned(t *testing.T) {
+	src := &countingSource{wait: 200 * time.Millisecond}
+	var r takeoverSourceRead
+	first, cancel := context.WithCancel(context.Background())
+	firstDone := make(chan error, 1)
+	go func() { _, err := r.read(first, src); firstDone <- err }()
+	for src.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	secondDone := make(chan error, 1)
+	go func() { _, err := r.read(context.Background(), src); secondDone <- err }()
+	time.Sleep(20 * time.Millisecond) // the second waits for the first's read
+	cancel()
+	if err := <-firstDone; err == nil {
+		t.Fatal("the canceled takeover's read succeeded")
+	}
+	if err := <-secondDone; err != nil {
+		t.Fatalf("the waiting takeover got %v, want the source's state", err)
+	}
+	if got := src.calls.Load(); got != 2 {
+		t.Fatalf("%d reads of the source, want 2", got)
 	}
 }
