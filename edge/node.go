@@ -96,6 +96,12 @@ type Config struct {
 	// SessionTimeout bounds how long a dead member keeps its partitions
 	// (default 5s).
 	SessionTimeout time.Duration
+	// ElectionTimeout is the embedded server's raft election timeout
+	// (jetstream.ServerConfig.ElectionTimeout; default 0: the server's,
+	// 4 s). The streams a crashed node led accept writes again only after
+	// it, so a failover takes at least this long when the dead node led
+	// the group's bucket. Ignored with NATSURLs.
+	ElectionTimeout time.Duration
 	// SourceMaxBytes caps the source stream (default: a quarter of
 	// MaxStore, at most 1 GiB; at most half of MaxStore); when it is full,
 	// JetStream publishers get errors rather than losing old events.
@@ -459,7 +465,7 @@ func (n *Node) serverConfig() jetstream.ServerConfig {
 		MaxStore: cfg.MaxStore, MaxMemory: cfg.MaxMemory,
 		Logger: n.log.With("component", "nats"), Security: cfg.NATSSecurity,
 		App: cfg.App, SourceSubjects: manager.SubjectsOf(cfg.Agents),
-		Leaf: n.leafConfig(),
+		Leaf: n.leafConfig(), ElectionTimeout: cfg.ElectionTimeout,
 	}
 }
 

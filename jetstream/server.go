@@ -96,6 +96,17 @@ type ServerConfig struct {
 	// Leaf makes the server a leaf node of a hub and names its JetStream
 	// domain (see LeafConfig). Default: neither.
 	Leaf LeafConfig
+	// ElectionTimeout is how long a follower of a replicated stream,
+	// consumer or the meta group waits without hearing from its leader
+	// before it calls an election (a random wait between it and 2.25 times
+	// it; leaders heartbeat every quarter of it). After a node's crash,
+	// the streams it led take this long to accept writes again: a shorter
+	// one makes failovers faster, at the cost of more heartbeats and of
+	// needless elections when a loaded machine delays a few of them. It
+	// is the process's, not the server's: every embedded server of a
+	// process must use the same (ErrElectionTimeoutInUse). Default 0: the
+	// server's own, 4 s; otherwise at least MinElectionTimeout.
+	ElectionTimeout time.Duration
 }
 
 // Server is an embedded nats-server with JetStream enabled.
@@ -125,8 +136,12 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := acquireRaftTimers(cfg.ElectionTimeout); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrServerStart, err)
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
+		releaseRaftTimers()
 		return nil, fmt.Errorf("%w: %w", ErrServerStart, err)
 	}
 	log := cfg.Logger.With("component", "nats-server", "server", cfg.Name)
@@ -209,6 +224,9 @@ func serverOptions(cfg *ServerConfig) (*server.Options, *nodeIdentity, error) {
 	}
 	if cfg.ClusterListen == "" && len(cfg.Routes) > 0 {
 		return nil, nil, errors.New("edgetables/jetstream: ServerConfig.Routes needs ClusterListen")
+	}
+	if err := checkElectionTimeout(cfg.ElectionTimeout); err != nil {
+		return nil, nil, err
 	}
 	if cfg.ClusterListen != "" && cfg.Name == "" {
 		return nil, nil, errors.New("edgetables/jetstream: ServerConfig.Name is required with ClusterListen")
@@ -371,6 +389,7 @@ func (s *Server) Shutdown() {
 		if ldm != nil {
 			<-ldm // returns once the server has quit
 		}
+		releaseRaftTimers()
 	})
 }
 

@@ -13,30 +13,33 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/edgetables/edgetables/cmd/edgetables/bench"
+	"github.com/edgetables/edgetables/jetstream"
 )
 
 // benchCmd is `edgetables bench`: it measures this build against raw
 // JetStream operations on an embedded server of its own and prints a
 // Markdown table (or JSON).
 type benchCmd struct {
-	Events          int      `help:"Source events of the pipeline and of the footprint's load." default:"1000000"`
-	Keys            int      `help:"Distinct keys of the pipeline's and the reads' tables (the pipeline runs them at least once and exactly once, and also at least once with one key per event)." default:"10000"`
-	Partitions      int      `help:"Partitions of every table." default:"8"`
-	RecoveryRecords int      `name:"recovery-records" help:"Records written to the recovery changelog (0: --events)." default:"0"`
-	RecoveryKeys    int      `name:"recovery-keys" help:"Keys of the recovery changelog (0: 10 × --keys, at most the records)." default:"0"`
-	Reads           int      `help:"Reads of each kind (in process, HTTP, NATS KV)." default:"20000"`
-	FailoverKills   int      `name:"failover-kills" help:"Nodes the failover scenario kills (each restarted before the next kill) with one standby per partition." default:"10"`
-	FailoverBase    int      `name:"failover-baseline-kills" help:"Nodes the failover scenario kills without standbys (the baseline of the longest recovery; 0: none)." default:"3"`
-	Scenarios       []string `help:"Scenarios to run, comma-separated." default:"pipeline,recovery,failover,reads,footprint" enum:"pipeline,recovery,failover,reads,footprint"`
-	JSON            bool     `name:"json" help:"Print JSON instead of Markdown."`
-	Dir             string   `help:"Directory for the bench's data, kept afterwards (default: a temporary directory, removed)."`
-	ProfileDir      string   `name:"profile-dir" help:"Write one CPU profile per measured phase into this directory."`
-	NodeLogDir      string   `name:"node-log-dir" help:"Write the output of every node the failover scenario starts, at log level info, into this directory (<case>-<node>-<start>.log)."`
-	Executable      string   `help:"edgetables binary the footprint and failover scenarios start (default: this one)."`
-	NoSpawn         bool     `name:"no-spawn" hidden:"" help:"Skip what starts the binary: the footprint's RSS and the failover scenario."`
-	ModuleDir       string   `name:"module-dir" hidden:"" help:"edgetables module to build the stripped binary from ('-': do not build)."`
+	Events          int           `help:"Source events of the pipeline and of the footprint's load." default:"1000000"`
+	Keys            int           `help:"Distinct keys of the pipeline's and the reads' tables (the pipeline runs them at least once and exactly once, and also at least once with one key per event)." default:"10000"`
+	Partitions      int           `help:"Partitions of every table." default:"8"`
+	RecoveryRecords int           `name:"recovery-records" help:"Records written to the recovery changelog (0: --events)." default:"0"`
+	RecoveryKeys    int           `name:"recovery-keys" help:"Keys of the recovery changelog (0: 10 × --keys, at most the records)." default:"0"`
+	Reads           int           `help:"Reads of each kind (in process, HTTP, NATS KV)." default:"20000"`
+	FailoverKills   int           `name:"failover-kills" help:"Nodes the failover scenario kills (each restarted before the next kill) with one standby per partition." default:"10"`
+	FailoverBase    int           `name:"failover-baseline-kills" help:"Nodes the failover scenario kills without standbys (the baseline of the longest recovery; 0: none)." default:"3"`
+	FailoverElect   time.Duration `name:"failover-election-timeout" help:"--election-timeout of the failover scenario's nodes (0: nats-server's own, 4s)." default:"1s"`
+	Scenarios       []string      `help:"Scenarios to run, comma-separated." default:"pipeline,recovery,failover,reads,footprint" enum:"pipeline,recovery,failover,reads,footprint"`
+	JSON            bool          `name:"json" help:"Print JSON instead of Markdown."`
+	Dir             string        `help:"Directory for the bench's data, kept afterwards (default: a temporary directory, removed)."`
+	ProfileDir      string        `name:"profile-dir" help:"Write one CPU profile per measured phase into this directory."`
+	NodeLogDir      string        `name:"node-log-dir" help:"Write the output of every node the failover scenario starts, at log level info, into this directory (<case>-<node>-<start>.log)."`
+	Executable      string        `help:"edgetables binary the footprint and failover scenarios start (default: this one)."`
+	NoSpawn         bool          `name:"no-spawn" hidden:"" help:"Skip what starts the binary: the footprint's RSS and the failover scenario."`
+	ModuleDir       string        `name:"module-dir" hidden:"" help:"edgetables module to build the stripped binary from ('-': do not build)."`
 
 	Sweep                bool     `help:"Measure the scaling sweep's curves instead of the scenarios (--scenarios is ignored; 8 to 13 minutes on 2 cores): each point once, a table and with --sweep-plot an SVG per curve; --sweep-* choose the points."`
 	SweepCurves          []string `placeholder:"CURVE" name:"sweep-curves" help:"Curves of the sweep, comma-separated: pipeline events/s vs keys and vs partitions, recovery time vs changelog records, idle RSS vs partitions and tables." default:"pipeline-keys,pipeline-partitions,recovery-records,idle-rss" enum:"pipeline-keys,pipeline-partitions,recovery-records,idle-rss"`
@@ -66,6 +69,8 @@ func (b *benchCmd) Validate() error {
 		return fmt.Errorf("--partitions %d: want 1 to 1024", b.Partitions)
 	case b.Keys > b.Events:
 		return fmt.Errorf("--keys %d: must not exceed --events %d", b.Keys, b.Events)
+	case b.FailoverElect != 0 && b.FailoverElect < jetstream.MinElectionTimeout:
+		return fmt.Errorf("--failover-election-timeout %s: want 0 (nats-server's own) or at least %s", b.FailoverElect, jetstream.MinElectionTimeout)
 	}
 	return b.validateSweep()
 }
@@ -116,7 +121,7 @@ func (b *benchCmd) config(log *slog.Logger) bench.Config {
 	return bench.Config{
 		Events: b.Events, Keys: b.Keys, Partitions: b.Partitions,
 		RecoveryRecords: b.RecoveryRecords, RecoveryKeys: b.RecoveryKeys, Reads: b.Reads,
-		FailoverKills: b.FailoverKills, FailoverBaselineKills: base,
+		FailoverKills: b.FailoverKills, FailoverBaselineKills: base, FailoverElectionTimeout: b.FailoverElect,
 		Scenarios: b.Scenarios, Logger: log, Dir: b.Dir, ProfileDir: b.ProfileDir, NodeLogDir: b.NodeLogDir,
 		Executable: b.Executable, NoSpawn: b.NoSpawn, ModuleDir: b.ModuleDir,
 		Sweep: b.sweepConfig(),

@@ -145,6 +145,7 @@ func TestBenchFlags(t *testing.T) {
 		{"bench", "--partitions=0"},
 		{"bench", "--failover-kills=0"},
 		{"bench", "--failover-baseline-kills=-1"},
+		{"bench", "--failover-election-timeout=100ms"},
 	} {
 		if _, err := parser.Parse(args); err == nil {
 			t.Errorf("%v: no error", args)

@@ -48,6 +48,8 @@ func chaosN(id int) int      { return id % 7 }
 //	EDGETABLES_CHAOS_HOGS=N    CPU-bound processes beside the cluster in the
 //	                           default/ subtests (default 0; hogs/ has 2)
 //	EDGETABLES_CHAOS_LOGS=DIR  every node's log, DIR/<subtest>/n<i>.log
+//	EDGETABLES_CHAOS_FLAGS=F   more flags of every node, space-separated
+//	                           (e.g. "--session-timeout=2s --election-timeout=1s")
 type chaosConfig struct {
 	duration time.Duration
 	seed     uint64 // 0: a random seed for each run
@@ -55,10 +57,12 @@ type chaosConfig struct {
 	hogs     int
 	logs     string
 	only     []string // EDGETABLES_CHAOS_ONLY: the subtests to run (nil: all)
+	flags    []string // EDGETABLES_CHAOS_FLAGS
 }
 
 func chaosEnv(t *testing.T) chaosConfig {
-	cfg := chaosConfig{duration: 15 * time.Second, runs: 1, logs: os.Getenv("EDGETABLES_CHAOS_LOGS")}
+	cfg := chaosConfig{duration: 15 * time.Second, runs: 1, logs: os.Getenv("EDGETABLES_CHAOS_LOGS"),
+		flags: strings.Fields(os.Getenv("EDGETABLES_CHAOS_FLAGS"))}
 	if s := os.Getenv("EDGETABLES_CHAOS"); s != "" {
 		d, err := time.ParseDuration(s)
 		if err != nil || d <= 0 {
@@ -131,7 +135,7 @@ func TestChaos(t *testing.T) {
 					if name := g.name + "/" + guarantee; cfg.only != nil && !slices.Contains(cfg.only, name) {
 						t.Skipf("not in EDGETABLES_CHAOS_ONLY=%s", strings.Join(cfg.only, ","))
 					}
-					w := chaosWorkload{guarantee: guarantee, duration: cfg.duration, hogs: g.hogs, logs: cfg.logs}
+					w := chaosWorkload{guarantee: guarantee, duration: cfg.duration, hogs: g.hogs, logs: cfg.logs, flags: cfg.flags}
 					soakChaos(t, w, cfg.seed, cfg.runs)
 				})
 			}
@@ -146,6 +150,7 @@ type chaosWorkload struct {
 	hogs      int
 	logs      string // EDGETABLES_CHAOS_LOGS
 	seed      uint64
+	flags     []string // EDGETABLES_CHAOS_FLAGS
 }
 
 // chaosResult is one run's outcome, for its summary line.
@@ -265,6 +270,7 @@ func runChaos(t *testing.T, w chaosWorkload, r *chaosResult) {
 	c := newClusterProcs(t, 3)
 	c.flags = append([]string{"--replicas=3", "--standbys=1", "--processing-guarantee=" + w.guarantee,
 		"--log-level=debug"}, chaosTables...)
+	c.flags = append(c.flags, w.flags...)
 	if w.logs != "" {
 		c.logs = filepath.Join(w.logs, strings.ReplaceAll(t.Name(), "/", "_"))
 		must(t, os.MkdirAll(c.logs, 0o755))

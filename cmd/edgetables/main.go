@@ -103,18 +103,19 @@ type runCmd struct {
 	ResetTable      []string          `name:"reset-table" help:"Reset table NAME, declared with its new spec, if its spec differs from the one the app recorded or nodes ran without it: drop its records from the changelog and every node's stores, record the new spec, start it empty. Stop every other node first; remove the flag afterwards. Repeatable." placeholder:"NAME"`
 	ChangelogBehind string            `name:"changelog-behind" help:"What to do with a partition whose changelog is behind its store (the stream was deleted, or restored from an older backup, while this node's store holds newer state): 'stop' (keep the store, stop the partition, /readyz says so), 'reseed' (write the store back into the changelog, then go on) or 'accept' (rebuild the store from the changelog as it is; newer state is dropped). Set it for one restart, then remove it." default:"stop" enum:"stop,reseed,accept"`
 
-	ClusterName    string        `help:"Name of the embedded NATS cluster (the same on every node)." default:"edgetables" group:"cluster"`
-	ClusterListen  string        `help:"Route address of the embedded server (host:port); makes the node a cluster member." group:"cluster"`
-	Routes         []string      `help:"Route URLs of the cluster's nodes (nats-route://host:port), comma-separated; the same list on every node." group:"cluster"`
-	Replicas       int           `help:"Replication of every stream and bucket (0: 1 alone, 3 in a cluster of 3 or more)." default:"0" group:"cluster"`
-	Standbys       int           `help:"Standby replicas per partition in a cluster." default:"1" group:"cluster"`
-	SessionTimeout time.Duration `help:"How long a member that stopped heart-beating keeps its partitions." default:"5s" group:"cluster"`
-	NATSURL        []string      `name:"nats-url" help:"Use an existing NATS JetStream deployment at these URLs instead of the embedded server." group:"external NATS"`
-	NATSCreds      string        `name:"nats-creds" help:"Credentials file for --nats-url." type:"existingfile" group:"external NATS"`
-	NATSUser       string        `name:"nats-user" help:"User for --nats-url." group:"external NATS"`
-	NATSCA         string        `name:"nats-ca" help:"CA file (PEM) that verifies the NATS servers' TLS certificates." type:"existingfile" group:"external NATS"`
-	NATSCert       string        `name:"nats-cert" help:"Client certificate (PEM) for mutual TLS." type:"existingfile" group:"external NATS"`
-	NATSKey        string        `name:"nats-key" help:"Client key (PEM) for mutual TLS." type:"existingfile" group:"external NATS"`
+	ClusterName     string        `help:"Name of the embedded NATS cluster (the same on every node)." default:"edgetables" group:"cluster"`
+	ClusterListen   string        `help:"Route address of the embedded server (host:port); makes the node a cluster member." group:"cluster"`
+	Routes          []string      `help:"Route URLs of the cluster's nodes (nats-route://host:port), comma-separated; the same list on every node." group:"cluster"`
+	Replicas        int           `help:"Replication of every stream and bucket (0: 1 alone, 3 in a cluster of 3 or more)." default:"0" group:"cluster"`
+	Standbys        int           `help:"Standby replicas per partition in a cluster." default:"1" group:"cluster"`
+	SessionTimeout  time.Duration `help:"How long a member that stopped heart-beating keeps its partitions." default:"5s" group:"cluster"`
+	ElectionTimeout time.Duration `help:"Embedded server: how long a replica hears nothing from its stream's leader before it calls an election (a random wait up to 2.25 times it; heartbeats every quarter of it). After a crash, the streams the dead node led accept writes again only after it, so a failover takes at least this long when that node led the group's bucket. Shorter: faster failovers, more heartbeats, and needless elections when a loaded machine delays them. 0: nats-server's own, 4s; else at least 500ms." default:"0" group:"cluster"`
+	NATSURL         []string      `name:"nats-url" help:"Use an existing NATS JetStream deployment at these URLs instead of the embedded server." group:"external NATS"`
+	NATSCreds       string        `name:"nats-creds" help:"Credentials file for --nats-url." type:"existingfile" group:"external NATS"`
+	NATSUser        string        `name:"nats-user" help:"User for --nats-url." group:"external NATS"`
+	NATSCA          string        `name:"nats-ca" help:"CA file (PEM) that verifies the NATS servers' TLS certificates." type:"existingfile" group:"external NATS"`
+	NATSCert        string        `name:"nats-cert" help:"Client certificate (PEM) for mutual TLS." type:"existingfile" group:"external NATS"`
+	NATSKey         string        `name:"nats-key" help:"Client key (PEM) for mutual TLS." type:"existingfile" group:"external NATS"`
 
 	httpSecurity
 	securityFlags `embed:""`
@@ -162,6 +163,10 @@ func (r *runCmd) Validate() error {
 		return fmt.Errorf("--standbys %d: must not be negative", r.Standbys)
 	case r.SessionTimeout < time.Second:
 		return fmt.Errorf("--session-timeout %s: want at least 1s", r.SessionTimeout)
+	case r.ElectionTimeout != 0 && r.ElectionTimeout < jetstream.MinElectionTimeout:
+		return fmt.Errorf("--election-timeout %s: want 0 (the server's own) or at least %s", r.ElectionTimeout, jetstream.MinElectionTimeout)
+	case r.ElectionTimeout != 0 && len(r.NATSURL) > 0:
+		return errors.New("--election-timeout: only for the embedded server, not with --nats-url")
 	}
 	if err := r.checkListen(); err != nil {
 		return err
@@ -246,7 +251,7 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 		CommitInterval: r.CommitInterval, CommitEvery: r.CommitEvery, RecoveryBufferSize: r.RecoveryBuffer,
 		StandbyBufferSize: r.StandbyBuffer, KeepSource: r.KeepSource, Logger: log, NoConsole: !r.Console,
 		ClusterName: r.ClusterName, ClusterListen: r.ClusterListen, Routes: r.Routes, Replicas: r.Replicas,
-		Standbys: r.Standbys, SessionTimeout: r.SessionTimeout, NATSURLs: r.NATSURL, ResetTables: r.ResetTable,
+		Standbys: r.Standbys, SessionTimeout: r.SessionTimeout, ElectionTimeout: r.ElectionTimeout, NATSURLs: r.NATSURL, ResetTables: r.ResetTable,
 		ChangelogBehind: manager.ChangelogBehind(r.ChangelogBehind),
 		NATS: jetstream.ExternalOptions{CredsFile: r.NATSCreds, User: r.NATSUser,
 			CAFile: r.NATSCA, CertFile: r.NATSCert, KeyFile: r.NATSKey},

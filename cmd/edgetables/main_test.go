@@ -36,6 +36,8 @@ func TestFlagErrors(t *testing.T) {
 		{"partitions not a number", []string{"run", table, "--partitions=many"}, nil, "--partitions"},
 		{"commit interval", []string{"run", table, "--commit-interval=-1s"}, nil, "--commit-interval"},
 		{"gc percent", []string{"run", table, "--gc-percent=-5"}, nil, "--gc-percent"},
+		{"election timeout", []string{"run", table, "--election-timeout=100ms"}, nil, "--election-timeout 100ms"},
+		{"election timeout with nats url", []string{"run", table, "--nats-url=nats://127.0.0.1:4222", "--election-timeout=1s"}, nil, "--election-timeout"},
 		{"sync", []string{"run", table, "--sync=sometimes"}, nil, "--sync"},
 		{"changelog behind", []string{"run", table, "--changelog-behind=ignore"}, nil, "--changelog-behind"},
 		{"standby buffer", []string{"run", table, "--standby-buffer-size=0"}, nil, "--standby-buffer-size"},

@@ -90,6 +90,11 @@ type Config struct {
 	// recovery has no baseline).
 	FailoverKills         int
 	FailoverBaselineKills int
+	// FailoverElectionTimeout is the --election-timeout of the failover
+	// scenario's nodes (0: nats-server's own, 4 s; the CLI's default is
+	// 1 s). After a kill, the streams the victim led accept writes only
+	// after an election, the group bucket's included.
+	FailoverElectionTimeout time.Duration
 	// Scenarios selects scenarios by name (default: all, see Scenarios).
 	Scenarios []string
 	// Logger receives progress (default slog.Default()). The product's own

@@ -66,7 +66,8 @@ type clusterConfig struct {
 	partitions    int
 	standbys      int
 	session       time.Duration
-	tables        []string // --table values
+	election      time.Duration // --election-timeout (0: not given)
+	tables        []string      // --table values
 	// logDir, if set, receives each node's output at info level, in
 	// files named after logName (see cluster.logPath).
 	logDir, logName string
@@ -98,6 +99,9 @@ func startCluster(ctx context.Context, cfg clusterConfig) (*cluster, error) {
 			"--cluster-listen=127.0.0.1:" + strconv.Itoa(ports[3*i+2]), "--routes=" + strings.Join(routes, ","),
 			"--session-timeout=" + cfg.session.String(), "--partitions=" + strconv.Itoa(cfg.partitions),
 			"--standbys=" + strconv.Itoa(cfg.standbys), level}
+		if cfg.election > 0 {
+			args = append(args, "--election-timeout="+cfg.election.String())
+		}
 		for _, t := range cfg.tables {
 			args = append(args, "--table="+t)
 		}

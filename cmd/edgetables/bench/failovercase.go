@@ -44,7 +44,7 @@ func (e *env) failoverCase(ctx context.Context, exe string, standbys, kills int)
 	table := "name=counts,source=" + failoverApp + ".ev.*,key=subject:3,agg=count"
 	c, err := startCluster(ctx, clusterConfig{
 		exe: exe, dir: filepath.Join(e.dir, "failover-standbys-"+strconv.Itoa(standbys)), app: failoverApp,
-		nodes: failoverNodes, partitions: e.cfg.Partitions, standbys: standbys, session: failoverSession,
+		nodes: failoverNodes, partitions: e.cfg.Partitions, standbys: standbys, session: failoverSession, election: e.cfg.FailoverElectionTimeout,
 		tables: []string{table}, logDir: e.cfg.NodeLogDir, logName: "failover-standbys-" + strconv.Itoa(standbys),
 	})
 	if err != nil {
