@@ -15,7 +15,8 @@ import (
 // TestChangelogLeadersOffOwners: in a 3-node cluster, every partition's
 // changelog ends up led by another node than the partition's active owner
 // (its standby when it can), so the owner's death needs no election of the
-// log's leader; and again after an owner left.
+// log's leader, and the group bucket's stream by the group's leader; and
+// again after an owner left.
 func TestChangelogLeadersOffOwners(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster")
@@ -50,6 +51,18 @@ func TestChangelogLeadersOffOwners(t *testing.T) {
 					break
 				}
 			}
+			if bad == "" && cs != nil {
+				// The group's log is led by the group's leader.
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				st, err := js.Stream(ctx, "KV_"+jetstream.GroupBucket("edgetables"))
+				cancel()
+				switch {
+				case err != nil:
+					bad = fmt.Sprintf("group bucket's stream: %v", err)
+				case st.CachedInfo().Cluster == nil || st.CachedInfo().Cluster.Leader != cs.Leader:
+					bad = fmt.Sprintf("group bucket's stream led by %+v, not by the group's leader %s", st.CachedInfo().Cluster, cs.Leader)
+				}
+			}
 			if bad == "" {
 				break
 			}
@@ -64,6 +77,29 @@ func TestChangelogLeadersOffOwners(t *testing.T) {
 		}
 		t.Logf("%d nodes: every changelog led by another node than its owner; %d leader moves so far", nodes, moves)
 	}
+	check(3)
+
+	// The group's log moved to another node comes back to the leader.
+	cs := c.live()[0].Manager().Cluster()
+	leader, other := cs.Leader, ""
+	for _, m := range cs.Members {
+		if m.Node != leader {
+			other = m.Node
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for moved := false; !moved; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the group bucket's stream never moved to %s", other)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		body := fmt.Sprintf(`{"placement":{"preferred":%q}}`, other)
+		_, _ = nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN.KV_"+jetstream.GroupBucket("edgetables"), []byte(body))
+		st, err := js.Stream(ctx, "KV_"+jetstream.GroupBucket("edgetables"))
+		cancel()
+		moved = err == nil && st.CachedInfo().Cluster != nil && st.CachedInfo().Cluster.Leader == other
+	}
+	t.Logf("group bucket's stream moved to %s; the group's leader is %s", other, leader)
 	check(3)
 
 	// Every member's partitions from one node: each active and standby

@@ -3,6 +3,7 @@ package jetstream
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -11,7 +12,31 @@ import (
 	"github.com/edgetables/edgetables/manager/port"
 )
 
-var _ port.LeaderMover = (*Changelog)(nil)
+var (
+	_ port.LeaderMover     = (*Changelog)(nil)
+	_ port.LogLeaderPlacer = (*Group)(nil)
+)
+
+// LeadLogHere makes the server named after this member's node lead the
+// group bucket's stream, if another leads it and that server holds a
+// current replica (an embedded cluster's node; with --nats-url no server
+// has the node's name and nothing is asked). It reports whether it asked.
+// The group's leader calls it: when its node dies, the election of the
+// bucket's leader then overlaps the expiry of its leader lease, which a
+// new leader waits for anyway.
+func (g *Group) LeadLogHere(ctx context.Context) (bool, error) {
+	info, err := streamInfo(ctx, g.js, g.stream, "")
+	if err != nil {
+		return false, fmt.Errorf("edgetables/jetstream: leader of the group bucket's stream %s: %w", g.stream, err)
+	}
+	if info.Cluster == nil || info.Cluster.Leader == "" || info.Cluster.Leader == g.node || !currentReplica(info, g.node) {
+		return false, nil
+	}
+	if err := stepDownStream(ctx, g.js, g.stream, g.node); err != nil {
+		return false, fmt.Errorf("edgetables/jetstream: move the leader of the group bucket's stream %s from %s to %s: %w", g.stream, info.Cluster.Leader, g.node, err)
+	}
+	return true, nil
+}
 
 // MoveLeader asks partition p's stream to elect another leader when server
 // from leads it: to if it is a current replica (a partition's standby),
@@ -31,27 +56,49 @@ func (c *Changelog) MoveLeader(ctx context.Context, p int, from, to string) (boo
 	if info.Cluster == nil || info.Cluster.Leader != from || len(info.Cluster.Replicas) == 0 {
 		return false, nil
 	}
-	var body []byte
-	if to != "" && slices.ContainsFunc(info.Cluster.Replicas, func(r *natsjs.PeerInfo) bool {
-		return r.Name == to && r.Current && !r.Offline
-	}) {
-		body, _ = json.Marshal(stepDownRequest{Placement: &stepDownPlacement{Preferred: to}})
+	preferred := ""
+	if to != "" && currentReplica(info, to) {
+		preferred = to
 	}
-	msg, err := c.js.Conn().RequestWithContext(ctx, c.apiSubject("STREAM.LEADER.STEPDOWN."+stream), body)
-	if err != nil {
+	if err := stepDownStream(ctx, c.js, stream, preferred); err != nil {
 		return false, fmt.Errorf("edgetables/jetstream: move the leader of partition %d (stream %s) off %s: %w", p, stream, from, err)
+	}
+	return true, nil
+}
+
+// currentReplica says whether server is a follower of the stream of info
+// that is online and caught up.
+func currentReplica(info *natsjs.StreamInfo, server string) bool {
+	return info.Cluster != nil && slices.ContainsFunc(info.Cluster.Replicas, func(r *natsjs.PeerInfo) bool {
+		return r.Name == server && r.Current && !r.Offline
+	})
+}
+
+// stepDownStream asks stream's leader to step down in favour of the
+// replica on server preferred ("": any, nats-server's choice).
+func stepDownStream(ctx context.Context, js natsjs.JetStream, stream, preferred string) error {
+	var body []byte
+	if preferred != "" {
+		body, _ = json.Marshal(stepDownRequest{Placement: &stepDownPlacement{Preferred: preferred}})
+	}
+	msg, err := js.Conn().RequestWithContext(ctx, apiSubjectOf(js, "STREAM.LEADER.STEPDOWN."+stream), body)
+	if err != nil {
+		return err
 	}
 	var resp struct {
 		Success bool             `json:"success"`
 		Error   *natsjs.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return false, fmt.Errorf("edgetables/jetstream: move the leader of partition %d (stream %s): answer %q: %w", p, stream, msg.Data, err)
+		return fmt.Errorf("answer %q: %w", msg.Data, err)
 	}
-	if resp.Error != nil || !resp.Success {
-		return false, fmt.Errorf("edgetables/jetstream: move the leader of partition %d (stream %s) off %s: %v", p, stream, from, resp.Error)
+	if resp.Error != nil {
+		return resp.Error
 	}
-	return true, nil
+	if !resp.Success {
+		return errors.New("step-down not done")
+	}
+	return nil
 }
 
 // stepDownRequest is the body of a stream leader step-down request
@@ -63,6 +110,3 @@ type stepDownRequest struct {
 type stepDownPlacement struct {
 	Preferred string `json:"preferred,omitempty"`
 }
-
-// apiSubject is subject under the JetStream API prefix of c's context.
-func (c *Changelog) apiSubject(subject string) string { return apiSubjectOf(c.js, subject) }

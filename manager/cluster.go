@@ -104,6 +104,12 @@ func (m *TableManager) runGroup(ctx context.Context) {
 			leading = ok
 			m.leading.Store(ok)
 			log.Info("leadership changed", "leader", ok)
+			if ok {
+				select {
+				case m.leadershipGained <- struct{}{}:
+				default:
+				}
+			}
 		}
 	}
 	campaign()

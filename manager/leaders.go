@@ -22,21 +22,32 @@ const (
 
 // runLeaderPlacement moves, every leaderCheckEvery until ctx ends, the
 // leader of each partition log this node leads while it is the partition's
-// active owner to a live standby of the partition (or another replica).
-// Nothing when the changelog is not a LeaderMover.
+// active owner to a live standby of the partition (or another replica);
+// and while this node leads the group, it makes its node lead the
+// coordinator's log (see port.LogLeaderPlacer), also at once when it
+// becomes the leader. Nothing when neither port allows it.
 func (m *TableManager) runLeaderPlacement(ctx context.Context) {
-	mover, ok := m.cfg.Changelog.(port.LeaderMover)
-	if !ok {
+	mover, _ := m.cfg.Changelog.(port.LeaderMover)
+	placer, _ := m.cfg.Coordinator.(port.LogLeaderPlacer)
+	if mover == nil && placer == nil {
 		return
 	}
 	t := time.NewTicker(leaderCheckEvery)
 	defer t.Stop()
 	failing := map[int]bool{} // partitions whose last move failed: logged once
+	groupFailing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-m.leadershipGained:
+		}
+		if placer != nil && m.leading.Load() {
+			groupFailing = m.placeGroupLog(ctx, placer, groupFailing)
+		}
+		if mover == nil {
+			continue
 		}
 		v, _ := m.currentView()
 		if v == nil {
@@ -77,4 +88,23 @@ func (m *TableManager) runLeaderPlacement(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// placeGroupLog makes this node, the group's leader, lead the
+// coordinator's log; failing says whether the last attempt failed (a
+// failure is logged once until one succeeds). It returns the new failing.
+func (m *TableManager) placeGroupLog(ctx context.Context, placer port.LogLeaderPlacer, failing bool) bool {
+	mctx, cancel := context.WithTimeout(ctx, leaderMoveTimeout)
+	moved, err := placer.LeadLogHere(mctx)
+	cancel()
+	switch {
+	case err != nil && ctx.Err() == nil:
+		if !failing {
+			m.log.Warn("cannot make the group's leader lead the group's log; retrying", "err", err)
+		}
+		return true
+	case moved:
+		m.log.Info("moved the leader of the group's log to the group's leader")
+	}
+	return false
 }

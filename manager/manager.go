@@ -243,8 +243,10 @@ type TableManager struct {
 	actives []int
 	// fenced is set when a commit found a partition fenced.
 	fenced atomic.Bool
-	// leading is set while this node holds the group's leader lease.
-	leading atomic.Bool
+	// leading is set while this node holds the group's leader lease;
+	// leadershipGained (buffered, one) is signalled when it becomes set.
+	leading          atomic.Bool
+	leadershipGained chan struct{}
 	// instance (random) and started identify this run of the node in the
 	// group, so that two live instances of one name are told apart.
 	instance string
@@ -291,6 +293,7 @@ func New(cfg Config) (*TableManager, error) {
 	m.assignSignal = make(chan struct{}, 1)
 	m.assignArrived = make(chan struct{})
 	m.stateSignal = make(chan struct{}, 1)
+	m.leadershipGained = make(chan struct{}, 1)
 	m.viewChanged = make(chan struct{})
 	m.counters.deadLetters = make(map[string]*atomic.Uint64)
 	m.counters.deadLetterReasons = make(map[string]*atomic.Uint64)

@@ -49,3 +49,15 @@ type Coordinator interface {
 	// until ctx ends.
 	Watch(ctx context.Context) (<-chan GroupView, error)
 }
+
+// LogLeaderPlacer is implemented by a Coordinator whose state lives in a
+// replicated log with a leader of its own. The group's leader makes its
+// own node lead that log: when it dies, the log's election then runs
+// while its leader lease expires, rather than another node's death
+// stopping leases and assignments for an election of their own.
+type LogLeaderPlacer interface {
+	// LeadLogHere makes this member's node lead the coordinator's log if
+	// another leads it and this node holds a current replica; moved
+	// reports whether it asked.
+	LeadLogHere(ctx context.Context) (moved bool, err error)
+}
