@@ -456,7 +456,7 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 			}
 			return fmt.Errorf("edgetables/jetstream: replay partition %d (stream %s) from %d to %d, at %d: %w", p, stream, from, until, next, err)
 		}
-		seq := md.Sequence.Stream
+		seq := md.stream
 		if seq > until {
 			break
 		}
@@ -475,7 +475,7 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 		if seq >= until {
 			break
 		}
-		if md.NumPending == 0 && !lagging {
+		if md.pending == 0 && !lagging {
 			// Nothing pending on the replica the consumer reads, which
 			// may be one still catching up (an R1 consumer goes to any
 			// replica): the stream's leader says whether a message up to

@@ -96,13 +96,13 @@ func (c *Changelog) Follow(ctx context.Context, p int, from uint64, batchSize in
 			lastMsg = time.Now()
 			continue
 		}
-		e, err := c.decode(p, md.Sequence.Stream, msg)
+		e, err := c.decode(p, md.stream, msg)
 		if err != nil {
 			return err
 		}
-		next, lastMsg = md.Sequence.Stream+1, time.Now()
+		next, lastMsg = md.stream+1, time.Now()
 		batch = append(batch, e)
-		if len(batch) >= batchSize || md.NumPending == 0 {
+		if len(batch) >= batchSize || md.pending == 0 {
 			if err := fn(batch); err != nil {
 				return err
 			}

@@ -55,7 +55,8 @@ type seqReader struct {
 	cons      natsjs.Consumer
 	it        natsjs.MessagesContext
 	unwatch   func() bool
-	delivered uint64 // consumer sequence of the last message read
+	wait      idleWait // the context of it.Next: next's maxWait
+	delivered uint64   // consumer sequence of the last message read
 }
 
 // openSeqReader creates a reader of stream from sequence from (see
@@ -179,22 +180,26 @@ func unanswered(err error) bool {
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, natsjs.ErrNoStreamResponse)
 }
 
-// next returns the next message and its metadata, or nats.ErrTimeout when
+// next returns the next message and its sequences, or nats.ErrTimeout when
 // none came within maxWait, or an error wrapping errReaderGap when the
 // consumer skipped one.
-func (r *seqReader) next(maxWait time.Duration) (natsjs.Msg, *natsjs.MsgMetadata, error) {
-	msg, err := r.it.Next(natsjs.NextMaxWait(maxWait))
+func (r *seqReader) next(maxWait time.Duration) (natsjs.Msg, ackSeqs, error) {
+	r.wait.begin(maxWait)
+	msg, err := r.it.Next(natsjs.NextContext(&r.wait))
 	if err != nil {
-		return nil, nil, err
+		if errors.Is(err, errIdleWait) {
+			err = nats.ErrTimeout
+		}
+		return nil, ackSeqs{}, err
 	}
-	md, err := msg.Metadata()
+	md, err := parseAckSeqs(msg.Reply())
 	if err != nil {
-		return nil, nil, err
+		return nil, ackSeqs{}, err
 	}
-	if md.Sequence.Consumer != r.delivered+1 {
-		return nil, nil, fmt.Errorf("%w: consumer sequence %d after %d (stream sequence %d)", errReaderGap, md.Sequence.Consumer, r.delivered, md.Sequence.Stream)
+	if md.consumer != r.delivered+1 {
+		return nil, ackSeqs{}, fmt.Errorf("%w: consumer sequence %d after %d (stream sequence %d)", errReaderGap, md.consumer, r.delivered, md.stream)
 	}
-	r.delivered = md.Sequence.Consumer
+	r.delivered = md.consumer
 	return msg, md, nil
 }
 
@@ -206,5 +211,6 @@ func (r *seqReader) close() {
 	}
 	r.unwatch()
 	r.it.Stop()
+	r.wait.stop()
 	r.c.dropConsumer(r.stream, r.cons)
 }
