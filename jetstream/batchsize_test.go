@@ -125,7 +125,7 @@ func TestBatchSizeLearned(t *testing.T) {
 		want           int
 	}{
 		{"server at the default, larger wanted", jetstream.MaxAtomicBatch, jetstream.EmbeddedMaxAtomicBatch, jetstream.MaxAtomicBatch},
-		{"server below the default, default wanted", 300, 0, 300},
+		{"server below the default, the default wanted", 300, jetstream.MaxAtomicBatch, 300},
 		{"server above what is wanted", jetstream.EmbeddedMaxAtomicBatch, 2000, 2000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -127,12 +127,15 @@ type ChangelogConfig struct {
 	// tombstone is rebuilt by a full replay. Default 0: kept for ever.
 	TombstoneTTL time.Duration
 	// MaxBatch is the most messages one atomic batch may hold, as wanted:
-	// NewChangelog asks each stream's leader and lowers it to what that
-	// server accepts (its max_batch_size; see Changelog.MaxBatch). Set it
-	// above MaxAtomicBatch only when every server that may ever lead the
-	// streams accepts it: a server that refuses a batch as too large later
-	// fails that Append (ErrBatchTooLarge, nothing stored), and an
-	// exactly-once commit cannot be split. Default MaxAtomicBatch.
+	// NewChangelog asks each stream's leader (one request each) and lowers
+	// it to what that server accepts (its max_batch_size; see
+	// Changelog.MaxBatch). Set it above MaxAtomicBatch only when every
+	// server that may ever lead the streams accepts it: a server that
+	// refuses a batch as too large later fails that Append
+	// (ErrBatchTooLarge, nothing stored), and an exactly-once commit cannot
+	// be split. Default 0: MaxAtomicBatch, the servers' default, assumed
+	// without asking (a new replicated stream's leader may still be in
+	// its election).
 	MaxBatch int
 	// BeforeCommit, if set, is called before the commit message of each
 	// atomic batch of an Append (batch counts from 0 within the Append): a
@@ -182,7 +185,8 @@ func NewChangelog(ctx context.Context, js natsjs.JetStream, cfg ChangelogConfig)
 	if cfg.MaxBatch < 0 || cfg.MaxBatch == 1 {
 		return nil, fmt.Errorf("edgetables/jetstream: changelog of %s: MaxBatch must be 0 (default) or at least 2, got %d", cfg.App, cfg.MaxBatch)
 	}
-	if cfg.MaxBatch == 0 {
+	probe := cfg.MaxBatch != 0
+	if !probe {
 		cfg.MaxBatch = MaxAtomicBatch
 	}
 	c := &Changelog{js: js, cfg: cfg, maxBatch: cfg.MaxBatch}
@@ -216,7 +220,9 @@ func NewChangelog(ctx context.Context, js natsjs.JetStream, cfg ChangelogConfig)
 		c.prefixes = append(c.prefixes, recordPrefix(cfg.App, p))
 		c.commits = append(c.commits, CommitSubject(cfg.App, p))
 	}
-	c.learnMaxBatch(ctx)
+	if probe {
+		c.learnMaxBatch(ctx)
+	}
 	return c, nil
 }
 
