@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -61,5 +63,40 @@ func TestServerRefusesLargeBatch(t *testing.T) {
 	}
 	if got, err := cl.Append(ctx, 0, last, recs(MaxAtomicBatch-1), port.CommitMarker{SourceSeq: 2}); err != nil || got != last+MaxAtomicBatch {
 		t.Fatalf("next Append = %d, %v; want %d", got, err, last+MaxAtomicBatch)
+	}
+}
+
+// TestServerMaxAtomicBatch: an embedded server's max_batch_size is
+// ServerConfig.MaxAtomicBatch, else a max_batch_size of its config file,
+// else EmbeddedMaxAtomicBatch.
+func TestServerMaxAtomicBatch(t *testing.T) {
+	withLimit := filepath.Join(t.TempDir(), "limit.conf")
+	if err := os.WriteFile(withLimit, []byte("jetstream {\n  limits {\n    batch {\n      max_msgs: 500\n    }\n  }\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name       string
+		maxBatch   int
+		configFile string
+		want       int
+	}{
+		{"default", 0, "", EmbeddedMaxAtomicBatch},
+		{"config", 2000, "", 2000},
+		{"config file", 0, withLimit, 500},
+		{"config over config file", 3000, withLimit, 3000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := ServerConfig{StoreDir: t.TempDir(), MaxAtomicBatch: tc.maxBatch, Security: Security{ConfigFile: tc.configFile}}
+			opts, _, err := serverOptions(&cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := opts.JetStreamLimits.MaxBatchSize; got != tc.want {
+				t.Errorf("max_batch_size = %d, want %d", got, tc.want)
+			}
+		})
+	}
+	if _, _, err := serverOptions(&ServerConfig{StoreDir: t.TempDir(), MaxAtomicBatch: -1}); err == nil {
+		t.Error("MaxAtomicBatch -1: no error")
 	}
 }
