@@ -87,7 +87,8 @@ type ServerConfig struct {
 	// MaxAtomicBatch is the server's max_batch_size: the most messages one
 	// JetStream atomic batch may hold (exactly-once commits are one batch
 	// each). Default EmbeddedMaxAtomicBatch, unless Security.ConfigFile
-	// sets max_batch_size. Server.MaxAtomicBatch reports it.
+	// sets one (jetstream { limits { batch { max_msgs: N } } }).
+	// Server.MaxAtomicBatch reports it.
 	MaxAtomicBatch int
 	// Logger receives the server's log. Default slog.Default().
 	Logger *slog.Logger
