@@ -237,15 +237,24 @@ func (c *Config) setDefaults() error {
 }
 
 // MaxCommitRecords returns the manager.Config.MaxCommitRecords a node
-// uses: none at least once, a full atomic batch less a headroom exactly once.
+// uses on servers at the default max_batch_size (a cluster, NATSURLs):
+// none at least once, a full atomic batch less a headroom exactly once. A
+// standalone node commits up to its embedded server's larger limit
+// (jetstream.CommitLimits of jetstream.EmbeddedMaxAtomicBatch).
 func MaxCommitRecords(exactlyOnce bool) int { return jetstream.MaxCommitRecords(exactlyOnce) }
 
-// commitCapacity returns the manager.Config.CommitCapacity of a node.
-func commitCapacity(exactlyOnce bool) int {
-	if !exactlyOnce {
+// wantedMaxBatch returns the atomic batch size the node asks its
+// changelog for (ChangelogConfig.MaxBatch): its embedded server's own
+// max_batch_size when that server is its only one (no cluster, no
+// NATSURLs), so no other server, such as a node of an older edgetables
+// during a rolling upgrade, can ever lead its streams; else 0, the
+// servers' default (jetstream.MaxAtomicBatch).
+func (n *Node) wantedMaxBatch() int {
+	srv := n.server()
+	if n.cfg.clustered() || srv == nil {
 		return 0
 	}
-	return jetstream.CommitCapacity
+	return srv.MaxAtomicBatch()
 }
 
 // clustered reports whether the node joins a consumer group.
@@ -519,7 +528,8 @@ func (n *Node) connect(ctx context.Context) (nc *nats.Conn, url string, stop fun
 func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr string) (*manager.TableManager, error) {
 	cfg := n.cfg
 	changelog, err := jetstream.NewChangelog(ctx, js, jetstream.ChangelogConfig{App: cfg.App, Partitions: cfg.Partitions,
-		Replicas: cfg.Replicas, Atomic: cfg.ExactlyOnce, TombstoneTTL: cfg.TombstoneTTL, Logger: n.log.With("component", "changelog")})
+		Replicas: cfg.Replicas, Atomic: cfg.ExactlyOnce, TombstoneTTL: cfg.TombstoneTTL, MaxBatch: n.wantedMaxBatch(),
+		Logger: n.log.With("component", "changelog")})
 	if err != nil {
 		return nil, err
 	}
@@ -554,14 +564,15 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 	if cfg.wrapStores != nil {
 		stores = cfg.wrapStores(stores)
 	}
+	maxRecords, capacity := jetstream.CommitLimits(cfg.ExactlyOnce, changelog.MaxBatch())
 	m, err := manager.New(manager.Config{
 		Node: cfg.Name, Partitions: cfg.Partitions, CommitInterval: cfg.CommitInterval,
 		CommitEvery: cfg.CommitEvery, RecoveryBufferSize: cfg.RecoveryBufferSize, StandbyBufferSize: cfg.StandbyBufferSize,
 		KeepSource: cfg.KeepSource, SourceHold: n.sourceHold(),
 		Changelog: changelog, Source: source, DeadLetters: dlq, Coordinator: coord,
 		SessionTimeout: cfg.SessionTimeout, Standbys: cfg.Standbys, HTTPAddr: httpAddr,
-		MaxCommitRecords: MaxCommitRecords(cfg.ExactlyOnce),
-		CommitCapacity:   commitCapacity(cfg.ExactlyOnce),
+		MaxCommitRecords: maxRecords,
+		CommitCapacity:   capacity,
 		MaxRecordBytes:   jetstream.MaxRecordBytes(js.Conn()),
 		RecoveryHooks:    cfg.RecoveryHooks,
 		Listener:         cfg.Listener,

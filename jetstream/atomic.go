@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
@@ -13,13 +14,23 @@ import (
 	"github.com/edgetables/edgetables/manager/port"
 )
 
-// MaxAtomicBatch is the most messages one atomic batch may hold (the
-// server's default max_batch_size). An atomic Append holds a commit's
-// records plus its marker; other Appends take as many batches as needed.
+// MaxAtomicBatch is the most messages one atomic batch may hold on a
+// nats-server left at its default max_batch_size: what a changelog
+// assumes unless ChangelogConfig.MaxBatch says otherwise (a server given
+// with --nats-url, a cluster whose nodes may run an older edgetables). An
+// atomic Append holds a commit's records plus its marker; other Appends
+// take as many batches as needed.
 const MaxAtomicBatch = 1000
 
-// CommitCapacity is the most records one exactly-once commit can hold:
-// one atomic batch less its commit marker (manager.Config.CommitCapacity).
+// EmbeddedMaxAtomicBatch is the max_batch_size StartServer gives an
+// embedded server (unless ServerConfig.MaxAtomicBatch or its config file
+// sets one): a standalone node, the only writer of its own server, commits
+// up to this many messages at once exactly once.
+const EmbeddedMaxAtomicBatch = 10_000
+
+// CommitCapacity is the most records one exactly-once commit can hold on a
+// server at the default max_batch_size: one atomic batch less its commit
+// marker (manager.Config.CommitCapacity). See CommitLimits for others.
 const CommitCapacity = MaxAtomicBatch - 1
 
 // commitHeadroom is how many records below a full atomic batch an
@@ -27,13 +38,29 @@ const CommitCapacity = MaxAtomicBatch - 1
 // keys still fit the buffer without forcing a commit first.
 const commitHeadroom = 100
 
-// MaxCommitRecords returns the manager.Config.MaxCommitRecords of a node:
-// none at least once, a full atomic batch less a headroom exactly once.
+// MaxCommitRecords returns the manager.Config.MaxCommitRecords of a node
+// whose server is at the default max_batch_size: none at least once, a
+// full atomic batch less a headroom exactly once. See CommitLimits.
 func MaxCommitRecords(exactlyOnce bool) int {
+	maxRecords, _ := CommitLimits(exactlyOnce, MaxAtomicBatch)
+	return maxRecords
+}
+
+// CommitLimits returns manager.Config's MaxCommitRecords and
+// CommitCapacity for a changelog whose atomic batches hold at most
+// maxBatch messages (Changelog.MaxBatch; 0 means MaxAtomicBatch): none at
+// least once; exactly once, a commit holds at most maxBatch-1 records (its
+// marker is the last message) and is started a headroom below that.
+func CommitLimits(exactlyOnce bool, maxBatch int) (maxRecords, capacity int) {
 	if !exactlyOnce {
-		return 0
+		return 0, 0
 	}
-	return MaxAtomicBatch - commitHeadroom
+	if maxBatch <= 0 {
+		maxBatch = MaxAtomicBatch
+	}
+	capacity = max(maxBatch-1, 1)
+	headroom := min(commitHeadroom, maxBatch/10)
+	return max(capacity-headroom+1, 1), capacity
 }
 
 // recordHeaderRoom is what a changelog record's message needs besides its
@@ -55,8 +82,16 @@ const (
 )
 
 // ErrBatchTooLarge is returned by an atomic Append of more than
-// MaxAtomicBatch messages.
+// Changelog.MaxBatch messages, and wrapped by an Append whose batch the
+// server refused as larger than its max_batch_size (nothing of that batch
+// is stored).
 var ErrBatchTooLarge = errors.New("edgetables/jetstream: commit larger than one atomic batch")
+
+// Error codes of a JetStream atomic batch (ADR-50) in nats-server 2.15.
+const (
+	errCodeBatchIncomplete = 10176 // a batch the server does not hold
+	errCodeBatchTooLarge   = 10199 // "atomic publish batch is too large: N"
+)
 
 // batchReply is the server's answer to a batch message sent as a request:
 // empty while staging, a PubAck with the batch's last sequence at commit,
@@ -72,7 +107,7 @@ type batchReply struct {
 	} `json:"error"`
 }
 
-// appendBatch writes msgs (at most MaxAtomicBatch) to partition p as one
+// appendBatch writes msgs (at most c.maxBatch) to partition p as one
 // atomic batch: the server stores all of them or none. The first message
 // expects the log to end at expectLast (checked at commit, against the
 // stream as it is then), which fences other writers. Cost: one request for
@@ -121,6 +156,9 @@ func (c *Changelog) appendBatch(ctx context.Context, p, batch int, expectLast ui
 			if r.Error.ErrCode == 10071 || r.Error.ErrCode == 10164 {
 				return 0, fmt.Errorf("%w: %w", port.ErrFenced, err)
 			}
+			if r.Error.ErrCode == errCodeBatchTooLarge {
+				return 0, fmt.Errorf("%w: %w", ErrBatchTooLarge, err)
+			}
 			return 0, err
 		}
 		if last {
@@ -132,4 +170,42 @@ func (c *Changelog) appendBatch(ctx context.Context, p, batch int, expectLast ui
 		}
 	}
 	return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: no commit reply", p)
+}
+
+// probeMaxBatch returns how many messages one atomic batch to partition
+// p's stream may hold, up to want, as the stream's leader says now,
+// without staging or storing anything. It sends one request: a message of
+// a batch the server has never seen, with sequence want. The server holds
+// no batch of that id and the sequence is not 1, so it refuses the message
+// either as larger than its max_batch_size (10199, "too large: N", N its
+// limit) or as an incomplete batch (10176): then it accepts want (nats-server
+// 2.15 server/stream.go: stream.processJetStreamAtomicBatchMsg). The
+// message also expects a stream of another name: a server that took it for
+// a plain publish would refuse it (10060) rather than store it.
+func (c *Changelog) probeMaxBatch(ctx context.Context, p, want int) (int, error) {
+	m := &nats.Msg{Subject: c.prefixes[p] + "_probe._probe", Header: make(nats.Header, 4)}
+	m.Header.Set(headerBatchID, nuid.Next())
+	m.Header.Set(headerBatchSeq, strconv.Itoa(want))
+	m.Header.Set(nats.ExpectedStreamHdr, c.streams[p]+"-batch-size-probe")
+	resp, err := c.js.Conn().RequestMsgWithContext(ctx, m)
+	if err != nil {
+		return 0, fmt.Errorf("edgetables/jetstream: stream %s: atomic batch size probe: %w", c.streams[p], err)
+	}
+	var r batchReply
+	if err := json.Unmarshal(resp.Data, &r); err != nil || r.Error == nil {
+		return 0, fmt.Errorf("edgetables/jetstream: stream %s: atomic batch size probe: unexpected reply %q", c.streams[p], resp.Data)
+	}
+	switch r.Error.ErrCode {
+	case errCodeBatchIncomplete:
+		return want, nil
+	case errCodeBatchTooLarge:
+		d := r.Error.Description
+		n, err := strconv.Atoi(strings.TrimSpace(d[strings.LastIndexByte(d, ':')+1:]))
+		if err != nil || n <= 0 || n >= want {
+			return 0, fmt.Errorf("edgetables/jetstream: stream %s: atomic batch size probe: no size in %q", c.streams[p], d)
+		}
+		return n, nil
+	default:
+		return 0, fmt.Errorf("edgetables/jetstream: stream %s: atomic batch size probe: %s (code %d)", c.streams[p], r.Error.Description, r.Error.ErrCode)
+	}
 }

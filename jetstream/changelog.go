@@ -113,7 +113,7 @@ type ChangelogConfig struct {
 	// unlimited: compaction bounds the size by the number of live keys.
 	MaxBytes int64
 	// Atomic makes every Append one JetStream atomic batch (records and
-	// marker stored all or none; at most MaxAtomicBatch messages): the
+	// marker stored all or none; at most MaxBatch messages): the
 	// exactly-once mode. Without it, a large commit takes several batches,
 	// and a failure may leave the first ones stored without the marker.
 	// Each batch costs the server a staging store and an fsync, about 3 ms
@@ -126,6 +126,17 @@ type ChangelogConfig struct {
 	// TombstonesFrom, and a store that may have missed an expired
 	// tombstone is rebuilt by a full replay. Default 0: kept for ever.
 	TombstoneTTL time.Duration
+	// MaxBatch is the most messages one atomic batch may hold, as wanted:
+	// NewChangelog asks each stream's leader (one request each) and lowers
+	// it to what that server accepts (its max_batch_size; see
+	// Changelog.MaxBatch). Set it above MaxAtomicBatch only when every
+	// server that may ever lead the streams accepts it: a server that
+	// refuses a batch as too large later fails that Append
+	// (ErrBatchTooLarge, nothing stored), and an exactly-once commit cannot
+	// be split. Default 0: MaxAtomicBatch, the servers' default, assumed
+	// without asking (a new replicated stream's leader may still be in
+	// its election).
+	MaxBatch int
 	// BeforeCommit, if set, is called before the commit message of each
 	// atomic batch of an Append (batch counts from 0 within the Append): a
 	// failure injection point. An error abandons the batch, which the
@@ -144,6 +155,7 @@ type Changelog struct {
 	cfg ChangelogConfig
 	// per partition: stream name, record subject prefix, commit subject
 	streams, prefixes, commits []string
+	maxBatch                   int            // messages per atomic batch
 	drops                      sync.WaitGroup // consumer deletions in flight
 }
 
@@ -170,7 +182,14 @@ func NewChangelog(ctx context.Context, js natsjs.JetStream, cfg ChangelogConfig)
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = -1
 	}
-	c := &Changelog{js: js, cfg: cfg}
+	if cfg.MaxBatch < 0 || cfg.MaxBatch == 1 {
+		return nil, fmt.Errorf("edgetables/jetstream: changelog of %s: MaxBatch must be 0 (default) or at least 2, got %d", cfg.App, cfg.MaxBatch)
+	}
+	probe := cfg.MaxBatch != 0
+	if !probe {
+		cfg.MaxBatch = MaxAtomicBatch
+	}
+	c := &Changelog{js: js, cfg: cfg, maxBatch: cfg.MaxBatch}
 	for p := 0; p < cfg.Partitions; p++ {
 		name := ChangelogStream(cfg.App, p)
 		sc := natsjs.StreamConfig{
@@ -201,8 +220,39 @@ func NewChangelog(ctx context.Context, js natsjs.JetStream, cfg ChangelogConfig)
 		c.prefixes = append(c.prefixes, recordPrefix(cfg.App, p))
 		c.commits = append(c.commits, CommitSubject(cfg.App, p))
 	}
+	if probe {
+		c.learnMaxBatch(ctx)
+	}
 	return c, nil
 }
+
+// probeTimeout bounds one stream's atomic batch size probe.
+const probeTimeout = 5 * time.Second
+
+// learnMaxBatch lowers c.maxBatch to what every stream's leader accepts
+// (see probeMaxBatch). A stream whose leader does not answer the probe
+// leaves at most MaxAtomicBatch, the servers' default, logged.
+func (c *Changelog) learnMaxBatch(ctx context.Context) {
+	for p := range c.streams {
+		pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		n, err := c.probeMaxBatch(pctx, p, c.maxBatch)
+		cancel()
+		if err != nil {
+			n = min(c.maxBatch, MaxAtomicBatch)
+			c.logger().Warn("atomic batch size unknown; assuming the servers' default", "partition", p, "stream", c.streams[p], "max_batch", n, "err", err)
+		}
+		if n < c.maxBatch {
+			c.logger().Info("atomic batches limited by the server", "partition", p, "stream", c.streams[p], "wanted", c.maxBatch, "max_batch", n)
+			c.maxBatch = n
+		}
+	}
+}
+
+// MaxBatch returns the most messages one atomic batch of an Append holds:
+// ChangelogConfig.MaxBatch, lowered to what the streams' leaders accepted
+// when NewChangelog asked them. An exactly-once commit holds at most
+// MaxBatch-1 records (see CommitLimits).
+func (c *Changelog) MaxBatch() int { return c.maxBatch }
 
 // Subjects returns the subjects holding table's records in every partition:
 // "<app>.changelog.*.<table>.>".
@@ -284,7 +334,7 @@ func (c *Changelog) LastCommit(ctx context.Context, p int) (marker port.CommitMa
 
 // Append writes recs and then marker to partition p and returns the
 // marker's sequence. The messages go as JetStream atomic batches of at most
-// MaxAtomicBatch messages, one after the other: the first message of each
+// MaxBatch messages, one after the other: the first message of each
 // batch carries Nats-Expected-Last-Sequence, the end of the log as this
 // writer expects it (expectLast, then the end of the previous batch), and
 // the server checks it when it commits the batch, against the stream as it
@@ -322,14 +372,14 @@ func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs [
 		}
 	}
 	n := len(recs) + 1
-	if c.cfg.Atomic && n > MaxAtomicBatch {
-		return 0, fmt.Errorf("%w: partition %d: %d messages (max %d)", ErrBatchTooLarge, p, n, MaxAtomicBatch)
+	if c.cfg.Atomic && n > c.maxBatch {
+		return 0, fmt.Errorf("%w: partition %d: %d messages (max %d)", ErrBatchTooLarge, p, n, c.maxBatch)
 	}
 	markerData, err := EncodeCommitMarker(marker)
 	if err != nil {
 		return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: encode marker: %w", p, err)
 	}
-	msgs := make([]*nats.Msg, 0, min(n, MaxAtomicBatch))
+	msgs := make([]*nats.Msg, 0, min(n, c.maxBatch))
 	last, batch := expectLast, 0
 	for i := 0; i < n; i++ {
 		if i < len(recs) {
@@ -337,7 +387,7 @@ func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs [
 		} else {
 			msgs = append(msgs, &nats.Msg{Subject: c.commits[p], Data: markerData, Header: make(nats.Header, 4)})
 		}
-		if len(msgs) == MaxAtomicBatch || i == n-1 {
+		if len(msgs) == c.maxBatch || i == n-1 {
 			if last, err = c.appendBatch(ctx, p, batch, last, msgs); err != nil {
 				return 0, err
 			}

@@ -84,6 +84,12 @@ type ServerConfig struct {
 	// MaxStore is the JetStream storage limit in bytes. Default 8 GiB
 	// (unset, the server would claim 75% of the free disk).
 	MaxStore int64
+	// MaxAtomicBatch is the server's max_batch_size: the most messages one
+	// JetStream atomic batch may hold (exactly-once commits are one batch
+	// each). Default EmbeddedMaxAtomicBatch, unless Security.ConfigFile
+	// sets one (jetstream { limits { batch { max_msgs: N } } }).
+	// Server.MaxAtomicBatch reports it.
+	MaxAtomicBatch int
 	// Logger receives the server's log. Default slog.Default().
 	Logger *slog.Logger
 	// Security configures users, roles and TLS (default: none, loopback
@@ -116,6 +122,7 @@ type Server struct {
 	once      sync.Once
 	clustered bool
 	id        *nodeIdentity // nil: the server has no authentication
+	maxBatch  int           // the server's max_batch_size
 }
 
 // StartServer starts an embedded nats-server and returns when it accepts
@@ -149,7 +156,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	debug := log.Enabled(ctx, slog.LevelDebug)
 	ns.SetLoggerV2(adapter, debug, false, false)
 
-	s := &Server{ns: ns, log: log, clustered: cfg.ClusterListen != "", id: id}
+	s := &Server{ns: ns, log: log, clustered: cfg.ClusterListen != "", id: id, maxBatch: opts.JetStreamLimits.MaxBatchSize}
 	fail := func(err error) (*Server, error) {
 		s.Shutdown()
 		return nil, err
@@ -249,6 +256,9 @@ func serverOptions(cfg *ServerConfig) (*server.Options, *nodeIdentity, error) {
 	if cfg.MaxStore == 0 {
 		cfg.MaxStore = DefaultMaxStore
 	}
+	if cfg.MaxAtomicBatch < 0 {
+		return nil, nil, fmt.Errorf("edgetables/jetstream: ServerConfig.MaxAtomicBatch must not be negative, got %d", cfg.MaxAtomicBatch)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -265,6 +275,12 @@ func serverOptions(cfg *ServerConfig) (*server.Options, *nodeIdentity, error) {
 	opts.ServerName, opts.Host, opts.Port = cfg.Name, host, port
 	opts.JetStream, opts.StoreDir, opts.SyncAlways, opts.NoSigs = true, cfg.StoreDir, cfg.SyncAlways, true
 	opts.JetStreamMaxMemory, opts.JetStreamMaxStore = cfg.MaxMemory, cfg.MaxStore
+	switch {
+	case cfg.MaxAtomicBatch > 0:
+		opts.JetStreamLimits.MaxBatchSize = cfg.MaxAtomicBatch
+	case opts.JetStreamLimits.MaxBatchSize <= 0: // not set by the config file
+		opts.JetStreamLimits.MaxBatchSize = EmbeddedMaxAtomicBatch
+	}
 	id, err := applySecurity(cfg.Security, cfg.App, cfg.SourceSubjects, opts)
 	if err != nil {
 		return nil, nil, err
@@ -354,6 +370,12 @@ func WaitForJetStream(ctx context.Context, js natsjs.JetStream) error {
 
 // ClientURL is the URL clients connect to, with the port actually bound.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// MaxAtomicBatch returns the server's max_batch_size: the most messages
+// one JetStream atomic batch may hold on it (ServerConfig.MaxAtomicBatch).
+// It is what a node that is the server's only writer, not part of a
+// cluster, gives its changelog (ChangelogConfig.MaxBatch).
+func (s *Server) MaxAtomicBatch() int { return s.maxBatch }
 
 // NATSServer returns the underlying nats-server, for monitoring and tests.
 func (s *Server) NATSServer() *server.Server { return s.ns }

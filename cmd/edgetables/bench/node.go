@@ -9,7 +9,6 @@ import (
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edgetables/edgetables/edge"
 	edgebuiltin "github.com/edgetables/edgetables/edge/builtin"
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/manager"
@@ -28,10 +27,11 @@ type ports struct {
 }
 
 // newPorts creates (or updates) app's changelog, source and dead-letter
-// streams, as edge.Node does for mode.
-func newPorts(ctx context.Context, js natsjs.JetStream, app string, partitions int, agents []manager.Agent, mode deliveryMode) (ports, error) {
+// streams, as a standalone edge.Node does for mode: its atomic batches as
+// large as the embedded server accepts.
+func (e *env) newPorts(ctx context.Context, js natsjs.JetStream, app string, partitions int, agents []manager.Agent, mode deliveryMode) (ports, error) {
 	cl, err := jetstream.NewChangelog(ctx, js, jetstream.ChangelogConfig{App: app, Partitions: partitions,
-		Atomic: mode == exactlyOnce})
+		Atomic: mode == exactlyOnce, MaxBatch: e.srv.MaxAtomicBatch()})
 	if err != nil {
 		return ports{}, err
 	}
@@ -60,8 +60,9 @@ func builtin(spec string) (manager.Collection, manager.Agent, error) {
 // its stores in storeDir, configured as edge.Node configures it by default
 // for mode.
 func (e *env) newManager(p ports, partitions int, storeDir string, tables []manager.Collection, agents []manager.Agent, mode deliveryMode) (*manager.TableManager, error) {
+	maxRecords, capacity := jetstream.CommitLimits(mode == exactlyOnce, p.changelog.MaxBatch())
 	m, err := manager.New(manager.Config{
-		Node: nodeName, Partitions: partitions, MaxCommitRecords: edge.MaxCommitRecords(mode == exactlyOnce),
+		Node: nodeName, Partitions: partitions, MaxCommitRecords: maxRecords, CommitCapacity: capacity,
 		Changelog: p.changelog, Source: p.source, DeadLetters: p.dlq,
 		Stores: store.NewDir(storeDir, nil), Logger: e.plog,
 	})

@@ -173,7 +173,7 @@ func (e *env) pipelineRun(ctx context.Context, mode deliveryMode, sz pipeSize, t
 	// changelog would otherwise weigh on the scenarios after it (the
 	// embedded server shares this process's heap and garbage collector).
 	defer e.dropStreams(js, app)
-	p, err := newPorts(ctx, js, app, sz.partitions, []manager.Agent{agent}, mode)
+	p, err := e.newPorts(ctx, js, app, sz.partitions, []manager.Agent{agent}, mode)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -60,7 +60,7 @@ func (e *env) reads(ctx context.Context) ([]Result, error) {
 	}
 	defer nc.Close()
 	defer e.dropStreams(js, app)
-	p, err := newPorts(ctx, js, app, e.cfg.Partitions, []manager.Agent{agent}, atLeastOnce)
+	p, err := e.newPorts(ctx, js, app, e.cfg.Partitions, []manager.Agent{agent}, atLeastOnce)
 	if err != nil {
 		return nil, err
 	}

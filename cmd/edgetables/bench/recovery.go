@@ -97,7 +97,7 @@ func (e *env) recoveryCase(ctx context.Context, sz recoverySize) (recoveryMeasur
 	}
 	defer nc.Close()
 	defer e.dropStreams(js, app)
-	p, err := newPorts(ctx, js, app, sz.partitions, []manager.Agent{agent}, atLeastOnce)
+	p, err := e.newPorts(ctx, js, app, sz.partitions, []manager.Agent{agent}, atLeastOnce)
 	if err != nil {
 		return recoveryMeasure{}, err
 	}
