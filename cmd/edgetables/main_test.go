@@ -189,13 +189,14 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func startProc(t *testing.T, bin, dataDir string, natsPort, httpPort int) *proc {
+func startProc(t *testing.T, bin, dataDir string, natsPort, httpPort int, extra ...string) *proc {
 	t.Helper()
 	p := &proc{http: fmt.Sprintf("127.0.0.1:%d", httpPort), nats: fmt.Sprintf("nats://127.0.0.1:%d", natsPort), log: new(lockedBuffer)}
-	p.cmd = exec.Command(bin, "run", "--name=e2e", "--data-dir="+dataDir,
-		"--nats-listen="+strings.TrimPrefix(p.nats, "nats://"), "--http-listen="+p.http,
+	args := append([]string{"run", "--name=e2e", "--data-dir=" + dataDir,
+		"--nats-listen=" + strings.TrimPrefix(p.nats, "nats://"), "--http-listen=" + p.http,
 		"--table=name=count,source=sensors.*.temp,key=subject:2,agg=count",
-		"--table=name=sum,source=sensors.*.temp,key=subject:2,agg=sum,field=value")
+		"--table=name=sum,source=sensors.*.temp,key=subject:2,agg=sum,field=value"}, extra...)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
