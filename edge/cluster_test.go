@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -69,16 +68,6 @@ func (l *logTail) String() string {
 	return b.String()
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func newTestCluster(t *testing.T, n int, specs ...string) *testCluster {
 	return newConfiguredCluster(t, n, nil, specs...)
 }
@@ -90,7 +79,7 @@ func newConfiguredCluster(t *testing.T, n int, configure func(i int, cfg *Config
 	c := &testCluster{t: t, dir: t.TempDir(), specs: specs, configure: configure, nodes: make([]*Node, n), stops: make([]func(), n)}
 	for i := 0; i < n; i++ {
 		c.logs = append(c.logs, &logTail{})
-		a := freeAddr(t)
+		a := jstest.FreeAddr(t)
 		c.listen = append(c.listen, a)
 		c.routes = append(c.routes, "nats-route://"+a)
 	}
@@ -125,6 +114,11 @@ func newConfiguredCluster(t *testing.T, n int, configure func(i int, cfg *Config
 			}
 		}
 	})
+	for i, n := range c.nodes {
+		if n == nil {
+			t.Fatalf("node %d did not start", i)
+		}
+	}
 	c.waitAssigned()
 	return c
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/edgetables/edgetables/edge/builtin"
+	"github.com/edgetables/edgetables/jetstream/jstest"
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/port"
 )
@@ -23,7 +24,7 @@ func TestDuplicateNameEmbedded(t *testing.T) {
 	c.expect("c", map[string]int{"a": 3, "b": 2})
 
 	cfg := Config{Name: "n1", DataDir: filepath.Join(t.TempDir(), "dup"), NATSListen: "127.0.0.1:0",
-		HTTPListen: "127.0.0.1:0", Partitions: 6, ClusterName: "test", ClusterListen: freeAddr(t), Routes: c.routes,
+		HTTPListen: "127.0.0.1:0", Partitions: 6, ClusterName: "test", ClusterListen: jstest.FreeAddr(t), Routes: c.routes,
 		SessionTimeout: 2 * time.Second, Logger: c.logger(9)}
 	parsed, err := builtin.ParseTableSpec(spec)
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/jetstream"
+	"github.com/edgetables/edgetables/jetstream/jstest"
 )
 
 // testHub is a hub nats-server started with the embedded server API: a
@@ -39,7 +40,7 @@ type testHub struct {
 }
 
 func startTestHub(t *testing.T) *testHub {
-	h := &testHub{t: t, dir: t.TempDir(), clientPort: freeTCPPort(t), leafPort: freeTCPPort(t)}
+	h := &testHub{t: t, dir: t.TempDir(), clientPort: jstest.FreePort(t), leafPort: jstest.FreePort(t)}
 	h.start()
 	t.Cleanup(h.stop)
 	return h
@@ -82,7 +83,7 @@ func startBinaryHub(t *testing.T) *testHub {
 			t.Skip("no nats-server binary (go install github.com/nats-io/nats-server/v2@v2.15.2)")
 		}
 	}
-	h := &testHub{t: t, dir: t.TempDir(), clientPort: freeTCPPort(t), leafPort: freeTCPPort(t), bin: bin}
+	h := &testHub{t: t, dir: t.TempDir(), clientPort: jstest.FreePort(t), leafPort: jstest.FreePort(t), bin: bin}
 	h.start()
 	t.Cleanup(h.stop)
 	return h
@@ -147,16 +148,6 @@ func (h *testHub) stop() {
 
 func (h *testHub) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", h.clientPort) }
 
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // linkProxy forwards a TCP port to a target; Cut closes every connection
 // and refuses new ones until Restore: a leaf link that can be cut.
 type linkProxy struct {
@@ -171,7 +162,7 @@ type linkProxy struct {
 }
 
 func newLinkProxy(t *testing.T, target string) *linkProxy {
-	p := &linkProxy{t: t, port: freeTCPPort(t), target: target}
+	p := &linkProxy{t: t, port: jstest.FreePort(t), target: target}
 	p.Restore()
 	t.Cleanup(p.Cut)
 	return p

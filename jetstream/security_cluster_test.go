@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -17,17 +16,6 @@ import (
 	"github.com/edgetables/edgetables/jetstream/jstest"
 )
 
-// freeAddr returns a loopback address with a free port.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // A cluster whose routes need a password and certificates of its CA: its
 // two nodes form it; a node without the password, or without a
 // certificate, cannot join.
@@ -38,7 +26,7 @@ func TestClusterRouteSecurity(t *testing.T) {
 	other := jstest.NewPKI(t, "n3")
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	listen := []string{freeAddr(t), freeAddr(t)}
+	listen := []string{jstest.FreeAddr(t), jstest.FreeAddr(t)}
 	users := []jetstream.User{{Name: "dev-1", PasswordBcrypt: hash(t, devPassword), Role: jetstream.RoleDevice}}
 	routes := []string{"nats-route://" + listen[0], "nats-route://" + listen[1]}
 	security := func(p jstest.PKI, name, password string) jetstream.Security {

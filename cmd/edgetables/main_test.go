@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgetables/edgetables/jetstream/jstest"
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 )
@@ -127,30 +126,11 @@ func TestRunStopsOnContextEnd(t *testing.T) {
 	}
 }
 
-// pickedPorts holds the ports freePort handed out.
-var pickedPorts sync.Map
-
-// freePort returns a loopback port that was free a moment ago. It is
-// picked below Linux's ephemeral range (32768 and up), where the kernel
-// does not hand ports to outgoing connections: a node's routes and clients
-// connect for seconds before it binds its HTTP port, and one of them could
-// otherwise take the port first.
+// freePort returns a loopback port that was free a moment ago (see
+// jstest.FreePort).
 func freePort(t testing.TB) int {
 	t.Helper()
-	for range 1000 {
-		port := 20000 + rand.IntN(12000)
-		if _, taken := pickedPorts.LoadOrStore(port, true); taken {
-			continue // handed out already in this test process
-		}
-		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		_ = ln.Close()
-		return port
-	}
-	t.Fatal("no free loopback port between 20000 and 32000")
-	return 0
+	return jstest.FreePort(t)
 }
 
 // buildBinary builds edgetables into a temp dir.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -59,7 +58,7 @@ func StartCluster(t testing.TB, n int) []*Node {
 	nodes := make([]*Node, n)
 	var routes []string
 	for i := range nodes {
-		clientPort, routePort := freePort(t), freePort(t)
+		clientPort, routePort := FreePort(t), FreePort(t)
 		name := fmt.Sprintf("n%d", i+1)
 		nodes[i] = &Node{
 			Name: name,
@@ -172,17 +171,6 @@ func ClientURLs(nodes []*Node) []string {
 		out = append(out, (&url.URL{Scheme: "nats", Host: nd.cfg.Listen}).String())
 	}
 	return out
-}
-
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("jstest: free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // testLogger discards server logs unless EDGETABLES_TEST_LOG is set.
