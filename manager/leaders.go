@@ -24,18 +24,21 @@ const (
 // leader of each partition log this node leads while it is the partition's
 // active owner to a live standby of the partition (or another replica);
 // and while this node leads the group, it makes its node lead the
-// coordinator's log (see port.LogLeaderPlacer), also at once when it
-// becomes the leader. Nothing when neither port allows it.
+// coordinator's log (see port.LogLeaderPlacer) and moves the source's
+// leader off its node (port.SourceLeaderMover), also at once when it
+// becomes the leader: a death then stops the group's coordination or the
+// source, not both. Nothing when no port allows it.
 func (m *TableManager) runLeaderPlacement(ctx context.Context) {
 	mover, _ := m.cfg.Changelog.(port.LeaderMover)
 	placer, _ := m.cfg.Coordinator.(port.LogLeaderPlacer)
-	if mover == nil && placer == nil {
+	sourceMover, _ := m.cfg.Source.(port.SourceLeaderMover)
+	if mover == nil && placer == nil && sourceMover == nil {
 		return
 	}
 	t := time.NewTicker(leaderCheckEvery)
 	defer t.Stop()
 	failing := map[int]bool{} // partitions whose last move failed: logged once
-	groupFailing := false
+	groupFailing, sourceFailing := false, false
 	for {
 		select {
 		case <-ctx.Done():
@@ -45,6 +48,9 @@ func (m *TableManager) runLeaderPlacement(ctx context.Context) {
 		}
 		if placer != nil && m.leading.Load() {
 			groupFailing = m.placeGroupLog(ctx, placer, groupFailing)
+		}
+		if sourceMover != nil && m.leading.Load() {
+			sourceFailing = m.moveSourceLeader(ctx, sourceMover, sourceFailing)
 		}
 		if mover == nil {
 			continue
@@ -105,6 +111,26 @@ func (m *TableManager) placeGroupLog(ctx context.Context, placer port.LogLeaderP
 		return true
 	case moved:
 		m.log.Info("moved the leader of the group's log to the group's leader")
+	}
+	return false
+}
+
+// moveSourceLeader moves the source's leader off this node, the group's
+// leader; failing says whether the last attempt failed (logged once until
+// one succeeds). It returns the new failing.
+func (m *TableManager) moveSourceLeader(ctx context.Context, mover port.SourceLeaderMover, failing bool) bool {
+	mctx, cancel := context.WithTimeout(ctx, leaderMoveTimeout)
+	moved, err := mover.MoveLeaderOff(mctx, m.cfg.Node)
+	cancel()
+	switch {
+	case err != nil && ctx.Err() == nil:
+		if !failing {
+			m.log.Warn("cannot move the source's leader off the group's leader; retrying", "err", err)
+		}
+		return true
+	case moved:
+		m.counters.leaderMoves.Add(1)
+		m.log.Info("moved the source's leader off the group's leader")
 	}
 	return false
 }
