@@ -165,10 +165,10 @@ func (r *recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 				return fmt.Errorf("replay from %d stopped at %d, before the log's end %d", from, got, state.Last)
 			}
 		}
-		if err := endRebuild(p.store); err != nil {
-			return err
-		}
 		if newer != nil {
+			if err := endRebuild(p.store); err != nil {
+				return err
+			}
 			return &staleError{node: newer.Node, gen: newer.Generation, mine: gen}
 		}
 		r.setPhase(p.id, status.PhaseTakingOver)
@@ -187,6 +187,11 @@ func (r *recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 		offs := store.Offsets{Changelog: last, Source: p.sourceSeq.Load(), Epoch: p.epoch, SourceEpoch: p.sourceEpoch}
 		if err := p.store.Apply(store.Batch{Offsets: offs}); err != nil {
 			return fmt.Errorf("persist offsets after takeover: %w", err)
+		}
+		// A rebuilt store is synced once, with the takeover's offsets: a
+		// crash before leaves it marked, and it is rebuilt again.
+		if err := endRebuild(p.store); err != nil {
+			return err
 		}
 		p.applied.Store(last)
 		p.highWater.Store(last)

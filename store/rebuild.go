@@ -66,10 +66,12 @@ func (b *Bolt) StartRebuild() error {
 	return nil
 }
 
-// EndRebuild syncs the store's file, removes the mark of StartRebuild
-// (syncing its directory) and syncs every transaction again (unless the
-// store was opened with Options.NoSync). Without a rebuild it does
-// nothing. Call it with no Apply running.
+// EndRebuild syncs the store's file, removes the mark of StartRebuild and
+// syncs every transaction again (unless the store was opened with
+// Options.NoSync). Without a rebuild it does nothing. Call it with no Apply
+// running. The mark's removal is not synced: a crash that loses it leaves
+// a synced store marked, rebuilt once more when it is next opened, which
+// is slower but loses nothing.
 func (b *Bolt) EndRebuild() error {
 	if !b.rebuilding {
 		return nil
@@ -79,9 +81,6 @@ func (b *Bolt) EndRebuild() error {
 	}
 	b.db.NoSync = b.noSync
 	if err := os.Remove(b.path + rebuildSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("store: unmark %s after its rebuild: %w", b.path, err)
-	}
-	if err := syncDir(filepath.Dir(b.path)); err != nil {
 		return fmt.Errorf("store: unmark %s after its rebuild: %w", b.path, err)
 	}
 	b.rebuilding = false
