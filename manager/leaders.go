@@ -38,7 +38,17 @@ func (m *TableManager) runLeaderPlacement(ctx context.Context) {
 	t := time.NewTicker(leaderCheckEvery)
 	defer t.Stop()
 	failing := map[int]bool{} // partitions whose last move failed: logged once
-	groupFailing, sourceFailing := false, false
+	var own []*placement      // while this node leads the group
+	if placer != nil {
+		own = append(own, &placement{move: placer.LeadLogHere,
+			failed: "cannot make the group's leader lead the group's log; retrying",
+			done:   "moved the leader of the group's log to the group's leader"})
+	}
+	if sourceMover != nil {
+		own = append(own, &placement{move: func(ctx context.Context) (bool, error) { return sourceMover.MoveLeaderOff(ctx, m.cfg.Node) },
+			failed: "cannot move the source's leader off the group's leader; retrying",
+			done:   "moved the source's leader off the group's leader", counted: true})
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -46,11 +56,10 @@ func (m *TableManager) runLeaderPlacement(ctx context.Context) {
 		case <-t.C:
 		case <-m.leadershipGained:
 		}
-		if placer != nil && m.leading.Load() {
-			groupFailing = m.placeGroupLog(ctx, placer, groupFailing)
-		}
-		if sourceMover != nil && m.leading.Load() {
-			sourceFailing = m.moveSourceLeader(ctx, sourceMover, sourceFailing)
+		for _, pl := range own {
+			if m.leading.Load() {
+				pl.try(ctx, m)
+			}
 		}
 		if mover == nil {
 			continue
@@ -96,41 +105,34 @@ func (m *TableManager) runLeaderPlacement(ctx context.Context) {
 	}
 }
 
-// placeGroupLog makes this node, the group's leader, lead the
-// coordinator's log; failing says whether the last attempt failed (a
-// failure is logged once until one succeeds). It returns the new failing.
-func (m *TableManager) placeGroupLog(ctx context.Context, placer port.LogLeaderPlacer, failing bool) bool {
-	mctx, cancel := context.WithTimeout(ctx, leaderMoveTimeout)
-	moved, err := placer.LeadLogHere(mctx)
-	cancel()
-	switch {
-	case err != nil && ctx.Err() == nil:
-		if !failing {
-			m.log.Warn("cannot make the group's leader lead the group's log; retrying", "err", err)
-		}
-		return true
-	case moved:
-		m.log.Info("moved the leader of the group's log to the group's leader")
-	}
-	return false
+// placement is one of the group leader's own leader moves: the group's
+// log to its node, the source's off it.
+type placement struct {
+	move    func(ctx context.Context) (moved bool, err error)
+	failed  string // logged at the first failure of a run of them
+	done    string // logged when it moved a leader
+	failing bool   // the last attempt failed
+	counted bool   // a move counts in the leader moves of the status
 }
 
-// moveSourceLeader moves the source's leader off this node, the group's
-// leader; failing says whether the last attempt failed (logged once until
-// one succeeds). It returns the new failing.
-func (m *TableManager) moveSourceLeader(ctx context.Context, mover port.SourceLeaderMover, failing bool) bool {
+// try runs the placement once; a failure is logged once until one
+// succeeds.
+func (pl *placement) try(ctx context.Context, m *TableManager) {
 	mctx, cancel := context.WithTimeout(ctx, leaderMoveTimeout)
-	moved, err := mover.MoveLeaderOff(mctx, m.cfg.Node)
+	moved, err := pl.move(mctx)
 	cancel()
 	switch {
 	case err != nil && ctx.Err() == nil:
-		if !failing {
-			m.log.Warn("cannot move the source's leader off the group's leader; retrying", "err", err)
+		if !pl.failing {
+			m.log.Warn(pl.failed, "err", err)
 		}
-		return true
+		pl.failing = true
+		return
 	case moved:
-		m.counters.leaderMoves.Add(1)
-		m.log.Info("moved the source's leader off the group's leader")
+		if pl.counted {
+			m.counters.leaderMoves.Add(1)
+		}
+		m.log.Info(pl.done)
 	}
-	return false
+	pl.failing = false
 }
