@@ -32,6 +32,23 @@ const (
 // whether the log still holds any it has not read.
 const replayIdle = 2 * time.Second
 
+// replayFirstIdle is how long Replay waits for a new consumer's first
+// message before that check, doubled at each consumer it replaced (up to
+// replayIdle). Right after a node died, a consumer created on a live
+// server has delivered nothing at all, in some of the failover
+// benchmark's kills, until it was replaced: partitions without a standby
+// then served 2–6 s late, one idle wait per consumer.
+const replayFirstIdle = 500 * time.Millisecond
+
+// replayWait is how long Replay waits for the next message of a consumer
+// that delivered delivered messages, after reopens replacements.
+func replayWait(delivered uint64, reopens int) time.Duration {
+	if delivered > 0 {
+		return replayIdle
+	}
+	return min(replayIdle, replayFirstIdle<<min(reopens, 8))
+}
+
 // stateAttempts are the timeouts of State's requests, each sent when the
 // one before went unanswered or only a replica answered (see streamInfo).
 // A request sent while the stream has no leader (its leader's node died
@@ -477,7 +494,8 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 	next := from
 	lagging := false // the leader said messages up to until are left
 	for {
-		msg, md, err := r.next(replayIdle)
+		wait := replayWait(r.delivered, reopens)
+		msg, md, err := r.next(wait)
 		if errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
 			left, lerr := c.firstAtOrAfter(ctx, p, next)
 			if lerr != nil {
@@ -487,7 +505,7 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 				break // what remained was removed or superseded
 			}
 			// A consumer lost with its server may go silent.
-			err = fmt.Errorf("no message for %s although sequence %d is stored", replayIdle, left)
+			err = fmt.Errorf("no message for %s although sequence %d is stored", wait, left)
 		}
 		if err != nil && ctx.Err() == nil && reopens < maxReaderReopens {
 			// The consumer was lost with its server, or skipped a message:

@@ -1,8 +1,13 @@
 package jetstream
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,6 +79,91 @@ func TestReplayHedgesUnansweredCreation(t *testing.T) {
 	if info, err := st.Info(ctx); err != nil || info.State.Consumers != 0 {
 		t.Fatalf("consumers left on the changelog: %+v, %v", info.State, err)
 	}
+}
+
+// muteFirst is a JetStream whose first consumer delivers nothing (it
+// filters on a subject no message has), as the consumers some failover
+// kills left silent until they were replaced.
+type muteFirst struct {
+	natsjs.JetStream
+	creations atomic.Int32
+}
+
+func (m *muteFirst) CreateConsumer(ctx context.Context, stream string, cfg natsjs.ConsumerConfig) (natsjs.Consumer, error) {
+	if m.creations.Add(1) == 1 {
+		cfg.FilterSubject = "nothing.ever"
+	}
+	return m.JetStream.CreateConsumer(ctx, stream, cfg)
+}
+
+// TestReplayReplacesSilentFirstConsumer: a replay whose new consumer
+// delivers nothing replaces it after replayFirstIdle, not replayIdle, and
+// reads the log on the next one.
+func TestReplayReplacesSilentFirstConsumer(t *testing.T) {
+	js := startJetStream(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var logged bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logged}, nil))
+	cl, err := NewChangelog(ctx, js, ChangelogConfig{App: "mute", Partitions: 1, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	last, err := cl.Append(ctx, 0, 0, []port.Record{{Table: "t", Key: []byte("k"), Value: []byte("v")}}, port.CommitMarker{SourceSeq: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mute := &muteFirst{JetStream: js}
+	cl.js = mute
+	n := 0
+	if err := cl.Replay(ctx, 0, 1, last, 0, func(es []port.Entry) error { n += len(es); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	log := logged.String()
+	mu.Unlock()
+	if n != 2 || mute.creations.Load() != 2 {
+		t.Fatalf("replayed %d entries with %d consumers; want 2 with 2\n%s", n, mute.creations.Load(), log)
+	}
+	if want := "no message for 500ms"; !strings.Contains(log, want) { // not replayIdle's 2s
+		t.Errorf("log does not say %q:\n%s", want, log)
+	}
+}
+
+// TestReplayWait: a consumer's first message is waited for replayFirstIdle,
+// doubled at each replacement up to replayIdle; later ones replayIdle.
+func TestReplayWait(t *testing.T) {
+	for _, c := range []struct {
+		delivered uint64
+		reopens   int
+		want      time.Duration
+	}{
+		{0, 0, replayFirstIdle},
+		{0, 1, 2 * replayFirstIdle},
+		{0, 2, replayIdle},
+		{0, 3, replayIdle},
+		{0, 100, replayIdle},
+		{1, 0, replayIdle},
+		{5, 2, replayIdle},
+	} {
+		if got := replayWait(c.delivered, c.reopens); got != c.want {
+			t.Errorf("replayWait(%d, %d) = %s, want %s", c.delivered, c.reopens, got, c.want)
+		}
+	}
+}
+
+// lockedWriter serializes writes to w.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // startJetStream starts a single JetStream server for t and connects to it.

@@ -218,7 +218,18 @@ func waitStreams(ctx context.Context, js natsjs.JetStream, asg assign.Assignment
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w (last: %s)", err, why)
 	}
-	led, err := ledBy(ctx, js, victim)
+	// What the victim leads only describes the kill: a cluster API too
+	// busy to list it (asked three times) does not fail the scenario.
+	var led []string
+	for attempt := 0; ; attempt++ {
+		if led, err = ledBy(ctx, js, victim); err == nil || ctx.Err() != nil {
+			break
+		}
+		if attempt == 2 {
+			led, err = []string{"(unknown: " + err.Error() + ")"}, nil
+			break
+		}
+	}
 	return placedIn, led, err
 }
 
