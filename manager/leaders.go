@@ -25,9 +25,11 @@ const (
 // active owner to a live standby of the partition (or another replica);
 // and while this node leads the group, it makes its node lead the
 // coordinator's log (see port.LogLeaderPlacer) and moves the source's
-// leader off its node (port.SourceLeaderMover), also at once when it
-// becomes the leader: a death then stops the group's coordination or the
-// source, not both. Nothing when no port allows it.
+// leader off its node (port.SourceLeaderMover), also when it becomes the
+// leader: a death then stops the group's coordination or the source, not
+// both. Every move waits until the group settled (see settled): a
+// failover in progress is not slowed by elections of its own making.
+// Nothing when no port allows it.
 func (m *TableManager) runLeaderPlacement(ctx context.Context) {
 	mover, _ := m.cfg.Changelog.(port.LeaderMover)
 	placer, _ := m.cfg.Coordinator.(port.LogLeaderPlacer)
@@ -56,16 +58,20 @@ func (m *TableManager) runLeaderPlacement(ctx context.Context) {
 		case <-t.C:
 		case <-m.leadershipGained:
 		}
+		// A leader moved during a failover stops what the failover
+		// needs: the group's log while the new leader publishes the
+		// assignment, the source and the changelogs while the new owners
+		// take over and resume. The moves wait until the group settled.
+		v, _ := m.currentView()
+		if !m.settled(v) {
+			continue
+		}
 		for _, pl := range own {
 			if m.leading.Load() {
 				pl.try(ctx, m)
 			}
 		}
 		if mover == nil {
-			continue
-		}
-		v, _ := m.currentView()
-		if v == nil {
 			continue
 		}
 		for _, part := range m.assigned() {
@@ -135,4 +141,19 @@ func (pl *placement) try(ctx context.Context, m *TableManager) {
 		m.log.Info(pl.done)
 	}
 	pl.failing = false
+}
+
+// settled says whether the group of view v is at rest: a view read as a
+// whole, whose assignment this node applied and gives every active
+// partition to a live member.
+func (m *TableManager) settled(v *port.GroupView) bool {
+	if v == nil || v.Partial || v.Assignment.Generation == 0 || m.gen.Load() != v.Assignment.Generation {
+		return false
+	}
+	for _, node := range v.Assignment.Actives {
+		if _, live := v.Members[node]; !live {
+			return false
+		}
+	}
+	return true
 }
