@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 	"sync"
@@ -18,6 +19,42 @@ import (
 // leaveTimeout bounds leaving the group at stop.
 const leaveTimeout = 2 * time.Second
 
+// watchGroupPause is the first pause between attempts to watch the group;
+// it doubles up to watchGroupMaxPause.
+const (
+	watchGroupPause    = 250 * time.Millisecond
+	watchGroupMaxPause = 5 * time.Second
+)
+
+// watchGroup starts watching the group, retrying until it works or ctx
+// ends (ok false). A first attempt can fail for a while in a cluster that
+// is forming or electing (a meta leader elected a moment ago answers that
+// the group's bucket does not exist): once, the node stayed out of its
+// group for good. Failures are logged at the first attempt and every
+// fifth.
+func (m *TableManager) watchGroup(ctx context.Context, log *slog.Logger) (<-chan port.GroupView, bool) {
+	pause := watchGroupPause
+	for attempt := 1; ; attempt++ {
+		views, err := m.cfg.Coordinator.Watch(ctx)
+		if err == nil {
+			if attempt > 1 {
+				log.Info("watching the group", "attempts", attempt)
+			}
+			return views, true
+		}
+		if ctx.Err() != nil {
+			return nil, false
+		}
+		if attempt == 1 || attempt%5 == 0 {
+			log.Warn("cannot watch the group; the node takes no partitions until it can; retrying", "attempt", attempt, "err", err)
+		}
+		if !sleep(ctx, pause) {
+			return nil, false
+		}
+		pause = min(2*pause, watchGroupMaxPause)
+	}
+}
+
 // runGroup is the node's side of the consumer group until ctx ends: it
 // renews the member lease with the node's state, campaigns for the leader
 // lease, computes and publishes assignments while it leads, trims the
@@ -30,10 +67,8 @@ const leaveTimeout = 2 * time.Second
 func (m *TableManager) runGroup(ctx context.Context) {
 	c := m.cfg.Coordinator
 	log := m.log.With("component", "group")
-	views, err := c.Watch(ctx)
-	if err != nil {
-		log.Error("watch group; the node cannot take partitions", "err", err)
-		<-ctx.Done()
+	views, ok := m.watchGroup(ctx, log)
+	if !ok {
 		return
 	}
 	step := m.cfg.SessionTimeout / 4

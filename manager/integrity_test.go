@@ -261,3 +261,36 @@ func TestHeartbeatFailureAfterJoining(t *testing.T) {
 	h.publishCounts(100, 10, want)
 	h.waitCounts(want)
 }
+
+// failingWatch fails the first fails watches of the group.
+type failingWatch struct {
+	port.Coordinator
+	watches atomic.Int32
+	fails   int32
+}
+
+func (c *failingWatch) Watch(ctx context.Context) (<-chan port.GroupView, error) {
+	if c.watches.Add(1) <= c.fails {
+		return nil, errors.New("injected: stream info of KV_app_group: stream not found")
+	}
+	return c.Coordinator.Watch(ctx)
+}
+
+// TestWatchFailureAtStart: a node whose first watches of the group fail
+// (a meta leader elected a moment ago answered that the group's bucket
+// does not exist) retries, joins and processes (it once stayed out of its
+// group for good).
+func TestWatchFailureAtStart(t *testing.T) {
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond, SessionTimeout: time.Second})
+	g, err := jetstream.NewGroup(context.Background(), h.js, jetstream.GroupConfig{App: h.app, Node: "n1", SessionTimeout: time.Second})
+	must(t, err)
+	fw := &failingWatch{Coordinator: g, fails: 3}
+	h.cfg.Coordinator = fw
+	h.start()
+	want := map[string]int64{}
+	h.publishCounts(100, 10, want)
+	h.waitCounts(want)
+	if n := fw.watches.Load(); n != 4 {
+		t.Errorf("%d watches, want 4 (3 failed)", n)
+	}
+}
