@@ -18,6 +18,9 @@ const (
 	leaderCheckEvery = 5 * time.Second
 	// leaderMoveTimeout bounds one partition's check and move.
 	leaderMoveTimeout = 2 * time.Second
+	// leaderSettleCheck is how often the moves check, while the group
+	// has not settled, whether it has.
+	leaderSettleCheck = 500 * time.Millisecond
 )
 
 // runLeaderPlacement moves, every leaderCheckEvery until ctx ends, the
@@ -37,7 +40,7 @@ func (m *TableManager) runLeaderPlacement(ctx context.Context) {
 	if mover == nil && placer == nil && sourceMover == nil {
 		return
 	}
-	t := time.NewTicker(leaderCheckEvery)
+	t := time.NewTimer(leaderCheckEvery)
 	defer t.Stop()
 	failing := map[int]bool{} // partitions whose last move failed: logged once
 	var own []*placement      // while this node leads the group
@@ -61,11 +64,15 @@ func (m *TableManager) runLeaderPlacement(ctx context.Context) {
 		// A leader moved during a failover stops what the failover
 		// needs: the group's log while the new leader publishes the
 		// assignment, the source and the changelogs while the new owners
-		// take over and resume. The moves wait until the group settled.
+		// take over and resume. The moves wait until the group settled,
+		// checked every leaderSettleCheck until then, so that they are
+		// made soon after, before another death can find them undone.
 		v, _ := m.currentView()
 		if !m.settled(v) {
+			t.Reset(leaderSettleCheck)
 			continue
 		}
+		t.Reset(leaderCheckEvery)
 		for _, pl := range own {
 			if m.leading.Load() {
 				pl.try(ctx, m)
