@@ -250,12 +250,11 @@ func (c *flakyCoordinator) Heartbeat(ctx context.Context, st status.MemberState)
 // heartbeats in a row; one failing later, then two more succeeding, must
 // leave it a member (it once signalled the join a second time and crashed).
 func TestHeartbeatFailureAfterJoining(t *testing.T) {
-	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond, SessionTimeout: time.Second})
-	g, err := jetstream.NewGroup(context.Background(), h.js, jetstream.GroupConfig{App: h.app, Node: "n1", SessionTimeout: time.Second})
-	must(t, err)
-	fc := &flakyCoordinator{Coordinator: g, failAt: 3}
-	h.cfg.Coordinator = fc
-	h.start()
+	var fc *flakyCoordinator
+	h := startGrouped(t, func(g port.Coordinator) port.Coordinator {
+		fc = &flakyCoordinator{Coordinator: g, failAt: 3}
+		return fc
+	})
 	waitFor(t, 20*time.Second, "heartbeats after the failed one", func() bool { return fc.beats.Load() >= 7 })
 	want := map[string]int64{}
 	h.publishCounts(100, 10, want)
@@ -281,16 +280,27 @@ func (c *failingWatch) Watch(ctx context.Context) (<-chan port.GroupView, error)
 // does not exist) retries, joins and processes (it once stayed out of its
 // group for good).
 func TestWatchFailureAtStart(t *testing.T) {
-	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond, SessionTimeout: time.Second})
-	g, err := jetstream.NewGroup(context.Background(), h.js, jetstream.GroupConfig{App: h.app, Node: "n1", SessionTimeout: time.Second})
-	must(t, err)
-	fw := &failingWatch{Coordinator: g, fails: 3}
-	h.cfg.Coordinator = fw
-	h.start()
+	var fw *failingWatch
+	h := startGrouped(t, func(g port.Coordinator) port.Coordinator {
+		fw = &failingWatch{Coordinator: g, fails: 3}
+		return fw
+	})
 	want := map[string]int64{}
 	h.publishCounts(100, 10, want)
 	h.waitCounts(want)
 	if n := fw.watches.Load(); n != 4 {
 		t.Errorf("%d watches, want 4 (3 failed)", n)
 	}
+}
+
+// startGrouped starts a node of 2 partitions in a group of its own (a
+// session timeout of 1 s) whose coordinator is wrap's wrapping of the
+// JetStream group.
+func startGrouped(t *testing.T, wrap func(port.Coordinator) port.Coordinator) *harness {
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond, SessionTimeout: time.Second})
+	g, err := jetstream.NewGroup(context.Background(), h.js, jetstream.GroupConfig{App: h.app, Node: "n1", SessionTimeout: time.Second})
+	must(t, err)
+	h.cfg.Coordinator = wrap(g)
+	h.start()
+	return h
 }
