@@ -13,9 +13,8 @@ import (
 )
 
 var (
-	_ port.LeaderMover       = (*Changelog)(nil)
-	_ port.LogLeaderPlacer   = (*Group)(nil)
-	_ port.SourceLeaderMover = (*Source)(nil)
+	_ port.LeaderMover     = (*Changelog)(nil)
+	_ port.LogLeaderPlacer = (*Group)(nil)
 )
 
 // LeadLogHere makes the server named after this member's node lead the
@@ -63,25 +62,6 @@ func (c *Changelog) MoveLeader(ctx context.Context, p int, from, to string) (boo
 	}
 	if err := stepDownStream(ctx, c.js, stream, preferred); err != nil {
 		return false, fmt.Errorf("edgetables/jetstream: move the leader of partition %d (stream %s) off %s: %w", p, stream, from, err)
-	}
-	return true, nil
-}
-
-// MoveLeaderOff asks the source stream to elect another leader when the
-// server named node leads it and another replica is current (nats-server
-// picks which). It reports whether it asked. A stream of one replica, or
-// led by another server, is left alone.
-func (s *Source) MoveLeaderOff(ctx context.Context, node string) (bool, error) {
-	info, err := streamInfo(ctx, s.js, s.stream, "")
-	if err != nil {
-		return false, fmt.Errorf("edgetables/jetstream: leader of the source stream %s: %w", s.stream, err)
-	}
-	if info.Cluster == nil || info.Cluster.Leader != node ||
-		!slices.ContainsFunc(info.Cluster.Replicas, func(r *natsjs.PeerInfo) bool { return r.Current && !r.Offline }) {
-		return false, nil
-	}
-	if err := stepDownStream(ctx, s.js, s.stream, ""); err != nil {
-		return false, fmt.Errorf("edgetables/jetstream: move the leader of the source stream %s off %s: %w", s.stream, node, err)
 	}
 	return true, nil
 }

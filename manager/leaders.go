@@ -27,17 +27,14 @@ const (
 // leader of each partition log this node leads while it is the partition's
 // active owner to a live standby of the partition (or another replica);
 // and while this node leads the group, it makes its node lead the
-// coordinator's log (see port.LogLeaderPlacer) and moves the source's
-// leader off its node (port.SourceLeaderMover), also when it becomes the
-// leader: a death then stops the group's coordination or the source, not
-// both. Every move waits until the group settled (see settled): a
+// coordinator's log (see port.LogLeaderPlacer), also when it becomes the
+// leader. Every move waits until the group settled (see settled): a
 // failover in progress is not slowed by elections of its own making.
 // Nothing when no port allows it.
 func (m *TableManager) runLeaderPlacement(ctx context.Context) {
 	mover, _ := m.cfg.Changelog.(port.LeaderMover)
 	placer, _ := m.cfg.Coordinator.(port.LogLeaderPlacer)
-	sourceMover, _ := m.cfg.Source.(port.SourceLeaderMover)
-	if mover == nil && placer == nil && sourceMover == nil {
+	if mover == nil && placer == nil {
 		return
 	}
 	t := time.NewTimer(leaderCheckEvery)
@@ -49,11 +46,6 @@ func (m *TableManager) runLeaderPlacement(ctx context.Context) {
 			failed: "cannot make the group's leader lead the group's log; retrying",
 			done:   "moved the leader of the group's log to the group's leader"})
 	}
-	if sourceMover != nil {
-		own = append(own, &placement{move: func(ctx context.Context) (bool, error) { return sourceMover.MoveLeaderOff(ctx, m.cfg.Node) },
-			failed: "cannot move the source's leader off the group's leader; retrying",
-			done:   "moved the source's leader off the group's leader", counted: true})
-	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -63,7 +55,7 @@ func (m *TableManager) runLeaderPlacement(ctx context.Context) {
 		}
 		// A leader moved during a failover stops what the failover
 		// needs: the group's log while the new leader publishes the
-		// assignment, the source and the changelogs while the new owners
+		// assignment, the changelogs while the new owners
 		// take over and resume. The moves wait until the group settled,
 		// checked every leaderSettleCheck until then, so that they are
 		// made soon after, before another death can find them undone.
@@ -118,14 +110,13 @@ func (m *TableManager) runLeaderPlacement(ctx context.Context) {
 	}
 }
 
-// placement is one of the group leader's own leader moves: the group's
-// log to its node, the source's off it.
+// placement is one of the group leader's own leader moves (the group's
+// log to its node).
 type placement struct {
 	move    func(ctx context.Context) (moved bool, err error)
 	failed  string // logged at the first failure of a run of them
 	done    string // logged when it moved a leader
 	failing bool   // the last attempt failed
-	counted bool   // a move counts in the leader moves of the status
 }
 
 // try runs the placement once; a failure is logged once until one
@@ -142,9 +133,6 @@ func (pl *placement) try(ctx context.Context, m *TableManager) {
 		pl.failing = true
 		return
 	case moved:
-		if pl.counted {
-			m.counters.leaderMoves.Add(1)
-		}
 		m.log.Info(pl.done)
 	}
 	pl.failing = false

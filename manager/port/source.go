@@ -61,12 +61,3 @@ type SourceHold interface {
 	// nothing). It must not block: it returns what it last learned.
 	Taken() (seq uint64, ok bool)
 }
-
-// SourceLeaderMover is a Source whose stream's leader can be moved: the
-// group's leader keeps it elsewhere, so that one death does not stop both
-// the group's coordination and the source.
-type SourceLeaderMover interface {
-	// MoveLeaderOff asks the source's stream to elect another leader
-	// when the server of node leads it. It reports whether it asked.
-	MoveLeaderOff(ctx context.Context, node string) (moved bool, err error)
-}
