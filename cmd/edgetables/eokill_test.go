@@ -2,9 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -37,7 +37,6 @@ func TestKill9ExactlyOnceLargeCommits(t *testing.T) {
 	dataDir := t.TempDir()
 	natsPort, httpPort := freePort(t), freePort(t)
 	flags := []string{"--processing-guarantee=exactly-once", "--commit-interval=2s", "--commit-every=1000000"}
-	var mu sync.Mutex // guards p
 	p := startProc(t, bin, dataDir, natsPort, httpPort, flags...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -76,50 +75,18 @@ func TestKill9ExactlyOnceLargeCommits(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		time.Sleep(time.Duration(300+k*170) * time.Millisecond)
-		mu.Lock()
 		must(t, p.cmd.Process.Signal(syscall.SIGKILL))
 		_ = p.cmd.Wait()
 		t.Logf("kill %d after %d events published", k+1, published.Load())
 		time.Sleep(300 * time.Millisecond)
 		if k == kills-1 {
-			// The last incarnation, whose commits are counted below,
-			// commits every 10 s: on a loaded machine 2 s rounds can
-			// hold fewer than 8,000 records.
+			// The last incarnation commits every 10 s: on a loaded
+			// machine 2 s rounds can hold fewer than 1,000 records
+			// per partition.
 			flags = []string{"--processing-guarantee=exactly-once", "--commit-interval=10s", "--commit-every=1000000"}
 		}
 		p = startProc(t, bin, dataDir, natsPort, httpPort, flags...)
-		mu.Unlock()
 	}
-	// The last incarnation's commits, sampled: a commit round writes at
-	// most one atomic batch per partition, and the records counter may
-	// run one round ahead of the commits counter, so more records per
-	// round than twice 8 times the servers' default limit, between two
-	// samples, means some batch went beyond it. (Sampled: its idle rounds
-	// at the end would dilute an average over the whole incarnation.)
-	var perRound atomic.Uint64 // the most records per round between samples
-	sampled := make(chan struct{})
-	stopSampling := make(chan struct{})
-	go func() {
-		defer close(sampled)
-		var last statusCounts
-		for {
-			select {
-			case <-stopSampling:
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-			cur, ok := readStatusCounts("http://" + p.http + "/v1/status")
-			if !ok {
-				continue
-			}
-			if cur.Commits > last.Commits && last.Commits > 0 {
-				if r := (cur.Records - last.Records) / (cur.Commits - last.Commits); r > perRound.Load() {
-					perRound.Store(r)
-				}
-			}
-			last = cur
-		}
-	}()
 	wg.Wait()
 	if pubErr != nil {
 		t.Fatalf("publish: %v", pubErr)
@@ -144,31 +111,42 @@ func TestKill9ExactlyOnceLargeCommits(t *testing.T) {
 	if bad != "" {
 		t.Fatalf("after %d kills: %s\nlog:\n%s", kills, bad, tail(p.log.String(), 4000))
 	}
-	close(stopSampling)
-	<-sampled
-	t.Logf("last incarnation: up to %d changelog records per commit round of 8 partitions", perRound.Load())
-	if perRound.Load() <= 2*8*jetstream.MaxAtomicBatch {
-		t.Errorf("up to %d records per commit round: no batch above %d messages was shown", perRound.Load(), jetstream.MaxAtomicBatch)
+	// The batches' sizes are read from the stored records themselves:
+	// every record keeps the Nats-Batch-Sequence header of its atomic
+	// batch, and a batch that was cut short by a kill stored nothing.
+	most := largestBatchSequence(t, ctx, js)
+	t.Logf("largest stored atomic batch sequence: %d", most)
+	if most <= jetstream.MaxAtomicBatch {
+		t.Errorf("largest stored batch sequence %d: no batch above %d messages was committed", most, jetstream.MaxAtomicBatch)
 	}
 }
 
-// statusCounts are the commit counters of GET /v1/status.
-type statusCounts struct {
-	Records uint64 `json:"changelog_records"`
-	Commits uint64 `json:"commits"`
-}
-
-// readStatusCounts reads url's commit counters; ok is false when it could
-// not.
-func readStatusCounts(url string) (statusCounts, bool) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return statusCounts{}, false
+// largestBatchSequence reads every record of the node's changelog streams
+// and returns the largest Nats-Batch-Sequence header among them.
+func largestBatchSequence(t *testing.T, ctx context.Context, js natsjs.JetStream) int {
+	t.Helper()
+	most := 0
+	names := js.StreamNames(ctx)
+	for name := range names.Name() {
+		if !strings.Contains(name, "_changelog_") {
+			continue
+		}
+		s, err := js.Stream(ctx, name)
+		must(t, err)
+		info, err := s.Info(ctx)
+		must(t, err)
+		c, err := s.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{})
+		must(t, err)
+		for n := uint64(0); n < info.State.Msgs; n++ {
+			m, err := c.Next(natsjs.FetchMaxWait(10 * time.Second))
+			if err != nil {
+				t.Fatalf("read %s after %d of %d records: %v", name, n, info.State.Msgs, err)
+			}
+			if seq, err := strconv.Atoi(m.Headers().Get("Nats-Batch-Sequence")); err == nil && seq > most {
+				most = seq
+			}
+		}
 	}
-	defer resp.Body.Close()
-	var st statusCounts
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&st) != nil {
-		return statusCounts{}, false
-	}
-	return st, true
+	must(t, names.Err())
+	return most
 }
