@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -172,17 +174,27 @@ func freePort() (int, error) {
 	return ps[0], nil
 }
 
-// freePorts returns n distinct loopback TCP ports that were free a moment
-// ago (all held open together while they are picked).
+// freePorts returns n distinct loopback ports that were free a moment
+// ago, picked below Linux's ephemeral range (32768 and up): a port from
+// that range (127.0.0.1:0) can be taken by one of the cluster's own
+// outgoing connections before a node, or a restarted one, binds it.
 func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
+	const low, high = 20000, 32000
+	ports := make([]int, 0, n)
+	for tries := 0; len(ports) < n; tries++ {
+		if tries == 1000 {
+			return nil, fmt.Errorf("find %d free ports between %d and %d: found %d", n, low, high, len(ports))
 		}
-		defer ln.Close()
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		port := low + rand.IntN(high-low)
+		if slices.Contains(ports, port) {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		_ = ln.Close()
+		ports = append(ports, port)
 	}
 	return ports, nil
 }
