@@ -282,6 +282,7 @@ type Node struct {
 	m         *manager.TableManager
 
 	changelog *jetstream.Changelog // set by newManager, for Run's end
+	group     *jetstream.Group     // set by newManager in a cluster
 
 	// Set by Run before the API serves: the embedded server (nil with
 	// NATSURLs), a site's hub hold, the source.
@@ -435,6 +436,17 @@ func (n *Node) runOnce(parent context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if srv := n.server(); srv != nil && n.group != nil && srv.ClusterAddr() != "" {
+		// A peer that crashed loses its leases at once, not when they
+		// expire.
+		wctx, stopWatch := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			jetstream.WatchCrashes(wctx, srv, n.group, jetstream.CrashWatchConfig{Logger: n.log})
+		}()
+		defer func() { stopWatch(); <-watched }()
+	}
 	siteTables, stopSiteTables, err := n.startSiteTables(ctx, js)
 	if err != nil {
 		return err
@@ -546,11 +558,16 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 	}
 	var coord port.Coordinator
 	if cfg.clustered() {
-		coord, err = jetstream.NewGroup(ctx, js, jetstream.GroupConfig{App: cfg.App, Node: cfg.Name,
-			SessionTimeout: cfg.SessionTimeout, Replicas: cfg.Replicas, Logger: n.log})
+		probe := ""
+		if srv := n.server(); srv != nil {
+			probe = srv.ClusterAddr()
+		}
+		group, err := jetstream.NewGroup(ctx, js, jetstream.GroupConfig{App: cfg.App, Node: cfg.Name,
+			SessionTimeout: cfg.SessionTimeout, Replicas: cfg.Replicas, Probe: probe, Logger: n.log})
 		if err != nil {
 			return nil, err
 		}
+		coord, n.group = group, group
 	}
 	var global port.GlobalLog // nil without global tables: no stream
 	if slices.ContainsFunc(cfg.Tables, func(c manager.Collection) bool { return manager.ShapeOf(c).Kind == manager.KindGlobal }) {

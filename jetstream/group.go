@@ -47,6 +47,11 @@ type GroupConfig struct {
 	// Replicas is the bucket's replication factor (R3 survives the loss of
 	// one node of three). Default 1.
 	Replicas int
+	// Probe is the address this member's process listens on for its
+	// peers to probe (see status.MemberState.Probe and WatchCrashes),
+	// written with every heartbeat. Default "": the member is left to its
+	// lease.
+	Probe string
 	// Logger receives lease changes and watch errors. Default
 	// slog.Default().
 	Logger *slog.Logger
@@ -75,6 +80,7 @@ type Group struct {
 	js                    natsjs.JetStream
 	kv                    natsjs.KeyValue
 	node                  string
+	probe                 string
 	bucket, stream        string // the KV bucket and its stream
 	ttl                   time.Duration
 	memberKey, memberSubj string
@@ -85,6 +91,7 @@ type Group struct {
 	beatMu                sync.Mutex     // guards memberRev, held across Heartbeat
 	memberRev             uint64         // revision of our last heartbeat; 0: none yet
 	drops                 sync.WaitGroup // deletions of watch consumers created by hedged attempts
+	gone                  peerNews       // peers WatchCrashes found gone, for the watches
 }
 
 var _ port.Coordinator = (*Group)(nil)
@@ -133,6 +140,7 @@ func NewGroup(ctx context.Context, js natsjs.JetStream, cfg GroupConfig) (*Group
 		js:         js,
 		kv:         kv,
 		node:       cfg.Node,
+		probe:      cfg.Probe,
 		bucket:     bucket,
 		stream:     "KV_" + bucket,
 		ttl:        ttl,
@@ -156,9 +164,9 @@ func (g *Group) Bucket() string { return g.bucket }
 // rounded up to whole seconds).
 func (g *Group) SessionTimeout() time.Duration { return g.ttl }
 
-// Heartbeat writes st (with st.Node set to this member) to member.<node>
-// with a lease of SessionTimeout, creating or renewing it. One publish.
-// Renew at least every SessionTimeout/2 to survive one lost heartbeat.
+// Heartbeat writes st (with st.Node and st.Probe set to this member's)
+// to member.<node> with a lease of SessionTimeout, creating or renewing
+// it. One publish. Renew at least every SessionTimeout/2 to survive one lost heartbeat.
 //
 // Every heartbeat after the first expects the key to be at the revision
 // this member's previous heartbeat left. If it is not, someone else wrote
@@ -176,7 +184,7 @@ func (g *Group) SessionTimeout() time.Duration { return g.ttl }
 // nothing), the later one stops, and a node restarted after a crash takes
 // its old lease over, since its dead instance writes no more.
 func (g *Group) Heartbeat(ctx context.Context, st status.MemberState) error {
-	st.Node = g.node
+	st.Node, st.Probe = g.node, g.probe
 	data, err := EncodeMemberState(st)
 	if err != nil {
 		return fmt.Errorf("edgetables/jetstream: bucket %s key %s: encode member state: %w", g.bucket, g.memberKey, err)

@@ -36,6 +36,10 @@ const (
 	// no answer. The first attempt gets watchFirstCreateTimeout.
 	watchCreateTimeout      = 2 * time.Second
 	watchFirstCreateTimeout = time.Second
+	// watchHedge is how often that read is sent again while unanswered
+	// (see hedged), watchHedges times at most per attempt.
+	watchHedge  = 250 * time.Millisecond
+	watchHedges = 8
 	// watchRetryWait is the pause between failed attempts.
 	watchRetryWait = 250 * time.Millisecond
 	// watchFailWait is the pause after an error that retries do not cure
@@ -100,6 +104,8 @@ type groupWatch struct {
 	pending    uint64          // messages to read before the view is complete
 	last       uint64          // the stream's last sequence, by its leader, before creation
 	reconnects uint64          // the connection's reconnect count at creation
+	server     string          // the server the consumer lives on ("" if unknown)
+	opened     time.Time
 }
 
 // watchEvent is a message of the bucket or an error of its consumer.
@@ -131,20 +137,21 @@ func (g *Group) openWatch(ctx context.Context) (*groupWatch, error) {
 		if attempt == 1 {
 			timeout = watchFirstCreateTimeout
 		}
-		actx, cancel := context.WithTimeout(ctx, timeout)
 		var cons natsjs.Consumer
 		var err error
-		w.last, err = g.leaderLast(actx)
-		cancel()
+		w.last, err = hedged(ctx, watchHedge, timeout, watchHedges, g.leaderLast)
 		if err == nil {
 			// The consumer is placed on one of the stream's servers at
 			// random, possibly one that just died: hedged attempts.
 			cons, err = createHedged(ctx, g.js, &g.drops, g.stream, "edgetables_watch_", cfg)
 		}
 		if err == nil {
-			w.cons = cons
+			w.cons, w.opened = cons, time.Now()
 			if info := cons.CachedInfo(); info != nil {
 				w.pending = info.NumPending
+				if info.Cluster != nil {
+					w.server = info.Cluster.Leader
+				}
 			}
 			// The callbacks run on nats.go's goroutines; they hand over to
 			// the watch's goroutine, or drop what comes after it stopped.
@@ -337,7 +344,9 @@ func (g *Group) readKeys(ctx context.Context, base port.GroupView) (port.GroupVi
 // follow builds a view from w's messages and sends it to out, once
 // complete and after every change. It returns when ctx ends (nil error),
 // or why w can no longer be trusted: any error of its consumer (missed
-// heartbeats, the consumer gone or offline), a reconnection (messages may
+// heartbeats, the consumer gone or offline), the routes to its
+// consumer's server closed (seen by WatchCrashes, sooner than missed
+// heartbeats), a reconnection (messages may
 // have been lost meanwhile), or a gap in the consumer's sequence; and the
 // last complete view it sent (nil if none).
 func (g *Group) follow(ctx context.Context, w *groupWatch, out chan port.GroupView) (*port.GroupView, error) {
@@ -367,6 +376,11 @@ func (g *Group) follow(ctx context.Context, w *groupWatch, out chan port.GroupVi
 		select {
 		case <-ctx.Done():
 			return last(), nil
+		case <-g.gone.changed():
+			if w.server != "" && g.gone.since(w.server, w.opened) {
+				return last(), fmt.Errorf("the routes to its consumer's server %s closed", w.server)
+			}
+			continue
 		case <-poll.C:
 			if n := g.js.Conn().Stats().Reconnects; n != w.reconnects {
 				return last(), errors.New("connection reconnected")

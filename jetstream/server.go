@@ -371,6 +371,17 @@ func WaitForJetStream(ctx context.Context, js natsjs.JetStream) error {
 // ClientURL is the URL clients connect to, with the port actually bound.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
 
+// ClusterAddr is the route address ("host:port") the server listens on
+// for its cluster's other nodes, "" when it is not a cluster node. It is
+// the node's probe address (GroupConfig.Probe): nothing else in the
+// process listens there.
+func (s *Server) ClusterAddr() string {
+	if a := s.ns.ClusterAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
 // MaxAtomicBatch returns the server's max_batch_size: the most messages
 // one JetStream atomic batch may hold on it (ServerConfig.MaxAtomicBatch).
 // It is what a node that is the server's only writer, not part of a

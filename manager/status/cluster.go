@@ -37,4 +37,11 @@ type MemberState struct {
 	// name are told apart by them, and the later one stops.
 	Instance string    `json:"instance,omitempty"`
 	Started  time.Time `json:"started,omitzero"`
+	// Probe is an address ("host:port") that the member's own process
+	// listens on, its embedded server's route port: a refused connection
+	// there tells a peer that the process is gone, sooner than its lease
+	// would. Empty when the member runs no embedded cluster server. An
+	// unspecified host (0.0.0.0) stands for the address the member's
+	// routes come from.
+	Probe string `json:"probe,omitempty"`
 }
