@@ -19,6 +19,10 @@ import (
 // leaveTimeout bounds leaving the group at stop.
 const leaveTimeout = 2 * time.Second
 
+// heartbeatRetry is the pause after a failed heartbeat (at most a quarter
+// of the session timeout, the pause after one that went through).
+const heartbeatRetry = 100 * time.Millisecond
+
 // watchGroupPause is the first pause between attempts to watch the group;
 // it doubles up to watchGroupMaxPause.
 const (
@@ -83,9 +87,10 @@ func (m *TableManager) runGroup(ctx context.Context) {
 	// assignments, so a duplicate never touches a partition.
 	joined := make(chan struct{})
 	var joinOnce sync.Once
-	beatsOK := 0
+	beatsOK, beatsFailed := 0, 0
 	var duplicate atomic.Bool
-	heartbeat := func() {
+	// heartbeat reports whether the heartbeat went through.
+	heartbeat := func() bool {
 		err := bounded(func(ctx context.Context) error { return c.Heartbeat(ctx, m.memberState()) })
 		switch {
 		case errors.Is(err, port.ErrDuplicateNode):
@@ -94,30 +99,44 @@ func (m *TableManager) runGroup(ctx context.Context) {
 			m.send(ctx, procEvent{err: fmt.Errorf("join the group: %w", err)})
 		case err != nil && ctx.Err() == nil:
 			beatsOK = 0
-			log.Warn("heartbeat failed; the lease expires unless the next one succeeds", "err", err)
+			if beatsFailed++; beatsFailed == 1 || beatsFailed%20 == 0 {
+				log.Warn("heartbeat failed; the lease expires unless the next one succeeds", "failures", beatsFailed, "err", err)
+			}
 		case err == nil:
+			if beatsFailed > 0 {
+				log.Info("heartbeat works again", "failures", beatsFailed)
+				beatsFailed = 0
+			}
 			// Two in a row, once: a failure later starts the count again,
 			// but the node has joined for good.
 			if beatsOK++; beatsOK == 2 {
 				joinOnce.Do(func() { close(joined) })
 			}
 		}
+		return err == nil
 	}
 	heartbeat()
 	beats := make(chan struct{})
 	go func() {
 		defer close(beats)
-		tick := time.NewTicker(step)
-		defer tick.Stop()
+		// A failed heartbeat is tried again after heartbeatRetry, not a
+		// step: while the group's stream elects a leader every write
+		// fails at once, and the lease must be renewed as soon as the
+		// new leader answers, before it expires the lease.
+		t := time.NewTimer(step)
+		defer t.Stop()
 		for !duplicate.Load() {
 			select {
 			case <-ctx.Done():
 				return
-			case <-tick.C:
-				heartbeat()
+			case <-t.C:
 			case <-m.stateSignal:
-				heartbeat()
 			}
+			next := step
+			if !heartbeat() {
+				next = min(step, heartbeatRetry)
+			}
+			t.Reset(next)
 		}
 	}()
 	select {
@@ -176,10 +195,24 @@ func (m *TableManager) runGroup(ctx context.Context) {
 				continue
 			}
 			m.setView(v)
-			if !v.Partial {
+			if v.Leader == "" && !leading {
+				// The lease was released or removed (a peer's crash
+				// seen at once, see jetstream.WatchCrashes): campaign
+				// now, not at the next tick.
+				campaign()
+			}
+			switch {
+			case !v.Partial:
 				last = &v
 				if leading {
 					m.lead(ctx, v)
+				}
+			case leading:
+				// A partial view comes while the watch starts over, for
+				// a second or more when JetStream's meta leader died: a
+				// member found gone meanwhile is taken out at once.
+				if members, ok := partialMembers(v, last); ok {
+					m.leadMembers(ctx, v, members)
 				}
 			}
 			if a := v.Assignment; a.Generation > delivered && a.Partitions == m.cfg.Partitions {
@@ -209,6 +242,51 @@ func (m *TableManager) lead(ctx context.Context, v port.GroupView) {
 	for name := range v.Members {
 		members = append(members, name)
 	}
+	m.leadMembers(ctx, v, members)
+}
+
+// partialMembers returns the members a leader assigns from the partial
+// view v, given last, the last complete view: v's members, and the
+// members of v's assignment that last did not know of (a partial view
+// knows nothing of them: they stay). ok is false unless some member of
+// last is gone from v: a partial view only ever takes members out.
+func partialMembers(v port.GroupView, last *port.GroupView) (members []string, ok bool) {
+	if last == nil {
+		return nil, false
+	}
+	for name := range last.Members {
+		if _, live := v.Members[name]; !live {
+			ok = true
+		}
+	}
+	if !ok {
+		return nil, false
+	}
+	set := map[string]bool{}
+	for name := range v.Members {
+		set[name] = true
+	}
+	a := v.Assignment
+	for p := range a.Actives {
+		names := []string{a.Actives[p]}
+		if p < len(a.Standbys) {
+			names = append(names, a.Standbys[p]...)
+		}
+		for _, name := range names {
+			if _, known := last.Members[name]; name != "" && !known {
+				set[name] = true
+			}
+		}
+	}
+	for name := range set {
+		members = append(members, name)
+	}
+	return members, true
+}
+
+// leadMembers publishes the assignment of members (any order), the live
+// members of view v, when it differs from v's, and applies it.
+func (m *TableManager) leadMembers(ctx context.Context, v port.GroupView, members []string) {
 	if len(members) == 0 {
 		return
 	}

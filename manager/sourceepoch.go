@@ -58,11 +58,14 @@ func resolveSource(pos uint64, epoch string, src port.SourceState) (uint64, stri
 // takeoverSourceWait bounds the source-state read of a takeover. A healthy
 // read takes milliseconds; one that takes longer is waiting for a source
 // stream without a leader (its leader died with the partition's previous
-// owner, and JetStream elects another in 4–9 s). The takeover does not wait
-// for that election: the processing goroutine makes the same check
-// (syncSource) when it reopens the source and every sourceCheckEvery, and
-// moves the position then, rereading what the partition skipped meanwhile.
-const takeoverSourceWait = 500 * time.Millisecond
+// owner, and JetStream elects another after its election timeout). The
+// takeover does not wait for that election: the processing goroutine
+// makes the same check (syncSource) when it reopens the source and every
+// sourceCheckEvery, and moves the position then, rereading what the
+// partition skipped meanwhile. So a read that merely runs late on a
+// loaded machine costs nothing but the later check, and a failover whose
+// dead node led the source pays this wait in full: short.
+const takeoverSourceWait = 250 * time.Millisecond
 
 // takeoverSourceRest is how long, after a takeover's source-state read
 // timed out, the other takeovers skip theirs: they would wait for the same

@@ -21,7 +21,8 @@ type GroupView struct {
 	// follow the store as a whole (after a server's death, for seconds):
 	// its assignment, leader and the leases of the members it lists are
 	// current, but members that joined since may be missing. A leader
-	// does not compute assignments from it.
+	// computes assignments from it only to take out members it no longer
+	// lists.
 	Partial bool
 }
 
