@@ -108,7 +108,7 @@ type runCmd struct {
 	Routes          []string      `help:"Route URLs of the cluster's nodes (nats-route://host:port), comma-separated; the same list on every node." group:"cluster"`
 	Replicas        int           `help:"Replication of every stream and bucket (0: 1 alone, 3 in a cluster of 3 or more)." default:"0" group:"cluster"`
 	Standbys        int           `help:"Standby replicas per partition in a cluster." default:"1" group:"cluster"`
-	SessionTimeout  time.Duration `help:"How long a member that stopped heart-beating keeps its partitions." default:"5s" group:"cluster"`
+	SessionTimeout  time.Duration `help:"How long a member that stopped heart-beating keeps its partitions: a node that hangs or is cut off. A node of an embedded cluster whose process is gone (its routes closed, its route port refuses connections) loses them at once." default:"5s" group:"cluster"`
 	ElectionTimeout time.Duration `help:"Embedded server: how long a replica hears nothing from its stream's leader before it calls an election (a random wait up to 2.25 times it; heartbeats every quarter of it). After a crash, the streams the dead node led accept writes again only after it, so a failover takes at least this long when that node led the group's bucket. Shorter: faster failovers, more heartbeats, and needless elections when a loaded machine delays them. 0: nats-server's own, 4s; else at least 500ms." default:"0" group:"cluster"`
 	NATSURL         []string      `name:"nats-url" help:"Use an existing NATS JetStream deployment at these URLs instead of the embedded server." group:"external NATS"`
 	NATSCreds       string        `name:"nats-creds" help:"Credentials file for --nats-url." type:"existingfile" group:"external NATS"`
