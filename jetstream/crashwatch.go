@@ -128,12 +128,15 @@ func WatchCrashes(ctx context.Context, srv *Server, g *Group, cfg CrashWatchConf
 			// Removal: retried while the bucket's stream elects a leader,
 			// until the lease would have expired by itself.
 			pctx, cancel := context.WithTimeout(ctx, g.ttl/2)
-			err := g.evict(pctx, peer, s.rev)
+			removed, err := g.evict(pctx, peer, s.rev)
 			cancel()
 			switch {
-			case err == nil:
+			case err == nil && removed:
 				log.Info("removed the leases of a gone peer", "peer", peer, "revision", s.rev,
 					"after", time.Since(s.since).Round(time.Millisecond))
+				delete(suspects, peer)
+			case err == nil:
+				log.Info("a gone peer is back (its lease was written again); its leases stay", "peer", peer)
 				delete(suspects, peer)
 			case time.Since(s.since) > 2*g.ttl:
 				log.Warn("cannot remove the leases of a gone peer; they expire instead", "peer", peer, "err", err)
@@ -226,28 +229,39 @@ func refused(ctx context.Context, addr string, timeout time.Duration) bool {
 }
 
 // evict removes node's member lease if it is still at revision rev, and
-// the leader lease if node holds it. A lease already gone or rewritten
-// (expired, or a new instance's) is left alone.
-func (g *Group) evict(ctx context.Context, node string, rev uint64) error {
+// then the leader lease if node holds it. It reports false, touching
+// nothing, when the member lease was written since: a new instance of
+// node (a quick restart), whose leases, the leader's too, are its own. A
+// member lease already removed (by an earlier try, or another peer's
+// watch) is not written since: the leader lease is still checked.
+func (g *Group) evict(ctx context.Context, node string, rev uint64) (bool, error) {
 	key := groupMemberPrefix + node
 	err := g.kv.Purge(ctx, key, natsjs.LastRevision(rev), natsjs.PurgeTTL(groupMarkerTTL))
-	if err != nil && !errors.Is(err, natsjs.ErrKeyRevisionMismatch) {
-		return fmt.Errorf("edgetables/jetstream: remove lease of %s: bucket %s key %s revision %d: %w", node, g.bucket, key, rev, err)
+	switch {
+	case errors.Is(err, natsjs.ErrKeyRevisionMismatch):
+		if _, err := g.kv.Get(ctx, key); !errors.Is(err, natsjs.ErrKeyNotFound) {
+			if err != nil {
+				return false, fmt.Errorf("edgetables/jetstream: read lease of %s: bucket %s key %s: %w", node, g.bucket, key, err)
+			}
+			return false, nil
+		}
+	case err != nil:
+		return false, fmt.Errorf("edgetables/jetstream: remove lease of %s: bucket %s key %s revision %d: %w", node, g.bucket, key, rev, err)
 	}
 	e, err := g.kv.Get(ctx, groupLeaderKey)
 	switch {
 	case errors.Is(err, natsjs.ErrKeyNotFound):
-		return nil
+		return true, nil
 	case err != nil:
-		return fmt.Errorf("edgetables/jetstream: read leader lease: bucket %s key %s: %w", g.bucket, groupLeaderKey, err)
+		return false, fmt.Errorf("edgetables/jetstream: read leader lease: bucket %s key %s: %w", g.bucket, groupLeaderKey, err)
 	case string(e.Value()) != node:
-		return nil
+		return true, nil
 	}
 	err = g.kv.Purge(ctx, groupLeaderKey, natsjs.LastRevision(e.Revision()), natsjs.PurgeTTL(groupMarkerTTL))
 	if err != nil && !errors.Is(err, natsjs.ErrKeyRevisionMismatch) {
-		return fmt.Errorf("edgetables/jetstream: remove leader lease of %s: bucket %s key %s revision %d: %w", node, g.bucket, groupLeaderKey, e.Revision(), err)
+		return false, fmt.Errorf("edgetables/jetstream: remove leader lease of %s: bucket %s key %s revision %d: %w", node, g.bucket, groupLeaderKey, e.Revision(), err)
 	}
-	return nil
+	return true, nil
 }
 
 // peerNews tells a group's watches which peers' routes WatchCrashes saw

@@ -79,38 +79,42 @@ func TestProbeAndEvict(t *testing.T) {
 		t.Fatalf("closed: verdict %d, %v; want gone", verdict, err)
 	}
 
-	// A new instance's heartbeat after the probe: its lease stays.
+	// A new instance's heartbeat after the probe (a quick restart): its
+	// leases stay, the leader lease too (it may have taken it back).
 	if err := crashing.Heartbeat(ctx, status.MemberState{Generation: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if err := watcher.evict(ctx, "n2", rev); err != nil {
-		t.Fatal(err)
+	if removed, err := watcher.evict(ctx, "n2", rev); removed || err != nil {
+		t.Fatalf("evict after a new heartbeat: %v, %v; want false, nil", removed, err)
 	}
 	if _, err := watcher.kv.Get(ctx, groupMemberPrefix+"n2"); err != nil {
 		t.Fatalf("a lease written after the probe was removed: %v", err)
 	}
-	// The leader lease was n2's: removed all the same (it did not change).
-	if _, err := watcher.kv.Get(ctx, groupLeaderKey); !errors.Is(err, natsjs.ErrKeyNotFound) {
-		t.Fatalf("leader lease of a gone member: %v", err)
+	if e, err := watcher.kv.Get(ctx, groupLeaderKey); err != nil || string(e.Value()) != "n2" {
+		t.Fatalf("the leader lease of a member that came back was removed: %v", err)
 	}
 
-	// Probed again: gone, and evicted.
+	// Probed again: gone, and evicted, the leader lease too.
 	rev, verdict, err = watcher.probeMember(ctx, "n2", "", time.Second)
 	if verdict != memberGone || err != nil {
 		t.Fatalf("closed: verdict %d, %v; want gone", verdict, err)
 	}
-	if err := watcher.evict(ctx, "n2", rev); err != nil {
-		t.Fatal(err)
+	if removed, err := watcher.evict(ctx, "n2", rev); !removed || err != nil {
+		t.Fatalf("evict: %v, %v; want true, nil", removed, err)
 	}
 	if _, err := watcher.kv.Get(ctx, groupMemberPrefix+"n2"); !errors.Is(err, natsjs.ErrKeyNotFound) {
 		t.Fatalf("member lease of a gone member: %v", err)
 	}
+	if _, err := watcher.kv.Get(ctx, groupLeaderKey); !errors.Is(err, natsjs.ErrKeyNotFound) {
+		t.Fatalf("leader lease of a gone member: %v", err)
+	}
 	if ok, err := watcher.Campaign(ctx); !ok || err != nil {
 		t.Fatalf("campaign after the eviction: %v, %v", ok, err)
 	}
-	// Evicting again is harmless and leaves the new leader alone.
-	if err := watcher.evict(ctx, "n2", rev); err != nil {
-		t.Fatal(err)
+	// Evicting again (another peer's watch, a retry) is harmless and
+	// leaves the new leader alone.
+	if removed, err := watcher.evict(ctx, "n2", rev); !removed || err != nil {
+		t.Fatalf("evict again: %v, %v; want true, nil", removed, err)
 	}
 	if e, err := watcher.kv.Get(ctx, groupLeaderKey); err != nil || string(e.Value()) != "n1" {
 		t.Fatalf("leader lease after a second eviction: %v", err)
