@@ -91,7 +91,18 @@ func (m *TableManager) runGroup(ctx context.Context) {
 	var duplicate atomic.Bool
 	// heartbeat reports whether the heartbeat went through.
 	heartbeat := func() bool {
-		err := bounded(func(ctx context.Context) error { return c.Heartbeat(ctx, m.memberState()) })
+		// A request sent while the group's stream elects a leader is
+		// never answered: waiting out 2 steps for it kept a member from
+		// renewing its lease as soon as the new leader answered, and the
+		// leader expired the lease. After a failure the bound starts at
+		// twice heartbeatRetry and doubles back up to 2 steps.
+		timeout := 2 * step
+		if beatsFailed > 0 {
+			timeout = min(timeout, 2*heartbeatRetry<<min(beatsFailed-1, 8))
+		}
+		hctx, cancel := context.WithTimeout(ctx, timeout)
+		err := c.Heartbeat(hctx, m.memberState())
+		cancel()
 		switch {
 		case errors.Is(err, port.ErrDuplicateNode):
 			duplicate.Store(true)
