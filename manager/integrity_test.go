@@ -304,3 +304,55 @@ func startGrouped(t *testing.T, wrap func(port.Coordinator) port.Coordinator) *h
 	h.start()
 	return h
 }
+
+// failingHeartbeat fails its failAt-th Heartbeat at once (a write refused
+// while the group's stream elects a leader) and records the time each
+// call was given.
+type failingHeartbeat struct {
+	port.Coordinator
+	failAt int32
+	calls  atomic.Int32
+	bounds [8]atomic.Int64 // call n's deadline less its start, for the first calls
+}
+
+func (c *failingHeartbeat) Heartbeat(ctx context.Context, st status.MemberState) error {
+	n := c.calls.Add(1)
+	if d, ok := ctx.Deadline(); ok && int(n) <= len(c.bounds) {
+		c.bounds[n-1].Store(int64(time.Until(d)))
+	}
+	if n == c.failAt {
+		return errors.New("injected: nats: no response from stream")
+	}
+	return c.Coordinator.Heartbeat(ctx, st)
+}
+
+// TestHeartbeatAfterFailure: after a failed heartbeat the next one is
+// bounded by 200 ms, not half the session timeout (a request sent during
+// the group stream's election is never answered, and waiting it out let
+// the new leader expire the lease), and the bound is back once one went
+// through.
+func TestHeartbeatAfterFailure(t *testing.T) {
+	fh := &failingHeartbeat{failAt: 4}
+	startGrouped(t, func(g port.Coordinator) port.Coordinator {
+		fh.Coordinator = g
+		return fh
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for fh.calls.Load() < 6 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d heartbeats in 20 s", fh.calls.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	bound := func(n int) time.Duration { return time.Duration(fh.bounds[n-1].Load()) }
+	// Session timeout 1 s: half of it is 500 ms.
+	if b := bound(3); b <= 300*time.Millisecond {
+		t.Errorf("heartbeat 3, before the failure: bound %v, want about 500ms", b)
+	}
+	if b := bound(5); b > 200*time.Millisecond {
+		t.Errorf("heartbeat 5, after the failure: bound %v, want at most 200ms", b)
+	}
+	if b := bound(6); b <= 300*time.Millisecond {
+		t.Errorf("heartbeat 6, after one went through: bound %v, want about 500ms", b)
+	}
+}
