@@ -72,14 +72,9 @@ func (c *CrashWatchConfig) setDefaults() {
 // is logged.
 func WatchCrashes(ctx context.Context, srv *Server, g *Group, cfg CrashWatchConfig) {
 	cfg.setDefaults()
-	log := cfg.Logger.With("component", "crashwatch", "bucket", g.bucket, "node", g.node)
-	type suspect struct {
-		ip    string    // where its last route came from
-		since time.Time // when its last route closed
-		rev   uint64    // its member lease's revision, once found gone
-	}
+	w := &crashWatch{g: g, cfg: cfg, suspects: map[string]*suspect{},
+		log: cfg.Logger.With("component", "crashwatch", "bucket", g.bucket, "node", g.node)}
 	routed := map[string]string{} // peers with a route at the last listing → IP
-	suspects := map[string]*suspect{}
 	tick := time.NewTicker(cfg.Every)
 	defer tick.Stop()
 	for {
@@ -90,62 +85,83 @@ func WatchCrashes(ctx context.Context, srv *Server, g *Group, cfg CrashWatchConf
 		}
 		now := routedPeers(srv.ns)
 		for peer, ip := range routed {
-			if _, ok := now[peer]; !ok && suspects[peer] == nil {
-				suspects[peer] = &suspect{ip: ip, since: time.Now()}
+			if _, ok := now[peer]; !ok && w.suspects[peer] == nil {
+				w.suspects[peer] = &suspect{ip: ip, since: time.Now()}
 				// A watch reading from that server hears nothing more,
 				// whatever the probe finds: it starts over at once.
 				g.gone.announce(peer)
 			}
 		}
 		routed = now
-		for peer, s := range suspects {
-			if _, back := now[peer]; back && s.rev == 0 {
-				delete(suspects, peer) // a route came back before it was found gone
-				continue
-			}
-			if s.rev == 0 {
-				if time.Since(s.since) > cfg.ProbeFor {
-					delete(suspects, peer) // left to its lease
-					continue
-				}
-				pctx, cancel := context.WithTimeout(ctx, cfg.DialTimeout+g.ttl/2)
-				rev, verdict, err := g.probeMember(pctx, peer, s.ip, cfg.DialTimeout)
-				cancel()
-				switch {
-				case err != nil:
-					log.Debug("probe of a peer whose routes closed", "peer", peer, "err", err)
-					continue
-				case verdict == memberAbsent:
-					delete(suspects, peer)
-					continue
-				case verdict == memberAlive:
-					continue
-				}
-				s.rev = rev
-				log.Info("a peer's process is gone (its routes closed and its probe address refuses connections); removing its leases",
-					"peer", peer, "revision", rev, "after", time.Since(s.since).Round(time.Millisecond))
-			}
-			// Removal: retried while the bucket's stream elects a leader,
-			// until the lease would have expired by itself.
-			pctx, cancel := context.WithTimeout(ctx, g.ttl/2)
-			removed, err := g.evict(pctx, peer, s.rev)
-			cancel()
-			switch {
-			case err == nil && removed:
-				log.Info("removed the leases of a gone peer", "peer", peer, "revision", s.rev,
-					"after", time.Since(s.since).Round(time.Millisecond))
-				delete(suspects, peer)
-			case err == nil:
-				log.Info("a gone peer is back (its lease was written again); its leases stay", "peer", peer)
-				delete(suspects, peer)
-			case time.Since(s.since) > 2*g.ttl:
-				log.Warn("cannot remove the leases of a gone peer; they expire instead", "peer", peer, "err", err)
-				delete(suspects, peer)
-			case ctx.Err() == nil:
-				log.Debug("remove the leases of a gone peer; retrying", "peer", peer, "err", err)
+		for peer, s := range w.suspects {
+			_, back := now[peer]
+			if w.settled(ctx, peer, s, back) {
+				delete(w.suspects, peer)
 			}
 		}
 	}
+}
+
+// crashWatch is WatchCrashes's state.
+type crashWatch struct {
+	g        *Group
+	cfg      CrashWatchConfig
+	log      *slog.Logger
+	suspects map[string]*suspect // peers whose routes all closed
+}
+
+// suspect is a peer whose routes all closed.
+type suspect struct {
+	ip    string    // where its last route came from
+	since time.Time // when its last route closed
+	rev   uint64    // its member lease's revision, once found gone
+}
+
+// settled takes one step with peer, whose routes all closed (back: one
+// came back since), and reports whether it is done with it: the peer is
+// alive or absent, left to its lease, or its leases are removed.
+func (w *crashWatch) settled(ctx context.Context, peer string, s *suspect, back bool) bool {
+	if s.rev == 0 {
+		switch {
+		case back:
+			return true // a route came back before it was found gone
+		case time.Since(s.since) > w.cfg.ProbeFor:
+			return true // left to its lease
+		}
+		pctx, cancel := context.WithTimeout(ctx, w.cfg.DialTimeout+w.g.ttl/2)
+		rev, verdict, err := w.g.probeMember(pctx, peer, s.ip, w.cfg.DialTimeout)
+		cancel()
+		switch {
+		case err != nil:
+			w.log.Debug("probe of a peer whose routes closed", "peer", peer, "err", err)
+			return false
+		case verdict != memberGone:
+			return verdict == memberAbsent
+		}
+		s.rev = rev
+		w.log.Info("a peer's process is gone (its routes closed and its probe address refuses connections); removing its leases",
+			"peer", peer, "revision", rev, "after", time.Since(s.since).Round(time.Millisecond))
+	}
+	// Removal: retried while the bucket's stream elects a leader, until
+	// the lease would have expired by itself.
+	pctx, cancel := context.WithTimeout(ctx, w.g.ttl/2)
+	removed, err := w.g.evict(pctx, peer, s.rev)
+	cancel()
+	switch {
+	case err == nil && removed:
+		w.log.Info("removed the leases of a gone peer", "peer", peer, "revision", s.rev,
+			"after", time.Since(s.since).Round(time.Millisecond))
+		return true
+	case err == nil:
+		w.log.Info("a gone peer is back (its lease was written again); its leases stay", "peer", peer)
+		return true
+	case time.Since(s.since) > 2*w.g.ttl:
+		w.log.Warn("cannot remove the leases of a gone peer; they expire instead", "peer", peer, "err", err)
+		return true
+	case ctx.Err() == nil:
+		w.log.Debug("remove the leases of a gone peer; retrying", "peer", peer, "err", err)
+	}
+	return false
 }
 
 // routedPeers returns the servers ns has a route to, each with the IP of
