@@ -147,7 +147,8 @@ func (d *Dir) Destroy(p int) error {
 
 // Bolt is a Store in one bbolt file. Reads run in bbolt read transactions
 // and see the state of the last Apply that finished before they began; Apply
-// runs one write transaction. A long Scan does not block Apply, except when
+// runs one write transaction. Get reuses one read transaction between
+// Applies (snapshot.go). A long Scan does not block Apply, except when
 // Apply must grow the file's memory map, which waits for running reads.
 type Bolt struct {
 	db     *bolt.DB
@@ -156,6 +157,7 @@ type Bolt struct {
 	noSync bool // Options.NoSync
 	// rebuilding: between StartRebuild and EndRebuild (rebuild.go).
 	rebuilding bool
+	snap       snapshot // Get's read transaction (snapshot.go)
 }
 
 var _ Store = (*Bolt)(nil)
@@ -204,6 +206,8 @@ func OpenBolt(path string, opts *Options) (*Bolt, error) {
 		Timeout:         o.OpenTimeout,
 		NoSync:          o.NoSync,
 		InitialMmapSize: initialMmapSize,
+		// Nothing reads DB.Stats; counting costs every transaction.
+		NoStatistics: true,
 		// bbolt uses the file already locked and checked.
 		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
 			if handed || name != path {
@@ -306,9 +310,10 @@ func (b *Bolt) init(verify bool) error {
 
 // check runs bbolt's tx.Check over the file read by tx: freed pages,
 // unreachable pages, key order. tx.Check runs in a goroutine of its own,
-// where a panic or a fault on a damaged page would end the process; Open
-// runs it only on a file that checkFile walked, where every page tx.Check
-// reads names itself and holds its keys.
+// where a memory fault on a damaged page would end the process (bbolt
+// recovers its panics there, not faults); Open runs it only on a file that
+// checkFile walked, where every page tx.Check reads names itself and holds
+// its keys.
 func check(path string, tx *bolt.Tx) error {
 	var errs []error
 	for err := range tx.Check() { // drain: Check's goroutine blocks on sends
@@ -352,6 +357,8 @@ func (b *Bolt) update(op string, fn func(tx *bolt.Tx) error) error {
 	if b.closed.Load() {
 		return ErrClosed
 	}
+	b.snap.begin()
+	defer b.snap.end()
 	return b.mapClosed(guard(b.path, op, nil, func() error { return b.db.Update(fn) }))
 }
 
@@ -380,28 +387,6 @@ func table(tx *bolt.Tx, name string) *bolt.Bucket {
 		return nil
 	}
 	return tables.Bucket([]byte(name))
-}
-
-// Get returns a copy of the value of key in table. Cost: one read
-// transaction and a descent of the table's B+tree.
-func (b *Bolt) Get(tableName string, key []byte) (value []byte, found bool, err error) {
-	err = b.view("get", nil, func(tx *bolt.Tx) error {
-		tb := table(tx, tableName)
-		if tb == nil {
-			return nil
-		}
-		sk := storedKey(key)
-		k, v := tb.Cursor().Seek(sk)
-		if !bytes.Equal(k, sk) {
-			return nil
-		}
-		value, found = append([]byte{}, v...), true
-		return nil
-	})
-	if err != nil {
-		return nil, false, err
-	}
-	return value, found, nil
 }
 
 // Scan calls fn in key order for the entries of table that start with prefix
@@ -582,6 +567,7 @@ func (b *Bolt) Close() error {
 	if b.closed.Swap(true) {
 		return nil
 	}
+	b.snap.begin() // never ended: no snapshot opens again
 	if err := guard(b.path, "close", nil, b.db.Close); err != nil {
 		return fmt.Errorf("store: close %s: %w", b.path, err)
 	}
