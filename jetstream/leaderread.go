@@ -17,10 +17,12 @@ import (
 // after the group's raft node is created on its server (a new stream, or
 // the server's start), the replica that is the group's preferred leader
 // when another leads (nats-server answers as "a new group" then), with its
-// own state, which lags while it catches up, under the leader's name. A client that takes the first answer, as
-// nats.go's Stream and Info do, may get that replica's: a last sequence
-// below messages the stream acknowledged long ago. streamInfo waits for
-// the leader's answer instead.
+// own state, which lags while it catches up, under the leader's name. A
+// client that takes the first answer, as nats.go's Stream and Info do, may
+// get that replica's: a last sequence below messages the stream
+// acknowledged long ago. streamInfo waits for the leader's answer instead,
+// and asks again meanwhile: most often only the first answer reaches the
+// client (see gather).
 
 // staleWait is how long streamInfo waits for the leader's answer once a
 // replica's came; notFoundWait how long a read waits for a better answer
@@ -30,6 +32,10 @@ const (
 	staleWait    = 2 * time.Second
 	notFoundWait = 300 * time.Millisecond
 )
+
+// gatherResend is how often gather sends its request again while only
+// answers it cannot take came.
+const gatherResend = 50 * time.Millisecond
 
 // defaultInfoTimeout bounds a stream info request whose context has no
 // deadline.
@@ -98,15 +104,15 @@ func streamInfo(ctx context.Context, js natsjs.JetStream, stream, filter string)
 	// The leader's answer is final. After a replica's, the leader's comes
 	// soon; after an error ("stream not found" from a meta leader elected
 	// a moment ago, or the truth), a better one would come at once.
-	msg, final, err := gather(ctx, js, "STREAM.INFO."+stream, body, func(msg *nats.Msg) (bool, time.Duration) {
+	msg, final, err := gather(ctx, js, "STREAM.INFO."+stream, body, func(msg *nats.Msg) verdict {
 		var r streamInfoReply
 		switch {
 		case json.Unmarshal(msg.Data, &r) != nil || r.Error != nil || r.StreamInfo == nil:
-			return false, notFoundWait
+			return verdict{settle: notFoundWait}
 		case fromLeader(r.StreamInfo):
-			return true, 0
+			return verdict{final: true}
 		}
-		return false, staleWait
+		return verdict{settle: staleWait, again: true}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stream info of %s: %w", stream, err)
@@ -132,16 +138,32 @@ func streamInfo(ctx context.Context, js natsjs.JetStream, stream, filter string)
 	return reply.StreamInfo, nil
 }
 
+// verdict is what gather's judge makes of an answer.
+type verdict struct {
+	final  bool          // the answer to return
+	settle time.Duration // else, how long to wait for a final one
+	again  bool          // and whether to send the request again meanwhile
+}
+
 // gather sends a JetStream API request (subject under the API prefix) and
 // returns the first answer judge calls final, or, when another answer
-// came but no final one within the time judge gave for it (counted from
-// the first such answer, and before ctx ends), the last other answer with
-// final false. Several servers may answer one request: a replica besides
+// came but no final one within the settle time judge gave for it (counted
+// from the first such answer, and before ctx ends), the last other answer
+// with final false. Several servers may answer one request: a replica besides
 // the stream's leader, or a meta leader elected a moment ago that has not
 // applied the stream assignments yet ("stream not found"), and the first
-// answer is not always the right one. Without a deadline, ctx is bounded
-// by defaultInfoTimeout.
-func gather(ctx context.Context, js natsjs.JetStream, subject string, body []byte, judge func(*nats.Msg) (final bool, settle time.Duration)) (*nats.Msg, bool, error) {
+// answer is not always the right one.
+//
+// Most often only one answer of a request reaches the client: the
+// requester's server passes on the first and drops the rest (seen with
+// nats-server v2.15.2: for 10 s after a server starts, its replicas
+// answer stream info requests as "new groups", and a client connected to
+// any server got the leader's answer to 4 of 18 requests, the replica's to
+// the others). So once judge asks for it (again), gather sends the request
+// again every gatherResend until a final answer comes, each a new race
+// between the servers that answer. Without a deadline, ctx is bounded by
+// defaultInfoTimeout.
+func gather(ctx context.Context, js natsjs.JetStream, subject string, body []byte, judge func(*nats.Msg) verdict) (*nats.Msg, bool, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultInfoTimeout)
@@ -149,38 +171,60 @@ func gather(ctx context.Context, js natsjs.JetStream, subject string, body []byt
 	}
 	nc := js.Conn()
 	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
+	answers := make(chan *nats.Msg, 64)
+	sub, err := nc.ChanSubscribe(inbox, answers)
 	if err != nil {
 		return nil, false, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.PublishRequest(apiSubjectOf(js, subject), inbox, body); err != nil {
+	subject = apiSubjectOf(js, subject)
+	if err := nc.PublishRequest(subject, inbox, body); err != nil {
 		return nil, false, err
 	}
-	var other *nats.Msg
-	wait := ctx
+	var (
+		other  *nats.Msg
+		settle <-chan time.Time // the time judge gave the first other answer
+		resend <-chan time.Time // once judge asked for it
+	)
 	for {
-		msg, err := sub.NextMsgWithContext(wait)
-		switch {
-		case err != nil && other != nil:
+		select {
+		case <-ctx.Done():
+			switch {
+			case other != nil:
+				return other, false, nil
+			case errors.Is(ctx.Err(), context.DeadlineExceeded):
+				return nil, false, fmt.Errorf("%w: %w", nats.ErrTimeout, ctx.Err())
+			}
+			return nil, false, ctx.Err()
+		case <-settle:
 			return other, false, nil
-		case errors.Is(err, context.DeadlineExceeded):
-			return nil, false, fmt.Errorf("%w: %w", nats.ErrTimeout, err)
-		case err != nil:
-			return nil, false, err
-		case msg.Header.Get("Status") == "503":
-			return nil, false, nats.ErrNoResponders
+		case <-resend:
+			// A failed send leaves the answers of the earlier ones to come.
+			_ = nc.PublishRequest(subject, inbox, body)
+			continue
+		case msg := <-answers:
+			if msg.Header.Get("Status") == "503" {
+				if other != nil {
+					continue // a resend found no responders: keep what came
+				}
+				return nil, false, nats.ErrNoResponders
+			}
+			v := judge(msg)
+			if v.final {
+				return msg, true, nil
+			}
+			if settle == nil {
+				st := time.NewTimer(v.settle)
+				defer st.Stop()
+				settle = st.C
+			}
+			if v.again && resend == nil {
+				rt := time.NewTicker(gatherResend)
+				defer rt.Stop()
+				resend = rt.C
+			}
+			other = msg
 		}
-		final, settle := judge(msg)
-		if final {
-			return msg, true, nil
-		}
-		if other == nil {
-			var cancel context.CancelFunc
-			wait, cancel = context.WithTimeout(ctx, settle)
-			defer cancel()
-		}
-		other = msg
 	}
 }
 
@@ -213,9 +257,9 @@ func leaderLastMsg(ctx context.Context, js natsjs.JetStream, stream, subject str
 	// A message is final; "not found" may come from a meta leader that
 	// has not applied the stream's assignment yet, before the stream
 	// leader's message.
-	msg, _, err := gather(ctx, js, "STREAM.MSG.GET."+stream, body, func(msg *nats.Msg) (bool, time.Duration) {
+	msg, _, err := gather(ctx, js, "STREAM.MSG.GET."+stream, body, func(msg *nats.Msg) verdict {
 		var r msgGetReply
-		return json.Unmarshal(msg.Data, &r) == nil && r.Error == nil && r.Message != nil, notFoundWait
+		return verdict{final: json.Unmarshal(msg.Data, &r) == nil && r.Error == nil && r.Message != nil, settle: notFoundWait}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("last message of %s on %s: %w", stream, subject, err)

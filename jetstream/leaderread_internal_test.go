@@ -103,6 +103,43 @@ func TestStateTakesTheLeadersAnswer(t *testing.T) {
 	}
 }
 
+// TestStateAsksAgainAfterAReplica: a client most often gets one answer of
+// a request, the first (nats-server v2.15.2, for 10 s after a replica's
+// server starts); when it is a replica's, State must ask again rather
+// than wait for the leader's, which is dropped. Here the first five
+// requests get only the replica's answer: State must return the leader's
+// from a later one, well before staleWait, in its first attempt.
+func TestStateAsksAgainAfterAReplica(t *testing.T) {
+	nc, js := plainServer(t)
+	defer func(prev []time.Duration) { stateAttempts = prev }(stateAttempts)
+	stateAttempts = []time.Duration{time.Second}
+
+	var requests atomic.Int32
+	sub, err := nc.Subscribe("$JS.API.STREAM.INFO.log", func(m *nats.Msg) {
+		if requests.Add(1) <= 5 {
+			_ = m.Respond(infoAnswer(t, "n2", "n1", 140))
+			return
+		}
+		_ = m.Respond(infoAnswer(t, "n1", "n1", 141))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	cl := &Changelog{js: js, streams: []string{"log"}}
+	start := time.Now()
+	st, err := cl.State(context.Background(), 0)
+	if err != nil || st.Last != 141 {
+		t.Fatalf("Changelog.State = %+v, %v; want last 141, the leader's", st, err)
+	}
+	if took := time.Since(start); took > staleWait/2 {
+		t.Fatalf("State took %v, want well under staleWait (%v)", took, staleWait)
+	}
+	if n := requests.Load(); n < 6 {
+		t.Fatalf("%d requests, want at least 6", n)
+	}
+}
+
 // TestMetaLoadAsksTheLeader: a KV get is a direct get, which any replica
 // of the bucket answers, one that restarted a moment ago and has not
 // caught up included: "no such key"; and a meta leader elected a moment
