@@ -302,8 +302,11 @@ func (c *Changelog) State(ctx context.Context, p int) (port.LogState, error) {
 		// The leader's answer: a replica's own state may lag (one that
 		// restarted a moment ago, or one of a leaderless group), and a
 		// recovery would then stop short of the log's end.
-		info, err = streamInfo(actx, c.js, c.streams[p], "")
+		info, err = streamInfoWaiting(actx, c.js, c.streams[p], "", confirmAfter)
 		cancel()
+		if errors.Is(err, ErrLeaderless) && c.leaderConfirms(ctx, p, info) {
+			err = nil
+		}
 		if err == nil || ctx.Err() != nil || !(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, ErrLeaderless)) {
 			break
 		}

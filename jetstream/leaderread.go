@@ -33,9 +33,15 @@ const (
 	notFoundWait = 300 * time.Millisecond
 )
 
-// gatherResend is how often gather sends its request again while only
-// answers it cannot take came.
-const gatherResend = 50 * time.Millisecond
+// gatherResend is the wait before gather first sends its request again
+// while only answers it cannot take came; each later wait is twice the one
+// before, up to gatherResendMax. Every server of the cluster queues every
+// request, so a failover's reads asking every 50 ms would crowd the queues
+// they wait on.
+const (
+	gatherResend    = 50 * time.Millisecond
+	gatherResendMax = 400 * time.Millisecond
+)
 
 // defaultInfoTimeout bounds a stream info request whose context has no
 // deadline.
@@ -96,6 +102,12 @@ func apiSubjectOf(js natsjs.JetStream, subject string) string {
 // replicas answered (returning the last replica's answer with it), and
 // with natsjs.ErrStreamNotFound when the stream does not exist.
 func streamInfo(ctx context.Context, js natsjs.JetStream, stream, filter string) (*natsjs.StreamInfo, error) {
+	return streamInfoWaiting(ctx, js, stream, filter, staleWait)
+}
+
+// streamInfoWaiting is streamInfo waiting stale instead of staleWait for
+// the leader's answer once a replica's came.
+func streamInfoWaiting(ctx context.Context, js natsjs.JetStream, stream, filter string, stale time.Duration) (*natsjs.StreamInfo, error) {
 	var body []byte
 	if filter != "" {
 		body, _ = json.Marshal(streamInfoRequest{SubjectsFilter: filter})
@@ -112,7 +124,7 @@ func streamInfo(ctx context.Context, js natsjs.JetStream, stream, filter string)
 		case fromLeader(r.StreamInfo):
 			return verdict{final: true}
 		}
-		return verdict{settle: staleWait, again: true}
+		return verdict{settle: stale, again: true}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("stream info of %s: %w", stream, err)
@@ -160,8 +172,8 @@ type verdict struct {
 // answer stream info requests as "new groups", and a client connected to
 // any server got the leader's answer to 4 of 18 requests, the replica's to
 // the others). So once judge asks for it (again), gather sends the request
-// again every gatherResend until a final answer comes, each a new race
-// between the servers that answer. Without a deadline, ctx is bounded by
+// again, after gatherResend and then less and less often, until a final
+// answer comes, each a new race between the servers that answer. Without a deadline, ctx is bounded by
 // defaultInfoTimeout.
 func gather(ctx context.Context, js natsjs.JetStream, subject string, body []byte, judge func(*nats.Msg) verdict) (*nats.Msg, bool, error) {
 	if _, ok := ctx.Deadline(); !ok {
@@ -185,6 +197,8 @@ func gather(ctx context.Context, js natsjs.JetStream, subject string, body []byt
 		other  *nats.Msg
 		settle <-chan time.Time // the time judge gave the first other answer
 		resend <-chan time.Time // once judge asked for it
+		rt     *time.Timer      // resend's
+		wait   time.Duration    // until the next resend
 	)
 	for {
 		select {
@@ -201,6 +215,8 @@ func gather(ctx context.Context, js natsjs.JetStream, subject string, body []byt
 		case <-resend:
 			// A failed send leaves the answers of the earlier ones to come.
 			_ = nc.PublishRequest(subject, inbox, body)
+			wait = min(2*wait, gatherResendMax)
+			rt.Reset(wait)
 			continue
 		case msg := <-answers:
 			if msg.Header.Get("Status") == "503" {
@@ -219,7 +235,8 @@ func gather(ctx context.Context, js natsjs.JetStream, subject string, body []byt
 				settle = st.C
 			}
 			if v.again && resend == nil {
-				rt := time.NewTicker(gatherResend)
+				wait = gatherResend
+				rt = time.NewTimer(wait)
 				defer rt.Stop()
 				resend = rt.C
 			}
@@ -286,4 +303,37 @@ func leaderLastMsg(ctx context.Context, js natsjs.JetStream, stream, subject str
 		}
 	}
 	return out, nil
+}
+
+// confirmAfter is how long State waits for the leader's answer to a
+// stream info request once a replica's came (asking again meanwhile), before
+// it asks the leader to confirm the replica's (leaderConfirms); confirmWait
+// bounds that message get.
+const (
+	confirmAfter = 200 * time.Millisecond
+	confirmWait  = 500 * time.Millisecond
+)
+
+// leaderConfirms reports whether the stream's leader confirms the last
+// sequence of info, a replica's answer to a stream info request (see
+// streamInfo): whether the leader holds a message at that sequence and
+// none after it. For 10 s after a server starts, its replicas answer stream
+// info, and a replica's answer often reaches the client while the
+// leader's does not (see gather); on a busy cluster, a promoted standby's
+// State got only its own server's replica answer for 4 s. A message get of
+// the stream's last message is answered by the leader alone (nats-server
+// loads the message at its last sequence, "not found" when that one was
+// removed, which confirms nothing). The replica's first sequence and
+// epoch are then taken with its last: its epoch is the stream's creation,
+// the same on every replica, and a replica with the leader's last
+// sequence has stored and removed what the leader has, but for messages
+// whose TTL expired on one server and not yet on another.
+func (c *Changelog) leaderConfirms(ctx context.Context, p int, info *natsjs.StreamInfo) bool {
+	if info == nil || info.Cluster == nil || info.Cluster.Leader == "" || info.State.LastSeq == 0 {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, confirmWait)
+	defer cancel()
+	last, err := leaderLastMsg(cctx, c.js, c.streams[p], ">")
+	return err == nil && last.Sequence == info.State.LastSeq
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -106,17 +108,18 @@ func TestStateTakesTheLeadersAnswer(t *testing.T) {
 // TestStateAsksAgainAfterAReplica: a client most often gets one answer of
 // a request, the first (nats-server v2.15.2, for 10 s after a replica's
 // server starts); when it is a replica's, State must ask again rather
-// than wait for the leader's, which is dropped. Here the first five
-// requests get only the replica's answer: State must return the leader's
-// from a later one, well before staleWait, in its first attempt.
+// than wait for the leader's, which is dropped. Here the first two
+// requests get only the replica's answer, and State has two attempts
+// (each sending one request when it does not ask again): it must return
+// the leader's answer to a later request.
 func TestStateAsksAgainAfterAReplica(t *testing.T) {
 	nc, js := plainServer(t)
 	defer func(prev []time.Duration) { stateAttempts = prev }(stateAttempts)
-	stateAttempts = []time.Duration{time.Second}
+	stateAttempts = []time.Duration{time.Second, time.Second}
 
 	var requests atomic.Int32
 	sub, err := nc.Subscribe("$JS.API.STREAM.INFO.log", func(m *nats.Msg) {
-		if requests.Add(1) <= 5 {
+		if requests.Add(1) <= 2 {
 			_ = m.Respond(infoAnswer(t, "n2", "n1", 140))
 			return
 		}
@@ -132,11 +135,67 @@ func TestStateAsksAgainAfterAReplica(t *testing.T) {
 	if err != nil || st.Last != 141 {
 		t.Fatalf("Changelog.State = %+v, %v; want last 141, the leader's", st, err)
 	}
-	if took := time.Since(start); took > staleWait/2 {
-		t.Fatalf("State took %v, want well under staleWait (%v)", took, staleWait)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("State took %v", took)
 	}
-	if n := requests.Load(); n < 6 {
-		t.Fatalf("%d requests, want at least 6", n)
+	if n := requests.Load(); n < 3 {
+		t.Fatalf("%d requests, want at least 3", n)
+	}
+}
+
+// TestStateConfirmsAReplica: when only a replica answers stream info (its
+// own server's, say, which most often answers first for 10 s after that
+// server starts), State takes the replica's answer only if the leader's
+// answer to a message get of the stream's last message has the replica's
+// last sequence.
+func TestStateConfirmsAReplica(t *testing.T) {
+	nc, js := plainServer(t)
+	defer func(prev []time.Duration) { stateAttempts = prev }(stateAttempts)
+	stateAttempts = []time.Duration{time.Second}
+
+	info, err := nc.Subscribe("$JS.API.STREAM.INFO.log", func(m *nats.Msg) {
+		_ = m.Respond(infoAnswer(t, "n2", "n1", 140))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer info.Unsubscribe()
+	cl := &Changelog{js: js, streams: []string{"log"}}
+	for _, tc := range []struct {
+		name    string
+		answer  string // the leader's answer to the message get; empty: none
+		confirm bool
+	}{
+		{"the leader's last message is the replica's last", `{"message":{"subject":"log.c","seq":140}}`, true},
+		{"the leader has one more", `{"message":{"subject":"log.c","seq":141}}`, false},
+		{"the last sequence was removed", `{"error":{"code":404,"err_code":10037,"description":"no message found"}}`, false},
+		{"no leader answers", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.answer != "" {
+				get, err := nc.Subscribe("$JS.API.STREAM.MSG.GET.log", func(m *nats.Msg) {
+					var req msgGetRequest
+					if json.Unmarshal(m.Data, &req) != nil || req.LastBySubject != ">" {
+						t.Errorf("message get %s, want the last message of the stream", m.Data)
+					}
+					_ = m.Respond([]byte(tc.answer))
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer get.Unsubscribe()
+			}
+			start := time.Now()
+			st, err := cl.State(context.Background(), 0)
+			switch {
+			case tc.confirm && (err != nil || st.Last != 140):
+				t.Fatalf("State = %+v, %v; want the confirmed replica's last 140", st, err)
+			case tc.confirm && time.Since(start) > time.Second:
+				t.Fatalf("State took %v", time.Since(start))
+			case !tc.confirm && !errors.Is(err, ErrLeaderless):
+				t.Fatalf("State = %+v, %v; want ErrLeaderless", st, err)
+			}
+		})
 	}
 }
 
@@ -264,5 +323,51 @@ func TestMetaLoadAfterRefusedCreate(t *testing.T) {
 	asked.Store(0)
 	if _, _, err := m.Load(ctx); !errors.Is(err, ErrNoMeta) {
 		t.Fatalf("Load with the leader saying not found = %v; want ErrNoMeta", err)
+	}
+}
+
+// TestLastMessageOfStream checks, on a real server, the fact
+// leaderConfirms relies on: a message get of the last message on ">"
+// returns the message at the stream's last sequence, and "not found" once
+// that message is removed, even though older ones remain.
+func TestLastMessageOfStream(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := StartServer(ctx, ServerConfig{Name: "last", Listen: "127.0.0.1:0", StoreDir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, err := srv.Connect(t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.CreateStream(ctx, natsjs.StreamConfig{Name: "last", Subjects: []string{"last.>"}, Storage: natsjs.FileStorage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leaderLastMsg(ctx, js, "last", ">"); !errors.Is(err, natsjs.ErrMsgNotFound) {
+		t.Fatalf("last message of an empty stream: %v, want ErrMsgNotFound", err)
+	}
+	for i, subject := range []string{"last.a", "last.b", "last.a"} {
+		if _, err := js.Publish(ctx, subject, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := leaderLastMsg(ctx, js, "last", ">")
+	if err != nil || m.Sequence != 3 || m.Subject != "last.a" {
+		t.Fatalf("last message = %+v, %v; want sequence 3 on last.a", m, err)
+	}
+	if err := st.DeleteMsg(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := leaderLastMsg(ctx, js, "last", ">"); !errors.Is(err, natsjs.ErrMsgNotFound) {
+		t.Fatalf("last message after removing the last = %+v, %v; want ErrMsgNotFound", m, err)
 	}
 }
