@@ -23,21 +23,7 @@ import (
 func TestServerRefusesLargeBatch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	srv, err := StartServer(ctx, ServerConfig{Name: "refuse", Listen: "127.0.0.1:0", StoreDir: t.TempDir(),
-		MaxAtomicBatch: MaxAtomicBatch, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := srv.Connect(t.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := natsjs.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := embeddedJetStream(t, ctx, ServerConfig{Name: "refuse", MaxAtomicBatch: MaxAtomicBatch})
 	cl, err := NewChangelog(ctx, js, ChangelogConfig{App: "refuse", Partitions: 1, Atomic: true})
 	if err != nil {
 		t.Fatal(err)
@@ -99,4 +85,27 @@ func TestServerMaxAtomicBatch(t *testing.T) {
 	if _, _, err := serverOptions(&ServerConfig{StoreDir: t.TempDir(), MaxAtomicBatch: -1}); err == nil {
 		t.Error("MaxAtomicBatch -1: no error")
 	}
+}
+
+// embeddedJetStream starts an embedded server with cfg (a loopback port, a
+// temporary store and a quiet logger filled in) for t, and connects to it.
+func embeddedJetStream(t *testing.T, ctx context.Context, cfg ServerConfig) natsjs.JetStream {
+	t.Helper()
+	cfg.Listen, cfg.StoreDir = "127.0.0.1:0", t.TempDir()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := StartServer(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect(t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }

@@ -166,15 +166,15 @@ type verdict struct {
 // applied the stream assignments yet ("stream not found"), and the first
 // answer is not always the right one.
 //
-// Most often only one answer of a request reaches the client: the
-// requester's server passes on the first and drops the rest (seen with
-// nats-server v2.15.2: for 10 s after a server starts, its replicas
-// answer stream info requests as "new groups", and a client connected to
-// any server got the leader's answer to 4 of 18 requests, the replica's to
-// the others). So once judge asks for it (again), gather sends the request
+// Most often only one answer of a request reaches the client, the first
+// (seen with nats-server v2.15.2: for 10 s after a server starts, its
+// replicas answer stream info requests as "new groups"; a client of the
+// restarted server got the leader's answer to 1 to 4 of about 18 requests
+// per stream, one of another server to about half, the replica's to the
+// rest). So once judge asks for it (again), gather sends the request
 // again, after gatherResend and then less and less often, until a final
-// answer comes, each a new race between the servers that answer. Without a deadline, ctx is bounded by
-// defaultInfoTimeout.
+// answer comes, each a new race between the servers that answer. Without
+// a deadline, ctx is bounded by defaultInfoTimeout.
 func gather(ctx context.Context, js natsjs.JetStream, subject string, body []byte, judge func(*nats.Msg) verdict) (*nats.Msg, bool, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -333,21 +331,7 @@ func TestMetaLoadAfterRefusedCreate(t *testing.T) {
 func TestLastMessageOfStream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	srv, err := StartServer(ctx, ServerConfig{Name: "last", Listen: "127.0.0.1:0", StoreDir: t.TempDir(),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := srv.Connect(t.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := natsjs.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := embeddedJetStream(t, ctx, ServerConfig{Name: "last"})
 	st, err := js.CreateStream(ctx, natsjs.StreamConfig{Name: "last", Subjects: []string{"last.>"}, Storage: natsjs.FileStorage})
 	if err != nil {
 		t.Fatal(err)
