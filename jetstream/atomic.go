@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 
 	"github.com/edgetables/edgetables/manager/port"
 )
@@ -74,11 +77,11 @@ func MaxRecordBytes(nc *nats.Conn) int {
 	return max(int(nc.MaxPayload())-recordHeaderRoom, 0)
 }
 
-// Headers of JetStream atomic batch publish (ADR-50).
+// Headers of JetStream atomic batch publish (ADR-50), for the batch size
+// probe.
 const (
-	headerBatchID     = "Nats-Batch-Id"
-	headerBatchSeq    = "Nats-Batch-Sequence"
-	headerBatchCommit = "Nats-Batch-Commit"
+	headerBatchID  = jetstreamext.BatchIDHeader
+	headerBatchSeq = jetstreamext.BatchSeqHeader
 )
 
 // ErrBatchTooLarge is returned by an atomic Append of more than
@@ -89,9 +92,25 @@ var ErrBatchTooLarge = errors.New("edgetables/jetstream: commit larger than one 
 
 // Error codes of a JetStream atomic batch (ADR-50) in nats-server 2.15.
 const (
-	errCodeBatchIncomplete = 10176 // a batch the server does not hold
-	errCodeBatchTooLarge   = 10199 // "atomic publish batch is too large: N"
+	errCodeBatchIncomplete   = 10176 // a batch the server does not hold
+	errCodeBatchTooLarge     = 10199 // "atomic publish batch is too large: N"
+	errCodeBatchExpectation  = 10164 // a batch's expectation refused
+	errCodeWrongLastSequence = 10071 // Nats-Expected-Last-Sequence mismatch
 )
+
+// defaultAckTimeout bounds each wait for the server's answer to a batch
+// message sent as a request (a batch's first message, its commit), or for
+// its acks, when the Append's context has no earlier deadline.
+const defaultAckTimeout = 10 * time.Second
+
+// ackWait is how long a batch waits for an answer: until ctx's deadline if
+// it has one, else defaultAckTimeout.
+func ackWait(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return max(time.Until(d), time.Millisecond)
+	}
+	return defaultAckTimeout
+}
 
 // batchReply is the server's answer to a batch message sent as a request:
 // empty while staging, a PubAck with the batch's last sequence at commit,
@@ -108,68 +127,63 @@ type batchReply struct {
 }
 
 // appendBatch writes msgs (at most c.maxBatch) to partition p as one
-// atomic batch: the server stores all of them or none. The first message
-// expects the log to end at expectLast (checked at commit, against the
-// stream as it is then), which fences other writers. Cost: one request for
-// the first message, plain publishes, one request for the commit; the
-// server stages the batch and fsyncs it once. It returns the batch's last
-// sequence.
+// atomic batch (orbit.go jetstreamext.BatchPublisher): the server stores
+// all of them or none. The first message expects the log to end at
+// expectLast (checked at commit, against the stream as it is then), which
+// fences other writers. Cost: one request for the first message, plain
+// publishes, one request for the commit; the server stages the batch and
+// fsyncs it once. It returns the batch's last sequence.
 func (c *Changelog) appendBatch(ctx context.Context, p, batch int, expectLast uint64, msgs []*nats.Msg) (uint64, error) {
 	n := len(msgs)
-	nc := c.js.Conn()
-	id := nuid.Next()
-	for i, m := range msgs {
-		m.Header.Set(headerBatchID, id)
-		m.Header.Set(headerBatchSeq, strconv.Itoa(i+1))
-		if i == 0 {
-			m.Header.Set(nats.ExpectedLastSeqHdr, strconv.FormatUint(expectLast, 10))
-		}
-		last := i == n-1
-		if last {
-			m.Header.Set(headerBatchCommit, "1")
-		}
-		if last && c.cfg.BeforeCommit != nil {
-			if err := c.cfg.BeforeCommit(p, batch); err != nil {
-				return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: batch %d abandoned before its commit: %w", p, batch, err)
+	bp, err := jetstreamext.NewBatchPublisher(c.js, jetstreamext.BatchFlowControl{AckFirst: true, AckTimeout: ackWait(ctx)})
+	if err != nil {
+		return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: %w", p, err)
+	}
+	fail := func(i int, err error) error {
+		err = fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s, expected last %d): message %d of %d: %w",
+			p, c.streams[p], expectLast, i+1, n, err)
+		var apiErr *natsjs.APIError
+		if errors.As(err, &apiErr) {
+			switch apiErr.ErrorCode {
+			case errCodeWrongLastSequence, errCodeBatchExpectation:
+				return fmt.Errorf("%w: %w", port.ErrFenced, err)
+			case errCodeBatchTooLarge:
+				return fmt.Errorf("%w: %w", ErrBatchTooLarge, err)
 			}
 		}
-		if i != 0 && !last {
-			if err := nc.PublishMsg(m); err != nil {
-				return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: message %d: %w", p, i+1, err)
+		return err
+	}
+	for i, m := range msgs {
+		// Only the first message may carry the expectation (the
+		// publisher refuses it on the others).
+		m.Header.Del(nats.ExpectedLastSeqHdr)
+		var opts []jetstreamext.BatchMsgOpt
+		if i == 0 {
+			opts = append(opts, jetstreamext.WithBatchExpectLastSequence(expectLast))
+		}
+		if i < n-1 {
+			if err := bp.AddMsg(m, opts...); err != nil {
+				return 0, fail(i, err)
 			}
 			continue
 		}
-		resp, err := nc.RequestMsgWithContext(ctx, m)
+		if c.cfg.BeforeCommit != nil {
+			if err := c.cfg.BeforeCommit(p, batch); err != nil {
+				_ = bp.Discard()
+				return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: batch %d abandoned before its commit: %w", p, batch, err)
+			}
+		}
+		ack, err := bp.CommitMsg(ctx, m, opts...)
 		if err != nil {
-			return 0, fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s, after %d): message %d of %d: %w", p, c.streams[p], expectLast, i+1, n, err)
+			return 0, fail(i, err)
 		}
-		if len(resp.Data) == 0 {
-			continue // staged
+		if ack.Sequence != expectLast+uint64(n) {
+			return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: committed %d messages ending at %d, want %d ending at %d",
+				p, ack.BatchSize, ack.Sequence, n, expectLast+uint64(n))
 		}
-		var r batchReply
-		if err := json.Unmarshal(resp.Data, &r); err != nil {
-			return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: reply %q: %w", p, resp.Data, err)
-		}
-		if r.Error != nil {
-			err := fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s, expected last %d): %s (code %d)",
-				p, c.streams[p], expectLast, r.Error.Description, r.Error.ErrCode)
-			if r.Error.ErrCode == 10071 || r.Error.ErrCode == 10164 {
-				return 0, fmt.Errorf("%w: %w", port.ErrFenced, err)
-			}
-			if r.Error.ErrCode == errCodeBatchTooLarge {
-				return 0, fmt.Errorf("%w: %w", ErrBatchTooLarge, err)
-			}
-			return 0, err
-		}
-		if last {
-			if r.Count != n || r.Seq != expectLast+uint64(n) {
-				return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: committed %d messages ending at %d, want %d ending at %d",
-					p, r.Count, r.Seq, n, expectLast+uint64(n))
-			}
-			return r.Seq, nil
-		}
+		return ack.Sequence, nil
 	}
-	return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: no commit reply", p)
+	return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: empty batch", p)
 }
 
 // probeMaxBatch returns how many messages one atomic batch to partition
