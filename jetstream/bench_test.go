@@ -3,6 +3,7 @@ package jetstream_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -23,21 +24,52 @@ func records(n, keyOffset int) []port.Record {
 	return recs
 }
 
-// BenchmarkAppend appends 10,000 records of 100 bytes (over 10,000 keys, so
-// the log stays compacted) and a marker per operation.
+// BenchmarkAppend appends 9,000 records of 100 bytes (over 9,000 keys, so
+// the log stays compacted) and a marker per operation: at least once as
+// one fast batch (the default) and, for comparison, as atomic batches of
+// 1,000 (a stream that refuses fast batches); exactly once as one atomic
+// batch (the embedded server's max_batch_size, 10,000).
 func BenchmarkAppend(b *testing.B) {
-	_, _, js := jstest.Start(b)
-	cl := newChangelog(b, js, 1)
-	recs := records(10000, 0)
-	ctx := context.Background()
-	var last uint64
-	for b.Loop() {
-		var err error
-		if last, err = cl.Append(ctx, 0, last, recs, port.CommitMarker{SourceSeq: last}); err != nil {
-			b.Fatal(err)
-		}
+	for _, bc := range []struct {
+		name           string
+		atomic, noFast bool
+	}{
+		{"at-least-once/fast-batch", false, false},
+		{"at-least-once/atomic-batches", false, true},
+		{"exactly-once/atomic-batch", true, false},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			_, _, js := jstest.Start(b)
+			ctx := context.Background()
+			cfg := jetstream.ChangelogConfig{App: app, Partitions: 1, Atomic: bc.atomic, Logger: slog.New(slog.DiscardHandler)}
+			if bc.atomic {
+				cfg.MaxBatch = jetstream.EmbeddedMaxAtomicBatch
+			}
+			cl, err := jetstream.NewChangelog(ctx, js, cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if bc.noFast {
+				st, err := js.Stream(ctx, cl.Stream(0))
+				if err != nil {
+					b.Fatal(err)
+				}
+				sc := st.CachedInfo().Config
+				sc.AllowBatchPublish = false
+				if _, err := js.UpdateStream(ctx, sc); err != nil {
+					b.Fatal(err)
+				}
+			}
+			recs := records(9000, 0)
+			var last uint64
+			for b.Loop() {
+				if last, err = cl.Append(ctx, 0, last, recs, port.CommitMarker{SourceSeq: last}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
+		})
 	}
-	b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
 }
 
 // BenchmarkReplay replays a partition of 200,000 live records of 100 bytes

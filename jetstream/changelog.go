@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgetables/edgetables/manager/port"
@@ -131,10 +132,14 @@ type ChangelogConfig struct {
 	MaxBytes int64
 	// Atomic makes every Append one JetStream atomic batch (records and
 	// marker stored all or none; at most MaxBatch messages): the
-	// exactly-once mode. Without it, a large commit takes several batches,
-	// and a failure may leave the first ones stored without the marker.
-	// Each batch costs the server a staging store and an fsync, about 3 ms
-	// plus 10 µs a message on the reference machine.
+	// exactly-once mode. Each batch costs the server a staging store and an
+	// fsync, about 3 ms plus 10 µs a message on the reference machine.
+	// Without it (at least once), an Append is one JetStream fast batch,
+	// whose messages the server stores as they arrive: a failure may leave
+	// a commit's first records stored without the marker. A stream that
+	// refuses fast batches (a server before 2.14, or AllowBatchPublish
+	// turned off) takes atomic batches of MaxBatch messages instead, with
+	// the same outcome.
 	Atomic bool
 	// TombstoneTTL, if positive, is how long a tombstone (a deleted key)
 	// stays in the log: the server removes it then (Nats-TTL), so deleted
@@ -155,9 +160,10 @@ type ChangelogConfig struct {
 	// its election).
 	MaxBatch int
 	// BeforeCommit, if set, is called before the commit message of each
-	// atomic batch of an Append (batch counts from 0 within the Append): a
-	// failure injection point. An error abandons the batch, which the
-	// server then never stores, and ends the Append with that error.
+	// batch of an Append (batch counts from 0 within the Append): a failure
+	// injection point. An error abandons the batch and ends the Append with
+	// that error: the server never stores an abandoned atomic batch, while
+	// the messages of a fast batch sent before it are stored.
 	BeforeCommit func(p, batch int) error
 	// Logger gets what a read survives without an error: a replay's or
 	// follower's consumer replaced (default slog.Default()).
@@ -172,8 +178,14 @@ type Changelog struct {
 	cfg ChangelogConfig
 	// per partition: stream name, record subject prefix, commit subject
 	streams, prefixes, commits []string
-	maxBatch                   int            // messages per atomic batch
-	drops                      sync.WaitGroup // consumer deletions in flight
+	maxBatch                   int // messages per atomic batch
+	// fast[p]: at-least-once Appends to partition p go as one fast batch
+	// (the stream allows them); else as atomic batches.
+	fast []atomic.Bool
+	// afterAdd, if set (tests), is called after message i of a fast batch
+	// to partition p was published.
+	afterAdd func(p, i int)
+	drops    sync.WaitGroup // consumer deletions in flight
 }
 
 var _ port.Changelog = (*Changelog)(nil)
@@ -181,7 +193,7 @@ var _ port.Changelog = (*Changelog)(nil)
 // NewChangelog creates every partition's stream, or updates it to the
 // configuration below if it exists, so it is idempotent. Streams: file
 // storage, MaxMsgsPerSubject 1 (compaction), Discard old, AllowAtomicPublish,
-// AllowMsgTTL (records with a TTL carry Nats-TTL), the server's default
+// AllowBatchPublish (fast batches), AllowMsgTTL (records with a TTL carry Nats-TTL), the server's default
 // duplicate window (2 min). A stream created by an older version, without
 // AllowMsgTTL, gets it by the update: the server allows enabling it in place
 // (it only refuses disabling it again). No SubjectDeleteMarkerTTL: an expired
@@ -206,7 +218,7 @@ func NewChangelog(ctx context.Context, js natsjs.JetStream, cfg ChangelogConfig)
 	if !probe {
 		cfg.MaxBatch = MaxAtomicBatch
 	}
-	c := &Changelog{js: js, cfg: cfg, maxBatch: cfg.MaxBatch}
+	c := &Changelog{js: js, cfg: cfg, maxBatch: cfg.MaxBatch, fast: make([]atomic.Bool, cfg.Partitions)}
 	for p := 0; p < cfg.Partitions; p++ {
 		name := ChangelogStream(cfg.App, p)
 		sc := natsjs.StreamConfig{
@@ -221,6 +233,7 @@ func NewChangelog(ctx context.Context, js natsjs.JetStream, cfg ChangelogConfig)
 			MaxMsgsPerSubject:  1,
 			Discard:            natsjs.DiscardOld,
 			AllowAtomicPublish: true,
+			AllowBatchPublish:  true,
 			AllowMsgTTL:        true,
 		}
 		st, err := ensureStream(ctx, js, sc)
@@ -233,6 +246,9 @@ func NewChangelog(ctx context.Context, js natsjs.JetStream, cfg ChangelogConfig)
 		if got := st.CachedInfo(); got != nil && !got.Config.AllowMsgTTL {
 			return nil, fmt.Errorf("edgetables/jetstream: stream %s: server did not enable per-message TTLs (needs nats-server 2.11 or later)", name)
 		}
+		// A server older than 2.14 knows no fast batches and leaves the
+		// setting off: at-least-once Appends use atomic batches there.
+		c.fast[p].Store(st.CachedInfo() != nil && st.CachedInfo().Config.AllowBatchPublish)
 		c.streams = append(c.streams, name)
 		c.prefixes = append(c.prefixes, recordPrefix(cfg.App, p))
 		c.commits = append(c.commits, CommitSubject(cfg.App, p))
@@ -353,29 +369,34 @@ func (c *Changelog) LastCommit(ctx context.Context, p int) (marker port.CommitMa
 }
 
 // Append writes recs and then marker to partition p and returns the
-// marker's sequence. The messages go as JetStream atomic batches of at most
-// MaxBatch messages, one after the other: the first message of each
-// batch carries Nats-Expected-Last-Sequence, the end of the log as this
-// writer expects it (expectLast, then the end of the previous batch), and
-// the server checks it when it commits the batch, against the stream as it
-// is then. A writer that lost the partition (another wrote meanwhile) gets
-// an error wrapping port.ErrFenced, and none of its batch is stored.
+// marker's sequence. Every Append is fenced: it fails with an error
+// wrapping port.ErrFenced, and stores nothing after another writer's
+// messages, when the log does not end at expectLast or another writer
+// appends meanwhile.
 //
-// Each batch waits for its predecessor's acknowledgement, so what is stored
-// after an error is a prefix of whole batches, and never lands after
-// another writer's messages: pipelined single messages could not promise
-// that (a paused writer's later messages, each expecting a sequence, may
-// match a log another writer has grown meanwhile). With Atomic set, the
-// whole commit must fit one batch (else ErrBatchTooLarge): a commit's
-// records are then stored all together with their marker, or not at all.
+// With Atomic set (exactly once) the messages go as one JetStream atomic
+// batch (else ErrBatchTooLarge) whose first message carries
+// Nats-Expected-Last-Sequence, checked when the server commits the batch,
+// against the stream as it is then: the records are stored all together
+// with their marker, or not at all.
+//
+// Without it (at least once) they go as one JetStream fast batch (see
+// appendFast): each message expects its predecessor's sequence, and the
+// first refused ends the batch, so what is stored after an error is a
+// prefix of the messages, right after expectLast. Pipelined single
+// messages could not promise that (a paused writer's later messages, each
+// expecting a sequence, may match a log another writer has grown
+// meanwhile). A stream that refuses fast batches gets atomic batches of at
+// most MaxBatch messages, each waiting for its predecessor's
+// acknowledgement, with the same outcome.
 // Records are checked (table name, key length) before anything is sent.
 //
 // Appends to different partitions may run concurrently; a partition has one
 // writer, and two concurrent Appends to the same partition fence each other.
 // The marker is JSON on <app>.commit.<p>; a tombstone is an empty message
 // with the header Edgetables-Op: del. A record with a TTL carries Nats-TTL
-// (its TTL in whole seconds, rounded up), in atomic batches too: the server
-// removes it once the TTL has passed.
+// (its TTL in whole seconds, rounded up): the server removes it once the
+// TTL has passed.
 func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs []port.Record, marker port.CommitMarker) (uint64, error) {
 	if err := c.checkPartition(p); err != nil {
 		return 0, err
@@ -399,21 +420,27 @@ func (c *Changelog) Append(ctx context.Context, p int, expectLast uint64, recs [
 	if err != nil {
 		return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: encode marker: %w", p, err)
 	}
-	msgs := make([]*nats.Msg, 0, min(n, c.maxBatch))
+	msgs := make([]*nats.Msg, 0, n)
+	for i := range recs {
+		msgs = append(msgs, c.recordMsg(p, &recs[i]))
+	}
+	msgs = append(msgs, &nats.Msg{Subject: c.commits[p], Data: markerData, Header: make(nats.Header, 4)})
+	if !c.cfg.Atomic && c.fast[p].Load() {
+		last, ok, err := c.appendFast(ctx, p, expectLast, msgs)
+		if ok {
+			return last, err
+		}
+		c.fast[p].Store(false)
+		c.logger().Warn("stream refuses fast batches; appending in atomic batches", "partition", p, "stream", c.streams[p])
+	}
 	last, batch := expectLast, 0
-	for i := 0; i < n; i++ {
-		if i < len(recs) {
-			msgs = append(msgs, c.recordMsg(p, &recs[i]))
-		} else {
-			msgs = append(msgs, &nats.Msg{Subject: c.commits[p], Data: markerData, Header: make(nats.Header, 4)})
+	for len(msgs) > 0 {
+		b := msgs[:min(len(msgs), c.maxBatch)]
+		msgs = msgs[len(b):]
+		if last, err = c.appendBatch(ctx, p, batch, last, b); err != nil {
+			return 0, err
 		}
-		if len(msgs) == c.maxBatch || i == n-1 {
-			if last, err = c.appendBatch(ctx, p, batch, last, msgs); err != nil {
-				return 0, err
-			}
-			msgs = msgs[:0]
-			batch++
-		}
+		batch++
 	}
 	return last, nil
 }

@@ -29,9 +29,9 @@
 //   - Recovery replays one partition. A consumer filtered to one partition of
 //     a shared stream still walks the whole stream on the server (measured:
 //     replaying 1/8 of a stream took as long as replaying all of it).
-//   - Atomic batch publish, which the exactly-once mode will use to write a
+//   - Atomic batch publish, with which the exactly-once mode writes a
 //     commit's records and marker all-or-nothing, works within one stream
-//     only.
+//     only; so do the fast batches of at-least-once Appends.
 //   - Fencing: each Append chains Nats-Expected-Last-Sequence from the
 //     sequence the writer knows the log to end at. That is a stream-level
 //     check, so it fences a zombie writer only if the stream has exactly one

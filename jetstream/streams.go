@@ -51,6 +51,7 @@ func sameStreamConfig(have, want natsjs.StreamConfig) bool {
 		(want.MaxMsgs == 0 || have.MaxMsgs == want.MaxMsgs) && (want.MaxBytes == 0 || have.MaxBytes == want.MaxBytes) &&
 		have.MaxAge == want.MaxAge && (want.MaxMsgsPerSubject == 0 || have.MaxMsgsPerSubject == want.MaxMsgsPerSubject) &&
 		have.Discard == want.Discard && have.AllowAtomicPublish == want.AllowAtomicPublish &&
+		(!want.AllowBatchPublish || have.AllowBatchPublish) &&
 		(!want.AllowMsgTTL || have.AllowMsgTTL) &&
 		have.Description == want.Description && (want.Duplicates == 0 || have.Duplicates == want.Duplicates) &&
 		sameSources(have.Sources, want.Sources)

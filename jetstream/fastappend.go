@@ -1,0 +1,121 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+
+	"github.com/edgetables/edgetables/manager/port"
+)
+
+// Fast batch flow control of an at-least-once Append: the server acks every
+// fastFlow messages (at most; it may ask for acks more often), and the
+// publisher waits once fastFlow*fastOutstanding messages are unacked.
+const (
+	fastFlow        = 500
+	fastOutstanding = 4
+)
+
+// errCodeBatchPublishDisabled is nats-server 2.15's refusal of a fast batch
+// by a stream without AllowBatchPublish.
+const errCodeBatchPublishDisabled = 10205
+
+// appendFast writes msgs to partition p as one JetStream fast batch
+// (orbit.go jetstreamext.FastPublisher): the server stores each message as
+// it arrives, without staging, and acknowledges every few hundred. Each
+// message carries Nats-Expected-Last-Sequence, its predecessor's sequence
+// (expectLast for the first): a message that does not extend the log as
+// this writer expects (another writer appended meanwhile) is refused, and
+// with it the batch ends, in the server's default gap mode ("fail"), so
+// every later message of it is refused too. What is stored after an error
+// is therefore a prefix of msgs, right after expectLast, and never lands
+// after another writer's messages. It returns the last message's sequence.
+//
+// It is the at-least-once Append: unlike an atomic batch it does not store
+// all or nothing, but a commit's records without their marker are what a
+// failed at-least-once Append of several atomic batches may leave too.
+// ok is false when the stream refuses fast batches (AllowBatchPublish was
+// turned off, by an older edgetables or by hand): nothing was stored.
+func (c *Changelog) appendFast(ctx context.Context, p int, expectLast uint64, msgs []*nats.Msg) (last uint64, ok bool, err error) {
+	n := len(msgs)
+	var (
+		mu        sync.Mutex
+		serverErr error // the first error the server reported on the side
+	)
+	fp, err := jetstreamext.NewFastPublisher(c.js,
+		jetstreamext.FastPublishFlowControl{Flow: fastFlow, MaxOutstandingAcks: fastOutstanding, AckTimeout: ackWait(ctx)},
+		jetstreamext.WithFastPublisherErrorHandler(func(err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if serverErr == nil {
+				serverErr = err
+			}
+		}))
+	if err != nil {
+		return 0, true, fmt.Errorf("edgetables/jetstream: append to partition %d: %w", p, err)
+	}
+	// fail explains an error of message i: the first reason the server
+	// gave on the side if it gave one (a fenced writer: what follows is
+	// the batch ended because of it), else err.
+	fail := func(i int, err error) error {
+		mu.Lock()
+		cause := serverErr
+		mu.Unlock()
+		if cause == nil {
+			cause = err
+		}
+		err = fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s, after %d): message %d of %d: %w",
+			p, c.streams[p], expectLast, i+1, n, cause)
+		if apiErr := (*natsjs.APIError)(nil); errors.As(cause, &apiErr) && apiErr.ErrorCode == errCodeWrongLastSequence {
+			return fmt.Errorf("%w: %w", port.ErrFenced, err)
+		}
+		return err
+	}
+	for i, m := range msgs {
+		m.Header.Set(nats.ExpectedLastSeqHdr, strconv.FormatUint(expectLast+uint64(i), 10))
+		if i == n-1 {
+			if c.cfg.BeforeCommit != nil {
+				if err := c.cfg.BeforeCommit(p, 0); err != nil {
+					return 0, true, fmt.Errorf("edgetables/jetstream: append to partition %d: batch abandoned before its commit (%d of %d messages sent): %w", p, n-1, n, err)
+				}
+			}
+			ack, err := fp.CommitMsg(ctx, m)
+			if err == nil && ack.Sequence != expectLast+uint64(n) {
+				err = fmt.Errorf("the batch ended at %d, want %d", ack.Sequence, expectLast+uint64(n))
+			}
+			if i == 0 && refusesFastBatches(err) {
+				return 0, false, nil
+			}
+			if err != nil {
+				return 0, true, fail(i, err)
+			}
+			return ack.Sequence, true, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, true, fail(i, err)
+		}
+		if _, err := fp.AddMsg(m); err != nil {
+			if i == 0 && refusesFastBatches(err) {
+				return 0, false, nil
+			}
+			return 0, true, fail(i, err)
+		}
+		if c.afterAdd != nil {
+			c.afterAdd(p, i)
+		}
+	}
+	return 0, true, fmt.Errorf("edgetables/jetstream: append to partition %d: empty batch", p)
+}
+
+// refusesFastBatches reports whether err is a stream's refusal of fast
+// batches (it lacks AllowBatchPublish).
+func refusesFastBatches(err error) bool {
+	var apiErr *natsjs.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeBatchPublishDisabled
+}
