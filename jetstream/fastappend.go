@@ -40,6 +40,11 @@ const errCodeBatchPublishDisabled = 10205
 // It is the at-least-once Append: unlike an atomic batch it does not store
 // all or nothing, but a commit's records without their marker are what a
 // failed at-least-once Append of several atomic batches may leave too.
+// An Append given up before its commit (its context ends, BeforeCommit
+// fails) ends its batch. One that times out waiting for the server's acks
+// mid-batch leaves the publisher's subscription to them behind:
+// jetstreamext v0.4.0 drops it on every other end of a batch, not there.
+//
 // ok is false when the stream refuses fast batches (AllowBatchPublish was
 // turned off, by an older edgetables or by hand): nothing was stored.
 func (c *Changelog) appendFast(ctx context.Context, p int, expectLast uint64, msgs []*nats.Msg) (last uint64, ok bool, err error) {
@@ -77,11 +82,20 @@ func (c *Changelog) appendFast(ctx context.Context, p int, expectLast uint64, ms
 		}
 		return err
 	}
+	// abandon ends a batch this Append gives up before its commit: an end
+	// of batch, which stores nothing, sent without waiting for its answer,
+	// so that the publisher drops its subscription to the server's acks.
+	abandon := func() {
+		done, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, _ = fp.Close(done)
+	}
 	for i, m := range msgs {
 		m.Header.Set(nats.ExpectedLastSeqHdr, strconv.FormatUint(expectLast+uint64(i), 10))
 		if i == n-1 {
 			if c.cfg.BeforeCommit != nil {
 				if err := c.cfg.BeforeCommit(p, 0); err != nil {
+					abandon()
 					return 0, true, fmt.Errorf("edgetables/jetstream: append to partition %d: batch abandoned before its commit (%d of %d messages sent): %w", p, n-1, n, err)
 				}
 			}
@@ -98,6 +112,7 @@ func (c *Changelog) appendFast(ctx context.Context, p int, expectLast uint64, ms
 			return ack.Sequence, true, nil
 		}
 		if err := ctx.Err(); err != nil {
+			abandon()
 			return 0, true, fail(i, err)
 		}
 		if _, err := fp.AddMsg(m); err != nil {

@@ -138,3 +138,64 @@ func TestFastAppendFallsBack(t *testing.T) {
 		t.Errorf("partition 1: last %d, %d messages; want 1504, 1501", s.LastSeq, s.Msgs)
 	}
 }
+
+// TestFastAppendGivenUp: an Append given up mid-batch (its context ends,
+// or BeforeCommit fails) leaves no subscription behind, and the log takes
+// the next Append from where the stored prefix ends.
+func TestFastAppendGivenUp(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	js := embeddedJetStream(t, ctx, ServerConfig{})
+	c, err := NewChangelog(ctx, js, ChangelogConfig{App: "givenup", Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc := js.Conn()
+	subs := nc.NumSubscriptions()
+	errStop := errors.New("stop here")
+	for _, tc := range []struct {
+		name  string
+		setup func(cancel context.CancelFunc)
+	}{
+		{"context ends", func(cancel context.CancelFunc) {
+			c.afterAdd = func(p, i int) {
+				if i == 2 {
+					cancel()
+				}
+			}
+		}},
+		{"BeforeCommit fails", func(context.CancelFunc) {
+			c.cfg.BeforeCommit = func(p, batch int) error { return errStop }
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := c.State(ctx, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			actx, acancel := context.WithCancel(ctx)
+			defer acancel()
+			tc.setup(acancel)
+			_, err = c.Append(actx, 0, st.Last, fastTestRecords(10, tc.name), port.CommitMarker{Node: "a"})
+			c.afterAdd, c.cfg.BeforeCommit = nil, nil
+			if err == nil || errors.Is(err, port.ErrFenced) {
+				t.Fatalf("Append = %v, want an error other than fenced", err)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for nc.NumSubscriptions() != subs && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := nc.NumSubscriptions(); got != subs {
+				t.Errorf("%d subscriptions after the Append, want %d", got, subs)
+			}
+			time.Sleep(100 * time.Millisecond) // the sent records land
+			st, err = c.State(ctx, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Append(ctx, 0, st.Last, fastTestRecords(3, "after"), port.CommitMarker{Node: "a"}); err != nil {
+				t.Fatalf("Append after the given-up one: %v", err)
+			}
+		})
+	}
+}
