@@ -73,8 +73,20 @@ func TestSizing(t *testing.T) {
 				}
 			}
 			<-js.PublishAsyncComplete()
-			waitFor(t, 5*time.Minute, "every event processed", func() bool {
-				return n.Manager().Status().EventsProcessed == uint64(keys*updates)
+			// Committed, not only processed: the changelog holds every
+			// key's record once every partition's commit covers the last
+			// event (its source sequence, in a fresh source stream).
+			waitFor(t, 5*time.Minute, "every event committed", func() bool {
+				st := n.Manager().Status()
+				if st.EventsProcessed != uint64(keys*updates) || len(st.Partitions) != cfg.Partitions {
+					return false
+				}
+				for _, p := range st.Partitions {
+					if p.SourceSeq < uint64(keys*updates) {
+						return false
+					}
+				}
+				return true
 			})
 			took := time.Since(start)
 			// EDGETABLES_SIZING_SETTLE (a duration) waits before measuring:
