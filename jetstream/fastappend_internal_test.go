@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/manager/port"
 )
@@ -19,6 +20,20 @@ func fastTestRecords(n int, prefix string) []port.Record {
 		out[i] = port.Record{Table: "t", Key: fmt.Appendf(nil, "%s-%d", prefix, i), Value: []byte("v")}
 	}
 	return out
+}
+
+// fastChangelog starts an embedded JetStream and an app's changelog of
+// parts partitions on it, under a 60 s deadline.
+func fastChangelog(t *testing.T, app string, parts int) (context.Context, natsjs.JetStream, *Changelog) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	js := embeddedJetStream(t, ctx, ServerConfig{})
+	c, err := NewChangelog(ctx, js, ChangelogConfig{App: app, Partitions: parts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, js, c
 }
 
 // waitLast waits until partition p's log ends at want.
@@ -42,13 +57,7 @@ func waitLast(t *testing.T, ctx context.Context, c *Changelog, p int, want uint6
 // expects exactly the log the other writer grew: nothing of the fenced
 // writer lands after the other writer's message.
 func TestFastAppendFencedMidBatch(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	js := embeddedJetStream(t, ctx, ServerConfig{})
-	c, err := NewChangelog(ctx, js, ChangelogConfig{App: "fast", Partitions: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, js, c := fastChangelog(t, "fast", 1)
 	if !c.fast[0].Load() {
 		t.Fatal("the changelog does not use fast batches")
 	}
@@ -98,13 +107,7 @@ func TestFastAppendFencedMidBatch(t *testing.T) {
 // edgetables turned AllowBatchPublish off) takes at-least-once Appends as
 // atomic batches, and nothing is lost or stored twice.
 func TestFastAppendFallsBack(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	js := embeddedJetStream(t, ctx, ServerConfig{})
-	c, err := NewChangelog(ctx, js, ChangelogConfig{App: "fallback", Partitions: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, js, c := fastChangelog(t, "fallback", 2)
 	st, err := js.Stream(ctx, c.streams[1])
 	if err != nil {
 		t.Fatal(err)
@@ -143,13 +146,7 @@ func TestFastAppendFallsBack(t *testing.T) {
 // or BeforeCommit fails) leaves no subscription behind, and the log takes
 // the next Append from where the stored prefix ends.
 func TestFastAppendGivenUp(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	js := embeddedJetStream(t, ctx, ServerConfig{})
-	c, err := NewChangelog(ctx, js, ChangelogConfig{App: "givenup", Partitions: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, js, c := fastChangelog(t, "givenup", 1)
 	nc := js.Conn()
 	subs := nc.NumSubscriptions()
 	errStop := errors.New("stop here")
