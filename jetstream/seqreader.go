@@ -23,7 +23,7 @@ import (
 // three. While the cluster has no meta leader (it died, and the others
 // elect one, which takes seconds) no creation is answered, nor is one sent
 // during the election once it is over: the attempts in flight then make
-// sure one is sent soon after it. (nats.go's ordered consumer, v1.55.0,
+// sure one is sent soon after it. (nats.go's ordered consumer, v1.55.0 and v1.56.0,
 // waits 10 s for each answer, with no way to shorten it, which held up
 // promoted standbys that had to replay.)
 var readerHedges = []time.Duration{0, 300 * time.Millisecond, time.Second}

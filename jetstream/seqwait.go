@@ -126,7 +126,7 @@ const (
 
 // parseAckSeqs reads ackSeqs from a message's reply subject without
 // building the whole metadata (natsjs.Msg.Metadata). It accepts what
-// nats.go v1.55.0's parser accepts, and is stricter about the numbers:
+// nats.go's parser (v1.55.0, v1.56.0) accepts, and is stricter about the numbers:
 // one that is empty or not all decimal digits, or does not fit in a
 // uint64, is an error where nats.go reads 0.
 func parseAckSeqs(reply string) (ackSeqs, error) {
