@@ -40,6 +40,7 @@ const errCodeBatchPublishDisabled = 10205
 // It is the at-least-once Append: unlike an atomic batch it does not store
 // all or nothing, but a commit's records without their marker are what a
 // failed at-least-once Append of several atomic batches may leave too.
+//
 // An Append given up before its commit (its context ends, BeforeCommit
 // fails) ends its batch. One that times out waiting for the server's acks
 // mid-batch leaves the publisher's subscription to them behind:
