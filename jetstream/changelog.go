@@ -193,10 +193,11 @@ var _ port.Changelog = (*Changelog)(nil)
 // NewChangelog creates every partition's stream, or updates it to the
 // configuration below if it exists, so it is idempotent. Streams: file
 // storage, MaxMsgsPerSubject 1 (compaction), Discard old, AllowAtomicPublish,
-// AllowBatchPublish (fast batches), AllowMsgTTL (records with a TTL carry Nats-TTL), the server's default
-// duplicate window (2 min). A stream created by an older version, without
-// AllowMsgTTL, gets it by the update: the server allows enabling it in place
-// (it only refuses disabling it again). No SubjectDeleteMarkerTTL: an expired
+// AllowBatchPublish (fast batches), AllowMsgTTL (records with a TTL carry
+// Nats-TTL), the server's default duplicate window (2 min). A stream created
+// by an older version, without AllowMsgTTL or AllowBatchPublish, gets them
+// by the update: the server allows enabling AllowMsgTTL in place (it only
+// refuses disabling it again), and AllowBatchPublish both ways. No SubjectDeleteMarkerTTL: an expired
 // tombstone leaves nothing behind. It costs one request per partition.
 func NewChangelog(ctx context.Context, js natsjs.JetStream, cfg ChangelogConfig) (*Changelog, error) {
 	if err := ValidateApp(cfg.App); err != nil {
