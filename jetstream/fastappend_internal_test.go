@@ -105,7 +105,8 @@ func TestFastAppendFencedMidBatch(t *testing.T) {
 
 // TestFastAppendFallsBack: a stream that refuses fast batches (an older
 // edgetables turned AllowBatchPublish off) takes at-least-once Appends as
-// atomic batches, and nothing is lost or stored twice.
+// atomic batches, and nothing is lost or stored twice; the next
+// NewChangelog turns fast batches on again.
 func TestFastAppendFallsBack(t *testing.T) {
 	ctx, js, c := fastChangelog(t, "fallback", 2)
 	st, err := js.Stream(ctx, c.streams[1])
@@ -139,6 +140,17 @@ func TestFastAppendFallsBack(t *testing.T) {
 	if s := info.CachedInfo().State; s.LastSeq != 1504 || s.Msgs != 1500+1 {
 		// 1,500 keys (the second Append overwrote two) and one marker.
 		t.Errorf("partition 1: last %d, %d messages; want 1504, 1501", s.LastSeq, s.Msgs)
+	}
+	// A node that starts again turns fast batches back on.
+	again, err := NewChangelog(ctx, js, ChangelogConfig{App: "fallback", Partitions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.fast[1].Load() {
+		t.Error("NewChangelog left fast batches off on partition 1's stream")
+	}
+	if _, err := again.Append(ctx, 1, 1504, fastTestRecords(2, "k"), port.CommitMarker{Node: "a"}); err != nil {
+		t.Fatalf("partition 1: Append after NewChangelog: %v", err)
 	}
 }
 
