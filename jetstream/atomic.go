@@ -92,10 +92,9 @@ var ErrBatchTooLarge = errors.New("edgetables/jetstream: commit larger than one 
 
 // Error codes of a JetStream atomic batch (ADR-50) in nats-server 2.15.
 const (
-	errCodeBatchIncomplete   = 10176 // a batch the server does not hold
-	errCodeBatchTooLarge     = 10199 // "atomic publish batch is too large: N"
-	errCodeBatchExpectation  = 10164 // a batch's expectation refused
-	errCodeWrongLastSequence = 10071 // Nats-Expected-Last-Sequence mismatch
+	errCodeBatchIncomplete  = 10176 // a batch the server does not hold
+	errCodeBatchTooLarge    = 10199 // "atomic publish batch is too large: N"
+	errCodeBatchExpectation = 10164 // a batch's expectation refused
 )
 
 // defaultAckTimeout bounds each wait for the server's answer to a batch
@@ -112,14 +111,32 @@ func ackWait(ctx context.Context) time.Duration {
 	return defaultAckTimeout
 }
 
-// batchReply is the server's answer to a batch message sent as a request:
-// empty while staging, a PubAck with the batch's last sequence at commit,
-// or an error.
-type batchReply struct {
-	Stream string `json:"stream"`
-	Seq    uint64 `json:"seq"`
-	Count  int    `json:"count"`
-	Error  *struct {
+// apiErrorCode returns the JetStream error code err carries, or 0.
+func apiErrorCode(err error) natsjs.ErrorCode {
+	var apiErr *natsjs.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode
+	}
+	return 0
+}
+
+// batchError is err, an Append's failure, wrapped with what callers test
+// for: port.ErrFenced when the server refused an expectation (another
+// writer appended), ErrBatchTooLarge when it refused an atomic batch's
+// size.
+func batchError(err error) error {
+	switch apiErrorCode(err) {
+	case natsjs.JSErrCodeStreamWrongLastSequence, errCodeBatchExpectation:
+		return fmt.Errorf("%w: %w", port.ErrFenced, err)
+	case errCodeBatchTooLarge:
+		return fmt.Errorf("%w: %w", ErrBatchTooLarge, err)
+	}
+	return err
+}
+
+// probeReply is the server's answer to the batch size probe: an error.
+type probeReply struct {
+	Error *struct {
 		Code        int    `json:"code"`
 		ErrCode     int    `json:"err_code"`
 		Description string `json:"description"`
@@ -140,18 +157,8 @@ func (c *Changelog) appendBatch(ctx context.Context, p, batch int, expectLast ui
 		return 0, fmt.Errorf("edgetables/jetstream: append to partition %d: %w", p, err)
 	}
 	fail := func(i int, err error) error {
-		err = fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s, expected last %d): message %d of %d: %w",
-			p, c.streams[p], expectLast, i+1, n, err)
-		var apiErr *natsjs.APIError
-		if errors.As(err, &apiErr) {
-			switch apiErr.ErrorCode {
-			case errCodeWrongLastSequence, errCodeBatchExpectation:
-				return fmt.Errorf("%w: %w", port.ErrFenced, err)
-			case errCodeBatchTooLarge:
-				return fmt.Errorf("%w: %w", ErrBatchTooLarge, err)
-			}
-		}
-		return err
+		return batchError(fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s, expected last %d): message %d of %d: %w",
+			p, c.streams[p], expectLast, i+1, n, err))
 	}
 	for i, m := range msgs {
 		// Only the first message may carry the expectation (the
@@ -205,7 +212,7 @@ func (c *Changelog) probeMaxBatch(ctx context.Context, p, want int) (int, error)
 	if err != nil {
 		return 0, fmt.Errorf("edgetables/jetstream: stream %s: atomic batch size probe: %w", c.streams[p], err)
 	}
-	var r batchReply
+	var r probeReply
 	if err := json.Unmarshal(resp.Data, &r); err != nil || r.Error == nil {
 		return 0, fmt.Errorf("edgetables/jetstream: stream %s: atomic batch size probe: unexpected reply %q", c.streams[p], resp.Data)
 	}

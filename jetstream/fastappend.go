@@ -2,16 +2,12 @@ package jetstream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"sync"
 
 	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
-
-	"github.com/edgetables/edgetables/manager/port"
 )
 
 // Fast batch flow control of an at-least-once Append: the server acks every
@@ -76,12 +72,8 @@ func (c *Changelog) appendFast(ctx context.Context, p int, expectLast uint64, ms
 		if cause == nil {
 			cause = err
 		}
-		err = fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s, after %d): message %d of %d: %w",
-			p, c.streams[p], expectLast, i+1, n, cause)
-		if apiErr := (*natsjs.APIError)(nil); errors.As(cause, &apiErr) && apiErr.ErrorCode == errCodeWrongLastSequence {
-			return fmt.Errorf("%w: %w", port.ErrFenced, err)
-		}
-		return err
+		return batchError(fmt.Errorf("edgetables/jetstream: append to partition %d (stream %s, after %d): message %d of %d: %w",
+			p, c.streams[p], expectLast, i+1, n, cause))
 	}
 	// abandon ends a batch this Append gives up before its commit: an end
 	// of batch, which stores nothing, sent without waiting for its answer,
@@ -132,6 +124,5 @@ func (c *Changelog) appendFast(ctx context.Context, p int, expectLast uint64, ms
 // refusesFastBatches reports whether err is a stream's refusal of fast
 // batches (it lacks AllowBatchPublish).
 func refusesFastBatches(err error) bool {
-	var apiErr *natsjs.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeBatchPublishDisabled
+	return apiErrorCode(err) == errCodeBatchPublishDisabled
 }
