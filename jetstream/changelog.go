@@ -134,12 +134,12 @@ type ChangelogConfig struct {
 	// marker stored all or none; at most MaxBatch messages): the
 	// exactly-once mode. Each batch costs the server a staging store and an
 	// fsync, about 3 ms plus 10 µs a message on the reference machine.
-	// Without it (at least once), an Append is one JetStream fast batch,
-	// whose messages the server stores as they arrive: a failure may leave
-	// a commit's first records stored without the marker. A stream that
-	// refuses fast batches (a server before 2.14, or AllowBatchPublish
-	// turned off) takes atomic batches of MaxBatch messages instead, with
-	// the same outcome.
+	// Without it (at least once), an Append to a stream of one replica is
+	// one JetStream fast batch, whose messages the server stores as they
+	// arrive: a failure may leave a commit's first records stored without
+	// the marker. Replicated streams, and streams that refuse fast batches
+	// (a server before 2.14, or AllowBatchPublish turned off), take atomic
+	// batches of MaxBatch messages instead, with the same outcome.
 	Atomic bool
 	// TombstoneTTL, if positive, is how long a tombstone (a deleted key)
 	// stays in the log: the server removes it then (Nats-TTL), so deleted
@@ -180,7 +180,7 @@ type Changelog struct {
 	streams, prefixes, commits []string
 	maxBatch                   int // messages per atomic batch
 	// fast[p]: at-least-once Appends to partition p go as one fast batch
-	// (the stream allows them); else as atomic batches.
+	// (the stream has one replica and allows them); else as atomic batches.
 	fast []atomic.Bool
 	// afterAdd, if set (tests), is called after message i of a fast batch
 	// to partition p was published.
@@ -248,8 +248,14 @@ func NewChangelog(ctx context.Context, js natsjs.JetStream, cfg ChangelogConfig)
 			return nil, fmt.Errorf("edgetables/jetstream: stream %s: server did not enable per-message TTLs (needs nats-server 2.11 or later)", name)
 		}
 		// A server older than 2.14 knows no fast batches and leaves the
-		// setting off: at-least-once Appends use atomic batches there.
-		c.fast[p].Store(st.CachedInfo() != nil && st.CachedInfo().Config.AllowBatchPublish)
+		// setting off: at-least-once Appends use atomic batches there. So
+		// do replicated streams: a fast batch to a stream of three
+		// replicas was seen to lose messages in flight (a gap, which ends
+		// the batch with part of it stored) while a new cluster settled,
+		// and the commit's retry was then fenced by the writer's own
+		// records, so the partition was taken over again and its
+		// uncommitted events counted twice.
+		c.fast[p].Store(cfg.Replicas == 1 && st.CachedInfo() != nil && st.CachedInfo().Config.AllowBatchPublish)
 		c.streams = append(c.streams, name)
 		c.prefixes = append(c.prefixes, recordPrefix(cfg.App, p))
 		c.commits = append(c.commits, CommitSubject(cfg.App, p))
@@ -381,14 +387,14 @@ func (c *Changelog) LastCommit(ctx context.Context, p int) (marker port.CommitMa
 // against the stream as it is then: the records are stored all together
 // with their marker, or not at all.
 //
-// Without it (at least once) they go as one JetStream fast batch (see
-// appendFast): each message expects its predecessor's sequence, and the
+// Without it (at least once) they go, to a stream of one replica, as one
+// JetStream fast batch (see appendFast): each message expects its predecessor's sequence, and the
 // first refused ends the batch, so what is stored after an error is a
 // prefix of the messages, right after expectLast. Pipelined single
 // messages could not promise that (a paused writer's later messages, each
 // expecting a sequence, may match a log another writer has grown
-// meanwhile). A stream that refuses fast batches gets atomic batches of at
-// most MaxBatch messages, each waiting for its predecessor's
+// meanwhile). A replicated stream, or one that refuses fast batches, gets
+// atomic batches of at most MaxBatch messages, each waiting for its predecessor's
 // acknowledgement, with the same outcome.
 // Records are checked (table name, key length) before anything is sent.
 //
