@@ -204,6 +204,9 @@ func (m *TableManager) startRecovery(ctx context.Context, p *partition, retake b
 		if err != nil {
 			return err
 		}
+		// Cleared before the processor makes p ready, not when the task
+		// ends: a ready partition shows no failure.
+		p.taskFailing.Store(nil)
 		m.send(ctx, procEvent{p: p, ready: true})
 		return nil
 	})
@@ -244,7 +247,10 @@ func (m *TableManager) startStandby(ctx context.Context, p *partition) {
 	p.caughtUp = false
 	p.covered, p.attached = 0, false
 	m.startTask(ctx, p, "standby", func(ctx context.Context) error {
-		return m.recovery.follow(ctx, p, func() { m.send(ctx, procEvent{p: p, caughtUp: true}) })
+		return m.recovery.follow(ctx, p, func() {
+			p.taskFailing.Store(nil) // a standby that caught up is no longer failing
+			m.send(ctx, procEvent{p: p, caughtUp: true})
+		})
 	})
 }
 
