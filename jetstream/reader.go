@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edgetables/edgetables/manager/port"
@@ -70,9 +71,23 @@ type SourceReader struct {
 	handles []ackHandle // returned by Next and not acked, ascending seq
 
 	lastSeen uint64 // owned by the Consume callback
+	// pending is the server's count of messages after the last one
+	// delivered, when it sent that one (its NumPending).
+	pending atomic.Uint64
 }
 
-var _ port.SourceReader = (*SourceReader)(nil)
+var (
+	_ port.SourceReader   = (*SourceReader)(nil)
+	_ port.DrainingReader = (*SourceReader)(nil)
+)
+
+// Drained reports whether the last message delivered was the last one
+// the server held for the reader when it sent it (its NumPending was 0).
+// With nothing buffered, the reader has then caught up with the source;
+// false means more messages are on their way.
+func (r *SourceReader) Drained() bool {
+	return r.pending.Load() == 0
+}
 
 // ackHandle keeps what acking a delivered message needs: its ack subject
 // (not the message, so its data can be freed).
@@ -143,6 +158,7 @@ func (r *SourceReader) handle(m natsjs.Msg) {
 		return // a redelivery after AckWait: already delivered in order
 	}
 	r.lastSeen = seq
+	r.pending.Store(md.NumPending)
 	msg := port.SourceMessage{
 		Seq:     seq,
 		Subject: m.Subject(),

@@ -394,3 +394,33 @@ func TestSourceReaderEndsWhenReplaced(t *testing.T) {
 		t.Errorf("new reader: %v", got)
 	}
 }
+
+// TestSourceReaderDrained: a reader with a backlog beyond its buffer is not
+// drained; once it has delivered the last message stored, it is, until
+// more are stored and delivered.
+func TestSourceReaderDrained(t *testing.T) {
+	_, _, js := jstest.Start(t)
+	src := newSource(t, js, "in.>")
+	const n = 30000 // three times the reader's buffer of 10,000
+	publishN(t, js, "in.a", n, 10)
+	r := open(t, src, 1).(*jetstream.SourceReader)
+	if got := readSeqs(t, r, 100); len(got) != 100 {
+		t.Fatalf("read %d of 100", len(got))
+	}
+	if r.Drained() {
+		t.Error("drained with most of the backlog still in the stream")
+	}
+	if got := readSeqs(t, r, n-100); len(got) != n-100 {
+		t.Fatalf("read %d of the rest, want %d", len(got), n-100)
+	}
+	if !r.Drained() {
+		t.Error("not drained after the last message stored")
+	}
+	publishN(t, js, "in.a", 5, 10)
+	if got := readSeqs(t, r, 5); !slices.Equal(got, seqRange(n+1, n+5)) {
+		t.Fatalf("read %v after 5 more", got)
+	}
+	if !r.Drained() {
+		t.Error("not drained after the 5 new messages")
+	}
+}

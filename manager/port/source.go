@@ -52,6 +52,17 @@ type SourceReader interface {
 	Close() error
 }
 
+// DrainingReader is a SourceReader that can tell a source it has caught
+// up with from a delivery that is merely slow: the table manager's idle
+// commits (Config.CommitIdle) wait for the reader to be drained. A reader
+// without it is taken as drained whenever Next waited and got nothing.
+type DrainingReader interface {
+	SourceReader
+	// Drained reports whether every message the source held when the
+	// last one was delivered has been delivered.
+	Drained() bool
+}
+
 // SourceHold is a reader of the source stream outside the app, such as the
 // hub of an edge site: the manager's source trim (manager.Config.SourceHold)
 // keeps what it has not taken yet.
