@@ -121,12 +121,13 @@ type Config struct {
 	TombstoneTTL time.Duration
 	// deadLetterBytes caps the dead-letter stream (resolveStorage).
 	deadLetterBytes int64
-	// Partitions, CommitInterval, CommitEvery, RecoveryBufferSize,
-	// StandbyBufferSize and KeepSource are the table manager's (see
-	// manager.Config).
+	// Partitions, CommitInterval, CommitEvery, CommitIdle,
+	// RecoveryBufferSize, StandbyBufferSize and KeepSource are the table
+	// manager's (see manager.Config).
 	Partitions         int
 	CommitInterval     time.Duration
 	CommitEvery        int
+	CommitIdle         time.Duration
 	RecoveryBufferSize int
 	StandbyBufferSize  int
 	KeepSource         bool
@@ -584,7 +585,7 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 	maxRecords, capacity := jetstream.CommitLimits(cfg.ExactlyOnce, changelog.MaxBatch())
 	m, err := manager.New(manager.Config{
 		Node: cfg.Name, Partitions: cfg.Partitions, CommitInterval: cfg.CommitInterval,
-		CommitEvery: cfg.CommitEvery, RecoveryBufferSize: cfg.RecoveryBufferSize, StandbyBufferSize: cfg.StandbyBufferSize,
+		CommitEvery: cfg.CommitEvery, CommitIdle: cfg.CommitIdle, RecoveryBufferSize: cfg.RecoveryBufferSize, StandbyBufferSize: cfg.StandbyBufferSize,
 		KeepSource: cfg.KeepSource, SourceHold: n.sourceHold(),
 		Changelog: changelog, Source: source, DeadLetters: dlq, Coordinator: coord,
 		SessionTimeout: cfg.SessionTimeout, Standbys: cfg.Standbys, HTTPAddr: httpAddr,

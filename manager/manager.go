@@ -39,16 +39,29 @@ type Config struct {
 	// Partitions is the number of partitions of every table (default 8).
 	// It must not change for an existing app.
 	Partitions int
-	// CommitInterval is the longest time between commits (default 100ms).
-	// Shorter means fresher reads and fewer events replayed after a crash,
-	// at the cost of more, smaller changelog writes and store transactions.
+	// CommitInterval is the longest time between commits while the source
+	// has a backlog (default 250ms; a source the reader has caught up
+	// with is committed sooner, see CommitIdle). Shorter means fresher
+	// reads under load and fewer events replayed after a crash, at the
+	// cost of more, smaller changelog writes and store transactions: a
+	// longer interval coalesces more writes to the same key into one
+	// changelog record.
 	CommitInterval time.Duration
 	// CommitEvery commits after this many events even before the interval
-	// ends (default 10,000). A partition whose previous commit is still
+	// ends (default 50,000). A partition whose previous commit is still
 	// being written keeps buffering; processing waits for that commit once
 	// the partition buffers this many keys. It bounds the uncommitted
 	// state in memory.
 	CommitEvery int
+	// CommitIdle commits the events read since the last commit once the
+	// reader has caught up with the source (port.DrainingReader) and
+	// nothing came for this long, without waiting for CommitInterval to
+	// end (default 20ms; negative: never, commits wait for
+	// CommitInterval or CommitEvery). A light load's reads are then fresh
+	// within about CommitIdle, while a source with a backlog commits every
+	// CommitInterval and coalesces more writes to the same key into one
+	// changelog record.
+	CommitIdle time.Duration
 	// RecoveryBufferSize bounds the changelog records a recovery holds in
 	// memory and writes to the store in one transaction (default 10,000).
 	// The replay reads a batch of half of it while the store writes the
@@ -147,13 +160,16 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("manager config: Partitions %d: want 1 to 1024", c.Partitions)
 	}
 	if c.CommitInterval == 0 {
-		c.CommitInterval = 100 * time.Millisecond
+		c.CommitInterval = 250 * time.Millisecond
 	}
 	if c.CommitInterval < 0 {
 		return fmt.Errorf("manager config: CommitInterval %s is negative", c.CommitInterval)
 	}
 	if c.CommitEvery == 0 {
-		c.CommitEvery = 10000
+		c.CommitEvery = 50000
+	}
+	if c.CommitIdle == 0 {
+		c.CommitIdle = 20 * time.Millisecond
 	}
 	if c.RecoveryBufferSize == 0 {
 		c.RecoveryBufferSize = 10000

@@ -34,7 +34,7 @@ func TestCountsExact(t *testing.T) {
 
 func TestCoalescing(t *testing.T) {
 	// One commit for everything: a long interval and a large batch.
-	h := newHarness(t, manager.Config{CommitInterval: time.Hour, CommitEvery: 1 << 30})
+	h := newHarness(t, manager.Config{CommitInterval: time.Hour, CommitEvery: 1 << 30, CommitIdle: -1})
 	h.start()
 	want := map[string]int64{}
 	h.publishCounts(3000, 3, want)
@@ -46,6 +46,36 @@ func TestCoalescing(t *testing.T) {
 	}
 	h.start()
 	h.waitCounts(want)
+}
+
+// TestCommitIdle: the events of a source that then goes idle are
+// committed within about CommitIdle, not at the end of a long commit
+// interval; with CommitIdle off they wait for the interval.
+func TestCommitIdle(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		idle      time.Duration
+		committed bool
+	}{
+		{"default", 0, true},
+		{"off", -1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, manager.Config{CommitInterval: time.Hour, CommitEvery: 1 << 30, CommitIdle: tc.idle})
+			h.start()
+			want := map[string]int64{}
+			h.publishCounts(500, 10, want)
+			waitFor(t, 10*time.Second, "events processed", func() bool { return h.m.Status().EventsProcessed == 500 })
+			if tc.committed {
+				h.waitCounts(want)
+				return
+			}
+			time.Sleep(time.Second)
+			if got := h.m.Status().ChangelogRecords; got != 0 {
+				t.Errorf("changelog records = %d a second after the source went idle, want 0 (CommitIdle off)", got)
+			}
+		})
+	}
 }
 
 func TestRestartReplaysOnlyTail(t *testing.T) {
@@ -118,7 +148,7 @@ func TestCrashAfterAppend(t *testing.T) {
 // committed as soon as it holds 999 uncommitted keys, so no commit is ever
 // too large for one atomic batch, whatever the interval.
 func TestExactlyOnceCommitsFitOneBatch(t *testing.T) {
-	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: time.Hour, CommitEvery: 1 << 30})
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: time.Hour, CommitEvery: 1 << 30, CommitIdle: -1})
 	h.atomic = true
 	h.start()
 	want := map[string]int64{}

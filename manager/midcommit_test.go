@@ -53,7 +53,7 @@ func TestCrashBeforeBatchCommit(t *testing.T) {
 // event), the documented cost of at-least-once.
 func TestCrashBeforeMarker(t *testing.T) {
 	var crash, fired atomic.Bool
-	h := newHarness(t, manager.Config{Partitions: 1, CommitInterval: 3 * time.Second})
+	h := newHarness(t, manager.Config{Partitions: 1, CommitInterval: 3 * time.Second, CommitIdle: -1})
 	h.beforeCommit = func(p, batch int) error {
 		if crash.Load() {
 			fired.Store(true)

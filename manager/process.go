@@ -160,6 +160,13 @@ func (m *TableManager) process(ctx context.Context) error {
 		// Bounded, so that rebalances and activations wait at most
 		// pollEvery while the source is quiet.
 		wait = min(max(time.Until(lastCommit.Add(m.cfg.CommitInterval)), time.Millisecond), pollEvery)
+		// With events uncommitted, a reader that caught up with the
+		// source and waited CommitIdle for more commits them at once
+		// (Config.CommitIdle).
+		idle := sinceCommit > 0 && m.cfg.CommitIdle > 0 && wait > m.cfg.CommitIdle
+		if idle {
+			wait = m.cfg.CommitIdle
+		}
 		reader := m.reader
 		msgs, err := reader.Next(ctx, m.cfg.ReadBatch, wait)
 		if ctx.Err() != nil {
@@ -224,6 +231,13 @@ func (m *TableManager) process(ctx context.Context) error {
 				}
 				lastCommit, sinceCommit = time.Now(), 0
 			}
+		}
+		if idle && len(msgs) == 0 && drained(reader) {
+			if err := m.commitTick(ctx); err != nil {
+				return err
+			}
+			lastCommit, sinceCommit = time.Now(), 0
+			continue
 		}
 		if time.Since(lastCommit) >= m.cfg.CommitInterval || time.Since(lastClose) >= m.cfg.CommitInterval {
 			m.closeWindows(ctx)
@@ -598,4 +612,11 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
+}
+
+// drained tells whether r has delivered everything its source held (see
+// port.DrainingReader); a reader that cannot tell counts as drained.
+func drained(r port.SourceReader) bool {
+	d, ok := r.(port.DrainingReader)
+	return !ok || d.Drained()
 }

@@ -54,7 +54,7 @@ func waitSet(t *testing.T, tags *manager.SetTable[string, string], key string, w
 func TestSetTableAddDiscardRestart(t *testing.T) {
 	// One commit holds many adds and discards of the same keys: they
 	// coalesce into one set per key.
-	h := newHarness(t, manager.Config{CommitInterval: 300 * time.Millisecond})
+	h := newHarness(t, manager.Config{CommitInterval: 300 * time.Millisecond, CommitIdle: -1})
 	var tags *manager.SetTable[string, string]
 	setSetup(h, &tags)
 	h.start()

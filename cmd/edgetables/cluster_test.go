@@ -375,7 +375,7 @@ func TestClusterCrashAndZombie(t *testing.T) {
 	// paused with them uncommitted until its lease expires.
 	must(t, c.procs[2].cmd.Process.Signal(syscall.SIGTERM))
 	_ = c.procs[2].cmd.Wait()
-	c.start(2, "--commit-interval=1h", "--commit-every=100000000")
+	c.start(2, "--commit-interval=1h", "--commit-every=100000000", "--commit-idle=0")
 	c.settle(0, 1, 2)
 	c.publish(0, 1000)
 	time.Sleep(500 * time.Millisecond) // n2 buffers its share

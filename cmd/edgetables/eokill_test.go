@@ -36,7 +36,7 @@ func TestKill9ExactlyOnceLargeCommits(t *testing.T) {
 	bin := buildBinary(t)
 	dataDir := t.TempDir()
 	natsPort, httpPort := freePort(t), freePort(t)
-	flags := []string{"--processing-guarantee=exactly-once", "--commit-interval=2s", "--commit-every=1000000"}
+	flags := []string{"--processing-guarantee=exactly-once", "--commit-interval=2s", "--commit-every=1000000", "--commit-idle=0"}
 	p := startProc(t, bin, dataDir, natsPort, httpPort, flags...)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -83,7 +83,7 @@ func TestKill9ExactlyOnceLargeCommits(t *testing.T) {
 			// The last incarnation commits every 10 s: on a loaded
 			// machine 2 s rounds can hold fewer than 1,000 records
 			// per partition.
-			flags = []string{"--processing-guarantee=exactly-once", "--commit-interval=10s", "--commit-every=1000000"}
+			flags = []string{"--processing-guarantee=exactly-once", "--commit-interval=10s", "--commit-every=1000000", "--commit-idle=0"}
 		}
 		p = startProc(t, bin, dataDir, natsPort, httpPort, flags...)
 	}

@@ -86,8 +86,9 @@ type runCmd struct {
 	HTTPListen      string            `name:"http-listen" help:"HTTP API address ('off' disables it)." default:"127.0.0.1:8080"`
 	Console         bool              `help:"Serve the operator's console at / of the HTTP API, and its history at /v1/history (--console=false or --no-console: off)." default:"true" negatable:""`
 	Partitions      int               `help:"Partitions of every table (fixed for an app)." default:"8"`
-	CommitInterval  time.Duration     `help:"Longest time between commits." default:"100ms"`
-	CommitEvery     int               `help:"Commit after this many events even before the interval ends." default:"10000"`
+	CommitInterval  time.Duration     `help:"Longest time between commits while the source has a backlog (see --commit-idle)." default:"250ms"`
+	CommitEvery     int               `help:"Commit after this many events even before the interval ends." default:"50000"`
+	CommitIdle      time.Duration     `help:"Commit as soon as the source has delivered nothing for this long, without waiting for --commit-interval: reads of a light load are fresh within about this (0: off)." default:"20ms"`
 	RecoveryBuffer  int               `name:"recovery-buffer-size" help:"Changelog records a recovering partition holds in memory: it reads half of them while it writes the other half to its store (at most that many per store transaction)." default:"10000"`
 	StandbyBuffer   int               `name:"standby-buffer-size" help:"Changelog records per store transaction of a standby (it lags its active by at most this many while the log grows)." default:"1000"`
 	Sync            string            `help:"JetStream fsync policy: 'always' (every write reaches the disk before it is acknowledged) or 'interval' (the server's periodic sync)." default:"interval" enum:"always,interval"`
@@ -137,6 +138,8 @@ func (r *runCmd) Validate() error {
 		return fmt.Errorf("--commit-interval %s: must be positive", r.CommitInterval)
 	case r.GCPercent < 0:
 		return fmt.Errorf("--gc-percent %d: want 0 (the default) or more", r.GCPercent)
+	case r.CommitIdle < 0:
+		return fmt.Errorf("--commit-idle %s: want 0 (off) or more", r.CommitIdle)
 	case r.CommitEvery < 1:
 		return fmt.Errorf("--commit-every %d: must be at least 1", r.CommitEvery)
 	case r.RecoveryBuffer < 1:
@@ -248,7 +251,7 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 		Name: r.Name, App: r.App, DataDir: r.DataDir, NATSListen: r.NATSListen, HTTPListen: r.HTTPListen,
 		SyncAlways: r.Sync == "always", ExactlyOnce: r.Guarantee == "exactly-once", SourceMaxBytes: int64(r.SourceMaxBytes), Partitions: r.Partitions,
 		MaxStore: int64(r.MaxStore), MaxMemory: int64(r.MaxMemory), TombstoneTTL: r.TombstoneTTL,
-		CommitInterval: r.CommitInterval, CommitEvery: r.CommitEvery, RecoveryBufferSize: r.RecoveryBuffer,
+		CommitInterval: r.CommitInterval, CommitEvery: r.CommitEvery, CommitIdle: commitIdle(r.CommitIdle), RecoveryBufferSize: r.RecoveryBuffer,
 		StandbyBufferSize: r.StandbyBuffer, KeepSource: r.KeepSource, Logger: log, NoConsole: !r.Console,
 		ClusterName: r.ClusterName, ClusterListen: r.ClusterListen, Routes: r.Routes, Replicas: r.Replicas,
 		Standbys: r.Standbys, SessionTimeout: r.SessionTimeout, ElectionTimeout: r.ElectionTimeout, NATSURLs: r.NATSURL, ResetTables: r.ResetTable,
@@ -395,4 +398,13 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// commitIdle maps --commit-idle to manager.Config.CommitIdle, where 0
+// means the default and a negative duration means off.
+func commitIdle(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
