@@ -148,23 +148,23 @@ func signal(ch chan struct{}) {
 // handle runs on nats.go's delivery goroutine, one message at a time. It
 // blocks while the buffer is full, which stops further pull requests.
 func (r *SourceReader) handle(m natsjs.Msg) {
-	md, err := m.Metadata()
+	md, err := parseAckSeqs(m.Reply()) // Metadata's fields, without its allocations
 	if err != nil {
 		r.fail(fmt.Errorf("message metadata: %w", err))
 		return
 	}
-	seq := md.Sequence.Stream
+	seq := md.stream
 	if seq <= r.lastSeen {
 		return // a redelivery after AckWait: already delivered in order
 	}
 	r.lastSeen = seq
-	r.pending.Store(md.NumPending)
+	r.pending.Store(md.pending)
 	msg := port.SourceMessage{
 		Seq:     seq,
 		Subject: m.Subject(),
 		Header:  map[string][]string(m.Headers()),
 		Data:    m.Data(),
-		Time:    md.Timestamp,
+		Time:    time.Unix(0, md.stored),
 	}
 	r.bufMu.Lock()
 	for (len(r.msgs) >= sourcePull || r.bytes >= sourcePullBytes) && !r.failed {

@@ -3,6 +3,7 @@ package jetstream
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -105,11 +106,13 @@ func (w *idleWait) Err() error {
 // Value returns nil (context.Context).
 func (w *idleWait) Value(any) any { return nil }
 
-// ackSeqs are the parts of a JetStream message's metadata a seqReader
-// uses: its stream sequence, its consumer sequence and the number of
-// messages pending on the consumer after it.
+// ackSeqs are the parts of a JetStream message's metadata the readers
+// use: its stream sequence, its consumer sequence, the number of messages
+// pending on the consumer after it, and when it was stored (nanoseconds
+// since the Unix epoch).
 type ackSeqs struct {
 	stream, consumer, pending uint64
+	stored                    int64
 }
 
 // Token positions in a JetStream message's reply subject (nats.go's
@@ -128,7 +131,7 @@ const (
 // building the whole metadata (natsjs.Msg.Metadata). It accepts what
 // nats.go's parser (v1.55.0, v1.56.0) accepts, and is stricter about the numbers:
 // one that is empty or not all decimal digits, or does not fit in a
-// uint64, is an error where nats.go reads 0.
+// uint64 (an int64 for the time), is an error where nats.go reads 0.
 func parseAckSeqs(reply string) (ackSeqs, error) {
 	const prefix = "$JS.ACK."
 	tokens := strings.Count(reply, ".") + 1
@@ -145,11 +148,16 @@ func parseAckSeqs(reply string) (ackSeqs, error) {
 	}
 	// rest is <sseq>.<cseq>.<tm>.<pending>[.<more>]
 	var s ackSeqs
+	var tm uint64
 	var ok bool
 	if s.stream, rest, ok = cutDecimal(rest); ok {
 		if s.consumer, rest, ok = cutDecimal(rest); ok {
-			rest = rest[strings.IndexByte(rest, '.')+1:] // <tm>
-			s.pending, _, ok = cutDecimal(rest)
+			if tm, rest, ok = cutDecimal(rest); ok && tm <= math.MaxInt64 {
+				s.stored = int64(tm)
+				s.pending, _, ok = cutDecimal(rest)
+			} else {
+				ok = false
+			}
 		}
 	}
 	if !ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,12 +26,14 @@ func TestParseAckSeqs(t *testing.T) {
 		want        ackSeqs
 		ok          bool
 	}{
-		{"v1", "$JS.ACK.s.c.1.100.7.1700000000000000000.42", ackSeqs{100, 7, 42}, true},
-		{"v2", "$JS.ACK.hub.ACCHASH.s.c.2.100.7.1700000000000000000.0.rnd", ackSeqs{100, 7, 0}, true},
-		{"v2 without the last token", "$JS.ACK._.ACCHASH.s.c.1.5.6.17.8", ackSeqs{5, 6, 8}, true},
-		{"v2 with more tokens", "$JS.ACK._.h.s.c.1.5.6.17.8.r.x.y", ackSeqs{5, 6, 8}, true},
+		{"v1", "$JS.ACK.s.c.1.100.7.1700000000000000000.42", ackSeqs{100, 7, 42, 1700000000000000000}, true},
+		{"v2", "$JS.ACK.hub.ACCHASH.s.c.2.100.7.1700000000000000000.0.rnd", ackSeqs{100, 7, 0, 1700000000000000000}, true},
+		{"v2 without the last token", "$JS.ACK._.ACCHASH.s.c.1.5.6.17.8", ackSeqs{5, 6, 8, 17}, true},
+		{"v2 with more tokens", "$JS.ACK._.h.s.c.1.5.6.17.8.r.x.y", ackSeqs{5, 6, 8, 17}, true},
 		{"largest numbers", "$JS.ACK.s.c.1.18446744073709551615.18446744073709551615.1.18446744073709551615",
-			ackSeqs{1<<64 - 1, 1<<64 - 1, 1<<64 - 1}, true},
+			ackSeqs{1<<64 - 1, 1<<64 - 1, 1<<64 - 1, 1}, true},
+		{"time past int64", "$JS.ACK.s.c.1.5.6.9223372036854775808.8", ackSeqs{}, false},
+		{"empty time", "$JS.ACK.s.c.1.5.6..8", ackSeqs{}, false},
 		{"overflow", "$JS.ACK.s.c.1.18446744073709551616.1.1.1", ackSeqs{}, false},
 		{"10 tokens", "$JS.ACK.x.s.c.1.5.6.17.8", ackSeqs{}, false},
 		{"8 tokens", "$JS.ACK.s.c.1.5.6.17", ackSeqs{}, false},
@@ -79,7 +82,8 @@ func splitAckSeqs(reply string) (ackSeqs, bool) {
 		tokens = append([]string{"$JS", "ACK", "", ""}, tokens[2:]...)
 	}
 	var s ackSeqs
-	for i, dst := range map[int]*uint64{7: &s.stream, 8: &s.consumer, 10: &s.pending} {
+	var tm uint64
+	for i, dst := range map[int]*uint64{7: &s.stream, 8: &s.consumer, 9: &tm, 10: &s.pending} {
 		tok := tokens[i]
 		if tok == "" || strings.TrimLeft(tok, "0123456789") != "" {
 			return ackSeqs{}, false
@@ -90,6 +94,10 @@ func splitAckSeqs(reply string) (ackSeqs, bool) {
 		}
 		*dst = n
 	}
+	if tm > math.MaxInt64 {
+		return ackSeqs{}, false
+	}
+	s.stored = int64(tm)
 	return s, true
 }
 
@@ -145,7 +153,7 @@ func TestSeqReaderSeqsMatchMetadata(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := ackSeqs{md.Sequence.Stream, md.Sequence.Consumer, md.NumPending}
+		want := ackSeqs{md.Sequence.Stream, md.Sequence.Consumer, md.NumPending, md.Timestamp.UnixNano()}
 		if got != want || got.stream != uint64(i+1) {
 			t.Fatalf("message %d (reply %q): sequences %+v; the metadata says %+v", i, msg.Reply(), got, want)
 		}
