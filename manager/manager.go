@@ -57,10 +57,11 @@ type Config struct {
 	// reader has caught up with the source (port.DrainingReader) and
 	// nothing came for this long, without waiting for CommitInterval to
 	// end (default 20ms; negative: never, commits wait for
-	// CommitInterval or CommitEvery). A light load's reads are then fresh
-	// within about CommitIdle, while a source with a backlog commits every
-	// CommitInterval and coalesces more writes to the same key into one
-	// changelog record.
+	// CommitInterval or CommitEvery), and 100 ms after the last commit at
+	// the soonest. A light load's reads are then fresh within about
+	// CommitIdle after a pause, and within about 100 ms under a trickle of
+	// events, while a source with a backlog commits every CommitInterval
+	// and coalesces more writes to the same key into one changelog record.
 	CommitIdle time.Duration
 	// RecoveryBufferSize bounds the changelog records a recovery holds in
 	// memory and writes to the store in one transaction (default 10,000).

@@ -78,6 +78,32 @@ func TestCommitIdle(t *testing.T) {
 	}
 }
 
+// TestCommitIdleSpacing: a trickle of events, one every 30 ms, each
+// followed by a pause longer than CommitIdle, is committed at most once
+// per 100 ms (idleCommitSpacing), not once per event.
+func TestCommitIdleSpacing(t *testing.T) {
+	h := newHarness(t, manager.Config{Partitions: 1, CommitInterval: time.Hour, CommitEvery: 1 << 30})
+	h.start()
+	const events = 40
+	want := map[string]int64{}
+	start := time.Now()
+	for i := range events {
+		h.publish("ev.k", []byte("{}"))
+		want["k"]++
+		time.Sleep(time.Until(start.Add(time.Duration(i+1) * 30 * time.Millisecond)))
+	}
+	h.waitCounts(want)
+	took := time.Since(start)
+	commits := h.m.Status().Commits
+	t.Logf("%d events in %v: %d commits", events, took.Round(time.Millisecond), commits)
+	if most := uint64(took/(100*time.Millisecond)) + 2; commits > most {
+		t.Errorf("%d commits for %d events in %v; want at most %d (one per 100 ms)", commits, events, took, most)
+	}
+	if commits < 2 {
+		t.Errorf("%d commits: the idle commits did not come", commits)
+	}
+}
+
 func TestRestartReplaysOnlyTail(t *testing.T) {
 	h := newHarness(t, manager.Config{})
 	h.start()

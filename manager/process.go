@@ -19,6 +19,12 @@ const stopTimeout = 10 * time.Second
 // activation.
 const pollEvery = 50 * time.Millisecond
 
+// idleCommitSpacing is the shortest time from a commit to the next idle
+// commit (Config.CommitIdle): a trickle of events, each followed by a
+// pause, is committed at most this often, as often as the commit interval
+// of 100 ms before idle commits came.
+const idleCommitSpacing = 100 * time.Millisecond
+
 // pumpEvery is how many messages of a batch are dispatched between two
 // looks at the commits in flight.
 const pumpEvery = 512
@@ -162,10 +168,16 @@ func (m *TableManager) process(ctx context.Context) error {
 		wait = min(max(time.Until(lastCommit.Add(m.cfg.CommitInterval)), time.Millisecond), pollEvery)
 		// With events uncommitted, a reader that caught up with the
 		// source and waited CommitIdle for more commits them at once
-		// (Config.CommitIdle).
-		idle := sinceCommit > 0 && m.cfg.CommitIdle > 0 && wait > m.cfg.CommitIdle
-		if idle {
-			wait = m.cfg.CommitIdle
+		// (Config.CommitIdle), idleCommitSpacing after the last commit at
+		// the soonest.
+		idle := false
+		if sinceCommit > 0 && m.cfg.CommitIdle > 0 {
+			spacing := min(idleCommitSpacing, m.cfg.CommitInterval)
+			if early := time.Until(lastCommit.Add(spacing)) - m.cfg.CommitIdle; early > 0 {
+				wait = min(wait, early) // then look again
+			} else if wait > m.cfg.CommitIdle {
+				idle, wait = true, m.cfg.CommitIdle
+			}
 		}
 		reader := m.reader
 		msgs, err := reader.Next(ctx, m.cfg.ReadBatch, wait)

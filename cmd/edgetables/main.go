@@ -88,7 +88,7 @@ type runCmd struct {
 	Partitions      int               `help:"Partitions of every table (fixed for an app)." default:"8"`
 	CommitInterval  time.Duration     `help:"Longest time between commits while the source has a backlog (see --commit-idle)." default:"250ms"`
 	CommitEvery     int               `help:"Commit after this many events even before the interval ends." default:"50000"`
-	CommitIdle      time.Duration     `help:"Commit as soon as the source has delivered nothing for this long, without waiting for --commit-interval: reads of a light load are fresh within about this (0: off)." default:"20ms"`
+	CommitIdle      time.Duration     `help:"Commit as soon as the node has read everything the source holds and nothing more came for this long, 100ms after the last commit at the soonest, without waiting for --commit-interval (0: off)." default:"20ms"`
 	RecoveryBuffer  int               `name:"recovery-buffer-size" help:"Changelog records a recovering partition holds in memory: it reads half of them while it writes the other half to its store (at most that many per store transaction)." default:"10000"`
 	StandbyBuffer   int               `name:"standby-buffer-size" help:"Changelog records per store transaction of a standby (it lags its active by at most this many while the log grows)." default:"1000"`
 	Sync            string            `help:"JetStream fsync policy: 'always' (every write reaches the disk before it is acknowledged) or 'interval' (the server's periodic sync)." default:"interval" enum:"always,interval"`
