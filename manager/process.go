@@ -244,14 +244,8 @@ func (m *TableManager) process(ctx context.Context) error {
 				lastCommit, sinceCommit = time.Now(), 0
 			}
 		}
-		if idle && len(msgs) == 0 && drained(reader) {
-			if err := m.commitTick(ctx); err != nil {
-				return err
-			}
-			lastCommit, sinceCommit = time.Now(), 0
-			continue
-		}
-		if time.Since(lastCommit) >= m.cfg.CommitInterval || time.Since(lastClose) >= m.cfg.CommitInterval {
+		idleNow := idle && len(msgs) == 0 && drained(reader)
+		if idleNow || time.Since(lastCommit) >= m.cfg.CommitInterval || time.Since(lastClose) >= m.cfg.CommitInterval {
 			m.closeWindows(ctx)
 			lastClose = time.Now()
 			if err := m.commitTick(ctx); err != nil {
