@@ -75,7 +75,7 @@ func TestBenchTiny(t *testing.T) {
 	want := []string{
 		"pipeline, K=100 (at-least-once)", "pipeline, K=N=2,000 (at-least-once)",
 		"pipeline, K=100 (exactly-once)", "recovery, ", "reads: Table.Lookup in process",
-		"reads: Table.Lookup p50", "reads: HTTP GET", "footprint: binary size",
+		"reads: Table.Lookup p50", "reads: HTTP GET /v1/tables", "reads: HTTP GET, net/http's Client", "footprint: binary size",
 	}
 	if !testing.Short() {
 		want = append(want, "footprint: idle RSS", "footprint: peak RSS",
