@@ -89,8 +89,15 @@ func (Float64) Decode(b []byte) (float64, error) {
 // the HTTP API without a decode and re-encode.
 type JSON[T any] struct{}
 
-// Encode implements Codec.
-func (JSON[T]) Encode(v T) ([]byte, error) { return json.Marshal(v) }
+// Encode implements Codec. An int64 (a count or sum table's value) is
+// written with strconv, which gives encoding/json's bytes without its
+// reflection; anything else goes to json.Marshal.
+func (JSON[T]) Encode(v T) ([]byte, error) {
+	if n, ok := any(v).(int64); ok {
+		return strconv.AppendInt(nil, n, 10), nil
+	}
+	return json.Marshal(v)
+}
 
 // Decode implements Codec. An int64 written as a plain JSON integer is read
 // without encoding/json; anything else (spaces, exponents, invalid text)

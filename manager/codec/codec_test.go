@@ -190,3 +190,25 @@ func bytesPerRun(f func()) uint64 {
 	runtime.ReadMemStats(&after)
 	return (after.TotalAlloc - before.TotalAlloc) / runs
 }
+
+// BenchmarkJSONInt64Encode: a count table's value written by the JSON
+// codec, against encoding/json.
+func BenchmarkJSONInt64Encode(b *testing.B) {
+	var c JSON[int64]
+	b.Run("codec", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := range b.N {
+			if _, err := c.Encode(int64(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := range b.N {
+			if _, err := json.Marshal(int64(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
