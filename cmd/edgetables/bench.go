@@ -37,9 +37,9 @@ type benchCmd struct {
 	Dir             string        `help:"Directory for the bench's data, kept afterwards (default: a temporary directory, removed)."`
 	ProfileDir      string        `name:"profile-dir" help:"Write one CPU profile per measured phase into this directory."`
 	NodeLogDir      string        `name:"node-log-dir" help:"Write the output of every node the failover scenario starts, at log level info, into this directory (<case>-<node>-<start>.log)."`
-	Executable      string        `help:"edgetables binary the footprint and failover scenarios start (default: this one)."`
+	Executable      string        `help:"edgetables binary the footprint and failover scenarios start (default: the failover scenario this one; the footprint scenario a release build of the module in the working directory, or this one without it)."`
 	NoSpawn         bool          `name:"no-spawn" hidden:"" help:"Skip what starts the binary: the footprint's RSS and the failover scenario."`
-	ModuleDir       string        `name:"module-dir" hidden:"" help:"edgetables module to build the stripped binary from ('-': do not build)."`
+	ModuleDir       string        `name:"module-dir" hidden:"" help:"edgetables module to build the release binary from ('-': do not build)."`
 
 	Sweep                bool     `help:"Measure the scaling sweep's curves instead of the scenarios (--scenarios is ignored; 8 to 13 minutes on 2 cores): each point once, a table and with --sweep-plot an SVG per curve; --sweep-* choose the points."`
 	SweepCurves          []string `placeholder:"CURVE" name:"sweep-curves" help:"Curves of the sweep, comma-separated: pipeline events/s vs keys and vs partitions, recovery time vs changelog records, idle RSS vs partitions and tables." default:"pipeline-keys,pipeline-partitions,recovery-records,idle-rss" enum:"pipeline-keys,pipeline-partitions,recovery-records,idle-rss"`

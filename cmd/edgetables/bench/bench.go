@@ -112,12 +112,15 @@ type Config struct {
 	// to see where a slow failover's time went.
 	NodeLogDir string
 	// Executable is the edgetables binary the footprint and failover
-	// scenarios start (default: os.Executable(), this program).
+	// scenarios start (default: the failover scenario os.Executable(),
+	// this program; the footprint scenario the release build of ModuleDir,
+	// or this program without one).
 	Executable string
 	// ModuleDir is the edgetables module the footprint scenario builds a
-	// stripped binary from with the go command (default: the module of
-	// the working directory, if it is edgetables). "-" skips the build:
-	// the size of Executable is reported instead.
+	// static, stripped binary from with the go command, as
+	// deploy/release.sh does (default: the module of the working
+	// directory, if it is edgetables). "-" skips the build: the size of
+	// Executable is reported instead.
 	ModuleDir string
 	// NoSpawn skips what starts Executable: the footprint's idle and
 	// loaded RSS (the binary size is still reported), the failover

@@ -34,20 +34,63 @@ const (
 // footprint measures the resident memory of an edgetables node (the binary,
 // started as `edgetables run` with two tables) idle and under the
 // pipeline's load, and the size of the stripped binary.
+//
+// The binary is the release build (static and stripped, as
+// deploy/release.sh builds it) when the go command and the edgetables
+// module are at hand: what a device runs. A build linked against the C
+// library (cgo, Go's default where a C compiler is installed) maps libc
+// too, about 1.2 MiB more resident. --executable picks the binary the
+// nodes run instead; without the module the running executable is used.
 func (e *env) footprint(ctx context.Context) ([]Result, error) {
+	release, err := e.releaseBinary(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var out []Result
 	if !e.cfg.NoSpawn {
-		rs, err := e.spawnFootprint(ctx)
+		exe, what := release, "the release build ("+releaseBuild+")"
+		if e.cfg.Executable != "" || release == "" {
+			if exe, err = e.executable(); err != nil {
+				return nil, err
+			}
+			what = filepath.Base(exe)
+		}
+		rs, err := e.spawnFootprint(ctx, exe, what)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, rs...)
 	}
-	r, err := e.binarySize(ctx)
+	r, err := e.binarySize(release)
 	if err != nil {
 		return nil, err
 	}
 	return append(out, r), nil
+}
+
+// releaseBuild is how releaseBinary builds: deploy/release.sh's settings.
+const releaseBuild = "CGO_ENABLED=0 go build -trimpath -ldflags='-s -w'"
+
+// releaseBinary builds the edgetables module's binary as deploy/release.sh
+// does for this platform (static, stripped) when the go command and the
+// module are at hand, and returns its path; "" when they are not.
+func (e *env) releaseBinary(ctx context.Context) (string, error) {
+	dir := e.cfg.ModuleDir
+	if dir == "" {
+		dir = findModule(ctx)
+	}
+	if dir == "" || dir == "-" {
+		return "", nil
+	}
+	bin := filepath.Join(e.dir, "edgetables-release")
+	e.log.Info("bench: footprint: building the release binary", "module", dir)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/edgetables")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("%s in %s: %w\n%s", releaseBuild, dir, err, out)
+	}
+	return bin, nil
 }
 
 // spawnFootprint starts the node twice on one data directory: idle, for
@@ -55,11 +98,8 @@ func (e *env) footprint(ctx context.Context) ([]Result, error) {
 // put into its source stream while it was stopped, for its peak resident
 // memory until it has committed them all (the pipeline scenario's load, in
 // the binary).
-func (e *env) spawnFootprint(ctx context.Context) ([]Result, error) {
-	exe, err := e.executable()
-	if err != nil {
-		return nil, err
-	}
+// exe is the binary, what says which it is in the rows' notes.
+func (e *env) spawnFootprint(ctx context.Context, exe, what string) ([]Result, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -145,11 +185,10 @@ func (e *env) spawnFootprint(ctx context.Context) ([]Result, error) {
 		return nil, err
 	}
 
-	base := filepath.Base(exe)
 	return []Result{{
 		Name: fmt.Sprintf("footprint: idle RSS, 2 tables, %d partitions", e.cfg.Partitions), Unit: "MiB", Value: mib(idle),
 		Target: "< 30 MiB", Met: ptr(idle < idleRSSTarget),
-		Note: fmt.Sprintf("VmRSS of `%s run` (a count and a max table) %s after /readyz", base, idleSettle),
+		Note: fmt.Sprintf("VmRSS of `edgetables run` (a count and a max table), %s, %s after /readyz", what, idleSettle),
 	}, {
 		Name: "footprint: peak RSS under the pipeline load", Unit: "MiB", Value: mib(peak),
 		Target: "≤ 128 MiB", Met: ptr(peak <= peakRSSTarget),
@@ -288,30 +327,19 @@ func checkNode(ctx context.Context, client *http.Client, addr string, counts []i
 	return nil
 }
 
-// binarySize builds the stripped binary when the go command and the
-// edgetables module are at hand, and otherwise reports the running
-// executable's size, saying whether it is stripped.
-func (e *env) binarySize(ctx context.Context) (Result, error) {
-	dir := e.cfg.ModuleDir
-	if dir == "" {
-		dir = findModule(ctx)
-	}
-	if dir != "" && dir != "-" {
-		bin := filepath.Join(e.dir, "edgetables-stripped")
-		e.log.Info("bench: footprint: building the stripped binary", "module", dir)
-		cmd := exec.CommandContext(ctx, "go", "build", "-ldflags=-s -w", "-o", bin, "./cmd/edgetables")
-		cmd.Dir = dir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return Result{}, fmt.Errorf("go build -ldflags='-s -w' in %s: %w\n%s", dir, err, out)
-		}
-		fi, err := os.Stat(bin)
+// binarySize reports the size of the release binary (see releaseBinary),
+// or when there is none ("") the running executable's, saying whether it
+// is stripped.
+func (e *env) binarySize(release string) (Result, error) {
+	if release != "" {
+		fi, err := os.Stat(release)
 		if err != nil {
 			return Result{}, err
 		}
 		return Result{
 			Name: "footprint: binary size, stripped", Unit: "MiB", Value: mib(fi.Size()),
 			Target: "< 25 MiB", Met: ptr(fi.Size() < binaryTarget),
-			Note: fmt.Sprintf("go build -ldflags='-s -w' ./cmd/edgetables in %s: %s bytes", dir, count(int(fi.Size()))),
+			Note: fmt.Sprintf("%s ./cmd/edgetables (deploy/release.sh's build): %s bytes", releaseBuild, count(int(fi.Size()))),
 		}, nil
 	}
 	exe, err := e.executable()
