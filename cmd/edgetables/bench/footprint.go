@@ -39,8 +39,9 @@ const (
 // deploy/release.sh builds it) when the go command and the edgetables
 // module are at hand: what a device runs. A build linked against the C
 // library (cgo, Go's default where a C compiler is installed) maps libc
-// too, about 1.2 MiB more resident. --executable picks the binary the
-// nodes run instead; without the module the running executable is used.
+// and its loader too, about 1.4 MiB more resident. --executable picks the
+// binary the nodes run instead; without the module the running
+// executable is used.
 func (e *env) footprint(ctx context.Context) ([]Result, error) {
 	release, err := e.releaseBinary(ctx)
 	if err != nil {
