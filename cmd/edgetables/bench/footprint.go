@@ -49,12 +49,9 @@ func (e *env) footprint(ctx context.Context) ([]Result, error) {
 	}
 	var out []Result
 	if !e.cfg.NoSpawn {
-		exe, what := release, "the release build ("+releaseBuild+")"
-		if e.cfg.Executable != "" || release == "" {
-			if exe, err = e.executable(); err != nil {
-				return nil, err
-			}
-			what = filepath.Base(exe)
+		exe, what, err := e.footprintExecutable(release)
+		if err != nil {
+			return nil, err
 		}
 		rs, err := e.spawnFootprint(ctx, exe, what)
 		if err != nil {
@@ -67,6 +64,20 @@ func (e *env) footprint(ctx context.Context) ([]Result, error) {
 		return nil, err
 	}
 	return append(out, r), nil
+}
+
+// footprintExecutable returns the binary whose memory the footprint
+// scenario and the sweep's idle curve measure, with words that name it:
+// Executable if set, else the release build release (see releaseBinary)
+// unless that is "", else the running executable.
+func (e *env) footprintExecutable(release string) (exe, what string, err error) {
+	if e.cfg.Executable == "" && release != "" {
+		return release, "the release build (" + releaseBuild + ")", nil
+	}
+	if exe, err = e.executable(); err != nil {
+		return "", "", err
+	}
+	return exe, filepath.Base(exe), nil
 }
 
 // releaseBuild is how releaseBinary builds: deploy/release.sh's settings.

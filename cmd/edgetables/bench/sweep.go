@@ -338,9 +338,9 @@ func (e *env) sweepRecovery(ctx context.Context) (Curve, error) {
 	return c, errors.Join(errs...)
 }
 
-// sweepIdle measures the idle resident memory of the edgetables binary
-// (`edgetables run`, as the footprint scenario starts it) at every
-// partition count and table count, on a fresh data directory each.
+// sweepIdle measures the idle resident memory of the binary the footprint
+// scenario measures (`edgetables run`, as that scenario starts it) at
+// every partition count and table count, on a fresh data directory each.
 func (e *env) sweepIdle(ctx context.Context) (Curve, error) {
 	s := e.cfg.Sweep
 	c := Curve{Name: CurveIdleRSS, Title: "Idle RSS vs partitions and tables", X: "partitions", Unit: "MiB",
@@ -353,10 +353,18 @@ func (e *env) sweepIdle(ctx context.Context) (Curve, error) {
 		c.Notes = append(c.Notes, "not run (no spawn): it starts the edgetables binary")
 		return c, nil
 	}
-	exe, err := e.executable()
+	var release string
+	if e.cfg.Executable == "" {
+		var err error
+		if release, err = e.releaseBinary(ctx); err != nil {
+			return c, err
+		}
+	}
+	exe, what, err := e.footprintExecutable(release)
 	if err != nil {
 		return c, err
 	}
+	c.Fixed += "; the binary: " + what
 	var errs []error
 points:
 	for _, p := range s.Partitions {
