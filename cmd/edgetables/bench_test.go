@@ -30,6 +30,9 @@ func TestBenchTiny(t *testing.T) {
 		FailoverKills: 2, FailoverBase: 0,
 		Scenarios: []string{"pipeline", "recovery", "failover", "reads", "footprint"},
 		JSON:      true, Dir: t.TempDir(),
+		// No release build: TestReleaseBinary (package bench) makes one,
+		// and a second, cold in CI, would cost it about a minute.
+		ModuleDir: "-",
 	}
 	if testing.Short() {
 		b.NoSpawn = true
