@@ -61,9 +61,9 @@ echo "hub node: pid ${pids[-1]}, HTTP 127.0.0.1:8300, log $DATA/hubnode.log"
 for a in 127.0.0.1:8301 127.0.0.1:8302 127.0.0.1:8300; do wait_http "$a"; done
 
 cat <<'USAGE'
-ready. Publish at the sites (nats CLI: go install github.com/nats-io/natscli/nats@latest):
-  nats --server nats://127.0.0.1:4301 pub ev.a '{}' --count 10
-  nats --server nats://127.0.0.1:4302 pub ev.b '{}' --count 5
+ready. Publish at the sites (nats CLI: go install github.com/nats-io/natscli/nats@v0.5.0):
+  nats --server nats://127.0.0.1:4301 pub -J ev.a '{}' --count 10
+  nats --server nats://127.0.0.1:4302 pub -J ev.b '{}' --count 5
 Read:
   curl -s 127.0.0.1:8301/v1/tables/count/keys/a          # at site s1
   curl -s 127.0.0.1:8300/v1/tables/bysite/keys/s1        # the hub's table over both sites

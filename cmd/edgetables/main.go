@@ -148,6 +148,8 @@ func (r *runCmd) Validate() error {
 		return fmt.Errorf("--standby-buffer-size %d: must be at least 1", r.StandbyBuffer)
 	case r.TombstoneTTL < 0 || r.TombstoneTTL > 0 && r.TombstoneTTL < time.Second:
 		return fmt.Errorf("--tombstone-ttl %s: want at least 1s, or 0 (for ever)", r.TombstoneTTL)
+	case r.MaxClockSkew < 0:
+		return fmt.Errorf("--max-clock-skew %s: want 0 (no bound) or more", r.MaxClockSkew)
 	case r.SourceMaxBytes != 0 && r.SourceMaxBytes < 1<<20:
 		return fmt.Errorf("--source-max-bytes %d: must be at least 1 MiB (0: automatic)", r.SourceMaxBytes)
 	case len(r.Table) == 0:
@@ -280,7 +282,7 @@ func (r *runCmd) config(log *slog.Logger) (edge.Config, error) {
 	cfg.Edge = r.edgeFlags.config()
 	for _, t := range r.Table {
 		t.MaxClockSkew = r.MaxClockSkew
-		if r.MaxClockSkew <= 0 {
+		if r.MaxClockSkew == 0 {
 			t.MaxClockSkew = -1 // no bound
 		}
 		table, agent, err := builtin.Builtin(t.TableSpec)

@@ -58,6 +58,8 @@ func TestFlagErrors(t *testing.T) {
 		{"replicas alone", []string{"run", table, "--replicas=5"}, nil, "--replicas 5: a single node"},
 		{"reset undeclared table", []string{"run", table, "--reset-table=d"}, nil, "--reset-table d"},
 		{"tombstone ttl", []string{"run", table, "--tombstone-ttl=500ms"}, nil, "--tombstone-ttl"},
+		{"negative max clock skew", []string{"run", table, "--max-clock-skew=-5m"}, nil, "--max-clock-skew -5m0s"},
+		{"status timeout", []string{"status", "--timeout=-1s"}, nil, "--timeout -1s"},
 		{"max store too small", []string{"run", table, "--max-store=1MiB"}, nil, "--max-store 1MiB"},
 		{"max store not a size", []string{"run", table, "--max-store=lots"}, nil, "--max-store"},
 		{"source over max store", []string{"run", table, "--max-store=64MiB", "--source-max-bytes=40MiB"}, nil, "--source-max-bytes 40MiB: does not fit --max-store 64MiB"},

@@ -46,6 +46,10 @@ func (s *statusCmd) run(ctx context.Context, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "edgetables: error: --http %q: %v\n", s.HTTP, err)
 		return exitUsage
 	}
+	if s.Timeout <= 0 {
+		fmt.Fprintf(stderr, "edgetables: error: --timeout %s: must be positive\n", s.Timeout)
+		return exitUsage
+	}
 	if s.Interval <= 0 {
 		fmt.Fprintf(stderr, "edgetables: error: --interval %s: must be positive\n", s.Interval)
 		return exitUsage
