@@ -241,6 +241,9 @@ func measureReads(ctx context.Context, order []int, rounds int, readers []func(i
 	order = order[warmup:]
 	rounds = max(1, min(rounds, len(order)))
 	lat := make([][]time.Duration, len(readers))
+	for i := range lat {
+		lat[i] = make([]time.Duration, 0, len(order))
+	}
 	took := make([]time.Duration, len(readers))
 	for r := range rounds {
 		keys := order[r*len(order)/rounds : (r+1)*len(order)/rounds]
