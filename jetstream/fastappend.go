@@ -45,6 +45,9 @@ const errCodeBatchPublishDisabled = 10205
 //
 // ok is false when the stream refuses fast batches (AllowBatchPublish was
 // turned off, by an older edgetables or by hand): nothing was stored.
+//
+// A single message (a commit without records) goes as a plain publish
+// instead (appendOne).
 func (c *Changelog) appendFast(ctx context.Context, p int, expectLast uint64, msgs []*nats.Msg) (last uint64, ok bool, err error) {
 	n := len(msgs)
 	if n == 1 {
