@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,14 +59,6 @@ func (r *runCmd) newNode(log *slog.Logger) (*edge.Node, error) {
 		return nil, err
 	}
 	return edge.NewNode(cfg)
-}
-
-// setMemoryLimit applies --memory-limit, if given.
-func (r *runCmd) setMemoryLimit(log *slog.Logger) {
-	if r.MemoryLimit > 0 {
-		debug.SetMemoryLimit(int64(r.MemoryLimit))
-		log.Info("memory limit set", "bytes", int64(r.MemoryLimit))
-	}
 }
 
 // byteSize is a size in bytes written as a number with an optional unit:

@@ -77,7 +77,7 @@ func (g *globalTableFlag) UnmarshalText(b []byte) error {
 
 type runCmd struct {
 	Config          string            `help:"Configuration file (YAML or JSON) holding any of these flags, one key per flag (data-dir: ./data, table: [...]); flags and EDGETABLES_* variables override it." type:"existingfile" placeholder:"FILE"`
-	MemoryLimit     byteSize          `name:"memory-limit" help:"Soft memory limit of the Go runtime (runtime/debug.SetMemoryLimit), e.g. 400MiB; 0: none (GOMEMLIMIT applies if set)." default:"0" placeholder:"SIZE"`
+	MemoryLimit     memoryLimit       `name:"memory-limit" help:"Soft memory limit of the Go runtime (runtime/debug.SetMemoryLimit), e.g. 400MiB. auto: GOMEMLIMIT if set, else 80% of the cgroup's memory cap if there is one (systemd MemoryMax, a container's memory limit), else none. 0: none (GOMEMLIMIT applies if set)." default:"auto" placeholder:"SIZE"`
 	GCPercent       int               `name:"gc-percent" help:"Garbage collection target of the Go runtime (runtime/debug.SetGCPercent): the heap grows this many percent over the live heap before a collection. 0: 50, or GOGC if set." default:"0" placeholder:"PERCENT"`
 	Name            string            `help:"Node name, stable across restarts (default: the host name)."`
 	App             string            `help:"Namespace of every NATS resource." default:"edgetables"`
