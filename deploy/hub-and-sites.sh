@@ -42,7 +42,7 @@ wait_http() { until curl -sf "$1/readyz" >/dev/null; do sleep 0.3; done; }
 sed "s|\"./hub-data\"|\"$DATA/hub\"|" deploy/hub.conf >"$DATA/hub.conf"
 "$NATS_SERVER" -c "$DATA/hub.conf" >"$DATA/hub.log" 2>&1 &
 pids+=($!)
-echo "hub nats-server: pid ${pids[-1]}, NATS 127.0.0.1:4222, leaf 127.0.0.1:7422, log $DATA/hub.log"
+echo "hub nats-server: pid ${pids[-1]}, NATS 127.0.0.1:4222, leaf 127.0.0.1:7422, config $DATA/hub.conf, log $DATA/hub.log"
 until (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; do sleep 0.2; done
 
 for i in 1 2; do

@@ -478,3 +478,57 @@ func TestSiteSourceFullIsAnAlert(t *testing.T) {
 		t.Fatalf("source trimmed from %d although the hub took nothing", first)
 	}
 }
+
+// hubSourceFirst returns the first sequence of the hub's source stream.
+func hubSourceFirst(t *testing.T, hub *testHub) uint64 {
+	t.Helper()
+	nc, err := nats.Connect(hub.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := natsjs.NewWithDomain(nc, "hub")
+	st, err := js.Stream(context.Background(), jetstream.SourceStream("edgetables"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.CachedInfo().State.FirstSeq
+}
+
+// TestHubTakesANewSiteBacklog: a site that a running hub starts to source
+// late (added to --sites, or whose stream the hub could not find at
+// first) has its whole backlog counted at the hub, although the hub's
+// stream has been trimmed and holds newer events of other sites. A new
+// source starts, by JetStream's default for a stream whose first
+// sequence is above 1, at the time of the stream's last message: that
+// skipped every event the site stored before it.
+func TestHubTakesANewSiteBacklog(t *testing.T) {
+	hub := startTestHub(t)
+	remote := fmt.Sprintf("nats-leaf://127.0.0.1:%d", hub.leafPort)
+	s1, _ := runNode(t, siteConfig(t, t.TempDir(), "s1", remote))
+	s2, _ := runNode(t, siteConfig(t, t.TempDir(), "s2", remote))
+	cfg := hubNodeConfig(t, hub, "s2")
+	hn, stop := runNode(t, cfg)
+	publishIDs(t, s2, "a", 0, 20)
+	waitCount(t, hn, "bysite", "s2", 20, 30*time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	for hubSourceFirst(t, hub) <= 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the hub node did not trim its source stream")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	publishIDs(t, s1, "a", 0, 30) // kept by s1: no hub sources it
+	waitCount(t, s1, "count", "a", 30, 15*time.Second)
+	publishIDs(t, s2, "a", 20, 5) // the hub's last message is newer than s1's
+	waitCount(t, hn, "bysite", "s2", 25, 30*time.Second)
+	stop()
+
+	cfg.Edge.Sites = append(cfg.Edge.Sites, jetstream.SiteSource{Site: "s1"})
+	hn, _ = runNode(t, cfg)
+	waitCount(t, hn, "bysite", "s1", 30, 60*time.Second)
+	waitCount(t, hn, "bysite", "s2", 25, 5*time.Second)
+	publishIDs(t, s1, "a", 30, 5)
+	waitCount(t, hn, "bysite", "s1", 35, 30*time.Second)
+}

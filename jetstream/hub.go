@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -49,7 +50,17 @@ func siteStreamSources(app string, sites []SiteSource) ([]*natsjs.StreamSource, 
 		}
 		seen[s.Site], seen["domain "+s.Domain] = true, true
 		out = append(out, &natsjs.StreamSource{
-			Name:              SourceStream(app),
+			Name: SourceStream(app),
+			// A source the hub has never taken from starts at the site's
+			// first event. Without a start, nats-server starts a new
+			// source of a stream whose first sequence is above 1 (the
+			// hub's, once trimmed) at the time of that stream's last
+			// message: every event a site stored before it is skipped
+			// (a site added to a running hub, or one whose stream did not
+			// exist yet when the hub first asked). The start applies only
+			// to a source without sourcing state: later the hub resumes
+			// after the last event it stored.
+			OptStartSeq:       1,
 			External:          &natsjs.ExternalStream{APIPrefix: apiPrefix(s.Domain)},
 			SubjectTransforms: []natsjs.SubjectTransformConfig{{Source: ">", Destination: s.Site + ".>"}},
 		})
@@ -60,7 +71,7 @@ func siteStreamSources(app string, sites []SiteSource) ([]*natsjs.StreamSource, 
 // sameSources compares stream sources by what siteStreamSources sets.
 func sameSources(have, want []*natsjs.StreamSource) bool {
 	key := func(s *natsjs.StreamSource) string {
-		k := s.Name + " " + s.FilterSubject
+		k := s.Name + " " + s.FilterSubject + " " + strconv.FormatUint(s.OptStartSeq, 10)
 		if s.External != nil {
 			k += " " + s.External.APIPrefix
 		}

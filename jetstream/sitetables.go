@@ -198,7 +198,11 @@ func (t *SiteTables) syncSite(ctx context.Context, site string) error {
 		AllowDirect:       true,
 	}
 	for _, n := range want {
-		sc.Sources = append(sc.Sources, &natsjs.StreamSource{Name: n, External: &natsjs.ExternalStream{APIPrefix: apiPrefix(t.domain[site])}})
+		// OptStartSeq 1: a changelog found later (a new table or
+		// partition) is taken whole, not from the time of this stream's
+		// last record, where nats-server starts a new source of a stream
+		// whose first sequence is above 1 (see siteStreamSources).
+		sc.Sources = append(sc.Sources, &natsjs.StreamSource{Name: n, OptStartSeq: 1, External: &natsjs.ExternalStream{APIPrefix: apiPrefix(t.domain[site])}})
 	}
 	if _, err := ensureStream(ctx, t.js, sc); err != nil {
 		return fmt.Errorf("hub stream %s: %w", stream, err)
