@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -91,19 +92,26 @@ func (b *byteSize) UnmarshalText(text []byte) error {
 // Decode reads a size from the command line or a configuration file, where
 // it may be a number.
 func (b *byteSize) Decode(ctx *kong.DecodeContext) error {
+	return decodeSize(ctx, b, "want a size such as 512MiB")
+}
+
+// decodeSize pops a value from the command line or a configuration file,
+// a string or a number, into u as text; other values are an error saying
+// want.
+func decodeSize(ctx *kong.DecodeContext, u encoding.TextUnmarshaler, want string) error {
 	t, err := ctx.Scan.PopValue("size")
 	if err != nil {
 		return err
 	}
 	switch v := t.Value.(type) {
 	case string:
-		return b.UnmarshalText([]byte(v))
+		return u.UnmarshalText([]byte(v))
 	case float64:
-		return b.UnmarshalText([]byte(strconv.FormatFloat(v, 'f', -1, 64)))
+		return u.UnmarshalText([]byte(strconv.FormatFloat(v, 'f', -1, 64)))
 	case int:
-		return b.UnmarshalText([]byte(strconv.Itoa(v)))
+		return u.UnmarshalText([]byte(strconv.Itoa(v)))
 	}
-	return errors.New("want a size such as 512MiB")
+	return errors.New(want)
 }
 
 // UnmarshalJSON takes a table spec from a configuration file: a string, as

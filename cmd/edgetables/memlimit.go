@@ -54,19 +54,7 @@ func (m *memoryLimit) UnmarshalText(text []byte) error {
 // Decode reads the limit from the command line or a configuration file,
 // where it may be a number.
 func (m *memoryLimit) Decode(ctx *kong.DecodeContext) error {
-	t, err := ctx.Scan.PopValue("size")
-	if err != nil {
-		return err
-	}
-	switch v := t.Value.(type) {
-	case string:
-		return m.UnmarshalText([]byte(v))
-	case float64:
-		return m.UnmarshalText([]byte(strconv.FormatFloat(v, 'f', -1, 64)))
-	case int:
-		return m.UnmarshalText([]byte(strconv.Itoa(v)))
-	}
-	return errors.New("want auto, 0 or a size such as 400MiB")
+	return decodeSize(ctx, m, "want auto, 0 or a size such as 400MiB")
 }
 
 // memoryCap returns the memory cap of the process's cgroup (v1 or v2),

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,6 +84,12 @@ func TestMemoryLimitUnderCgroupCap(t *testing.T) {
 	cg := memoryCgroup(t, capBytes)
 	bin := buildBinary(t)
 	share := autoMemoryShare
+	// The script joins the cgroup, then becomes the node.
+	wrapper := filepath.Join(t.TempDir(), "capped")
+	script := fmt.Sprintf("#!/bin/sh\nunset GOMEMLIMIT\necho $$ > '%s' && exec '%s' \"$@\"\n", cg, bin)
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		flag string
 		want float64
@@ -93,39 +98,18 @@ func TestMemoryLimitUnderCgroupCap(t *testing.T) {
 		{"--memory-limit=0", math.MaxInt64},
 	} {
 		t.Run(tc.flag, func(t *testing.T) {
-			httpPort := freePort(t)
-			log := new(lockedBuffer)
-			// The shell joins the cgroup, then becomes the node.
-			cmd := exec.Command("sh", "-c", `echo $$ > "$0" && exec "$@"`, cg, bin, "run", tc.flag,
-				"--data-dir", t.TempDir(), "--nats-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-				"--http-listen", fmt.Sprintf("127.0.0.1:%d", httpPort), "--partitions=1",
-				"--table", "name=count,source=ev.*,key=subject:1,agg=count")
-			cmd.Env = append(os.Environ(), "GOMEMLIMIT=")
-			cmd.Stdout, cmd.Stderr = log, log
-			if err := cmd.Start(); err != nil {
+			p := startProc(t, wrapper, t.TempDir(), freePort(t), freePort(t), tc.flag, "--partitions=1")
+			if got := scrapeMetric(t, "http://"+p.http+"/metrics", "go_gc_gomemlimit_bytes"); got != tc.want {
+				t.Errorf("go_gc_gomemlimit_bytes = %v, want %v\n%s", got, tc.want, p.log)
+			}
+			if auto := strings.Contains(p.log.String(), "memory cap of 268435456 bytes"); auto != (tc.want < math.MaxInt64) {
+				t.Errorf("the log names the cgroup's cap: %v, want %v\n%s", auto, !auto, p.log)
+			}
+			if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-			base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
-			waitFor(t, 30*time.Second, log, func() bool {
-				resp, err := http.Get(base + "/readyz")
-				if err != nil {
-					return false
-				}
-				resp.Body.Close()
-				return resp.StatusCode == 200
-			})
-			if got := scrapeMetric(t, base+"/metrics", "go_gc_gomemlimit_bytes"); got != tc.want {
-				t.Errorf("go_gc_gomemlimit_bytes = %v, want %v\n%s", got, tc.want, log)
-			}
-			if auto := strings.Contains(log.String(), "memory cap of 268435456 bytes"); auto != (tc.want < math.MaxInt64) {
-				t.Errorf("the log names the cgroup's cap: %v, want %v\n%s", auto, !auto, log)
-			}
-			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			if err := cmd.Wait(); err != nil {
-				t.Errorf("exit after SIGTERM: %v\n%s", err, log)
+			if err := p.cmd.Wait(); err != nil {
+				t.Errorf("exit after SIGTERM: %v\n%s", err, p.log)
 			}
 		})
 	}
