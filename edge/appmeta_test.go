@@ -556,3 +556,38 @@ func TestAppWithoutMetadata(t *testing.T) {
 		t.Errorf("recorded %+v", doc)
 	}
 }
+
+// TestAnotherAppInTheSameDataDir: a node started for a new app (--app) in
+// the data directory of another does not take that app's table stores for
+// its own (they would be behind its empty changelogs, or with
+// --changelog-behind reseed give it the old app's values): it removes them
+// and starts empty; the old app, started again, rebuilds its stores from
+// its changelog with every value.
+func TestAnotherAppInTheSameDataDir(t *testing.T) {
+	dir := t.TempDir()
+	old := "name=c,source=s.*,key=subject:2,agg=count"
+	n, stop := startNode(t, dir, old)
+	for range 3 {
+		publish(t, n, "s.a", `{}`)
+	}
+	publish(t, n, "s.b", `{}`)
+	waitValue(t, n, "c", "a", "3")
+	waitValue(t, n, "c", "b", "1")
+	stop()
+
+	cfg := testConfig(t, dir, "name=c,source=r.*,key=subject:2,agg=count")
+	cfg.App = "app2"
+	log := logTo(&cfg)
+	n, stop = runNode(t, cfg)
+	mustMention(t, log.String(), "written by app edgetables")
+	publish(t, n, "r.a", `{}`)
+	waitValue(t, n, "c", "a", "1")
+	if code, body, _ := getJSON(t, n.HTTPAddr(), "/v1/tables/c/keys/b"); code != 404 {
+		t.Errorf("app2's c/b = %d %v, want 404 (only the old app counted b)", code, body)
+	}
+	stop()
+
+	n, _ = startNode(t, dir, old)
+	waitValue(t, n, "c", "a", "3")
+	waitValue(t, n, "c", "b", "1")
+}

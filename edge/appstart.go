@@ -307,7 +307,9 @@ type localResets struct {
 // from before its last reset: a store file cannot drop one table, so every
 // partition store (or, for a global table, the global store) is removed
 // and the manager replays it from the changelog, which no longer holds the
-// dropped records. It costs one full replay, once per reset.
+// dropped records. It costs one full replay, once per reset. Stores
+// written by another app (a new --app in this data directory) are removed
+// the same way, all of them.
 func (n *Node) syncLocalStores(doc jetstream.AppMeta) error {
 	path := filepath.Join(n.cfg.DataDir, resetsFile)
 	var seen localResets
@@ -322,6 +324,15 @@ func (n *Node) syncLocalStores(doc jetstream.AppMeta) error {
 			n.log.Warn("data directory: unreadable record of table resets; rebuilding the stores", "file", path, "err", err)
 			all = true
 		}
+	}
+	if !all && seen.App != "" && seen.App != doc.App {
+		// The stores hold another app's tables (a new --app in this data
+		// directory): taken for this app's, they would be behind its
+		// changelogs, or with --changelog-behind reseed mix the other
+		// app's values into its tables.
+		n.log.Warn("data directory: the table stores were written by app "+seen.App+"; removing them: they are rebuilt from this app's changelog (and the other app's from its own when it runs here again)",
+			"app", doc.App, "dir", n.cfg.DataDir)
+		all = true
 	}
 	want := localResets{App: doc.App, Resets: map[string]int{}}
 	var partitions, global []string
@@ -340,7 +351,7 @@ func (n *Node) syncLocalStores(doc jetstream.AppMeta) error {
 		}
 	}
 	if all {
-		partitions, global = []string{"(unknown)"}, []string{"(unknown)"}
+		partitions, global = []string{"(all)"}, []string{"(all)"}
 	}
 	for _, c := range []struct {
 		dir    string
@@ -353,7 +364,7 @@ func (n *Node) syncLocalStores(doc jetstream.AppMeta) error {
 		if err != nil {
 			return err
 		}
-		if removed > 0 {
+		if removed > 0 && !all {
 			slices.Sort(c.tables)
 			n.log.Warn("tables were reset since this node's stores were written: removed them; they are rebuilt from the changelog",
 				"tables", c.tables, "stores", removed, "dir", filepath.Join(n.cfg.DataDir, c.dir))
