@@ -3,9 +3,11 @@ package edge
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/edgetables/edgetables/edge/builtin"
 	"github.com/edgetables/edgetables/store"
 )
 
@@ -72,5 +74,40 @@ func TestTableListingIsOnePass(t *testing.T) {
 	}
 	if keys := tables[0].(map[string]any)["keys"]; keys != float64(20) {
 		t.Errorf("table a has %v keys; want 20", keys)
+	}
+}
+
+// TestTableListingDuringARollingAdd: while one node of a cluster declares
+// a table the other does not yet (a rolling change of the tables), GET
+// /v1/tables on it still lists every table, the new one with keys_error
+// instead of a cluster count, rather than failing whole with 404.
+func TestTableListingDuringARollingAdd(t *testing.T) {
+	c := newConfiguredCluster(t, 2, func(i int, cfg *Config) {
+		if i != 1 {
+			return
+		}
+		spec, err := builtin.ParseTableSpec("name=nt,source=e.*,key=subject:2,agg=count")
+		if err != nil {
+			t.Fatal(err)
+		}
+		table, agent, _ := builtin.Builtin(spec)
+		cfg.Tables = append(cfg.Tables, table)
+		cfg.Agents = append(cfg.Agents, agent)
+	}, "name=c,source=e.*,key=subject:2,agg=count")
+	code, body, _ := getJSON(t, c.nodes[1].HTTPAddr(), "/v1/tables")
+	if code != http.StatusOK {
+		t.Fatalf("GET /v1/tables on the node with the new table: %d %v", code, body)
+	}
+	tables, _ := body["tables"].([]any)
+	byName := map[string]map[string]any{}
+	for _, ti := range tables {
+		m := ti.(map[string]any)
+		byName[m["name"].(string)] = m
+	}
+	if m := byName["c"]; m == nil || m["keys_error"] != nil {
+		t.Errorf("table c: %v, want listed with a count", m)
+	}
+	if m := byName["nt"]; m == nil || m["keys_error"] == nil || !strings.Contains(m["keys_error"].(string), "table not found") {
+		t.Errorf("table nt: %v, want listed with keys_error naming the node without it", m)
 	}
 }

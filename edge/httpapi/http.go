@@ -184,10 +184,17 @@ func (a *API) listTables(w http.ResponseWriter, r *http.Request) {
 		infos = []status.TableInfo{}
 	}
 	for i := range infos {
-		var err error
-		if infos[i].Keys, err = a.r.count(r.Context(), infos[i].Name); err != nil {
+		n, err := a.r.count(r.Context(), infos[i].Name)
+		switch {
+		case errors.Is(err, manager.ErrTableNotFound):
+			// Declared here, not on another node (during a rolling
+			// change of the tables): the listing stays whole.
+			infos[i].KeysError = err.Error()
+		case err != nil:
 			a.fail(w, r, err)
 			return
+		default:
+			infos[i].Keys = n
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"tables": infos})

@@ -223,7 +223,7 @@
     for (const t of tables) {
       const kind = t.global ? "global" : (t.spec && t.spec.window ? "windowed" : "partitioned");
       body.append(el("tr", { class: "clickable", "data-table": t.name, onclick: () => pick(t.name) },
-        el("td", {}, t.name), el("td", {}, kind), el("td", { class: "keys" }, t.keys), el("td", {}, t.global ? "—" : t.partitions)));
+        el("td", {}, t.name), el("td", {}, kind), el("td", { class: "keys", title: t.keys_error || "" }, t.keys_error ? "?" : t.keys), el("td", {}, t.global ? "—" : t.partitions)));
     }
     for (const id of ["lookup-table", "browse-table"]) fillSelect($(id), tables);
     if ($("edit-table")) fillSelect($("edit-table"), tables.filter((t) => t.global));
