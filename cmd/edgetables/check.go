@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,7 +43,14 @@ func (c *checkCmd) run(stdout, stderr io.Writer, log *slog.Logger) int {
 	nats := "embedded NATS " + cfg.NATSListen
 	switch {
 	case len(cfg.NATSURLs) > 0:
-		nats = "NATS " + strings.Join(cfg.NATSURLs, ",")
+		urls := make([]string, len(cfg.NATSURLs))
+		for i, s := range cfg.NATSURLs {
+			urls[i] = s
+			if u, err := url.Parse(s); err == nil {
+				urls[i] = u.Redacted() // no password on the terminal
+			}
+		}
+		nats = "NATS " + strings.Join(urls, ",")
 	case cfg.ClusterListen != "":
 		nats += fmt.Sprintf(" (cluster %s, %d routes)", cfg.ClusterName, len(cfg.Routes))
 	}

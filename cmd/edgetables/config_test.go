@@ -163,6 +163,10 @@ func TestCheckFlags(t *testing.T) {
 	if code, out, errOut := check(t, nil, "--table="+specA, "--name=n1", "--partitions=2"); code != 0 || !strings.Contains(out, "configuration OK: node n1") {
 		t.Errorf("exit %d, stdout %s, stderr %s", code, out, errOut)
 	}
+	if code, out, errOut := check(t, nil, "--table="+specA, "--nats-url=tls://hub:secret-in-url@127.0.0.1:4222"); code != 0 ||
+		strings.Contains(out, "secret-in-url") || !strings.Contains(out, "tls://hub:xxxxx@127.0.0.1:4222") {
+		t.Errorf("a password in --nats-url: exit %d, stdout %s, stderr %s; want it hidden", code, out, errOut)
+	}
 	if code, _, errOut := check(t, nil, "--table="+specA, "--replicas=5"); code != exitUsage || !strings.Contains(errOut, "--replicas") {
 		t.Errorf("exit %d, stderr %s", code, errOut)
 	}
