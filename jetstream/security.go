@@ -269,12 +269,20 @@ func applySecurity(sec Security, app string, sources []string, opts *server.Opti
 			return nil, fmt.Errorf("edgetables/jetstream: Security.Account %q: not an account of the config file", sec.Account)
 		}
 	}
+	clients, err := clientsAccount(sec.Users, opts)
+	if err != nil {
+		return nil, err
+	}
 	for _, u := range sec.Users {
 		perms := rolePermissions(u.Role, u.Name, app, sources)
+		ua := acc
+		if u.Role != RoleAdmin {
+			ua = clients // see ClientsAccount
+		}
 		if u.NKey != "" {
-			opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: u.NKey, Permissions: perms, Account: acc})
+			opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: u.NKey, Permissions: perms, Account: ua})
 		} else {
-			opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.PasswordBcrypt, Permissions: perms, Account: acc})
+			opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.PasswordBcrypt, Permissions: perms, Account: ua})
 		}
 	}
 	if err := applyTLS(sec, opts); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -224,6 +225,28 @@ func TestRoles(t *testing.T) {
 		if info, _ := source.Info(ctx); info.State.Msgs != 1 {
 			t.Errorf("source holds %d messages, want 1", info.State.Msgs)
 		}
+
+		// A reply subject is not checked against the publisher's
+		// permissions: the acknowledgements of these allowed events must
+		// not land where the app's streams capture them.
+		forged := []string{"app.changelog.0.count.YQ", "app.commit.0", "$KV.app_group.leader"}
+		for _, reply := range forged {
+			m := nats.NewMsg("sensors.d1.temp")
+			m.Data, m.Reply = []byte(`{"value":22}`), reply
+			if err := nc.PublishMsg(m); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitMsgs(t, source, 1+uint64(len(forged)))
+		time.Sleep(200 * time.Millisecond) // the acknowledgements are sent
+		if info, _ := changelog.Info(ctx); info == nil || info.State.Msgs != 0 {
+			t.Errorf("changelog after acknowledgements sent to its subjects: %+v, want no message", info)
+		}
+		if kv, err := njs.KeyValue(ctx, "app_group"); err != nil {
+			t.Error(err)
+		} else if e, err := kv.Get(ctx, "leader"); !errors.Is(err, natsjs.ErrKeyNotFound) {
+			t.Errorf("group key leader after an acknowledgement sent to it: %v %v, want not found", e, err)
+		}
 	})
 
 	t.Run("reader", func(t *testing.T) {
@@ -237,6 +260,20 @@ func TestRoles(t *testing.T) {
 		m, err := nc.Request(jetstream.QuerySubject("app", "n1"), []byte("q"), 5*time.Second)
 		if err != nil || string(m.Data) != "answer" {
 			t.Fatalf("reader query: %v", err)
+		}
+		// The answer to a query whose reply subject is a bucket's key
+		// must not be stored there.
+		if err := nc.PublishRequest(jetstream.QuerySubject("app", "n1"), "$KV.app_group.forged", []byte("q")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := nc.Request(jetstream.QuerySubject("app", "n1"), []byte("q"), 5*time.Second); err != nil {
+			t.Fatal(err) // answered after the forged one
+		}
+		time.Sleep(200 * time.Millisecond)
+		if kv, err := njs.KeyValue(ctx, "app_group"); err != nil {
+			t.Error(err)
+		} else if e, err := kv.Get(ctx, "forged"); !errors.Is(err, natsjs.ErrKeyNotFound) {
+			t.Errorf("group key forged after a query answered to it: %v %v, want not found", e, err)
 		}
 		for _, subj := range []string{"sensors.d1.temp", "app.changelog.0.count.YQ", "$JS.API.INFO"} {
 			if err := nc.Publish(subj, nil); err != nil {
@@ -383,4 +420,61 @@ func TestClientTLS(t *testing.T) {
 			t.Errorf("%s: connected", name)
 		}
 	}
+}
+
+// waitMsgs waits until st holds n messages.
+func waitMsgs(t *testing.T, st natsjs.Stream, n uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := st.Info(context.Background())
+		if err == nil && info.State.Msgs == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stream holds %v messages (%v), want %d", info, err, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestDeviceOverlappingSources: sources that overlap (one table reads
+// sensors.>, another sensors.*.temp) are imported into the clients'
+// account each; a device's event matching both is stored once, and its
+// publish is acknowledged.
+func TestDeviceOverlappingSources(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	srv, err := jetstream.StartServer(ctx, jetstream.ServerConfig{Name: "n1", Listen: "127.0.0.1:0", StoreDir: t.TempDir(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), App: "app",
+		SourceSubjects: []string{"sensors.>", "sensors.*.temp"},
+		Security:       jetstream.Security{Users: []jetstream.User{{Name: "dev-1", PasswordBcrypt: hash(t, devPassword), Role: jetstream.RoleDevice}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	node, err := srv.ConnectNode("node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	njs, _ := natsjs.New(node)
+	source, err := njs.CreateStream(ctx, natsjs.StreamConfig{Name: "app_source", Subjects: []string{"sensors.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("dev-1", devPassword), nats.CustomInboxPrefix(jetstream.InboxPrefix("dev-1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := natsjs.New(nc)
+	for i, subj := range []string{"sensors.d1.temp", "sensors.d1.hum", "sensors.d2.temp"} {
+		ack, err := js.Publish(ctx, subj, []byte(`{}`))
+		if err != nil || ack.Sequence != uint64(i+1) {
+			t.Fatalf("publish to %s: %+v %v, want sequence %d", subj, ack, err, i+1)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	waitMsgs(t, source, 3)
 }

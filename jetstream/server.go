@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -151,6 +152,18 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		releaseRaftTimers()
 		return nil, fmt.Errorf("%w: %w", ErrServerStart, err)
 	}
+	jsAccount := cfg.Security.Account
+	if slices.ContainsFunc(opts.Accounts, func(a *server.Account) bool { return a.Name == ClientsAccount }) {
+		if err := linkClientsAccount(ns, cfg.Security.Account, clientImports(cfg.App, cfg.SourceSubjects)); err != nil {
+			releaseRaftTimers()
+			return nil, err
+		}
+		if jsAccount == "" {
+			// With accounts configured, nats-server enables JetStream
+			// only for those that ask for it: not the global one.
+			jsAccount = server.DEFAULT_GLOBAL_ACCOUNT
+		}
+	}
 	log := cfg.Logger.With("component", "nats-server", "server", cfg.Name)
 	adapter := &logAdapter{log: log}
 	debug := log.Enabled(ctx, slog.LevelDebug)
@@ -180,7 +193,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if !ns.JetStreamEnabled() {
 		return fail(fmt.Errorf("%w: JetStream is not enabled on %s", ErrServerStart, cfg.Name))
 	}
-	if err := enableAccountJetStream(ns, cfg.Security.Account); err != nil {
+	if err := enableAccountJetStream(ns, jsAccount); err != nil {
 		return fail(err)
 	}
 	nc, err := nats.Connect("", s.inProcessOptions(nats.Name("edgetables-startup"))...)
