@@ -97,6 +97,7 @@ func TestSecurityConfigFileRefused(t *testing.T) {
 		"single user":     `authorization { user: a, password: b }`,
 		"syntax":          `authorization {`,
 		"unknown account": `accounts { A { users: [{user: a, password: b}] } }`,
+		"clients account": `accounts { EDGETABLES_CLIENTS { users: [{user: a, password: b}] } }`,
 	}
 	for name, text := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -105,8 +106,11 @@ func TestSecurityConfigFileRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			sec := jetstream.Security{ConfigFile: conf}
-			if name == "unknown account" {
+			switch name {
+			case "unknown account":
 				sec.Account = "B"
+			case "clients account":
+				sec.Users = []jetstream.User{{Name: "dev-1", PasswordBcrypt: hash(t, devPassword), Role: jetstream.RoleDevice}}
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
