@@ -114,10 +114,13 @@ func TestSecurityConfigFileRefused(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			srv, err := jetstream.StartServer(ctx, jetstream.ServerConfig{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Logger: quiet, Security: sec})
+			srv, err := jetstream.StartServer(ctx, jetstream.ServerConfig{Listen: "127.0.0.1:0", StoreDir: t.TempDir(), Logger: quiet, Security: sec, App: "app"})
 			if err == nil {
 				srv.Shutdown()
 				t.Fatal("started")
+			}
+			if name == "clients account" && !strings.Contains(err.Error(), "EDGETABLES_CLIENTS is edgetables' own") {
+				t.Errorf("error %v, want the clients account named", err)
 			}
 			if strings.Contains(err.Error(), "$2a$") {
 				t.Errorf("the error holds the hash: %v", err)
