@@ -268,6 +268,22 @@ func TestHTTPTLS(t *testing.T) {
 	if _, err := httpapi.LoadHTTPTLS(pki.serverCert, pki.clientKey, ""); !errors.Is(err, httpapi.ErrTLSFiles) {
 		t.Errorf("mismatched key: %v, want ErrTLSFiles", err)
 	}
+	// TLS 1.2 with CBC and SHA-1 only, or TLS 1.1: no handshake.
+	for _, c := range []*tls.Config{
+		{RootCAs: pki.pool, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA}},
+		{RootCAs: pki.pool, MaxVersion: tls.VersionTLS11},
+	} {
+		if conn, err := tls.Dial("tcp", n.HTTPAddr(), c); err == nil {
+			conn.Close()
+			t.Errorf("a handshake with TLS %x, suites %x succeeded", c.MaxVersion, c.CipherSuites)
+		}
+	}
+	c12 := &tls.Config{RootCAs: pki.pool, MaxVersion: tls.VersionTLS12}
+	if conn, err := tls.Dial("tcp", n.HTTPAddr(), c12); err != nil {
+		t.Errorf("TLS 1.2 with the default suites: %v", err)
+	} else {
+		conn.Close()
+	}
 }
 
 // TestRoutedReadWithTokens: in a cluster of two nodes with tokens, every

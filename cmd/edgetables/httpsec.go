@@ -15,10 +15,10 @@ import (
 
 // httpSecurity are the run command's flags that protect the HTTP API.
 type httpSecurity struct {
-	HTTPTokens      string `name:"http-tokens" help:"File of bearer tokens for the HTTP API, one 'SCOPES TOKEN' or 'SCOPES sha256:HEX' a line (scopes: read, write, metrics, admin); every route but /healthz and /readyz then needs one. Re-read on SIGHUP." type:"existingfile" group:"HTTP security"`
+	HTTPTokens      string `name:"http-tokens" help:"File of bearer tokens for the HTTP API, one 'SCOPES TOKEN' or 'SCOPES sha256:HEX' a line (scopes: read, write, metrics, admin); every route but /healthz, /readyz and the console's static page and assets then needs one. Re-read on SIGHUP." type:"existingfile" group:"HTTP security"`
 	HTTPTLSCert     string `name:"http-tls-cert" help:"Certificate (PEM) of the HTTPS API; with --http-tls-key. Re-read on SIGHUP." type:"existingfile" group:"HTTP security"`
 	HTTPTLSKey      string `name:"http-tls-key" help:"Private key (PEM) of --http-tls-cert." type:"existingfile" group:"HTTP security"`
-	HTTPTLSClientCA string `name:"http-tls-client-ca" help:"CA (PEM) of the HTTPS API's client certificates: every route but /healthz and /readyz then needs a certificate it signed." type:"existingfile" group:"HTTP security"`
+	HTTPTLSClientCA string `name:"http-tls-client-ca" help:"CA (PEM) of the HTTPS API's client certificates: every route but /healthz, /readyz and the console's static page and assets then needs a certificate it signed." type:"existingfile" group:"HTTP security"`
 }
 
 func (h *httpSecurity) validate() error {

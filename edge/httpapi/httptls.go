@@ -63,7 +63,8 @@ func (h *HTTPTLS) ClientCerts() bool { return h != nil && h.clientCAs != nil }
 // without one but /healthz and /readyz, so that health checks need none.
 func (h *HTTPTLS) Config() *tls.Config {
 	cfg := &tls.Config{
-		MinVersion: tls.VersionTLS12,
+		MinVersion:   tls.VersionTLS12,
+		CipherSuites: tls12Suites,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return h.cert.Load(), nil
 		},
@@ -77,3 +78,12 @@ func (h *HTTPTLS) Config() *tls.Config {
 
 // Listener wraps ln with TLS.
 func (h *HTTPTLS) Listener(ln net.Listener) net.Listener { return tls.NewListener(ln, h.Config()) }
+
+// tls12Suites are the HTTPS API's TLS 1.2 cipher suites: ECDHE with AEAD
+// ciphers only (Go's default list also offers CBC with SHA-1). TLS 1.3's
+// suites are not configurable and all AEAD.
+var tls12Suites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
