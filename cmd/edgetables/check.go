@@ -56,6 +56,9 @@ func (c *checkCmd) run(stdout, stderr io.Writer, log *slog.Logger) int {
 	}
 	fmt.Fprintf(stdout, "configuration OK: node %s, app %s, %d tables (%s), %d partitions, %d replicas, data dir %s, %s, HTTP %s\n",
 		cfg.Name, cfg.App, len(names), strings.Join(names, ", "), cfg.Partitions, cfg.Replicas, cfg.DataDir, nats, cfg.HTTPListen)
+	for _, w := range looseSecrets(c.secretFiles()) {
+		fmt.Fprintf(stderr, "edgetables: warning: %s\n", w)
+	}
 	return 0
 }
 

@@ -360,6 +360,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		c.Run.setMemoryLimit(log)
 		c.Run.setGCPercent(log)
+		c.Run.warnLooseSecrets(log)
 		ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		defer reloadOnHangup(ctx, node.Config(), log)()
