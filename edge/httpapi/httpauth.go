@@ -154,10 +154,12 @@ func parseTokens(b []byte) ([]tokenEntry, error) {
 			return nil, fmt.Errorf("%w: line %d: want SCOPES TOKEN (2 fields), got %d fields", ErrTokens, line, len(fields))
 		}
 		var e tokenEntry
-		for _, name := range strings.Split(fields[0], ",") {
+		for i, name := range strings.Split(fields[0], ",") {
 			sc, ok := scopeNames[name]
 			if !ok {
-				return nil, fmt.Errorf("%w: line %d: scope %q: want read, write, metrics or admin", ErrTokens, line, name)
+				// Not the name: a token misplaced among the scopes
+				// ("admin,TOKEN x") would be in the log.
+				return nil, fmt.Errorf("%w: line %d: scope %d of the first field is not one of read, write, metrics, admin", ErrTokens, line, i+1)
 			}
 			e.scope |= sc
 		}

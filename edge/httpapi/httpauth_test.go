@@ -31,6 +31,7 @@ func TestParseTokens(t *testing.T) {
 		{"unknown scope", "root " + readToken, nil},
 		{"no scope", readToken, nil},
 		{"three fields", "read " + readToken + " extra", nil},
+		{"token among the scopes", "admin," + readToken + " x", nil},
 		{"bad hash", "read sha256:abcd", nil},
 		{"hash not hex", "read sha256:" + strings.Repeat("z", 64), nil},
 	} {
