@@ -32,7 +32,7 @@ func (n *Node) listenHTTP() (ln net.Listener, addr string, err error) {
 	if cfg.HTTPTLS != nil {
 		ln = cfg.HTTPTLS.Listener(ln)
 	}
-	httpapi.WarnOpen(n.log, ln.Addr(), cfg.HTTPTokens != nil || cfg.HTTPTLS.ClientCerts())
+	httpapi.WarnOpen(n.log, ln.Addr(), cfg.HTTPTokens != nil || cfg.HTTPTLS.ClientCerts(), cfg.HTTPTLS != nil)
 	return ln, addr, nil
 }
 

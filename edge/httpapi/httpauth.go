@@ -202,14 +202,20 @@ func (t *Tokens) scopeOf(token string) Scope {
 }
 
 // WarnOpen logs a warning when the API listens beyond loopback with
-// neither tokens nor client certificates: anyone who reaches the port reads
-// every table and writes the global ones.
-func WarnOpen(log *slog.Logger, addr net.Addr, authenticated bool) {
+// neither tokens nor client certificates (anyone who reaches the port reads
+// every table and writes the global ones), or with tokens but without TLS
+// (they cross the network in clear).
+func WarnOpen(log *slog.Logger, addr net.Addr, authenticated, encrypted bool) {
 	tcp, ok := addr.(*net.TCPAddr)
-	if authenticated || !ok || tcp.IP.IsLoopback() {
+	if !ok || tcp.IP.IsLoopback() {
 		return
 	}
-	log.Warn("the HTTP API listens beyond loopback without authentication: anyone who reaches it reads every table and writes global tables; give --http-tokens (and --http-tls-cert/--http-tls-key)", "http", addr.String())
+	switch {
+	case !authenticated:
+		log.Warn("the HTTP API listens beyond loopback without authentication: anyone who reaches it reads every table and writes global tables; give --http-tokens (and --http-tls-cert/--http-tls-key)", "http", addr.String())
+	case !encrypted:
+		log.Warn("the HTTP API listens beyond loopback without TLS: its bearer tokens cross the network in clear; give --http-tls-cert/--http-tls-key", "http", addr.String())
+	}
 }
 
 type scopeKey struct{}
