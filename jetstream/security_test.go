@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -99,20 +98,41 @@ func (v *violations) wait(subject string) bool {
 }
 
 // secureServer starts a server of app "app" whose devices publish to
-// sensors.>, with sec, its log at debug level in the returned buffer.
-func secureServer(t *testing.T, sec jetstream.Security) (*jetstream.Server, *syncBuffer) {
+// sources (default sensors.>), with sec, its log at debug level in the
+// returned buffer.
+func secureServer(t *testing.T, sec jetstream.Security, sources ...string) (*jetstream.Server, *syncBuffer) {
 	t.Helper()
+	if len(sources) == 0 {
+		sources = []string{"sensors.>"}
+	}
 	logs := &syncBuffer{}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	srv, err := jetstream.StartServer(ctx, jetstream.ServerConfig{Name: "n1", Listen: "127.0.0.1:0", StoreDir: t.TempDir(),
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		App:    "app", SourceSubjects: []string{"sensors.>"}, Security: sec})
+		App:    "app", SourceSubjects: sources, Security: sec})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
 	return srv, logs
+}
+
+// nodeSource connects to srv as the node and creates the app's source
+// stream, capturing sensors.>.
+func nodeSource(ctx context.Context, t *testing.T, srv *jetstream.Server) (*nats.Conn, natsjs.JetStream, natsjs.Stream) {
+	t.Helper()
+	node, err := srv.ConnectNode("node")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(node.Close)
+	njs, _ := natsjs.New(node)
+	source, err := njs.CreateStream(ctx, natsjs.StreamConfig{Name: "app_source", Subjects: []string{"sensors.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return node, njs, source
 }
 
 func TestRoles(t *testing.T) {
@@ -131,16 +151,7 @@ func TestRoles(t *testing.T) {
 	defer cancel()
 
 	// The node: full rights in process.
-	node, err := srv.ConnectNode("node")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
-	njs, _ := natsjs.New(node)
-	source, err := njs.CreateStream(ctx, natsjs.StreamConfig{Name: "app_source", Subjects: []string{"sensors.>"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	node, njs, source := nodeSource(ctx, t, srv)
 	changelog, err := njs.CreateStream(ctx, natsjs.StreamConfig{Name: "app_changelog_0", Subjects: []string{"app.changelog.0.>", "app.commit.0"}})
 	if err != nil {
 		t.Fatal(err)
@@ -445,24 +456,9 @@ func waitMsgs(t *testing.T, st natsjs.Stream, n uint64) {
 func TestDeviceOverlappingSources(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	srv, err := jetstream.StartServer(ctx, jetstream.ServerConfig{Name: "n1", Listen: "127.0.0.1:0", StoreDir: t.TempDir(),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), App: "app",
-		SourceSubjects: []string{"sensors.>", "sensors.*.temp"},
-		Security:       jetstream.Security{Users: []jetstream.User{{Name: "dev-1", PasswordBcrypt: hash(t, devPassword), Role: jetstream.RoleDevice}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	node, err := srv.ConnectNode("node")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer node.Close()
-	njs, _ := natsjs.New(node)
-	source, err := njs.CreateStream(ctx, natsjs.StreamConfig{Name: "app_source", Subjects: []string{"sensors.>"}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, _ := secureServer(t, jetstream.Security{Users: []jetstream.User{{Name: "dev-1", PasswordBcrypt: hash(t, devPassword), Role: jetstream.RoleDevice}}},
+		"sensors.>", "sensors.*.temp")
+	_, _, source := nodeSource(ctx, t, srv)
 	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("dev-1", devPassword), nats.CustomInboxPrefix(jetstream.InboxPrefix("dev-1")))
 	if err != nil {
 		t.Fatal(err)
