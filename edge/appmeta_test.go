@@ -591,3 +591,46 @@ func TestAnotherAppInTheSameDataDir(t *testing.T) {
 	waitValue(t, n, "c", "a", "3")
 	waitValue(t, n, "c", "b", "1")
 }
+
+// TestFirstStartRefusedForItsSubjects: a new app whose source subjects
+// another stream captures is refused before it records its shape or
+// creates a stream, so a second start with the subjects corrected, and
+// its table changed too, is not refused for a shape that never ran.
+// (Before, the first start recorded the table with its first source, and
+// the corrected one was refused as a changed spec.)
+func TestFirstStartRefusedForItsSubjects(t *testing.T) {
+	dir := t.TempDir()
+	_, stop := startNode(t, dir, "name=c,source=s.*,key=subject:2,agg=count")
+	stop()
+
+	cfg := testConfig(t, dir, "name=c,source=s.>,key=subject:2,agg=count")
+	cfg.App = "app2"
+	n, err := NewNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = n.Run(ctx)
+	if !errors.Is(err, jetstream.ErrSubjectOverlap) {
+		t.Fatalf("Run = %v, want an error wrapping ErrSubjectOverlap", err)
+	}
+	mustMention(t, err.Error(), `"s.>" overlaps "s.*" of stream edgetables_source`)
+	streams, _ := snapshot(t, dir)
+	for name := range streams {
+		if strings.HasPrefix(name, "app2") || strings.HasPrefix(name, "KV_app2") {
+			t.Errorf("the refused start created stream %s", name)
+		}
+	}
+
+	cfg = testConfig(t, dir, "name=c,source=r.*,key=subject:2,agg=sum,field=v")
+	cfg.App = "app2"
+	n, _ = runNode(t, cfg)
+	publish(t, n, "r.a", `{"v":2}`)
+	publish(t, n, "r.a", `{"v":3}`)
+	waitValue(t, n, "c", "a", "5")
+	doc, _ := appMeta(t, n.ClientURL(), "app2")
+	if got := doc.Tables["c"].Spec["source"]; got != "r.*" {
+		t.Errorf("recorded source %q, want r.*", got)
+	}
+}

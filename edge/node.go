@@ -406,7 +406,13 @@ func (n *Node) runOnce(parent context.Context) (err error) {
 		return fmt.Errorf("wait for JetStream: %w", err)
 	}
 	// The app's recorded shape first: a node that does not fit it stops
-	// before it creates or changes any stream, store or group state.
+	// before it creates or changes any stream, store or group state. Its
+	// source subjects before that: a first start refused for them must not
+	// record the app's shape, which the next start, with the subjects
+	// corrected, would then be refused for.
+	if err := jetstream.CheckSource(ctx, js, n.sourceConfig()); err != nil {
+		return err
+	}
 	if err := n.checkApp(ctx, js); err != nil {
 		return err
 	}
@@ -537,6 +543,13 @@ func (n *Node) connect(ctx context.Context) (nc *nats.Conn, url string, stop fun
 	return nc, srv.ClientURL(), func() { nc.Close(); srv.Shutdown() }, nil
 }
 
+// sourceConfig is the configuration of the app's source stream.
+func (n *Node) sourceConfig() jetstream.SourceConfig {
+	cfg := n.cfg
+	return jetstream.SourceConfig{App: cfg.App, Subjects: manager.SubjectsOf(cfg.Agents),
+		Consumer: cfg.Name, MaxBytes: cfg.SourceMaxBytes, Replicas: cfg.Replicas, Sites: cfg.Edge.Sites}
+}
+
 // newManager creates the NATS resources and the table manager.
 func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr string) (*manager.TableManager, error) {
 	cfg := n.cfg
@@ -547,8 +560,7 @@ func (n *Node) newManager(ctx context.Context, js natsjs.JetStream, httpAddr str
 		return nil, err
 	}
 	n.changelog = changelog
-	source, err := jetstream.NewSource(ctx, js, jetstream.SourceConfig{App: cfg.App, Subjects: manager.SubjectsOf(cfg.Agents),
-		Consumer: cfg.Name, MaxBytes: cfg.SourceMaxBytes, Replicas: cfg.Replicas, Sites: cfg.Edge.Sites})
+	source, err := jetstream.NewSource(ctx, js, n.sourceConfig())
 	if err != nil {
 		return nil, err
 	}

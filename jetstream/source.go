@@ -90,25 +90,9 @@ const dropTimeout = time.Second
 // dead-letter subjects, give an error wrapping ErrSubjectOverlap that names
 // the stream.
 func NewSource(ctx context.Context, js natsjs.JetStream, cfg SourceConfig) (*Source, error) {
-	if err := ValidateApp(cfg.App); err != nil {
-		return nil, err
-	}
-	var subjects []string
-	sources, err := siteStreamSources(cfg.App, cfg.Sites)
+	subjects, sources, err := sourceSubjects(cfg)
 	if err != nil {
 		return nil, err
-	}
-	if len(sources) == 0 {
-		if subjects, err = normalizeSubjects(cfg.Subjects); err != nil {
-			return nil, fmt.Errorf("edgetables/jetstream: source of %s: %w", cfg.App, err)
-		}
-	}
-	for _, s := range subjects {
-		for _, r := range reservedSubjects(cfg.App) {
-			if subject.Collide(s, r) {
-				return nil, fmt.Errorf("%w: source subject %q of app %s overlaps the app's own subjects %q", ErrSubjectOverlap, s, cfg.App, r)
-			}
-		}
 	}
 	if cfg.Replicas <= 0 {
 		cfg.Replicas = 1
@@ -136,33 +120,83 @@ func NewSource(ctx context.Context, js natsjs.JetStream, cfg SourceConfig) (*Sou
 	if err != nil {
 		var apiErr *natsjs.APIError
 		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeSubjectOverlap {
-			return nil, fmt.Errorf("%w: stream %s: %s: %w", ErrSubjectOverlap, s.stream, s.overlapping(ctx), err)
+			found, _ := overlapping(ctx, js, s.stream, subjects)
+			if len(found) == 0 {
+				found = []string{"subjects overlap another stream's"}
+			}
+			return nil, fmt.Errorf("%w: stream %s: %s: %w", ErrSubjectOverlap, s.stream, strings.Join(found, "; "), err)
 		}
 		return nil, fmt.Errorf("edgetables/jetstream: create or update stream %s: %w", s.stream, err)
 	}
 	return s, nil
 }
 
-// overlapping describes which other streams' subjects collide with s's.
-func (s *Source) overlapping(ctx context.Context) string {
+// CheckSource checks, creating and changing nothing, that NewSource can
+// capture cfg's subjects: they are valid, they do not overlap the app's
+// own subjects, and no other stream captures any of them. A node runs it
+// before it records a new app's shape, so that a first start refused for
+// its subjects records nothing. Where the connection may not list the
+// server's streams, only the subjects themselves are checked: NewSource
+// then reports an overlap when it creates the stream.
+func CheckSource(ctx context.Context, js natsjs.JetStream, cfg SourceConfig) error {
+	subjects, _, err := sourceSubjects(cfg)
+	if err != nil || len(subjects) == 0 {
+		return err
+	}
+	stream := SourceStream(cfg.App)
+	found, err := overlapping(ctx, js, stream, subjects)
+	if err != nil {
+		return nil // not permitted, or the server is busy: NewSource will tell
+	}
+	if len(found) > 0 {
+		return fmt.Errorf("%w: stream %s: %s", ErrSubjectOverlap, stream, strings.Join(found, "; "))
+	}
+	return nil
+}
+
+// sourceSubjects validates cfg's app and subjects and returns the
+// subjects the source stream captures (none for a hub's) and the site
+// sources it takes instead.
+func sourceSubjects(cfg SourceConfig) ([]string, []*natsjs.StreamSource, error) {
+	if err := ValidateApp(cfg.App); err != nil {
+		return nil, nil, err
+	}
+	sources, err := siteStreamSources(cfg.App, cfg.Sites)
+	if err != nil || len(sources) > 0 {
+		return nil, sources, err
+	}
+	subjects, err := normalizeSubjects(cfg.Subjects)
+	if err != nil {
+		return nil, nil, fmt.Errorf("edgetables/jetstream: source of %s: %w", cfg.App, err)
+	}
+	for _, s := range subjects {
+		for _, r := range reservedSubjects(cfg.App) {
+			if subject.Collide(s, r) {
+				return nil, nil, fmt.Errorf("%w: source subject %q of app %s overlaps the app's own subjects %q", ErrSubjectOverlap, s, cfg.App, r)
+			}
+		}
+	}
+	return subjects, nil, nil
+}
+
+// overlapping lists which subjects of the streams other than stream
+// collide with subjects.
+func overlapping(ctx context.Context, js natsjs.JetStream, stream string, subjects []string) ([]string, error) {
 	var found []string
-	l := s.js.ListStreams(ctx)
+	l := js.ListStreams(ctx)
 	for info := range l.Info() {
-		if info.Config.Name == s.stream {
+		if info.Config.Name == stream {
 			continue
 		}
 		for _, theirs := range info.Config.Subjects {
-			for _, ours := range s.subjects {
+			for _, ours := range subjects {
 				if subject.Collide(ours, theirs) {
 					found = append(found, fmt.Sprintf("%q overlaps %q of stream %s", ours, theirs, info.Config.Name))
 				}
 			}
 		}
 	}
-	if len(found) == 0 {
-		return "subjects overlap another stream's"
-	}
-	return strings.Join(found, "; ")
+	return found, l.Err()
 }
 
 // normalizeSubjects validates subjects, drops duplicates and subjects
