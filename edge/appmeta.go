@@ -196,6 +196,9 @@ func specKeys(specs ...map[string]string) []string {
 func formatShape(t jetstream.TableMeta) string {
 	parts := []string{"kind=" + string(t.Kind)}
 	for _, k := range specKeys(t.Spec) {
+		if kindInSpec(t, k) {
+			continue
+		}
 		parts = append(parts, k+"="+t.Spec[k])
 	}
 	parts = append(parts, "keys="+t.KeyCodec, "values="+t.ValueCodec)
@@ -214,11 +217,21 @@ func shapeDiff(rec, dec jetstream.TableMeta) []string {
 	}
 	change("kind", string(rec.Kind), string(dec.Kind))
 	for _, k := range specKeys(rec.Spec, dec.Spec) {
+		if kindInSpec(rec, k) && kindInSpec(dec, k) {
+			continue
+		}
 		change(k, rec.Spec[k], dec.Spec[k])
 	}
 	change("key codec", rec.KeyCodec, dec.KeyCodec)
 	change("value codec", rec.ValueCodec, dec.ValueCodec)
 	return d
+}
+
+// kindInSpec reports whether the spec key k of t only repeats its kind (a
+// global table's spec names it), or is absent: shapes then show the kind
+// once.
+func kindInSpec(t jetstream.TableMeta, k string) bool {
+	return k == "kind" && (t.Spec[k] == "" || t.Spec[k] == string(t.Kind))
 }
 
 func orNone(s string) string {

@@ -38,6 +38,7 @@ func TestPlanApp(t *testing.T) {
 		reset    []string
 		// wantErr lists what the refusal names; else the plan's lists.
 		wantErr                         []string
+		notInErr                        []string
 		added, claimed, newlyUndeclared []string
 		changed                         bool
 		notes                           []string
@@ -66,6 +67,14 @@ func TestPlanApp(t *testing.T) {
 				return t
 			}()},
 			wantErr: []string{"table a:", "value codec manager.JSONCodec[int64] → manager.Int64Codec"}},
+		{name: "global to table", recorded: map[string]jetstream.TableMeta{"g": func() jetstream.TableMeta {
+			t := recorded("")
+			t.Kind, t.Spec = manager.KindGlobal, map[string]string{"kind": "global", "values": "json"}
+			return t
+		}()},
+			declared: map[string]jetstream.TableMeta{"g": table("count")},
+			wantErr:  []string{"table g:", "recorded: kind=global,values=json,", "kind global → table", "values json → (none)"},
+			notInErr: []string{"kind=global,kind=global", "kind global → (none)"}},
 		{name: "two refusals", recorded: map[string]jetstream.TableMeta{"a": recorded("sum"), "b": undeclared("count")},
 			declared: map[string]jetstream.TableMeta{"a": table("avg"), "b": table("count")},
 			wantErr:  []string{"table a:", "table b: declared again", "missed the events"}},
@@ -114,6 +123,11 @@ func TestPlanApp(t *testing.T) {
 					t.Fatalf("planApp = %v, want ErrAppShape", err)
 				}
 				mustMention(t, err.Error(), c.wantErr...)
+				for _, no := range c.notInErr {
+					if strings.Contains(err.Error(), no) {
+						t.Errorf("%q is in:\n%s", no, err)
+					}
+				}
 				return
 			}
 			if err != nil {
