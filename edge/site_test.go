@@ -532,3 +532,82 @@ func TestHubTakesANewSiteBacklog(t *testing.T) {
 	publishIDs(t, s1, "a", 30, 5)
 	waitCount(t, hn, "bysite", "s1", 35, 30*time.Second)
 }
+
+// TestHubCannotPurgeASite: a hub client allowed the whole JetStream API
+// reaches a site's streams through the site's domain, but the site takes
+// no request from the hub that purges, deletes or changes them, or pauses
+// a consumer: its events and table survive, and a hub node still sources
+// them all. Reads stay open.
+func TestHubCannotPurgeASite(t *testing.T) {
+	hub := startTestHub(t)
+	remote := fmt.Sprintf("nats-leaf://127.0.0.1:%d", hub.leafPort)
+	s1, _ := runNode(t, siteConfig(t, t.TempDir(), "s1", remote))
+	publishIDs(t, s1, "a", 0, 12)
+	waitCount(t, s1, "count", "a", 12, 15*time.Second)
+
+	nc, err := nats.Connect(hub.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := natsjs.NewWithDomain(nc, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	source, changelog := jetstream.SourceStream("edgetables"), jetstream.ChangelogStream("edgetables", 0)
+	ctx := context.Background()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		// The read shows the hub reaches the site's API (once the leaf
+		// link carries the domain's interest).
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := js.Stream(rctx, source)
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the hub cannot read the site's stream info: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	attempts := map[string]func(context.Context) error{
+		"purge the source": func(ctx context.Context) error {
+			s, err := js.Stream(ctx, source)
+			if err != nil {
+				return err
+			}
+			return s.Purge(ctx)
+		},
+		"delete the changelog": func(ctx context.Context) error { return js.DeleteStream(ctx, changelog) },
+		"update the source": func(ctx context.Context) error {
+			_, err := js.UpdateStream(ctx, natsjs.StreamConfig{Name: source, Subjects: []string{"ev.*"}, MaxMsgs: 1})
+			return err
+		},
+		"delete a message": func(ctx context.Context) error {
+			s, err := js.Stream(ctx, source)
+			if err != nil {
+				return err
+			}
+			return s.DeleteMsg(ctx, 1)
+		},
+		"create a stream": func(ctx context.Context) error {
+			_, err := js.CreateStream(ctx, natsjs.StreamConfig{Name: "rogue", Subjects: []string{"rogue.>"}})
+			return err
+		},
+	}
+	for what, attempt := range attempts {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		if err := attempt(actx); err == nil {
+			t.Errorf("the hub could %s of site s1", what)
+		}
+		cancel()
+	}
+	if first, last := siteSource(t, s1); first != 1 || last != 12 {
+		t.Fatalf("site s1 source holds %d..%d, want 1..12", first, last)
+	}
+	publishIDs(t, s1, "a", 12, 3)
+	waitCount(t, s1, "count", "a", 15, 15*time.Second)
+	hn, _ := runNode(t, hubNodeConfig(t, hub, "s1"))
+	waitCount(t, hn, "bysite", "s1", 15, 60*time.Second)
+}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -63,6 +64,36 @@ type LeafConfig struct {
 // stream, whose traffic uses other subjects.
 func SiteLocalSubjects(app string, sources []string) []string {
 	return append([]string{app + ".>"}, sources...)
+}
+
+// hubDeniedOps are the operations of a site's JetStream API that its hub
+// may not request (relative to $JS.<domain>.API.): those that change,
+// remove or move a stream's messages, or stall or move a consumer. The
+// hub's sourcing needs only stream info and consumer create and delete;
+// reads (message get, direct get, info) stay open too.
+var hubDeniedOps = []string{
+	"STREAM.CREATE.*", "STREAM.UPDATE.*", "STREAM.DELETE.*", "STREAM.PURGE.*",
+	"STREAM.MSG.DELETE.*", "STREAM.SNAPSHOT.*", "STREAM.RESTORE.*", "STREAM.PEER.>",
+	"STREAM.CANCEL_MOVE.*", "STREAM.LEADER.STEPDOWN.*",
+	"CONSUMER.PAUSE.*.*", "CONSUMER.RESET.*.*", "CONSUMER.UNPIN.*.*",
+	"CONSUMER.LEADER.STEPDOWN.*.*", "CONSUMER.PEER.>",
+	"META.>", "SERVER.>", "ACCOUNT.>",
+}
+
+// HubDeniedAPI are the subjects of the JetStream API of a site in domain
+// that the site does not take from its hub: through the domain's API
+// prefix, any hub user allowed $JS.> (an operator with the nats CLI, a
+// leaked credential) could otherwise purge or delete the site's source and
+// changelog streams, or pause the node's consumer.
+func HubDeniedAPI(domain string) []string {
+	if domain == "" {
+		return nil
+	}
+	out := make([]string, len(hubDeniedOps))
+	for i, op := range hubDeniedOps {
+		out[i] = apiPrefix(domain) + "." + op
+	}
+	return out
 }
 
 // Validate checks c without reading its files' contents.
@@ -141,7 +172,7 @@ func leafOptions(c LeafConfig, opts *server.Options) error {
 		}
 	}
 	remote := &server.RemoteLeafOpts{Credentials: c.CredsFile,
-		DenyExports: c.LocalSubjects, DenyImports: c.LocalSubjects}
+		DenyExports: c.LocalSubjects, DenyImports: append(slices.Clone(c.LocalSubjects), HubDeniedAPI(c.Domain)...)}
 	useTLS := c.CAFile != "" || c.CertFile != ""
 	for _, r := range c.Remotes {
 		u, isTLS, _ := parseLeafURL(r)
