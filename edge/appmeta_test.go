@@ -53,15 +53,22 @@ func logTo(cfg *Config) *logBuffer {
 // ErrAppShape and come before the node started anything.
 func runRefused(t *testing.T, cfg Config) error {
 	t.Helper()
+	return runFailing(t, cfg, ErrAppShape)
+}
+
+// runFailing runs a node with cfg and returns its error, which must wrap
+// want and come before the node started.
+func runFailing(t *testing.T, cfg Config, want error) error {
+	t.Helper()
 	n, err := NewNode(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	err = n.Run(ctx)
-	if !errors.Is(err, ErrAppShape) {
-		t.Fatalf("Run = %v, want an error wrapping ErrAppShape", err)
+	if !errors.Is(err, want) {
+		t.Fatalf("Run = %v, want an error wrapping %v", err, want)
 	}
 	select {
 	case <-n.Started():
@@ -605,16 +612,7 @@ func TestFirstStartRefusedForItsSubjects(t *testing.T) {
 
 	cfg := testConfig(t, dir, "name=c,source=s.>,key=subject:2,agg=count")
 	cfg.App = "app2"
-	n, err := NewNode(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	err = n.Run(ctx)
-	if !errors.Is(err, jetstream.ErrSubjectOverlap) {
-		t.Fatalf("Run = %v, want an error wrapping ErrSubjectOverlap", err)
-	}
+	err := runFailing(t, cfg, jetstream.ErrSubjectOverlap)
 	mustMention(t, err.Error(), `"s.>" overlaps "s.*" of stream edgetables_source`)
 	streams, _ := snapshot(t, dir)
 	for name := range streams {
@@ -625,7 +623,7 @@ func TestFirstStartRefusedForItsSubjects(t *testing.T) {
 
 	cfg = testConfig(t, dir, "name=c,source=r.*,key=subject:2,agg=sum,field=v")
 	cfg.App = "app2"
-	n, _ = runNode(t, cfg)
+	n, _ := runNode(t, cfg)
 	publish(t, n, "r.a", `{"v":2}`)
 	publish(t, n, "r.a", `{"v":3}`)
 	waitValue(t, n, "c", "a", "5")
