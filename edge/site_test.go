@@ -611,3 +611,26 @@ func TestHubCannotPurgeASite(t *testing.T) {
 	hn, _ := runNode(t, hubNodeConfig(t, hub, "s1"))
 	waitCount(t, hn, "bysite", "s1", 15, 60*time.Second)
 }
+
+// TestHubTakesARecreatedSite: a site whose device is replaced (its data
+// directory empty, its streams new, their sequences from 1 again) is
+// taken whole by the hub, which had taken more events of the old site than
+// the new one has: nats-server sees the source stream's new identity and
+// starts over.
+func TestHubTakesARecreatedSite(t *testing.T) {
+	hub := startTestHub(t)
+	remote := fmt.Sprintf("nats-leaf://127.0.0.1:%d", hub.leafPort)
+	s1, stop := runNode(t, siteConfig(t, t.TempDir(), "s1", remote))
+	hn, _ := runNode(t, hubNodeConfig(t, hub, "s1"))
+	publishIDs(t, s1, "a", 0, 20)
+	waitCount(t, hn, "bysite", "s1", 20, 30*time.Second)
+	stop()
+
+	s1, _ = runNode(t, siteConfig(t, t.TempDir(), "s1", remote))
+	publishIDs(t, s1, "b", 0, 5)
+	waitCount(t, s1, "count", "b", 5, 15*time.Second)
+	waitCount(t, hn, "bysite", "s1", 25, 90*time.Second)
+	waitCount(t, hn, "bydevice", "b", 5, 5*time.Second)
+	publishIDs(t, s1, "b", 5, 30)
+	waitCount(t, hn, "bysite", "s1", 55, 60*time.Second)
+}

@@ -179,6 +179,14 @@ type HubHoldConfig struct {
 // is down the last value learned holds the trim back, and after a restart
 // with the link down nothing is known and nothing is trimmed.
 //
+// The hub's position is taken only once the hub has heard from this site's
+// stream since it was created (the hub's source was active after the
+// stream's creation time): a site whose stream is new (its device replaced,
+// its data directory emptied) starts its sequences at 1 again, and until
+// the hub's sourcing notices the new stream, the hub still reports the
+// last sequence it took of the old one. Trimming by that position would
+// remove events the hub never took.
+//
 // It also watches the local source stream's size: once the events kept
 // for the hub (or not yet processed) fill FullRatio of its MaxBytes, it
 // logs an error and Alert says so (the stream refuses new events when
@@ -188,8 +196,9 @@ type HubHold struct {
 	local natsjs.JetStream
 	hub   natsjs.JetStream
 
-	mu   sync.Mutex
-	snap HubHoldStatus
+	mu      sync.Mutex
+	snap    HubHoldStatus
+	created time.Time // the local source stream's, at the last look
 }
 
 // HubHoldStatus is a HubHold's last look.
@@ -302,7 +311,7 @@ const lookTimeout = 2 * time.Second
 // status, logging changes of the hub's reachability and of the alert.
 func (h *HubHold) Check(ctx context.Context) {
 	log := h.cfg.Logger.With("component", "hub-hold", "hub_domain", h.cfg.HubDomain)
-	taken, hubErr := h.hubTaken(ctx)
+	// The local stream first: the hub's answer must be no older than it.
 	rctx, cancel := context.WithTimeout(ctx, lookTimeout)
 	var info *natsjs.StreamInfo
 	st, lerr := h.local.Stream(rctx, SourceStream(h.cfg.App))
@@ -310,12 +319,28 @@ func (h *HubHold) Check(ctx context.Context) {
 		info = st.CachedInfo()
 	}
 	cancel()
+	taken, active, hubErr := h.hubTaken(ctx)
 	if ctx.Err() != nil {
 		return
 	}
 	h.mu.Lock()
 	old := h.snap
 	s := &h.snap
+	if info != nil && !info.Created.Equal(h.created) {
+		if !h.created.IsZero() {
+			// The stream was created again under the node: what the hub
+			// took was the old stream's.
+			s.Known, s.Taken = false, 0
+		}
+		h.created = info.Created
+	}
+	stale := ""
+	if hubErr == nil {
+		stale = staleTaken(taken, active, info, time.Now())
+		if stale != "" {
+			hubErr = errors.New(stale)
+		}
+	}
 	if hubErr == nil {
 		s.Known, s.Taken, s.LearnedAt, s.HubError = true, taken, time.Now(), ""
 	} else {
@@ -333,6 +358,9 @@ func (h *HubHold) Check(ctx context.Context) {
 	h.mu.Unlock()
 
 	switch {
+	case stale != "" && old.HubError != now.HubError:
+		log.Warn("the hub's position is not this source stream's yet; the site keeps every event the hub has not taken",
+			"hub_taken", taken, "hub_active_ago", active, "known_taken", now.Taken, "known", now.Known, "why", stale)
 	case hubErr != nil && old.HubError == "":
 		log.Warn("hub unreachable or not sourcing this site; the site keeps every event the hub has not taken",
 			"known_taken", now.Taken, "known", now.Known, "err", hubErr)
@@ -354,20 +382,44 @@ func (h *HubHold) Check(ctx context.Context) {
 // errNotSourced says the hub's stream does not source this site.
 var errNotSourced = errors.New("the hub's source stream does not source this site")
 
-// hubTaken asks the hub for the last sequence of this site it stored.
-func (h *HubHold) hubTaken(ctx context.Context) (uint64, error) {
+// hubTaken asks the hub for the last sequence of this site it stored, and
+// how long ago its sourcing last heard from this site (negative: not since
+// the hub's stream leader started).
+func (h *HubHold) hubTaken(ctx context.Context) (uint64, time.Duration, error) {
 	rctx, cancel := context.WithTimeout(ctx, lookTimeout)
 	defer cancel()
 	st, err := h.hub.Stream(rctx, SourceStream(h.cfg.App))
 	if err != nil {
-		return 0, fmt.Errorf("hub stream %s: %w", SourceStream(h.cfg.App), err)
+		return 0, 0, fmt.Errorf("hub stream %s: %w", SourceStream(h.cfg.App), err)
 	}
 	info := st.CachedInfo()
 	i := slices.IndexFunc(info.Sources, func(si *natsjs.StreamSourceInfo) bool {
 		return si != nil && si.Name == SourceStream(h.cfg.App) && si.External != nil && si.External.APIPrefix == apiPrefix(h.cfg.SiteDomain)
 	})
 	if i < 0 {
-		return 0, fmt.Errorf("%w (domain %s)", errNotSourced, h.cfg.SiteDomain)
+		return 0, 0, fmt.Errorf("%w (domain %s)", errNotSourced, h.cfg.SiteDomain)
 	}
-	return info.Sources[i].Seq, nil
+	return info.Sources[i].Seq, info.Sources[i].Active, nil
+}
+
+// staleTaken says why the hub's position taken, last active ago, cannot be
+// trusted for the local source stream (info, at now), or "" when it can:
+// it must come from sourcing that heard from the stream after the stream
+// was created, and not lie beyond the stream's last sequence. The hub's
+// age of its last contact is measured on its clock, but only as a
+// duration, and the round trip of the request makes it look older, not
+// younger: the check errs on the side of keeping events.
+func staleTaken(taken uint64, active time.Duration, info *natsjs.StreamInfo, now time.Time) string {
+	switch {
+	case info == nil:
+		return "the local source stream could not be read"
+	case active < 0:
+		return "the hub has not heard from this site since its stream leader started"
+	case !now.Add(-active).After(info.Created):
+		return fmt.Sprintf("the hub last heard from this site %s ago, before this source stream was created (%s): its position is the previous stream's",
+			active.Round(time.Millisecond), info.Created.UTC().Format(time.RFC3339))
+	case taken > info.State.LastSeq:
+		return fmt.Sprintf("the hub reports sequence %d taken, beyond this source stream's last, %d: its position is a previous stream's", taken, info.State.LastSeq)
+	}
+	return ""
 }
