@@ -527,7 +527,7 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 	// message says nothing is pending before until, or nothing arrives for a
 	// while, the loop asks the stream whether a message it has not read is
 	// left.
-	batch := make([]port.Entry, 0, batchSize)
+	batch := make([]port.Entry, 0, min(uint64(batchSize), until-from+1))
 	next := from
 	lagging := false // the leader said messages up to until are left
 	for {
