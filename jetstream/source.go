@@ -170,13 +170,42 @@ func sourceSubjects(cfg SourceConfig) ([]string, []*natsjs.StreamSource, error) 
 		return nil, nil, fmt.Errorf("edgetables/jetstream: source of %s: %w", cfg.App, err)
 	}
 	for _, s := range subjects {
-		for _, r := range reservedSubjects(cfg.App) {
-			if subject.Collide(s, r) {
-				return nil, nil, fmt.Errorf("%w: source subject %q of app %s overlaps the app's own subjects %q", ErrSubjectOverlap, s, cfg.App, r)
-			}
+		if err := checkSourceSubject(cfg.App, s); err != nil {
+			return nil, nil, err
 		}
 	}
 	return subjects, nil, nil
+}
+
+// systemSubjects are NATS's own subjects: JetStream's API and
+// acknowledgements, its raft and cluster traffic, KV and object stores,
+// the system account's, and reply inboxes. A source capturing them would
+// store the server's own traffic (or its own API's answers, in a loop).
+var systemSubjects = []string{"$JS.>", "$JSC.>", "$NRG.>", "$KV.>", "$O.>", "$OBJ.>", "$SYS.>", "$SRV.>", "_INBOX.>"}
+
+// ValidateSourceSubject checks that an app may capture subj in its source
+// stream: a valid subject, wildcards allowed, that overlaps neither the
+// app's own subjects (changelog, commits, dead letters, queries, global
+// tables) nor NATS's own ($JS, $KV, $SYS, _INBOX…). It needs no server.
+func ValidateSourceSubject(app, subj string) error {
+	if _, err := normalizeSubjects([]string{subj}); err != nil {
+		return err
+	}
+	return checkSourceSubject(app, subj)
+}
+
+func checkSourceSubject(app, s string) error {
+	for _, r := range reservedSubjects(app) {
+		if subject.Collide(s, r) {
+			return fmt.Errorf("%w: source subject %q of app %s overlaps the app's own subjects %q", ErrSubjectOverlap, s, app, r)
+		}
+	}
+	for _, r := range systemSubjects {
+		if subject.Collide(s, r) {
+			return fmt.Errorf("%w: source subject %q overlaps NATS's own subjects %q", ErrSubjectOverlap, s, r)
+		}
+	}
+	return nil
 }
 
 // overlapping lists which subjects of the streams other than stream

@@ -33,6 +33,11 @@ var version = ""
 // exitUsage is the exit status for invalid flags.
 const exitUsage = 2
 
+// maxBufferRecords bounds --recovery-buffer-size and --standby-buffer-size:
+// beyond a million records a store transaction gains nothing, and the
+// buffer is memory.
+const maxBufferRecords = 1_000_000
+
 type cli struct {
 	LogLevel  string `help:"Log level: debug, info, warn, error." default:"info" enum:"debug,info,warn,error"`
 	LogFormat string `help:"Log format: text or json." default:"text" enum:"text,json"`
@@ -142,10 +147,10 @@ func (r *runCmd) Validate() error {
 		return fmt.Errorf("--commit-idle %s: want 0 (off) or more", r.CommitIdle)
 	case r.CommitEvery < 1:
 		return fmt.Errorf("--commit-every %d: must be at least 1", r.CommitEvery)
-	case r.RecoveryBuffer < 1:
-		return fmt.Errorf("--recovery-buffer-size %d: must be at least 1", r.RecoveryBuffer)
-	case r.StandbyBuffer < 1:
-		return fmt.Errorf("--standby-buffer-size %d: must be at least 1", r.StandbyBuffer)
+	case r.RecoveryBuffer < 1 || r.RecoveryBuffer > maxBufferRecords:
+		return fmt.Errorf("--recovery-buffer-size %d: want 1 to %d", r.RecoveryBuffer, maxBufferRecords)
+	case r.StandbyBuffer < 1 || r.StandbyBuffer > maxBufferRecords:
+		return fmt.Errorf("--standby-buffer-size %d: want 1 to %d", r.StandbyBuffer, maxBufferRecords)
 	case r.TombstoneTTL < 0 || r.TombstoneTTL > 0 && r.TombstoneTTL < time.Second:
 		return fmt.Errorf("--tombstone-ttl %s: want at least 1s, or 0 (for ever)", r.TombstoneTTL)
 	case r.MaxClockSkew < 0:
@@ -216,6 +221,9 @@ func (r *runCmd) Validate() error {
 			return fmt.Errorf("--table: table name %q used twice", t.Name)
 		}
 		seen[t.Name] = true
+		if err := jetstream.ValidateSourceSubject(r.App, t.Source); err != nil {
+			return fmt.Errorf("--table %s: source %q: %w", t.Name, t.Source, err)
+		}
 	}
 	for _, g := range r.GlobalTable {
 		if seen[g.name] {
