@@ -191,6 +191,11 @@ func keyFunc(k KeySpec) func(e *manager.Event) ([]byte, error) {
 		}
 		switch x := v.(type) {
 		case string:
+			if x == "" {
+				// An empty key can be neither read (GET …/keys/) nor paged
+				// past (next="" ends a listing).
+				return nil, fmt.Errorf("%w: key field %q is empty", manager.ErrBadEvent, field)
+			}
 			return []byte(x), nil
 		case json.Number:
 			return []byte(x.String()), nil
