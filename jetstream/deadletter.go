@@ -25,6 +25,10 @@ const (
 	DeadLetterMaxBytes = 256 << 20
 	// maxReasonLen caps the Edgetables-Reason header.
 	maxReasonLen = 4096
+	// maxOrigHeaderLen caps the original headers a dead letter keeps:
+	// JetStream refuses a message whose headers pass 64 KiB, which the
+	// source stream may have taken with the event's alone.
+	maxOrigHeaderLen = 48 << 10
 )
 
 // DeadLetters implements port.DeadLetterQueue on the stream <app>_dlq.
@@ -37,6 +41,7 @@ type DeadLetters struct {
 	// lastErrLog rate-limits the log of failed asynchronous sends, which
 	// go to log (the logger of NewDeadLetters' context, see WithLogger).
 	lastErrLog atomic.Int64
+	failed     atomic.Int64 // failed asynchronous sends not yet logged
 	log        *slog.Logger
 }
 
@@ -108,13 +113,15 @@ func NewDeadLetterQueue(ctx context.Context, js natsjs.JetStream, cfg DeadLetter
 // asyncFailed logs a dead letter whose asynchronous send failed, at most
 // once every 10 s.
 func (d *DeadLetters) asyncFailed(m *nats.Msg, err error) {
+	d.failed.Add(1)
 	now := time.Now().UnixNano()
 	last := d.lastErrLog.Load()
 	if now-last < int64(10*time.Second) || !d.lastErrLog.CompareAndSwap(last, now) {
 		return
 	}
 	d.log.Error("dead-letter publish failed: the refused event is only in the source stream (until trimmed) and in the node's log",
-		"app", d.app, "subject", m.Subject, "agent", m.Header.Get(HeaderAgent), "source_seq", m.Header.Get(HeaderSourceSeq), "err", err)
+		"app", d.app, "subject", m.Subject, "agent", m.Header.Get(HeaderAgent), "source_seq", m.Header.Get(HeaderSourceSeq),
+		"failed_since_last_log", d.failed.Swap(0), "err", err)
 }
 
 // Send publishes dl to <app>.dlq.<agent> and returns once it is stored (one
@@ -192,11 +199,15 @@ func (d *DeadLetters) message(dl port.DeadLetter) (*nats.Msg, string, error) {
 		return nil, "", fmt.Errorf("edgetables/jetstream: dead letter of source sequence %d: %w", dl.Message.Seq, err)
 	}
 	h := make(nats.Header, len(dl.Message.Header)+5)
-	for k, vs := range dl.Message.Header {
-		if strings.HasPrefix(strings.ToLower(k), "nats-") {
-			k = HeaderOrigPrefix + k
+	if n := headerLen(dl.Message.Header); n > maxOrigHeaderLen {
+		h.Set(HeaderHeadersOmitted, strconv.Itoa(n))
+	} else {
+		for k, vs := range dl.Message.Header {
+			if l := strings.ToLower(k); strings.HasPrefix(l, "nats-") || strings.HasPrefix(l, "edgetables-") {
+				k = HeaderOrigPrefix + k
+			}
+			h[k] = append([]string(nil), vs...)
 		}
-		h[k] = append([]string(nil), vs...)
 	}
 	reason := lineBreaks.Replace(dl.Reason)
 	if len(reason) > maxReasonLen {
@@ -209,6 +220,17 @@ func (d *DeadLetters) message(dl port.DeadLetter) (*nats.Msg, string, error) {
 	h.Set(HeaderSourceSeq, seq)
 	h.Set(HeaderVersion, strconv.Itoa(DeadLetterVersion))
 	return &nats.Msg{Subject: DeadLetterSubject(d.app, dl.Agent), Header: h, Data: dl.Message.Data}, dl.Agent + "-" + seq, nil
+}
+
+// headerLen is about the size of h on the wire.
+func headerLen(h nats.Header) int {
+	n := 0
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4 // ": " and CRLF
+		}
+	}
+	return n
 }
 
 // omitData leaves the event's data out of m: an event refused for its size
@@ -246,7 +268,7 @@ func DecodeDeadLetter(m *nats.Msg) (port.DeadLetter, error) {
 	}
 	for k, vs := range m.Header {
 		switch k {
-		case HeaderAgent, HeaderReason, HeaderSourceSubject, HeaderSourceSeq, HeaderVersion, HeaderDataOmitted,
+		case HeaderAgent, HeaderReason, HeaderSourceSubject, HeaderSourceSeq, HeaderVersion, HeaderDataOmitted, HeaderHeadersOmitted,
 			"Nats-Msg-Id", "Nats-Expected-Stream":
 			continue
 		}

@@ -2,9 +2,12 @@ package jetstream_test
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/jetstream"
@@ -81,5 +84,64 @@ func TestDeadLetters(t *testing.T) {
 	dl.Agent = "a.b"
 	if err := dlq.Send(ctx, dl); !errors.Is(err, jetstream.ErrBadName) {
 		t.Errorf("agent with a dot: %v", err)
+	}
+}
+
+// TestDeadLetterWithLargeHeaders: an event whose headers the source
+// stream took (just under JetStream's 64 KiB) is stored as a dead letter
+// without them, saying their size, whether sent or enqueued; an event's
+// own Edgetables-* header does not pass for the dead letter's.
+func TestDeadLetterWithLargeHeaders(t *testing.T) {
+	_, _, js := jstest.Start(t)
+	ctx := testCtx(t)
+	dlq, err := jetstream.NewDeadLetters(ctx, js, app, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := strings.Repeat("p", 65300)
+	for i, send := range []func(port.DeadLetter) error{
+		func(dl port.DeadLetter) error { return dlq.Send(ctx, dl) },
+		func(dl port.DeadLetter) error {
+			if err := dlq.Enqueue(ctx, dl); err != nil {
+				return err
+			}
+			return dlq.Flush(ctx)
+		},
+	} {
+		agent := fmt.Sprintf("t%d", i)
+		err := send(port.DeadLetter{Agent: agent, Reason: "not JSON",
+			Message: port.SourceMessage{Seq: 5, Subject: "in.x", Header: map[string][]string{"X-Pad": {pad}}, Data: []byte("x")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := js.Stream(ctx, jetstream.DeadLetterStream(app))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := st.GetLastMsgForSubject(ctx, jetstream.DeadLetterSubject(app, agent))
+		if err != nil {
+			t.Fatalf("%s: the dead letter was not stored: %v", agent, err)
+		}
+		if m.Header.Get("X-Pad") != "" || m.Header.Get(jetstream.HeaderHeadersOmitted) != "65309" || string(m.Data) != "x" {
+			t.Errorf("%s: X-Pad %d bytes, omitted %q, data %q", agent, len(m.Header.Get("X-Pad")), m.Header.Get(jetstream.HeaderHeadersOmitted), m.Data)
+		}
+	}
+
+	forged := port.DeadLetter{Agent: "f", Reason: "r", Message: port.SourceMessage{Seq: 6, Subject: "in.x",
+		Header: map[string][]string{jetstream.HeaderDataOmitted: {"999"}}, Data: []byte("y")}}
+	if err := dlq.Send(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := js.Stream(ctx, jetstream.DeadLetterStream(app))
+	m, err := st.GetLastMsgForSubject(ctx, jetstream.DeadLetterSubject(app, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Header.Get(jetstream.HeaderDataOmitted) != "" || m.Header.Get(jetstream.HeaderOrigPrefix+jetstream.HeaderDataOmitted) != "999" {
+		t.Errorf("forged header: %v", m.Header)
+	}
+	back, err := jetstream.DecodeDeadLetter(&nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
+	if err != nil || back.Message.Header[jetstream.HeaderDataOmitted][0] != "999" || string(back.Message.Data) != "y" {
+		t.Errorf("decoded %+v, %v", back, err)
 	}
 }

@@ -42,8 +42,13 @@ const (
 	// bytes of the event's data, left out because it did not fit the
 	// server's max_payload with the dead letter's headers.
 	HeaderDataOmitted = "Edgetables-Data-Omitted"
-	// HeaderOrigPrefix prefixes the original message's own Nats-* headers
-	// in a dead letter (they would otherwise steer the dead-letter publish).
+	// HeaderHeadersOmitted, on a dead letter without the event's headers,
+	// gives their size in bytes: they were left out because with the dead
+	// letter's own they would pass JetStream's 64 KiB limit on headers.
+	HeaderHeadersOmitted = "Edgetables-Headers-Omitted"
+	// HeaderOrigPrefix prefixes the original message's own Nats-* and
+	// Edgetables-* headers in a dead letter (they would otherwise steer the
+	// dead-letter publish, or pass for the dead letter's own).
 	HeaderOrigPrefix = "Edgetables-Orig-"
 )
 
