@@ -604,9 +604,23 @@ func (c *Changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 	return nil
 }
 
-// decode turns a changelog message into an Entry.
+// decode turns a changelog message into an Entry. A message that is no
+// record or commit marker at all (its subject, key token or marker does
+// not decode) was not written by a node: a client with write access to
+// the app's subjects, or a hand, put it there. It is logged and passed on
+// as an Entry of no table, which readers count as unknown and skip, so
+// that one such message does not stop the partition's recovery for good.
+// A record or marker of a later wire version stays an error: this node is
+// too old to read the log.
 func (c *Changelog) decode(p int, seq uint64, msg natsjs.Msg) (port.Entry, error) {
-	return decodeEntry(p, c.streams[p], c.prefixes[p], c.commits[p], seq, msg.Subject(), msg.Headers(), msg.Data())
+	e, err := decodeEntry(p, c.streams[p], c.prefixes[p], c.commits[p], seq, msg.Subject(), msg.Headers(), msg.Data())
+	if err != nil && !errors.Is(err, ErrWireVersion) &&
+		(errors.Is(err, ErrBadSubject) || errors.Is(err, ErrBadKeyToken) || errors.Is(err, ErrBadMarker)) {
+		c.logger().Error("changelog message skipped: it is no record or commit marker of edgetables (written by hand, or by a client allowed the app's subjects)",
+			"partition", p, "stream", c.streams[p], "seq", seq, "subject", msg.Subject(), "err", err)
+		return port.Entry{Seq: seq}, nil
+	}
+	return e, err
 }
 
 // decodeEntry turns the message at seq of partition p's changelog (stream,
