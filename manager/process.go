@@ -395,7 +395,7 @@ func (m *TableManager) dispatch(ctx context.Context, sm *port.SourceMessage) {
 			// Whoever owns the partition of the subject reports it, so
 			// that one node does it in a cluster.
 			if p := m.partition(PartitionOf([]byte(sm.Subject), m.cfg.Partitions)); p.takes(sm.Seq) {
-				m.deadLetter(ctx, a, sm, ReasonKey, fmt.Sprintf("key: %v", err))
+				m.deadLetter(ctx, a, sm, p.id, ReasonKey, fmt.Sprintf("key: %v", err))
 			}
 			continue
 		}
@@ -407,11 +407,11 @@ func (m *TableManager) dispatch(ctx context.Context, sm *port.SourceMessage) {
 		}
 		e.part = p
 		if err := m.runAgent(a, e); err != nil {
-			m.deadLetter(ctx, a, sm, ReasonAgent, err.Error())
+			m.deadLetter(ctx, a, sm, p.id, ReasonAgent, err.Error())
 			continue
 		}
 		if reason := m.uncommittable(p, e.writes); reason != "" {
-			m.deadLetter(ctx, a, sm, ReasonLimit, reason)
+			m.deadLetter(ctx, a, sm, p.id, ReasonLimit, reason)
 			continue
 		}
 		if !m.makeRoom(ctx, p, e.writes) {
@@ -460,11 +460,13 @@ func (m *TableManager) runAgent(a *Agent, e *Event) (err error) {
 	return a.Process(e)
 }
 
-func (m *TableManager) deadLetter(ctx context.Context, a *Agent, sm *port.SourceMessage, kind, reason string) {
+// deadLetter counts, logs (rate-limited) and sends the event sm that agent
+// a refused; partition is the one that reports it.
+func (m *TableManager) deadLetter(ctx context.Context, a *Agent, sm *port.SourceMessage, partition int, kind, reason string) {
 	m.counters.deadLetters[a.Name].Add(1)
 	m.counters.deadLetterReasons[kind].Add(1)
 	if ok, held := m.dlq.logs.allow(a.Name + "\x00" + reasonKind(reason)); ok {
-		m.log.Warn("event refused, sent to the dead-letter subject", "agent", a.Name, "subject", sm.Subject,
+		m.log.Warn("event refused, sent to the dead-letter subject", "agent", a.Name, "partition", partition, "subject", sm.Subject,
 			"source_seq", sm.Seq, "reason", reason, "similar_not_logged", held)
 	}
 	if m.cfg.DeadLetters == nil {
