@@ -80,7 +80,8 @@ type byteSize int64
 var sizeUnits = []struct {
 	suffix string
 	mult   float64
-}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"PiB", 1 << 50}, {"EiB", 1 << 60},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"PB", 1e15}, {"EB", 1e18}, {"B", 1}}
 
 // UnmarshalText parses a size such as 512MiB, 1.5GB or 1048576.
 func (b *byteSize) UnmarshalText(text []byte) error {
@@ -93,10 +94,11 @@ func (b *byteSize) UnmarshalText(text []byte) error {
 		}
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || f < 0 || math.IsInf(f, 0) || f*mult > math.MaxInt64 {
-		return fmt.Errorf("%q: want a size such as 512MiB, 1GiB or a number of bytes", text)
+	// float64(math.MaxInt64) is 2^63, one past it: a size must be below.
+	if err != nil || f < 0 || math.IsInf(f, 0) || f*mult >= math.MaxInt64 || mult == 1 && f != math.Trunc(f) {
+		return fmt.Errorf("%q: want a size such as 512MiB, 1GiB or a whole number of bytes", text)
 	}
-	*b = byteSize(f * mult)
+	*b = byteSize(math.Round(f * mult))
 	return nil
 }
 

@@ -189,6 +189,8 @@ func TestByteSize(t *testing.T) {
 		{"0", 0, true}, {"1048576", 1 << 20, true}, {"512MiB", 512 << 20, true}, {"1GiB", 1 << 30, true},
 		{"1.5GB", 1_500_000_000, true}, {"64 KiB", 64 << 10, true}, {"100B", 100, true},
 		{"lots", 0, false}, {"-1MiB", 0, false}, {"MiB", 0, false}, {"1e30GiB", 0, false},
+		{"1TiB", 1 << 40, true}, {"2TB", 2e12, true}, {"7EiB", 7 << 60, true}, {"1.1KB", 1100, true},
+		{"9223372036854775807", 0, false}, {"8EiB", 0, false}, {"1.5", 0, false},
 	}
 	for _, c := range cases {
 		var b byteSize
