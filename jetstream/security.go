@@ -366,11 +366,11 @@ func loopback(host string) bool {
 // beyond loopback without authentication, unless sec.Insecure; it warns
 // when such a port carries passwords without TLS.
 func checkExposure(sec Security, opts *server.Options, log *slog.Logger) error {
-	client := net.JoinHostPort(opts.Host, strconv.Itoa(opts.Port))
+	client := net.JoinHostPort(opts.Host, strconv.Itoa(max(opts.Port, 0))) // -1: any free port
 	if !loopback(opts.Host) {
 		switch {
 		case !authenticated(opts) && !sec.Insecure:
-			return fmt.Errorf("%w: client port %s: declare users (--nats-auth or --nats-config), listen on loopback, or accept the risk with --insecure", ErrInsecure, client)
+			return fmt.Errorf("%w: client port %s (--nats-listen): declare users (--nats-auth or --nats-config), listen on loopback, or accept the risk with --insecure", ErrInsecure, client)
 		case !authenticated(opts):
 			log.Warn("NATS client port open beyond loopback without authentication (--insecure): any client on the network can delete the app's streams or forge its records", "listen", client)
 		case opts.TLSConfig == nil && len(opts.Users) > 0:

@@ -282,7 +282,7 @@ func serverOptions(cfg *ServerConfig) (*server.Options, *nodeIdentity, error) {
 	opts := &server.Options{}
 	if cfg.Security.ConfigFile != "" {
 		if opts, err = server.ProcessConfigFile(cfg.Security.ConfigFile); err != nil {
-			return nil, nil, fmt.Errorf("edgetables/jetstream: config file: %w", err)
+			return nil, nil, fmt.Errorf("edgetables/jetstream: config file %s (--nats-config): %w", cfg.Security.ConfigFile, err)
 		}
 	}
 	opts.ServerName, opts.Host, opts.Port = cfg.Name, host, port
@@ -346,10 +346,10 @@ func clusterOptions(cfg ServerConfig, opts *server.Options) error {
 	for _, r := range cfg.Routes {
 		u, err := url.Parse(strings.TrimSpace(r))
 		if err != nil {
-			return fmt.Errorf("edgetables/jetstream: route %q: %w", r, err)
+			return fmt.Errorf("edgetables/jetstream: route %q (--routes): %w", r, err)
 		}
 		if (u.Scheme != "nats-route" && u.Scheme != "nats") || u.Host == "" || u.Port() == "" {
-			return fmt.Errorf("edgetables/jetstream: route %q: want nats-route://host:port", r)
+			return fmt.Errorf("edgetables/jetstream: route %q (--routes): want nats-route://host:port", r)
 		}
 		if u.User == nil && opts.Cluster.Username != "" {
 			// The routes this node dials present the cluster's credentials.
