@@ -157,8 +157,8 @@ func ParseTableSpec(v string) (TableSpec, error) {
 			s.Field = val
 		case "window", "hop", "expires":
 			d, err := time.ParseDuration(val)
-			if err != nil || d <= 0 {
-				return s, fmt.Errorf("%w %q: %s %q: want a positive duration such as 30s, 5m or 1h", ErrSpec, v, k, val)
+			if err != nil || d <= 0 || d > maxWindowPart {
+				return s, fmt.Errorf("%w %q: %s %q: want a positive duration such as 30s, 5m or 1h, at most %s (10 years)", ErrSpec, v, k, val, maxWindowPart)
 			}
 			switch k {
 			case "window":
@@ -232,6 +232,10 @@ func (s TableSpec) validate() error {
 	}
 	return nil
 }
+
+// maxWindowPart bounds window, hop and expires: a window's end plus its
+// expiry must stay within the times Go counts in nanoseconds (to 2262).
+const maxWindowPart = 10 * 365 * 24 * time.Hour
 
 // validateWindow checks the window parts.
 func (s TableSpec) validateWindow() error {

@@ -66,6 +66,8 @@ func TestParseTableSpec(t *testing.T) {
 		{"name=a,source", "not key=value"},
 		{"name=a,source=x.y,key=subject:1,agg=set", "set needs field"},
 		{"name=a,source=x.y,key=subject:1,agg=count,window=soon", `window "soon": want a positive duration`},
+		{"name=a,source=x.y,key=subject:1,agg=count,window=2562047h", `window "2562047h": want a positive duration such as 30s, 5m or 1h, at most 87600h0m0s`},
+		{"name=a,source=x.y,key=subject:1,agg=count,window=1h,expires=100000h", `expires "100000h"`},
 		{"name=a,source=x.y,key=subject:1,agg=count,window=-1m", "positive duration"},
 		{"name=a,source=x.y,key=subject:1,agg=count,hop=1m", "hop needs window"},
 		{"name=a,source=x.y,key=subject:1,agg=count,expires=1m", "expires needs window"},
