@@ -73,7 +73,8 @@ func TestHTTPWindows(t *testing.T) {
 		err  string
 	}{
 		"?window=" + url.QueryEscape(cur.Add(-3*day).Format(time.RFC3339)): {404, httpapi.CodeKeyNotFound},
-		"?window=yesterday": {400, httpapi.CodeBadRequest},
+		"?window=yesterday":            {400, httpapi.CodeBadRequest},
+		"?window=0001-01-01T00:00:00Z": {400, httpapi.CodeBadRequest}, // not the current window
 	} {
 		if code, body := get(q); code != want.code || body["code"] != want.err {
 			t.Errorf("%s: %d %v, want %d %s", q, code, body, want.code, want.err)

@@ -291,8 +291,9 @@ func (a *API) getWindows(w http.ResponseWriter, r *http.Request, t manager.Windo
 		q.All = true
 	default:
 		at, err := time.Parse(time.RFC3339Nano, sel)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, CodeBadRequest, "window "+strconv.Quote(sel)+": want now, all or an RFC 3339 time")
+		if err != nil || at.Unix() <= 0 {
+			// The zero time would mean now to the query.
+			writeError(w, http.StatusBadRequest, CodeBadRequest, "window "+strconv.Quote(sel)+": want now, all or an RFC 3339 time after 1970")
 			return
 		}
 		q.At = at
