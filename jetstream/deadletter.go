@@ -43,7 +43,17 @@ type DeadLetters struct {
 	lastErrLog atomic.Int64
 	failed     atomic.Int64 // failed asynchronous sends not yet logged
 	log        *slog.Logger
+	// lastFullCheck rate-limits the look at the stream's size after a
+	// send (fullCheckEvery).
+	lastFullCheck atomic.Int64
 }
+
+// fullCheckEvery is how often, at most, a send looks at the dead-letter
+// stream's size; fullShare is the share of its MaxBytes it warns at.
+const (
+	fullCheckEvery = time.Minute
+	fullShare      = 0.9
+)
 
 var _ port.DeadLetterQueue = (*DeadLetters)(nil)
 
@@ -145,7 +155,28 @@ func (d *DeadLetters) Send(ctx context.Context, dl port.DeadLetter) error {
 	if err != nil {
 		return fmt.Errorf("edgetables/jetstream: dead letter of source sequence %d to %s: %w", dl.Message.Seq, m.Subject, err)
 	}
+	d.checkFull(ctx)
 	return nil
+}
+
+// checkFull warns, at most once every fullCheckEvery, when the stream is
+// nearly full: from then on each new dead letter drops the oldest ones.
+func (d *DeadLetters) checkFull(ctx context.Context) {
+	now := time.Now().UnixNano()
+	last := d.lastFullCheck.Load()
+	if now-last < int64(fullCheckEvery) || !d.lastFullCheck.CompareAndSwap(last, now) {
+		return
+	}
+	st, err := d.js.Stream(ctx, DeadLetterStream(d.app))
+	if err != nil {
+		return // the next send looks again
+	}
+	info := st.CachedInfo()
+	if max := info.Config.MaxBytes; max > 0 && float64(info.State.Bytes) >= fullShare*float64(max) {
+		d.log.Warn("dead-letter stream nearly full: each new dead letter now drops the oldest ones; read and remove them, or raise --max-store",
+			"app", d.app, "stream", info.Config.Name, "bytes", info.State.Bytes, "max_bytes", max, "dead_letters", info.State.Msgs,
+			"first_seq", info.State.FirstSeq)
+	}
 }
 
 // Enqueue is Send without waiting for the dead letter to be stored: at
