@@ -177,11 +177,13 @@ func sourceSubjects(cfg SourceConfig) ([]string, []*natsjs.StreamSource, error) 
 	return subjects, nil, nil
 }
 
-// systemSubjects are NATS's own subjects: JetStream's API and
-// acknowledgements, its raft and cluster traffic, KV and object stores,
-// the system account's, and reply inboxes. A source capturing them would
-// store the server's own traffic (or its own API's answers, in a loop).
-var systemSubjects = []string{"$JS.>", "$JSC.>", "$NRG.>", "$KV.>", "$O.>", "$OBJ.>", "$SYS.>", "$SRV.>", "_INBOX.>"}
+// systemPrefixes are the first tokens of NATS's own subjects: JetStream's
+// API and acknowledgements, its raft and cluster traffic, KV and object
+// stores, the system account's, and reply inboxes. A source naming them
+// would store the server's own traffic (or its own API's answers, in a
+// loop). A leading wildcard (a hub's *.sensors.>) is not refused for them:
+// it is how a subject is matched across sites.
+var systemPrefixes = []string{"$JS", "$JSC", "$NRG", "$KV", "$O", "$OBJ", "$SYS", "$SRV", "_INBOX"}
 
 // ValidateSourceSubject checks that an app may capture subj in its source
 // stream: a valid subject, wildcards allowed, that overlaps neither the
@@ -200,10 +202,9 @@ func checkSourceSubject(app, s string) error {
 			return fmt.Errorf("%w: source subject %q of app %s overlaps the app's own subjects %q", ErrSubjectOverlap, s, app, r)
 		}
 	}
-	for _, r := range systemSubjects {
-		if subject.Collide(s, r) {
-			return fmt.Errorf("%w: source subject %q overlaps NATS's own subjects %q", ErrSubjectOverlap, s, r)
-		}
+	first, _, _ := strings.Cut(s, ".")
+	if slices.Contains(systemPrefixes, first) {
+		return fmt.Errorf("%w: source subject %q is among NATS's own subjects (%s.>)", ErrSubjectOverlap, s, first)
 	}
 	return nil
 }

@@ -424,3 +424,19 @@ func TestSourceReaderDrained(t *testing.T) {
 		t.Error("not drained after the 5 new messages")
 	}
 }
+
+// TestValidateSourceSubject: what a source may capture, checked before a
+// node starts.
+func TestValidateSourceSubject(t *testing.T) {
+	for subj, ok := range map[string]bool{
+		"sensors.>": true, "*.sensors.*.temp": true, "a.*": true, "JS.x": true,
+		">": false, "*.>": false, "edgetables.>": false, "edgetables.changelog.1.t.x": false,
+		"$JS.API.>": false, "$JS.>": false, "$SYS.REQ.x": false, "_INBOX.>": false, "$KV.b.k": false,
+		"a..b": false, "": false,
+	} {
+		err := jetstream.ValidateSourceSubject("edgetables", subj)
+		if (err == nil) != ok {
+			t.Errorf("ValidateSourceSubject(%q) = %v, want ok %v", subj, err, ok)
+		}
+	}
+}
