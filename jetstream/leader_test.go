@@ -1,8 +1,11 @@
 package jetstream_test
 
 import (
+	"slices"
 	"testing"
 	"time"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/jetstream"
 	"github.com/edgetables/edgetables/jetstream/jstest"
@@ -35,6 +38,17 @@ func TestMoveLeader(t *testing.T) {
 	if moved, err := cl.MoveLeader(ctx, 0, other, to); err != nil || moved {
 		t.Fatalf("MoveLeader from %s, which does not lead: %v, %v", other, moved, err)
 	}
+	// The preferred replica must be caught up, or the step-down goes to
+	// any replica (a just-created stream's may still be catching up on a
+	// loaded machine).
+	waitFor(t, 10*time.Second, to+" a current replica", func() bool {
+		st, err := nodes[0].JS.Stream(ctx, cl.Stream(0))
+		if err != nil {
+			return false
+		}
+		c := st.CachedInfo().Cluster
+		return c != nil && slices.ContainsFunc(c.Replicas, func(r *natsjs.PeerInfo) bool { return r.Name == to && r.Current && !r.Offline })
+	})
 	if moved, err := cl.MoveLeader(ctx, 0, leader, to); err != nil || !moved {
 		t.Fatalf("MoveLeader from %s to %s: %v, %v", leader, to, moved, err)
 	}
@@ -73,6 +87,18 @@ func waitLeader(t *testing.T, nd *jstest.Node, stream string) string {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("stream %s has no leader", stream)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitFor polls cond until it holds, for up to d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after %s", what, d)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
