@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgetables/edgetables/edge/builtin"
 	"github.com/edgetables/edgetables/edge/httpapi"
@@ -71,6 +72,13 @@ func TestHTTPWritesToGlobalTable(t *testing.T) {
 	if code, body, _ = request(t, "PUT", base, key, `"back"`, map[string]string{"If-Match": "0"}); code != http.StatusOK {
 		t.Fatalf("create after delete = %d %v", code, body)
 	}
+	// The status shows the global copy's progress: four writes stored
+	// (create, update, delete, create; the refused ones are not).
+	waitFor(t, 10*time.Second, "global.applied_offset in /v1/status", func() bool {
+		_, st, _ := getJSON(t, base, "/v1/status")
+		g, _ := st["global"].(map[string]any)
+		return g != nil && g["ready"] == true && g["applied_offset"] == float64(4)
+	})
 
 	for _, tc := range []struct {
 		name, method, path, body string

@@ -394,6 +394,9 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	if cs := a.m.Cluster(); cs != nil {
 		resp["cluster"] = cs
 	}
+	if st.Global != nil {
+		resp["global"] = st.Global
+	}
 	if a.extra != nil {
 		for k, v := range a.extra() {
 			resp[k] = v
