@@ -294,6 +294,8 @@ type Node struct {
 	siteTables *jetstream.SiteTables
 	// storage watches the embedded server's storage (nil with NATSURLs).
 	storage *storageWatch
+	// nc is the node's NATS connection, set by Run before the API serves.
+	nc *nats.Conn
 }
 
 // server returns the embedded server (nil with external NATS).
@@ -476,7 +478,7 @@ func (n *Node) runOnce(parent context.Context) (err error) {
 		defer stopQueries()
 	}
 	n.mu.Lock()
-	n.clientURL, n.httpAddr, n.m = clientURL, httpAddr, m
+	n.clientURL, n.httpAddr, n.m, n.nc = clientURL, httpAddr, m, nc
 	n.mu.Unlock()
 	n.startOnce.Do(func() { close(n.started) })
 	n.log.Info("node started", "name", cfg.Name, "app", cfg.App, "nats", clientURL, "http", httpAddr,
@@ -547,7 +549,8 @@ func (n *Node) connect(ctx context.Context) (nc *nats.Conn, url string, stop fun
 func (n *Node) sourceConfig() jetstream.SourceConfig {
 	cfg := n.cfg
 	return jetstream.SourceConfig{App: cfg.App, Subjects: manager.SubjectsOf(cfg.Agents),
-		Consumer: cfg.Name, MaxBytes: cfg.SourceMaxBytes, Replicas: cfg.Replicas, Sites: cfg.Edge.Sites}
+		Consumer: cfg.Name, MaxBytes: cfg.SourceMaxBytes, Replicas: cfg.Replicas, Sites: cfg.Edge.Sites,
+		Logger: n.log.With("component", "source")}
 }
 
 // newManager creates the NATS resources and the table manager.

@@ -102,15 +102,24 @@ func (n *Node) edgeStatus(out map[string]any) {
 	}
 }
 
-// edgeReasons are the site's readiness reasons (its hold's alert).
+// edgeReasons are the node's own readiness reasons: its NATS connection
+// down (an external server), a site's hold alert.
 func (n *Node) edgeReasons() []string {
-	if n.hold == nil {
-		return nil
+	var reasons []string
+	n.mu.Lock()
+	nc := n.nc
+	n.mu.Unlock()
+	if nc != nil && !nc.IsConnected() {
+		// An external server down: the source, commits and reads
+		// through NATS all wait for it.
+		reasons = append(reasons, fmt.Sprintf("NATS: not connected (%s); the client reconnects by itself", nc.Status()))
 	}
-	if a := n.hold.Alert(); a != "" {
-		return []string{a}
+	if n.hold != nil {
+		if a := n.hold.Alert(); a != "" {
+			reasons = append(reasons, a)
+		}
 	}
-	return nil
+	return reasons
 }
 
 // edgeMetrics collects the site's and the hub's metrics.
