@@ -28,6 +28,13 @@ var (
 	ErrStarted = errors.New("edgetables: table manager already started")
 	// ErrDuplicate is returned by Add and AddAgent for a name in use.
 	ErrDuplicate = errors.New("edgetables: duplicate name")
+	// ErrStoredValue is wrapped by reads of a stored value that the
+	// table's codec cannot decode: the node's store for the partition is
+	// damaged (a file changed on disk), or the changelog holds a record no
+	// node of this table wrote. An event that reads such a value goes to
+	// the dead-letter subject; removing the partition's store file while
+	// the node is stopped has it rebuilt from the changelog.
+	ErrStoredValue = errors.New("edgetables: stored value does not decode")
 	// ErrBadEvent marks an error an agent returns for an event it cannot
 	// handle; such events go to the dead-letter subject.
 	ErrBadEvent = errors.New("edgetables: bad event")

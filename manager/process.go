@@ -407,6 +407,9 @@ func (m *TableManager) dispatch(ctx context.Context, sm *port.SourceMessage) {
 		}
 		e.part = p
 		if err := m.runAgent(a, e); err != nil {
+			if errors.Is(err, ErrStoredValue) {
+				m.storedValueDamaged(p.id, err)
+			}
 			m.deadLetter(ctx, a, sm, p.id, ReasonAgent, err.Error())
 			continue
 		}
@@ -458,6 +461,16 @@ func (m *TableManager) runAgent(a *Agent, e *Event) (err error) {
 		}
 	}()
 	return a.Process(e)
+}
+
+// storedValueDamaged logs (rate-limited, per partition) that partition's
+// store holds a value its table cannot decode, and the way out.
+func (m *TableManager) storedValueDamaged(partition int, err error) {
+	if ok, held := m.warnings.allow(fmt.Sprint("stored value ", partition)); ok {
+		m.log.Error("a stored value does not decode: the partition's store is damaged (or its changelog holds a record no node wrote); "+
+			"events reading it go to the dead-letter subject. To rebuild the store from the changelog, stop the node and remove the partition's store file",
+			"partition", partition, "err", err, "similar_not_logged", held)
+	}
 }
 
 // deadLetter counts, logs (rate-limited) and sends the event sm that agent

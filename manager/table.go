@@ -102,7 +102,7 @@ func (t *Table[K, V]) encodeKey(k K) ([]byte, error) {
 func (t *Table[K, V]) decodeValue(b []byte) (V, error) {
 	v, err := t.cfg.Values.Decode(b)
 	if err != nil {
-		return v, fmt.Errorf("table %s: decode value: %w", t.cfg.Name, err)
+		return v, fmt.Errorf("table %s: decode value: %w: %w", t.cfg.Name, ErrStoredValue, err)
 	}
 	return v, nil
 }

@@ -403,7 +403,7 @@ func (t *WindowedTable[K, V]) lookup(ctx context.Context, k K, q window.Query) (
 func (t *WindowedTable[K, V]) decodeValue(b []byte) (V, error) {
 	v, err := t.cfg.Values.Decode(b)
 	if err != nil {
-		return v, fmt.Errorf("table %s: decode value: %w", t.cfg.Name, err)
+		return v, fmt.Errorf("table %s: decode value: %w: %w", t.cfg.Name, ErrStoredValue, err)
 	}
 	return v, nil
 }
