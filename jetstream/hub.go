@@ -199,6 +199,7 @@ type HubHold struct {
 	mu      sync.Mutex
 	snap    HubHoldStatus
 	created time.Time // the local source stream's, at the last look
+	stale   bool      // the hub's position was refused at the last look
 }
 
 // HubHoldStatus is a HubHold's last look.
@@ -341,6 +342,8 @@ func (h *HubHold) Check(ctx context.Context) {
 			hubErr = errors.New(stale)
 		}
 	}
+	wasStale := h.stale
+	h.stale = stale != ""
 	if hubErr == nil {
 		s.Known, s.Taken, s.LearnedAt, s.HubError = true, taken, time.Now(), ""
 	} else {
@@ -358,9 +361,10 @@ func (h *HubHold) Check(ctx context.Context) {
 	h.mu.Unlock()
 
 	switch {
-	case stale != "" && old.HubError != now.HubError:
+	case stale != "" && !wasStale:
 		log.Warn("the hub's position is not this source stream's yet; the site keeps every event the hub has not taken",
 			"hub_taken", taken, "hub_active_ago", active, "known_taken", now.Taken, "known", now.Known, "why", stale)
+	case stale != "":
 	case hubErr != nil && old.HubError == "":
 		log.Warn("hub unreachable or not sourcing this site; the site keeps every event the hub has not taken",
 			"known_taken", now.Taken, "known", now.Known, "err", hubErr)
