@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	natsjs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgetables/edgetables/manager/port"
 )
@@ -38,22 +36,7 @@ func (s *syncBuffer) String() string {
 // stream at 90% of its size or more warns that older dead letters are now
 // dropped (they were dropped without a word).
 func TestDeadLetterStreamNearlyFull(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
-		JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	defer ns.Shutdown()
-	if !ns.ReadyForConnections(5 * time.Second) {
-		t.Fatal("server not ready")
-	}
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := natsjs.New(nc)
+	_, js := testServer(t, &server.Options{JetStream: true, StoreDir: t.TempDir()})
 	var logs syncBuffer
 	ctx, cancel := context.WithTimeout(WithLogger(context.Background(), slog.New(slog.NewTextHandler(&logs, nil))), 30*time.Second)
 	defer cancel()
