@@ -1,8 +1,10 @@
 package jetstream_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -143,5 +145,43 @@ func TestDeadLetterWithLargeHeaders(t *testing.T) {
 	back, err := jetstream.DecodeDeadLetter(&nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
 	if err != nil || back.Message.Header[jetstream.HeaderDataOmitted][0] != "999" || string(back.Message.Data) != "y" {
 		t.Errorf("decoded %+v, %v", back, err)
+	}
+}
+
+// TestDeadLetterStreamNearlyFull: a send that finds the dead-letter
+// stream at 90% of its size or more warns that older dead letters are now
+// dropped (they were dropped without a word).
+func TestDeadLetterStreamNearlyFull(t *testing.T) {
+	_, _, js := jstest.Start(t)
+	var logs syncBuffer
+	ctx := jetstream.WithLogger(testCtx(t), slog.New(slog.NewTextHandler(&logs, nil)))
+	d, err := jetstream.NewDeadLetterQueue(ctx, js, jetstream.DeadLetterConfig{App: app, MaxBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(seq uint64) {
+		t.Helper()
+		dl := port.DeadLetter{Agent: "t", Reason: "r", Message: port.SourceMessage{Seq: seq, Subject: "in.x", Data: bytes.Repeat([]byte("x"), 1000)}}
+		if err := d.Send(ctx, dl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for seq := range uint64(40) { // 40 KB: not nearly full
+		send(seq + 1)
+		jetstream.ForgetFullCheck(d)
+	}
+	if strings.Contains(logs.String(), "nearly full") {
+		t.Fatalf("warned at 40 of 64 KB:\n%s", logs.String())
+	}
+	for seq := range uint64(40) { // beyond 64 KB: the oldest are dropped
+		send(seq + 41)
+	}
+	if n := strings.Count(logs.String(), "dead-letter stream nearly full"); n != 0 {
+		t.Fatalf("warned %d times within a minute of the last look", n)
+	}
+	jetstream.ForgetFullCheck(d)
+	send(81)
+	if !strings.Contains(logs.String(), "dead-letter stream nearly full") {
+		t.Fatalf("no warning with the stream full:\n%s", logs.String())
 	}
 }
