@@ -102,7 +102,8 @@ func (c *Changelog) Close() {
 }
 
 // firstAtOrAfter returns the sequence of partition p's first stored message
-// at or after seq (0: none), with one direct get.
+// at or after seq (0: none), with one message get, which the stream's
+// leader answers (its streams do not allow direct gets from replicas).
 func (c *Changelog) firstAtOrAfter(ctx context.Context, p int, seq uint64) (uint64, error) {
 	st, err := c.js.Stream(ctx, c.streams[p])
 	if err != nil {
@@ -116,6 +117,16 @@ func (c *Changelog) firstAtOrAfter(ctx context.Context, p int, seq uint64) (uint
 		return 0, fmt.Errorf("edgetables/jetstream: stream %s: first message at or after %d: %w", c.streams[p], seq, err)
 	}
 	return msg.Sequence, nil
+}
+
+// FirstStored returns the sequence of the first message stored in
+// partition p's log at or after seq, as the stream's leader holds it; 0
+// when none is.
+func (c *Changelog) FirstStored(ctx context.Context, p int, seq uint64) (uint64, error) {
+	if err := c.checkPartition(p); err != nil {
+		return 0, err
+	}
+	return c.firstAtOrAfter(ctx, p, max(seq, 1))
 }
 
 // ChangelogConfig configures an app's changelog streams.

@@ -158,11 +158,8 @@ func (r *recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 			if err != nil {
 				return fmt.Errorf("replay from %d to %d: %w", from, state.Last, err)
 			}
-			// The log's last message is never compacted away: a replay
-			// that did not reach it read a lagging replica. Taking over
-			// now would drop the records it missed.
-			if got := p.applied.Load(); got < state.Last {
-				return fmt.Errorf("replay from %d stopped at %d, before the log's end %d", from, got, state.Last)
+			if err := r.reachedEnd(ctx, p, "replay", from, state.Last); err != nil {
+				return err
 			}
 		}
 		if newer != nil {
@@ -203,6 +200,30 @@ func (r *recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 			"source_seq", p.sourceSeq.Load(), "generation", gen, "took", time.Since(rs.start).Round(time.Millisecond))
 		return nil
 	}
+}
+
+// reachedEnd checks that a replay of p's log from from applied it up to
+// last, its end when the replay began. The log's last message is never
+// compacted away, so a replay that stopped short either read a lagging
+// replica, and taking over would drop the records it missed (an error,
+// and the recovery is retried), or the messages after it were removed by
+// hand (nats stream rmm): the log's leader says which. Removed ones are
+// gone for good; the partition goes on from what is left, and says so.
+func (r *recovery) reachedEnd(ctx context.Context, p *partition, what string, from, last uint64) error {
+	got := p.applied.Load()
+	if got >= last {
+		return nil
+	}
+	left, err := r.m.cfg.Changelog.FirstStored(ctx, p.id, got+1)
+	if err != nil {
+		return fmt.Errorf("%s from %d stopped at %d, before the log's end %d: %w", what, from, got, last, err)
+	}
+	if left != 0 && left <= last {
+		return fmt.Errorf("%s from %d stopped at %d, before the log's end %d (sequence %d is stored)", what, from, got, last, left)
+	}
+	r.m.log.Warn("the changelog's last messages were removed, not by edgetables (which never removes a log's last message): their records are lost; the partition goes on from what is left",
+		"partition", p.id, "applied", got, "log_last", last, "removed_from", got+1)
+	return nil
 }
 
 // errStale: a newer owner writes the partition's changelog; this node's
@@ -263,8 +284,8 @@ func (r *recovery) follow(ctx context.Context, p *partition, caughtUp func()) (e
 		if err != nil {
 			return fmt.Errorf("standby catch-up from %d to %d: %w", from, state.Last, err)
 		}
-		if got := p.applied.Load(); got < state.Last {
-			return fmt.Errorf("standby catch-up from %d stopped at %d, before the log's end %d", from, got, state.Last)
+		if err := r.reachedEnd(ctx, p, "standby catch-up", from, state.Last); err != nil {
+			return err
 		}
 	}
 	if err := endRebuild(p.store); err != nil { // the store of an interrupted active recovery

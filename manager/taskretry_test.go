@@ -130,3 +130,54 @@ func TestSourceFailureIsBoundedAndVisible(t *testing.T) {
 	waitFor(t, 30*time.Second, "ready again", func() bool { return m.Ready() })
 	h.waitCounts(want)
 }
+
+// shortReplay is a changelog whose Replay, while short is set, leaves out
+// the log's last entries, as one reading a replica that lags does.
+type shortReplay struct {
+	port.Changelog
+	short atomic.Bool
+	calls atomic.Int64
+}
+
+func (c *shortReplay) Replay(ctx context.Context, p int, from, until uint64, batchSize int, fn func([]port.Entry) error) error {
+	if c.short.Load() && until > from {
+		c.calls.Add(1)
+		until -= 2
+	}
+	return c.Changelog.Replay(ctx, p, from, until, batchSize, fn)
+}
+
+// TestRecoveryRefusesAShortReplay: a replay that ends before the log's end
+// while the log's leader still holds the messages after it (a lagging
+// replica) is not taken over, which would drop the records it missed: the
+// recovery fails and is retried, and counts exactly once the replay reads
+// the whole log. (Messages removed by hand are the other case, taken over:
+// edge's TestDeletedChangelogTail.)
+func TestRecoveryRefusesAShortReplay(t *testing.T) {
+	sr := &shortReplay{}
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
+	h.wrapChangelog = func(c port.Changelog) port.Changelog { sr.Changelog = c; return sr }
+	h.start()
+	want := map[string]int64{}
+	h.publishCounts(40, 8, want)
+	h.waitCounts(want)
+	must(t, h.stop())
+
+	h.dir = t.TempDir()
+	sr.short.Store(true)
+	h.m = h.newManager()
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan error, 1)
+	m := h.m
+	go func() { h.done <- m.Run(ctx) }()
+	waitFor(t, 20*time.Second, "a short replay in the readiness reasons", func() bool {
+		_, reasons := m.Readiness()
+		return strings.Contains(strings.Join(reasons, "; "), "before the log's end")
+	})
+	if m.Ready() {
+		t.Fatal("ready after a short replay")
+	}
+	sr.short.Store(false)
+	waitFor(t, 30*time.Second, "recovered and ready", func() bool { return m.Ready() })
+	h.waitCounts(want)
+}

@@ -98,6 +98,13 @@ type Changelog interface {
 	// batch is a slice of its own, which fn may keep (and hand to another
 	// goroutine) after it returns.
 	Replay(ctx context.Context, p int, from, until uint64, batchSize int, fn func([]Entry) error) error
+	// FirstStored returns the sequence of the first message stored in
+	// partition p's log at or after seq, as the log's leader holds it
+	// (a lagging replica cannot answer); 0 when none is. A recovery whose
+	// replay ended before the log's last sequence asks it whether the
+	// messages after were removed (by hand: edgetables never removes a
+	// log's last message) or its replay read a replica that lagged.
+	FirstStored(ctx context.Context, p int, seq uint64) (uint64, error)
 	// Follow reads partition p's log from sequence from and keeps reading
 	// as it grows, passing batches of at most batchSize entries to fn (a
 	// batch is passed when full or when the reader has caught up), until

@@ -175,6 +175,16 @@ func (c *changelog) Replay(ctx context.Context, p int, from, until uint64, batch
 	return replay(es, batchSize, fn)
 }
 
+func (c *changelog) FirstStored(_ context.Context, p int, seq uint64) (uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l, err := c.part(p)
+	if err != nil || seq > uint64(len(l.entries)) {
+		return 0, err
+	}
+	return max(seq, 1), nil
+}
+
 func (c *changelog) Follow(ctx context.Context, p int, from uint64, batchSize int, fn func([]port.Entry) error) error {
 	l, err := c.part(p)
 	if err != nil {
