@@ -149,3 +149,50 @@ func settledCounts(t *testing.T, n *Node, table string, keys []string) map[strin
 	t.Fatalf("%s's counts did not settle: %v", table, prev)
 	return nil
 }
+
+// TestForgedCommitMarkers: a message that is no commit marker, published
+// on a partition's commit subject, fences the partition's owner for a
+// moment (the log grew under it); the owner takes the log over again,
+// skipping it, and every event counts once, before and after a restart.
+func TestForgedCommitMarkers(t *testing.T) {
+	dir := t.TempDir()
+	spec := "name=c,source=s.*,key=subject:2,agg=count"
+	n, stop := startNode(t, dir, spec)
+	keys := []string{"a", "b", "c", "d", "e", "f"}
+	for _, k := range keys {
+		publish(t, n, "s."+k, `{}`)
+	}
+	for _, k := range keys {
+		waitValue(t, n, "c", k, "1")
+	}
+	nc, err := nats.Connect(n.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range 4 {
+		if err := nc.Publish(fmt.Sprintf("edgetables.commit.%d", p), []byte("not a marker")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	for i := 2; i <= 4; i++ {
+		for _, k := range keys {
+			publish(t, n, "s."+k, `{}`)
+		}
+		for _, k := range keys {
+			waitValue(t, n, "c", k, strconv.Itoa(i))
+		}
+	}
+	stop()
+
+	n, _ = startNode(t, dir, spec)
+	for _, k := range keys {
+		publish(t, n, "s."+k, `{}`)
+	}
+	for _, k := range keys {
+		waitValue(t, n, "c", k, "5")
+	}
+}
