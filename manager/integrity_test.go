@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -355,4 +357,57 @@ func TestHeartbeatAfterFailure(t *testing.T) {
 	if b := bound(6); b <= 300*time.Millisecond {
 		t.Errorf("heartbeat 6, after one went through: bound %v, want about 500ms", b)
 	}
+}
+
+// halfAnsweredChangelog stores partition p's next append while armed, and
+// then fails it, as a full disk can after part of a batch was written.
+type halfAnsweredChangelog struct {
+	port.Changelog
+	partition int
+	armed     atomic.Bool
+}
+
+func (c *halfAnsweredChangelog) Append(ctx context.Context, p int, expectLast uint64, recs []port.Record, marker port.CommitMarker) (uint64, error) {
+	if p == c.partition && c.armed.CompareAndSwap(true, false) {
+		if _, err := c.Changelog.Append(ctx, p, expectLast, recs, marker); err != nil {
+			return 0, err
+		}
+		return 0, errors.New("injected: insufficient storage after the append was stored")
+	}
+	return c.Changelog.Append(ctx, p, expectLast, recs, marker)
+}
+
+// TestFailedAppendThatWasStored: an append that fails after its messages
+// were stored fences the partition at its next commit (the log no longer
+// ends where this writer left it), and the log says so as what it is, not
+// as another writer; the partition is taken back from the log and every
+// event counts once.
+func TestFailedAppendThatWasStored(t *testing.T) {
+	hc := &halfAnsweredChangelog{partition: 0}
+	logs := &syncBuffer{}
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	h.wrapChangelog = func(c port.Changelog) port.Changelog { hc.Changelog = c; return hc }
+	h.start()
+	want := map[string]int64{}
+	h.publishCounts(100, 10, want)
+	h.waitCounts(want)
+
+	hc.armed.Store(true)
+	for range 5 {
+		h.publishCounts(40, 10, want)
+		time.Sleep(50 * time.Millisecond)
+	}
+	h.waitCounts(want)
+	if hc.armed.Load() {
+		t.Fatal("no append of partition 0 was failed")
+	}
+	out := logs.String()
+	if !strings.Contains(out, "its changelog grew after an append of this node failed") {
+		t.Errorf("no log line says the partition's own failed append moved its log:\n%s", out)
+	}
+	must(t, h.stop())
+	h.start()
+	h.publishCounts(20, 10, want)
+	h.waitCounts(want)
 }

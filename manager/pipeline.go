@@ -147,8 +147,8 @@ func (m *TableManager) writeCommit(ctx context.Context, p *partition, j *commitJ
 			return fmt.Errorf("changelog state: %w", err)
 		}
 		if st.Last != p.expectLast {
-			return fmt.Errorf("%w: the log ends at %d, not at %d where this writer's last answered append left it",
-				port.ErrFenced, st.Last, p.expectLast)
+			return fmt.Errorf("%w: %w: the log ends at %d, not at %d where this writer's last answered append left it",
+				port.ErrFenced, errLogMoved, st.Last, p.expectLast)
 		}
 		p.refresh = false
 	}
@@ -187,6 +187,12 @@ func (m *TableManager) writeCommit(ctx context.Context, p *partition, j *commitJ
 	j.applied = applied
 	return failpoint(fpAfterPersist)
 }
+
+// errLogMoved: an append failed without an answer, and the log no longer
+// ends where this writer's last answered append left it: part of the
+// failed append was stored, or another writer wrote meanwhile. Either way
+// the writer is fenced and the partition recovered from the log.
+var errLogMoved = errors.New("the log grew after a failed append")
 
 // reap finishes the commits that ended. It returns the partitions whose
 // commit failed, and the errors (with errCrash if a failure point fired).
@@ -240,8 +246,12 @@ func (m *TableManager) finish(p *partition, j *commitJob) error {
 		p.setState(status.StateFenced)
 		p.reset()
 		m.fenced.Store(true)
-		m.log.Error("partition fenced: another writer owns its changelog; this node stops processing it and drops its uncommitted writes",
-			"partition", p.id, "source_seq_from", p.sourceSeq.Load()+1, "source_seq_to", max(j.target, m.examined), "err", err)
+		msg := "partition fenced: another writer owns its changelog; this node stops processing it and drops its uncommitted writes"
+		if errors.Is(err, errLogMoved) {
+			msg = "partition fenced: its changelog grew after an append of this node failed (part of that append was stored, as on a full disk, or another writer wrote); " +
+				"this node drops its uncommitted writes and takes the partition back from the log"
+		}
+		m.log.Error(msg, "partition", p.id, "source_seq_from", p.sourceSeq.Load()+1, "source_seq_to", max(j.target, m.examined), "err", err)
 		return err
 	case errors.Is(err, errCrash):
 		return err
