@@ -232,17 +232,20 @@ func TestBadEventsGoToDeadLetters(t *testing.T) {
 	publish(t, n, "s.a", `{"w":1}`)
 	publish(t, n, "k.a", `{"id":{"x":1}}`)
 	publish(t, n, "k.a", `{}`)
+	publish(t, n, "s.a", `{"v":1} {"v":1}`)
+	publish(t, n, "s.dev\xff", `{"v":1}`)
+	publish(t, n, "k.a", "{\"id\":\"dev\xfe\"}")
 	publish(t, n, "s.a", `{"v":2}`)
 	waitValue(t, n, "sum", "a", "2")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, body, _ := getJSON(t, n.HTTPAddr(), "/v1/status")
 		dl := body["dead_letters"].(map[string]any)
-		if dl["sum"] == 3.0 && dl["bykey"] == 2.0 {
+		if dl["sum"] == 5.0 && dl["bykey"] == 3.0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("dead letters = %v, want sum 3, bykey 2", dl)
+			t.Fatalf("dead letters = %v, want sum 5, bykey 3", dl)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -257,8 +260,8 @@ func TestBadEventsGoToDeadLetters(t *testing.T) {
 		t.Fatal(err)
 	}
 	info, err := s.Info(context.Background())
-	if err != nil || info.State.Msgs != 5 {
-		t.Fatalf("dead-letter stream holds %v messages (err %v), want 5", info.State.Msgs, err)
+	if err != nil || info.State.Msgs != 8 {
+		t.Fatalf("dead-letter stream holds %v messages (err %v), want 8", info.State.Msgs, err)
 	}
 	msg, err := s.GetMsg(context.Background(), 1)
 	if err != nil {

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"regexp"
 	"time"
+	"unicode/utf8"
 
 	"github.com/edgetables/edgetables/manager/port"
 	"github.com/edgetables/edgetables/manager/subject"
@@ -114,10 +116,22 @@ func (e *Event) JSON() (map[string]any, error) {
 		m.parsed = true
 		dec := json.NewDecoder(bytes.NewReader(m.Data))
 		dec.UseNumber()
-		if err := dec.Decode(&m.decoded); err != nil {
+		switch err := dec.Decode(&m.decoded); {
+		case err != nil:
 			m.parseErr = fmt.Errorf("payload is not a JSON object: %w", err)
-		} else if m.decoded == nil {
+		case m.decoded == nil:
 			m.parseErr = fmt.Errorf("payload is not a JSON object")
+		case !utf8.Valid(m.Data):
+			// encoding/json would read each invalid byte as U+FFFD: two
+			// device ids that differ in them would become one key.
+			m.parseErr = fmt.Errorf("payload is not valid UTF-8, as JSON must be")
+		default:
+			if _, err := dec.Token(); err != io.EOF {
+				m.parseErr = fmt.Errorf("payload is not a JSON object: data after the object")
+			}
+		}
+		if m.parseErr != nil {
+			m.decoded = nil
 		}
 	}
 	return m.decoded, m.parseErr

@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/edgetables/edgetables/manager"
 	"github.com/edgetables/edgetables/manager/codec"
@@ -179,6 +180,11 @@ func keyFunc(k KeySpec) func(e *manager.Event) ([]byte, error) {
 			tok := e.Token(n)
 			if tok == "" {
 				return nil, fmt.Errorf("%w: subject %q has no token %d", manager.ErrBadEvent, e.Subject, n)
+			}
+			if !utf8.ValidString(tok) {
+				// Shown as JSON, its invalid bytes would read U+FFFD: a
+				// key no one could ask for, like another one.
+				return nil, fmt.Errorf("%w: subject %q: token %d is not valid UTF-8", manager.ErrBadEvent, e.Subject, n)
 			}
 			return []byte(tok), nil
 		}
