@@ -87,6 +87,8 @@ func TestHTTPWritesToGlobalTable(t *testing.T) {
 		code                     string
 	}{
 		{"not JSON", "PUT", key, `{"threshold":`, nil, http.StatusBadRequest, httpapi.CodeBadRequest},
+		{"invalid UTF-8 in the value", "PUT", key, "\"a\xffb\"", nil, http.StatusBadRequest, httpapi.CodeBadRequest},
+		{"invalid UTF-8 in the key", "PUT", "/v1/tables/config/keys/d%FF", `1`, nil, http.StatusBadRequest, httpapi.CodeBadKey},
 		{"bad If-Match", "PUT", key, `1`, map[string]string{"If-Match": "latest"}, http.StatusBadRequest, httpapi.CodeBadRequest},
 		{"agent's table", "PUT", "/v1/tables/count/keys/d1", `1`, nil, http.StatusMethodNotAllowed, httpapi.CodeNotWritable},
 		{"agent's table delete", "DELETE", "/v1/tables/count/keys/d1", ``, nil, http.StatusMethodNotAllowed, httpapi.CodeNotWritable},

@@ -3,6 +3,7 @@ package manager
 import (
 	"encoding/json"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/edgetables/edgetables/manager/codec"
 )
@@ -70,6 +71,9 @@ func valueJSON[V any](values codec.Codec[V], b []byte, decode func([]byte) (V, e
 func valueFromJSON[V any](values codec.Codec[V], raw json.RawMessage) ([]byte, error) {
 	if !json.Valid(raw) {
 		return nil, fmt.Errorf("%w: not JSON", ErrBadValue)
+	}
+	if !utf8.Valid(raw) { // json.Valid passes invalid bytes in strings
+		return nil, fmt.Errorf("%w: not valid UTF-8, as JSON must be", ErrBadValue)
 	}
 	var v V
 	if _, ok := any(values).(codec.RawJSON); ok {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 
@@ -58,7 +59,12 @@ func (a *API) writable(w http.ResponseWriter, r *http.Request) (manager.Writable
 		writeError(w, http.StatusMethodNotAllowed, CodeNotWritable, "table "+name+" is written by its agent; only global tables take writes over HTTP")
 		return nil, nil, nil, false
 	}
-	kb, err := t.ParseKey(r.PathValue("key"))
+	key := r.PathValue("key")
+	if !utf8.ValidString(key) {
+		writeError(w, http.StatusBadRequest, CodeBadKey, "key: not valid UTF-8 (it could be neither shown nor asked for as it is)")
+		return nil, nil, nil, false
+	}
+	kb, err := t.ParseKey(key)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, CodeBadKey, err.Error())
 		return nil, nil, nil, false
