@@ -347,6 +347,7 @@ func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitUsage
 	}
 	log := newLogger(stderr, c.LogLevel, c.LogFormat)
+	warnUnknownEnv(parser.Model, os.Environ(), log)
 
 	switch kctx.Command() {
 	case "version":
