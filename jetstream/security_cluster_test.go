@@ -127,5 +127,8 @@ func TestClusterRouteSecurity(t *testing.T) {
 	if !strings.Contains(logs.String(), "uthorization") {
 		t.Error("no authorization failure logged for the intruders")
 	}
+	if !strings.Contains(logs.String(), "every node of the cluster needs the same --cluster-password-file") {
+		t.Error("no hint on the routes' credentials logged")
+	}
 	t.Logf("cluster formed in %v", formed)
 }

@@ -45,3 +45,20 @@ func TestNodeIdentityInProcessOnly(t *testing.T) {
 		t.Errorf("error %v, want an authorization violation", err)
 	}
 }
+
+// TestIsRouteAuthFailure: the two lines nats-server v2.15.2 logs for a
+// route refused for its credentials, and none of the others.
+func TestIsRouteAuthFailure(t *testing.T) {
+	for msg, want := range map[string]bool{
+		"127.0.0.1:60066 - rid:9 - authentication error":                    true,
+		"127.0.0.1:16222 - rid:9 - Route Error 'Authorization Violation'":   true,
+		"127.0.0.1:60066 - cid:9 - authentication error":                    false, // a client
+		"127.0.0.1:60066 - rid:9 - Router connection closed: Read Error":    false,
+		"127.0.0.1:16222 - rid:9 - Route Error 'Stale Connection'":          false,
+		"127.0.0.1:4222 - lid:3 - Leafnode Error 'Authorization Violation'": false,
+	} {
+		if got := isRouteAuthFailure(msg); got != want {
+			t.Errorf("isRouteAuthFailure(%q) = %v, want %v", msg, got, want)
+		}
+	}
+}

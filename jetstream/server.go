@@ -488,10 +488,24 @@ func (s *Server) inProcessOptions(opts ...nats.Option) []nats.Option {
 // records the first route refused because the remote server has this
 // server's name (nats-server has no other signal for it).
 type logAdapter struct {
-	log *slog.Logger
-	mu  sync.Mutex
-	err error
-	dup string // the first duplicate-name message
+	log      *slog.Logger
+	mu       sync.Mutex
+	err      error
+	dup      string    // the first duplicate-name message
+	authHint time.Time // when the route credentials hint was last logged
+}
+
+// routeAuthHintEvery is the most often the hint on a refused route's
+// credentials is logged.
+const routeAuthHintEvery = 5 * time.Minute
+
+// isRouteAuthFailure reports whether a nats-server v2.15.2 error line is a
+// route refused for its credentials: "rid:N - authentication error" where
+// a route came in, "rid:N - Route Error 'Authorization Violation'" where
+// it was dialed.
+func isRouteAuthFailure(msg string) bool {
+	return strings.Contains(msg, " - rid:") &&
+		(strings.HasSuffix(msg, "authentication error") || strings.Contains(msg, "'Authorization Violation'"))
 }
 
 // duplicateNameMessage is how nats-server v2.15.2 logs (server/route.go:
@@ -542,6 +556,18 @@ func (l *logAdapter) Errorf(format string, v ...any) {
 			l.dup = msg
 		}
 		l.mu.Unlock()
+	}
+	if isRouteAuthFailure(msg) {
+		l.mu.Lock()
+		hint := time.Since(l.authHint) >= routeAuthHintEvery
+		if hint {
+			l.authHint = time.Now()
+		}
+		l.mu.Unlock()
+		if hint {
+			l.log.Warn("a cluster route was refused for its credentials: every node of the cluster needs the same --cluster-password-file " +
+				"(or EDGETABLES_CLUSTER_PASSWORD) and --cluster-user; a node without a password accepts routes from anyone, and the nodes with one refuse it")
+		}
 	}
 }
 func (l *logAdapter) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
