@@ -26,12 +26,7 @@ func TestForgedChangelogMessages(t *testing.T) {
 	spec := "name=c,source=s.*,key=subject:2,agg=count"
 	n, stop := startNode(t, dir, spec)
 	keys := []string{"a", "b", "c", "d", "e", "f"}
-	for _, k := range keys {
-		publish(t, n, "s."+k, `{}`)
-	}
-	for _, k := range keys {
-		waitValue(t, n, "c", k, "1")
-	}
+	countEach(t, n, keys, 1)
 	nc, err := nats.Connect(n.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -47,21 +42,11 @@ func TestForgedChangelogMessages(t *testing.T) {
 		}
 	}
 	nc.Close()
-	for _, k := range keys {
-		publish(t, n, "s."+k, `{}`)
-	}
-	for _, k := range keys {
-		waitValue(t, n, "c", k, "2")
-	}
+	countEach(t, n, keys, 2)
 	stop()
 
 	n, _ = startNode(t, dir, spec)
-	for _, k := range keys {
-		publish(t, n, "s."+k, `{}`)
-	}
-	for _, k := range keys {
-		waitValue(t, n, "c", k, "3")
-	}
+	countEach(t, n, keys, 3)
 }
 
 // TestDeletedChangelogTail: the last messages of every changelog removed
@@ -74,14 +59,8 @@ func TestDeletedChangelogTail(t *testing.T) {
 	spec := "name=c,source=s.*,key=subject:2,agg=count"
 	n, stop := startNode(t, dir, spec)
 	keys := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
-	for range 2 {
-		for _, k := range keys {
-			publish(t, n, "s."+k, `{}`)
-		}
-	}
-	for _, k := range keys {
-		waitValue(t, n, "c", k, "2")
-	}
+	countEach(t, n, keys, 1)
+	countEach(t, n, keys, 2)
 	nc, err := nats.Connect(n.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -159,12 +138,7 @@ func TestForgedCommitMarkers(t *testing.T) {
 	spec := "name=c,source=s.*,key=subject:2,agg=count"
 	n, stop := startNode(t, dir, spec)
 	keys := []string{"a", "b", "c", "d", "e", "f"}
-	for _, k := range keys {
-		publish(t, n, "s."+k, `{}`)
-	}
-	for _, k := range keys {
-		waitValue(t, n, "c", k, "1")
-	}
+	countEach(t, n, keys, 1)
 	nc, err := nats.Connect(n.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -179,20 +153,22 @@ func TestForgedCommitMarkers(t *testing.T) {
 	}
 	nc.Close()
 	for i := 2; i <= 4; i++ {
-		for _, k := range keys {
-			publish(t, n, "s."+k, `{}`)
-		}
-		for _, k := range keys {
-			waitValue(t, n, "c", k, strconv.Itoa(i))
-		}
+		countEach(t, n, keys, i)
 	}
 	stop()
 
 	n, _ = startNode(t, dir, spec)
+	countEach(t, n, keys, 5)
+}
+
+// countEach publishes one event for each key to the count table c (source
+// s.*) and waits until each key counts want.
+func countEach(t *testing.T, n *Node, keys []string, want int) {
+	t.Helper()
 	for _, k := range keys {
 		publish(t, n, "s."+k, `{}`)
 	}
 	for _, k := range keys {
-		waitValue(t, n, "c", k, "5")
+		waitValue(t, n, "c", k, strconv.Itoa(want))
 	}
 }

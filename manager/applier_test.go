@@ -93,12 +93,7 @@ func recoverFresh(t *testing.T, h *harness, keys int, stores *hookedStores, log 
 	h.dir = t.TempDir()
 	h.wrapStores = func(p store.Provider) store.Provider { stores.Provider = p; return stores }
 	h.wrapChangelog = func(c port.Changelog) port.Changelog { log.Changelog = c; return log }
-	h.m = h.newManager()
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel, h.done = cancel, make(chan error, 1)
-	m := h.m
-	go func() { h.done <- m.Run(ctx) }()
-	t.Cleanup(func() { h.stop() })
+	h.run()
 	return want
 }
 

@@ -143,6 +143,13 @@ func (h *harness) newManager() *manager.TableManager {
 // start runs a new manager in the background and waits until it is ready.
 func (h *harness) start() *manager.TableManager {
 	h.t.Helper()
+	m := h.run()
+	waitFor(h.t, 20*time.Second, "manager ready", func() bool { return m.Ready() })
+	return m
+}
+
+// run starts a new manager without waiting for it to be ready.
+func (h *harness) run() *manager.TableManager {
 	h.m = h.newManager()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
@@ -150,7 +157,6 @@ func (h *harness) start() *manager.TableManager {
 	m := h.m
 	go func() { h.done <- m.Run(ctx) }()
 	h.t.Cleanup(func() { h.stop() })
-	waitFor(h.t, 20*time.Second, "manager ready", func() bool { return m.Ready() })
 	return m
 }
 

@@ -12,21 +12,45 @@ import (
 	"github.com/edgetables/edgetables/manager/port"
 )
 
-// failingReplay is a changelog whose Replay fails while broken is set.
+// failingReplay is a changelog whose Replay fails while broken is set,
+// and leaves out the log's last two entries while short is set, as one
+// reading a replica that lags does.
 type failingReplay struct {
 	port.Changelog
-	broken atomic.Bool
-	calls  atomic.Int64
+	broken, short atomic.Bool
+	calls         atomic.Int64
 }
 
 var errReplayBroken = errors.New("replay: the log cannot be read")
 
 func (c *failingReplay) Replay(ctx context.Context, p int, from, until uint64, batchSize int, fn func([]port.Entry) error) error {
-	if c.broken.Load() {
+	switch {
+	case c.broken.Load():
 		c.calls.Add(1)
 		return errReplayBroken
+	case c.short.Load() && until > from:
+		c.calls.Add(1)
+		until -= 2
 	}
 	return c.Changelog.Replay(ctx, p, from, until, batchSize, fn)
+}
+
+// restartOnEmptyStores counts 40 events over 8 keys with a manager whose
+// changelog is fr, stops it, calls arm, and starts a new one on an empty
+// store directory, so that every partition replays its log; it returns
+// the counts and the new manager, not waiting for it to be ready.
+func restartOnEmptyStores(t *testing.T, fr *failingReplay, arm func()) (*harness, map[string]int64, *manager.TableManager) {
+	t.Helper()
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
+	h.wrapChangelog = func(c port.Changelog) port.Changelog { fr.Changelog = c; return fr }
+	h.start()
+	want := map[string]int64{}
+	h.publishCounts(40, 8, want)
+	h.waitCounts(want)
+	must(t, h.stop())
+	h.dir = t.TempDir()
+	arm()
+	return h, want, h.run()
 }
 
 // TestRecoveryFailureIsBoundedAndVisible: a recovery that keeps failing is
@@ -35,22 +59,7 @@ func (c *failingReplay) Replay(ctx context.Context, p int, from, until uint64, b
 // and error, is counted, and ends by itself once the log can be read.
 func TestRecoveryFailureIsBoundedAndVisible(t *testing.T) {
 	fr := &failingReplay{}
-	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
-	h.wrapChangelog = func(c port.Changelog) port.Changelog { fr.Changelog = c; return fr }
-	h.start()
-	want := map[string]int64{}
-	h.publishCounts(40, 8, want)
-	h.waitCounts(want)
-	must(t, h.stop())
-
-	// Restarted on a fresh store directory: both partitions must replay.
-	h.dir = t.TempDir()
-	fr.broken.Store(true)
-	h.m = h.newManager()
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel, h.done = cancel, make(chan error, 1)
-	m := h.m
-	go func() { h.done <- m.Run(ctx) }()
+	h, want, m := restartOnEmptyStores(t, fr, func() { fr.broken.Store(true) })
 
 	waitFor(t, 20*time.Second, "a failing recovery in the readiness reasons", func() bool {
 		_, reasons := m.Readiness()
@@ -131,22 +140,6 @@ func TestSourceFailureIsBoundedAndVisible(t *testing.T) {
 	h.waitCounts(want)
 }
 
-// shortReplay is a changelog whose Replay, while short is set, leaves out
-// the log's last entries, as one reading a replica that lags does.
-type shortReplay struct {
-	port.Changelog
-	short atomic.Bool
-	calls atomic.Int64
-}
-
-func (c *shortReplay) Replay(ctx context.Context, p int, from, until uint64, batchSize int, fn func([]port.Entry) error) error {
-	if c.short.Load() && until > from {
-		c.calls.Add(1)
-		until -= 2
-	}
-	return c.Changelog.Replay(ctx, p, from, until, batchSize, fn)
-}
-
 // TestRecoveryRefusesAShortReplay: a replay that ends before the log's end
 // while the log's leader still holds the messages after it (a lagging
 // replica) is not taken over, which would drop the records it missed: the
@@ -154,22 +147,8 @@ func (c *shortReplay) Replay(ctx context.Context, p int, from, until uint64, bat
 // the whole log. (Messages removed by hand are the other case, taken over:
 // edge's TestDeletedChangelogTail.)
 func TestRecoveryRefusesAShortReplay(t *testing.T) {
-	sr := &shortReplay{}
-	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
-	h.wrapChangelog = func(c port.Changelog) port.Changelog { sr.Changelog = c; return sr }
-	h.start()
-	want := map[string]int64{}
-	h.publishCounts(40, 8, want)
-	h.waitCounts(want)
-	must(t, h.stop())
-
-	h.dir = t.TempDir()
-	sr.short.Store(true)
-	h.m = h.newManager()
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel, h.done = cancel, make(chan error, 1)
-	m := h.m
-	go func() { h.done <- m.Run(ctx) }()
+	fr := &failingReplay{}
+	h, want, m := restartOnEmptyStores(t, fr, func() { fr.short.Store(true) })
 	waitFor(t, 20*time.Second, "a short replay in the readiness reasons", func() bool {
 		_, reasons := m.Readiness()
 		return strings.Contains(strings.Join(reasons, "; "), "before the log's end")
@@ -177,7 +156,7 @@ func TestRecoveryRefusesAShortReplay(t *testing.T) {
 	if m.Ready() {
 		t.Fatal("ready after a short replay")
 	}
-	sr.short.Store(false)
+	fr.short.Store(false)
 	waitFor(t, 30*time.Second, "recovered and ready", func() bool { return m.Ready() })
 	h.waitCounts(want)
 }
