@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"regexp"
 	"time"
 	"unicode/utf8"
@@ -126,7 +125,9 @@ func (e *Event) JSON() (map[string]any, error) {
 			// device ids that differ in them would become one key.
 			m.parseErr = fmt.Errorf("payload is not valid UTF-8, as JSON must be")
 		default:
-			if _, err := dec.Token(); err != io.EOF {
+			// A second object would be lost without a word. Whitespace
+			// and the NUL a C string ends with are not data.
+			if rest := m.Data[dec.InputOffset():]; len(bytes.Trim(rest, " \t\r\n\x00")) > 0 {
 				m.parseErr = fmt.Errorf("payload is not a JSON object: data after the object")
 			}
 		}

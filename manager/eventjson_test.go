@@ -15,6 +15,7 @@ func TestEventJSON(t *testing.T) {
 	}{
 		{"object", `{"id":"a","v":1}`, ""},
 		{"spaces around", " \n{\"id\":\"a\"}\t\n", ""},
+		{"a C string's NUL", "{\"id\":\"a\"}\x00", ""},
 		{"unicode", `{"id":"ü✓"}`, ""},
 		{"array", `[1,2]`, "not a JSON object"},
 		{"null", `null`, "not a JSON object"},
