@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -92,8 +93,13 @@ func TestDeletedChangelogTail(t *testing.T) {
 	// The removed messages held commit markers: the source events the
 	// node still keeps after the last marker left are counted again. The
 	// counts settle; then each new event counts once.
-	n, _ = startNode(t, dir, spec)
+	cfg := testConfig(t, dir, spec)
+	logs := logTo(&cfg)
+	n, _ = runNode(t, cfg)
 	before := settledCounts(t, n, "c", keys)
+	if got := strings.Count(logs.String(), "the changelog's last messages were removed"); got == 0 || got > 4 {
+		t.Errorf("%d warnings that a changelog's last messages were removed; want one for each partition whose tail went (at most 4)", got)
+	}
 	for _, k := range keys {
 		publish(t, n, "s."+k, `{}`)
 	}

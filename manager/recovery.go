@@ -203,12 +203,19 @@ func (r *recovery) recoverActive(ctx context.Context, p *partition, gen uint64, 
 }
 
 // reachedEnd checks that a replay of p's log from from applied it up to
-// last, its end when the replay began. The log's last message is never
-// compacted away, so a replay that stopped short either read a lagging
-// replica, and taking over would drop the records it missed (an error,
-// and the recovery is retried), or the messages after it were removed by
-// hand (nats stream rmm): the log's leader says which. Removed ones are
-// gone for good; the partition goes on from what is left, and says so.
+// last, its end when the replay began. A replay that stopped short, as the
+// log's leader tells:
+//   - read a lagging replica, if a message up to last is stored: taking
+//     over would drop the records it missed (an error; the recovery is
+//     retried);
+//   - found the messages up to last superseded, if the first one stored
+//     is after last: a writer appended since (the new owner's commit
+//     marker compacts the old one away), and what it wrote is read next
+//     (a standby follows from last+1; a takeover, expecting the log to
+//     end at last, is fenced and replays the new tail);
+//   - found them removed by hand (nats stream rmm), if none is stored at
+//     all: the log's last message is never compacted away. They are gone
+//     for good; the partition goes on from what is left, and says so.
 func (r *recovery) reachedEnd(ctx context.Context, p *partition, what string, from, last uint64) error {
 	got := p.applied.Load()
 	if got >= last {
@@ -220,6 +227,9 @@ func (r *recovery) reachedEnd(ctx context.Context, p *partition, what string, fr
 	}
 	if left != 0 && left <= last {
 		return fmt.Errorf("%s from %d stopped at %d, before the log's end %d (sequence %d is stored)", what, from, got, last, left)
+	}
+	if left > last {
+		return nil
 	}
 	r.m.log.Warn("the changelog's last messages were removed, not by edgetables (which never removes a log's last message): their records are lost; the partition goes on from what is left",
 		"partition", p.id, "applied", got, "log_last", last, "removed_from", got+1)

@@ -3,6 +3,7 @@ package manager_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -19,11 +20,19 @@ type failingReplay struct {
 	port.Changelog
 	broken, short atomic.Bool
 	calls         atomic.Int64
+	// intrude, if set, is called before each replay with the partition
+	// and the end the replay is to reach, until it returns true. Replays
+	// run one at a time in the tests that set it.
+	intrude  func(p int, until uint64) bool
+	intruded atomic.Bool
 }
 
 var errReplayBroken = errors.New("replay: the log cannot be read")
 
 func (c *failingReplay) Replay(ctx context.Context, p int, from, until uint64, batchSize int, fn func([]port.Entry) error) error {
+	if c.intrude != nil && !c.intruded.Load() && c.intrude(p, until) {
+		c.intruded.Store(true)
+	}
 	switch {
 	case c.broken.Load():
 		c.calls.Add(1)
@@ -159,4 +168,53 @@ func TestRecoveryRefusesAShortReplay(t *testing.T) {
 	fr.short.Store(false)
 	waitFor(t, 30*time.Second, "recovered and ready", func() bool { return m.Ready() })
 	h.waitCounts(want)
+}
+
+// TestReplaySupersededByAnotherWriter: another writer commits to a
+// partition's log while its recovery begins, so that the marker at the end
+// the replay was to reach is compacted away by the writer's new one (one
+// marker subject per partition). The replay ends short of that end with
+// the next message after it: no removal to warn about, and no lagging
+// replica. The takeover, expecting the old end, is fenced and replays
+// the other writer's messages; every count is right, the other's record
+// included.
+func TestReplaySupersededByAnotherWriter(t *testing.T) {
+	logs := &syncBuffer{}
+	fr := &failingReplay{}
+	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	h.wrapChangelog = func(c port.Changelog) port.Changelog { fr.Changelog = c; return fr }
+	h.start()
+	want := map[string]int64{}
+	h.publishCounts(40, 8, want)
+	h.waitCounts(want)
+	must(t, h.stop())
+
+	intruded := keyIn(0, 2, "intruded")
+	fr.intrude = func(p int, until uint64) bool {
+		if p != 0 {
+			return false
+		}
+		ctx := context.Background()
+		marker, seq, ok, err := fr.LastCommit(ctx, 0)
+		if err != nil || !ok || seq != until {
+			t.Errorf("partition 0's last marker: %v at %d (%v); want one at the replay's end %d", ok, seq, err, until)
+			return true
+		}
+		h.intruderAt(0, 0, intruded, 42, marker.SourceSeq)
+		return true
+	}
+	h.dir = t.TempDir()
+	m := h.run()
+	waitFor(t, 20*time.Second, "recovered and ready", func() bool { return m.Ready() })
+	h.waitCounts(want)
+	if got, ok, err := h.counter.Lookup(context.Background(), intruded); err != nil || !ok || got != 42 {
+		t.Errorf("the other writer's record: %d, %v, %v; want 42", got, ok, err)
+	}
+	if !fr.intruded.Load() {
+		t.Fatal("partition 0 was never replayed")
+	}
+	if out := logs.String(); strings.Contains(out, "last messages were removed") {
+		t.Errorf("a superseded end was taken for a removed one:\n%s", out)
+	}
 }
