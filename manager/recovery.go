@@ -229,6 +229,8 @@ func (r *recovery) reachedEnd(ctx context.Context, p *partition, what string, fr
 		return fmt.Errorf("%s from %d stopped at %d, before the log's end %d (sequence %d is stored)", what, from, got, last, left)
 	}
 	if left > last {
+		r.m.log.Debug("replay's end superseded by a newer write; reading on from it",
+			"partition", p.id, "what", what, "applied", got, "log_last", last, "next_stored", left)
 		return nil
 	}
 	r.m.log.Warn("the changelog's last messages were removed, not by edgetables (which never removes a log's last message): their records are lost; the partition goes on from what is left",
