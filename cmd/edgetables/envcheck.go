@@ -29,10 +29,23 @@ func warnUnknownEnv(app *kong.Application, environ []string, log *slog.Logger) {
 	}
 }
 
-// knownEnv returns the variables the flags of every command read, and the
-// ones the binary reads itself.
+// testSuiteEnv are the variables edgetables' own tests read (go test; see
+// the README's "Running the tests"). The tests pass their environment on to
+// the binaries they start, which must not take them for misspellings.
+// TestTestSuiteEnvListed keeps the list whole.
+var testSuiteEnv = []string{
+	"EDGETABLES_BROWSER", "EDGETABLES_CHROMIUM", "EDGETABLES_CONSOLE_SCREENSHOT",
+	"EDGETABLES_CHAOS", "EDGETABLES_CHAOS_FLAGS", "EDGETABLES_CHAOS_HOGS", "EDGETABLES_CHAOS_LOGS",
+	"EDGETABLES_CHAOS_ONLY", "EDGETABLES_CHAOS_RUNS", "EDGETABLES_CHAOS_SEED",
+	"EDGETABLES_HUB_OUTAGE", "EDGETABLES_QEMU", "EDGETABLES_QEMU_DIST",
+	"EDGETABLES_SIZING", "EDGETABLES_SIZING_SETTLE", "EDGETABLES_SIZING_UPDATES",
+	"EDGETABLES_TEST_LOG", "EDGETABLES_TEST_LOGDIR",
+}
+
+// knownEnv returns the variables the flags of every command read, the
+// ones the binary reads itself, and the test suite's.
 func knownEnv(app *kong.Application) []string {
-	known := []string{tokenEnv}
+	known := append([]string{tokenEnv}, testSuiteEnv...)
 	var walk func(n *kong.Node)
 	walk = func(n *kong.Node) {
 		for _, f := range n.Flags {
