@@ -23,9 +23,7 @@ import (
 // and recover again after a restart. (Before, one such message failed
 // every recovery of its partition for good.)
 func TestForgedChangelogMessages(t *testing.T) {
-	dir := t.TempDir()
-	spec := "name=c,source=s.*,key=subject:2,agg=count"
-	n, stop := startNode(t, dir, spec)
+	dir, n, stop := startCounting(t)
 	keys := []string{"a", "b", "c", "d", "e", "f"}
 	countEach(t, n, keys, 1)
 	nc, err := nats.Connect(n.ClientURL())
@@ -46,7 +44,7 @@ func TestForgedChangelogMessages(t *testing.T) {
 	countEach(t, n, keys, 2)
 	stop()
 
-	n, _ = startNode(t, dir, spec)
+	n, _ = startNode(t, dir, countSpec)
 	countEach(t, n, keys, 3)
 }
 
@@ -56,9 +54,7 @@ func TestForgedChangelogMessages(t *testing.T) {
 // its recovery stopped for good: "replay stopped at N, before the log's
 // end M".)
 func TestDeletedChangelogTail(t *testing.T) {
-	dir := t.TempDir()
-	spec := "name=c,source=s.*,key=subject:2,agg=count"
-	n, stop := startNode(t, dir, spec)
+	dir, n, stop := startCounting(t)
 	keys := []string{"a", "b", "c", "d", "e", "f", "g", "h"}
 	countEach(t, n, keys, 1)
 	countEach(t, n, keys, 2)
@@ -93,7 +89,7 @@ func TestDeletedChangelogTail(t *testing.T) {
 	// The removed messages held commit markers: the source events the
 	// node still keeps after the last marker left are counted again. The
 	// counts settle; then each new event counts once.
-	cfg := testConfig(t, dir, spec)
+	cfg := testConfig(t, dir, countSpec)
 	logs := logTo(&cfg)
 	n, _ = runNode(t, cfg)
 	before := settledCounts(t, n, "c", keys)
@@ -140,9 +136,7 @@ func settledCounts(t *testing.T, n *Node, table string, keys []string) map[strin
 // moment (the log grew under it); the owner takes the log over again,
 // skipping it, and every event counts once, before and after a restart.
 func TestForgedCommitMarkers(t *testing.T) {
-	dir := t.TempDir()
-	spec := "name=c,source=s.*,key=subject:2,agg=count"
-	n, stop := startNode(t, dir, spec)
+	dir, n, stop := startCounting(t)
 	keys := []string{"a", "b", "c", "d", "e", "f"}
 	countEach(t, n, keys, 1)
 	nc, err := nats.Connect(n.ClientURL())
@@ -163,8 +157,19 @@ func TestForgedCommitMarkers(t *testing.T) {
 	}
 	stop()
 
-	n, _ = startNode(t, dir, spec)
+	n, _ = startNode(t, dir, countSpec)
 	countEach(t, n, keys, 5)
+}
+
+// countSpec is the count table c of the forged tests, over s.*.
+const countSpec = "name=c,source=s.*,key=subject:2,agg=count"
+
+// startCounting starts a node with countSpec in a new data directory.
+func startCounting(t *testing.T) (dir string, n *Node, stop func()) {
+	t.Helper()
+	dir = t.TempDir()
+	n, stop = startNode(t, dir, countSpec)
+	return dir, n, stop
 }
 
 // countEach publishes one event for each key to the count table c (source

@@ -44,13 +44,17 @@ func (c *failingReplay) Replay(ctx context.Context, p int, from, until uint64, b
 	return c.Changelog.Replay(ctx, p, from, until, batchSize, fn)
 }
 
-// restartOnEmptyStores counts 40 events over 8 keys with a manager whose
-// changelog is fr, stops it, calls arm, and starts a new one on an empty
-// store directory, so that every partition replays its log; it returns
-// the counts and the new manager, not waiting for it to be ready.
-func restartOnEmptyStores(t *testing.T, fr *failingReplay, arm func()) (*harness, map[string]int64, *manager.TableManager) {
+// restartOnEmptyStores counts 40 events over 8 keys with a manager of cfg
+// (2 partitions, 20 ms commits, if unset) whose changelog is fr, stops it,
+// calls arm, and starts a new one on an empty store directory, so that
+// every partition replays its log; it returns the counts and the new
+// manager, not waiting for it to be ready.
+func restartOnEmptyStores(t *testing.T, fr *failingReplay, cfg manager.Config, arm func(h *harness)) (*harness, map[string]int64, *manager.TableManager) {
 	t.Helper()
-	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond})
+	if cfg.Partitions == 0 {
+		cfg.Partitions, cfg.CommitInterval = 2, 20*time.Millisecond
+	}
+	h := newHarness(t, cfg)
 	h.wrapChangelog = func(c port.Changelog) port.Changelog { fr.Changelog = c; return fr }
 	h.start()
 	want := map[string]int64{}
@@ -58,7 +62,7 @@ func restartOnEmptyStores(t *testing.T, fr *failingReplay, arm func()) (*harness
 	h.waitCounts(want)
 	must(t, h.stop())
 	h.dir = t.TempDir()
-	arm()
+	arm(h)
 	return h, want, h.run()
 }
 
@@ -68,7 +72,7 @@ func restartOnEmptyStores(t *testing.T, fr *failingReplay, arm func()) (*harness
 // and error, is counted, and ends by itself once the log can be read.
 func TestRecoveryFailureIsBoundedAndVisible(t *testing.T) {
 	fr := &failingReplay{}
-	h, want, m := restartOnEmptyStores(t, fr, func() { fr.broken.Store(true) })
+	h, want, m := restartOnEmptyStores(t, fr, manager.Config{}, func(*harness) { fr.broken.Store(true) })
 
 	waitFor(t, 20*time.Second, "a failing recovery in the readiness reasons", func() bool {
 		_, reasons := m.Readiness()
@@ -157,7 +161,7 @@ func TestSourceFailureIsBoundedAndVisible(t *testing.T) {
 // edge's TestDeletedChangelogTail.)
 func TestRecoveryRefusesAShortReplay(t *testing.T) {
 	fr := &failingReplay{}
-	h, want, m := restartOnEmptyStores(t, fr, func() { fr.short.Store(true) })
+	h, want, m := restartOnEmptyStores(t, fr, manager.Config{}, func(*harness) { fr.short.Store(true) })
 	waitFor(t, 20*time.Second, "a short replay in the readiness reasons", func() bool {
 		_, reasons := m.Readiness()
 		return strings.Contains(strings.Join(reasons, "; "), "before the log's end")
@@ -181,31 +185,21 @@ func TestRecoveryRefusesAShortReplay(t *testing.T) {
 func TestReplaySupersededByAnotherWriter(t *testing.T) {
 	logs := &syncBuffer{}
 	fr := &failingReplay{}
-	h := newHarness(t, manager.Config{Partitions: 2, CommitInterval: 20 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	h.wrapChangelog = func(c port.Changelog) port.Changelog { fr.Changelog = c; return fr }
-	h.start()
-	want := map[string]int64{}
-	h.publishCounts(40, 8, want)
-	h.waitCounts(want)
-	must(t, h.stop())
-
 	intruded := keyIn(0, 2, "intruded")
-	fr.intrude = func(p int, until uint64) bool {
-		if p != 0 {
-			return false
-		}
-		ctx := context.Background()
-		marker, seq, ok, err := fr.LastCommit(ctx, 0)
-		if err != nil || !ok || seq != until {
-			t.Errorf("partition 0's last marker: %v at %d (%v); want one at the replay's end %d", ok, seq, err, until)
+	h, want, m := restartOnEmptyStores(t, fr, manager.Config{Logger: slog.New(slog.NewTextHandler(logs, nil))}, func(h *harness) {
+		fr.intrude = func(p int, until uint64) bool {
+			if p != 0 {
+				return false
+			}
+			marker, seq, ok, err := fr.LastCommit(context.Background(), 0)
+			if err != nil || !ok || seq != until {
+				t.Errorf("partition 0's last marker: %v at %d (%v); want one at the replay's end %d", ok, seq, err, until)
+				return true
+			}
+			h.intruderAt(0, 0, intruded, 42, marker.SourceSeq)
 			return true
 		}
-		h.intruderAt(0, 0, intruded, 42, marker.SourceSeq)
-		return true
-	}
-	h.dir = t.TempDir()
-	m := h.run()
+	})
 	waitFor(t, 20*time.Second, "recovered and ready", func() bool { return m.Ready() })
 	h.waitCounts(want)
 	if got, ok, err := h.counter.Lookup(context.Background(), intruded); err != nil || !ok || got != 42 {
