@@ -101,9 +101,11 @@ type Changelog interface {
 	// FirstStored returns the sequence of the first message stored in
 	// partition p's log at or after seq, as the log's leader holds it
 	// (a lagging replica cannot answer); 0 when none is. A recovery whose
-	// replay ended before the log's last sequence asks it whether the
-	// messages after were removed (by hand: edgetables never removes a
-	// log's last message) or its replay read a replica that lagged.
+	// replay ended before the log's last sequence asks it whether its
+	// replay read a replica that lagged (a message up to that end is
+	// stored), a writer appended since (the first one stored is after
+	// it), or the messages were removed by hand (none is: edgetables never
+	// removes a log's last message).
 	FirstStored(ctx context.Context, p int, seq uint64) (uint64, error)
 	// Follow reads partition p's log from sequence from and keeps reading
 	// as it grows, passing batches of at most batchSize entries to fn (a
